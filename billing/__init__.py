@@ -1,0 +1,1 @@
+"""Billing: usage metering, price plans, monthly invoices (PDF, CSV, XLSX)."""

@@ -1,0 +1,1 @@
+"""Compute: sites, hypervisor endpoints, images, flavors, desktops and their lifecycle, course pools, consoles."""

@@ -1,0 +1,1 @@
+"""Network: tenant networks, subnets, IP/MAC bindings pushed to DHCP, security groups."""

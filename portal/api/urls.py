@@ -1,0 +1,25 @@
+"""/api/v1/: project endpoints plus every app's router registrations."""
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from audit import api as audit_api
+from billing import api as billing_api
+from compute import api as compute_api
+from network import api as network_api
+from portal.api import views
+from tenants import api as tenants_api
+
+APP_APIS = (tenants_api, compute_api, network_api, billing_api, audit_api)
+
+router = DefaultRouter()
+router.include_format_suffixes = False
+for module in APP_APIS:
+    module.register(router)
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("users/me/", views.MeView.as_view(), name="api-me"),
+    *(pattern for module in APP_APIS for pattern in module.urlpatterns),
+    path("", include(router.urls)),
+]

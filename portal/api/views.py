@@ -1,0 +1,78 @@
+"""Project-wide API endpoints: token login and the caller's own profile."""
+
+from django.contrib.auth import authenticate
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ServiceError
+from tenants.selectors import memberships_of, platform_role_of
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, style={"input_type": "password"}, trim_whitespace=False)
+    otp = serializers.CharField(max_length=12, required=False, allow_blank=True)
+
+
+class TokenView(APIView):
+    """Exchange a username and password (and a one-time code when required) for an API token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_scope = "login"
+
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+        operation_id="auth_token_create",
+    )
+    def post(self, request):
+        serializer = TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None or not user.is_active:
+            # Never say which half was wrong.
+            raise ServiceError(_("用户名或密码错误。"), code="invalid_credentials", status=400)
+        token, _created = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class TenantRefSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    role = serializers.CharField()
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    display_name = serializers.CharField()
+    roles = serializers.ListField(child=serializers.CharField())
+    platform_role = serializers.CharField(allow_null=True)
+    tenants = TenantRefSerializer(many=True)
+
+
+class MeView(APIView):
+    """The caller: username, display name, roles and tenants."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=MeSerializer, operation_id="users_me_retrieve")
+    def get(self, request):
+        user = request.user
+        memberships = memberships_of(user)
+        platform = platform_role_of(user)
+        roles = sorted({m.role for m in memberships} | ({platform} if platform else set()))
+        payload = {
+            "username": user.username,
+            "display_name": user.get_full_name(),
+            "roles": roles,
+            "platform_role": platform,
+            "tenants": [{"slug": m.tenant.slug, "name": m.tenant.name, "role": m.role} for m in memberships],
+        }
+        return Response(MeSerializer(payload).data)

@@ -1,0 +1,9 @@
+"""The portal app: the UI shell, health, demo data and project-wide commands."""
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class PortalConfig(AppConfig):
+    name = "portal"
+    verbose_name = _("门户")

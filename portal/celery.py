@@ -1,0 +1,100 @@
+"""The Celery app: task discovery, queues and routes, and the one place periodic tasks live."""
+
+import contextlib
+import os
+
+from celery import Celery, bootsteps
+from celery.signals import worker_ready, worker_shutdown
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    # Tasks are idempotent by rule (they check the row's state first), so a task that
+    # dies with its worker is simply delivered again.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue="default",
+    task_queues=[Queue("default"), Queue("hypervisor"), Queue("billing"), Queue("audit")],
+    # Hypervisor work can be routed to a site's own queue ("site.<slug>") by the caller;
+    # without a site it goes to the shared "hypervisor" queue.
+    task_routes={
+        "compute.tasks.*": {"queue": "hypervisor"},
+        "network.tasks.*": {"queue": "hypervisor"},
+        "billing.tasks.*": {"queue": "billing"},
+        "audit.tasks.*": {"queue": "audit"},
+    },
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    timezone="Asia/Shanghai",
+    enable_utc=True,
+)
+app.autodiscover_tasks()
+
+# Every periodic task of the project, in one place. Apps add their entries here.
+app.conf.beat_schedule = {
+    "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
+}
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Writes a row every few seconds so /healthz can tell that a worker is alive.
+
+    A database row works with every broker, including the quick start's filesystem
+    transport, where remote control (ping) is not dependable.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker):
+        self.tref = worker.timer.call_repeatedly(HEARTBEAT_SECONDS, _beat, (worker,), priority=10)
+        _beat(worker)
+
+    def stop(self, worker):
+        if self.tref:
+            self.tref.cancel()
+            self.tref = None
+
+
+def _beat(worker):
+    from django.db import close_old_connections
+
+    from portal.services import worker_heartbeat_record
+
+    try:
+        queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
+    except Exception:  # noqa: BLE001 - the queue list is informational
+        queues = []
+    try:
+        worker_heartbeat_record(hostname=worker.hostname, queues=queues)
+    finally:
+        close_old_connections()
+
+
+app.steps["worker"].add(HeartbeatStep)
+
+
+@worker_ready.connect
+def _on_ready(sender=None, **kwargs):  # pragma: no cover - logging only
+    app.log.get_default_logger().info("CampusCloud worker ready: %s", getattr(sender, "hostname", "?"))
+
+
+@worker_shutdown.connect
+def _on_shutdown(sender=None, **kwargs):
+    from portal.services import worker_heartbeat_forget
+
+    # The database may already be gone at shutdown; the row then simply goes stale.
+    with contextlib.suppress(Exception):
+        worker_heartbeat_forget(hostname=getattr(sender, "hostname", ""))

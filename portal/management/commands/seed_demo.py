@@ -1,0 +1,25 @@
+"""Load the demo data of CONTRACT.md: tenants, accounts and, per app, a life to look at."""
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from tenants import demo as tenants_demo
+
+# Apps seed in dependency order; each app's demo module is idempotent.
+SEEDERS = [("tenants", tenants_demo.seed)]
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenants, accounts and data (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options):
+        summary = {name: seed() for name, seed in SEEDERS}
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, ensure_ascii=False))
+        else:
+            for name, counts in summary.items():
+                self.stdout.write(f"{name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

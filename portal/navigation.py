@@ -1,0 +1,33 @@
+"""The navigation: each entry names the roles that may use it. Apps add their entries here."""
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from tenants.roles import PlatformRole, TenantRole
+
+EVERYONE = frozenset({*TenantRole.values, *PlatformRole.values})
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    icon: str
+    roles: frozenset
+
+
+NAVIGATION: list[NavItem] = [
+    NavItem(_("概览"), "dashboard", "speedometer2", EVERYONE),
+]
+
+
+def items_for(roles: set[str], current_path: str) -> list[dict]:
+    items = []
+    for item in NAVIGATION:
+        if roles & item.roles:
+            url = reverse(item.url_name)
+            active = current_path == url if url == "/" else current_path.startswith(url)
+            items.append({"label": item.label, "url": url, "icon": item.icon, "active": active})
+    return items

@@ -1,0 +1,3 @@
+"""WebSocket routes. The console proxy of compute plugs in here."""
+
+websocket_urlpatterns: list = []

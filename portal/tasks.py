@@ -1,0 +1,10 @@
+"""Periodic housekeeping of the portal app."""
+
+from celery import shared_task
+
+from portal.services import worker_heartbeat_cleanup
+
+
+@shared_task
+def heartbeat_cleanup() -> int:
+    return worker_heartbeat_cleanup()

@@ -1,0 +1,53 @@
+"""The UI shell: dashboard per role, health endpoint and error pages."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from portal.health import health_report
+from portal.middleware import wants_json
+from tenants.selectors import memberships_of, platform_role_of, roles_of
+
+
+@require_GET
+@never_cache
+def healthz(request):
+    report, healthy = health_report()
+    return JsonResponse(report, status=200 if healthy else 503)
+
+
+@login_required
+def dashboard(request):
+    user = request.user
+    context = {
+        "roles": sorted(roles_of(user)),
+        "platform_role": platform_role_of(user),
+        "memberships": memberships_of(user),
+    }
+    return render(request, "portal/dashboard.html", context)
+
+
+def _error(request, status: int, message: str):
+    if wants_json(request):
+        codes = {400: "invalid", 403: "permission_denied", 404: "not_found", 500: "server_error"}
+        return JsonResponse({"code": codes.get(status, "error"), "message": message, "detail": {}}, status=status)
+    return render(request, "errors/error.html", {"status": status, "message": message}, status=status)
+
+
+def bad_request(request, exception=None):
+    return _error(request, 400, _("请求有误，无法处理。"))
+
+
+def permission_denied(request, exception=None):
+    return _error(request, 403, _("您没有访问此页面的权限。"))
+
+
+def page_not_found(request, exception=None):
+    return _error(request, 404, _("页面不存在，或您无权查看。"))
+
+
+def server_error(request):
+    return _error(request, 500, _("服务器出错了。我们已记录此问题，请稍后再试。"))

@@ -1,0 +1,1 @@
+"""Tenants: the tenant tree, accounts, memberships and roles, courses, quotas and approvals."""
