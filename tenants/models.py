@@ -97,3 +97,93 @@ class PlatformAssignment(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.role}"
+
+
+class Course(models.Model):
+    """A course of a tenant in one term: its teacher, its roster and its weekly class times."""
+
+    tenant = models.ForeignKey(Tenant, verbose_name=_("租户"), on_delete=models.PROTECT, related_name="courses")
+    code = models.CharField(_("课程代码"), max_length=32, help_text=_("例如 CS101"))
+    name = models.CharField(_("课程名称"), max_length=150)
+    teacher = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("教师"), on_delete=models.PROTECT, related_name="courses_taught"
+    )
+    term_start = models.DateField(_("学期开始"))
+    term_end = models.DateField(_("学期结束"))
+    students = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("学生名单"),
+        through="RosterEntry",
+        related_name="courses_enrolled",
+        blank=True,
+    )
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("课程")
+        verbose_name_plural = _("课程")
+        ordering = ["tenant__path", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "code"], name="course_unique_code_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(term_end__gte=models.F("term_start")), name="course_term_ordered"
+            ),
+        ]
+        permissions = [("manage_course", _("管理课程（名单、桌面池）"))]
+
+    def __str__(self):
+        return f"{self.code} {self.name}"
+
+
+class RosterEntry(models.Model):
+    """A student on a course's roster, with the student number the roster was imported with."""
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="roster")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="roster_entries")
+    student_number = models.CharField(_("学号"), max_length=32)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("名单条目")
+        verbose_name_plural = _("名单条目")
+        ordering = ["student_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["course", "user"], name="roster_unique_user"),
+            models.UniqueConstraint(fields=["course", "student_number"], name="roster_unique_student_number"),
+        ]
+
+    def __str__(self):
+        return f"{self.course.code}: {self.student_number}"
+
+
+class ClassTime(models.Model):
+    """A weekly class slot of a course. Slots of one course never overlap (the service refuses it)."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 1, _("周一")
+        TUESDAY = 2, _("周二")
+        WEDNESDAY = 3, _("周三")
+        THURSDAY = 4, _("周四")
+        FRIDAY = 5, _("周五")
+        SATURDAY = 6, _("周六")
+        SUNDAY = 7, _("周日")
+
+    course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="class_times")
+    weekday = models.PositiveSmallIntegerField(_("星期"), choices=Weekday.choices)
+    start_time = models.TimeField(_("开始时间"))
+    end_time = models.TimeField(_("结束时间"))
+
+    class Meta:
+        verbose_name = _("上课时间")
+        verbose_name_plural = _("上课时间")
+        ordering = ["weekday", "start_time"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end_time__gt=models.F("start_time")), name="classtime_ordered"),
+            models.CheckConstraint(condition=models.Q(weekday__gte=1, weekday__lte=7), name="classtime_weekday_iso"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_weekday_display()} {self.start_time:%H:%M}-{self.end_time:%H:%M}"
+
+    def overlaps(self, other: "ClassTime") -> bool:
+        return self.weekday == other.weekday and self.start_time < other.end_time and other.start_time < self.end_time

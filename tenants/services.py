@@ -27,9 +27,7 @@ def membership_grant(*, actor, user: User, tenant: Tenant, role: str) -> Members
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(user=user, tenant=tenant, role=role)
         if created:
-            event_record(
-                action=Action.ROLE_GRANTED, actor=actor, target=user, tenant=tenant, detail={"role": role}
-            )
+            event_record(action=Action.ROLE_GRANTED, actor=actor, target=user, tenant=tenant, detail={"role": role})
     return membership
 
 
