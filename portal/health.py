@@ -1,9 +1,10 @@
 """What /healthz reports: the database, the broker, a live worker and each hypervisor."""
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from kombu import Connection
 
-from portal.celery import app as celery_app
 from portal.models import WorkerHeartbeat
 from portal.services import HEARTBEAT_STALE_AFTER
 
@@ -20,8 +21,10 @@ def check_database() -> str:
 
 def check_broker() -> str:
     try:
-        with celery_app.connection_for_write() as conn:
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2, transport_options=options) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            conn.default_channel  # noqa: B018 - opening a channel is what proves the broker answers
     except Exception as exc:  # noqa: BLE001
         return f"error: {exc.__class__.__name__}"
     return "ok"

@@ -74,3 +74,77 @@ def api():
             return self
 
     return Client()
+
+
+def _worker_database_url() -> str:
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] != "django.db.backends.mysql":
+        pytest.fail("a real Celery worker shares the test database: run the suite on MariaDB (make test)")
+    auth = quote(db["USER"] or "root") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker process on the configured broker, using the test database.
+
+    Yields the process; waits until its heartbeat row shows it consuming. Tests that use
+    it see committed data only, hence `transactional_db`.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    from portal.celery import app
+    from portal.models import WorkerHeartbeat
+
+    app.control.purge()
+    name = f"test-{uuid.uuid4().hex[:8]}@%h"
+    env = {**os.environ, "DATABASE_URL": _worker_database_url()}
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "-Q",
+            "default,hypervisor,billing,audit",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "WARNING",
+            "-n",
+            name,
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=root,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not WorkerHeartbeat.objects.filter(hostname__startswith=name.split("@")[0]).exists():
+        if process.poll() is not None:
+            pytest.fail(f"the Celery worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the Celery worker did not report within 60 s")
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
