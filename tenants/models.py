@@ -187,3 +187,276 @@ class ClassTime(models.Model):
 
     def overlaps(self, other: "ClassTime") -> bool:
         return self.weekday == other.weekday and self.start_time < other.end_time and other.start_time < self.end_time
+
+
+# --- Quotas -------------------------------------------------------------------------
+
+RESOURCES = ("vcpu", "ram_gib", "disk_gib", "gpus", "desktops", "ips")
+RESOURCE_LABELS = {
+    "vcpu": _("vCPU"),
+    "ram_gib": _("内存 (GiB)"),
+    "disk_gib": _("磁盘 (GiB)"),
+    "gpus": _("GPU"),
+    "desktops": _("桌面"),
+    "ips": _("IP 地址"),
+}
+
+
+def _amount_fields(prefix: str, *, null: bool) -> dict:
+    """One integer column per resource: limit_vcpu, used_vcpu, ..."""
+    return {
+        f"{prefix}{name}": models.PositiveIntegerField(
+            f"{prefix}{name}", null=null, blank=null, default=None if null else 0
+        )
+        for name in RESOURCES
+    }
+
+
+class AmountsMixin:
+    def amounts(self, prefix: str = "") -> dict[str, int]:
+        return {name: getattr(self, f"{prefix}{name}") or 0 for name in RESOURCES}
+
+
+class Quota(AmountsMixin, models.Model):
+    """The limit, usage and reservations of one scope: a tenant, a course or a user in a tenant.
+
+    A limit of NULL means "no limit at this level" (the levels above still bind). Usage and
+    reservations are counters changed only under the row lock of `tenants.locks.quota_rows_lock`.
+    """
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant", _("租户")
+        COURSE = "course", _("课程")
+        USER = "user", _("用户")
+
+    scope = models.CharField(_("范围"), max_length=10, choices=Scope.choices)
+    tenant = models.ForeignKey(Tenant, verbose_name=_("租户"), on_delete=models.CASCADE, related_name="quotas")
+    course = models.OneToOneField(
+        Course, verbose_name=_("课程"), null=True, blank=True, on_delete=models.CASCADE, related_name="quota"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("用户"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="quotas",
+    )
+    # "tenant:7", "course:12" or "user:7:42": one quota per scope. A unique column, because
+    # MySQL/MariaDB have no partial unique indexes.
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    # The highest usage threshold (0, 80, 100 percent) already notified; reset when usage falls back.
+    notified_level = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    locals().update(_amount_fields("limit_", null=True))
+    locals().update(_amount_fields("used_", null=False))
+    locals().update(_amount_fields("reserved_", null=False))
+
+    class Meta:
+        verbose_name = _("配额")
+        verbose_name_plural = _("配额")
+        ordering = ["tenant__path", "scope", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="tenant", course__isnull=True, user__isnull=True)
+                    | models.Q(scope="course", course__isnull=False, user__isnull=True)
+                    | models.Q(scope="user", course__isnull=True, user__isnull=False)
+                ),
+                name="quota_scope_matches_keys",
+            ),
+        ]
+
+    def __str__(self):
+        if self.scope == self.Scope.COURSE:
+            return f"{self.tenant.slug}/{self.course.code}"
+        if self.scope == self.Scope.USER:
+            return f"{self.tenant.slug}/{self.user.username}"
+        return self.tenant.slug
+
+    def limits(self) -> dict[str, int | None]:
+        return {name: getattr(self, f"limit_{name}") for name in RESOURCES}
+
+
+class Reservation(AmountsMixin, models.Model):
+    """Resources held against quotas: reserved at approval, committed when provisioned, released at the end."""
+
+    class State(models.TextChoices):
+        RESERVED = "reserved", _("已预留")
+        COMMITTED = "committed", _("已使用")
+        RELEASED = "released", _("已释放")
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="reservations")
+    course = models.ForeignKey(Course, null=True, blank=True, on_delete=models.SET_NULL, related_name="reservations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reservations"
+    )
+    state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.RESERVED)
+    reason = models.CharField(_("原因"), max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    locals().update(_amount_fields("", null=False))
+
+    class Meta:
+        verbose_name = _("配额预留")
+        verbose_name_plural = _("配额预留")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "state"])]
+
+    def __str__(self):
+        return f"#{self.pk} {self.tenant.slug} {self.state}"
+
+
+# --- Approval workflows ---------------------------------------------------------------
+
+
+class RequestKind(models.TextChoices):
+    COURSE_DESKTOPS = "course_desktops", _("课程桌面")
+    PERSONAL_DESKTOP = "personal_desktop", _("个人桌面")
+    GPU_ENVIRONMENT = "gpu_environment", _("GPU 仿真环境")
+    QUOTA_INCREASE = "quota_increase", _("配额调整")
+
+
+class ApproverRole(models.TextChoices):
+    TENANT_ADMIN = "tenant_admin", _("院系管理员")
+    SYSTEM_ADMIN = "system_admin", _("平台系统管理员")
+
+
+class ApprovalPolicy(models.Model):
+    """How a tenant's requests are approved: ordered steps and auto-approval rules. Children inherit it."""
+
+    tenant = models.OneToOneField(Tenant, verbose_name=_("租户"), on_delete=models.CASCADE, related_name="policy")
+    name = models.CharField(_("名称"), max_length=100)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("审批策略")
+        verbose_name_plural = _("审批策略")
+
+    def __str__(self):
+        return self.name
+
+
+class PolicyStep(models.Model):
+    """One approval step. With thresholds set, the step applies only when a request exceeds one of them."""
+
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.CASCADE, related_name="steps")
+    order = models.PositiveSmallIntegerField(_("顺序"))
+    approver_role = models.CharField(_("审批人"), max_length=20, choices=ApproverRole.choices)
+    above_desktops = models.PositiveIntegerField(_("桌面数超过"), null=True, blank=True)
+    above_vcpu = models.PositiveIntegerField(_("vCPU 超过"), null=True, blank=True)
+    above_gpus = models.PositiveIntegerField(_("GPU 超过"), null=True, blank=True)
+    above_cost = models.DecimalField(_("月费用超过（元）"), max_digits=12, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("审批步骤")
+        verbose_name_plural = _("审批步骤")
+        ordering = ["policy", "order"]
+        constraints = [models.UniqueConstraint(fields=["policy", "order"], name="policystep_unique_order")]
+
+    def __str__(self):
+        return f"{self.order}. {self.get_approver_role_display()}"
+
+
+class AutoApprovalRule(models.Model):
+    """Approve without a person when a request stays within every maximum (as ManageIQ does)."""
+
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.CASCADE, related_name="rules")
+    name = models.CharField(_("规则名称"), max_length=100)
+    kind = models.CharField(_("申请类型"), max_length=20, choices=RequestKind.choices, blank=True)
+    max_desktops = models.PositiveIntegerField(_("最多桌面数"), default=0)
+    max_vcpu = models.PositiveIntegerField(_("最多 vCPU"), default=0)
+    max_ram_gib = models.PositiveIntegerField(_("最多内存 (GiB)"), default=0)
+    max_gpus = models.PositiveIntegerField(_("最多 GPU"), default=0)
+    is_active = models.BooleanField(_("启用"), default=True)
+
+    class Meta:
+        verbose_name = _("自动审批规则")
+        verbose_name_plural = _("自动审批规则")
+        ordering = ["policy", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class ApprovalRequest(AmountsMixin, models.Model):
+    """A request for resources. Its state changes only through the named transitions of the services."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("待审批")
+        APPROVED = "approved", _("已批准")
+        REJECTED = "rejected", _("已驳回")
+        CANCELLED = "cancelled", _("已撤回")
+        FULFILLED = "fulfilled", _("已交付")
+        FAILED = "failed", _("交付失败")
+
+    tenant = models.ForeignKey(Tenant, verbose_name=_("租户"), on_delete=models.PROTECT, related_name="requests")
+    course = models.ForeignKey(
+        Course, verbose_name=_("课程"), null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("申请人"), on_delete=models.PROTECT, related_name="requests"
+    )
+    kind = models.CharField(_("类型"), max_length=20, choices=RequestKind.choices)
+    title = models.CharField(_("标题"), max_length=200)
+    # What is asked for, in the words of the app that fulfils it: image version, flavor, seats, class times.
+    payload = models.JSONField(_("申请内容"), default=dict, blank=True)
+    estimated_cost = models.DecimalField(_("预计月费用（元）"), max_digits=12, decimal_places=2, null=True, blank=True)
+    state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    reason = models.TextField(_("说明"), blank=True)
+    rejection_reason = models.TextField(_("驳回原因"), blank=True)
+    auto_rule = models.CharField(_("自动审批规则"), max_length=100, blank=True)
+    reservation = models.OneToOneField(
+        Reservation, null=True, blank=True, on_delete=models.SET_NULL, related_name="request"
+    )
+    fulfilment_detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(_("提交时间"), auto_now_add=True, db_index=True)
+    decided_at = models.DateTimeField(_("决定时间"), null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    locals().update(_amount_fields("", null=False))
+
+    class Meta:
+        verbose_name = _("申请")
+        verbose_name_plural = _("申请")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "state"])]
+
+    def __str__(self):
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def current_step(self):
+        steps = [s for s in self.steps.all() if s.state == ApprovalStep.State.PENDING]
+        return steps[0] if steps else None
+
+
+class ApprovalStep(models.Model):
+    """One step a request goes through, and who decided it, when and why."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("待审批")
+        APPROVED = "approved", _("已同意")
+        REJECTED = "rejected", _("已驳回")
+        SKIPPED = "skipped", _("未执行")
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="steps")
+    order = models.PositiveSmallIntegerField(_("顺序"))
+    approver_role = models.CharField(_("审批人"), max_length=20, choices=ApproverRole.choices)
+    state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(_("意见"), blank=True)
+
+    class Meta:
+        verbose_name = _("审批记录")
+        verbose_name_plural = _("审批记录")
+        ordering = ["request", "order"]
+        constraints = [models.UniqueConstraint(fields=["request", "order"], name="approvalstep_unique_order")]
+
+    def __str__(self):
+        return f"#{self.request_id}.{self.order} {self.state}"

@@ -77,3 +77,137 @@ def describe_actor(user) -> tuple[str, str]:
     memberships = memberships_of(user)
     roles = ",".join(sorted({m.role for m in memberships}))
     return roles, memberships[0].tenant.slug if memberships else ""
+
+
+# --- Courses, quotas, requests, memberships -------------------------------------------------
+
+READER_ROLES = (TenantRole.TENANT_ADMIN, TenantRole.FINANCE, TenantRole.AUDITOR)
+
+
+def _subtree_q(user, roles, field: str = "tenant__path") -> Q | None:
+    """Q matching rows whose tenant lies under a tenant where the user holds one of `roles`; None if none."""
+    paths = {m.tenant.path for m in memberships_of(user) if m.role in roles}
+    if not paths:
+        return None
+    condition = Q()
+    for path in paths:
+        condition |= Q(**{f"{field}__startswith": path})
+    return condition
+
+
+def _any(*conditions) -> Q | None:
+    present = [c for c in conditions if c is not None]
+    if not present:
+        return None
+    result = Q()
+    for c in present:
+        result |= c
+    return result
+
+
+def course_list_for(user) -> QuerySet:
+    """Courses a user may see: all for the system admin; a tenant's for its admins, finance and auditors;
+    those taught or granted (guardian) for a teacher; those on whose roster a student is."""
+    from guardian.shortcuts import get_objects_for_user
+
+    from tenants.models import Course, RosterEntry
+
+    base = Course.objects.filter(tenant__is_active=True).select_related("tenant", "teacher")
+    if not getattr(user, "is_authenticated", False):
+        return base.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return base
+    if platform_role_of(user):
+        return base.none()
+    granted = get_objects_for_user(
+        user, "tenants.manage_course", klass=Course, accept_global_perms=False, with_superuser=False
+    ).values("pk")
+    condition = _any(
+        _subtree_q(user, READER_ROLES),
+        Q(teacher=user),
+        Q(pk__in=granted),
+        Q(pk__in=RosterEntry.objects.filter(user=user).values("course_id")),
+    )
+    return base.filter(condition)
+
+
+def course_get_for(user, *, pk) -> object:
+    return course_list_for(user).get(pk=pk)
+
+
+def quota_list_for(user) -> QuerySet:
+    """Quotas a user may see: their tenants' subtrees for admins, finance and auditors; for teachers their
+    tenants', their courses' and their own; a person's own quota for everyone."""
+    from tenants.models import Quota
+
+    base = Quota.objects.filter(tenant__is_active=True).select_related("tenant", "course", "user")
+    if not getattr(user, "is_authenticated", False):
+        return base.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return base
+    if platform_role_of(user):
+        return base.none()
+    teacher_tenants = [m.tenant_id for m in memberships_of(user) if m.role == TenantRole.TEACHER]
+    condition = _any(
+        _subtree_q(user, READER_ROLES),
+        Q(scope=Quota.Scope.TENANT, tenant_id__in=teacher_tenants) if teacher_tenants else None,
+        Q(scope=Quota.Scope.COURSE, course__in=course_list_for(user).filter(teacher=user).values("pk"))
+        if teacher_tenants
+        else None,
+        Q(user=user),
+    )
+    return base.filter(condition)
+
+
+def request_list_for(user) -> QuerySet:
+    """Requests a user may see: their own; their tenants' subtrees for admins, finance and auditors;
+    every request for the system admin, who approves the steps above thresholds."""
+    from tenants.models import ApprovalRequest
+
+    base = ApprovalRequest.objects.select_related("tenant", "course", "requester").order_by("-created_at", "-id")
+    if not getattr(user, "is_authenticated", False):
+        return base.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return base
+    if platform_role_of(user):
+        return base.none()
+    return base.filter(_any(_subtree_q(user, READER_ROLES), Q(requester=user)))
+
+
+def request_queue_for(user) -> QuerySet:
+    """Pending requests whose current step this user decides (never their own)."""
+    from django.db.models import OuterRef, Subquery
+
+    from tenants.models import ApprovalRequest, ApprovalStep, ApproverRole
+
+    current_role = Subquery(
+        ApprovalStep.objects.filter(request=OuterRef("pk"), state=ApprovalStep.State.PENDING)
+        .order_by("order")
+        .values("approver_role")[:1]
+    )
+    pending = (
+        ApprovalRequest.objects.filter(state=ApprovalRequest.State.PENDING)
+        .annotate(current_role=current_role)
+        .select_related("tenant", "course", "requester")
+        .exclude(requester=user)
+        .order_by("created_at", "id")
+    )
+    if not getattr(user, "is_authenticated", False):
+        return pending.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return pending.filter(current_role=ApproverRole.SYSTEM_ADMIN)
+    admin = _subtree_q(user, (TenantRole.TENANT_ADMIN,))
+    if platform_role_of(user) or admin is None:
+        return pending.none()
+    return pending.filter(admin, current_role=ApproverRole.TENANT_ADMIN, tenant__is_active=True)
+
+
+def membership_list_for(user) -> QuerySet:
+    """Memberships a user may see: all for the security admin; a subtree's for its admins and auditors."""
+    base = Membership.objects.select_related("user", "tenant").order_by("tenant__path", "user__username", "role")
+    if platform_role_of(user) == PlatformRole.SECURITY_ADMIN:
+        return base
+    if platform_role_of(user):
+        return base.none()
+    condition = _subtree_q(user, (TenantRole.TENANT_ADMIN, TenantRole.AUDITOR))
+    return base.filter(condition) if condition is not None else base.none()

@@ -1,0 +1,38 @@
+"""Row locks of the tenants app: one named helper per model, the only places `select_for_update` is used.
+
+Locks are taken in primary-key order so that two transactions locking overlapping sets of
+rows queue behind each other instead of deadlocking.
+"""
+
+from django.db.models import Q
+
+from tenants.models import ApprovalRequest, Quota, Reservation
+
+
+def quota_rows_lock(*, tenant, course=None, user=None) -> list[Quota]:
+    """Lock every quota that binds a scope: the tenant's and its ancestors', the course's, the user's."""
+    ancestor_paths = _ancestor_paths(tenant.path)
+    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=ancestor_paths)
+    if course is not None:
+        condition |= Q(scope=Quota.Scope.COURSE, course=course)
+    if user is not None:
+        condition |= Q(scope=Quota.Scope.USER, tenant=tenant, user=user)
+    return list(Quota.objects.select_for_update().filter(condition).select_related("tenant").order_by("pk"))
+
+
+def quota_row_lock(pk: int) -> Quota:
+    return Quota.objects.select_for_update().select_related("tenant", "course", "user").get(pk=pk)
+
+
+def reservation_lock(pk: int) -> Reservation:
+    return Reservation.objects.select_for_update().select_related("tenant", "course", "user").get(pk=pk)
+
+
+def request_lock(pk: int) -> ApprovalRequest:
+    return ApprovalRequest.objects.select_for_update().select_related("tenant", "course", "requester").get(pk=pk)
+
+
+def _ancestor_paths(path: str) -> list[str]:
+    """ "/uni/cs/ai/" -> ["/uni/", "/uni/cs/", "/uni/cs/ai/"]."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
