@@ -108,7 +108,8 @@ def _any(*conditions) -> Q | None:
 def course_list_for(user) -> QuerySet:
     """Courses a user may see: all for the system admin; a tenant's for its admins, finance and auditors;
     those taught or granted (guardian) for a teacher; those on whose roster a student is."""
-    from guardian.shortcuts import get_objects_for_user
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import UserObjectPermission
 
     from tenants.models import Course, RosterEntry
 
@@ -119,9 +120,16 @@ def course_list_for(user) -> QuerySet:
         return base
     if platform_role_of(user):
         return base.none()
-    granted = get_objects_for_user(
-        user, "tenants.manage_course", klass=Course, accept_global_perms=False, with_superuser=False
-    ).values("pk")
+    # guardian keeps object ids as text; reading them out first avoids a text = integer join
+    # (and MariaDB's collation clash between guardian's table and ours).
+    granted = [
+        int(pk)
+        for pk in UserObjectPermission.objects.filter(
+            user=user,
+            permission__codename="manage_course",
+            content_type=ContentType.objects.get_for_model(Course),
+        ).values_list("object_pk", flat=True)
+    ]
     condition = _any(
         _subtree_q(user, READER_ROLES),
         Q(teacher=user),

@@ -357,7 +357,14 @@ def course_roster_import(*, actor, course: Course, rows: list[tuple[int, str, st
     """
     _require(permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), "course_forbidden")
     numbers = [number for _line, number, _name in rows]
+    # The course's own roster first (its numbers are what the teacher imported before), then accounts.
     existing = {u.student_number: u for u in User.objects.filter(student_number__in=numbers)}
+    existing.update(
+        {
+            e.student_number: e.user
+            for e in RosterEntry.objects.filter(course=course, student_number__in=numbers).select_related("user")
+        }
+    )
     by_username = {u.username: u for u in User.objects.filter(username__in=[n.lower() for n in numbers])}
     admins = set(
         PlatformAssignment.objects.filter(user__student_number__in=numbers).values_list(
