@@ -1,8 +1,482 @@
-"""REST API of this app: thin views that validate, call one service and serialize."""
+"""REST API of compute: images, flavors, desktops (actions, snapshots, volumes), endpoints, sites.
+
+Thin views: querysets come from compute.selectors (another tenant's object is a 404),
+writes go through one service each, and services' refusals become {"code", "message", "detail"}.
+"""
+
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.response import Response
+
+from compute import selectors, services
+from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
+from tenants.models import Course, Tenant
+from tenants.selectors import tenant_list_for
+
+# --- serializers ----------------------------------------------------------------------------
+
+
+class ImageVersionSerializer(serializers.ModelSerializer):
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = ImageVersion
+        fields = ["id", "version", "format", "size_bytes", "status", "endpoint", "created_at"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    versions = ImageVersionSerializer(many=True, read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Image
+        fields = ["id", "name", "os_type", "description", "visibility", "tenant", "course", "is_active", "versions"]
+
+
+class ImageCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    visibility = serializers.ChoiceField(choices=["platform", "tenant", "course"], default="platform")
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False)
+    course = serializers.PrimaryKeyRelatedField(queryset=Course.objects.all(), required=False)
+    os_type = serializers.CharField(max_length=50, required=False, default="")
+    description = serializers.CharField(required=False, default="")
+
+
+class FlavorSerializer(serializers.ModelSerializer):
+    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Flavor
+        fields = ["id", "name", "vcpus", "memory_mib", "disk_gib", "gpu_profile", "is_active"]
+
+
+class FlavorCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    vcpus = serializers.IntegerField(min_value=1, max_value=256)
+    memory_mib = serializers.IntegerField(min_value=64)
+    disk_gib = serializers.IntegerField(min_value=1)
+
+
+class DesktopSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    image = serializers.SerializerMethodField()
+    state_display = serializers.CharField(source="get_state_display", read_only=True)
+
+    class Meta:
+        model = Desktop
+        fields = [
+            "id",
+            "name",
+            "vm_name",
+            "tenant",
+            "owner",
+            "course",
+            "image_version",
+            "image",
+            "flavor",
+            "endpoint",
+            "vcpus",
+            "memory_mib",
+            "disk_gib",
+            "gpus",
+            "state",
+            "state_display",
+            "power_state",
+            "error_reason",
+            "last_error",
+            "task_id",
+            "vnc_port",
+            "mac",
+            "guest_ip",
+            "imported",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_image(self, obj) -> str:
+        return str(obj.image_version) if obj.image_version_id else ""
+
+
+class DesktopCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, default="")
+    tenant = serializers.SlugField(required=False, help_text="tenant slug; default: the caller's first tenant")
+    image_version = serializers.IntegerField()
+    flavor = serializers.IntegerField()
+    course = serializers.IntegerField(required=False)
+    owner = serializers.CharField(required=False, help_text="username; default: the caller")
+
+
+class CloneSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, default="")
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = ["id", "name", "description", "state", "last_error", "created_at"]
+        read_only_fields = ["id", "state", "last_error", "created_at"]
+
+
+class VolumeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Volume
+        fields = ["id", "name", "size_gib", "target", "state", "last_error", "created_at"]
+        read_only_fields = ["id", "target", "state", "last_error", "created_at"]
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    site = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Endpoint
+        # The password is write-only: it never leaves the portal.
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "url",
+            "username",
+            "site",
+            "cluster",
+            "domain_type",
+            "max_concurrency",
+            "status",
+            "last_error",
+            "last_checked_at",
+            "is_active",
+        ]
+
+
+class EndpointCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(choices=Endpoint.Kind.values)
+    url = serializers.CharField(max_length=255)
+    username = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
+    password = serializers.CharField(
+        max_length=255, required=False, default="", allow_blank=True, write_only=True, style={"input_type": "password"}
+    )
+    site = serializers.SlugField(required=False, default="main")
+    domain_type = serializers.ChoiceField(choices=Endpoint.DomainType.values, default="kvm")
+    max_concurrency = serializers.IntegerField(min_value=1, max_value=64, default=4)
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = ["id", "slug", "name", "queue"]
+
+
+# --- permissions helpers ----------------------------------------------------------------------
+
+
+def _require_system_admin(user) -> None:
+    if not selectors.is_system_admin(user):
+        raise PermissionDenied(_("只有系统管理员可以管理该资源。"))
+
+
+# --- viewsets -------------------------------------------------------------------------------
+
+
+class DesktopFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(choices=Desktop.State.choices)
+    tenant = filters.CharFilter(field_name="tenant__slug")
+    owner = filters.CharFilter(field_name="owner__username")
+    course = filters.NumberFilter(field_name="course_id")
+    endpoint = filters.CharFilter(field_name="endpoint__name")
+
+    class Meta:
+        model = Desktop
+        fields = ["state", "tenant", "owner", "course", "endpoint"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List images visible to the caller"),
+    create=extend_schema(request=ImageCreateSerializer, responses={201: ImageSerializer}),
+)
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = ImageSerializer
+    search_fields = ["name", "os_type"]
+    filterset_fields = ["visibility", "os_type"]
+    ordering_fields = ["name", "id"]
+
+    def get_queryset(self):
+        return selectors.image_list_for(self.request.user).select_related("tenant").order_by("name", "id")
+
+    def create(self, request):
+        _require_system_admin(request.user)
+        data = ImageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        image = services.image_create(actor=request.user, **data.validated_data)
+        return Response(ImageSerializer(image).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(create=extend_schema(request=FlavorCreateSerializer, responses={201: FlavorSerializer}))
+class FlavorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = FlavorSerializer
+    search_fields = ["name"]
+    filterset_fields = ["vcpus", "is_active"]
+    ordering_fields = ["vcpus", "memory_mib", "name"]
+
+    def get_queryset(self):
+        return selectors.flavor_list_for(self.request.user).order_by("vcpus", "memory_mib", "id")
+
+    def create(self, request):
+        _require_system_admin(request.user)
+        data = FlavorCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        flavor = services.flavor_create(actor=request.user, **data.validated_data)
+        return Response(FlavorSerializer(flavor).data, status=status.HTTP_201_CREATED)
+
+
+_ACTION_RESPONSE = {202: DesktopSerializer, 404: OpenApiResponse(description="not found"), 409: OpenApiResponse()}
+
+
+@extend_schema_view(
+    create=extend_schema(request=DesktopCreateSerializer, responses={202: DesktopSerializer}),
+    destroy=extend_schema(responses={202: DesktopSerializer}),
+)
+class DesktopViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Desktops the caller may see. Actions answer 202: the hypervisor work runs in a task."""
+
+    serializer_class = DesktopSerializer
+    filterset_class = DesktopFilter
+    search_fields = ["name", "vm_name", "owner__username"]
+    ordering_fields = ["created_at", "name", "state"]
+
+    def get_queryset(self):
+        return selectors.desktop_list_for(self.request.user).order_by("-created_at", "-id")
+
+    def _desktop(self) -> Desktop:
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+    def _accepted(self, desktop):
+        desktop.refresh_from_db()
+        return Response(DesktopSerializer(desktop).data, status=status.HTTP_202_ACCEPTED)
+
+    def create(self, request):
+        data = DesktopCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = request.user
+        tenants = tenant_list_for(user)
+        if values.get("tenant"):
+            tenant = tenants.filter(slug=values["tenant"]).first()
+        else:
+            tenant = next((m.tenant for m in selectors.memberships_of(user)), None)
+        if tenant is None:
+            raise NotFound(_("租户不存在。"))
+        version = selectors.image_version_list_for(user).filter(pk=values["image_version"]).first()
+        flavor = selectors.flavor_list_for(user).filter(pk=values["flavor"]).first()
+        if version is None:
+            raise serializers.ValidationError({"image_version": [_("未知镜像。")]})
+        if flavor is None:
+            raise serializers.ValidationError({"flavor": [_("未知规格。")]})
+        course = None
+        if values.get("course"):
+            course = Course.objects.filter(pk=values["course"], tenant=tenant).first()
+            if course is None:
+                raise serializers.ValidationError({"course": [_("未知课程。")]})
+        owner = user
+        if values.get("owner"):
+            from tenants.models import User
+
+            owner = User.objects.filter(username=values["owner"], memberships__tenant=tenant).first()
+            if owner is None:
+                raise serializers.ValidationError({"owner": [_("该租户没有这个用户。")]})
+        desktop = services.desktop_create(
+            actor=user,
+            tenant=tenant,
+            image_version=version,
+            flavor=flavor,
+            owner=owner,
+            course=course,
+            name=values["name"],
+        )
+        return self._accepted(desktop)
+
+    def destroy(self, request, pk=None):
+        return self._accepted(services.desktop_delete(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        return self._accepted(services.desktop_start(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        return self._accepted(services.desktop_stop(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def reboot(self, request, pk=None):
+        return self._accepted(services.desktop_reboot(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def reset(self, request, pk=None):
+        return self._accepted(services.desktop_reset(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        return self._accepted(services.desktop_retry(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=CloneSerializer, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        data = CloneSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clone = services.desktop_clone(actor=request.user, desktop=self._desktop(), name=data.validated_data["name"])
+        return self._accepted(clone)
+
+    @extend_schema(methods=["get"], responses=SnapshotSerializer(many=True))
+    @extend_schema(methods=["post"], request=SnapshotSerializer, responses={202: SnapshotSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=SnapshotSerializer)
+    def snapshots(self, request, pk=None):
+        desktop = self._desktop()
+        if request.method == "GET":
+            items = selectors.snapshot_list_for(request.user, desktop=desktop)
+            return Response(SnapshotSerializer(items, many=True).data)
+        data = SnapshotSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        snapshot = services.snapshot_create(
+            actor=request.user,
+            desktop=desktop,
+            name=data.validated_data["name"],
+            description=data.validated_data.get("description", ""),
+        )
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(methods=["get"], responses=VolumeSerializer(many=True))
+    @extend_schema(methods=["post"], request=VolumeSerializer, responses={202: VolumeSerializer})
+    @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer)
+    def volumes(self, request, pk=None):
+        desktop = self._desktop()
+        if request.method == "GET":
+            return Response(VolumeSerializer(selectors.volume_list_for(request.user, desktop=desktop), many=True).data)
+        data = VolumeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        volume = services.volume_attach(
+            actor=request.user,
+            desktop=desktop,
+            size_gib=data.validated_data["size_gib"],
+            name=data.validated_data.get("name", ""),
+        )
+        return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DesktopChildViewSet(viewsets.ViewSet):
+    """/desktops/{desktop_pk}/snapshots/{pk}/ (delete, revert) and /volumes/{pk}/ (detach)."""
+
+    def _desktop(self, request, desktop_pk) -> Desktop:
+        return get_object_or_404(selectors.desktop_list_for(request.user), pk=desktop_pk)
+
+
+class SnapshotViewSet(DesktopChildViewSet):
+    serializer_class = SnapshotSerializer
+
+    def _snapshot(self, request, desktop_pk, pk) -> Snapshot:
+        desktop = self._desktop(request, desktop_pk)
+        return get_object_or_404(selectors.snapshot_list_for(request.user, desktop=desktop), pk=pk)
+
+    @extend_schema(responses={200: SnapshotSerializer})
+    def retrieve(self, request, desktop_pk=None, pk=None):
+        return Response(SnapshotSerializer(self._snapshot(request, desktop_pk, pk)).data)
+
+    @extend_schema(responses={202: SnapshotSerializer})
+    def destroy(self, request, desktop_pk=None, pk=None):
+        snapshot = services.snapshot_delete(actor=request.user, snapshot=self._snapshot(request, desktop_pk, pk))
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: SnapshotSerializer})
+    def revert(self, request, desktop_pk=None, pk=None):
+        snapshot = services.snapshot_revert(actor=request.user, snapshot=self._snapshot(request, desktop_pk, pk))
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
+class VolumeViewSet(DesktopChildViewSet):
+    serializer_class = VolumeSerializer
+
+    def _volume(self, request, desktop_pk, pk) -> Volume:
+        desktop = self._desktop(request, desktop_pk)
+        return get_object_or_404(selectors.volume_list_for(request.user, desktop=desktop), pk=pk)
+
+    @extend_schema(responses={200: VolumeSerializer})
+    def retrieve(self, request, desktop_pk=None, pk=None):
+        return Response(VolumeSerializer(self._volume(request, desktop_pk, pk)).data)
+
+    @extend_schema(responses={202: VolumeSerializer})
+    def destroy(self, request, desktop_pk=None, pk=None):
+        volume = services.volume_detach(actor=request.user, volume=self._volume(request, desktop_pk, pk))
+        return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(create=extend_schema(request=EndpointCreateSerializer, responses={201: EndpointSerializer}))
+class EndpointViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Hypervisor endpoints, for the system admin (and the audit admin, read-only)."""
+
+    serializer_class = EndpointSerializer
+    search_fields = ["name", "url"]
+    filterset_fields = ["kind", "status", "is_active"]
+
+    def get_queryset(self):
+        return selectors.endpoint_list_for(self.request.user).order_by("name")
+
+    def create(self, request):
+        _require_system_admin(request.user)
+        data = EndpointCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        site = services.site_ensure(slug=values.pop("site"))
+        endpoint = services.endpoint_register(actor=request.user, site=site, **values)
+        return Response(EndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SiteSerializer
+
+    def get_queryset(self):
+        return selectors.site_list_for(self.request.user).order_by("slug")
 
 
 def register(router) -> None:
     """Add this app's viewsets to the /api/v1/ router."""
+    router.register("images", ImageViewSet, basename="image")
+    router.register("flavors", FlavorViewSet, basename="flavor")
+    router.register("desktops", DesktopViewSet, basename="desktop")
+    router.register("endpoints", EndpointViewSet, basename="endpoint")
+    router.register("sites", SiteViewSet, basename="site")
 
 
-urlpatterns: list = []
+def _urls():
+    from django.urls import path
+
+    snapshot_detail = SnapshotViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+    snapshot_revert = SnapshotViewSet.as_view({"post": "revert"})
+    volume_detail = VolumeViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+    return [
+        path("desktops/<int:desktop_pk>/snapshots/<int:pk>/", snapshot_detail, name="desktop-snapshot-detail"),
+        path("desktops/<int:desktop_pk>/snapshots/<int:pk>/revert/", snapshot_revert, name="desktop-snapshot-revert"),
+        path("desktops/<int:desktop_pk>/volumes/<int:pk>/", volume_detail, name="desktop-volume-detail"),
+    ]
+
+
+urlpatterns = _urls()

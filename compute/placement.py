@@ -1,0 +1,96 @@
+"""Placement: which endpoint and host a new desktop goes to.
+
+The cluster kind follows the flavor (a GPU profile needs a GPU cluster); the host must
+carry the golden image's endpoint and have room: its capacity (from the driver's
+``host_info``, times the cluster's overcommit ratios) less what the portal has already
+placed there. Among hosts with room, the cluster's policy decides: ``spread`` takes
+the emptiest, ``pack`` the fullest that still fits.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, Sum
+from django.utils.translation import gettext as _
+
+from common.errors import InvalidInput
+from compute.models import Cluster, Desktop, Endpoint, Flavor, Host, ImageVersion, StoragePool
+
+# Desktops that hold capacity on their host: everything not deleted.
+_HOLDING = ~Q(desktops__state=Desktop.State.DELETED)
+
+
+@dataclass(frozen=True)
+class Placement:
+    endpoint: Endpoint
+    host: Host | None
+    storage_pool: str
+    gpu_device: str = ""
+
+
+def _pool_name(endpoint: Endpoint, version: ImageVersion | None) -> str:
+    if version and version.pool:
+        return version.pool
+    pool = StoragePool.objects.filter(endpoint=endpoint).order_by("-is_default", "name").first()
+    return pool.name if pool else ""
+
+
+def _free_gpu(host: Host, wanted: int) -> str | None:
+    used = set()
+    for device in (
+        Desktop.objects.filter(host=host).exclude(state=Desktop.State.DELETED).values_list("gpu_device", flat=True)
+    ):
+        used.update(filter(None, device.split(",")))
+    free = [d for d in host.gpu_devices if d not in used]
+    return ",".join(free[:wanted]) if len(free) >= wanted else None
+
+
+def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpoint | None = None) -> Placement:
+    """Choose the host; raises InvalidInput ``no_capacity``/``flavor_too_large`` when none fits."""
+    kind = Cluster.Kind.GPU if flavor.gpu_profile_id else Cluster.Kind.GENERAL
+    hosts = Host.objects.filter(is_active=True, endpoint__is_active=True, endpoint__cluster__kind=kind).select_related(
+        "endpoint__cluster"
+    )
+    if image_version is not None:
+        hosts = hosts.filter(endpoint=image_version.endpoint_id)
+    if endpoint is not None:
+        hosts = hosts.filter(endpoint=endpoint)
+    hosts = hosts.annotate(
+        placed_mib=Sum("desktops__memory_mib", filter=_HOLDING, default=0),
+        placed_vcpus=Sum("desktops__vcpus", filter=_HOLDING, default=0),
+        placed=Count("desktops", filter=_HOLDING),
+    ).order_by("pk")
+    candidates = list(hosts)
+    if not candidates:
+        raise InvalidInput(
+            _("没有可用的%(kind)s集群主机承载该镜像。") % {"kind": Cluster.Kind(kind).label},
+            code="no_host",
+        )
+    if all(flavor.memory_mib > h.memory_mib or flavor.vcpus > h.cpus * 4 for h in candidates if h.memory_mib):
+        raise InvalidInput(
+            _("规格“%(flavor)s”超过了所有主机的容量。") % {"flavor": flavor.name}, code="flavor_too_large"
+        )
+    fitting = []
+    for host in candidates:
+        cluster = host.endpoint.cluster
+        mem_capacity = float(host.memory_mib) * float(cluster.memory_overcommit)
+        cpu_capacity = float(host.cpus) * float(cluster.cpu_overcommit)
+        free_mib = mem_capacity - host.placed_mib
+        free_cpu = cpu_capacity - host.placed_vcpus
+        if free_mib < flavor.memory_mib or free_cpu < flavor.vcpus:
+            continue
+        gpu_device = ""
+        if flavor.gpu_profile_id:
+            gpu_device = _free_gpu(host, flavor.gpus)
+            if gpu_device is None:
+                continue
+        fitting.append((free_mib, host, gpu_device))
+    if not fitting:
+        raise InvalidInput(_("所有主机的剩余容量都不足，请稍后再试或联系管理员。"), code="no_capacity")
+    policy = candidates[0].endpoint.cluster.policy
+    if policy == Cluster.Policy.PACK:
+        free_mib, host, gpu_device = min(fitting, key=lambda item: (item[0], item[1].pk))
+    else:
+        free_mib, host, gpu_device = max(fitting, key=lambda item: (item[0], -item[1].pk))
+    return Placement(
+        endpoint=host.endpoint, host=host, storage_pool=_pool_name(host.endpoint, image_version), gpu_device=gpu_device
+    )

@@ -1,0 +1,147 @@
+"""Reads of the compute app, scoped to the acting user; each fails closed (nothing when unsure)."""
+
+from django.db.models import Q, QuerySet
+
+from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Visibility, Volume
+from tenants.models import Course, Tenant
+from tenants.roles import PlatformRole, TenantRole
+from tenants.selectors import memberships_of, platform_role_of, tenants_with_role
+
+PLATFORM_READERS = (PlatformRole.SYSTEM_ADMIN, PlatformRole.AUDIT_ADMIN)
+# Tenant roles that see every desktop of their tenants (and subtrees).
+TENANT_WIDE = (TenantRole.TENANT_ADMIN, TenantRole.AUDITOR, TenantRole.FINANCE)
+
+
+def is_system_admin(user) -> bool:
+    return platform_role_of(user) == PlatformRole.SYSTEM_ADMIN
+
+
+def _ancestor_paths(tenant_paths: set[str]) -> set[str]:
+    """Every ancestor path of the given paths ("/uni/cs/" → "/uni/", "/uni/cs/")."""
+    result = set()
+    for path in tenant_paths:
+        parts = [p for p in path.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            result.add("/" + "/".join(parts[:i]) + "/")
+    return result
+
+
+def _member_paths(user) -> set[str]:
+    return {m.tenant.path for m in memberships_of(user)}
+
+
+def desktop_list_for(user, *, state: str = "", search: str = "", include_deleted: bool = False) -> QuerySet[Desktop]:
+    """Desktops the user may see: all for the system/audit admin; tenant-wide roles their subtrees;
+    teachers their courses' desktops and their own; everyone else only their own."""
+    if not getattr(user, "is_authenticated", False):
+        return Desktop.objects.none()
+    queryset = Desktop.objects.select_related("tenant", "owner", "course", "flavor", "image_version__image", "endpoint")
+    if platform_role_of(user) not in PLATFORM_READERS:
+        condition = Q(owner=user)
+        wide = tenants_with_role(user, *TENANT_WIDE)
+        condition |= Q(tenant__in=wide)
+        if any(m.role == TenantRole.TEACHER for m in memberships_of(user)):
+            condition |= Q(course__teacher=user)
+        if platform_role_of(user) == PlatformRole.SECURITY_ADMIN:
+            return Desktop.objects.none()
+        queryset = queryset.filter(condition)
+    if not include_deleted:
+        queryset = queryset.exclude(state=Desktop.State.DELETED)
+    if state:
+        queryset = queryset.filter(state=state)
+    if search:
+        queryset = queryset.filter(
+            Q(name__icontains=search) | Q(vm_name__icontains=search) | Q(owner__username__icontains=search)
+        )
+    return queryset
+
+
+def desktop_get_for(user, *, pk) -> Desktop:
+    return desktop_list_for(user, include_deleted=True).get(pk=pk)
+
+
+def desktop_manageable_by(user, desktop: Desktop) -> bool:
+    """Whether the user may act on the desktop (not just see it): auditors and finance only look."""
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return True
+    if desktop.owner_id == user.pk and memberships_of(user):
+        return True
+    if desktop.course_id and desktop.course.teacher_id == user.pk:
+        return True
+    return tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=desktop.tenant_id).exists()
+
+
+def tenant_creatable_for(user, tenant: Tenant) -> bool:
+    """Whether the user may create desktops in this tenant (for themselves or, as admin, others)."""
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return True
+    roles = (TenantRole.TENANT_ADMIN, TenantRole.TEACHER, TenantRole.STUDENT)
+    return any(m.tenant_id == tenant.pk and m.role in roles for m in memberships_of(user)) or (
+        tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=tenant.pk).exists()
+    )
+
+
+def image_list_for(user) -> QuerySet[Image]:
+    """Platform images for everyone; tenant images for members of the tenant (and subtrees);
+    course images for the course's teacher and students."""
+    queryset = Image.objects.filter(is_active=True).prefetch_related("versions")
+    if not getattr(user, "is_authenticated", False):
+        return Image.objects.none()
+    if platform_role_of(user) is not None:
+        return Image.objects.all().prefetch_related("versions") if is_system_admin(user) else queryset
+    paths = _ancestor_paths(_member_paths(user))
+    courses = Course.objects.filter(Q(teacher=user) | Q(students=user)).values("pk")
+    return queryset.filter(
+        Q(visibility=Visibility.PLATFORM)
+        | Q(visibility=Visibility.TENANT, tenant__path__in=paths)
+        | Q(visibility=Visibility.COURSE, course__in=courses)
+    ).distinct()
+
+
+def image_visible_to_tenant(image: Image, *, tenant: Tenant, course: Course | None) -> bool:
+    if not image.is_active:
+        return False
+    if image.visibility == Visibility.PLATFORM:
+        return True
+    if image.visibility == Visibility.TENANT:
+        return tenant.path.startswith(image.tenant.path)
+    return course is not None and image.course_id == course.pk
+
+
+def image_version_list_for(user) -> QuerySet[ImageVersion]:
+    return ImageVersion.objects.filter(image__in=image_list_for(user)).select_related("image", "endpoint")
+
+
+def flavor_list_for(user) -> QuerySet[Flavor]:
+    if not getattr(user, "is_authenticated", False):
+        return Flavor.objects.none()
+    queryset = Flavor.objects.select_related("gpu_profile", "tenant")
+    if is_system_admin(user):
+        return queryset
+    paths = _ancestor_paths(_member_paths(user))
+    return queryset.filter(Q(tenant__isnull=True) | Q(tenant__path__in=paths), is_active=True)
+
+
+def flavor_usable_by_tenant(flavor: Flavor, *, tenant: Tenant) -> bool:
+    return flavor.is_active and (flavor.tenant_id is None or tenant.path.startswith(flavor.tenant.path))
+
+
+def endpoint_list_for(user) -> QuerySet[Endpoint]:
+    if platform_role_of(user) not in PLATFORM_READERS:
+        return Endpoint.objects.none()
+    return Endpoint.objects.select_related("site", "cluster")
+
+
+def site_list_for(user) -> QuerySet[Site]:
+    if platform_role_of(user) not in PLATFORM_READERS:
+        return Site.objects.none()
+    return Site.objects.all()
+
+
+def snapshot_list_for(user, *, desktop: Desktop) -> QuerySet[Snapshot]:
+    # The desktop came from desktop_get_for: seeing it means seeing its snapshots.
+    return desktop.snapshots.exclude(state=Snapshot.State.DELETED)
+
+
+def volume_list_for(user, *, desktop: Desktop) -> QuerySet[Volume]:
+    return desktop.volumes.exclude(state=Volume.State.DETACHED)

@@ -1,0 +1,280 @@
+"""Celery tasks for every hypervisor action: thin, idempotent, retried on transient driver errors.
+
+Each task loads its row, returns at once when the row is no longer in the state the task
+was queued for (a duplicate or redelivered message does nothing), takes a slot of the
+endpoint's concurrency limit, calls the driver and hands the answer to a service.
+A transient ``DriverError`` is retried with exponential backoff (the endpoint's
+``max_retries`` and ``retry_backoff``); a permanent one, or the last retry, ends in
+``desktop_operation_fail`` (error state, quota released when provisioning failed).
+"""
+
+import logging
+import random
+
+from celery import shared_task
+
+from compute import services
+from compute.drivers.base import DriverError, ErrorCode, PowerState
+from compute.hypervisor import EndpointBusy, driver_error_note, driver_for, endpoint_slot, vm_spec
+from compute.models import Desktop, Endpoint, ImageVersion, Snapshot, Volume
+
+log = logging.getLogger(__name__)
+
+TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": None}
+BUSY_RETRY_SECONDS = 0.5
+
+
+def _run(task, *, endpoint: Endpoint, holder: str, fn, on_final_error, failures: int, on_transient=None):
+    """Run ``fn(driver)`` within an endpoint slot; retry transient errors, record final ones.
+
+    Returns (result, True) on success and (None, False) once a final failure is recorded.
+    ``failures`` counts transient failures so far: waiting for a slot is not one.
+    """
+    try:
+        with endpoint_slot(endpoint_id=endpoint.pk, holder=holder):
+            return fn(driver_for(endpoint)), True
+    except EndpointBusy:
+        raise task.retry(countdown=BUSY_RETRY_SECONDS + random.random(), max_retries=None)  # noqa: B904
+    except DriverError as exc:
+        driver_error_note(endpoint, exc)
+        if not exc.permanent and failures < endpoint.max_retries:
+            if on_transient is not None:
+                on_transient(exc)
+            countdown = endpoint.retry_backoff * (2**failures) * (0.8 + random.random() * 0.4)
+            log.info("%s: transient %s, retry %d in %.1fs", task.name, exc, failures + 1, countdown)
+            kwargs = {**(task.request.kwargs or {}), "failures": failures + 1}
+            raise task.retry(countdown=countdown, max_retries=None, kwargs=kwargs)  # noqa: B904
+        on_final_error(exc)
+        return None, False
+
+
+def _desktop(desktop_id: int) -> Desktop | None:
+    return (
+        Desktop.objects.select_related("endpoint__site", "tenant", "image_version", "flavor__gpu_profile")
+        .filter(pk=desktop_id)
+        .first()
+    )
+
+
+def _fail_desktop(desktop_id):
+    return lambda exc: services.desktop_operation_fail(desktop_id=desktop_id, error=exc.message)
+
+
+def _note_desktop(desktop_id):
+    return lambda exc: services.desktop_note_error(desktop_id=desktop_id, error=exc.message)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_provision(self, desktop_id: int, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if desktop is None or desktop.state != Desktop.State.PROVISIONING:
+        return "skipped"
+    spec = vm_spec(desktop)
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"provision-{desktop_id}",
+        fn=lambda driver: driver.create_vm(spec, start=True),
+        on_final_error=_fail_desktop(desktop_id),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_provision_finish(desktop_id=desktop_id, info=info)
+    return "done" if ok else "failed"
+
+
+_POWER_STATES = {"start": Desktop.State.STARTING, "stop": Desktop.State.STOPPING, "reboot": Desktop.State.REBOOTING}
+
+
+def _power_call(driver, name: str, verb: str):
+    try:
+        if verb == "start":
+            driver.start(name)
+        elif verb == "stop":
+            # The portal's stop is an immediate power-off: there may be no guest OS to ask.
+            driver.shutdown(name, force=True)
+        else:
+            driver.reboot(name)
+    except DriverError as exc:
+        # Already in the wanted state (a redelivered task, or a change made outside the portal).
+        if exc.code != ErrorCode.INVALID_STATE:
+            raise
+    return driver.get_vm(name)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_power(self, desktop_id: int, verb: str, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if desktop is None or desktop.state != _POWER_STATES[verb]:
+        return "skipped"
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"power-{desktop_id}",
+        fn=lambda driver: _power_call(driver, desktop.vm_name, verb),
+        on_final_error=_fail_desktop(desktop_id),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_settle(desktop_id=desktop_id, info=info)
+    return "done" if ok else "failed"
+
+
+def _reset_call(driver, name: str):
+    info = driver.get_vm(name)
+    was_running = info.power_state == PowerState.RUNNING
+    if was_running:
+        driver.shutdown(name, force=True)
+    driver.reset_system_disk(name)
+    if was_running:
+        driver.start(name)
+    return driver.get_vm(name)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_reset(self, desktop_id: int, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if (
+        desktop is None
+        or desktop.state != Desktop.State.BUSY
+        or desktop.task_id != (self.request.id or desktop.task_id)
+    ):
+        return "skipped"
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"reset-{desktop_id}",
+        fn=lambda driver: _reset_call(driver, desktop.vm_name),
+        on_final_error=_fail_desktop(desktop_id),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_settle(desktop_id=desktop_id, info=info)
+        desktop.snapshots.exclude(state=Snapshot.State.DELETED).update(state=Snapshot.State.DELETED)
+    return "done" if ok else "failed"
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_destroy(self, desktop_id: int, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if desktop is None or desktop.state != Desktop.State.DELETING:
+        return "skipped"
+    _info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"destroy-{desktop_id}",
+        fn=lambda driver: driver.delete_vm(desktop.vm_name),  # a VM already gone is not an error
+        on_final_error=_fail_desktop(desktop_id),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_destroy_finish(desktop_id=desktop_id)
+    return "done" if ok else "failed"
+
+
+_SNAPSHOT_STATES = {
+    "create": Snapshot.State.CREATING,
+    "revert": Snapshot.State.REVERTING,
+    "delete": Snapshot.State.DELETING,
+}
+
+
+def _snapshot_call(driver, vm: str, snapshot: str, description: str, op: str):
+    if op == "create":
+        if snapshot not in {s.name for s in driver.snapshot_list(vm)}:  # redelivered: already taken
+            driver.snapshot_create(vm, snapshot, description)
+    elif op == "revert":
+        driver.snapshot_revert(vm, snapshot)
+    else:
+        try:
+            driver.snapshot_delete(vm, snapshot)
+        except DriverError as exc:
+            if exc.code != ErrorCode.NOT_FOUND:
+                raise
+    return driver.get_vm(vm)
+
+
+@shared_task(**TASK_OPTIONS)
+def snapshot_run(self, snapshot_id: int, op: str, failures: int = 0):
+    snapshot = Snapshot.objects.select_related("desktop__endpoint__site").filter(pk=snapshot_id).first()
+    if snapshot is None or snapshot.state != _SNAPSHOT_STATES[op] or snapshot.desktop.state != Desktop.State.BUSY:
+        return "skipped"
+    desktop = snapshot.desktop
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"snapshot-{snapshot_id}",
+        fn=lambda driver: _snapshot_call(driver, desktop.vm_name, snapshot.name, snapshot.description, op),
+        on_final_error=lambda exc: services.snapshot_finish(
+            snapshot_id=snapshot_id, op=op, info=None, error=exc.message
+        ),
+        on_transient=_note_desktop(desktop.pk),
+        failures=failures,
+    )
+    if ok:
+        services.snapshot_finish(snapshot_id=snapshot_id, op=op, info=info)
+    return "done" if ok else "failed"
+
+
+def _volume_call(driver, vm: str, volume: Volume, op: str):
+    if op == "attach":
+        disk = driver.attach_disk(vm, volume.size_gib, pool=volume.pool)
+        return disk.target, disk.path
+    try:
+        driver.detach_disk(vm, volume.target)
+    except DriverError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:  # redelivered: already detached
+            raise
+    return volume.target, volume.path
+
+
+@shared_task(**TASK_OPTIONS)
+def volume_run(self, volume_id: int, op: str, failures: int = 0):
+    volume = Volume.objects.select_related("desktop__endpoint__site").filter(pk=volume_id).first()
+    wanted = Volume.State.ATTACHING if op == "attach" else Volume.State.DETACHING
+    if volume is None or volume.state != wanted:
+        return "skipped"
+    desktop = volume.desktop
+    result, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"volume-{volume_id}",
+        fn=lambda driver: _volume_call(driver, desktop.vm_name, volume, op),
+        on_final_error=lambda exc: services.volume_finish(volume_id=volume_id, op=op, error=exc.message),
+        on_transient=_note_desktop(desktop.pk),
+        failures=failures,
+    )
+    if ok:
+        target, path = result
+        services.volume_finish(volume_id=volume_id, op=op, target=target, path=path)
+    return "done" if ok else "failed"
+
+
+@shared_task(**TASK_OPTIONS)
+def image_import(self, version_id: int, failures: int = 0):
+    version = ImageVersion.objects.select_related("endpoint__site").filter(pk=version_id).first()
+    if version is None or version.status != ImageVersion.Status.PENDING:
+        return "skipped"
+    _info, ok = _run(
+        self,
+        endpoint=version.endpoint,
+        holder=self.request.id or f"image-{version_id}",
+        fn=lambda driver: driver.image_import(version.pool, version.volume, version.source_path),
+        on_final_error=lambda exc: services.image_version_finish(version_id=version_id, error=exc.message),
+        failures=failures,
+    )
+    if ok:
+        services.image_version_finish(version_id=version_id)
+    return "done" if ok else "failed"
+
+
+@shared_task(bind=True, acks_late=True)
+def reconcile_all(self):
+    """The periodic reconciliation of every endpoint (portal.celery beat_schedule)."""
+    from compute.reconcile import reconcile
+
+    return reconcile()
