@@ -1,0 +1,303 @@
+"""Hypervisor driver interface: the dataclasses that cross it, DriverError and open_driver().
+
+Nothing here knows about Django or the rest of CampusCloud: drivers take and return
+these dataclasses, and every SDK failure reaches the caller as one DriverError whose
+``permanent`` flag tells a task whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class ErrorCode(enum.StrEnum):
+    """Values of DriverError.code; plain strings, so callers may compare with literals."""
+
+    UNREACHABLE = "unreachable"  # host down, connection refused/reset, DNS failure
+    TIMEOUT = "timeout"  # a call or task did not finish in time
+    BUSY = "busy"  # the object is locked by another operation
+    NOT_FOUND = "not_found"
+    EXISTS = "exists"  # the name is taken by something that is not what was asked for
+    INVALID_STATE = "invalid_state"  # e.g. starting a running VM
+    INVALID_SPEC = "invalid_spec"  # the request itself is wrong (bad XML, bad size...)
+    AUTH = "auth"  # credentials refused or not allowed
+    UNSUPPORTED = "unsupported"  # this hypervisor (or libvirt's test driver) cannot do it
+    CONSOLE_UNSUPPORTED = "console_unsupported"
+    BAD_IMAGE = "bad_image"  # an image file that is not a usable disk image
+    INSUFFICIENT_RESOURCES = "insufficient_resources"
+    ERROR = "error"  # anything else
+
+
+class DriverError(Exception):
+    """The one error a driver raises; ``permanent`` is False when a retry could succeed."""
+
+    def __init__(self, message: str, *, permanent: bool, code: str = ErrorCode.ERROR):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = str(code)
+
+    def __repr__(self) -> str:
+        return f"DriverError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+
+
+class PowerState(enum.StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"  # libvirt paused; vSphere suspended
+    UNKNOWN = "unknown"
+
+
+class ForwardMode(enum.StrEnum):
+    NAT = "nat"
+    BRIDGE = "bridge"  # attach to an existing host bridge
+    NONE = "none"  # isolated
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """A data disk to create with the VM; ``pool`` is a libvirt pool or a vCenter datastore."""
+
+    size_gib: int
+    pool: str = ""  # empty: the system disk's pool/datastore
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    network: str  # libvirt network name, or vCenter network / portgroup name
+    mac: str = ""  # empty: the hypervisor picks one
+    nwfilter: str = ""  # libvirt only: name of an nwfilter to reference from the NIC
+    filter_params: dict[str, str] = field(default_factory=dict)  # e.g. {"IP": "10.0.0.5"}
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """PCI passthrough of whole devices, or a mediated (vGPU) device."""
+
+    mode: str  # "passthrough" or "vgpu"
+    pci_addresses: tuple[str, ...] = ()  # passthrough: "0000:3b:00.0", ...
+    mdev_uuid: str = ""  # vgpu on libvirt: an existing mdev's UUID
+    mdev_type: str = ""  # vgpu: mdev type (libvirt, informational) or vGPU profile (vCenter)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("passthrough", "vgpu"):
+            raise ValueError(f"GPU mode must be passthrough or vgpu, not {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """What to create. Libvirt clones ``image_pool``/``image_volume``; vCenter ``template``."""
+
+    name: str
+    vcpus: int
+    memory_mib: int
+    image_pool: str = ""
+    image_volume: str = ""
+    template: str = ""
+    system_disk_gib: int = 0  # 0: the golden image's size; larger grows the clone
+    data_disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    gpu: GpuSpec | None = None
+    domain_type: str = "kvm"  # libvirt: "kvm" or "qemu" (TCG)
+    machine: str = ""  # libvirt machine type, e.g. "q35"; empty: the hypervisor default
+    vnc: bool = True
+    description: str = ""
+    # vCenter placement; empty: the driver's options, then the template's own
+    folder: str = ""
+    resource_pool: str = ""
+    datastore: str = ""
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    target: str  # libvirt "vda"; vCenter the device key, e.g. "2000"
+    size_bytes: int = 0
+    pool: str = ""
+    volume: str = ""
+    path: str = ""  # file path or "[datastore] dir/file.vmdk"
+    backing: str = ""  # backing file of a linked clone, when known
+
+
+@dataclass(frozen=True)
+class NicInfo:
+    mac: str
+    network: str
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    name: str
+    uuid: str
+    power_state: PowerState
+    vcpus: int
+    memory_mib: int
+    disks: tuple[DiskInfo, ...] = ()
+    nics: tuple[NicInfo, ...] = ()
+    vnc_host: str = ""
+    vnc_port: int | None = None  # only while running
+    gpu: GpuSpec | None = None
+    template: bool = False
+    guest_ip: str = ""
+    host: str = ""  # vCenter: the ESXi host; libvirt: empty (the endpoint is the host)
+    description: str = ""
+    ref: str = ""  # hypervisor-internal id: vCenter managed object id, libvirt empty
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    created_at: datetime | None = None
+    description: str = ""
+    parent: str = ""
+    current: bool = False
+    power_state: PowerState = PowerState.UNKNOWN  # of the VM when it was taken
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    cpus: int
+    memory_mib: int
+    free_memory_mib: int
+    hypervisor: str = ""  # e.g. "QEMU 7.2.0", "VMware vCenter Server 6.5.0"
+    hosts: int = 1  # a vCenter endpoint sums its hosts' capacity
+
+
+@dataclass(frozen=True)
+class ConsoleAddress:
+    host: str
+    port: int
+    ticket: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    pool: str
+    name: str
+    path: str
+    format: str
+    capacity_bytes: int
+    allocation_bytes: int = 0
+    backing: str = ""
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    mac: str
+    ip: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    forward: str = ForwardMode.NAT
+    bridge: str = ""  # bridge to create (nat/none) or the existing host bridge (bridge)
+    cidr: str = ""  # e.g. "10.20.0.0/24"; not used in bridge mode
+    gateway: str = ""  # empty: the first host address of cidr
+    dhcp_start: str = ""  # empty with a cidr: no DHCP range
+    dhcp_end: str = ""
+    dhcp_hosts: tuple[DhcpHost, ...] = ()
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    direction: str  # "in" (to the VM) or "out" (from the VM)
+    protocol: str = "all"  # tcp, udp, icmp, all
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str = ""  # empty: anywhere
+    action: str = "accept"  # accept or drop
+    priority: int = 500  # lower runs first (libvirt's range is -1000..1000)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out"):
+            raise ValueError(f"direction must be in or out, not {self.direction!r}")
+        if self.protocol not in ("tcp", "udp", "icmp", "all"):
+            raise ValueError(f"protocol must be tcp, udp, icmp or all, not {self.protocol!r}")
+        if self.action not in ("accept", "drop"):
+            raise ValueError(f"action must be accept or drop, not {self.action!r}")
+
+
+@dataclass(frozen=True)
+class NwFilterSpec:
+    """A security group as a libvirt nwfilter; keep ``uuid`` stable across redefinitions."""
+
+    name: str
+    uuid: str = ""  # empty: keep the existing filter's uuid, or let libvirt pick one
+    rules: tuple[FirewallRule, ...] = ()
+    default_drop: bool = True  # drop what no rule accepts (DHCP and ARP stay allowed)
+
+
+@runtime_checkable
+class HypervisorDriver(Protocol):
+    """What every driver offers. Methods a hypervisor cannot do raise code "unsupported"."""
+
+    kind: str
+    url: str
+
+    def close(self) -> None: ...
+    def check(self) -> None: ...
+    def host_info(self) -> HostInfo: ...
+
+    # VMs
+    def list_vms(self) -> list[VMInfo]: ...
+    def list_templates(self) -> list[VMInfo]: ...
+    def get_vm(self, name: str) -> VMInfo: ...
+    def create_vm(self, spec: VMSpec, *, start: bool = True) -> VMInfo: ...
+    def start(self, name: str) -> None: ...
+    def shutdown(self, name: str, *, force: bool = False) -> None: ...
+    def reboot(self, name: str) -> None: ...
+    def suspend(self, name: str) -> None: ...
+    def resume(self, name: str) -> None: ...
+    def delete_vm(self, name: str) -> None: ...
+    def console_address(self, name: str) -> ConsoleAddress: ...
+
+    # snapshots
+    def snapshot_create(self, name: str, snapshot: str, description: str = "") -> SnapshotInfo: ...
+    def snapshot_list(self, name: str) -> list[SnapshotInfo]: ...
+    def snapshot_revert(self, name: str, snapshot: str) -> None: ...
+    def snapshot_delete(self, name: str, snapshot: str) -> None: ...
+
+    # disks and images
+    def attach_disk(self, name: str, size_gib: int, *, pool: str = "") -> DiskInfo: ...
+    def detach_disk(self, name: str, target: str) -> None: ...
+    def reset_system_disk(self, name: str) -> None: ...
+    def image_import(self, pool: str, volume_name: str, source_path: str) -> VolumeInfo: ...
+    def image_flatten(self, pool: str, overlay_volume: str, new_volume_name: str) -> VolumeInfo: ...
+    def volume_list(self, pool: str) -> list[VolumeInfo]: ...
+    def volume_delete(self, pool: str, volume_name: str) -> None: ...
+
+    # networks and firewalls
+    def network_ensure(self, spec: NetworkSpec) -> None: ...
+    def network_delete(self, name: str) -> None: ...
+    def dhcp_host_set(self, network: str, host: DhcpHost) -> None: ...
+    def dhcp_host_remove(self, network: str, mac: str) -> None: ...
+    def dhcp_hosts(self, network: str) -> list[DhcpHost]: ...
+    def nwfilter_define(self, spec: NwFilterSpec) -> str: ...
+    def nwfilter_delete(self, name: str) -> None: ...
+
+
+def unsupported(what: str, where: str) -> DriverError:
+    return DriverError(f"{what} is not supported by {where}", permanent=True, code=ErrorCode.UNSUPPORTED)
+
+
+def open_driver(kind: str, url: str, username: str = "", password: str = "", **options: Any) -> HypervisorDriver:
+    """Return a connected driver for one endpoint; raises DriverError when it cannot connect."""
+    if kind == "libvirt":
+        from .libvirt import LibvirtDriver
+
+        return LibvirtDriver(url, username=username, password=password, **options)
+    if kind == "vcenter":
+        from .vcenter import VCenterDriver
+
+        return VCenterDriver(url, username=username, password=password, **options)
+    raise DriverError(f"unknown hypervisor kind {kind!r}", permanent=True, code=ErrorCode.INVALID_SPEC)
