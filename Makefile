@@ -1,0 +1,29 @@
+# CampusCloud. The logic lives in scripts/; see README.md.
+#   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:$(PORT or 8000)
+#   make test    install what is missing, start MariaDB/Redis/libvirtd/vcsim, run pytest
+#                (make test PYTEST_ARGS="-k billing -x")
+.PHONY: run test setup lint bench clean-run
+
+PYTEST_ARGS ?=
+PROFILE ?= test
+
+run:
+	scripts/setup.sh run
+	scripts/run.sh
+
+test:
+	scripts/setup.sh test
+	scripts/test.sh $(PYTEST_ARGS)
+
+setup:
+	scripts/setup.sh $(PROFILE)
+
+lint:
+	.venv/bin/ruff check .
+
+bench:
+	scripts/setup.sh run
+	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "==> $$f"; .venv/bin/python "$$f"; done
+
+clean-run:
+	rm -rf .run db.sqlite3

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The quick start behind `make run` (after scripts/setup.sh run): migrate, compile the
+# translations, load the demo data, then run web server + Celery worker + Celery beat
+# together under honcho (Procfile) until Ctrl-C, which stops every one of them.
+#
+# Environment: PORT (8000), DATABASE_URL (SQLite), CELERY_BROKER_URL (kombu filesystem
+# transport), DEFAULT_HYPERVISOR_URI (test:///default), DEMO_PASSWORD (Demo@2026!).
+# A local MariaDB / Redis / RabbitMQ named by those URLs is started when installed and not
+# running (and stopped again on exit); a missing MySQL database is created (utf8mb4).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+export PORT=${PORT:-8000}
+export DEMO_PASSWORD=${DEMO_PASSWORD:-Demo@2026!}
+export CC_STATE="$RUN_DIR/started-by-run"
+[ -x "$PY" ] || die "no .venv yet: run 'make run' (it runs scripts/setup.sh run first)"
+mkdir -p "$RUN_DIR"
+
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  scripts/services.sh stop || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_open 127.0.0.1 "$PORT" && die "127.0.0.1:$PORT is already in use (another 'make run'?); choose another with PORT=..."
+
+# --- the services the environment names ---------------------------------------------
+if [ -n "${DATABASE_URL:-}" ]; then
+  case $(url_part "$DATABASE_URL" scheme) in
+    mysql | mysql2 | mysqlgis | mysql-connector | mariadb)
+      host=$(url_part "$DATABASE_URL" host) port=$(url_part "$DATABASE_URL" port)
+      if is_local_host "$host" && [ "${port:-3306}" = 3306 ] && ! port_open 127.0.0.1 3306; then
+        [ -x /usr/sbin/mariadbd ] || die "DATABASE_URL points at this machine, but no MySQL/MariaDB server runs or is installed (apt-get install mariadb-server)"
+        scripts/services.sh start mariadb
+      fi
+      say "Checking the MySQL database"
+      scripts/services.sh create-db "$DATABASE_URL"
+      ;;
+  esac
+fi
+broker=${CELERY_BROKER_URL:-filesystem://}
+case $broker in
+  redis://* | rediss://*)
+    host=$(url_part "$broker" host) port=$(url_part "$broker" port)
+    if is_local_host "$host" && [ "${port:-6379}" = 6379 ] && ! port_open 127.0.0.1 6379; then
+      command -v redis-server >/dev/null || die "CELERY_BROKER_URL points at this machine, but Redis neither runs nor is installed (apt-get install redis-server)"
+      scripts/services.sh start redis
+    fi
+    ;;
+  amqp://* | pyamqp://*)
+    host=$(url_part "$broker" host) port=$(url_part "$broker" port)
+    if is_local_host "$host" && [ "${port:-5672}" = 5672 ] && ! port_open 127.0.0.1 5672; then
+      command -v rabbitmq-server >/dev/null || die "CELERY_BROKER_URL points at this machine, but RabbitMQ neither runs nor is installed (apt-get install rabbitmq-server)"
+      scripts/services.sh start rabbitmq
+    fi
+    ;;
+  filesystem://*) mkdir -p "$RUN_DIR/broker/queue" "$RUN_DIR/broker/control" "$RUN_DIR/broker/processed" ;;
+esac
+
+# --- database, translations, demo data ------------------------------------------------
+say "Migrating the database"
+"$PY" manage.py migrate --noinput
+say "Compiling translations"
+"$PY" manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+say "Loading the demo data (seed_demo)"
+"$PY" manage.py seed_demo
+
+url="http://127.0.0.1:$PORT/"
+cat <<EOF
+
+${_B}CampusCloud is starting at ${url}${_N}   (Ctrl-C stops web server, worker and beat)
+
+Demo logins, all with password: ${DEMO_PASSWORD}
+  username                          role                              tenant
+  sysadmin, secadmin, auditadmin    platform admins (three-role)      platform
+  cs_admin                          tenant admin                      计算机学院 (cs)
+  teacher1                          teacher of course CS101           cs
+  student1 … student30              students on the CS101 roster      cs
+  finance1                          finance                           cs
+  auditor1                          auditor                           cs
+  me_admin, teacher2, student31     tenant admin, teacher, student    机械学院 (me)
+$(if [ -n "${DEMO_TOTP_SECRET:-}" ]; then echo "Accounts with a second factor use the TOTP secret in DEMO_TOTP_SECRET."; else echo "Accounts with a second factor are asked to enrol an authenticator app at first login."; fi)
+
+EOF
+
+# honcho gives each Procfile process its own session and stops them all (TERM, then KILL
+# after 5 s) on Ctrl-C; we wait for it so that the trap above stops services we started.
+"$VENV/bin/honcho" -f Procfile start -p "$PORT"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite behind `make test` (after scripts/setup.sh test): start what the
+# tests need and is not running (MariaDB, Redis, libvirtd + QEMU with the `default`
+# network, the vCenter simulator), run pytest on MariaDB, then stop only what this run
+# started, also when the tests fail or on Ctrl-C. Exits with pytest's status; "no tests
+# collected" (5) counts as a failure.
+#
+#   scripts/test.sh [PYTEST ARGS...]        e.g. scripts/test.sh -k billing -x
+#
+# Exports to pytest: DATABASE_URL (MariaDB test account; override with TEST_DATABASE_URL),
+# CELERY_BROKER_URL=redis://127.0.0.1:6379/15, LIBVIRT_QEMU_URI=qemu:///system, VCSIM_URL,
+# CHROMIUM_PATH=/usr/bin/chromium; CI passes through.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+[ -x "$PY" ] || die "no .venv yet: run 'make test' (it runs scripts/setup.sh test first)"
+mkdir -p "$RUN_DIR"
+export CC_STATE="$RUN_DIR/started-by-test"
+
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  scripts/services.sh stop || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "Starting the services the tests need"
+scripts/services.sh start mariadb redis libvirt vcsim
+
+export DATABASE_URL=${TEST_DATABASE_URL:-$(scripts/services.sh test-db)}
+export CELERY_BROKER_URL=redis://127.0.0.1:6379/15
+export LIBVIRT_QEMU_URI=qemu:///system
+export CHROMIUM_PATH=/usr/bin/chromium
+if [ -x scripts/vcsim.sh ] && vc=$(scripts/vcsim.sh url 2>/dev/null); then
+  export VCSIM_URL=${vc#VCSIM_URL=}
+else
+  warn "no vCenter simulator: VCSIM_URL is not set"
+fi
+unset DJANGO_ENV DEFAULT_HYPERVISOR_URI CELERY_RESULT_BACKEND
+
+say "Compiling translations"
+"$PY" manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+
+say "Running the tests (DATABASE_URL=${DATABASE_URL%%:*}://…@127.0.0.1, VCSIM_URL=${VCSIM_URL:-unset})"
+rc=0
+"$VENV/bin/pytest" "$@" || rc=$?
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests: counting that as a failure" >&2
+  rc=1
+fi
+exit "$rc"
