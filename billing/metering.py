@@ -1,0 +1,146 @@
+"""Metering from state intervals: what a desktop holds, and how a held interval is cut into pieces.
+
+A desktop holds, while it exists (provisioned and not deleted): its system disk and
+attached data disks (GiB) and its IP addresses, running or not; and while it runs: its
+vCPUs, RAM and GPUs. An interval of one allocation is cut at every local midnight
+(Asia/Shanghai, the portal's TIME_ZONE), so a piece lies within one day and one month,
+and every cut is at a whole hour. Quantities are exact: microseconds times amounts.
+
+These functions are pure (no database writes); ``billing.services`` writes with them.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from billing.models import Item
+
+US_PER_HOUR = 3_600_000_000
+MIB_PER_GIB = 1024
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def local_midnight(day: date) -> datetime:
+    """The instant a local day starts, as an aware datetime."""
+    return datetime.combine(day, time(0), tzinfo=local_zone())
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    """[first instant, first instant of the next month) of a local month."""
+    first = month.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return local_midnight(first), local_midnight(following)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What a desktop holds at one moment, and for whom."""
+
+    tenant_id: int | None
+    course_id: int | None
+    user_id: int | None
+    running: bool = False
+    vcpus: int = 0
+    ram_mib: int = 0
+    disk_gib: int = 0
+    gpus: int = 0
+    ips: int = 0
+
+    @property
+    def billable(self) -> bool:
+        return self.tenant_id is not None and (
+            self.disk_gib > 0 or self.ips > 0 or (self.running and (self.vcpus or self.ram_mib or self.gpus))
+        )
+
+    def fields(self) -> dict:
+        return {
+            "tenant_id": self.tenant_id,
+            "course_id": self.course_id,
+            "user_id": self.user_id,
+            "running": self.running,
+            "vcpus": self.vcpus,
+            "ram_mib": self.ram_mib,
+            "disk_gib": self.disk_gib,
+            "gpus": self.gpus,
+            "ips": self.ips,
+        }
+
+
+ALLOCATION_FIELDS = tuple(Allocation.__dataclass_fields__)
+# Data disks count while they exist on the hypervisor: attached, or on their way off.
+BILLED_VOLUME_STATES = ("attached", "detaching")
+
+
+def allocation_of(desktop) -> Allocation:
+    """What ``desktop`` (a compute.Desktop row) holds now, read from its saved state."""
+    who = {"tenant_id": desktop.tenant_id, "course_id": desktop.course_id, "user_id": desktop.owner_id}
+    state = desktop.state
+    # Not yet made, gone, or failed while being made (the quota was released): nothing is held.
+    if state in ("requested", "deleted") or (state == "error" and not desktop.quota_reservation):
+        return Allocation(**who)
+    running = desktop.power_state == "running"
+    data_gib = sum(v.size_gib for v in desktop.volumes.all() if v.state in BILLED_VOLUME_STATES)
+    return Allocation(
+        **who,
+        running=running,
+        vcpus=desktop.vcpus if running else 0,
+        ram_mib=desktop.memory_mib if running else 0,
+        gpus=desktop.gpus if running else 0,
+        disk_gib=desktop.disk_gib + data_gib,
+        ips=ips_of(desktop),
+    )
+
+
+def ips_of(desktop) -> int:
+    """Addresses a desktop holds: those its NICs report, else the one recorded on the row."""
+    nics = (desktop.hardware or {}).get("nics") or []
+    addresses = {nic.get("ip") for nic in nics if isinstance(nic, dict) and nic.get("ip")}
+    if desktop.guest_ip:
+        addresses.add(desktop.guest_ip)
+    return len(addresses)
+
+
+def split_by_day(start: datetime, end: datetime) -> list[tuple[date, datetime, datetime]]:
+    """[start, end) cut at every local midnight: (local day, piece start, piece end)."""
+    zone = local_zone()
+    pieces = []
+    cursor = start
+    while cursor < end:
+        day = cursor.astimezone(zone).date()
+        boundary = local_midnight(day + timedelta(days=1))
+        piece_end = min(end, boundary)
+        pieces.append((day, cursor, piece_end))
+        cursor = piece_end
+    return pieces
+
+
+def duration_us(start: datetime, end: datetime) -> int:
+    delta = end - start
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def unit_microseconds(row) -> dict[str, int]:
+    """Quantities of one piece (an object or dict with the allocation fields) in unit-microseconds.
+
+    RAM is in MiB-microseconds here; ``hours()`` turns every item into unit-hours.
+    """
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    us = get("duration_us")
+    running = bool(get("running"))
+    return {
+        Item.VCPU: us * get("vcpus") if running else 0,
+        Item.RAM: us * get("ram_mib") if running else 0,
+        Item.DISK: us * get("disk_gib"),
+        Item.GPU: us * get("gpus") if running else 0,
+        Item.IP: us * get("ips"),
+    }
+
+
+def divisor(item: str) -> int:
+    """Unit-microseconds per unit-hour of an item."""
+    return US_PER_HOUR * (MIB_PER_GIB if item == Item.RAM else 1)

@@ -1,0 +1,333 @@
+"""Reads of billing, scoped to the acting user; they fail closed.
+
+Who sees what: finance, tenant admins and auditors see the usage, costs, invoices and
+price plans of their tenant and its children (finance alone changes price plans and
+issues invoices); the system admin sees every tenant's; a teacher sees the usage and cost
+of the courses they teach (no invoices, no price plans); a student sees nothing.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from django.db.models import DecimalField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from billing import metering, pricing
+from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval
+from common.errors import InvalidInput
+from tenants.models import Course, Tenant, User
+from tenants.roles import PlatformRole, TenantRole
+from tenants.selectors import platform_role_of, tenants_with_role
+
+READERS = (TenantRole.FINANCE, TenantRole.TENANT_ADMIN, TenantRole.AUDITOR)
+GROUPS = ("tenant", "course", "user", "item")
+MAX_RANGE_DAYS = 400
+
+
+def billing_tenants_for(user) -> QuerySet[Tenant]:
+    """Tenants whose billing the user may read."""
+    if not getattr(user, "is_authenticated", False):
+        return Tenant.objects.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return Tenant.objects.all()
+    return tenants_with_role(user, *READERS)
+
+
+def finance_tenants_for(user) -> QuerySet[Tenant]:
+    """Tenants whose price plans, budgets and invoices the user may change or issue."""
+    if not getattr(user, "is_authenticated", False):
+        return Tenant.objects.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return Tenant.objects.all()
+    return tenants_with_role(user, TenantRole.FINANCE)
+
+
+def can_read_billing(user) -> bool:
+    return billing_tenants_for(user).exists()
+
+
+def taught_courses(user) -> QuerySet[Course]:
+    if not getattr(user, "is_authenticated", False):
+        return Course.objects.none()
+    return Course.objects.filter(teacher=user, tenant__is_active=True)
+
+
+def can_see_usage(user) -> bool:
+    return can_read_billing(user) or taught_courses(user).exists()
+
+
+def invoice_list_for(user) -> QuerySet[Invoice]:
+    return (
+        Invoice.objects.filter(tenant__in=billing_tenants_for(user))
+        .select_related("tenant")
+        .annotate(
+            credited_total=Coalesce(
+                Sum("credit_notes__amount"),
+                Value(Decimal("0")),
+                output_field=DecimalField(max_digits=14, decimal_places=2),
+            )
+        )
+        .order_by("-month", "-number")
+    )
+
+
+def invoice_get_for(user, pk) -> Invoice:
+    return invoice_list_for(user).get(pk=pk)
+
+
+def price_plan_list_for(user) -> QuerySet[PricePlan]:
+    """Plans of the tenants the user reads billing for, and of their ancestors (whose rates they inherit)."""
+    tenants = list(billing_tenants_for(user).values_list("path", flat=True))
+    if not tenants:
+        return PricePlan.objects.none()
+    paths = {p for path in tenants for p in pricing.ancestor_paths(path)}
+    condition = Q(tenant__path__in=paths)
+    for path in tenants:
+        condition |= Q(tenant__path__startswith=path)
+    return (
+        PricePlan.objects.filter(condition)
+        .select_related("tenant", "created_by")
+        .prefetch_related("rates")
+        .order_by("tenant__path", "-effective_from")
+    )
+
+
+def budget_list_for(user) -> QuerySet[Budget]:
+    return Budget.objects.filter(tenant__in=billing_tenants_for(user)).select_related("tenant", "course")
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+def usage_queryset_for(user) -> QuerySet[UsageInterval]:
+    if not getattr(user, "is_authenticated", False):
+        return UsageInterval.objects.none()
+    condition = Q(pk__in=[])
+    tenants = billing_tenants_for(user)
+    if tenants.exists():
+        condition |= Q(tenant__in=tenants)
+    courses = taught_courses(user)
+    if courses.exists():
+        condition |= Q(course__in=courses)
+    return UsageInterval.objects.filter(condition)
+
+
+def cursor_queryset_for(user) -> QuerySet[MeterCursor]:
+    condition = Q(pk__in=[])
+    tenants = billing_tenants_for(user)
+    if tenants.exists():
+        condition |= Q(tenant__in=tenants)
+    courses = taught_courses(user)
+    if courses.exists():
+        condition |= Q(course__in=courses)
+    return MeterCursor.objects.filter(condition)
+
+
+def date_range_parse(start, end) -> tuple[date, date]:
+    """Inclusive [start, end] local dates from input; reversed or too long ranges are InvalidInput."""
+
+    def parse(value, name):
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidInput(_("日期格式应为 YYYY-MM-DD。"), code="date_invalid", detail={name: str(value)})
+
+    first, last = parse(start, "from"), parse(end, "to")
+    if last < first:
+        raise InvalidInput(
+            _("结束日期早于开始日期。"), code="date_range_reversed", detail={"from": str(first), "to": str(last)}
+        )
+    if (last - first).days > MAX_RANGE_DAYS:
+        raise InvalidInput(_("日期范围不能超过 400 天。"), code="date_range_too_long")
+    return first, last
+
+
+def _open_rows(cursors, *, start: datetime, end: datetime, keys=("tenant_id", "course_id", "user_id")) -> list:
+    """Usage rows of still-open intervals, cut at ``end`` (now) as if closed there; nothing is written."""
+    rows = []
+    for cursor in cursors:
+        allocation = metering.Allocation(**{n: getattr(cursor, n) for n in metering.ALLOCATION_FIELDS})
+        if not allocation.billable:
+            continue
+        for day, piece_start, piece_end in metering.split_by_day(max(cursor.since, start), end):
+            row = {k: getattr(cursor, k) for k in keys}
+            row.update({name: getattr(cursor, name) for name in pricing.CONFIG_FIELDS})
+            row.update(day=day, duration_us=metering.duration_us(piece_start, piece_end))
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class UsageRow:
+    tenant: object
+    course: object
+    user: object
+    item: str
+    quantity: Decimal
+    cost: Decimal
+
+    @property
+    def unit(self) -> str:
+        return str(UNITS[Item(self.item)])
+
+    @property
+    def item_label(self) -> str:
+        return str(Item(self.item).label)
+
+
+@dataclass
+class UsageReport:
+    first: date
+    last: date
+    group_by: str
+    rows: list
+    daily: list  # [(day, cost)], every day of the range
+    total: Decimal
+
+
+def usage_report_for(
+    user, *, start, end, group_by: str = "course", tenant_slug: str = "", course_id=None, now=None
+) -> UsageReport:
+    """Usage by tenant, course, user or item over [start, end] (local dates), with its cost per day.
+
+    Costs are at the rates in force each day, after plan discounts and before free
+    allowances (which only invoices apply, per term); today's open intervals count up to now.
+    """
+    first, last = date_range_parse(start, end)
+    if group_by not in GROUPS:
+        raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code="group_by_invalid")
+    now = now or timezone.now()
+    queryset = usage_queryset_for(user).filter(day__gte=first, day__lte=last)
+    cursors = cursor_queryset_for(user)
+    if tenant_slug:
+        queryset = queryset.filter(tenant__path__contains=f"/{tenant_slug}/")
+        cursors = cursors.filter(tenant__path__contains=f"/{tenant_slug}/")
+    if course_id not in (None, ""):
+        try:
+            course_id = int(course_id)
+        except (TypeError, ValueError):
+            raise InvalidInput(_("课程编号无效。"), code="course_invalid")
+        queryset = queryset.filter(course_id=course_id)
+        cursors = cursors.filter(course_id=course_id)
+    keys = ("tenant_id", "course_id", "user_id", "day")
+    rows = list(pricing.grouped_usage(queryset, *keys))
+    range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
+    if range_start < now:
+        rows += _open_rows(cursors.filter(since__lt=min(now, range_end)), start=range_start, end=min(now, range_end))
+    tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in rows})
+    book = pricing.RateBook(tenants.values())
+    groups: dict = defaultdict(lambda: [0, Fraction(0)])
+    daily: dict = defaultdict(Fraction)
+    for row in rows:
+        for item, units in metering.unit_microseconds(row).items():
+            if not units:
+                continue
+            rate, discount = book.rate(row["tenant_id"], item, row["day"])
+            cost = pricing.cost_of(units, item, rate, discount)
+            key = {
+                "tenant": (row["tenant_id"], None, None, item),
+                "course": (row["tenant_id"], row["course_id"], None, item),
+                "user": (row["tenant_id"], None, row["user_id"], item),
+                "item": (None, None, None, item),
+            }[group_by]
+            groups[key][0] += units
+            groups[key][1] += cost
+            daily[row["day"]] += cost
+    courses = Course.objects.in_bulk({k[1] for k in groups if k[1]})
+    users = User.objects.in_bulk({k[2] for k in groups if k[2]})
+    result = [
+        UsageRow(
+            tenant=tenants.get(t),
+            course=courses.get(c),
+            user=users.get(u),
+            item=item,
+            quantity=pricing.to_quantity(units, item),
+            cost=pricing.to_money(cost),
+        )
+        for (t, c, u, item), (units, cost) in groups.items()
+    ]
+    result.sort(
+        key=lambda r: (
+            r.tenant.path if r.tenant else "",
+            r.course.code if r.course else "~",
+            r.user.username if r.user else "",
+            pricing.ITEMS.index(r.item),
+        )
+    )
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return UsageReport(
+        first=first,
+        last=last,
+        group_by=group_by,
+        rows=result,
+        daily=[(day, pricing.to_money(daily.get(day, Fraction(0)))) for day in days],
+        total=sum((r.cost for r in result), Decimal("0")),
+    )
+
+
+# --- running estimate and budgets ----------------------------------------------------------------
+
+
+def month_drafts(tenants, *, now: datetime | None = None) -> list:
+    """This month's invoices so far (with allowances), per tenant, open intervals counted up to now."""
+    now = now or timezone.now()
+    month = timezone.localtime(now).date().replace(day=1)
+    first, following = pricing.month_days(month)
+    start = metering.local_midnight(first)
+    tenants = list(tenants)
+    ids = [t.pk for t in tenants]
+    rows_by_tenant: dict = defaultdict(list)
+    for row in pricing.grouped_usage(
+        UsageInterval.objects.filter(tenant_id__in=ids, day__gte=first, day__lt=following),
+        "tenant_id",
+        "course_id",
+        "day",
+    ):
+        rows_by_tenant[row["tenant_id"]].append(row)
+    for row in _open_rows(MeterCursor.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):
+        rows_by_tenant[row["tenant_id"]].append(row)
+    book = pricing.RateBook(tenants)
+    courses = Course.objects.in_bulk(
+        {row["course_id"] for rows in rows_by_tenant.values() for row in rows if row["course_id"]}
+    )
+    return [
+        pricing.draft_for(tenant=t, month=first, rows=rows_by_tenant[t.pk], book=book, courses=courses)
+        for t in tenants
+        if rows_by_tenant.get(t.pk)
+    ]
+
+
+def estimate_for(user, *, now=None) -> list:
+    return month_drafts(billing_tenants_for(user).order_by("path"), now=now)
+
+
+def budget_spent(budget: Budget, *, now=None) -> Decimal:
+    """This month's spend so far within a budget's scope (a tenant with its children, or one course)."""
+    if budget.course_id:
+        drafts = month_drafts([budget.tenant], now=now)
+        return sum(
+            (line.amount for d in drafts for line in d.lines if line.course_id == budget.course_id), Decimal("0")
+        )
+    subtree = Tenant.objects.filter(path__startswith=budget.tenant.path)
+    return sum((d.total for d in month_drafts(subtree, now=now)), Decimal("0"))
+
+
+def budget_blocks(tenant, course=None, *, now=None) -> Budget | None:
+    """The blocking budget a new desktop of ``tenant`` (and ``course``) would exceed, or None.
+
+    Budgets of the tenant, of its ancestors (their subtree includes it) and of the course count.
+    """
+    scope = Q(tenant__path__in=pricing.ancestor_paths(tenant.path), course__isnull=True)
+    if course is not None:
+        scope |= Q(course=course)
+    for budget in Budget.objects.filter(scope, block_new_desktops=True).select_related("tenant", "course"):
+        if budget_spent(budget, now=now) >= budget.amount:
+            return budget
+    return None

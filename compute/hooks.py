@@ -1,0 +1,59 @@
+"""Hooks higher apps (billing) register at start-up, so compute never imports them.
+
+Two kinds, both called by compute's services inside the transaction they concern:
+
+- observers of a desktop's billable state: every change that affects cost (created,
+  started, stopped, resized, disk attached/detached, GPU assigned, deleted, owner or
+  course moved) calls ``desktop_changed(desktop=..., at=..., reason=...)`` after saving
+  the row, still inside the transaction that holds the desktop's row lock. Billing
+  closes the open usage interval there, so a rolled-back change meters nothing and a
+  committed one is metered exactly once. Observers must be idempotent: the same state
+  reported twice counts once.
+- checks before a desktop is created: ``desktop_create_check(tenant=..., course=...)``
+  runs every registered check, which raises a ``common.errors.ServiceError`` to refuse
+  (billing refuses new desktops of a tenant or course past a blocking budget).
+
+Nothing registered: changes are not metered and nothing is refused (compute alone works).
+"""
+
+from collections.abc import Callable
+
+_observers: list[Callable] = []
+_create_checks: list[Callable] = []
+
+
+def register_desktop_observer(fn: Callable) -> None:
+    """``fn(*, desktop, at, reason)``; registering the same function twice keeps one."""
+    if fn not in _observers:
+        _observers.append(fn)
+
+
+def unregister_desktop_observer(fn: Callable) -> None:
+    if fn in _observers:
+        _observers.remove(fn)
+
+
+def desktop_changed(*, desktop, at=None, reason: str = "") -> None:
+    """Tell the observers that ``desktop`` (saved, row-locked) now is what it is, as of ``at``."""
+    if at is None:
+        from django.utils import timezone
+
+        at = timezone.now()
+    for fn in list(_observers):
+        fn(desktop=desktop, at=at, reason=reason)
+
+
+def register_create_check(fn: Callable) -> None:
+    """``fn(*, tenant, course)`` raising a ServiceError to refuse a new desktop."""
+    if fn not in _create_checks:
+        _create_checks.append(fn)
+
+
+def unregister_create_check(fn: Callable) -> None:
+    if fn in _create_checks:
+        _create_checks.remove(fn)
+
+
+def desktop_create_check(*, tenant, course=None) -> None:
+    for fn in list(_create_checks):
+        fn(tenant=tenant, course=course)
