@@ -1,0 +1,66 @@
+"""Celery tasks of the network orchestration (compute/networking.py): thin, idempotent, on the hypervisor queue.
+
+Every task reads the database and converges the hypervisors towards it, so running one
+twice does no harm. ``dhcp_sync_task`` and ``addresses_purge_task`` are periodic
+(portal/celery.py).
+"""
+
+import logging
+
+from celery import shared_task
+
+from compute import networking
+from compute.models import Desktop
+from network import services as network_services
+from network.models import SecurityGroup
+
+log = logging.getLogger(__name__)
+
+OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "queue": "hypervisor"}
+
+
+@shared_task(**OPTIONS)
+def dhcp_sync_task() -> dict:
+    report = networking.dhcp_sync()
+    return {k: report[k] for k in ("added", "changed", "removed", "errors")}
+
+
+@shared_task(**OPTIONS)
+def addresses_purge_task() -> int:
+    return network_services.addresses_purge_expired()
+
+
+@shared_task(**OPTIONS)
+def desktop_bindings_push_task(desktop_id: int) -> dict:
+    desktop = Desktop.objects.select_related("endpoint").filter(pk=desktop_id).first()
+    if desktop is None or desktop.state == Desktop.State.DELETED:
+        return {}
+    return networking.desktop_bindings_push(desktop=desktop)
+
+
+@shared_task(**OPTIONS)
+def security_group_apply_task(group_id: int) -> dict:
+    group = SecurityGroup.objects.filter(pk=group_id).first()
+    if group is None:
+        return {}
+    return networking.security_group_apply(group=group)
+
+
+@shared_task(**OPTIONS)
+def security_groups_sync_task() -> dict:
+    return networking.security_groups_sync()
+
+
+@shared_task(**OPTIONS)
+def security_group_remove_task(group_id: int) -> None:
+    networking.security_group_remove(group_id=group_id)
+
+
+@shared_task(**OPTIONS)
+def network_remove_task(network_id: int, endpoints: list[str]) -> None:
+    networking.network_remove(network_id=network_id, endpoints=endpoints)
+
+
+@shared_task(**OPTIONS)
+def forwarding_apply_task(eip_id: int) -> bool:
+    return networking.forwarding_apply(eip_id=eip_id)

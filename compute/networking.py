@@ -1,0 +1,544 @@
+"""Network orchestration: pushes network's data (networks, IP/MAC bindings, security groups) to hypervisors.
+
+network/ holds the data and rules; compute makes every hypervisor call (shared/STYLE.md),
+so this module turns network's rows into driver calls:
+
+- ``desktop_nics_allocate(desktop)`` at desktop creation: IP and MAC from network's IPAM;
+- ``desktop_network_prepare(desktop, driver)`` before the VM is created on its endpoint:
+  the libvirt network, the nwfilters and the DHCP host entries there, and the NicSpecs;
+- ``desktop_bindings_push(desktop)`` wherever the desktop runs now (after an evacuation
+  or migration the binding follows it, from the database alone; the old host's entry is
+  removed when that host answers, else by the next sync);
+- ``desktop_bindings_release(desktop)`` when it is deleted;
+- ``dhcp_sync()`` the periodic repair: each endpoint's DHCP hosts are compared with what
+  the database says should be there, missing ones added, stale ones removed, all reported;
+- ``security_group_apply(group)`` redefines the group's nwfilter wherever it is used
+  (libvirt updates running VMs live);
+- ``forwarding_apply(eip)`` elastic IPs and port forwards, where the endpoint can.
+
+Where the desktop runs is compute's knowledge (``Desktop.endpoint``); which endpoints
+hold which network is network's (``NetworkDeployment``). libvirt object names carry an
+endpoint-configurable prefix (options ``network_prefix``, ``bridge_prefix``,
+``filter_prefix``) so that several endpoints can share one test daemon.
+"""
+
+import dataclasses
+import logging
+
+from django.db import transaction
+
+from audit.actions import Action
+from audit.services import event_record
+from compute.drivers.base import (
+    DhcpHost,
+    DriverError,
+    ErrorCode,
+    FirewallRule,
+    ForwardMode,
+    HypervisorDriver,
+    NetworkSpec,
+    NicSpec,
+    NwFilterSpec,
+)
+from compute.hypervisor import driver_error_note, driver_for
+from compute.models import Desktop, Endpoint
+from network import hooks
+from network import selectors as network_selectors
+from network import services as network_services
+from network.models import Address, Network, NetworkDeployment, SecurityGroup
+
+log = logging.getLogger(__name__)
+
+NETWORK_PREFIX = "ccnet-"
+BRIDGE_PREFIX = "ccbr"
+FILTER_PREFIX = "cc-sg-"
+# Desktops whose VM exists (or is being made) on their endpoint: their bindings belong there.
+BOUND_STATES = [s for s in Desktop.State.values if s != Desktop.State.DELETED]
+
+
+# --- names and specs ----------------------------------------------------------------------------
+
+
+def _is_libvirt(endpoint: Endpoint) -> bool:
+    return endpoint.kind == Endpoint.Kind.LIBVIRT
+
+
+def filters_supported(endpoint: Endpoint) -> bool:
+    """nwfilters need a real libvirtd: libvirt's test driver and vCenter have none."""
+    return _is_libvirt(endpoint) and not endpoint.url.startswith("test:")
+
+
+def libvirt_network_name(network: Network, endpoint: Endpoint) -> str:
+    return f"{endpoint.options.get('network_prefix', NETWORK_PREFIX)}{network.pk}"
+
+
+def bridge_name(network: Network, endpoint: Endpoint) -> str:
+    return f"{endpoint.options.get('bridge_prefix', BRIDGE_PREFIX)}{network.pk}"[:15]
+
+
+def filter_name(group: SecurityGroup | int, endpoint: Endpoint) -> str:
+    pk = group if isinstance(group, int) else group.pk
+    return f"{endpoint.options.get('filter_prefix', FILTER_PREFIX)}{pk}"
+
+
+def nic_network_name(network: Network, endpoint: Endpoint) -> str:
+    """The name a NIC attaches to: the libvirt network, or on vCenter the port group (by name or VLAN)."""
+    if _is_libvirt(endpoint):
+        if network.kind == Network.Kind.FLAT and not network.bridge and network.portgroup:
+            return network.portgroup
+        return libvirt_network_name(network, endpoint)
+    if network.portgroup:
+        return network.portgroup
+    by_vlan = endpoint.options.get("vlan_portgroups", {})
+    if network.segment_id is not None and str(network.segment_id) in by_vlan:
+        return by_vlan[str(network.segment_id)]
+    return endpoint.default_network
+
+
+def network_spec(network: Network, endpoint: Endpoint) -> NetworkSpec:
+    name = libvirt_network_name(network, endpoint)
+    if network.kind == Network.Kind.FLAT:
+        # Bridged to the physical segment; DHCP for it runs outside libvirt (no dnsmasq here).
+        return NetworkSpec(name=name, forward=ForwardMode.BRIDGE, bridge=network.bridge)
+    subnet = network.subnets.order_by("id").first()
+    if subnet is None:
+        return NetworkSpec(name=name, forward=ForwardMode.NAT, bridge=bridge_name(network, endpoint))
+    return NetworkSpec(
+        name=name,
+        forward=ForwardMode.NAT,
+        bridge=bridge_name(network, endpoint),
+        cidr=subnet.cidr,
+        gateway=subnet.gateway,
+        dhcp_start=subnet.dhcp_start,
+        dhcp_end=subnet.dhcp_end,
+    )
+
+
+def _dhcp_host(address: Address) -> DhcpHost:
+    return DhcpHost(mac=address.mac, ip=address.ip, name=address.hostname)
+
+
+def _has_dhcp(network: Network) -> bool:
+    return network.kind == Network.Kind.ROUTER
+
+
+def nwfilter_spec(group: SecurityGroup, endpoint: Endpoint) -> NwFilterSpec:
+    """The group's rules as an nwfilter. A remote group becomes the /32s of the NICs in it;
+    a default group also drops everything coming from other tenants' subnets."""
+    rules: list[FirewallRule] = []
+    if group.is_default:
+        for cidr in network_selectors.other_tenants_cidrs(group.tenant):
+            rules.append(FirewallRule("in", "all", remote_cidr=cidr, action="drop", priority=300))
+    for rule in group.rules.all().order_by("id"):
+        if rule.remote_group_id:
+            members = Address.objects.filter(
+                security_group_id=rule.remote_group_id, state=Address.State.ALLOCATED, kind=Address.Kind.NIC
+            ).values_list("ip", flat=True)
+            remotes = [f"{ip}/32" for ip in members]
+        else:
+            remotes = [rule.remote_cidr]
+        for remote in remotes:
+            rules.append(
+                FirewallRule(
+                    direction=rule.direction,
+                    protocol=rule.protocol,
+                    port_min=rule.port_min,
+                    port_max=rule.port_max,
+                    remote_cidr=remote,
+                    priority=500,
+                )
+            )
+    return NwFilterSpec(name=filter_name(group, endpoint), uuid=str(group.filter_uuid), rules=tuple(rules))
+
+
+# --- desktops ---------------------------------------------------------------------------------
+
+
+def desktop_addresses(desktop: Desktop) -> list[Address]:
+    return list(
+        Address.objects.filter(desktop_id=desktop.pk, state=Address.State.ALLOCATED, kind=Address.Kind.NIC)
+        .select_related("subnet__network", "security_group__tenant")
+        .order_by("nic_index")
+    )
+
+
+def desktop_nics_allocate(
+    *, desktop: Desktop, network: Network | None = None, security_group: SecurityGroup | None = None
+) -> list[Address]:
+    """Give a new desktop its NIC's IP and MAC (its tenant's network, else a shared one).
+
+    Runs inside compute's desktop_create transaction; a desktop without any network to
+    join keeps the endpoint's default network (no binding), as before networks existed.
+    """
+    network = network or network_selectors.default_network_for(desktop.tenant)
+    if network is None:
+        return []
+    address = network_services.address_allocate(
+        tenant=desktop.tenant,
+        desktop_id=desktop.pk,
+        network=network,
+        owner=desktop.owner,
+        hostname=desktop.vm_name,
+        security_group=security_group,
+    )
+    Desktop.objects.filter(pk=desktop.pk).update(mac=address.mac, guest_ip=address.ip)
+    desktop.mac, desktop.guest_ip = address.mac, address.ip
+    return [address]
+
+
+def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple[NicSpec, ...]:
+    addresses = desktop_addresses(desktop) if addresses is None else addresses
+    endpoint = desktop.endpoint
+    with_filters = filters_supported(endpoint)
+    return tuple(
+        NicSpec(
+            network=nic_network_name(a.subnet.network, endpoint),
+            mac=a.mac,
+            nwfilter=filter_name(a.security_group_id, endpoint) if with_filters and a.security_group_id else "",
+            filter_params={"IP": a.ip} if with_filters and a.security_group_id else {},
+        )
+        for a in addresses
+    )
+
+
+def network_ensure_on(*, network: Network, endpoint: Endpoint, driver: HypervisorDriver | None = None) -> str:
+    """Make the network exist (defined, started, autostarted) on a libvirt endpoint; returns its name there."""
+    name = libvirt_network_name(network, endpoint)
+    if not _is_libvirt(endpoint):
+        return nic_network_name(network, endpoint)
+    driver = driver or driver_for(endpoint)
+    driver.network_ensure(network_spec(network, endpoint))
+    network_services.deployment_record(network_id=network.pk, endpoint=endpoint.name)
+    return name
+
+
+def _define_filters(groups: dict[int, SecurityGroup], endpoint: Endpoint, driver: HypervisorDriver) -> None:
+    if not filters_supported(endpoint):
+        return
+    for group in groups.values():
+        driver.nwfilter_define(nwfilter_spec(group, endpoint))
+
+
+def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tuple[NicSpec, ...]:
+    """Before the VM is created on ``desktop.endpoint``: its networks, filters and DHCP entries
+    there; returns the NicSpecs for the VMSpec (empty: the desktop has no allocation)."""
+    addresses = desktop_addresses(desktop)
+    if not addresses:
+        return ()
+    endpoint = desktop.endpoint
+    if _is_libvirt(endpoint):
+        networks = {a.subnet.network_id: a.subnet.network for a in addresses}
+        for network in networks.values():
+            network_ensure_on(network=network, endpoint=endpoint, driver=driver)
+        _define_filters(
+            {a.security_group_id: a.security_group for a in addresses if a.security_group_id}, endpoint, driver
+        )
+        _push(addresses, endpoint, driver)
+    return nic_specs(desktop, addresses)
+
+
+def _push(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> list[Address]:
+    pushed = []
+    for address in addresses:
+        network = address.subnet.network
+        if not _has_dhcp(network):
+            continue
+        driver.dhcp_host_set(libvirt_network_name(network, endpoint), _dhcp_host(address))
+        pushed.append(address)
+    network_services.address_pushed(address_ids=[a.pk for a in pushed], endpoint=endpoint.name)
+    return pushed
+
+
+def _remove_from(endpoint_name: str, addresses: list[Address]) -> str:
+    """Remove the bindings from an endpoint's DHCP; returns "" or why it could not (the sync retries)."""
+    endpoint = Endpoint.objects.filter(name=endpoint_name).first()
+    if endpoint is None or not _is_libvirt(endpoint):
+        return ""
+    try:
+        driver = driver_for(endpoint)
+        for address in addresses:
+            if _has_dhcp(address.subnet.network):
+                driver.dhcp_host_remove(libvirt_network_name(address.subnet.network, endpoint), address.mac)
+    except DriverError as exc:
+        driver_error_note(endpoint, exc)
+        if exc.code == ErrorCode.NOT_FOUND:
+            return ""
+        log.warning("bindings stay on %s until the next sync: %s", endpoint_name, exc)
+        return exc.message
+    return ""
+
+
+def desktop_bindings_push(*, desktop: Desktop, driver: HypervisorDriver | None = None) -> dict:
+    """Push the desktop's bindings to the endpoint it runs on now, from the database alone, and take
+    them off the endpoint they were on before (when it answers; otherwise the sync does it later).
+
+    This is the failover path: after compute restarts a desktop on host B, B's DHCP gives the
+    VM the same IP for the same MAC.
+    """
+    desktop = Desktop.objects.select_related("endpoint", "tenant").get(pk=desktop.pk)
+    addresses = desktop_addresses(desktop)
+    endpoint = desktop.endpoint
+    report = {"endpoint": endpoint.name, "pushed": [], "removed_from": {}, "pending": {}}
+    if not addresses:
+        return report
+    previous: dict[str, list[Address]] = {}
+    for address in addresses:
+        if address.pushed_to and address.pushed_to != endpoint.name:
+            previous.setdefault(address.pushed_to, []).append(address)
+    if _is_libvirt(endpoint):
+        driver = driver or driver_for(endpoint)
+        for network in {a.subnet.network_id: a.subnet.network for a in addresses}.values():
+            network_ensure_on(network=network, endpoint=endpoint, driver=driver)
+        _define_filters(
+            {a.security_group_id: a.security_group for a in addresses if a.security_group_id}, endpoint, driver
+        )
+        report["pushed"] = [a.mac for a in _push(addresses, endpoint, driver)]
+    for old, moved in previous.items():
+        error = _remove_from(old, moved)
+        if error:
+            report["pending"][old] = error
+        else:
+            report["removed_from"][old] = [a.mac for a in moved]
+    if previous:
+        with transaction.atomic():
+            event_record(
+                action=Action.NETWORK_CHANGED,
+                target=desktop,
+                tenant=desktop.tenant,
+                detail={"op": "bindings_moved", **report},
+            )
+    return report
+
+
+def desktop_bindings_release(*, desktop: Desktop, hold: int | None = None) -> list[Address]:
+    """The desktop is deleted: its bindings leave its endpoint's DHCP and its addresses are held."""
+    addresses = desktop_addresses(desktop)
+    by_endpoint: dict[str, list[Address]] = {}
+    for address in addresses:
+        by_endpoint.setdefault(address.pushed_to or desktop.endpoint.name, []).append(address)
+    for endpoint_name, group in by_endpoint.items():
+        _remove_from(endpoint_name, group)
+    return network_services.addresses_release(desktop_id=desktop.pk, hold=hold)
+
+
+# --- the periodic DHCP sync -------------------------------------------------------------------
+
+
+def _desired(endpoint: Endpoint) -> dict[int, dict[str, DhcpHost]]:
+    """{network id: {mac: host}} this endpoint's DHCP should hold, from the database alone."""
+    desktop_ids = Desktop.objects.filter(endpoint=endpoint, state__in=BOUND_STATES).values_list("pk", flat=True)
+    wanted: dict[int, dict[str, DhcpHost]] = {}
+    nics = Address.objects.filter(
+        desktop_id__in=list(desktop_ids), state=Address.State.ALLOCATED, kind=Address.Kind.NIC
+    ).select_related("subnet__network")
+    for address in nics:
+        if _has_dhcp(address.subnet.network):
+            wanted.setdefault(address.subnet.network_id, {})[address.mac] = _dhcp_host(address)
+    deployed = NetworkDeployment.objects.filter(endpoint=endpoint.name).values_list("network_id", flat=True)
+    reserved = Address.objects.filter(
+        kind=Address.Kind.RESERVED, mac__isnull=False, subnet__network_id__in=list(deployed)
+    ).select_related("subnet__network")
+    for address in reserved:
+        if _has_dhcp(address.subnet.network):
+            wanted.setdefault(address.subnet.network_id, {})[address.mac] = _dhcp_host(address)
+    return wanted
+
+
+def _sync_endpoint(endpoint: Endpoint) -> dict:
+    result = {"added": [], "changed": [], "removed": [], "errors": []}
+    wanted = _desired(endpoint)
+    deployed = set(NetworkDeployment.objects.filter(endpoint=endpoint.name).values_list("network_id", flat=True))
+    networks = Network.objects.in_bulk(deployed | set(wanted))
+    try:
+        driver = driver_for(endpoint)
+        for network_id, network in sorted(networks.items()):
+            if not _has_dhcp(network):
+                continue
+            name = libvirt_network_name(network, endpoint)
+            desired = wanted.get(network_id, {})
+            try:
+                actual = {h.mac: h for h in driver.dhcp_hosts(name)}
+            except DriverError as exc:
+                if exc.code != ErrorCode.NOT_FOUND:
+                    raise
+                if not desired:
+                    network_services.deployment_forget(network_id=network_id, endpoint=endpoint.name)
+                    continue
+                network_ensure_on(network=network, endpoint=endpoint, driver=driver)
+                actual = {h.mac: h for h in driver.dhcp_hosts(name)}
+            for mac, host in actual.items():
+                if mac not in desired:
+                    driver.dhcp_host_remove(name, mac)
+                    result["removed"].append({"network": name, "mac": mac, "ip": host.ip})
+            for mac, host in desired.items():
+                if mac not in actual:
+                    driver.dhcp_host_set(name, host)
+                    result["added"].append({"network": name, "mac": mac, "ip": host.ip})
+                elif actual[mac] != host:
+                    driver.dhcp_host_set(name, host)
+                    result["changed"].append({"network": name, "mac": mac, "ip": host.ip, "was": actual[mac].ip})
+            Address.objects.filter(subnet__network_id=network_id, mac__in=list(desired)).exclude(
+                pushed_to=endpoint.name
+            ).update(pushed_to=endpoint.name)
+    except DriverError as exc:
+        driver_error_note(endpoint, exc)
+        result["errors"].append(exc.message)
+    return result
+
+
+def dhcp_sync(*, endpoint: Endpoint | None = None) -> dict:
+    """Repair DHCP drift on every active libvirt endpoint (or one); returns what changed.
+
+    ``{"added": n, "changed": n, "removed": n, "errors": [...], "endpoints": {name: {...}}}``.
+    An unreachable endpoint is reported and skipped; its stale entries go when it is back.
+    """
+    endpoints = (
+        [endpoint] if endpoint is not None else Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True)
+    )
+    report = {"added": 0, "changed": 0, "removed": 0, "errors": [], "endpoints": {}}
+    for each in endpoints:
+        if not _is_libvirt(each):
+            continue
+        result = _sync_endpoint(each)
+        report["endpoints"][each.name] = result
+        for key in ("added", "changed", "removed"):
+            report[key] += len(result[key])
+        report["errors"] += [f"{each.name}: {e}" for e in result["errors"]]
+    if report["added"] or report["changed"] or report["removed"]:
+        with transaction.atomic():
+            event_record(
+                action=Action.NETWORK_CHANGED,
+                detail={"op": "dhcp_synced", **{k: report[k] for k in ("added", "changed", "removed", "errors")}},
+            )
+        log.info("DHCP sync: %s", {k: report[k] for k in ("added", "changed", "removed")})
+    return report
+
+
+# --- security groups --------------------------------------------------------------------------
+
+
+def _group_endpoints(group: SecurityGroup) -> list[Endpoint]:
+    desktop_ids = Address.objects.filter(
+        security_group=group, state=Address.State.ALLOCATED, kind=Address.Kind.NIC
+    ).values_list("desktop_id", flat=True)
+    endpoint_ids = Desktop.objects.filter(pk__in=list(desktop_ids), state__in=BOUND_STATES).values_list(
+        "endpoint_id", flat=True
+    )
+    return [e for e in Endpoint.objects.filter(pk__in=list(endpoint_ids), is_active=True) if filters_supported(e)]
+
+
+def security_group_apply(*, group: SecurityGroup, endpoints: list[Endpoint] | None = None) -> dict:
+    """Redefine the group's nwfilter wherever desktops use it: running VMs get the new rules live."""
+    group = SecurityGroup.objects.select_related("tenant").get(pk=group.pk)
+    report = {"applied": [], "errors": []}
+    for endpoint in _group_endpoints(group) if endpoints is None else endpoints:
+        if not filters_supported(endpoint):
+            continue
+        try:
+            driver_for(endpoint).nwfilter_define(nwfilter_spec(group, endpoint))
+            report["applied"].append(endpoint.name)
+        except DriverError as exc:
+            driver_error_note(endpoint, exc)
+            report["errors"].append(f"{endpoint.name}: {exc.message}")
+    return report
+
+
+def security_groups_sync() -> dict:
+    """Redefine every group in use (remote-group members and other tenants' subnets change)."""
+    report = {"applied": 0, "errors": []}
+    groups = SecurityGroup.objects.filter(addresses__state=Address.State.ALLOCATED).distinct()
+    for group in groups:
+        result = security_group_apply(group=group)
+        report["applied"] += len(result["applied"])
+        report["errors"] += result["errors"]
+    return report
+
+
+def security_group_remove(*, group_id: int) -> None:
+    for endpoint in Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True):
+        if not filters_supported(endpoint):
+            continue
+        try:
+            driver_for(endpoint).nwfilter_delete(filter_name(group_id, endpoint))
+        except DriverError as exc:
+            driver_error_note(endpoint, exc)
+            log.warning("nwfilter %s stays on %s: %s", group_id, endpoint.name, exc)
+
+
+def network_remove(*, network_id: int, endpoints: list[str]) -> None:
+    """The network was deleted: take its libvirt network off the endpoints that had it."""
+    stub = Network(pk=network_id)
+    for endpoint in Endpoint.objects.filter(name__in=endpoints, kind=Endpoint.Kind.LIBVIRT):
+        try:
+            driver_for(endpoint).network_delete(libvirt_network_name(stub, endpoint))
+        except DriverError as exc:
+            driver_error_note(endpoint, exc)
+            log.warning("libvirt network %s stays on %s: %s", network_id, endpoint.name, exc)
+
+
+# --- elastic IPs and port forwards ------------------------------------------------------------
+
+
+def forwarding_apply(*, eip_id: int) -> bool:
+    """Apply an elastic IP's NAT and its port forwards on the endpoint of the bound desktop.
+
+    The driver interface has no call for host firewall (DNAT) rules yet, so nothing can be
+    applied: the rows say so (``applied`` False with a note) instead of pretending.
+    """
+    from network.models import ElasticIP
+
+    eip = ElasticIP.objects.select_related("address").filter(pk=eip_id).first()
+    if eip is None:
+        return False
+    if eip.address_id is None and not eip.port_forwards.exists():
+        network_services.forwarding_note(eip_id=eip_id, applied=False, note="")
+        return False
+    network_services.forwarding_note(
+        eip_id=eip_id,
+        applied=False,
+        note="the hypervisor driver has no port-forward/DNAT call yet: modelled, not applied",
+    )
+    return False
+
+
+# --- hooks --------------------------------------------------------------------------------------
+
+
+def _tasks():
+    from compute import network_tasks
+
+    return network_tasks
+
+
+def _on_network_changed(*, network_id: int) -> None:
+    # Another tenant's new subnet changes what default groups keep out.
+    _tasks().security_groups_sync_task.delay()
+
+
+def _on_network_deleted(*, network_id: int, endpoints: list[str]) -> None:
+    _tasks().network_remove_task.delay(network_id, endpoints)
+
+
+def _on_security_group_changed(*, group_id: int) -> None:
+    _tasks().security_group_apply_task.delay(group_id)
+
+
+def _on_security_group_deleted(*, group_id: int) -> None:
+    _tasks().security_group_remove_task.delay(group_id)
+
+
+def _on_forwarding_changed(*, eip_id: int) -> None:
+    _tasks().forwarding_apply_task.delay(eip_id)
+
+
+def register_hooks() -> None:
+    hooks.register("network_changed", _on_network_changed)
+    hooks.register("network_deleted", _on_network_deleted)
+    hooks.register("security_group_changed", _on_security_group_changed)
+    hooks.register("security_group_deleted", _on_security_group_deleted)
+    hooks.register("forwarding_changed", _on_forwarding_changed)
+
+
+def with_nics(spec, nics: tuple[NicSpec, ...]):
+    """The VMSpec with the desktop's NICs (unchanged when it has none allocated)."""
+    return dataclasses.replace(spec, nics=nics) if nics else spec

@@ -1,0 +1,43 @@
+"""Hooks through which network tells compute that something must be pushed to the hypervisors.
+
+network may not import compute (shared/STYLE.md), so compute registers its handlers
+here at start-up (``compute.networking.register_hooks``). Events fire after the
+transaction commits; an event without a handler changes nothing now, and the periodic
+sync in compute repairs the hypervisors later.
+
+Events: ``network_changed(network_id)``, ``network_deleted(network_id, endpoints)``,
+``security_group_changed(group_id)``, ``security_group_deleted(group_id)``,
+``nic_changed(desktop_id)``, ``forwarding_changed(eip_id)``.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+_handlers: dict[str, list[Callable]] = defaultdict(list)
+
+
+def register(event: str, handler: Callable) -> None:
+    if handler not in _handlers[event]:
+        _handlers[event].append(handler)
+
+
+def unregister(event: str, handler: Callable) -> None:
+    if handler in _handlers[event]:
+        _handlers[event].remove(handler)
+
+
+def fire(event: str, **kwargs) -> None:
+    for handler in list(_handlers[event]):
+        try:
+            handler(**kwargs)
+        except Exception:  # a handler failing must not undo a committed change; the sync repairs
+            log.exception("network hook %s failed", event)
+
+
+def fire_on_commit(event: str, **kwargs) -> None:
+    transaction.on_commit(lambda: fire(event, **kwargs))
