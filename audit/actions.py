@@ -47,6 +47,18 @@ class Action(models.TextChoices):
     DESKTOP_CLONED = "desktop.cloned", _("克隆桌面")
     VOLUME_ATTACHED = "volume.attached", _("挂载数据盘")
     VOLUME_DETACHED = "volume.detached", _("卸载数据盘")
+    # Course desktop pools (compute.classroom).
+    POOL_CREATED = "pool.created", _("创建课程桌面池")
+    POOL_CHANGED = "pool.changed", _("修改课程桌面池")
+    POOL_ROSTER_SYNCED = "pool.roster_synced", _("桌面池同步课程名单")
+    POOL_POWERED = "pool.powered", _("桌面池批量开关机")
+    POOL_RESET = "pool.reset", _("重置整个桌面池")
+    SEAT_RESET = "pool.seat_reset", _("重置学生桌面")
+    SEAT_HANDED_OVER = "pool.seat_handed_over", _("桌面重置后移交给其他学生")
+    SCHEDULE_RUN = "pool.schedule_run", _("按课表开关机")
+    CLASS_SKIPPED = "pool.class_skipped", _("停课或调整课表")
+    AUTHORING_STARTED = "image.authoring_started", _("开始制作课程镜像")
+    IMAGE_PUBLISHED = "image.published", _("发布课程镜像")
     # Compute inventory.
     ENDPOINT_REGISTERED = "endpoint.registered", _("注册虚拟化端点")
     ENDPOINT_CHANGED = "endpoint.changed", _("修改虚拟化端点")

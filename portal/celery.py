@@ -40,6 +40,7 @@ app.autodiscover_tasks()
 # Every periodic task of the project, in one place. Apps add their entries here.
 app.conf.beat_schedule = {
     "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
+    "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
 }
 
 HEARTBEAT_SECONDS = 10.0

@@ -20,6 +20,8 @@ class NavItem:
 
 NAVIGATION: list[NavItem] = [
     NavItem(_("概览"), "dashboard", "speedometer2", EVERYONE),
+    NavItem(_("我的桌面"), "classroom:mine", "display", frozenset({TenantRole.STUDENT})),
+    NavItem(_("我的课程/桌面池"), "classroom:pools", "grid-3x3-gap", frozenset({TenantRole.TEACHER, TenantRole.TENANT_ADMIN})),
 ]
 
 

@@ -1,3 +1,9 @@
 """WebSocket routes. The console proxy of compute plugs in here."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from compute.classroom.consumers import ConsoleConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/console/<str:ticket>/", ConsoleConsumer.as_asgi(), name="console-ws"),
+]

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "tenants",
     "network",
     "compute",
+    "compute.classroom",
     "billing",
     "portal",
 ]

@@ -22,6 +22,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("tenants/", include("tenants.urls")),
     path("compute/", include("compute.urls")),
+    path("classroom/", include("compute.classroom.urls")),
     path("network/", include("network.urls")),
     path("billing/", include("billing.urls")),
     path("audit/", include("audit.urls")),

@@ -6,11 +6,12 @@ from rest_framework.routers import DefaultRouter
 from audit import api as audit_api
 from billing import api as billing_api
 from compute import api as compute_api
+from compute.classroom import api as classroom_api
 from network import api as network_api
 from portal.api import views
 from tenants import api as tenants_api
 
-APP_APIS = (tenants_api, compute_api, network_api, billing_api, audit_api)
+APP_APIS = (tenants_api, compute_api, classroom_api, network_api, billing_api, audit_api)
 
 router = DefaultRouter()
 router.include_format_suffixes = False

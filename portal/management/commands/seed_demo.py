@@ -4,10 +4,11 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from compute.classroom import demo as classroom_demo
 from tenants import demo as tenants_demo
 
 # Apps seed in dependency order; each app's demo module is idempotent.
-SEEDERS = [("tenants", tenants_demo.seed)]
+SEEDERS = [("tenants", tenants_demo.seed), ("classroom", classroom_demo.seed)]
 
 
 class Command(BaseCommand):

@@ -1,0 +1,18 @@
+"""Course desktop pools, class schedules, the browser console and golden-image authoring (a sub-app of compute)."""
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ClassroomConfig(AppConfig):
+    name = "compute.classroom"
+    label = "classroom"
+    verbose_name = _("课程桌面")
+
+    def ready(self):
+        from compute.classroom.services import fulfil_course_desktops
+        from tenants.hooks import register_fulfiller
+        from tenants.models import RequestKind
+
+        # An approved course-desktop request becomes a pool (tenants never imports compute).
+        register_fulfiller(RequestKind.COURSE_DESKTOPS, fulfil_course_desktops)

@@ -1,0 +1,92 @@
+"""The browser console's WebSocket proxy: a single-use ticket in, the desktop's VNC (RFB) stream out.
+
+The browser never learns the VNC host or port: the ticket (issued by
+``POST /api/v1/desktops/{id}/console/`` after a permission check) is resolved here, on the
+server, to the address the driver reported, and bytes are relayed both ways.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from compute.classroom import services
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5
+SEEN_EVERY = 20  # seconds between "still connected" marks while traffic flows
+CHUNK = 64 * 1024
+
+
+class ConsoleConsumer(AsyncWebsocketConsumer):
+    ticket_id = None
+    reader = writer = pump = None
+
+    def _client(self) -> str:
+        client = self.scope.get("client") or ("", 0)
+        return str(client[0] or "")
+
+    async def connect(self):
+        token = self.scope["url_route"]["kwargs"].get("ticket", "")
+        try:
+            ticket = await database_sync_to_async(services.console_ticket_redeem)(token=token, client=self._client())
+        except services.TicketRefused as exc:
+            log.info("console ticket refused: %s", exc)
+            await self.close(code=4403)
+            return
+        self.ticket_id = ticket.pk
+        try:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection(ticket.host, ticket.port), timeout=CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("console %s: cannot reach %s:%s: %s", ticket.pk, ticket.host, ticket.port, exc)
+            await database_sync_to_async(services.console_close)(ticket_id=self.ticket_id, reason="unreachable")
+            await self.close(code=4502)
+            return
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol="binary" if "binary" in offered else None)
+        self.pump = asyncio.create_task(self._vnc_to_browser())
+
+    async def _vnc_to_browser(self):
+        last_seen = time.monotonic()
+        try:
+            while True:
+                data = await self.reader.read(CHUNK)
+                if not data:
+                    break
+                await self.send(bytes_data=data)
+                if time.monotonic() - last_seen > SEEN_EVERY:
+                    last_seen = time.monotonic()
+                    await database_sync_to_async(services.console_seen)(ticket_id=self.ticket_id)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await self.close()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.writer is None:
+            return
+        data = bytes_data if bytes_data is not None else (text_data or "").encode()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError:
+            await self.close()
+
+    async def disconnect(self, code):
+        if self.pump is not None and self.pump is not asyncio.current_task():
+            self.pump.cancel()
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+            self.writer = None
+        if self.ticket_id is not None:
+            ticket_id, self.ticket_id = self.ticket_id, None
+            await database_sync_to_async(services.console_close)(ticket_id=ticket_id, reason=f"closed {code}")

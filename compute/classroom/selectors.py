@@ -1,0 +1,136 @@
+"""Reads of the classroom, scoped to the acting user; each fails closed."""
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q, QuerySet
+
+from compute.classroom import services
+from compute.classroom.models import AuthoringSession, DesktopPool, Seat
+from compute.models import Desktop
+from compute.selectors import desktop_list_for
+from tenants.selectors import course_list_for
+
+
+def pool_list_for(user, *, search: str = "") -> QuerySet[DesktopPool]:
+    """Pools of the courses the user may see; students see no pool (only their own desktops)."""
+    # A student on a roster sees the course, not its pool: theirs is only their own desktop.
+    courses = course_list_for(user).exclude(roster__user=user)
+    queryset = (
+        DesktopPool.objects.filter(course__in=courses.values("pk"))
+        .select_related("course__teacher", "tenant", "image_version__image", "flavor__gpu_profile")
+        .annotate(
+            seat_count=Count("seats", filter=Q(seats__state=Seat.State.ACTIVE), distinct=True),
+            ready_count=Count(
+                "seats",
+                filter=Q(seats__state=Seat.State.ACTIVE)
+                & Q(seats__desktop__state__in=[Desktop.State.RUNNING, Desktop.State.STOPPED]),
+                distinct=True,
+            ),
+            failed_count=Count(
+                "seats",
+                filter=Q(seats__state=Seat.State.ACTIVE, seats__desktop__state=Desktop.State.ERROR),
+                distinct=True,
+            ),
+        )
+    )
+    if search:
+        queryset = queryset.filter(Q(name__icontains=search) | Q(course__code__icontains=search))
+    return queryset.order_by("-created_at", "-id")
+
+
+def pool_get_for(user, *, pk) -> DesktopPool:
+    return pool_list_for(user).get(pk=pk)
+
+
+def seat_list_for(user, *, pool: DesktopPool) -> QuerySet[Seat]:
+    """Seats of a pool the user may see (the pool came from pool_get_for)."""
+    return (
+        pool.seats.filter(state__in=[Seat.State.ACTIVE, Seat.State.RETIRING])
+        .select_related("student", "desktop__flavor__gpu_profile", "desktop__image_version__image", "desktop__host")
+        .order_by("student__username", "id")
+    )
+
+
+def seat_get_for(user, *, pk) -> Seat:
+    pools = pool_list_for(user).values("pk")
+    return Seat.objects.select_related("pool__course", "pool__tenant", "pool__image_version", "desktop", "student").get(
+        pk=pk, pool__in=pools
+    )
+
+
+@dataclass
+class Progress:
+    total: int
+    ready: int
+    failed: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def percent(self) -> int:
+        return int(self.ready * 100 / self.total) if self.total else 0
+
+    @property
+    def done(self) -> bool:
+        return self.total > 0 and self.ready + len(self.failed) >= self.total
+
+
+def pool_progress(seats) -> Progress:
+    seats = list(seats)
+    counts: dict[str, int] = {}
+    for seat in seats:
+        state = seat.desktop.state if seat.desktop else "none"
+        counts[state] = counts.get(state, 0) + 1
+    ready = sum(1 for s in seats if s.desktop and s.desktop.state in Desktop.LIVE)
+    failed = [s for s in seats if s.desktop and s.desktop.state == Desktop.State.ERROR]
+    return Progress(total=len(seats), ready=ready, failed=failed, counts=counts)
+
+
+@dataclass
+class CourseDesktops:
+    course: object
+    pool: DesktopPool | None
+    desktops: list
+    next_class: tuple | None
+
+
+def my_desktops(user) -> list[CourseDesktops]:
+    """The user's own desktops grouped by course (desktops without a course last), with the next class."""
+    desktops = list(
+        desktop_list_for(user)
+        .filter(owner=user)
+        .select_related("course", "flavor__gpu_profile", "image_version__image")
+        .order_by("course__code", "name")
+    )
+    pools = {
+        p.course_id: p
+        for p in DesktopPool.objects.filter(
+            course_id__in={d.course_id for d in desktops if d.course_id}, state=DesktopPool.State.ACTIVE
+        ).select_related("course")
+    }
+    groups: dict = {}
+    for desktop in desktops:
+        groups.setdefault(desktop.course_id, []).append(desktop)
+    result = []
+    for course_id, items in sorted(groups.items(), key=lambda kv: (kv[0] is None, items_code(kv[1]))):
+        pool = pools.get(course_id)
+        result.append(
+            CourseDesktops(
+                course=items[0].course,
+                pool=pool,
+                desktops=items,
+                next_class=services.next_class(pool) if pool else None,
+            )
+        )
+    return result
+
+
+def items_code(desktops) -> str:
+    return desktops[0].course.code if desktops and desktops[0].course_id else ""
+
+
+def authoring_list_for(user, *, pool: DesktopPool) -> QuerySet[AuthoringSession]:
+    return (
+        AuthoringSession.objects.filter(course=pool.course)
+        .select_related("desktop", "source_version__image", "published_version")
+        .order_by("-created_at")
+    )

@@ -1,0 +1,990 @@
+"""Writes of the classroom: pools and seats, roster sync, resets, power, schedules, consoles, authoring.
+
+Every service is keyword-only, runs in one transaction, records its audit event there and
+starts hypervisor work with ``transaction.on_commit``. Desktops are made and deleted by
+compute's own services; power and reset reuse compute's tasks, dispatched here so that the
+schedule (which acts for no person) and a teacher share one path.
+
+``actor=None`` means the platform itself (the schedule, an approved request being fulfilled).
+Desktops need a person to be created for, so the pool's course teacher stands in there.
+"""
+
+import datetime
+import hashlib
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from audit.actions import Action
+from audit.services import event_record
+from common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from compute import services as compute_services
+from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
+from compute.drivers.base import DriverError, ErrorCode
+from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from tenants import permissions as tenant_permissions
+from tenants.models import ApprovalRequest, ClassTime, Course, RosterEntry
+from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check, quota_release
+from tenants.services import request_fulfil
+
+log = logging.getLogger(__name__)
+
+TICKET_SECONDS = 60
+# A console is "connected" while its proxy reports traffic at least this often.
+CONSOLE_SEEN_SECONDS = 90
+
+
+def _dispatch(task, *args, queue: str) -> str:
+    """Queue a task once the transaction commits; returns the id recorded on the row."""
+    task_id = secrets.token_hex(16)
+    transaction.on_commit(lambda: task.apply_async(args=args, task_id=task_id, queue=queue))
+    return task_id
+
+
+def _compute_tasks():
+    from compute import tasks
+
+    return tasks
+
+
+def _tasks():
+    from compute.classroom import tasks
+
+    return tasks
+
+
+def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
+    """What ``seats`` desktops of this flavor take from the quotas (as compute reserves them)."""
+    return ResourceAmounts(
+        vcpu=flavor.vcpus,
+        ram_gib=-(-flavor.memory_mib // 1024),
+        disk_gib=flavor.disk_gib,
+        gpus=flavor.gpus,
+        desktops=1,
+    ) * int(seats)
+
+
+def can_manage_pool(user, pool: DesktopPool) -> bool:
+    return user is not None and tenant_permissions.can_manage_course(user, pool.course)
+
+
+def _require_manage(actor, pool: DesktopPool) -> None:
+    if actor is not None and not can_manage_pool(actor, pool):
+        raise Forbidden(_("只有课程教师或院系管理员可以管理该桌面池。"), code="pool_forbidden")
+
+
+def _stand_in(actor, course: Course):
+    """Who compute's desktop services act for: the person, or the course's teacher for the platform."""
+    return actor if actor is not None else course.teacher
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+def _roster_students(course: Course) -> list:
+    return [e.user for e in RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")]
+
+
+def _seat_provision(*, pool: DesktopPool, student, creator) -> Seat:
+    desktop = compute_services.desktop_create(
+        actor=creator,
+        tenant=pool.tenant,
+        image_version=pool.image_version,
+        flavor=pool.flavor,
+        owner=student,
+        course=pool.course,
+        name=f"{pool.course.code}-{student.username}",
+        endpoint=pool.endpoint,
+    )
+    return Seat.objects.create(pool=pool, student=student, desktop=desktop)
+
+
+def pool_create(
+    *,
+    actor,
+    course: Course,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    persistence: str = DesktopPool.Persistence.PERSISTENT,
+    lead_minutes: int = 15,
+    shutdown_after_minutes: int = 10,
+    endpoint: Endpoint | None = None,
+    request: ApprovalRequest | None = None,
+) -> DesktopPool:
+    """One desktop per student on the roster. A roster larger than the quotas is refused, with
+    the shortfall, before anything is created."""
+    if actor is not None and not tenant_permissions.can_manage_course(actor, course):
+        raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code="pool_forbidden")
+    if persistence not in DesktopPool.Persistence.values:
+        raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+    if not (0 <= int(lead_minutes) <= 240 and 0 <= int(shutdown_after_minutes) <= 240):
+        raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
+    if image_version.status != ImageVersion.Status.READY:
+        raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
+    creator = _stand_in(actor, course)
+    with transaction.atomic():
+        course = Course.objects.select_for_update().select_related("tenant", "teacher").get(pk=course.pk)
+        if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
+            raise Conflict(_("该课程已有桌面池。"), code="pool_exists")
+        if request is not None:
+            # The request's reservation held the seats until now; each desktop reserves its own
+            # share as it is created, so the request's hold is turned over to them here.
+            request = request_fulfil(request=request, detail={"course": course.code})
+            if request.reservation_id:
+                quota_release(reservation=request.reservation)
+        students = _roster_students(course)
+        if not students:
+            raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code="roster_empty")
+        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, len(students)))
+        if shortfalls:
+            raise QuotaExceeded(shortfalls)
+        pool = DesktopPool.objects.create(
+            course=course,
+            tenant=course.tenant,
+            name=f"{course.code} {course.name}"[:100],
+            image_version=image_version,
+            flavor=flavor,
+            endpoint=endpoint,
+            persistence=persistence,
+            lead_minutes=lead_minutes,
+            shutdown_after_minutes=shutdown_after_minutes,
+            request=request,
+            created_by=actor,
+        )
+        for student in students:
+            _seat_provision(pool=pool, student=student, creator=creator)
+        event_record(
+            action=Action.POOL_CREATED,
+            actor=actor,
+            target=pool,
+            tenant=pool.tenant,
+            detail={
+                "course": course.code,
+                "seats": len(students),
+                "image": str(image_version),
+                "flavor": flavor.name,
+                "persistence": persistence,
+                "request": request.pk if request else None,
+            },
+        )
+    return pool
+
+
+def _payload_objects(request: ApprovalRequest):
+    payload = request.payload or {}
+    version = ImageVersion.objects.filter(pk=payload.get("image_version")).first()
+    flavor = Flavor.objects.filter(pk=payload.get("flavor")).first()
+    if version is None or flavor is None:
+        raise InvalidInput(_("申请中的镜像或规格已不存在。"), code="request_payload_invalid")
+    return payload, version, flavor
+
+
+def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
+    """Fulfil an approved course-desktop request: its payload names image version, flavor and policy."""
+    payload, version, flavor = _payload_objects(request)
+    return pool_create(
+        actor=None,
+        course=request.course,
+        image_version=version,
+        flavor=flavor,
+        persistence=payload.get("persistence", DesktopPool.Persistence.PERSISTENT),
+        lead_minutes=int(payload.get("lead_minutes", 15)),
+        shutdown_after_minutes=int(payload.get("shutdown_after_minutes", 10)),
+        request=request,
+    )
+
+
+def fulfil_course_desktops(request: ApprovalRequest) -> None:
+    """The fulfiller tenants calls once a course-desktop request is approved: queue the pool's creation."""
+    _tasks().pool_fulfil.apply_async(args=[request.pk], queue="default")
+
+
+def course_request_submit(
+    *,
+    actor,
+    course: Course,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    persistence: str = DesktopPool.Persistence.PERSISTENT,
+    lead_minutes: int = 15,
+    shutdown_after_minutes: int = 10,
+    reason: str = "",
+) -> ApprovalRequest:
+    """The pool wizard's request: one seat per roster student; tenants checks the quotas and routes it."""
+    from tenants.models import RequestKind
+    from tenants.services import request_submit
+
+    seats = RosterEntry.objects.filter(course=course).count()
+    if not seats:
+        raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code="roster_empty")
+    if persistence not in DesktopPool.Persistence.values:
+        raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+    if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
+        raise Conflict(_("该课程已有桌面池。"), code="pool_exists")
+    return request_submit(
+        actor=actor,
+        tenant=course.tenant,
+        kind=RequestKind.COURSE_DESKTOPS if not flavor.gpus else RequestKind.GPU_ENVIRONMENT,
+        title=_("%(code)s 课程桌面（%(seats)s 座）") % {"code": course.code, "seats": seats},
+        amounts=seat_amounts(flavor, seats),
+        course=course,
+        payload={
+            "image_version": image_version.pk,
+            "flavor": flavor.pk,
+            "persistence": persistence,
+            "lead_minutes": int(lead_minutes),
+            "shutdown_after_minutes": int(shutdown_after_minutes),
+            "seats": seats,
+        },
+        reason=reason,
+    )
+
+
+@dataclass
+class SyncResult:
+    added: int = 0
+    handed_over: int = 0
+    retired: int = 0
+    pending: int = 0
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "handed_over": self.handed_over, "retired": self.retired, "pending": self.pending}
+
+
+def _seat_retire(seat: Seat, *, creator) -> bool:
+    """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
+    desktop = seat.desktop
+    if desktop is not None and desktop.state != Desktop.State.DELETED:
+        desktop = Desktop.objects.locked(desktop.pk)
+        if desktop.state == Desktop.State.DELETING:
+            pass
+        elif desktop.state in Desktop.TRANSIENT:
+            seat.state = Seat.State.RETIRING
+            seat.save(update_fields=["state"])
+            return False
+        else:
+            compute_services.desktop_delete(actor=creator, desktop=desktop)
+    seat.state = Seat.State.RETIRED
+    seat.retired_at = timezone.now()
+    seat.save(update_fields=["state", "retired_at"])
+    return True
+
+
+def _seat_hand_over(seat: Seat, student) -> bool:
+    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
+    desktop = Desktop.objects.locked(seat.desktop_id) if seat.desktop_id else None
+    if desktop is None or desktop.state not in Desktop.LIVE:
+        return False
+    previous = seat.student
+    _reset_locked(desktop, version=seat.pool.image_version)
+    desktop.owner = student
+    desktop.name = f"{seat.pool.course.code}-{student.username}"
+    desktop.save(update_fields=["owner", "name", "updated_at"])
+    seat.student = student
+    seat.save(update_fields=["student"])
+    event_record(
+        action=Action.SEAT_HANDED_OVER,
+        target=desktop,
+        tenant=seat.pool.tenant,
+        detail={"pool": seat.pool_id, "from": previous.username, "to": student.username},
+    )
+    return True
+
+
+def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
+    """Follow the roster: new students get a seat (a leaving student's desktop, reset, when there is
+    one; else a new desktop within quota); seats of students who left are wiped and deleted."""
+    _require_manage(actor, pool)
+    result = SyncResult()
+    with transaction.atomic():
+        pool = DesktopPool.objects.locked(pool.pk)
+        if pool.state != DesktopPool.State.ACTIVE:
+            raise Conflict(_("桌面池已停用。"), code="pool_retired")
+        creator = _stand_in(actor, pool.course)
+        roster = _roster_students(pool.course)
+        roster_ids = {s.pk for s in roster}
+        seats = list(pool.seats.exclude(state=Seat.State.RETIRED).select_related("student", "desktop", "pool__course"))
+        seated = {s.student_id for s in seats if s.state == Seat.State.ACTIVE}
+        joining = [s for s in roster if s.pk not in seated]
+        leaving = [s for s in seats if s.student_id not in roster_ids or s.state == Seat.State.RETIRING]
+        for seat in list(leaving):
+            if not joining or seat.state == Seat.State.RETIRING:
+                break
+            if _seat_hand_over(seat, joining[0]):
+                joining.pop(0)
+                leaving.remove(seat)
+                result.handed_over += 1
+        if joining:
+            shortfalls = quota_check(
+                tenant=pool.tenant, course=pool.course, amounts=seat_amounts(pool.flavor, len(joining))
+            )
+            if shortfalls:
+                raise QuotaExceeded(shortfalls)
+            for student in joining:
+                _seat_provision(pool=pool, student=student, creator=creator)
+                result.added += 1
+        for seat in leaving:
+            if _seat_retire(seat, creator=creator):
+                result.retired += 1
+            else:
+                result.pending += 1
+        if result.added or result.handed_over or result.retired or result.pending:
+            event_record(
+                action=Action.POOL_ROSTER_SYNCED, actor=actor, target=pool, tenant=pool.tenant, detail=result.as_dict()
+            )
+    return result
+
+
+def seat_retry(*, actor, seat: Seat) -> Desktop:
+    """Provision a failed seat's desktop again (compute's retry, for the teacher's retry button)."""
+    _require_manage(actor, seat.pool)
+    return compute_services.desktop_retry(actor=_stand_in(actor, seat.pool.course), desktop=seat.desktop)
+
+
+def pool_retry_failed(*, actor, pool: DesktopPool) -> int:
+    _require_manage(actor, pool)
+    count = 0
+    for seat in pool.seats.filter(state=Seat.State.ACTIVE, desktop__state=Desktop.State.ERROR).select_related(
+        "desktop", "pool__course"
+    ):
+        seat_retry(actor=actor, seat=seat)
+        count += 1
+    return count
+
+
+# --- power ----------------------------------------------------------------------------------
+
+
+def _power_locked(desktop: Desktop, verb: str) -> bool:
+    """Start/stop/reboot a locked desktop through compute's task; False when its state does not allow it."""
+    wanted = {"start": Desktop.State.STOPPED, "stop": Desktop.State.RUNNING, "reboot": Desktop.State.RUNNING}[verb]
+    if desktop.state != wanted:
+        return False
+    getattr(desktop, verb)()
+    desktop.task_id = _dispatch(
+        _compute_tasks().desktop_power, desktop.pk, verb, queue=desktop.endpoint.site.celery_queue
+    )
+    desktop.save()
+    return True
+
+
+def _active_desktop_ids(pool: DesktopPool, *, exclude: Iterable[int] = ()) -> list[int]:
+    return list(
+        pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False)
+        .exclude(desktop_id__in=list(exclude))
+        .values_list("desktop_id", flat=True)
+        .order_by("desktop_id")
+    )
+
+
+def _power_many(desktop_ids: list[int], verb: str) -> int:
+    changed = 0
+    for desktop_id in desktop_ids:
+        desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=desktop_id)
+        changed += _power_locked(desktop, verb)
+    return changed
+
+
+def pool_power(*, actor, pool: DesktopPool, verb: str) -> int:
+    """Start or stop every desktop of the pool now (a teacher's bulk action); returns how many changed."""
+    if verb not in ("start", "stop", "reboot"):
+        raise InvalidInput(_("未知操作。"), code="pool_action_invalid")
+    _require_manage(actor, pool)
+    with transaction.atomic():
+        changed = _power_many(_active_desktop_ids(pool), verb)
+        event_record(
+            action=Action.POOL_POWERED,
+            actor=actor,
+            target=pool,
+            tenant=pool.tenant,
+            detail={"verb": verb, "n": changed},
+        )
+    return changed
+
+
+def seat_power(*, actor, seat: Seat, verb: str) -> Desktop:
+    """A teacher's start/stop/reboot of one seat; compute's service checks the state and records it."""
+    _require_manage(actor, seat.pool)
+    service = {
+        "start": compute_services.desktop_start,
+        "stop": compute_services.desktop_stop,
+        "reboot": compute_services.desktop_reboot,
+    }.get(verb)
+    if service is None or seat.desktop is None:
+        raise InvalidInput(_("未知操作。"), code="pool_action_invalid")
+    return service(actor=actor, desktop=seat.desktop)
+
+
+# --- reset ----------------------------------------------------------------------------------
+
+
+def _reset_locked(desktop: Desktop, *, version: ImageVersion | None) -> None:
+    """Reset a locked, live desktop: a fresh linked clone of its golden image, or — when the pool moved
+    to another version — a desktop rebuilt from the new one. Either way the old disk is destroyed."""
+    desktop.occupy(action=_("重置"))
+    queue = desktop.endpoint.site.celery_queue
+    if version is not None and version.pk != desktop.image_version_id:
+        desktop.image_version = version
+        desktop.task_id = _dispatch(_tasks().desktop_rebuild, desktop.pk, queue=queue)
+    else:
+        desktop.task_id = _dispatch(_compute_tasks().desktop_reset, desktop.pk, queue=queue)
+    desktop.save()
+
+
+def _seat_reset(seat: Seat, *, move_version: bool) -> bool:
+    if seat.desktop_id is None:
+        return False
+    desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=seat.desktop_id)
+    if desktop.state not in Desktop.LIVE:
+        return False
+    _reset_locked(desktop, version=seat.pool.image_version if move_version else None)
+    return True
+
+
+def seat_reset(*, actor, seat: Seat) -> Seat:
+    """Reset one seat to the golden image. During a class the seat keeps its image version;
+    a newer version of the pool arrives at a reset outside class time."""
+    _require_manage(actor, seat.pool)
+    with transaction.atomic():
+        seat = Seat.objects.select_related("pool__course", "pool__image_version").get(pk=seat.pk)
+        in_class = class_in_progress(seat.pool) is not None
+        if not _seat_reset(seat, move_version=not in_class):
+            raise Conflict(_("桌面当前不能重置，请等待正在进行的操作完成。"), code="seat_busy")
+        event_record(
+            action=Action.SEAT_RESET,
+            actor=actor,
+            target=seat.desktop,
+            tenant=seat.pool.tenant,
+            detail={"pool": seat.pool_id, "student": seat.student.username},
+        )
+    return seat
+
+
+def pool_reset(*, actor, pool: DesktopPool) -> int:
+    """Reset every seat to the golden image (the pool's current version). Refused during a class."""
+    _require_manage(actor, pool)
+    if class_in_progress(pool) is not None:
+        raise Conflict(_("正在上课，不能重置整个桌面池；请在课后重置。"), code="pool_in_class")
+    with transaction.atomic():
+        pool = DesktopPool.objects.locked(pool.pk)
+        count = sum(
+            _seat_reset(seat, move_version=True)
+            for seat in pool.seats.filter(state=Seat.State.ACTIVE).select_related("pool__image_version")
+        )
+        event_record(action=Action.POOL_RESET, actor=actor, target=pool, tenant=pool.tenant, detail={"n": count})
+    return count
+
+
+def desktop_rebuild_finish(*, desktop_id: int, info) -> Desktop:
+    """The rebuild task made the VM again from the new version: the desktop settles as it now is."""
+    return compute_services.desktop_settle(desktop_id=desktop_id, info=info)
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+
+def _local(value: datetime.datetime) -> datetime.datetime:
+    return timezone.localtime(value)
+
+
+def _occurrence(class_time: ClassTime, day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
+    tz = timezone.get_current_timezone()
+    start = datetime.datetime.combine(day, class_time.start_time, tzinfo=tz)
+    end = datetime.datetime.combine(day, class_time.end_time, tzinfo=tz)
+    return start, end
+
+
+def _excepted(pool: DesktopPool, day: datetime.date, class_time: ClassTime, exceptions) -> bool:
+    return any(e.date == day and (e.class_time_id is None or e.class_time_id == class_time.pk) for e in exceptions)
+
+
+def classes_between(pool: DesktopPool, start: datetime.datetime, end: datetime.datetime, *, exceptions=None):
+    """The pool's classes (class time, date, starts, ends) that overlap [start, end), within the term
+    and outside its holidays and skipped classes, in time order."""
+    course = pool.course
+    if exceptions is None:
+        exceptions = list(pool.exceptions.all())
+    class_times = list(course.class_times.all())
+    result = []
+    day = _local(start).date() - datetime.timedelta(days=1)
+    last = _local(end).date()
+    while day <= last:
+        if course.term_start <= day <= course.term_end:
+            for class_time in class_times:
+                if class_time.weekday != day.isoweekday():
+                    continue
+                begins, ends = _occurrence(class_time, day)
+                if ends > start and begins < end and not _excepted(pool, day, class_time, exceptions):
+                    result.append((class_time, day, begins, ends))
+        day += datetime.timedelta(days=1)
+    return sorted(result, key=lambda item: item[2])
+
+
+def class_in_progress(pool: DesktopPool, now: datetime.datetime | None = None):
+    """(class time, date, starts, ends) of the class going on now, or None."""
+    now = now or timezone.now()
+    current = classes_between(pool, now, now + datetime.timedelta(seconds=1))
+    return current[0] if current else None
+
+
+def next_class(pool: DesktopPool, now: datetime.datetime | None = None):
+    now = now or timezone.now()
+    upcoming = classes_between(pool, now, now + datetime.timedelta(days=15))
+    return next((item for item in upcoming if item[2] >= now), None)
+
+
+def connected_desktop_ids(desktop_ids: Iterable[int], now: datetime.datetime | None = None) -> set[int]:
+    """Desktops with a console open right now (the proxy reported traffic recently)."""
+    now = now or timezone.now()
+    return set(
+        ConsoleTicket.objects.filter(
+            desktop_id__in=list(desktop_ids),
+            used_at__isnull=False,
+            closed_at__isnull=True,
+            seen_at__gte=now - datetime.timedelta(seconds=CONSOLE_SEEN_SECONDS),
+        ).values_list("desktop_id", flat=True)
+    )
+
+
+def _session_for(pool, class_time, day, begins, ends) -> ClassSession:
+    session, _created = ClassSession.objects.get_or_create(
+        pool=pool, class_time=class_time, date=day, defaults={"starts_at": begins, "ends_at": ends}
+    )
+    return session
+
+
+def _power_on_for_class(pool: DesktopPool, session: ClassSession, now) -> int:
+    with transaction.atomic():
+        session = ClassSession.objects.locked(session.pk)
+        if session.powered_on_at is not None:
+            return 0
+        changed = _power_many(_active_desktop_ids(pool), "start")
+        session.powered_on_at = now
+        session.state = ClassSession.State.POWERED_ON
+        session.save(update_fields=["powered_on_at", "state"])
+        event_record(
+            action=Action.SCHEDULE_RUN,
+            target=pool,
+            tenant=pool.tenant,
+            detail={"step": "power_on", "class": str(session.class_time), "date": str(session.date), "n": changed},
+        )
+    return changed
+
+
+def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
+    """After class: stop desktops nobody is using (warn about the others and come back next tick),
+    then, for a reset-after-class pool, reset each stopped seat once; done when all of that is."""
+    report = {"stopped": 0, "connected": 0, "reset": 0, "waiting": 0}
+    with transaction.atomic():
+        session = ClassSession.objects.locked(session.pk)
+        if session.state == ClassSession.State.DONE:
+            return report
+        seats = list(
+            pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False).select_related(
+                "desktop__endpoint__site", "student", "pool__image_version"
+            )
+        )
+        connected = connected_desktop_ids([s.desktop_id for s in seats], now)
+        for seat in seats:
+            desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=seat.desktop_id)
+            if desktop.pk in connected:
+                report["connected"] += 1
+                continue
+            if desktop.state == Desktop.State.RUNNING:
+                report["stopped"] += _power_locked(desktop, "stop")
+                report["waiting"] += 1
+            elif desktop.state == Desktop.State.STOPPED and pool.persistence == DesktopPool.Persistence.RESET:
+                if seat.reset_for_id != session.pk:
+                    _reset_locked(desktop, version=pool.image_version)
+                    seat.reset_for = session
+                    seat.save(update_fields=["reset_for"])
+                    report["reset"] += 1
+                    report["waiting"] += 1
+            elif desktop.state in Desktop.TRANSIENT:
+                report["waiting"] += 1
+        if report["connected"]:
+            names = [s.student.username for s in seats if s.desktop_id in connected]
+            session.warnings += 1
+            session.last_warning = (
+                _("%(n)s 名学生仍在使用桌面，稍后再关机：%(names)s") % {"n": len(names), "names": ", ".join(names)}
+            )[:500]
+            session.state = ClassSession.State.SHUTTING_DOWN
+            log.warning("pool %s: %s", pool.pk, session.last_warning)
+        elif report["waiting"]:
+            session.state = ClassSession.State.SHUTTING_DOWN
+        else:
+            session.state = ClassSession.State.DONE
+            session.finished_at = now
+        session.save(update_fields=["warnings", "last_warning", "state", "finished_at"])
+        if report["stopped"] or report["reset"] or report["connected"]:
+            event_record(
+                action=Action.SCHEDULE_RUN,
+                target=pool,
+                tenant=pool.tenant,
+                result="success" if not report["connected"] else "failure",
+                reason=session.last_warning if report["connected"] else "",
+                detail={"step": "wind_down", "class": str(session.class_time), "date": str(session.date), **report},
+            )
+    return report
+
+
+def schedule_tick(*, now: datetime.datetime | None = None) -> dict:
+    """One run of the schedule (Celery beat, every minute): power pools on ``lead_minutes`` before a
+    class, and wind them down ``shutdown_after_minutes`` after it. Each step is done once per class."""
+    now = now or timezone.now()
+    summary = {"powered_on": 0, "stopped": 0, "reset": 0, "connected": 0}
+    pools = DesktopPool.objects.filter(state=DesktopPool.State.ACTIVE).select_related(
+        "course", "tenant", "image_version"
+    )
+    for pool in pools:
+        window = classes_between(
+            pool,
+            now - datetime.timedelta(hours=12),
+            now + datetime.timedelta(minutes=pool.lead_minutes + 1),
+        )
+        for class_time, day, begins, ends in window:
+            on_at = begins - datetime.timedelta(minutes=pool.lead_minutes)
+            off_at = ends + datetime.timedelta(minutes=pool.shutdown_after_minutes)
+            if on_at <= now < ends:
+                session = _session_for(pool, class_time, day, begins, ends)
+                summary["powered_on"] += _power_on_for_class(pool, session, now)
+            elif now >= off_at:
+                session = ClassSession.objects.filter(pool=pool, class_time=class_time, date=day).first()
+                if session is None or session.state == ClassSession.State.DONE:
+                    continue
+                report = _wind_down(pool, session, now)
+                for key in ("stopped", "reset", "connected"):
+                    summary[key] += report[key]
+        _seats_retire_pending(pool)
+    versions_retire_unused()
+    return summary
+
+
+def _seats_retire_pending(pool: DesktopPool) -> None:
+    pending = list(pool.seats.filter(state=Seat.State.RETIRING).select_related("desktop", "pool__course"))
+    if not pending:
+        return
+    with transaction.atomic():
+        for seat in pending:
+            _seat_retire(seat, creator=pool.course.teacher)
+
+
+def _parse_class_time(pool: DesktopPool, class_time_id) -> ClassTime | None:
+    if class_time_id in (None, ""):
+        return None
+    class_time = ClassTime.objects.filter(pk=class_time_id, course=pool.course).first()
+    if class_time is None:
+        raise InvalidInput(_("未知课次。"), code="class_time_not_found")
+    return class_time
+
+
+def schedule_exception_add(
+    *, actor, pool: DesktopPool, date: datetime.date, class_time_id=None, reason: str = ""
+) -> ScheduleException:
+    """Skip one class (``class_time_id``) or a whole day (a holiday): the schedule leaves it alone."""
+    _require_manage(actor, pool)
+    class_time = _parse_class_time(pool, class_time_id)
+    if class_time is not None and class_time.weekday != date.isoweekday():
+        raise InvalidInput(_("该日期没有这节课。"), code="class_not_on_date")
+    with transaction.atomic():
+        exception, _created = ScheduleException.objects.get_or_create(
+            pool=pool, date=date, class_time=class_time, defaults={"reason": reason[:200], "created_by": actor}
+        )
+        event_record(
+            action=Action.CLASS_SKIPPED,
+            actor=actor,
+            target=pool,
+            tenant=pool.tenant,
+            reason=reason[:200],
+            detail={"date": str(date), "class": str(class_time) if class_time else "all"},
+        )
+    return exception
+
+
+def schedule_exception_remove(*, actor, exception: ScheduleException) -> None:
+    _require_manage(actor, exception.pool)
+    with transaction.atomic():
+        event_record(
+            action=Action.CLASS_SKIPPED,
+            actor=actor,
+            target=exception.pool,
+            tenant=exception.pool.tenant,
+            detail={"date": str(exception.date), "removed": True},
+        )
+        exception.delete()
+
+
+def pool_settings_update(
+    *, actor, pool: DesktopPool, persistence=None, lead_minutes=None, shutdown_after_minutes=None
+) -> DesktopPool:
+    _require_manage(actor, pool)
+    with transaction.atomic():
+        pool = DesktopPool.objects.locked(pool.pk)
+        changes = {}
+        if persistence is not None:
+            if persistence not in DesktopPool.Persistence.values:
+                raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+            changes["persistence"] = persistence
+        for field, value in (("lead_minutes", lead_minutes), ("shutdown_after_minutes", shutdown_after_minutes)):
+            if value is not None:
+                if not 0 <= int(value) <= 240:
+                    raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
+                changes[field] = int(value)
+        for field, value in changes.items():
+            setattr(pool, field, value)
+        pool.save()
+        event_record(action=Action.POOL_CHANGED, actor=actor, target=pool, tenant=pool.tenant, detail=changes)
+    return pool
+
+
+# --- console --------------------------------------------------------------------------------
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def can_open_console(user, desktop: Desktop) -> bool:
+    """A student opens only their own desktop's console; a course's teacher (or the tenant admin) any
+    desktop of the course."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if desktop.owner_id == user.pk:
+        return True
+    return desktop.course_id is not None and tenant_permissions.can_manage_course(user, desktop.course)
+
+
+def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> tuple[ConsoleTicket, str]:
+    """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop.
+
+    Returns the row and the ticket itself (only its hash is stored)."""
+    if not can_open_console(actor, desktop):
+        raise NotFound(_("桌面不存在。"), code="not_found")
+    if desktop.state in (Desktop.State.STOPPED, Desktop.State.STOPPING) or desktop.power_state == Desktop.Power.STOPPED:
+        raise Conflict(
+            _("桌面已关机。请先开机，再打开控制台。"),
+            code="desktop_stopped",
+            detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
+        )
+    if desktop.state != Desktop.State.RUNNING:
+        raise Conflict(
+            _("桌面当前为“%(state)s”，请稍后再打开控制台。") % {"state": desktop.get_state_display()},
+            code="desktop_not_running",
+            detail={"state": desktop.state},
+        )
+    if desktop.endpoint.kind == Endpoint.Kind.VCENTER:
+        raise Conflict(
+            _("该 vCenter 不支持网页控制台（WebMKS），请使用 vSphere 客户端连接。"),
+            code="console_unsupported",
+        )
+    from compute.hypervisor import driver_for
+
+    try:
+        address = driver_for(desktop.endpoint).console_address(desktop.vm_name)
+    except DriverError as exc:
+        if exc.code in (ErrorCode.UNSUPPORTED, ErrorCode.CONSOLE_UNSUPPORTED):
+            raise Conflict(
+                _("该虚拟化平台不提供网页控制台。"), code="console_unsupported", detail={"reason": exc.message}
+            ) from exc
+        if exc.code == ErrorCode.INVALID_STATE:
+            raise Conflict(
+                _("桌面已关机。请先开机，再打开控制台。"),
+                code="desktop_stopped",
+                detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
+            ) from exc
+        raise Conflict(
+            _("暂时无法连接虚拟化平台，请稍后再试。"), code="console_unavailable", detail={"reason": exc.message}
+        ) from exc
+    token = secrets.token_urlsafe(32)
+    ticket = ConsoleTicket.objects.create(
+        token_hash=_hash(token),
+        desktop=desktop,
+        user=actor,
+        host=address.host or "127.0.0.1",
+        port=address.port,
+        expires_at=timezone.now() + datetime.timedelta(seconds=TICKET_SECONDS),
+        client=client[:64],
+    )
+    return ticket, token
+
+
+class TicketRefused(Exception):
+    """The WebSocket proxy refuses a ticket: unknown, used, expired, or the desktop moved on."""
+
+
+def console_ticket_redeem(*, token: str, client: str = "") -> ConsoleTicket:
+    """Use a ticket once: mark it used and audit the opening; raises TicketRefused."""
+    if not token or len(token) > 100:
+        raise TicketRefused("malformed")
+    with transaction.atomic():
+        ticket = (
+            ConsoleTicket.objects.select_for_update()
+            .select_related("desktop__tenant", "desktop__course", "user")
+            .filter(token_hash=_hash(token))
+            .first()
+        )
+        if ticket is None:
+            raise TicketRefused("unknown")
+        if ticket.used_at is not None:
+            raise TicketRefused("used")
+        now = timezone.now()
+        if ticket.expires_at <= now:
+            raise TicketRefused("expired")
+        desktop = ticket.desktop
+        # Permission is checked again: the desktop may have been handed to another student.
+        if desktop.state != Desktop.State.RUNNING or not can_open_console(ticket.user, desktop):
+            raise TicketRefused("desktop")
+        ticket.used_at = ticket.seen_at = now
+        if client:
+            ticket.client = client[:64]
+        ticket.save(update_fields=["used_at", "seen_at", "client"])
+        event_record(
+            action=Action.CONSOLE_OPENED,
+            actor=ticket.user,
+            target=desktop,
+            tenant=desktop.tenant,
+            detail={"ticket": ticket.pk, "client": ticket.client},
+        )
+    return ticket
+
+
+def console_seen(*, ticket_id: int) -> None:
+    ConsoleTicket.objects.filter(pk=ticket_id, closed_at__isnull=True).update(seen_at=timezone.now())
+
+
+def console_close(*, ticket_id: int, reason: str = "") -> None:
+    with transaction.atomic():
+        ticket = ConsoleTicket.objects.select_related("desktop__tenant", "user").filter(pk=ticket_id).first()
+        if ticket is None or ticket.closed_at is not None:
+            return
+        ticket.closed_at = timezone.now()
+        ticket.save(update_fields=["closed_at"])
+        seconds = int((ticket.closed_at - (ticket.used_at or ticket.closed_at)).total_seconds())
+        event_record(
+            action=Action.CONSOLE_CLOSED,
+            actor=ticket.user,
+            target=ticket.desktop,
+            tenant=ticket.desktop.tenant,
+            detail={"ticket": ticket.pk, "seconds": seconds, "reason": reason[:100]},
+        )
+
+
+# --- golden-image authoring ------------------------------------------------------------------
+
+
+def authoring_start(*, actor, course: Course, image_version: ImageVersion, flavor: Flavor) -> AuthoringSession:
+    """A desktop of the teacher's own, from an image version, to install a lab's software on."""
+    if not tenant_permissions.can_manage_course(actor, course):
+        raise Forbidden(_("只有课程教师可以制作课程镜像。"), code="pool_forbidden")
+    desktop = compute_services.desktop_create(
+        actor=actor,
+        tenant=course.tenant,
+        image_version=image_version,
+        flavor=flavor,
+        owner=actor,
+        course=course,
+        name=f"{course.code}-authoring",
+    )
+    with transaction.atomic():
+        session = AuthoringSession.objects.create(
+            course=course, teacher=actor, source_version=image_version, desktop=desktop
+        )
+        event_record(
+            action=Action.AUTHORING_STARTED,
+            actor=actor,
+            target=desktop,
+            tenant=course.tenant,
+            detail={"course": course.code, "image": str(image_version)},
+        )
+    return session
+
+
+def _system_volume(desktop: Desktop) -> str:
+    for disk in (desktop.hardware or {}).get("disks", []):
+        if disk.get("target") == "vda" and disk.get("volume"):
+            return disk["volume"]
+    return f"{desktop.vm_name}-system.qcow2"
+
+
+def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
+    """Publish the authoring desktop's disk as the image's next version (the desktop must be shut down,
+    so the copy is consistent). Pools of the course move to it at their next reset outside class."""
+    if not tenant_permissions.can_manage_course(actor, session.course):
+        raise Forbidden(_("只有课程教师可以发布课程镜像。"), code="pool_forbidden")
+    with transaction.atomic():
+        session = AuthoringSession.objects.locked(session.pk)
+        desktop = Desktop.objects.select_related("endpoint__site").get(pk=session.desktop_id)
+        if session.state not in (AuthoringSession.State.ACTIVE, AuthoringSession.State.FAILED):
+            raise Conflict(_("该镜像已在发布或已发布。"), code="authoring_not_active")
+        if desktop.state != Desktop.State.STOPPED:
+            raise Conflict(_("请先关闭制作用的桌面，再发布镜像。"), code="authoring_desktop_running")
+        if desktop.endpoint.kind != Endpoint.Kind.LIBVIRT:
+            raise Conflict(_("目前只能在 libvirt 端点上发布镜像。"), code="authoring_unsupported")
+        session.state = AuthoringSession.State.PUBLISHING
+        session.last_error = ""
+        session.task_id = _dispatch(_tasks().authoring_publish, session.pk, queue=desktop.endpoint.site.celery_queue)
+        session.save()
+    return session
+
+
+def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: int = 0, error: str = "") -> None:
+    with transaction.atomic():
+        session = AuthoringSession.objects.locked(session_id)
+        if session.state != AuthoringSession.State.PUBLISHING:
+            return
+        if error:
+            session.state = AuthoringSession.State.FAILED
+            session.last_error = error[:2000]
+            session.save(update_fields=["state", "last_error"])
+            return
+        source = session.source_version
+        version = compute_services.image_version_register(
+            actor=session.teacher,
+            image=source.image,
+            endpoint=source.endpoint,
+            pool=source.pool,
+            volume=volume,
+            size_bytes=size_bytes or source.size_bytes,
+        )
+        session.state = AuthoringSession.State.PUBLISHED
+        session.published_version = version
+        session.save(update_fields=["state", "published_version"])
+        moved = DesktopPool.objects.filter(
+            course=session.course, state=DesktopPool.State.ACTIVE, image_version__image=source.image
+        ).update(image_version=version)
+        event_record(
+            action=Action.IMAGE_PUBLISHED,
+            actor=session.teacher,
+            target=version,
+            tenant=session.course.tenant,
+            detail={"course": session.course.code, "from": str(source), "pools": moved},
+        )
+
+
+def versions_retire_unused() -> int:
+    """Superseded versions (an authoring session replaced them) retire once no desktop or pool uses them."""
+    superseded = set(
+        AuthoringSession.objects.filter(state=AuthoringSession.State.PUBLISHED).values_list(
+            "source_version_id", flat=True
+        )
+    )
+    if not superseded:
+        return 0
+    in_use = set(
+        Desktop.objects.filter(image_version_id__in=superseded)
+        .exclude(state=Desktop.State.DELETED)
+        .values_list("image_version_id", flat=True)
+    ) | set(DesktopPool.objects.filter(image_version_id__in=superseded).values_list("image_version_id", flat=True))
+    return ImageVersion.objects.filter(pk__in=superseded - in_use, status=ImageVersion.Status.READY).update(
+        status=ImageVersion.Status.RETIRED
+    )
+
+
+def console_ws_path(token: str) -> str:
+    return f"{getattr(settings, 'CONSOLE_WS_PREFIX', '/ws/console/')}{token}/"

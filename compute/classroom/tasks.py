@@ -1,0 +1,107 @@
+"""Celery tasks of the classroom: fulfil a pool request, rebuild a seat on a new image, publish an
+authored image, and the class schedule's beat tick. Thin and idempotent, like compute's tasks."""
+
+import logging
+
+from celery import shared_task
+
+from common.errors import ServiceError
+from compute.classroom import services
+from compute.classroom.models import AuthoringSession
+from compute.drivers.base import DriverError, ErrorCode
+from compute.hypervisor import vm_spec
+from compute.models import Desktop
+from compute.tasks import TASK_OPTIONS, _desktop, _fail_desktop, _note_desktop, _run
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True)
+def pool_fulfil(self, request_id: int):
+    """An approved course-desktop request becomes a pool; a refusal fails the request with its reason."""
+    from tenants.models import ApprovalRequest
+    from tenants.services import request_fail
+
+    request = ApprovalRequest.objects.select_related("course", "tenant", "requester").filter(pk=request_id).first()
+    if request is None or request.state != ApprovalRequest.State.APPROVED:
+        return "skipped"
+    try:
+        pool = services.pool_create_from_request(request=request)
+    except ServiceError as exc:
+        request_fail(request=request, reason=exc.message)
+        return "failed"
+    return f"pool {pool.pk}"
+
+
+def _rebuild_call(driver, desktop: Desktop):
+    """Delete the VM with its disks and make it again from the desktop's (new) image version."""
+    try:
+        running = driver.get_vm(desktop.vm_name).power_state == "running"
+        driver.delete_vm(desktop.vm_name)
+    except DriverError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:  # gone already: a redelivered task after the delete
+            raise
+        running = desktop.stable_state == Desktop.State.RUNNING
+    return driver.create_vm(vm_spec(desktop), start=running)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_rebuild(self, desktop_id: int, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if (
+        desktop is None
+        or desktop.state != Desktop.State.BUSY
+        or desktop.task_id != (self.request.id or desktop.task_id)
+    ):
+        return "skipped"
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"rebuild-{desktop_id}",
+        fn=lambda driver: _rebuild_call(driver, desktop),
+        on_final_error=_fail_desktop(desktop_id),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_rebuild_finish(desktop_id=desktop_id, info=info)
+    return "done" if ok else "failed"
+
+
+@shared_task(**TASK_OPTIONS)
+def authoring_publish(self, session_id: int, failures: int = 0):
+    session = (
+        AuthoringSession.objects.select_related("desktop__endpoint__site", "source_version")
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is None or session.state != AuthoringSession.State.PUBLISHING:
+        return "skipped"
+    desktop, source = session.desktop, session.source_version
+    pool = desktop.storage_pool or source.pool
+    new_volume = f"cc-image-{source.image_id}-course{session.course_id}-{session.pk}.qcow2"
+    overlay = services._system_volume(desktop)  # noqa: SLF001 - one module's helper, shared with its tasks
+
+    def flatten(driver):
+        existing = {v.name: v for v in driver.volume_list(pool)}
+        if new_volume in existing:  # redelivered after the copy was made
+            return existing[new_volume]
+        return driver.image_flatten(pool, overlay, new_volume)
+
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"publish-{session_id}",
+        fn=flatten,
+        on_final_error=lambda exc: services.authoring_publish_finish(session_id=session_id, error=exc.message),
+        failures=failures,
+    )
+    if ok:
+        services.authoring_publish_finish(session_id=session_id, volume=info.name, size_bytes=info.capacity_bytes)
+    return "done" if ok else "failed"
+
+
+@shared_task(bind=True, acks_late=True)
+def schedule_tick(self):
+    """The class schedule (portal.celery beat_schedule, every minute)."""
+    return services.schedule_tick()

@@ -1,0 +1,315 @@
+"""Pages of the classroom: my desktops, the teacher's pools (wizard, progress, seat grid, schedule,
+authoring) and the noVNC console page. Same services as the API; refusals become messages."""
+
+import datetime
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from common.errors import ServiceError
+from compute import selectors as compute_selectors
+from compute import services as compute_services
+from compute.classroom import selectors, services
+from compute.classroom.models import AuthoringSession, DesktopPool, ScheduleException
+from compute.models import Desktop, ImageVersion
+from tenants.models import Course
+from tenants.permissions import can_manage_course
+from tenants.selectors import course_list_for
+
+
+def _refused(request, exc: ServiceError) -> None:
+    messages.error(request, exc.message)
+    for shortfall in (exc.detail or {}).get("shortfalls", []):
+        messages.error(request, shortfall.get("message", ""))
+
+
+@login_required
+def my_desktops(request):
+    groups = selectors.my_desktops(request.user)
+    teaching = selectors.pool_list_for(request.user).exists()
+    return render(request, "classroom/my_desktops.html", {"groups": groups, "teaching": teaching})
+
+
+@login_required
+@require_POST
+def desktop_action(request, pk):
+    """A student's own start / restart (stop too, for the teacher's convenience)."""
+    desktop = get_object_or_404(compute_selectors.desktop_list_for(request.user), pk=pk)
+    service = {
+        "start": compute_services.desktop_start,
+        "reboot": compute_services.desktop_reboot,
+        "stop": compute_services.desktop_stop,
+    }.get(request.POST.get("action"))
+    if service is None:
+        raise Http404
+    try:
+        service(actor=request.user, desktop=desktop)
+        messages.success(request, _("已提交，桌面状态稍后更新。"))
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect(request.POST.get("next") or "classroom:mine")
+
+
+@login_required
+def console(request, pk):
+    desktop = get_object_or_404(compute_selectors.desktop_list_for(request.user), pk=pk)
+    if not services.can_open_console(request.user, desktop):
+        raise Http404
+    return render(request, "classroom/console.html", {"desktop": desktop})
+
+
+# --- teacher pages ----------------------------------------------------------------------------
+
+
+@login_required
+def pool_list(request):
+    search = request.GET.get("q", "").strip()[:100]
+    pools = selectors.pool_list_for(request.user, search=search)
+    page = Paginator(pools, 20).get_page(request.GET.get("page"))
+    can_create = any(can_manage_course(request.user, c) for c in course_list_for(request.user)[:50])
+    return render(request, "classroom/pool_list.html", {"page": page, "search": search, "can_create": can_create})
+
+
+class PoolRequestForm(forms.Form):
+    course = forms.ModelChoiceField(queryset=Course.objects.none(), label=gettext_lazy("课程"))
+    image_version = forms.ModelChoiceField(queryset=ImageVersion.objects.none(), label=gettext_lazy("镜像"))
+    flavor = forms.ModelChoiceField(queryset=None, label=gettext_lazy("规格"))
+    persistence = forms.ChoiceField(
+        choices=DesktopPool.Persistence.choices, label=gettext_lazy("保留策略"), initial="persistent"
+    )
+    lead_minutes = forms.IntegerField(min_value=0, max_value=240, initial=15, label=gettext_lazy("课前开机（分钟）"))
+    shutdown_after_minutes = forms.IntegerField(
+        min_value=0, max_value=240, initial=10, label=gettext_lazy("课后关机（分钟）")
+    )
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label=gettext_lazy("说明"))
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        managed = [c.pk for c in course_list_for(user) if can_manage_course(user, c)]
+        self.fields["course"].queryset = Course.objects.filter(pk__in=managed).order_by("code")
+        self.fields["image_version"].queryset = compute_selectors.image_version_list_for(user).filter(
+            status=ImageVersion.Status.READY
+        )
+        self.fields["flavor"].queryset = compute_selectors.flavor_list_for(user)
+        for field in self.fields.values():
+            field.widget.attrs.setdefault(
+                "class", "form-select" if isinstance(field, forms.ChoiceField) else "form-control"
+            )
+
+
+@login_required
+def pool_new(request):
+    """The wizard: course (its roster gives the seats), image, size, policy → an approval request."""
+    form = PoolRequestForm(request.user, request.POST or None, initial={"course": request.GET.get("course")})
+    if request.method == "POST" and form.is_valid():
+        values = form.cleaned_data
+        try:
+            req = services.course_request_submit(
+                actor=request.user,
+                course=values["course"],
+                image_version=values["image_version"],
+                flavor=values["flavor"],
+                persistence=values["persistence"],
+                lead_minutes=values["lead_minutes"],
+                shutdown_after_minutes=values["shutdown_after_minutes"],
+                reason=values["reason"],
+            )
+        except ServiceError as exc:
+            _refused(request, exc)
+        else:
+            if req.state == req.State.APPROVED:
+                messages.success(request, _("申请已自动批准，桌面池正在创建。"))
+            else:
+                messages.success(request, _("申请已提交，等待审批：%(title)s") % {"title": req.title})
+            return redirect("classroom:pools")
+    missing = []
+    if not form.fields["course"].queryset.exists():
+        missing.append(_("您还没有可管理的课程，请先创建课程并导入名单。"))
+    if not form.fields["image_version"].queryset.exists():
+        missing.append(_("还没有可用的镜像，请联系系统管理员上传镜像。"))
+    return render(request, "classroom/pool_new.html", {"form": form, "missing": missing})
+
+
+def _pool_context(request, pool):
+    seats = list(selectors.seat_list_for(request.user, pool=pool))
+    connected = services.connected_desktop_ids([s.desktop_id for s in seats if s.desktop_id])
+    return {
+        "pool": pool,
+        "seats": seats,
+        "connected": connected,
+        "progress": selectors.pool_progress(seats),
+        "can_manage": services.can_manage_pool(request.user, pool),
+    }
+
+
+@login_required
+def pool_detail(request, pk):
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    context = _pool_context(request, pool)
+    now = timezone.now()
+    context.update(
+        {
+            "in_class": services.class_in_progress(pool, now),
+            "upcoming": services.classes_between(pool, now, now + datetime.timedelta(days=14))[:8],
+            "exceptions": pool.exceptions.select_related("class_time").order_by("date")[:50],
+            "class_times": list(pool.course.class_times.all()),
+            "sessions": pool.sessions.select_related("class_time")[:5],
+            "authoring": selectors.authoring_list_for(request.user, pool=pool)[:10],
+            "versions": compute_selectors.image_version_list_for(request.user).filter(status=ImageVersion.Status.READY),
+        }
+    )
+    return render(request, "classroom/pool_detail.html", context)
+
+
+@login_required
+def pool_seats(request, pk):
+    """The seat grid alone, for htmx polling while the pool provisions."""
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    return render(request, "classroom/_seats.html", _pool_context(request, pool))
+
+
+@login_required
+@require_POST
+def pool_action(request, pk):
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    action = request.POST.get("action")
+    try:
+        if action in ("start", "stop"):
+            n = services.pool_power(actor=request.user, pool=pool, verb=action)
+            messages.success(request, _("已对 %(n)s 台桌面提交操作。") % {"n": n})
+        elif action == "reset":
+            n = services.pool_reset(actor=request.user, pool=pool)
+            messages.success(request, _("正在重置 %(n)s 台桌面。") % {"n": n})
+        elif action == "retry":
+            n = services.pool_retry_failed(actor=request.user, pool=pool)
+            messages.success(request, _("正在重试 %(n)s 台桌面。") % {"n": n})
+        elif action == "sync":
+            result = services.pool_sync_roster(actor=request.user, pool=pool)
+            messages.success(
+                request,
+                _("名单已同步：新增 %(added)s，移交 %(handed_over)s，回收 %(retired)s。") % result.as_dict(),
+            )
+        elif action == "settings":
+            services.pool_settings_update(
+                actor=request.user,
+                pool=pool,
+                persistence=request.POST.get("persistence") or None,
+                lead_minutes=_int(request.POST.get("lead_minutes")),
+                shutdown_after_minutes=_int(request.POST.get("shutdown_after_minutes")),
+            )
+            messages.success(request, _("已保存。"))
+        else:
+            raise Http404
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=pool.pk)
+
+
+def _int(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return -1  # the service refuses it with a message
+
+
+@login_required
+@require_POST
+def seat_action(request, pk):
+    try:
+        seat = selectors.seat_get_for(request.user, pk=pk)
+    except Exception as exc:  # noqa: BLE001 - DoesNotExist of a scoped queryset: not yours
+        raise Http404 from exc
+    action = request.POST.get("action")
+    try:
+        if action == "reset":
+            services.seat_reset(actor=request.user, seat=seat)
+        elif action in ("start", "stop", "reboot"):
+            services.seat_power(actor=request.user, seat=seat, verb=action)
+        elif action == "retry":
+            services.seat_retry(actor=request.user, seat=seat)
+        else:
+            raise Http404
+        messages.success(request, _("已提交：%(student)s") % {"student": seat.student.get_full_name()})
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=seat.pool_id)
+
+
+@login_required
+@require_POST
+def pool_skip(request, pk):
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    try:
+        date = datetime.date.fromisoformat(request.POST.get("date", ""))
+    except ValueError:
+        messages.error(request, _("请填写正确的日期。"))
+        return redirect("classroom:pool", pk=pool.pk)
+    try:
+        services.schedule_exception_add(
+            actor=request.user,
+            pool=pool,
+            date=date,
+            class_time_id=request.POST.get("class_time") or None,
+            reason=request.POST.get("reason", ""),
+        )
+        messages.success(request, _("已停课：%(date)s") % {"date": date})
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=pool.pk)
+
+
+@login_required
+@require_POST
+def pool_skip_remove(request, pk, exception_pk):
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    exception = get_object_or_404(ScheduleException, pk=exception_pk, pool=pool)
+    try:
+        services.schedule_exception_remove(actor=request.user, exception=exception)
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=pool.pk)
+
+
+@login_required
+@require_POST
+def authoring_start(request, pk):
+    pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    version = (
+        compute_selectors.image_version_list_for(request.user).filter(pk=request.POST.get("image_version")).first()
+    )
+    if version is None:
+        messages.error(request, _("未知镜像。"))
+        return redirect("classroom:pool", pk=pool.pk)
+    try:
+        services.authoring_start(actor=request.user, course=pool.course, image_version=version, flavor=pool.flavor)
+        messages.success(request, _("制作用桌面正在创建，开机后可通过控制台安装软件。"))
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=pool.pk)
+
+
+@login_required
+@require_POST
+def authoring_publish(request, pk):
+    session = get_object_or_404(
+        AuthoringSession.objects.filter(course__in=course_list_for(request.user).values("pk")), pk=pk
+    )
+    pool = DesktopPool.objects.filter(course=session.course).order_by("-id").first()
+    try:
+        services.authoring_publish(actor=request.user, session=session)
+        messages.success(request, _("正在发布新版本；桌面池将在下次课后重置时换用新版本。"))
+    except ServiceError as exc:
+        _refused(request, exc)
+    return redirect("classroom:pool", pk=pool.pk) if pool else redirect("classroom:pools")
+
+
+def desktop_states() -> dict:
+    return dict(Desktop.State.choices)

@@ -1,0 +1,133 @@
+"""Fixtures of the classroom tests: a course with a roster and class times, compute endpoints
+(libvirt's test driver; the real libvirtd), eager tasks, and the ASGI portal under uvicorn."""
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compute.hypervisor import drivers_close_all
+from tenants.models import ClassTime, Course, RosterEntry
+from tests import factories
+
+ROOT = Path(__file__).resolve().parents[2]
+TERM_START = datetime.date(2026, 9, 1)
+TERM_END = datetime.date(2027, 1, 15)
+# A Monday in the term, and the Monday class of the course fixture: 10:00-11:40 (Asia/Shanghai).
+MONDAY = datetime.date(2026, 11, 30)
+CLASS_START = datetime.time(10, 0)
+CLASS_END = datetime.time(11, 40)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_drivers():
+    drivers_close_all()
+    yield
+    drivers_close_all()
+
+
+@pytest.fixture
+def eager():
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
+def make_course(scenario, *, students: int = 2, code: str = "CS101") -> Course:
+    """A course of the scenario's teacher: student, student2, then extra students up to ``students``."""
+    course = Course.objects.create(
+        tenant=scenario.tenant_a,
+        code=code,
+        name="计算机导论",
+        teacher=scenario.teacher,
+        term_start=TERM_START,
+        term_end=TERM_END,
+    )
+    people = [scenario.student, scenario.student2]
+    for n in range(3, students + 1):
+        people.append(factories.member(f"a_stu{n:02d}", scenario.tenant_a, "student"))
+    for n, user in enumerate(people[:students], start=1):
+        RosterEntry.objects.create(course=course, user=user, student_number=f"2026{n:04d}")
+    ClassTime.objects.create(course=course, weekday=1, start_time=CLASS_START, end_time=CLASS_END)
+    return course
+
+
+@pytest.fixture
+def course(scenario) -> Course:
+    return make_course(scenario)
+
+
+@pytest.fixture
+def env(scenario):
+    from tests.compute.conftest import make_env
+
+    return make_env(scenario)
+
+
+def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
+    """An aware datetime in the portal's time zone (Asia/Shanghai)."""
+    from django.utils import timezone
+
+    return datetime.datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.get_current_timezone())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """The portal's ASGI app (HTTP + WebSockets) under uvicorn on a free loopback port, on the test
+    database. Yields its base URL."""
+    from tests.conftest import _worker_database_url
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": _worker_database_url(), "DEBUG": "false"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "portal.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "wsproto",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,218 @@
+"""Course desktop pools on libvirt's test driver, tasks in-process: creation, quotas, approvals,
+roster changes, resets and GPU placement."""
+
+import pytest
+
+from audit.models import AuditEvent
+from common.errors import Forbidden, InvalidInput
+from compute import services as compute_services
+from compute.classroom import services
+from compute.classroom.models import DesktopPool, Seat
+from compute.hypervisor import driver_for
+from compute.models import Desktop, GpuProfile, Host
+from tenants.models import ApprovalRequest, ClassTime, Quota, RosterEntry
+from tenants.quotas import QuotaExceeded, quota_set
+from tenants.services import course_class_times_set, request_approve
+from tests import factories
+from tests.classroom.conftest import make_course
+
+
+def _pool(env, course, capture, actor, **kwargs):
+    with capture(execute=True):
+        pool = services.pool_create(actor=actor, course=course, image_version=env.version, flavor=env.flavor, **kwargs)
+    return pool
+
+
+def test_a_pool_gives_every_roster_student_one_running_linked_clone(
+    scenario, env, eager, django_capture_on_commit_callbacks
+):
+    course = make_course(scenario, students=4)
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+
+    seats = list(pool.seats.select_related("desktop", "student"))
+    assert len(seats) == 4
+    assert {s.student_id for s in seats} == set(
+        RosterEntry.objects.filter(course=course).values_list("user_id", flat=True)
+    )
+    for seat in seats:
+        assert seat.desktop.state == Desktop.State.RUNNING
+        assert seat.desktop.owner_id == seat.student_id
+        assert seat.desktop.course_id == course.pk
+    vm = driver_for(env.endpoint).get_vm(seats[0].desktop.vm_name)
+    assert vm.disks[0].backing.endswith(env.version.volume)  # a linked clone of the golden image
+    assert AuditEvent.objects.filter(action="pool.created", object_id=str(pool.pk)).exists()
+
+
+def test_a_roster_bigger_than_the_quota_is_refused_before_anything_is_created(scenario, env, course):
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 1})
+
+    with pytest.raises(QuotaExceeded) as refused:
+        services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+
+    shortfall = refused.value.detail["shortfalls"][0]
+    assert shortfall["resource"] == "desktops"
+    assert shortfall["requested"] == 2 and shortfall["available"] == 1 and shortfall["short_by"] == 1
+    assert not DesktopPool.objects.exists()
+    assert not Desktop.objects.exists()
+
+
+def test_a_student_cannot_create_a_pool(scenario, env, course):
+    with pytest.raises(Forbidden):
+        services.pool_create(actor=scenario.student, course=course, image_version=env.version, flavor=env.flavor)
+    assert not DesktopPool.objects.exists()
+
+
+def test_an_approved_course_request_becomes_a_pool_and_the_quota_counts_each_desktop_once(
+    scenario, env, course, eager, django_capture_on_commit_callbacks
+):
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 2, "vcpu": 2})
+    with django_capture_on_commit_callbacks(execute=True):
+        request = services.course_request_submit(
+            actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor
+        )
+    assert request.state == ApprovalRequest.State.PENDING
+    assert request.payload["seats"] == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        request_approve(actor=scenario.tenant_admin, request=request)
+
+    request.refresh_from_db()
+    assert request.state == ApprovalRequest.State.FULFILLED
+    pool = DesktopPool.objects.get(course=course)
+    assert pool.request_id == request.pk
+    assert pool.seats.filter(desktop__state=Desktop.State.RUNNING).count() == 2
+    quota = Quota.objects.get(course=course)
+    assert (quota.used_desktops, quota.reserved_desktops) == (2, 0)
+    assert (quota.used_vcpu, quota.reserved_vcpu) == (2, 0)
+
+
+def test_a_course_request_over_the_quota_is_refused_with_the_shortfall(scenario, env, course):
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 1})
+    with pytest.raises(QuotaExceeded) as refused:
+        services.course_request_submit(
+            actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor
+        )
+    assert refused.value.detail["shortfalls"][0]["short_by"] == 1
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_rest(
+    scenario, env, eager, django_capture_on_commit_callbacks
+):
+    course = make_course(scenario, students=3)
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+    leaving = Seat.objects.get(pool=pool, student=scenario.student)
+    old_disk = driver_for(env.endpoint).get_vm(leaving.desktop.vm_name).disks[0].volume
+    newcomer = factories.member("a_newcomer", scenario.tenant_a, "student")
+    RosterEntry.objects.filter(course=course, user=scenario.student).delete()
+    RosterEntry.objects.create(course=course, user=newcomer, student_number="20269999")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+
+    assert result.as_dict() == {"added": 0, "handed_over": 1, "retired": 0, "pending": 0}
+    leaving.refresh_from_db()
+    desktop = leaving.desktop
+    desktop.refresh_from_db()
+    assert leaving.student == newcomer and desktop.owner == newcomer
+    assert desktop.state == Desktop.State.RUNNING
+    # 等保: the newcomer gets a fresh disk, never the previous student's.
+    assert driver_for(env.endpoint).get_vm(desktop.vm_name).disks[0].volume != old_disk
+    assert AuditEvent.objects.filter(action="pool.seat_handed_over").exists()
+
+    RosterEntry.objects.filter(course=course, user=scenario.student2).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert result.retired == 1
+    gone = Seat.objects.get(pool=pool, student=scenario.student2)
+    assert gone.state == Seat.State.RETIRED
+    assert gone.desktop.state == Desktop.State.DELETED
+    assert gone.desktop.vm_name not in {vm.name for vm in driver_for(env.endpoint).list_vms()}
+
+    extra = factories.member("a_extra", scenario.tenant_a, "student")
+    RosterEntry.objects.create(course=course, user=extra, student_number="20268888")
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert result.added == 1
+    assert Seat.objects.get(pool=pool, student=extra).desktop.state == Desktop.State.RUNNING
+
+
+def test_roster_growth_beyond_the_quota_adds_nothing(scenario, env, eager, django_capture_on_commit_callbacks):
+    course = make_course(scenario, students=2)
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 2})
+    for n in range(2):
+        user = factories.member(f"a_more{n}", scenario.tenant_a, "student")
+        RosterEntry.objects.create(course=course, user=user, student_number=f"2026700{n}")
+
+    with pytest.raises(QuotaExceeded) as refused:
+        services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert refused.value.detail["shortfalls"][0]["short_by"] == 2
+    assert pool.seats.count() == 2
+
+
+def test_resetting_a_seat_gives_a_new_disk_on_the_same_golden_image(
+    scenario, env, course, eager, django_capture_on_commit_callbacks
+):
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+    seat = pool.seats.select_related("desktop").first()
+    before = driver_for(env.endpoint).get_vm(seat.desktop.vm_name).disks[0]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.seat_reset(actor=scenario.teacher, seat=seat)
+
+    after = driver_for(env.endpoint).get_vm(seat.desktop.vm_name).disks[0]
+    assert after.volume != before.volume
+    assert after.backing == before.backing
+    seat.desktop.refresh_from_db()
+    assert seat.desktop.state == Desktop.State.RUNNING
+
+
+def test_a_student_cannot_reset_or_power_the_pool(scenario, env, course, eager, django_capture_on_commit_callbacks):
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+    with pytest.raises(Forbidden):
+        services.pool_reset(actor=scenario.student, pool=pool)
+    with pytest.raises(Forbidden):
+        services.pool_power(actor=scenario.student, pool=pool, verb="stop")
+
+
+def test_a_class_time_overlapping_another_of_the_same_course_is_refused(scenario, course):
+    import datetime
+
+    with pytest.raises(InvalidInput) as refused:
+        course_class_times_set(
+            actor=scenario.teacher,
+            course=course,
+            slots=[(1, datetime.time(10), datetime.time(11, 40)), (1, datetime.time(11), datetime.time(12))],
+        )
+    assert refused.value.code == "class_times_overlap"
+    assert ClassTime.objects.filter(course=course).count() == 1  # unchanged
+
+
+def test_a_gpu_flavor_goes_to_the_gpu_cluster_and_counts_gpus(
+    scenario, env, course, django_capture_on_commit_callbacks
+):
+    from tests.compute.conftest import make_env
+
+    gpu_env = make_env(scenario, name="gpudrv", pool="gpu-pool", volume="cc-gpu-golden.qcow2")
+    gpu_env.endpoint.cluster = compute_services._cluster_for(gpu_env.endpoint.site, "gpu")
+    gpu_env.endpoint.save(update_fields=["cluster"])
+    Host.objects.filter(endpoint=gpu_env.endpoint).update(gpu_devices=["0000:3b:00.0", "0000:3c:00.0"])
+    profile = GpuProfile.objects.create(name="A100 直通", mode="passthrough", gpus=1)
+    flavor = compute_services.flavor_create(
+        actor=scenario.sysadmin, name="gpu-small", vcpus=1, memory_mib=128, disk_gib=1, gpu_profile=profile
+    )
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"gpus": 2})
+
+    # Not provisioned here: libvirt's test driver has no PCI devices to pass through.
+    with django_capture_on_commit_callbacks(execute=False):
+        pool = services.pool_create(actor=scenario.teacher, course=course, image_version=gpu_env.version, flavor=flavor)
+
+    desktops = [s.desktop for s in pool.seats.select_related("desktop__endpoint__cluster")]
+    assert {d.endpoint.cluster.kind for d in desktops} == {"gpu"}
+    assert sorted(d.gpu_device for d in desktops) == ["0000:3b:00.0", "0000:3c:00.0"]
+    quota = Quota.objects.get(course=course)
+    assert quota.used_gpus + quota.reserved_gpus == 2
+    third = factories.member("a_third", scenario.tenant_a, "student")
+    RosterEntry.objects.create(course=course, user=third, student_number="20265555")
+    with pytest.raises(QuotaExceeded):
+        services.pool_sync_roster(actor=scenario.teacher, pool=pool)
