@@ -1,0 +1,194 @@
+"""The class schedule on libvirt's test driver: the clock is driven with time-machine and the beat
+task is called directly (never slept for). Tasks run in-process."""
+
+import datetime
+
+import pytest
+import time_machine
+
+from audit.models import AuditEvent
+from common.errors import Conflict
+from compute import services as compute_services
+from compute.classroom import services
+from compute.classroom.models import ClassSession, ConsoleTicket, DesktopPool
+from compute.classroom.tasks import schedule_tick
+from compute.hypervisor import driver_for
+from compute.models import Desktop, ImageVersion
+from tests.classroom.conftest import MONDAY, at, make_course
+
+
+@pytest.fixture
+def pool(scenario, env, eager, django_capture_on_commit_callbacks):
+    course = make_course(scenario, students=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        pool = services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.pool_power(actor=scenario.teacher, pool=pool, verb="stop")
+    return pool
+
+
+def _states(pool) -> list[str]:
+    return sorted(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True))
+
+
+def _tick(capture, when):
+    with time_machine.travel(when, tick=False), capture(execute=True):
+        return schedule_tick.apply().get()
+
+
+def test_the_pool_is_powered_on_the_lead_time_before_class_and_off_after_it(
+    pool, env, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    assert _states(pool) == ["stopped"] * 3
+
+    assert _tick(capture, at(MONDAY, 9, 40))["powered_on"] == 0  # 20 minutes before: too early
+    assert _states(pool) == ["stopped"] * 3
+
+    assert _tick(capture, at(MONDAY, 9, 46))["powered_on"] == 3  # within the 15-minute lead
+    assert _states(pool) == ["running"] * 3
+    vms = {vm.name: vm.power_state for vm in driver_for(env.endpoint).list_vms()}
+    assert all(vms[d.vm_name] == "running" for d in Desktop.objects.filter(seat__pool=pool))
+    assert _tick(capture, at(MONDAY, 10, 30))["powered_on"] == 0  # done once per class
+
+    assert _tick(capture, at(MONDAY, 11, 45))["stopped"] == 0  # class over, grace period running
+    assert _states(pool) == ["running"] * 3
+
+    assert _tick(capture, at(MONDAY, 11, 51))["stopped"] == 3
+    assert _states(pool) == ["stopped"] * 3
+    _tick(capture, at(MONDAY, 11, 52))
+    assert ClassSession.objects.get(pool=pool).state == ClassSession.State.DONE
+    assert AuditEvent.objects.filter(action="pool.schedule_run").count() >= 2
+
+
+def test_a_connected_student_postpones_the_shutdown_with_a_warning(pool, scenario, django_capture_on_commit_callbacks):
+    capture = django_capture_on_commit_callbacks
+    _tick(capture, at(MONDAY, 9, 50))
+    desktop = Desktop.objects.get(seat__pool=pool, owner=scenario.student)
+    after_class = at(MONDAY, 11, 55)
+    ticket = ConsoleTicket.objects.create(
+        token_hash="x" * 64,
+        desktop=desktop,
+        user=scenario.student,
+        host="127.0.0.1",
+        port=5900,
+        expires_at=after_class,
+        used_at=after_class - datetime.timedelta(minutes=30),
+        seen_at=after_class - datetime.timedelta(seconds=20),
+    )
+
+    summary = _tick(capture, after_class)
+
+    assert summary["connected"] == 1 and summary["stopped"] == 2
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING
+    session = ClassSession.objects.get(pool=pool)
+    assert session.warnings == 1 and scenario.student.username in session.last_warning
+    assert session.state == ClassSession.State.SHUTTING_DOWN
+    assert AuditEvent.objects.filter(action="pool.schedule_run", result="failure").exists()
+
+    ConsoleTicket.objects.filter(pk=ticket.pk).update(closed_at=after_class)
+    assert _tick(capture, after_class + datetime.timedelta(minutes=1))["stopped"] == 1
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.STOPPED
+
+
+def test_a_skipped_class_and_a_holiday_are_left_alone(pool, scenario, django_capture_on_commit_callbacks):
+    class_time = pool.course.class_times.get()
+    services.schedule_exception_add(actor=scenario.teacher, pool=pool, date=MONDAY, class_time_id=class_time.pk)
+    next_monday = MONDAY + datetime.timedelta(days=7)
+    services.schedule_exception_add(actor=scenario.teacher, pool=pool, date=next_monday, reason="国庆")
+
+    assert _tick(django_capture_on_commit_callbacks, at(MONDAY, 9, 50))["powered_on"] == 0
+    assert _tick(django_capture_on_commit_callbacks, at(next_monday, 9, 50))["powered_on"] == 0
+    assert _states(pool) == ["stopped"] * 3
+    assert services.next_class(pool, at(MONDAY, 9))[1] == MONDAY + datetime.timedelta(days=14)
+    assert AuditEvent.objects.filter(action="pool.class_skipped").count() == 2
+
+
+def test_a_skip_on_a_date_without_that_class_is_refused(pool, scenario):
+    from common.errors import InvalidInput
+
+    class_time = pool.course.class_times.get()
+    with pytest.raises(InvalidInput):
+        services.schedule_exception_add(
+            actor=scenario.teacher, pool=pool, date=MONDAY + datetime.timedelta(days=1), class_time_id=class_time.pk
+        )
+
+
+def test_classes_follow_the_term_dates(pool):
+    before_term = datetime.date(2026, 8, 24)  # a Monday before term_start
+    assert services.classes_between(pool, at(before_term, 0), at(before_term, 23)) == []
+    assert len(services.classes_between(pool, at(MONDAY, 0), at(MONDAY, 23))) == 1
+
+
+def test_a_reset_after_class_pool_resets_after_the_class_never_during(
+    pool, scenario, env, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    services.pool_settings_update(actor=scenario.teacher, pool=pool, persistence=DesktopPool.Persistence.RESET)
+    disks = {d.vm_name: driver_for(env.endpoint).get_vm(d.vm_name).disks[0].volume for d in _desktops(pool)}
+
+    _tick(capture, at(MONDAY, 9, 50))
+    _tick(capture, at(MONDAY, 10, 30))
+    with time_machine.travel(at(MONDAY, 10, 30), tick=False), pytest.raises(Conflict) as refused:
+        services.pool_reset(actor=scenario.teacher, pool=pool)
+    assert refused.value.code == "pool_in_class"
+    assert {d.vm_name: driver_for(env.endpoint).get_vm(d.vm_name).disks[0].volume for d in _desktops(pool)} == disks
+
+    _tick(capture, at(MONDAY, 11, 51))  # stops
+    assert _tick(capture, at(MONDAY, 11, 52))["reset"] == 3  # then resets each stopped seat once
+    assert _tick(capture, at(MONDAY, 11, 53))["reset"] == 0
+    after = {d.vm_name: driver_for(env.endpoint).get_vm(d.vm_name).disks[0].volume for d in _desktops(pool)}
+    assert all(after[name] != disks[name] for name in disks)
+    assert _states(pool) == ["stopped"] * 3
+    assert ClassSession.objects.get(pool=pool).state == ClassSession.State.DONE
+
+
+def _desktops(pool):
+    return list(Desktop.objects.filter(seat__pool=pool).order_by("pk"))
+
+
+def test_a_published_image_reaches_the_pool_at_its_next_reset_never_mid_class(
+    pool, scenario, env, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    with capture(execute=True):
+        session = services.authoring_start(
+            actor=scenario.teacher, course=pool.course, image_version=env.version, flavor=env.flavor
+        )
+    session.desktop.refresh_from_db()
+    with capture(execute=True):
+        compute_services.desktop_stop(actor=scenario.teacher, desktop=session.desktop)
+    with capture(execute=True):
+        services.authoring_publish(actor=scenario.teacher, session=session)
+    session.refresh_from_db()
+    assert session.state == session.State.PUBLISHED, session.last_error
+    new = session.published_version
+    assert new.version == 2 and new.status == ImageVersion.Status.READY
+    pool.refresh_from_db()
+    assert pool.image_version == new
+    assert {d.image_version_id for d in _desktops(pool)} == {env.version.pk}  # nobody moved yet
+
+    _tick(capture, at(MONDAY, 9, 50))
+    seat = pool.seats.select_related("desktop").first()
+    with time_machine.travel(at(MONDAY, 10, 30), tick=False), capture(execute=True):
+        services.seat_reset(actor=scenario.teacher, seat=seat)  # mid-class: same version
+    seat.desktop.refresh_from_db()
+    assert seat.desktop.image_version_id == env.version.pk and seat.desktop.state == Desktop.State.RUNNING
+
+    with time_machine.travel(at(MONDAY, 13), tick=False), capture(execute=True):
+        services.pool_reset(actor=scenario.teacher, pool=pool)  # after class: the new version
+    desktops = _desktops(pool)
+    assert {d.image_version_id for d in desktops} == {new.pk}
+    assert {d.state for d in desktops} == {Desktop.State.RUNNING}
+    backing = driver_for(env.endpoint).get_vm(desktops[0].vm_name).disks[0].backing
+    assert backing.endswith(new.volume)
+
+    # The old version stays while the authoring desktop still uses it, then retires.
+    assert services.versions_retire_unused() == 0
+    with capture(execute=True):
+        compute_services.desktop_delete(actor=scenario.teacher, desktop=session.desktop)
+    assert services.versions_retire_unused() == 1
+    env.version.refresh_from_db()
+    assert env.version.status == ImageVersion.Status.RETIRED
