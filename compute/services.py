@@ -23,6 +23,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from compute import quota, selectors
+from compute.db import retry_on_deadlock
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import (
@@ -405,6 +406,7 @@ def _require_manage(actor, desktop: Desktop) -> None:
         raise Forbidden(_("您只能查看此桌面，不能操作它。"), code="desktop_read_only")
 
 
+@retry_on_deadlock
 def desktop_create(
     *,
     actor,
@@ -558,6 +560,7 @@ def desktop_reset(*, actor, desktop: Desktop) -> Desktop:
     return desktop
 
 
+@retry_on_deadlock
 def desktop_retry(*, actor, desktop: Desktop) -> Desktop:
     """Provision a desktop in error again (its VM, if half made, is reused or recreated)."""
     _require_manage(actor, desktop)
@@ -584,6 +587,7 @@ def desktop_retry(*, actor, desktop: Desktop) -> Desktop:
     return desktop
 
 
+@retry_on_deadlock
 def desktop_delete(*, actor, desktop: Desktop) -> Desktop:
     _require_manage(actor, desktop)
     with transaction.atomic():
@@ -611,6 +615,7 @@ def _apply_vm_info(desktop: Desktop, info: VMInfo) -> None:
     }
 
 
+@retry_on_deadlock
 def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop_id)
@@ -624,6 +629,7 @@ def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
     return desktop
 
 
+@retry_on_deadlock
 def desktop_note_error(*, desktop_id: int, error: str) -> None:
     """A transient failure: keep the state, remember the error and count the attempt."""
     with transaction.atomic():
@@ -633,6 +639,7 @@ def desktop_note_error(*, desktop_id: int, error: str) -> None:
         desktop.save(update_fields=["last_error", "attempts", "updated_at"])
 
 
+@retry_on_deadlock
 def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
     """An operation failed for good. Provisioning ends in error with the quota released;
     deletion ends in error (the VM may be there); other operations return the desktop to
@@ -662,6 +669,7 @@ def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
     return desktop
 
 
+@retry_on_deadlock
 def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = "") -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop_id)
@@ -680,6 +688,7 @@ def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = 
     return desktop
 
 
+@retry_on_deadlock
 def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop_id)

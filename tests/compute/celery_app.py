@@ -1,0 +1,16 @@
+"""The portal's Celery app with a short broker visibility timeout, for the worker-killed test.
+
+With Redis, a message whose worker died unacknowledged is delivered again once the
+visibility timeout passes (an hour in production); the test cannot wait that long.
+"""
+
+import os
+
+from portal.celery import app
+
+app.conf.broker_transport_options = {
+    **(app.conf.broker_transport_options or {}),
+    "visibility_timeout": int(os.environ.get("CC_TEST_VISIBILITY_TIMEOUT", "5")),
+}
+
+__all__ = ["app"]

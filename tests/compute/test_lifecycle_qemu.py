@@ -1,0 +1,137 @@
+"""End to end on the real libvirtd + QEMU with a real Celery worker: the API, the tasks, the driver.
+
+A golden qcow2 made by the test (conftest.qemu_pool), linked clones, the full lifecycle
+including snapshot revert and a data-disk attach/detach, and everything cleaned up.
+"""
+
+import pytest
+
+from compute.models import Desktop, EndpointLease, Snapshot, Volume
+from tests.compute.conftest import qemu_domains, qemu_volumes
+from tests.compute.support import wait_for, wait_state
+
+pytestmark = pytest.mark.libvirt
+
+
+def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, celery_worker, api):
+    client = api.as_user(scenario.student)
+
+    response = client.post(
+        "/api/v1/desktops/",
+        {"image_version": qemu_env.version.pk, "flavor": qemu_env.flavor.pk, "name": "lab"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    desktop = Desktop.objects.get(pk=response.json()["id"])
+    assert response.json()["state"] == "provisioning"
+
+    wait_state(desktop, Desktop.State.RUNNING, Desktop.State.ERROR)
+    assert desktop.state == Desktop.State.RUNNING, desktop.last_error
+    assert desktop.vnc_port and desktop.vnc_port >= 5900
+    assert desktop.vm_name in qemu_domains()
+    assert f"{desktop.vm_name}-system.qcow2" in qemu_volumes()  # a linked clone in the pool
+
+    assert client.post(f"/api/v1/desktops/{desktop.pk}/stop/").status_code == 202
+    wait_state(desktop, Desktop.State.STOPPED)
+    assert desktop.vnc_port is None
+    assert client.post(f"/api/v1/desktops/{desktop.pk}/stop/").json()["code"] == "desktop_invalid_transition"
+    assert client.post(f"/api/v1/desktops/{desktop.pk}/start/").status_code == 202
+    wait_state(desktop, Desktop.State.RUNNING)
+
+    response = client.post(f"/api/v1/desktops/{desktop.pk}/snapshots/", {"name": "clean"}, format="json")
+    assert response.status_code == 202, response.content
+    snapshot = Snapshot.objects.get(pk=response.json()["id"])
+    wait_for(lambda: Snapshot.objects.get(pk=snapshot.pk).state == Snapshot.State.READY, what="snapshot ready")
+    wait_state(desktop, Desktop.State.RUNNING)
+
+    response = client.post(f"/api/v1/desktops/{desktop.pk}/snapshots/{snapshot.pk}/revert/")
+    assert response.status_code == 202, response.content
+    wait_for(lambda: Desktop.objects.get(pk=desktop.pk).state in ("running", "stopped"), what="revert done")
+    assert Snapshot.objects.get(pk=snapshot.pk).state == Snapshot.State.READY
+
+    desktop.refresh_from_db()
+    if desktop.state == Desktop.State.STOPPED:
+        client.post(f"/api/v1/desktops/{desktop.pk}/start/")
+        wait_state(desktop, Desktop.State.RUNNING)
+    response = client.post(f"/api/v1/desktops/{desktop.pk}/volumes/", {"name": "data", "size_gib": 1}, format="json")
+    assert response.status_code == 202, response.content
+    volume = Volume.objects.get(pk=response.json()["id"])
+    wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.ATTACHED, what="volume attached")
+    volume.refresh_from_db()
+    assert volume.target == "vdb"
+    data_volumes = {v for v in qemu_volumes() if v.startswith(f"{desktop.vm_name}-data-")}
+    assert len(data_volumes) == 1
+    wait_state(desktop, Desktop.State.RUNNING)
+
+    response = client.delete(f"/api/v1/desktops/{desktop.pk}/volumes/{volume.pk}/")
+    assert response.status_code == 202, response.content
+    wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.DETACHED, what="volume detached")
+    assert not {v for v in qemu_volumes() if v.startswith(f"{desktop.vm_name}-data-")}
+    wait_state(desktop, Desktop.State.RUNNING)
+
+    assert client.delete(f"/api/v1/desktops/{desktop.pk}/").status_code == 202
+    wait_state(desktop, Desktop.State.DELETED)
+    assert desktop.vm_name not in qemu_domains()
+    assert not {v for v in qemu_volumes() if v.startswith(desktop.vm_name)}
+    assert not EndpointLease.objects.exists()
+
+
+def test_reset_gives_a_new_overlay_on_the_same_golden_image(scenario, qemu_env, celery_worker):
+    from compute import services
+
+    desktop = services.desktop_create(
+        actor=scenario.student, tenant=scenario.tenant_a, image_version=qemu_env.version, flavor=qemu_env.flavor
+    )
+    wait_state(desktop, Desktop.State.RUNNING, Desktop.State.ERROR)
+    before = {v for v in qemu_volumes() if v.startswith(desktop.vm_name)}
+
+    services.desktop_reset(actor=scenario.student, desktop=desktop)
+    wait_state(desktop, Desktop.State.RUNNING, Desktop.State.STOPPED, Desktop.State.ERROR)
+
+    assert desktop.state == Desktop.State.RUNNING, desktop.last_error
+    after = {v for v in qemu_volumes() if v.startswith(desktop.vm_name)}
+    assert len(after) == 1 and after != before
+    services.desktop_delete(actor=scenario.student, desktop=desktop)
+    wait_state(desktop, Desktop.State.DELETED)
+
+
+def test_the_endpoint_concurrency_limit_holds_for_many_clones(scenario, qemu_env, celery_worker):
+    """Eight desktops on an endpoint limited to two: never more than two leases at once, all run."""
+    import threading
+
+    from compute import services
+    from compute.models import Endpoint
+
+    Endpoint.objects.filter(pk=qemu_env.endpoint.pk).update(max_concurrency=2)
+    peak = {"value": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak["value"] = max(peak["value"], EndpointLease.objects.filter(endpoint=qemu_env.endpoint).count())
+            stop.wait(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        desktops = [
+            services.desktop_create(
+                actor=scenario.tenant_admin,
+                tenant=scenario.tenant_a,
+                image_version=qemu_env.version,
+                flavor=qemu_env.flavor,
+                owner=scenario.student,
+            )
+            for _ in range(8)
+        ]
+        for desktop in desktops:
+            wait_state(desktop, Desktop.State.RUNNING, Desktop.State.ERROR, timeout=120)
+    finally:
+        stop.set()
+        watcher.join()
+    assert all(d.state == Desktop.State.RUNNING for d in desktops), [d.last_error for d in desktops]
+    assert 1 <= peak["value"] <= 2
+    for desktop in desktops:
+        services.desktop_delete(actor=scenario.tenant_admin, desktop=desktop)
+    for desktop in desktops:
+        wait_state(desktop, Desktop.State.DELETED, timeout=120)
