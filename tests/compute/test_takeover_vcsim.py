@@ -1,0 +1,123 @@
+"""vCenter takeover and reconciliation against the vCenter simulator (tools/vcsim), a private instance per test.
+
+A private instance (``-vm N -l 127.0.0.1:0``) so each test sees exactly the inventory it
+started, whatever other tests did to the shared one.
+"""
+
+import json
+import subprocess
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from compute import services
+from compute.models import Desktop
+from compute.reconcile import reconcile, vcenter_import
+
+pytestmark = pytest.mark.vcsim
+
+ROOT = Path(__file__).resolve().parents[2]
+VCSIM = ROOT / "tools" / "vcsim" / "bin" / "vcsim"
+
+
+@pytest.fixture(scope="module")
+def vcsim_300():
+    subprocess.run([str(ROOT / "scripts" / "vcsim.sh"), "build"], check=True)
+    process = subprocess.Popen(
+        [str(VCSIM), "-l", "127.0.0.1:0", "-vm", "300", "-autostart=true"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = process.stdout.readline().strip()
+    if not url:
+        process.kill()
+        pytest.fail("vcsim did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def vcenter(scenario, vcsim_300):
+    return services.endpoint_register(
+        actor=scenario.sysadmin,
+        name="vc",
+        kind="vcenter",
+        url=vcsim_300,
+        username="administrator@vsphere.local",
+        password="any-password",
+    )
+
+
+def test_import_vcenter_takes_over_every_vm_once(scenario, vcenter):
+    started = time.monotonic()
+    first = vcenter_import(actor=scenario.sysadmin, endpoint_name="vc", tenant_slug="cs")
+    elapsed = time.monotonic() - started
+
+    assert first["created"] == 300, first
+    assert first["errors"] == []
+    assert elapsed < 5.0
+    desktops = Desktop.objects.filter(endpoint=vcenter)
+    assert desktops.count() == 300
+    sample = desktops.order_by("vm_name").first()
+    assert sample.tenant == scenario.tenant_a
+    assert sample.imported
+    assert sample.vcpus >= 1 and sample.memory_mib >= 32
+    assert sample.state in ("running", "stopped")
+    assert sample.hardware["disks"] and sample.hardware["nics"]
+    assert not desktops.filter(vm_name="template-linux").exists()  # templates are images, not desktops
+
+    second = vcenter_import(actor=scenario.sysadmin, endpoint_name="vc", tenant_slug="cs")
+    assert second["created"] == 0
+    assert second["updated"] == 0
+    assert second["unchanged"] == 300
+
+
+def test_import_vcenter_command_dry_run_changes_nothing_and_prints_json(scenario, vcenter):
+    out = StringIO()
+    call_command("import_vcenter", "--endpoint", "vc", "--tenant", "cs", "--dry-run", "--json", stdout=out)
+
+    result = json.loads(out.getvalue())
+    assert result["created"] == 300
+    assert {"created", "updated", "unchanged", "errors"} <= set(result)
+    assert not Desktop.objects.exists()
+
+
+def test_import_vcenter_refuses_an_unknown_tenant(scenario, vcenter):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="tenant_not_found"):
+        call_command("import_vcenter", "--endpoint", "vc", "--tenant", "nope", stdout=StringIO())
+
+
+def test_a_power_change_in_vcenter_is_picked_up_by_reconcile(scenario, vcenter):
+    from compute.hypervisor import driver_for
+
+    vcenter_import(actor=scenario.sysadmin, endpoint_name="vc", tenant_slug="cs")
+    desktop = Desktop.objects.filter(endpoint=vcenter, state="running").order_by("vm_name").first()
+    driver_for(vcenter).shutdown(desktop.vm_name, force=True)
+
+    out = StringIO()
+    call_command("reconcile", "--json", stdout=out)
+    summary = json.loads(out.getvalue())
+
+    assert summary["drift_fixed"] == 1
+    assert summary["missing"] == 0
+    assert summary["orphans"] == 0
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.STOPPED
+    assert reconcile()["drift_fixed"] == 0  # nothing left to fix
+
+
+def test_a_wrong_vcenter_url_is_refused_when_registering(scenario):
+    from common.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as excinfo:
+        services.endpoint_register(
+            actor=scenario.sysadmin, name="vc-dead", kind="vcenter", url="http://127.0.0.1:1/sdk", username="u"
+        )
+    assert excinfo.value.code == "endpoint_unreachable"
