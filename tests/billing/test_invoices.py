@@ -1,0 +1,278 @@
+"""Invoices: pricing (inheritance, mid-month changes, allowances, discounts), issuing, immutability, documents."""
+
+import csv
+import io
+import json
+import re
+import subprocess
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, transaction
+
+from billing import documents, services
+from billing.models import CreditNote, Invoice, InvoiceLine, Item
+from common.errors import Conflict, InvalidInput
+from tests.billing.conftest import course_of, desktop_row, plan
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+OCT = date(2026, 10, 1)
+
+
+def at(day: int, hour: int = 0, month: int = 10) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=SHANGHAI)
+
+
+def run(desktop, start: datetime, end: datetime):
+    """The desktop runs over [start, end) and is stopped around it."""
+    desktop.state, desktop.power_state = "running", "running"
+    desktop.save()
+    services.desktop_usage_record(desktop=desktop, at=start)
+    desktop.state, desktop.power_state = "stopped", "stopped"
+    desktop.save()
+    services.desktop_usage_record(desktop=desktop, at=end)
+
+
+@pytest.fixture
+def billed(scenario, course):
+    """University rates for every item; cs overrides vCPU from Oct 16; a desktop of CS101 in October."""
+    plan(
+        scenario.sysadmin,
+        scenario.university,
+        date(2026, 1, 1),
+        vcpu="0.05",
+        ram="0.01",
+        disk="0.0003",
+        gpu="2",
+        ip="0.002",
+    )
+    plan(scenario.sysadmin, scenario.tenant_a, date(2026, 10, 16), vcpu="0.08")
+    desktop = desktop_row(
+        scenario.tenant_a,
+        owner=scenario.student,
+        course=course,
+        state="stopped",
+        power="stopped",
+        vcpus=2,
+        memory_mib=4096,
+        disk_gib=40,
+    )
+    services.desktop_usage_record(desktop=desktop, at=at(1))
+    run(desktop, at(10, 8), at(10, 18))  # 10 h at the university's vCPU rate
+    run(desktop, at(20, 8), at(20, 13))  # 5 h at cs's own vCPU rate
+    return desktop
+
+
+def lines_of(invoice) -> dict:
+    return {(line.item, str(line.rate)): line for line in invoice.lines.all()}
+
+
+@pytest.mark.django_db
+def test_invoice_prices_each_part_of_the_month_at_its_own_inherited_or_overridden_rate(scenario, billed):
+    result = services.invoices_issue(month="2026-10")
+
+    invoice = Invoice.objects.get(number=result.issued[0])
+    lines = lines_of(invoice)
+    assert lines[(Item.VCPU, "0.0500")].quantity == Decimal("20.0000")  # 2 vCPU x 10 h
+    assert lines[(Item.VCPU, "0.0500")].amount == Decimal("1.00")
+    assert lines[(Item.VCPU, "0.0800")].quantity == Decimal("10.0000")
+    assert lines[(Item.VCPU, "0.0800")].period_start == date(2026, 10, 20)
+    assert lines[(Item.VCPU, "0.0800")].amount == Decimal("0.80")
+    assert lines[(Item.RAM, "0.0100")].quantity == Decimal("60.0000")  # 4 GiB x 15 h
+    # The system disk is charged all month, running or not: 40 GiB x 31 days x 24 h.
+    assert lines[(Item.DISK, "0.0003")].quantity == Decimal(40 * 31 * 24)
+    assert lines[(Item.DISK, "0.0003")].amount == Decimal("8.93")  # 8.928 rounded once, half up
+    assert invoice.total == sum(line.amount for line in invoice.lines.all())
+    assert invoice.total == Decimal("1.00") + Decimal("0.80") + Decimal("0.60") + Decimal("8.93")
+    assert all("CS101" in line.description for line in invoice.lines.all())
+
+
+@pytest.mark.django_db
+def test_issuing_twice_issues_nothing_new(scenario, billed):
+    first = services.invoices_issue(month="2026-10")
+    second = services.invoices_issue(month="2026-10")
+
+    assert len(first.issued) == 1 and first.skipped == 0
+    assert second.issued == [] and second.skipped == 1
+    assert Invoice.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_invoice_numbers_are_sequential_per_year_without_gaps(scenario, billed):
+    other = desktop_row(scenario.tenant_b, owner=scenario.stranger, state="stopped", power="stopped")
+    services.desktop_usage_record(desktop=other, at=at(3))
+    year = datetime.now(SHANGHAI).year
+
+    result = services.invoices_issue(month="2026-10")
+    # A failed issue gives its number back.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.invoice_issue(actor=None, tenant=scenario.tenant_a, month=date(2026, 9, 1))
+        raise RuntimeError("crash after numbering")
+    later = services.credit_note_issue(
+        actor=scenario.finance, invoice=Invoice.objects.first(), amount="0.01", reason="x"
+    )
+
+    assert result.issued == [f"INV-{year}-000001", f"INV-{year}-000002"]
+    assert later.number == f"CN-{year}-000001"
+    assert services.invoice_issue(actor=None, tenant=scenario.tenant_a, month=date(2026, 9, 1)).number == (
+        f"INV-{year}-000003"
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("month", ["2099-01", "2026-11", "2026-13", "last month", ""])
+def test_a_month_not_over_or_malformed_is_refused(scenario, month):
+    with pytest.raises(InvalidInput) as err:
+        services.invoices_issue(month=month)
+    assert err.value.code in ("month_not_over", "month_invalid")
+
+
+@pytest.mark.django_db
+def test_issuing_closes_open_intervals_at_the_month_boundary_first(scenario, course):
+    desktop = desktop_row(scenario.tenant_a, owner=scenario.student, course=course, state="running", power="running")
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="1")
+    services.desktop_usage_record(desktop=desktop, at=at(31, 22))  # still running, interval open
+
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    assert lines_of(invoice)[(Item.VCPU, "1.0000")].quantity == Decimal("4.0000")  # 2 vCPU x 2 h, not into November
+
+
+@pytest.mark.django_db
+def test_an_issued_invoice_is_immutable_and_corrected_by_credit_notes(scenario, billed):
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    invoice.total = Decimal("0")
+    with pytest.raises(Conflict):
+        invoice.save()
+    with pytest.raises(Conflict):
+        invoice.delete()
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).update(total=Decimal("0"))
+    with pytest.raises(DatabaseError), transaction.atomic():
+        InvoiceLine.objects.filter(invoice=invoice).update(amount=Decimal("0"))
+
+    note = services.credit_note_issue(actor=scenario.finance, invoice=invoice, amount="1.00", reason="多计了 1 元")
+    invoice = Invoice.objects.get(pk=invoice.pk)
+    assert note.invoice == invoice and invoice.status == Invoice.Status.PARTLY_CREDITED
+    assert invoice.total == Decimal("11.33")
+    with pytest.raises(Conflict) as err:
+        services.credit_note_issue(actor=scenario.finance, invoice=invoice, amount="10.34", reason="too much")
+    assert err.value.code == "credit_exceeds_balance"
+    with pytest.raises(DatabaseError), transaction.atomic():
+        CreditNote.objects.filter(pk=note.pk).update(amount=Decimal("5"))
+
+
+@pytest.mark.django_db
+def test_free_allowance_per_course_per_term_and_discounts(scenario, course):
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), discount=10, vcpu="0.1")
+    services.allowance_set(actor=scenario.sysadmin, tenant=scenario.university, item="vcpu", hours="30")
+    desktop = desktop_row(
+        scenario.tenant_a, owner=scenario.student, course=course, state="stopped", power="stopped", vcpus=2, disk_gib=0
+    )
+    services.desktop_usage_record(desktop=desktop, at=at(1, month=9))
+    run(desktop, at(5, 8, month=9), at(5, 18, month=9))  # 20 vCPU-h in September (in term)
+    run(desktop, at(7, 8), at(7, 18))  # 20 vCPU-h in October: 10 of them still free
+
+    result = services.invoices_issue(month="2026-10")
+    september = Invoice.objects.get(number=services.invoices_issue(month="2026-09").issued[0])
+    october = Invoice.objects.get(number=result.issued[0])
+
+    sept_line = lines_of(september)[(Item.VCPU, "0.1000")]
+    oct_line = lines_of(october)[(Item.VCPU, "0.1000")]
+    assert (sept_line.quantity, sept_line.free_quantity, sept_line.amount) == (Decimal(20), Decimal(20), Decimal("0"))
+    assert (oct_line.quantity, oct_line.free_quantity) == (Decimal(20), Decimal(10))
+    assert oct_line.amount == Decimal("0.90")  # 10 h x 0.1 x 90%
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("rate", "code"),
+    [("0.00001", "rate_too_precise"), ("-1", "rate_negative"), ("abc", "rate_invalid"), ("NaN", "rate_invalid")],
+)
+def test_bad_rates_are_refused(scenario, rate, code):
+    with pytest.raises(InvalidInput) as err:
+        services.price_plan_create(
+            actor=scenario.finance, tenant=scenario.tenant_a, name="x", effective_from=OCT, rates={"vcpu": rate}
+        )
+    assert err.value.code == code
+
+
+@pytest.mark.django_db
+def test_issue_invoices_command_prints_json_and_refuses_a_future_month(scenario, billed):
+    out = io.StringIO()
+    call_command("issue_invoices", "--month", "2026-10", "--json", stdout=out)
+    again = io.StringIO()
+    call_command("issue_invoices", "--month", "2026-10", "--json", stdout=again)
+
+    assert json.loads(out.getvalue())["issued"] == [Invoice.objects.get().number]
+    assert json.loads(again.getvalue()) == {"issued": [], "skipped": 1}
+    with pytest.raises(CommandError, match="month_not_over"):
+        call_command("issue_invoices", "--month", "2099-12")
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_invoice_pdf_read_back_matches_the_database_to_the_fen_with_an_embedded_cjk_font(scenario, billed, tmp_path):
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+    path = tmp_path / "invoice.pdf"
+    path.write_bytes(documents.invoice_pdf(invoice))
+
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+
+    assert "Noto-Sans-CJK-SC" in fonts
+    cjk = [line.split() for line in fonts.splitlines()[2:] if "Noto-Sans-CJK-SC" in line]
+    assert cjk and all(columns[-5] == "yes" for columns in cjk), fonts  # the "emb" column
+    assert invoice.number in text and "计算机学院" in text
+    rows = [line for line in text.splitlines() if re.match(r"\s*\d+\s+CS101", line)]
+    assert len(rows) == invoice.lines.count()
+    for row, line in zip(rows, invoice.lines.order_by("position"), strict=True):
+        numbers = re.findall(r"-?\d+\.\d+", row)
+        assert numbers[-1] == str(line.amount), row
+        assert str(line.quantity) in numbers and str(line.rate) in numbers, row
+    total = re.search(r"合计 Total \(CNY\)\s+(\d+\.\d{2})", text)
+    assert total and Decimal(total.group(1)) == invoice.total == sum(x.amount for x in invoice.lines.all())
+
+
+@pytest.mark.django_db
+def test_invoice_csv_has_a_bom_and_the_xlsx_reads_back(scenario, billed):
+    from openpyxl import load_workbook
+
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    raw = documents.invoice_csv(invoice)
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert rows[0][1] == invoice.number and rows[-1][-1] == str(invoice.total)
+    assert len(rows) == invoice.lines.count() + 3
+
+    sheet = load_workbook(io.BytesIO(documents.invoice_xlsx(invoice))).active
+    values = list(sheet.iter_rows(values_only=True))
+    assert values[0][1] == invoice.number
+    assert Decimal(str(values[-1][-1])) == invoice.total
+    assert sum(Decimal(str(v[-1])) for v in values[2:-1]) == invoice.total
+
+
+@pytest.mark.django_db
+def test_the_month_of_a_course_outside_its_term_has_no_free_hours(scenario):
+    late = course_of(scenario.tenant_a, scenario.teacher, code="CS900", term=(date(2026, 10, 20), date(2026, 12, 31)))
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="1")
+    services.allowance_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, item="vcpu", hours="100")
+    desktop = desktop_row(
+        scenario.tenant_a, owner=scenario.student, course=late, state="stopped", power="stopped", vcpus=1, disk_gib=0
+    )
+    services.desktop_usage_record(desktop=desktop, at=at(1))
+    run(desktop, at(10, 8), at(10, 10))  # before the term: charged
+    run(desktop, at(25, 8), at(25, 10))  # in term: free
+
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    line = lines_of(invoice)[(Item.VCPU, "1.0000")]
+    assert (line.quantity, line.free_quantity, line.amount) == (Decimal(4), Decimal(2), Decimal("2.00"))
