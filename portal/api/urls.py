@@ -13,7 +13,19 @@ from tenants import api as tenants_api
 
 APP_APIS = (tenants_api, compute_api, classroom_api, network_api, billing_api, audit_api)
 
-router = DefaultRouter()
+
+class Router(DefaultRouter):
+    """A router whose numeric lookups only match digits: `/desktops/abc/` is a 404, not a 500."""
+
+    def get_lookup_regex(self, viewset, lookup_prefix=""):
+        lookup_field = getattr(viewset, "lookup_field", "pk")
+        if getattr(viewset, "lookup_value_regex", None) is None and lookup_field in ("pk", "id"):
+            lookup_url_kwarg = getattr(viewset, "lookup_url_kwarg", None) or lookup_field
+            return rf"(?P<{lookup_prefix}{lookup_url_kwarg}>[0-9]+)"
+        return super().get_lookup_regex(viewset, lookup_prefix)
+
+
+router = Router()
 router.include_format_suffixes = False
 for module in APP_APIS:
     module.register(router)
