@@ -131,3 +131,113 @@ def asgi_server(transactional_db):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# --- the real libvirtd -------------------------------------------------------------------------
+
+QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+POOL_NAME = "cc-test-classroom"
+POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
+GOLDEN = "cc-classroom-golden.qcow2"
+GOLDEN_MIB = 32
+
+
+def _libvirt():
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def qemu_cleanup() -> None:
+    """Remove every domain whose disks live in this test run's pool, and their overlays."""
+    libvirt = _libvirt()
+    conn = libvirt.open(QEMU_URI)
+    try:
+        for dom in conn.listAllDomains(0):
+            if str(POOL_DIR) not in dom.XMLDesc(0) and f"'{POOL_NAME}'" not in dom.XMLDesc(0):
+                continue
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+            except libvirt.libvirtError:
+                pass
+        try:
+            pool = conn.storagePoolLookupByName(POOL_NAME)
+            pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                if vol.name() != GOLDEN:
+                    vol.delete(0)
+        except libvirt.libvirtError:
+            pass
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def qemu_pool():
+    """A directory pool on the real libvirtd with a real (empty) golden qcow2, for this test run."""
+    libvirt = _libvirt()
+    try:
+        conn = libvirt.open(QEMU_URI)
+    except libvirt.libvirtError as exc:
+        pytest.fail(f"the real libvirtd is not running at {QEMU_URI} (make test starts it): {exc}")
+    POOL_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+    except libvirt.libvirtError:
+        xml = f"<pool type='dir'><name>{POOL_NAME}</name><target><path>{POOL_DIR}</path></target></pool>"
+        pool = conn.storagePoolDefineXML(xml, 0)
+    if not pool.isActive():
+        pool.create(0)
+    golden = POOL_DIR / GOLDEN
+    if not golden.exists():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), f"{GOLDEN_MIB}M"], check=True)
+    pool.refresh(0)
+    yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": GOLDEN, "size": GOLDEN_MIB * 1024 * 1024}
+    qemu_cleanup()
+    try:
+        pool.destroy()
+        pool.undefine()
+    except libvirt.libvirtError:
+        pass
+    import shutil
+
+    shutil.rmtree(POOL_DIR, ignore_errors=True)
+    conn.close()
+
+
+@pytest.fixture
+def qemu_env(scenario, qemu_pool):
+    from tests.compute.conftest import make_env
+
+    qemu_cleanup()
+    env = make_env(
+        scenario,
+        url=qemu_pool["uri"],
+        pool=qemu_pool["pool"],
+        volume=qemu_pool["volume"],
+        size_bytes=qemu_pool["size"],
+        name="qemu-classroom",
+        max_concurrency=4,
+    )
+    yield env
+    qemu_cleanup()
+
+
+def pool_volumes() -> dict[str, str]:
+    """{volume name: backing path} of this run's pool, as libvirt sees it now."""
+    import xml.etree.ElementTree as ET
+
+    libvirt = _libvirt()
+    conn = libvirt.open(QEMU_URI)
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+        pool.refresh(0)
+        return {
+            vol.name(): ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path", "")
+            for vol in pool.listAllVolumes(0)
+        }
+    finally:
+        conn.close()

@@ -1,0 +1,147 @@
+"""The browser console: tickets from the API, and a real WebSocket through the portal's proxy
+(uvicorn on a loopback port) to QEMU's VNC server on the real libvirtd."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+from websockify.websocket import WebSocket
+
+from audit.models import AuditEvent
+from compute import services as compute_services
+from compute.classroom.models import ConsoleTicket
+from compute.models import Desktop
+from tests.classroom.conftest import make_course
+from tests.compute.conftest import desktop_of
+
+# --- the API, without a hypervisor ---------------------------------------------------------------
+
+
+def test_a_student_cannot_ask_for_another_students_console(api, scenario):
+    other = desktop_of(scenario.tenant_a, owner=scenario.student2)
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{other.pk}/console/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert not ConsoleTicket.objects.exists()
+
+
+def test_a_stopped_desktop_says_so_and_offers_to_start_it(api, scenario):
+    desktop = desktop_of(scenario.tenant_a, owner=scenario.student, state=Desktop.State.STOPPED)
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "desktop_stopped"
+    assert "开机" in body["message"]
+    assert body["detail"]["start_url"] == f"/api/v1/desktops/{desktop.pk}/start/"
+
+
+def test_a_vcenter_desktop_gets_a_clear_message(api, scenario):
+    from compute.models import Endpoint
+
+    desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
+    Endpoint.objects.filter(pk=desktop.endpoint_id).update(kind="vcenter")
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/")
+    assert response.status_code == 409
+    assert response.json()["code"] == "console_unsupported"
+    assert "vCenter" in response.json()["message"]
+
+
+def test_a_tenant_b_user_gets_a_404(api, scenario):
+    desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
+    response = api.as_user(scenario.stranger).post(f"/api/v1/desktops/{desktop.pk}/console/")
+    assert response.status_code == 404
+
+
+# --- through the proxy, to QEMU ---------------------------------------------------------------
+
+
+def _ws(base: str, path: str) -> WebSocket:
+    ws = WebSocket()
+    ws.connect(base.replace("http://", "ws://") + path, protocols=["binary"])
+    return ws
+
+
+def _banner(ws: WebSocket) -> bytes:
+    data = b""
+    while len(data) < 12:
+        chunk = ws.recv()
+        if chunk is None:
+            break
+        data += chunk
+    return data
+
+
+@pytest.fixture
+def running(scenario, qemu_env, eager):
+    """A course desktop of student on QEMU, provisioned and running (tasks in-process)."""
+    course = make_course(scenario, students=2)
+    desktop = compute_services.desktop_create(
+        actor=scenario.teacher,
+        tenant=scenario.tenant_a,
+        image_version=qemu_env.version,
+        flavor=qemu_env.flavor,
+        owner=scenario.student,
+        course=course,
+    )
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
+    return desktop
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fresh_ticket_reads_qemus_rfb_banner_through_the_proxy_once(api, scenario, running, asgi_server):
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) == {"ticket", "expires_at", "websocket_url", "page_url"}
+    assert len(body["ticket"]) >= 40 and body["ticket"] not in body["page_url"]
+    assert str(running.vnc_port) not in body["websocket_url"]  # the VNC port never reaches the browser
+
+    ws = _ws(asgi_server, body["websocket_url"])
+    assert _banner(ws) == b"RFB 003.008\n"
+    ws.send(b"RFB 003.008\n")  # the proxy carries the browser's bytes too: QEMU answers security types
+    assert ws.recv()
+    ws.close()
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the handshake is refused: used once already
+        _ws(asgi_server, body["websocket_url"])
+    ticket = ConsoleTicket.objects.get()
+    assert ticket.used_at is not None
+    opened = AuditEvent.objects.filter(action="console.opened", object_id=str(running.pk))
+    assert opened.count() == 1 and opened.get().actor_username == scenario.student.username
+    for _ in range(50):  # the proxy records the closing once the socket is gone
+        if AuditEvent.objects.filter(action="console.closed", object_id=str(running.pk)).exists():
+            break
+        import time
+
+        time.sleep(0.1)
+    assert AuditEvent.objects.filter(action="console.closed", object_id=str(running.pk)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_or_unknown_ticket_is_refused(api, scenario, running, asgi_server):
+    body = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/").json()
+    ConsoleTicket.objects.update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        _ws(asgi_server, body["websocket_url"])
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        _ws(asgi_server, "/ws/console/not-a-ticket-at-all-0123456789abcdef/")
+    assert not AuditEvent.objects.filter(action="console.opened").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_teacher_opens_a_students_console_but_another_student_cannot(api, scenario, running, asgi_server):
+    refused = api.as_user(scenario.student2).post(f"/api/v1/desktops/{running.pk}/console/")
+    assert refused.status_code == 404
+    body = api.as_user(scenario.teacher).post(f"/api/v1/desktops/{running.pk}/console/").json()
+    ws = _ws(asgi_server, body["websocket_url"])
+    assert _banner(ws) == b"RFB 003.008\n"
+    ws.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ticket_of_a_desktop_handed_to_another_student_is_refused(api, scenario, running, asgi_server):
+    body = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/").json()
+    Desktop.objects.filter(pk=running.pk).update(owner=scenario.student2, course=None)
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        _ws(asgi_server, body["websocket_url"])
