@@ -24,6 +24,9 @@ endpoint-configurable prefix (options ``network_prefix``, ``bridge_prefix``,
 
 import dataclasses
 import logging
+import threading
+import time
+import uuid
 
 from django.db import transaction
 
@@ -148,7 +151,10 @@ def nwfilter_spec(group: SecurityGroup, endpoint: Endpoint) -> NwFilterSpec:
                     priority=500,
                 )
             )
-    return NwFilterSpec(name=filter_name(group, endpoint), uuid=str(group.filter_uuid), rules=tuple(rules))
+    # One UUID per group and endpoint, stable across redefinitions (libvirt then updates running
+    # VMs); per endpoint, because two endpoints may share one daemon, as in tests.
+    filter_uuid = uuid.uuid5(group.filter_uuid, endpoint.name)
+    return NwFilterSpec(name=filter_name(group, endpoint), uuid=str(filter_uuid), rules=tuple(rules))
 
 
 # --- desktops ---------------------------------------------------------------------------------
@@ -207,9 +213,26 @@ def network_ensure_on(*, network: Network, endpoint: Endpoint, driver: Hyperviso
     if not _is_libvirt(endpoint):
         return nic_network_name(network, endpoint)
     driver = driver or driver_for(endpoint)
-    driver.network_ensure(network_spec(network, endpoint))
+    spec = network_spec(network, endpoint)
+    with _ensure_lock(endpoint.pk, network.pk):
+        try:
+            driver.network_ensure(spec)
+        except DriverError:
+            # Another worker may have defined it a moment ago (libvirt then refuses the second
+            # definition): a second look finds it, and fails for real otherwise.
+            time.sleep(0.2)
+            driver.network_ensure(spec)
     network_services.deployment_record(network_id=network.pk, endpoint=endpoint.name)
     return name
+
+
+_ensure_locks: dict[tuple[int, int], threading.Lock] = {}
+_ensure_locks_guard = threading.Lock()
+
+
+def _ensure_lock(endpoint_id: int, network_id: int) -> threading.Lock:
+    with _ensure_locks_guard:
+        return _ensure_locks.setdefault((endpoint_id, network_id), threading.Lock())
 
 
 def _define_filters(groups: dict[int, SecurityGroup], endpoint: Endpoint, driver: HypervisorDriver) -> None:

@@ -1,0 +1,193 @@
+"""Bindings and security groups on the real libvirtd (qemu:///system): networks with dnsmasq,
+20 concurrent allocations, a failover drill between two "hosts", nwfilters in iptables.
+
+Every libvirt object carries a prefix unique to the test and is removed afterwards, even
+on failure (``qemu_prefix``); subnets are 10.231.N.0/24 ranges no route uses yet.
+"""
+
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from compute import networking
+from compute.drivers.base import VMSpec
+from compute.hypervisor import driver_for
+from compute.models import Desktop, Endpoint
+from network import services
+from network.models import Address
+from tests.compute.conftest import qemu_pool  # noqa: F401 - the session's pool and golden image
+from tests.compute.support import LibvirtPath
+from tests.network.conftest import (
+    desktop_row,
+    dnsmasq_hosts,
+    endpoint_make,
+    free_cidr,
+    in_threads,
+    network_xml,
+    tenant_network,
+)
+
+URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+
+
+def _vm(driver, desktop, nics, pool):
+    spec = VMSpec(
+        name=desktop.vm_name,
+        vcpus=1,
+        memory_mib=128,
+        image_pool=pool["pool"],
+        image_volume=pool["volume"],
+        domain_type="qemu",
+        nics=nics,
+        vnc=False,
+    )
+    return driver.create_vm(spec, start=True)
+
+
+def _live_xml(name: str) -> str:
+    return subprocess.run(["virsh", "-c", URI, "dumpxml", name], capture_output=True, text=True, check=True).stdout
+
+
+def _vnet(vm_name: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    target = ET.fromstring(_live_xml(vm_name)).find("devices/interface/target")
+    assert target is not None, "the running VM has no tap interface"
+    return target.get("dev")
+
+
+def _firewall() -> str:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    out += subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_allocations_land_in_a_real_networks_dhcp(scenario, qemu_prefix):
+    cidr = free_cidr()
+    network = tenant_network(scenario, cidr=cidr)
+    endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
+    desktops = [desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-d{i}") for i in range(20)]
+
+    def allocate_and_push(i):
+        desktop = Desktop.objects.select_related("endpoint", "tenant").get(pk=desktops[i].pk)
+        networking.desktop_nics_allocate(desktop=desktop)
+        return networking.desktop_bindings_push(desktop=desktop)
+
+    results = in_threads(allocate_and_push, 20)
+    assert not [r for r in results if isinstance(r, Exception)], results
+
+    addresses = list(Address.objects.filter(subnet__network=network))
+    assert len({a.ip for a in addresses}) == 20 and len({a.mac for a in addresses}) == 20
+    name = networking.libvirt_network_name(network, endpoint)
+    xml = network_xml(URI, name)
+    assert "<forward mode='nat'" in xml or '<forward mode="nat"' in xml
+    hostsfile = dnsmasq_hosts(name)
+    for address in addresses:
+        assert f"mac='{address.mac}'" in xml and f"ip='{address.ip}'" in xml
+        assert f"{address.mac},{address.ip}" in hostsfile
+        assert address.pushed_to == endpoint.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qemu_prefix, qemu_pool):  # noqa: F811
+    """Desktop on host A; A fails; the portal restarts it on B; A comes back and the sync cleans it.
+
+    Both "hosts" are the one libvirtd here, so host A's failure is played out in full: the
+    path to A is cut (the portal cannot reach it) and A's VM and network stop, as they do
+    when a machine dies (two live bridges for one subnet cannot coexist on one machine).
+    """
+    path_a = LibvirtPath()
+    try:
+        cidr = free_cidr()
+        network = tenant_network(scenario, cidr=cidr)
+        a = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=path_a.uri, prefix=f"{qemu_prefix}a")
+        b = endpoint_make(scenario, name=f"{qemu_prefix}-b", url=URI, prefix=f"{qemu_prefix}b")
+        desktop = desktop_row(scenario.tenant_a, a, owner=scenario.student, vm_name=f"{qemu_prefix}-vm")
+        (address,) = networking.desktop_nics_allocate(desktop=desktop)
+        nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(a))
+        info = _vm(driver_for(a), desktop, nics, qemu_pool)
+        assert info.nics[0].mac == address.mac
+        name_a = networking.libvirt_network_name(network, a)
+        name_b = networking.libvirt_network_name(network, b)
+        assert f"{address.mac},{address.ip}" in dnsmasq_hosts(name_a)
+
+        # Host A dies: unreachable for the portal; its VM and bridge are gone with it.
+        path_a.cut()
+        Endpoint.objects.filter(pk=a.pk).update(status=Endpoint.Status.UNREACHABLE)
+        subprocess.run(["virsh", "-c", URI, "destroy", desktop.vm_name], capture_output=True, check=True)
+        subprocess.run(["virsh", "-c", URI, "undefine", desktop.vm_name], capture_output=True, check=True)
+        subprocess.run(["virsh", "-c", URI, "net-destroy", name_a], capture_output=True, check=True)
+
+        # The portal restarts the desktop on B, with the same NIC from the database.
+        Desktop.objects.filter(pk=desktop.pk).update(endpoint=b)
+        desktop.refresh_from_db()
+        report = networking.desktop_bindings_push(desktop=desktop)
+        assert report["pushed"] == [address.mac] and a.name in report["pending"]
+        info_b = _vm(driver_for(b), desktop, networking.nic_specs(desktop), qemu_pool)
+        assert info_b.nics[0].mac == address.mac
+        assert f"<mac address='{address.mac}'/>" in _live_xml(desktop.vm_name)
+        xml_b = network_xml(URI, name_b)
+        assert f"mac='{address.mac}'" in xml_b and f"ip='{address.ip}'" in xml_b
+        assert f"{address.mac},{address.ip}" in dnsmasq_hosts(name_b)
+        assert address.mac in network_xml(URI, name_a)  # A kept its stale entry while down
+
+        # A comes back; the sync removes the stale entry from A and leaves B alone.
+        path_a.restore()
+        report = networking.dhcp_sync()
+        assert report["endpoints"][a.name]["removed"] == [{"network": name_a, "mac": address.mac, "ip": address.ip}]
+        assert report["endpoints"][b.name] == {"added": [], "changed": [], "removed": [], "errors": []}
+        assert address.mac not in network_xml(URI, name_a)
+        assert f"{address.mac},{address.ip}" in dnsmasq_hosts(name_b)
+        address.refresh_from_db()
+        assert address.pushed_to == b.name
+    finally:
+        path_a.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live(
+    scenario,
+    qemu_prefix,
+    qemu_pool,  # noqa: F811
+):
+    cidr = free_cidr()
+    tenant_network(scenario, cidr=cidr)
+    endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
+    group = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="web")
+    services.rule_add(actor=scenario.tenant_admin, group=group, direction="in", protocol="tcp", port_min=443)
+    desktop = desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-vm")
+    (address,) = networking.desktop_nics_allocate(desktop=desktop, security_group=group)
+    nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(endpoint))
+    assert nics[0].nwfilter == networking.filter_name(group, endpoint)
+    _vm(driver_for(endpoint), desktop, nics, qemu_pool)
+    assert f"filter='{nics[0].nwfilter}'" in _live_xml(desktop.vm_name)
+    vnet = _vnet(desktop.vm_name)
+
+    rules = _firewall()
+    assert vnet in rules
+    assert "--dport 443" in rules
+    assert "--dport 8443" not in rules
+
+    port = 8000 + uuid.uuid4().int % 999
+    services.rule_add(
+        actor=scenario.tenant_admin,
+        group=group,
+        direction="in",
+        protocol="tcp",
+        port_min=port,
+        port_max=port + 1,
+        remote_cidr="10.99.0.0/16",
+    )
+    report = networking.security_group_apply(group=group)
+    assert report == {"applied": [endpoint.name], "errors": []}
+    deadline = time.monotonic() + 10
+    while f"--dport {port}:{port + 1}" not in _firewall() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rules = _firewall()
+    assert f"--dport {port}:{port + 1}" in rules
+    assert "10.99.0.0/16" in rules
+    driver_for(endpoint).delete_vm(desktop.vm_name)
