@@ -217,7 +217,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "TenantKindEnum": "tenants.models.Tenant.Kind",
+        "RequestKindEnum": "tenants.models.RequestKind",
+    },
 }
 
 # Celery: a real worker on a real broker. The quick start uses kombu's filesystem

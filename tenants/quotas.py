@@ -243,7 +243,7 @@ def quota_release(*, reservation: Reservation, actor=None) -> Reservation:
 # --- Limits -----------------------------------------------------------------------------------
 
 
-def _quota_key(*, tenant: Tenant, course=None, user=None) -> tuple[str, str]:
+def quota_key(*, tenant: Tenant, course=None, user=None) -> tuple[str, str]:
     if course is not None:
         return Quota.Scope.COURSE, f"course:{course.pk}"
     if user is not None:
@@ -297,7 +297,7 @@ def quota_set(
 ) -> Quota:
     """Set the limits of a scope (None: no limit at this level). A child never exceeds its parent."""
     _check_scope(tenant, course, user)
-    scope, key = _quota_key(tenant=tenant, course=course, user=user)
+    scope, key = quota_key(tenant=tenant, course=course, user=user)
     if actor is not None and not permissions.can_set_quota(actor, tenant=tenant, scope=scope):
         raise Forbidden(_("您不能修改这个配额。"), code="quota_forbidden")
     unknown = set(limits) - set(RESOURCES)
