@@ -4,6 +4,7 @@ import contextlib
 import os
 
 from celery import Celery, bootsteps
+from celery.schedules import crontab
 from celery.signals import worker_ready, worker_shutdown
 from kombu import Queue
 
@@ -40,7 +41,20 @@ app.autodiscover_tasks()
 # Every periodic task of the project, in one place. Apps add their entries here.
 app.conf.beat_schedule = {
     "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
+    # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
+    "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
+    # Billing (Asia/Shanghai): open usage intervals written up to midnight (where they are cut
+    # anyway), last month's invoices on the 1st, budgets every 15 minutes.
+    "billing-close-open-intervals": {
+        "task": "billing.tasks.close_open_intervals",
+        "schedule": crontab(minute=1, hour=0),
+    },
+    "billing-issue-invoices": {
+        "task": "billing.tasks.issue_last_month",
+        "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    },
+    "billing-check-budgets": {"task": "billing.tasks.check_budgets", "schedule": 900.0},
 }
 
 HEARTBEAT_SECONDS = 10.0

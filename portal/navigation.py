@@ -8,6 +8,9 @@ from django.utils.translation import gettext_lazy as _
 from tenants.roles import PlatformRole, TenantRole
 
 EVERYONE = frozenset({*TenantRole.values, *PlatformRole.values})
+BILLING_READERS = frozenset(
+    {TenantRole.FINANCE, TenantRole.TENANT_ADMIN, TenantRole.AUDITOR, PlatformRole.SYSTEM_ADMIN}
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,13 @@ NAVIGATION: list[NavItem] = [
     NavItem(_("概览"), "dashboard", "speedometer2", EVERYONE),
     NavItem(_("我的桌面"), "classroom:mine", "display", frozenset({TenantRole.STUDENT})),
     NavItem(_("我的课程/桌面池"), "classroom:pools", "grid-3x3-gap", frozenset({TenantRole.TEACHER, TenantRole.TENANT_ADMIN})),
+    # Compute: every desktop a role may see; the system admin's hypervisors, images and flavors.
+    NavItem(_("云桌面"), "compute:desktop-list", "pc-display", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
+    NavItem(_("虚拟化资源"), "compute:endpoint-list", "hdd-network", frozenset({PlatformRole.SYSTEM_ADMIN})),
+    # Billing: finance, tenant admins, auditors and the system admin read costs and invoices;
+    # teachers see the cost of their own courses.
+    NavItem(_("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}),
+    NavItem(_("账单"), "billing:invoice_list", "receipt", BILLING_READERS),
 ]
 
 

@@ -1,0 +1,98 @@
+"""The billing pages: usage with the chart data, invoices and downloads, price plans, budgets, who sees them."""
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import Client
+
+from billing import services
+from billing.models import Budget, Invoice, PricePlan
+from tests.billing.conftest import desktop_row, plan
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_second_factor(settings):
+    # Finance must use a second factor (tested in tests/audit and the browser test); pages here
+    # are tested with a logged-in session as if it had been verified.
+    settings.SECOND_FACTOR_REQUIRED = False
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def invoice(scenario, course):
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="0.05", disk="0.0003")
+    desktop = desktop_row(scenario.tenant_a, owner=scenario.student, course=course, state="running", power="running")
+    services.desktop_usage_record(desktop=desktop, at=datetime(2026, 10, 5, 8, tzinfo=SHANGHAI))
+    return Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+
+def test_finance_sees_usage_with_daily_chart_data(scenario, invoice):
+    response = client_for(scenario.finance).get(
+        "/billing/usage/", {"start": "2026-10-01", "end": "2026-10-31", "group_by": "course"}
+    )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="daily-cost-data"' in body and "chart.umd.js" in body and "CS101" in body
+    assert len(response.context["daily"]) == 31
+
+
+def test_a_reversed_date_range_is_a_form_error(scenario):
+    response = client_for(scenario.finance).get("/billing/usage/", {"start": "2026-10-31", "end": "2026-10-01"})
+    assert response.status_code == 200 and "结束日期早于开始日期" in response.content.decode()
+
+
+def test_students_and_strangers_see_no_billing_pages(scenario, invoice):
+    for who in (scenario.student, scenario.stranger, scenario.stranger_admin):
+        client = client_for(who)
+        assert client.get(f"/billing/invoices/{invoice.pk}/").status_code == 404
+        assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
+    assert client_for(scenario.student).get("/billing/invoices/").status_code == 404
+    assert client_for(scenario.student).get("/billing/usage/").status_code == 404
+    assert client_for(scenario.teacher).get("/billing/usage/").status_code == 200  # their course's cost
+    assert client_for(scenario.teacher).get("/billing/invoices/").status_code == 404
+
+
+def test_finance_lists_invoices_and_downloads_each_format(scenario, invoice):
+    client = client_for(scenario.finance)
+    listing = client.get("/billing/invoices/")
+    detail = client.get(f"/billing/invoices/{invoice.pk}/")
+
+    assert invoice.number in listing.content.decode() and "已开具" in listing.content.decode()
+    assert str(invoice.total) in detail.content.decode()
+    assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").content.startswith(b"%PDF")
+    assert client.get(f"/billing/invoices/{invoice.pk}/xlsx/").content.startswith(b"PK")
+    assert client.get(f"/billing/invoices/{invoice.pk}/csv/").content.startswith(b"\xef\xbb\xbf")
+    assert client.get(f"/billing/invoices/{invoice.pk}/doc/").status_code == 404
+
+
+def test_issuing_from_the_page_asks_for_reauthentication_first(scenario, invoice):
+    response = client_for(scenario.finance).post("/billing/invoices/", {"month": "2026-09"})
+    assert response.status_code == 302 and "/audit/reauth/" in response["Location"]
+
+
+def test_a_too_precise_rate_is_shown_as_a_form_error(scenario):
+    response = client_for(scenario.finance).post(
+        "/billing/price-plans/",
+        {"tenant": "cs", "name": "x", "effective_from": "2026-12-01", "rate_vcpu": "0.12345"},
+    )
+    assert response.status_code == 200 and "单价最多保留 4 位小数" in response.content.decode()
+    assert not PricePlan.objects.exists()
+
+
+def test_finance_sets_a_budget_from_the_page(scenario):
+    response = client_for(scenario.finance).post(
+        "/billing/budgets/", {"tenant": "cs", "course": "", "amount": "100.00", "block_new_desktops": "on"}
+    )
+    assert response.status_code == 302
+    budget = Budget.objects.get()
+    assert budget.amount == 100 and budget.block_new_desktops and budget.course is None
