@@ -1,3 +1,26 @@
-"""HTML pages of this app."""
+"""HTML pages of compute, under /compute/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from compute import views
+
+app_name = "compute"
+
+urlpatterns = [
+    path("", views.desktop_list, name="desktop-list"),
+    path("desktops/new/", views.desktop_create, name="desktop-create"),
+    path("desktops/<int:pk>/", views.desktop_detail, name="desktop-detail"),
+    path("desktops/<int:pk>/row/", views.desktop_row, name="desktop-row"),
+    path("desktops/<int:pk>/state/", views.desktop_state, name="desktop-state"),
+    path("desktops/<int:pk>/snapshots/", views.snapshot_create, name="snapshot-create"),
+    path("desktops/<int:pk>/snapshots/<int:snapshot_pk>/<str:op>/", views.snapshot_action, name="snapshot-action"),
+    path("desktops/<int:pk>/volumes/", views.volume_attach, name="volume-attach"),
+    path("desktops/<int:pk>/volumes/<int:volume_pk>/detach/", views.volume_detach, name="volume-detach"),
+    path("desktops/<int:pk>/<str:verb>/", views.desktop_action, name="desktop-action"),
+    path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
+    path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
+    path("admin/images/", views.image_list, name="image-list"),
+    path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),
+    path("admin/images/<int:pk>/template/", views.image_template_import, name="image-template"),
+    path("admin/flavors/", views.flavor_list, name="flavor-list"),
+]

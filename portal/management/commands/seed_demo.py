@@ -4,11 +4,18 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from billing import demo as billing_demo
+from compute import demo as compute_demo
 from compute.classroom import demo as classroom_demo
 from tenants import demo as tenants_demo
 
 # Apps seed in dependency order; each app's demo module is idempotent.
-SEEDERS = [("tenants", tenants_demo.seed), ("classroom", classroom_demo.seed)]
+SEEDERS = [
+    ("tenants", tenants_demo.seed),
+    ("compute", compute_demo.seed),
+    ("classroom", classroom_demo.seed),
+    ("billing", billing_demo.seed),
+]
 
 
 class Command(BaseCommand):

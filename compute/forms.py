@@ -1,0 +1,94 @@
+"""Forms of the compute pages: they validate input; services hold the rules."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from compute.models import Endpoint, Flavor, ImageVersion, Visibility
+
+
+class BootstrapForm(forms.Form):
+    """Bootstrap 5 classes on every widget."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                widget.attrs.setdefault("class", "form-check-input")
+            elif isinstance(widget, forms.Select):
+                widget.attrs.setdefault("class", "form-select")
+            else:
+                widget.attrs.setdefault("class", "form-control")
+
+
+class DesktopCreateForm(BootstrapForm):
+    name = forms.CharField(label=_("名称"), max_length=100, required=False, help_text=_("留空则自动命名"))
+    image_version = forms.ModelChoiceField(label=_("镜像"), queryset=ImageVersion.objects.none())
+    flavor = forms.ModelChoiceField(label=_("规格"), queryset=Flavor.objects.none())
+
+    def __init__(self, *args, image_versions, flavors, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image_version"].queryset = image_versions
+        self.fields["flavor"].queryset = flavors
+        self.fields["flavor"].label_from_instance = lambda f: (
+            _("%(name)s（%(cpu)s vCPU / %(mem)s MiB / %(disk)s GiB）")
+            % {
+                "name": f.name,
+                "cpu": f.vcpus,
+                "mem": f.memory_mib,
+                "disk": f.disk_gib,
+            }
+        )
+
+
+class SnapshotForm(BootstrapForm):
+    name = forms.CharField(label=_("快照名称"), max_length=64)
+    description = forms.CharField(label=_("说明"), max_length=255, required=False)
+
+
+class VolumeForm(BootstrapForm):
+    name = forms.CharField(label=_("名称"), max_length=64, required=False)
+    size_gib = forms.IntegerField(label=_("容量 (GiB)"), min_value=1, max_value=2048, initial=10)
+
+
+class EndpointForm(BootstrapForm):
+    name = forms.SlugField(label=_("名称"), max_length=64)
+    kind = forms.ChoiceField(label=_("类型"), choices=Endpoint.Kind.choices)
+    url = forms.CharField(
+        label=_("地址"), max_length=255, help_text=_("如 qemu:///system、qemu+ssh://host/system 或 https://vcenter/sdk")
+    )
+    username = forms.CharField(label=_("用户名"), max_length=150, required=False)
+    password = forms.CharField(
+        label=_("密码"), max_length=255, required=False, widget=forms.PasswordInput(render_value=False)
+    )
+    site = forms.SlugField(label=_("站点"), max_length=50, initial="main")
+    domain_type = forms.ChoiceField(label=_("虚拟化类型"), choices=Endpoint.DomainType.choices, initial="kvm")
+    max_concurrency = forms.IntegerField(label=_("最大并发操作数"), min_value=1, max_value=64, initial=4)
+    storage_pool = forms.CharField(
+        label=_("存储池"), max_length=100, required=False, help_text=_("libvirt 默认 default")
+    )
+
+
+class ImageForm(BootstrapForm):
+    name = forms.CharField(label=_("名称"), max_length=100)
+    os_type = forms.CharField(label=_("操作系统"), max_length=50, required=False)
+    visibility = forms.ChoiceField(label=_("可见范围"), choices=Visibility.choices, initial=Visibility.PLATFORM)
+    tenant = forms.SlugField(label=_("租户标识"), required=False, help_text=_("可见范围为“本租户”时填写"))
+    description = forms.CharField(label=_("说明"), widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class TemplateImportForm(BootstrapForm):
+    endpoint = forms.ModelChoiceField(label=_("vCenter 端点"), queryset=Endpoint.objects.filter(kind="vcenter"))
+    template = forms.CharField(label=_("模板名"), max_length=255)
+
+
+class FlavorForm(BootstrapForm):
+    name = forms.CharField(label=_("名称"), max_length=100)
+    vcpus = forms.IntegerField(label=_("vCPU"), min_value=1, max_value=256)
+    memory_mib = forms.IntegerField(label=_("内存 (MiB)"), min_value=64)
+    disk_gib = forms.IntegerField(label=_("系统盘 (GiB)"), min_value=1)
+
+
+class ImportForm(BootstrapForm):
+    tenant = forms.SlugField(label=_("导入到租户（标识）"))
+    dry_run = forms.BooleanField(label=_("仅预览，不写入"), required=False)

@@ -1,0 +1,389 @@
+"""HTML pages of compute: desktops (list, detail, actions, snapshots, data disks) and the admin pages.
+
+Same selectors and services as the API; a refused action becomes a message on the page
+it came from, never a 500.
+"""
+
+import re
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from common.errors import ServiceError
+from compute import forms, selectors, services
+from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
+from compute.reconcile import vcenter_import
+from tenants.models import Tenant
+from tenants.selectors import memberships_of
+
+PAGE_SIZE = 20
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _fail(request, exc: ServiceError) -> None:
+    messages.error(request, exc.message)
+
+
+def _system_admin_only(request) -> None:
+    if not selectors.is_system_admin(request.user):
+        raise Http404
+
+
+# --- desktops -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def desktop_list(request):
+    query = request.GET.get("q", "").strip()
+    state = request.GET.get("state", "")
+    if state not in Desktop.State.values:
+        state = ""
+    desktops = selectors.desktop_list_for(request.user, state=state, search=query).order_by("-created_at", "-id")
+    page = Paginator(desktops, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "query": query,
+        "state": state,
+        "states": Desktop.State.choices,
+        "can_create": bool(memberships_of(request.user)),
+    }
+    return render(request, "compute/desktop_list.html", context)
+
+
+@login_required
+@require_GET
+def desktop_row(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user, include_deleted=True), pk=pk)
+    return render(request, "compute/_desktop_row.html", {"desktop": desktop})
+
+
+@login_required
+@require_GET
+def desktop_state(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user, include_deleted=True), pk=pk)
+    return render(request, "compute/_desktop_state.html", {"desktop": desktop})
+
+
+def _tenant_for_create(user) -> Tenant | None:
+    return next((m.tenant for m in memberships_of(user)), None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def desktop_create(request):
+    tenant = _tenant_for_create(request.user)
+    if tenant is None:
+        messages.error(request, _("只有租户成员可以创建云桌面。"))
+        return redirect("compute:desktop-list")
+    versions = selectors.image_version_list_for(request.user).filter(status=ImageVersion.Status.READY)
+    flavors = selectors.flavor_list_for(request.user)
+    form = forms.DesktopCreateForm(request.POST or None, image_versions=versions, flavors=flavors)
+    if request.method == "POST" and form.is_valid():
+        try:
+            desktop = services.desktop_create(
+                actor=request.user,
+                tenant=tenant,
+                image_version=form.cleaned_data["image_version"],
+                flavor=form.cleaned_data["flavor"],
+                name=form.cleaned_data["name"],
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("云桌面已提交创建，稍候即可使用。"))
+            return redirect("compute:desktop-detail", pk=desktop.pk)
+    context = {"form": form, "tenant": tenant, "has_images": versions.exists(), "has_flavors": flavors.exists()}
+    return render(request, "compute/desktop_create.html", context)
+
+
+@login_required
+@require_GET
+def desktop_detail(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user, include_deleted=True), pk=pk)
+    context = {
+        "desktop": desktop,
+        "can_manage": selectors.desktop_manageable_by(request.user, desktop),
+        "snapshots": selectors.snapshot_list_for(request.user, desktop=desktop),
+        "volumes": selectors.volume_list_for(request.user, desktop=desktop),
+        "snapshot_form": forms.SnapshotForm(),
+        "volume_form": forms.VolumeForm(),
+    }
+    return render(request, "compute/desktop_detail.html", context)
+
+
+_ACTIONS = {
+    "start": (services.desktop_start, _("已发送开机指令。")),
+    "stop": (services.desktop_stop, _("已发送关机指令。")),
+    "reboot": (services.desktop_reboot, _("已发送重启指令。")),
+    "reset": (services.desktop_reset, _("正在重置为黄金镜像。")),
+    "retry": (services.desktop_retry, _("已重新提交创建。")),
+    "delete": (services.desktop_delete, _("正在删除云桌面。")),
+}
+
+
+@login_required
+@require_POST
+def desktop_action(request, pk, verb):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    if verb == "clone":
+        try:
+            clone = services.desktop_clone(actor=request.user, desktop=desktop)
+        except ServiceError as exc:
+            _fail(request, exc)
+            return redirect("compute:desktop-detail", pk=pk)
+        messages.success(request, _("已提交克隆。"))
+        return redirect("compute:desktop-detail", pk=clone.pk)
+    if verb not in _ACTIONS:
+        raise Http404
+    service, done = _ACTIONS[verb]
+    try:
+        service(actor=request.user, desktop=desktop)
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, done)
+    if request.htmx:
+        desktop.refresh_from_db()
+        return render(request, "compute/_desktop_row.html", {"desktop": desktop})
+    return redirect("compute:desktop-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def snapshot_create(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    form = forms.SnapshotForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("请填写快照名称。"))
+    else:
+        try:
+            services.snapshot_create(actor=request.user, desktop=desktop, **form.cleaned_data)
+        except ServiceError as exc:
+            _fail(request, exc)
+        else:
+            messages.success(request, _("正在创建快照。"))
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#snapshots")
+
+
+@login_required
+@require_POST
+def snapshot_action(request, pk, snapshot_pk, op):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    snapshot = get_object_or_404(selectors.snapshot_list_for(request.user, desktop=desktop), pk=snapshot_pk)
+    service = {"revert": services.snapshot_revert, "delete": services.snapshot_delete}.get(op)
+    if service is None:
+        raise Http404
+    try:
+        service(actor=request.user, snapshot=snapshot)
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, _("正在恢复快照。") if op == "revert" else _("正在删除快照。"))
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#snapshots")
+
+
+@login_required
+@require_POST
+def volume_attach(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    form = forms.VolumeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("数据盘容量必须在 1 到 2048 GiB 之间。"))
+    else:
+        try:
+            services.volume_attach(actor=request.user, desktop=desktop, **form.cleaned_data)
+        except ServiceError as exc:
+            _fail(request, exc)
+        else:
+            messages.success(request, _("正在挂载数据盘。"))
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+
+
+@login_required
+@require_POST
+def volume_detach(request, pk, volume_pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    volume = get_object_or_404(selectors.volume_list_for(request.user, desktop=desktop), pk=volume_pk)
+    try:
+        services.volume_detach(actor=request.user, volume=volume)
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, _("正在卸载数据盘，盘上数据将被删除。"))
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+
+
+# --- admin pages: endpoints, images, flavors ---------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_list(request):
+    _system_admin_only(request)
+    form = forms.EndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        site = services.site_ensure(slug=data.pop("site"))
+        try:
+            endpoint = services.endpoint_register(actor=request.user, site=site, **data)
+        except ServiceError as exc:
+            reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
+            form.add_error(None, f"{exc.message} {reason}".strip())
+        else:
+            messages.success(request, _("端点“%(name)s”已注册并通过检查。") % {"name": endpoint.name})
+            return redirect("compute:endpoint-list")
+    endpoints = Endpoint.objects.select_related("site", "cluster").order_by("name")
+    return render(
+        request, "compute/endpoint_list.html", {"endpoints": endpoints, "form": form, "import_form": forms.ImportForm()}
+    )
+
+
+@login_required
+@require_POST
+def endpoint_import(request, pk):
+    _system_admin_only(request)
+    endpoint = get_object_or_404(Endpoint, pk=pk, kind=Endpoint.Kind.VCENTER)
+    form = forms.ImportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("请填写租户标识。"))
+        return redirect("compute:endpoint-list")
+    try:
+        result = vcenter_import(
+            actor=request.user,
+            endpoint_name=endpoint.name,
+            tenant_slug=form.cleaned_data["tenant"],
+            dry_run=form.cleaned_data["dry_run"],
+        )
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(
+            request,
+            _("接管%(dry)s：新建 %(created)s，更新 %(updated)s，未变 %(unchanged)s，错误 %(errors)s。")
+            % {
+                "dry": _("（预览）") if result["dry_run"] else "",
+                "created": result["created"],
+                "updated": result["updated"],
+                "unchanged": result["unchanged"],
+                "errors": len(result["errors"]),
+            },
+        )
+    return redirect("compute:endpoint-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def image_list(request):
+    _system_admin_only(request)
+    form = forms.ImageForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        slug = data.pop("tenant")
+        tenant = Tenant.objects.filter(slug=slug).first() if slug else None
+        if slug and tenant is None:
+            form.add_error("tenant", _("没有这个租户。"))
+        else:
+            try:
+                services.image_create(actor=request.user, tenant=tenant, **data)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("镜像已创建，请上传或导入第一个版本。"))
+                return redirect("compute:image-list")
+    images = Image.objects.prefetch_related("versions__endpoint").select_related("tenant").order_by("name")
+    endpoints = Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True).order_by("name")
+    return render(
+        request,
+        "compute/image_list.html",
+        {
+            "images": images,
+            "form": form,
+            "endpoints": endpoints,
+            "template_form": forms.TemplateImportForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def image_upload_chunk(request, pk):
+    """One chunk of an image file; the last one hands the file to image_upload (qemu-img check, import).
+
+    Files arrive in chunks so an image of several GiB passes the request size limit and
+    the page can show real progress.
+    """
+    _system_admin_only(request)
+    image = get_object_or_404(Image, pk=pk)
+    upload_id = request.POST.get("upload_id", "")
+    chunk = request.FILES.get("chunk")
+    try:
+        offset, total = int(request.POST.get("offset", "")), int(request.POST.get("total", ""))
+    except ValueError:
+        offset = total = -1
+    if not UPLOAD_ID_RE.match(upload_id) or chunk is None or offset < 0 or total <= 0:
+        return JsonResponse({"code": "invalid", "message": _("上传请求不完整。"), "detail": {}}, status=400)
+    filename = Path(request.POST.get("filename", "image")).name.lower()
+    suffix = ".iso" if filename.endswith(".iso") else ".img"
+    part = services.upload_dir() / f"{upload_id}{suffix}"
+    size = part.stat().st_size if part.exists() else 0
+    if offset != size:
+        return JsonResponse(
+            {"code": "upload_offset_mismatch", "message": _("上传中断，请重新开始。"), "detail": {"expected": size}},
+            status=409,
+        )
+    with part.open("ab") as out:
+        for piece in chunk.chunks():
+            out.write(piece)
+    received = size + chunk.size
+    if received < total:
+        return JsonResponse({"received": received})
+    endpoint = get_object_or_404(Endpoint, pk=request.POST.get("endpoint") or 0, kind=Endpoint.Kind.LIBVIRT)
+    try:
+        version = services.image_upload(actor=request.user, image=image, endpoint=endpoint, path=str(part))
+    except ServiceError as exc:
+        part.unlink(missing_ok=True)
+        return JsonResponse({"code": exc.code, "message": exc.message, "detail": exc.detail}, status=exc.status)
+    return JsonResponse({"received": received, "version": version.version, "status": version.status})
+
+
+@login_required
+@require_POST
+def image_template_import(request, pk):
+    _system_admin_only(request)
+    image = get_object_or_404(Image, pk=pk)
+    form = forms.TemplateImportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("请选择 vCenter 端点并填写模板名。"))
+    else:
+        try:
+            services.image_import_template(actor=request.user, image=image, **form.cleaned_data)
+        except ServiceError as exc:
+            _fail(request, exc)
+        else:
+            messages.success(request, _("模板已导入为新版本。"))
+    return redirect("compute:image-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def flavor_list(request):
+    _system_admin_only(request)
+    form = forms.FlavorForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.flavor_create(actor=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("规格已创建。"))
+            return redirect("compute:flavor-list")
+    flavors = Flavor.objects.select_related("gpu_profile").order_by("vcpus", "memory_mib")
+    return render(request, "compute/flavor_list.html", {"flavors": flavors, "form": form})

@@ -1,0 +1,233 @@
+"""The compute pages: lists with search and pagination, live state partials, actions, admin pages."""
+
+import pytest
+from django.test import Client
+
+from compute.models import Desktop, Endpoint, Image, ImageVersion
+from tests.compute.conftest import desktop_of
+
+
+@pytest.fixture(autouse=True)
+def _no_second_factor(settings):
+    # Platform admins and auditors must use a second factor (audit's middleware, tested there);
+    # these tests are about the compute pages behind it.
+    settings.SECOND_FACTOR_REQUIRED = False
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_desktop_list_shows_only_what_the_user_may_see(scenario, compute_env):
+    mine = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    other = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student2)
+
+    page = _client(scenario.student).get("/compute/").content.decode()
+
+    assert mine.name in page
+    assert other.name not in page
+
+
+def test_an_empty_desktop_list_says_what_to_do_next(scenario, compute_env):
+    page = _client(scenario.student).get("/compute/").content.decode()
+
+    assert 'data-testid="desktop-empty"' in page
+    assert "/compute/desktops/new/" in page
+
+
+def test_the_desktop_list_searches_and_paginates(scenario, compute_env):
+    for _ in range(25):
+        desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    special = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    Desktop.objects.filter(pk=special.pk).update(name="unique-lab-desk")
+    client = _client(scenario.student)
+
+    first = client.get("/compute/").content.decode()
+    assert first.count('id="desktop-row-') == 20
+    assert "第 1 / 2 页" in first
+    assert client.get("/compute/?page=2").content.decode().count('id="desktop-row-') == 6
+    found = client.get("/compute/?q=unique-lab").content.decode()
+    assert found.count('id="desktop-row-') == 1
+
+
+def test_a_transient_row_polls_itself_and_a_settled_one_does_not(scenario, compute_env):
+    busy = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student, state=Desktop.State.PROVISIONING)
+    done = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    client = _client(scenario.student)
+
+    busy_row = client.get(f"/compute/desktops/{busy.pk}/row/").content.decode()
+    done_row = client.get(f"/compute/desktops/{done.pk}/row/").content.decode()
+
+    assert 'hx-trigger="every 3s"' in busy_row
+    assert "hx-trigger" not in done_row
+    assert client.get(f"/compute/desktops/{busy.pk}/state/").status_code == 200
+
+
+def test_another_tenants_desktop_page_is_a_404(scenario, compute_env):
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    client = _client(scenario.stranger)
+
+    assert client.get(f"/compute/desktops/{desktop.pk}/").status_code == 404
+    assert client.get(f"/compute/desktops/{desktop.pk}/row/").status_code == 404
+    assert client.post(f"/compute/desktops/{desktop.pk}/stop/").status_code == 404
+
+
+def test_the_detail_page_offers_actions_and_asks_before_deleting(scenario, compute_env):
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+
+    page = _client(scenario.student).get(f"/compute/desktops/{desktop.pk}/").content.decode()
+
+    assert 'data-testid="action-stop"' in page
+    assert 'id="confirm-delete"' in page  # the delete button opens a confirmation first
+    assert 'data-testid="confirm-delete"' in page
+    assert "快照" in page and "数据盘" in page
+
+
+def test_an_auditor_sees_the_detail_page_without_actions(scenario, compute_env):
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+
+    page = _client(scenario.auditor).get(f"/compute/desktops/{desktop.pk}/").content.decode()
+
+    assert desktop.name in page
+    assert 'data-testid="action-stop"' not in page
+
+
+def test_an_illegal_action_from_the_page_is_a_message_not_an_error(scenario, compute_env):
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student, state=Desktop.State.STOPPED)
+
+    response = _client(scenario.student).post(f"/compute/desktops/{desktop.pk}/stop/", follow=True)
+
+    assert response.status_code == 200
+    assert "不能关机" in response.content.decode()
+
+
+def test_a_student_creates_a_desktop_from_the_page(scenario, compute_env, eager, django_capture_on_commit_callbacks):
+    client = _client(scenario.student)
+    assert client.get("/compute/desktops/new/").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/compute/desktops/new/",
+            {"name": "from-page", "image_version": compute_env.version.pk, "flavor": compute_env.flavor.pk},
+        )
+
+    desktop = Desktop.objects.get(name="from-page")
+    assert response.status_code == 302
+    assert response["Location"] == f"/compute/desktops/{desktop.pk}/"
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING
+
+
+def test_admin_pages_are_for_the_system_admin_only(scenario, compute_env):
+    for url in ("/compute/admin/endpoints/", "/compute/admin/images/", "/compute/admin/flavors/"):
+        assert _client(scenario.tenant_admin).get(url).status_code == 404
+        assert _client(scenario.sysadmin).get(url).status_code == 200
+
+
+def test_registering_an_unreachable_endpoint_shows_a_clear_error(scenario):
+    response = _client(scenario.sysadmin).post(
+        "/compute/admin/endpoints/",
+        {
+            "name": "dead",
+            "kind": "libvirt",
+            "url": "qemu+tcp://127.0.0.1:1/system",
+            "site": "main",
+            "domain_type": "qemu",
+            "max_concurrency": 4,
+        },
+    )
+
+    assert response.status_code == 200
+    assert 'data-testid="form-error"' in response.content.decode()
+    assert "无法连接到虚拟化平台" in response.content.decode()
+    assert not Endpoint.objects.filter(name="dead").exists()
+
+
+def test_registering_a_reachable_endpoint_from_the_page(scenario):
+    response = _client(scenario.sysadmin).post(
+        "/compute/admin/endpoints/",
+        {
+            "name": "lab",
+            "kind": "libvirt",
+            "url": "test:///default",
+            "password": "never-shown",
+            "site": "main",
+            "domain_type": "qemu",
+            "max_concurrency": 4,
+            "storage_pool": "default-pool",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert Endpoint.objects.filter(name="lab").exists()
+    assert "never-shown" not in page
+
+
+@pytest.mark.django_db
+def test_an_image_is_uploaded_in_chunks_checked_by_qemu_img_and_queued(scenario, tmp_path, settings, qemu_pool):
+    import subprocess
+
+    from compute import services
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    endpoint = services.endpoint_register(
+        actor=scenario.sysadmin, name="qemu-up", kind="libvirt", url=qemu_pool["uri"], storage_pool=qemu_pool["pool"]
+    )
+    image = Image.objects.create(name="Ubuntu")
+    source = tmp_path / "ubuntu.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source), "16M"], check=True)
+    data = source.read_bytes()
+    half = len(data) // 2
+    client = _client(scenario.sysadmin)
+    upload = "ab" * 16
+
+    def send(offset, chunk):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        return client.post(
+            f"/compute/admin/images/{image.pk}/upload/",
+            {
+                "upload_id": upload,
+                "offset": offset,
+                "total": len(data),
+                "filename": "ubuntu.qcow2",
+                "endpoint": endpoint.pk,
+                "chunk": SimpleUploadedFile("ubuntu.qcow2", chunk),
+            },
+        )
+
+    assert send(0, data[:half]).json() == {"received": half}
+    assert send(0, data[half:]).status_code == 409  # a wrong offset is refused, not appended
+    done = send(half, data[half:])
+
+    assert done.status_code == 200, done.content
+    version = ImageVersion.objects.get(image=image)
+    assert version.format == "qcow2" and version.size_bytes == 16 * 1024 * 1024
+    assert version.status == ImageVersion.Status.PENDING  # the import task takes it from here
+
+
+@pytest.mark.django_db
+def test_a_file_that_is_not_a_disk_image_is_refused(scenario, tmp_path, settings, compute_env):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    image = Image.objects.create(name="Bad")
+    response = _client(scenario.sysadmin).post(
+        f"/compute/admin/images/{image.pk}/upload/",
+        {
+            "upload_id": "cd" * 16,
+            "offset": 0,
+            "total": 10,
+            "filename": "x.qcow2",
+            "endpoint": compute_env.endpoint.pk,
+            "chunk": SimpleUploadedFile("x.qcow2", b"not an img"),
+        },
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] in ("image_too_small", "image_bad_format")
+    assert not ImageVersion.objects.filter(image=image).exists()
