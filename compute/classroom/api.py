@@ -86,9 +86,10 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(request=PoolUpdateSerializer, responses={200: PoolSerializer})
     def partial_update(self, request, pk=None):
+        pool = self._pool()
         data = PoolUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.pool_settings_update(actor=request.user, pool=self._pool(), **data.validated_data)
+        services.pool_settings_update(actor=request.user, pool=pool, **data.validated_data)
         return Response(PoolSerializer(self._pool()).data)
 
     @extend_schema(responses=SeatSerializer(many=True))
@@ -138,12 +139,13 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(request=SkipSerializer, responses={201: SkipSerializer})
     @action(detail=True, methods=["post"])
     def skip(self, request, pk=None):
+        pool = self._pool()  # another tenant's pool is a 404 before the body is looked at
         data = SkipSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         services.schedule_exception_add(
             actor=request.user,
-            pool=self._pool(),
+            pool=pool,
             date=values["date"],
             class_time_id=values.get("class_time"),
             reason=values.get("reason", ""),

@@ -1,0 +1,151 @@
+"""Pages and the pools API: what a student and a teacher see, bulk actions, query counts."""
+
+import pytest
+from django.test import Client
+
+from compute.classroom import services
+from compute.classroom.models import DesktopPool, Seat
+from compute.models import Desktop
+from tests.classroom.conftest import make_course
+from tests.compute.conftest import desktop_of
+from tests.querycount import assert_constant_queries
+
+
+@pytest.fixture
+def pool(scenario, env, course, eager, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_a_student_sees_their_own_desktop_by_course_with_the_next_class_and_nothing_of_others(scenario, pool):
+    page = _client(scenario.student).get("/classroom/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    mine = Desktop.objects.get(owner=scenario.student)
+    other = Desktop.objects.get(owner=scenario.student2)
+    assert mine.name in html and other.name not in html
+    assert "CS101" in html and 'data-testid="next-class"' in html
+    assert f"/classroom/desktops/{mine.pk}/console/" in html
+    assert _client(scenario.student).get(f"/classroom/desktops/{other.pk}/console/").status_code == 404
+    assert _client(scenario.student).get(f"/classroom/pools/{pool.pk}/").status_code == 404
+
+
+def test_a_student_can_restart_their_desktop_but_not_anothers(
+    scenario, pool, eager, django_capture_on_commit_callbacks
+):
+    mine = Desktop.objects.get(owner=scenario.student)
+    other = Desktop.objects.get(owner=scenario.student2)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _client(scenario.student).post(f"/classroom/desktops/{mine.pk}/action/", {"action": "reboot"})
+    assert response.status_code == 302
+    mine.refresh_from_db()
+    assert mine.state == Desktop.State.RUNNING
+    assert (
+        _client(scenario.student).post(f"/classroom/desktops/{other.pk}/action/", {"action": "reboot"}).status_code
+        == 404
+    )
+
+
+def test_the_teacher_sees_progress_the_seat_grid_and_bulk_actions(scenario, pool):
+    page = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "2 / 2 就绪" in html
+    assert html.count('data-testid="seat"') == 2
+    assert "全部开机" in html and "全部重置" in html and "data-confirm" in html
+    seats = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/seats/")
+    assert seats.status_code == 200 and 'id="seats"' in seats.content.decode()
+
+
+def test_failures_are_listed_with_a_retry_button(scenario, pool):
+    Desktop.objects.filter(owner=scenario.student).update(state=Desktop.State.ERROR, error_reason="磁盘已满")
+    html = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/").content.decode()
+    assert "1 / 2 就绪" in html
+    assert 'data-testid="failures"' in html and "磁盘已满" in html and 'value="retry"' in html
+
+
+def test_the_pool_wizard_submits_a_request_and_explains_a_quota_shortfall(scenario, env, course):
+    from tenants.models import ApprovalRequest
+    from tenants.quotas import quota_set
+
+    client = _client(scenario.teacher)
+    form = client.get("/classroom/pools/new/")
+    assert form.status_code == 200 and "新建桌面池" in form.content.decode()
+    data = {
+        "course": course.pk,
+        "image_version": env.version.pk,
+        "flavor": env.flavor.pk,
+        "persistence": "reset_after_class",
+        "lead_minutes": 15,
+        "shutdown_after_minutes": 10,
+    }
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 1})
+    refused = client.post("/classroom/pools/new/", data, follow=True)
+    assert "还差 1" in refused.content.decode()
+    assert not ApprovalRequest.objects.exists()
+
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 2})
+    assert client.post("/classroom/pools/new/", data).status_code == 302
+    request = ApprovalRequest.objects.get()
+    assert request.kind == "course_desktops" and request.payload["persistence"] == "reset_after_class"
+
+
+def test_bulk_stop_from_the_page_stops_every_seat(scenario, pool, eager, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _client(scenario.teacher).post(f"/classroom/pools/{pool.pk}/action/", {"action": "stop"})
+    assert response.status_code == 302
+    assert set(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True)) == {"stopped"}
+
+
+def test_the_pools_api_lists_pools_with_progress(api, scenario, pool):
+    body = api.as_user(scenario.teacher).get("/api/v1/pools/").json()
+    assert body["results"][0]["seats"] == 2 and body["results"][0]["ready"] == 2
+    assert api.as_user(scenario.student).get("/api/v1/pools/").json()["results"] == []
+    seats = api.as_user(scenario.teacher).get(f"/api/v1/pools/{pool.pk}/seats/").json()
+    assert {s["student"] for s in seats["results"]} == {scenario.student.username, scenario.student2.username}
+
+
+def test_the_pools_api_list_costs_the_same_queries_for_3_or_30_pools(api, scenario, env):
+    from compute.models import ImageVersion
+
+    version = ImageVersion.objects.get(pk=env.version.pk)
+    counter = {"n": 0}
+
+    def grow(n):
+        for _ in range(n):
+            counter["n"] += 1
+            course = make_course(scenario, students=1, code=f"Q{counter['n']:03d}") if counter["n"] == 1 else None
+            if course is None:
+                from tenants.models import Course
+
+                course = Course.objects.create(
+                    tenant=scenario.tenant_a,
+                    code=f"Q{counter['n']:03d}",
+                    name="q",
+                    teacher=scenario.teacher,
+                    term_start="2026-09-01",
+                    term_end="2027-01-15",
+                )
+            pool = DesktopPool.objects.create(
+                course=course, tenant=scenario.tenant_a, name=course.code, image_version=version, flavor=env.flavor
+            )
+            desktop = desktop_of(scenario.tenant_a, owner=scenario.student, course=course)
+            Seat.objects.create(pool=pool, student=scenario.student, desktop=desktop)
+
+    client = api.as_user(scenario.teacher)
+    client.get("/api/v1/pools/")  # warm the per-process caches (content types) first
+    assert_constant_queries(lambda: client.get("/api/v1/pools/"), grow)
+
+
+def test_the_console_page_loads_novnc_from_the_portal(scenario, pool):
+    desktop = Desktop.objects.get(owner=scenario.student)
+    html = _client(scenario.student).get(f"/classroom/desktops/{desktop.pk}/console/").content.decode()
+    assert "classroom/console.js" in html and 'type="module"' in html
+    assert "Ctrl+Alt+Del" in html and "发送到剪贴板" in html
+    assert "<script>" not in html.replace("<script src", "")  # no inline script (CSP)
