@@ -1,8 +1,580 @@
-"""REST API of this app: thin views that validate, call one service and serialize."""
+"""REST API of network: networks, subnets (with usage), addresses (a desktop's NICs), security groups
+and their rules, public pools, elastic IPs and port forwards.
+
+Thin views: querysets come from network.selectors (another tenant's object is a 404),
+every write is one service call, and services' refusals become {"code", "message", "detail"}.
+"""
+
+from django.db.models import Count, Prefetch
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from network import rules, selectors, services
+from network.models import (
+    Address,
+    ElasticIP,
+    Network,
+    PortForward,
+    PublicPool,
+    SecurityGroup,
+    SecurityGroupRule,
+    SegmentType,
+    Subnet,
+)
+from tenants.selectors import tenant_list_for
+
+# --- serializers ----------------------------------------------------------------------------------
+
+
+class SubnetSerializer(serializers.ModelSerializer):
+    usage = serializers.SerializerMethodField()
+    dns_servers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Subnet
+        fields = ["id", "network", "cidr", "gateway", "dns_servers", "dhcp_start", "dhcp_end", "usage", "created_at"]
+
+    def get_usage(self, obj) -> dict:
+        return selectors.subnet_usage(obj)
+
+    def get_dns_servers(self, obj) -> list[str]:
+        return obj.dns_list
+
+
+class NetworkSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    subnets = SubnetSerializer(many=True, read_only=True)
+    shared = serializers.BooleanField(source="is_shared", read_only=True)
+
+    class Meta:
+        model = Network
+        fields = [
+            "id",
+            "name",
+            "tenant",
+            "shared",
+            "kind",
+            "site",
+            "segment_type",
+            "segment_id",
+            "bridge",
+            "portgroup",
+            "description",
+            "subnets",
+            "created_at",
+        ]
+
+
+class NetworkCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    tenant = serializers.SlugField(
+        required=False, help_text="tenant slug; default: the caller's tenant (system admin: a shared network)"
+    )
+    kind = serializers.ChoiceField(choices=Network.Kind.values, default=Network.Kind.ROUTER)
+    site = serializers.SlugField(max_length=50, default="main")
+    segment_type = serializers.ChoiceField(choices=SegmentType.values, default=SegmentType.NONE)
+    segment_id = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    bridge = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    portgroup = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    cidr = serializers.CharField(max_length=43)
+    gateway = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    dns_servers = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    dhcp_start = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    dhcp_end = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+
+
+class SubnetCreateSerializer(serializers.Serializer):
+    cidr = serializers.CharField(max_length=43)
+    gateway = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    dns_servers = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+    dhcp_start = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    dhcp_end = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+
+
+class ReserveSerializer(serializers.Serializer):
+    ip = serializers.IPAddressField(protocol="IPv4")
+    mac = serializers.CharField(max_length=17, required=False, default="", allow_blank=True)
+    hostname = serializers.CharField(max_length=63, required=False, default="", allow_blank=True)
+
+
+class AddressSerializer(serializers.ModelSerializer):
+    network = serializers.CharField(source="subnet.network.name", read_only=True)
+    network_id = serializers.IntegerField(source="subnet.network_id", read_only=True)
+    cidr = serializers.CharField(source="subnet.cidr", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    security_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    security_group_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Address
+        fields = [
+            "id",
+            "ip",
+            "mac",
+            "kind",
+            "state",
+            "network",
+            "network_id",
+            "subnet",
+            "cidr",
+            "tenant",
+            "desktop_id",
+            "nic_index",
+            "hostname",
+            "security_group",
+            "security_group_id",
+            "pushed_to",
+            "pushed_at",
+            "hold_until",
+            "created_at",
+        ]
+
+
+class NicGroupSerializer(serializers.Serializer):
+    security_group = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    remote_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    remote_group_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = SecurityGroupRule
+        fields = [
+            "id",
+            "direction",
+            "protocol",
+            "port_min",
+            "port_max",
+            "remote_cidr",
+            "remote_group",
+            "remote_group_id",
+            "description",
+            "created_at",
+        ]
+
+
+class RuleCreateSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(choices=SecurityGroupRule.Direction.values)
+    protocol = serializers.ChoiceField(choices=SecurityGroupRule.Protocol.values, default="tcp")
+    port_min = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1)
+    port_max = serializers.IntegerField(required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1)
+    remote_cidr = serializers.CharField(max_length=43, required=False, default="", allow_blank=True)
+    remote_group = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
+    description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+
+
+class SecurityGroupSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    rules = RuleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SecurityGroup
+        fields = ["id", "name", "tenant", "description", "is_default", "revision", "rules", "created_at"]
+
+
+class SecurityGroupCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    tenant = serializers.SlugField(required=False, help_text="tenant slug; default: the caller's tenant")
+    description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+
+
+class PublicPoolSerializer(serializers.ModelSerializer):
+    allocated = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = PublicPool
+        fields = ["id", "name", "site", "cidr", "allocated", "created_at"]
+        read_only_fields = ["id", "allocated", "created_at"]
+
+
+class ElasticIPSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    pool = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    address_ip = serializers.CharField(source="address.ip", read_only=True, default="")
+    desktop_id = serializers.IntegerField(source="address.desktop_id", read_only=True, default=None)
+
+    class Meta:
+        model = ElasticIP
+        fields = ["id", "ip", "pool", "tenant", "address", "address_ip", "desktop_id", "applied", "apply_note"]
+
+
+class ElasticIPCreateSerializer(serializers.Serializer):
+    pool = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, help_text="a public pool id; default: the first pool"
+    )
+    tenant = serializers.SlugField(required=False)
+
+
+class AssociateSerializer(serializers.Serializer):
+    address = serializers.IntegerField(
+        allow_null=True, min_value=1, max_value=2**31 - 1, help_text="an address (NIC) id; null unbinds"
+    )
+
+
+class PortForwardSerializer(serializers.ModelSerializer):
+    public_ip = serializers.CharField(source="elastic_ip.ip", read_only=True)
+    private_ip = serializers.CharField(source="address.ip", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = PortForward
+        fields = [
+            "id",
+            "elastic_ip",
+            "public_ip",
+            "protocol",
+            "public_port",
+            "address",
+            "private_ip",
+            "private_port",
+            "tenant",
+            "applied",
+            "apply_note",
+        ]
+
+
+class PortForwardCreateSerializer(serializers.Serializer):
+    elastic_ip = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    address = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    protocol = serializers.ChoiceField(choices=PortForward.Protocol.values, default="tcp")
+    public_port = serializers.IntegerField(min_value=1, max_value=65535)
+    private_port = serializers.IntegerField(min_value=1, max_value=65535)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _tenant_for(user, slug: str | None, *, allow_none: bool = False):
+    """The tenant named by ``slug`` among those the user sees; by default the user's first one.
+
+    The system admin without a slug gets None (a platform object) when ``allow_none``.
+    """
+    tenants = tenant_list_for(user)
+    if slug:
+        tenant = tenants.filter(slug=slug).first()
+        if tenant is None:
+            raise NotFound(_("租户不存在。"))
+        return tenant
+    if allow_none and rules.is_system_admin(user):
+        return None
+    from tenants.selectors import memberships_of
+
+    tenant = next((m.tenant for m in memberships_of(user)), None)
+    if tenant is None:
+        raise serializers.ValidationError({"tenant": [_("请指定租户。")]})
+    return tenant
+
+
+_NOT_FOUND = OpenApiResponse(description="not found")
+
+
+# --- viewsets -----------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    create=extend_schema(request=NetworkCreateSerializer, responses={201: NetworkSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class NetworkViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Networks of the caller's tenants and the shared platform networks."""
+
+    serializer_class = NetworkSerializer
+    search_fields = ["name", "description"]
+    filterset_fields = ["kind", "segment_type", "site"]
+    ordering_fields = ["name", "id", "created_at"]
+
+    def get_queryset(self):
+        subnets = Subnet.objects.annotate(used=Count("addresses")).order_by("id")
+        return (
+            selectors.network_list_for(self.request.user)
+            .prefetch_related(None)
+            .prefetch_related(Prefetch("subnets", queryset=subnets))
+            .order_by("id")
+        )
+
+    def create(self, request):
+        data = NetworkCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        tenant = _tenant_for(request.user, values.pop("tenant", None), allow_none=True)
+        network = services.network_create(actor=request.user, tenant=tenant, **values)
+        return Response(NetworkSerializer(self.get_queryset().get(pk=network.pk)).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        services.network_delete(actor=request.user, network=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=SubnetCreateSerializer, responses={201: SubnetSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def subnets(self, request, pk=None):
+        network = self.get_object()
+        data = SubnetCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        subnet = services.subnet_create(actor=request.user, network=network, **data.validated_data)
+        return Response(SubnetSerializer(subnet).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("network", int)]))
+class SubnetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Subnets with their usage: how many addresses of the pool are used and free."""
+
+    serializer_class = SubnetSerializer
+    ordering_fields = ["id", "cidr"]
+
+    def get_queryset(self):
+        network = self.request.query_params.get("network")
+        network_id = int(network) if network and network.isdigit() else None
+        return selectors.subnet_list_for(self.request.user, network_id=network_id).order_by("id")
+
+    @extend_schema(request=ReserveSerializer, responses={201: AddressSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def reserve(self, request, pk=None):
+        subnet = self.get_object()
+        data = ReserveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        address = services.address_reserve(actor=request.user, subnet=subnet, **data.validated_data)
+        return Response(AddressSerializer(address).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("desktop", int), OpenApiParameter("network", int), OpenApiParameter("subnet", int)]
+    ),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class AddressViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Addresses: desktops' NICs (IP, MAC, network, where the binding is pushed) and reserved ones.
+    ``?desktop=<id>`` lists one desktop's addresses."""
+
+    serializer_class = AddressSerializer
+    search_fields = ["ip", "mac", "hostname"]
+    filterset_fields = ["kind", "state"]
+    ordering_fields = ["ip_int", "id"]
+
+    def get_queryset(self):
+        params = self.request.query_params
+
+        def number(name):
+            value = params.get(name)
+            return int(value) if value and value.isdigit() and len(value) < 12 else None
+
+        return selectors.address_list_for(
+            self.request.user,
+            desktop_id=number("desktop"),
+            network_id=number("network"),
+            subnet_id=number("subnet"),
+        ).order_by("subnet_id", "ip_int")
+
+    def destroy(self, request, pk=None):
+        services.address_unreserve(actor=request.user, address=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=NicGroupSerializer, responses={200: AddressSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"], url_path="security-group")
+    def security_group(self, request, pk=None):
+        address = self.get_object()
+        data = NicGroupSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        group = get_object_or_404(
+            selectors.security_group_list_for(request.user), pk=data.validated_data["security_group"]
+        )
+        address = services.nic_security_group_set(actor=request.user, address=address, group=group)
+        return Response(AddressSerializer(address).data)
+
+
+@extend_schema_view(
+    create=extend_schema(request=SecurityGroupCreateSerializer, responses={201: SecurityGroupSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class SecurityGroupViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Security groups and their rules; a rule change reaches every desktop using the group."""
+
+    serializer_class = SecurityGroupSerializer
+    search_fields = ["name", "description"]
+    filterset_fields = ["is_default"]
+    ordering_fields = ["name", "id"]
+
+    def get_queryset(self):
+        return selectors.security_group_list_for(self.request.user).order_by("id")
+
+    def create(self, request):
+        data = SecurityGroupCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        tenant = _tenant_for(request.user, values.pop("tenant", None))
+        group = services.security_group_create(actor=request.user, tenant=tenant, **values)
+        return Response(
+            SecurityGroupSerializer(self.get_queryset().get(pk=group.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    def destroy(self, request, pk=None):
+        services.security_group_delete(actor=request.user, group=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=RuleCreateSerializer, responses={201: RuleSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def rules(self, request, pk=None):
+        group = self.get_object()
+        data = RuleCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        remote = values.pop("remote_group", None)
+        remote_group = None
+        if remote is not None:
+            remote_group = get_object_or_404(selectors.security_group_list_for(request.user), pk=remote)
+        rule = services.rule_add(actor=request.user, group=group, remote_group=remote_group, **values)
+        return Response(RuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None, 404: _NOT_FOUND})
+    @action(detail=True, methods=["delete"], url_path=r"rules/(?P<rule_id>[0-9]{1,10})")
+    def rule_delete(self, request, pk=None, rule_id=None):
+        group = self.get_object()
+        rule = get_object_or_404(SecurityGroupRule.objects.select_related("group__tenant"), pk=rule_id, group=group)
+        services.rule_delete(actor=request.user, rule=rule)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(create=extend_schema(request=PublicPoolSerializer, responses={201: PublicPoolSerializer}))
+class PublicPoolViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """Public address pools for elastic IPs (platform inventory)."""
+
+    serializer_class = PublicPoolSerializer
+    ordering_fields = ["name", "id"]
+
+    def get_queryset(self):
+        return selectors.public_pool_list_for(self.request.user).order_by("name", "id")
+
+    def create(self, request):
+        data = PublicPoolSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pool = services.public_pool_create(actor=request.user, **data.validated_data)
+        return Response(PublicPoolSerializer(self.get_queryset().get(pk=pool.pk)).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    create=extend_schema(request=ElasticIPCreateSerializer, responses={201: ElasticIPSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class ElasticIPViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Elastic IPs: a public address of a pool, bound to a desktop's NIC. ``applied`` says whether
+    the hypervisor side is in place (``apply_note`` says why not)."""
+
+    serializer_class = ElasticIPSerializer
+    ordering_fields = ["ip", "id"]
+
+    def get_queryset(self):
+        return selectors.elastic_ip_list_for(self.request.user).order_by("id")
+
+    def create(self, request):
+        data = ElasticIPCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = _tenant_for(request.user, data.validated_data.get("tenant"))
+        pools = PublicPool.objects.order_by("id")
+        pool = pools.filter(pk=data.validated_data["pool"]).first() if "pool" in data.validated_data else pools.first()
+        if pool is None:
+            raise serializers.ValidationError({"pool": [_("地址池不存在。")]})
+        eip = services.elastic_ip_allocate(actor=request.user, tenant=tenant, pool=pool)
+        return Response(ElasticIPSerializer(eip).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        services.elastic_ip_release(actor=request.user, eip=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=AssociateSerializer, responses={200: ElasticIPSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def associate(self, request, pk=None):
+        eip = self.get_object()
+        data = AssociateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        address = None
+        if data.validated_data["address"] is not None:
+            address = get_object_or_404(selectors.address_list_for(request.user), pk=data.validated_data["address"])
+        eip = services.elastic_ip_associate(actor=request.user, eip=eip, address=address)
+        return Response(ElasticIPSerializer(eip).data)
+
+
+@extend_schema_view(
+    create=extend_schema(request=PortForwardCreateSerializer, responses={201: PortForwardSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND}),
+)
+class PortForwardViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Port forwards: public IP:port → a desktop's NIC:port."""
+
+    serializer_class = PortForwardSerializer
+    ordering_fields = ["public_port", "id"]
+
+    def get_queryset(self):
+        return selectors.port_forward_list_for(self.request.user).order_by("id")
+
+    def create(self, request):
+        data = PortForwardCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        eip = selectors.elastic_ip_list_for(request.user).filter(pk=values["elastic_ip"]).first()
+        if eip is None:
+            raise serializers.ValidationError({"elastic_ip": [_("弹性 IP 不存在。")]})
+        address = selectors.address_list_for(request.user).filter(pk=values["address"]).first()
+        if address is None:
+            raise serializers.ValidationError({"address": [_("网卡不存在。")]})
+        forward = services.port_forward_create(
+            actor=request.user,
+            eip=eip,
+            address=address,
+            protocol=values["protocol"],
+            public_port=values["public_port"],
+            private_port=values["private_port"],
+        )
+        return Response(PortForwardSerializer(forward).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        services.port_forward_delete(actor=request.user, forward=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def register(router) -> None:
     """Add this app's viewsets to the /api/v1/ router."""
+    router.register("networks", NetworkViewSet, basename="network")
+    router.register("subnets", SubnetViewSet, basename="subnet")
+    router.register("addresses", AddressViewSet, basename="address")
+    router.register("security-groups", SecurityGroupViewSet, basename="security-group")
+    router.register("public-pools", PublicPoolViewSet, basename="public-pool")
+    router.register("elastic-ips", ElasticIPViewSet, basename="elastic-ip")
+    router.register("port-forwards", PortForwardViewSet, basename="port-forward")
 
 
 urlpatterns: list = []

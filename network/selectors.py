@@ -121,13 +121,11 @@ def port_forward_list_for(user) -> QuerySet[PortForward]:
 
 
 def public_pool_list_for(user) -> QuerySet[PublicPool]:
-    """Public pools are platform inventory: the system and audit admins see them, and tenant admins
-    (who allocate elastic IPs from them)."""
-    if not _authenticated(user):
+    """Public pools are platform inventory: the system and audit admins see them (tenant admins
+    allocate elastic IPs from the default pool without seeing the others)."""
+    if not _authenticated(user) or not _platform_reader(user):
         return PublicPool.objects.none()
-    if _platform_reader(user) or tenants_with_role(user, TenantRole.TENANT_ADMIN).exists():
-        return PublicPool.objects.annotate(allocated=Count("ips"))
-    return PublicPool.objects.none()
+    return PublicPool.objects.annotate(allocated=Count("ips"))
 
 
 def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
