@@ -8,6 +8,7 @@ version and a flavor); without it the pool is skipped, and said so.
 """
 
 import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -66,13 +67,26 @@ def _compute_parts():
     return endpoint, version, flavor
 
 
+def _room_for(endpoint: Endpoint, flavor: Flavor, *, seats: int) -> None:
+    """Let the demo's cluster overcommit enough for one idle desktop per student.
+
+    The demo's desktops boot no OS (a blank golden image), so a 2-core machine, or libvirt's
+    test driver with its fixed 3 GiB host, carries 30 of them; placement would otherwise
+    refuse the class with the default 4x CPU and 1x memory ratios.
+    """
+    host = endpoint.hosts.order_by("pk").first()
+    if host is None or not host.cpus or not host.memory_mib:
+        return
+    cluster = endpoint.cluster
+    cpu = Decimal(-(-flavor.vcpus * seats * 2 // host.cpus))
+    memory = Decimal(-(-flavor.memory_mib * seats * 2 // host.memory_mib))
+    if cpu > cluster.cpu_overcommit or memory > cluster.memory_overcommit:
+        cluster.cpu_overcommit = max(cluster.cpu_overcommit, min(cpu, Decimal("999")))
+        cluster.memory_overcommit = max(cluster.memory_overcommit, min(memory, Decimal("999")))
+        cluster.save(update_fields=["cpu_overcommit", "memory_overcommit"])
+
+
 def seed() -> dict:
-    try:  # compute's demo registers the endpoint and image this pool is made from; it must run first
-        from compute import demo as compute_demo
-    except ImportError:
-        compute_demo = None
-    if compute_demo is not None:
-        compute_demo.seed()
     with transaction.atomic():
         course = _course()
     if course is None:
@@ -82,6 +96,7 @@ def seed() -> dict:
         endpoint, version, flavor = _compute_parts()
         if version is None or flavor is None:
             return {"course": course.pk, "pool": "skipped: no image on the default hypervisor"}
+        _room_for(endpoint, flavor, seats=RosterEntry.objects.filter(course=course).count())
         pool = services.pool_create(
             actor=None,
             course=course,
