@@ -12,6 +12,8 @@ BILLING_READERS = frozenset(
     {TenantRole.FINANCE, TenantRole.TENANT_ADMIN, TenantRole.AUDITOR, PlatformRole.SYSTEM_ADMIN}
 )
 
+TENANT_READERS = frozenset({TenantRole.TENANT_ADMIN, TenantRole.FINANCE, TenantRole.AUDITOR, PlatformRole.SYSTEM_ADMIN})
+
 
 @dataclass(frozen=True)
 class NavItem:
@@ -24,7 +26,12 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem(_("概览"), "dashboard", "speedometer2", EVERYONE),
     NavItem(_("我的桌面"), "classroom:mine", "display", frozenset({TenantRole.STUDENT})),
-    NavItem(_("我的课程/桌面池"), "classroom:pools", "grid-3x3-gap", frozenset({TenantRole.TEACHER, TenantRole.TENANT_ADMIN})),
+    NavItem(
+        _("我的课程/桌面池"),
+        "classroom:pools",
+        "grid-3x3-gap",
+        frozenset({TenantRole.TEACHER, TenantRole.TENANT_ADMIN}),
+    ),
     # Compute: every desktop a role may see; the system admin's hypervisors, images and flavors.
     NavItem(_("云桌面"), "compute:desktop-list", "pc-display", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
     NavItem(_("虚拟化资源"), "compute:endpoint-list", "hdd-network", frozenset({PlatformRole.SYSTEM_ADMIN})),
@@ -32,6 +39,14 @@ NAVIGATION: list[NavItem] = [
     # teachers see the cost of their own courses.
     NavItem(_("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}),
     NavItem(_("账单"), "billing:invoice_list", "receipt", BILLING_READERS),
+    # Tenants: the request wizard for teachers; tree, courses, quotas and approvals by role.
+    NavItem(_("申请实验桌面"), "request-wizard", "magic", frozenset({TenantRole.TEACHER})),
+    NavItem(_("审批"), "tenants:requests", "check2-square", TENANT_READERS | {TenantRole.TEACHER}),
+    NavItem(
+        _("课程"), "tenants:courses", "journal-bookmark", TENANT_READERS | {TenantRole.TEACHER, TenantRole.STUDENT}
+    ),
+    NavItem(_("配额"), "tenants:quotas", "speedometer", TENANT_READERS | {TenantRole.TEACHER}),
+    NavItem(_("租户"), "tenants:tree", "diagram-3", TENANT_READERS | {PlatformRole.SECURITY_ADMIN}),
 ]
 
 

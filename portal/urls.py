@@ -7,11 +7,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import views
+from portal import views, wizard
 from portal.forms import LoginForm
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("request/new/", wizard.request_wizard, name="request-wizard"),
     path("healthz", views.healthz, name="healthz"),
     path(
         "accounts/login/",

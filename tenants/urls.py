@@ -1,3 +1,22 @@
-"""HTML pages of this app."""
+"""HTML pages of this app, under /tenants/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from tenants import views
+
+app_name = "tenants"
+
+urlpatterns = [
+    path("tree/", views.tenant_tree, name="tree"),
+    path("t/<slug:slug>/members/", views.members, name="members"),
+    path("t/<slug:slug>/toggle/", views.tenant_toggle, name="toggle"),
+    path("members/<int:pk>/revoke/", views.member_revoke, name="member-revoke"),
+    path("courses/", views.course_list, name="courses"),
+    path("courses/<int:pk>/", views.course_detail, name="course"),
+    path("quotas/", views.quota_list, name="quotas"),
+    path("quotas/new/", views.quota_edit, name="quota-new"),
+    path("quotas/<int:pk>/", views.quota_edit, name="quota-edit"),
+    path("requests/", views.request_list, name="requests"),
+    path("requests/<int:pk>/", views.request_detail, name="request"),
+    path("requests/<int:pk>/<str:verb>/", views.request_action, name="request-action"),
+]

@@ -1,0 +1,246 @@
+"""The request wizard: a teacher asks for lab desktops for a course, guided step by step.
+
+Step 1 picks the course; step 2 the image, size, seats (the roster by default) and weekly
+class times. Prerequisites are checked as the teacher goes (htmx re-renders the checks on
+every change): a roster, an image this tenant may use, a network, a size, and room in
+the quotas. Each missing one is said in plain words with a link to where it is fixed.
+Submitting calls tenants' request_submit; the approved request is fulfilled by compute.
+"""
+
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from common.errors import ServiceError
+from compute.models import Flavor, ImageVersion
+from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
+from network.selectors import network_list_for
+from tenants import permissions, selectors
+from tenants.forms import BootstrapForm, ClassTimeFormSet
+from tenants.models import Course, RequestKind
+from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
+from tenants.selectors import platform_role_of
+from tenants.services import course_class_times_set, request_submit
+
+RESET_CHOICES = [
+    ("persistent", gettext_lazy("整学期保留（学生的修改一直保留）")),
+    ("reset_after_class", gettext_lazy("每次课后重置为黄金镜像")),
+]
+
+
+@dataclass
+class Check:
+    ok: bool
+    text: str
+    link: str = ""
+    link_text: str = ""
+
+
+class WizardForm(BootstrapForm):
+    image_version = forms.TypedChoiceField(label=gettext_lazy("镜像"), coerce=int)
+    flavor = forms.TypedChoiceField(label=gettext_lazy("规格（每个桌面）"), coerce=int)
+    seats = forms.IntegerField(label=gettext_lazy("座位数"), min_value=1, max_value=1000)
+    persistence = forms.ChoiceField(label=gettext_lazy("桌面保留方式"), choices=RESET_CHOICES, initial="persistent")
+    reason = forms.CharField(
+        label=gettext_lazy("说明（可选）"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, versions, flavors, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image_version"].choices = [(v.pk, f"{v.image.name} v{v.version}") for v in versions]
+        self.fields["flavor"].choices = [(f.pk, _flavor_label(f)) for f in flavors]
+
+
+def _flavor_label(flavor: Flavor) -> str:
+    label = _("%(name)s：%(cpu)s vCPU，%(mem)s GiB 内存，%(disk)s GiB 系统盘") % {
+        "name": flavor.name,
+        "cpu": flavor.vcpus,
+        "mem": -(-flavor.memory_mib // 1024),
+        "disk": flavor.disk_gib,
+    }
+    return label + (_("，%(n)s 块 GPU") % {"n": flavor.gpus} if flavor.gpus else "")
+
+
+def seat_amounts(flavor: Flavor, seats: int) -> ResourceAmounts:
+    """What the desktops take from the quotas, counted as compute reserves them."""
+    one = ResourceAmounts(
+        vcpu=flavor.vcpus, ram_gib=-(-flavor.memory_mib // 1024), disk_gib=flavor.disk_gib, gpus=flavor.gpus, desktops=1
+    )
+    return one * seats
+
+
+def _url(name: str, *args) -> str:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+def _courses(user):
+    courses = (
+        selectors.course_list_for(user)
+        .annotate(roster_size=Count("roster", distinct=True))
+        .select_related("tenant", "teacher")
+        .order_by("code")
+    )
+    return [c for c in courses if permissions.can_manage_course(user, c)]
+
+
+def _options(user, course: Course):
+    versions = [
+        v
+        for v in ImageVersion.objects.filter(image__in=image_list_for(user), status=ImageVersion.Status.READY)
+        .select_related("image", "image__tenant")
+        .order_by("image__name", "-version")
+        if image_visible_to_tenant(v.image, tenant=course.tenant, course=course)
+    ]
+    flavors = [
+        f
+        for f in flavor_list_for(user).filter(is_active=True).select_related("tenant")
+        if flavor_usable_by_tenant(f, tenant=course.tenant)
+    ]
+    networks = [n for n in network_list_for(user) if n.tenant_id in (None, course.tenant_id)]
+    return versions, flavors, networks
+
+
+def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) -> list[Check]:
+    is_sysadmin = platform_role_of(user) == "system_admin"
+    course_url = reverse("tenants:course", args=[course.pk])
+    checks = [
+        Check(True, _("课程名单有 %(n)s 名学生。") % {"n": course.roster_size})
+        if course.roster_size
+        else Check(
+            False, _("这门课的名单还是空的：先导入学生名单，座位数默认等于名单人数。"), course_url, _("去导入名单")
+        ),
+        Check(True, _("有 %(n)s 个镜像可用。") % {"n": len(versions)})
+        if versions
+        else Check(
+            False,
+            _("还没有本院系可用的镜像。请联系系统管理员上传镜像，或为本院系开放一个镜像。"),
+            _url("compute:image-list") if is_sysadmin else "",
+            _("管理镜像"),
+        ),
+        Check(True, _("有可用网络。"))
+        if networks
+        else Check(
+            False,
+            _("本院系还没有网络，桌面将无法联网。请联系系统管理员为本院系创建网络。"),
+            _url("network:list") if is_sysadmin else "",
+            _("管理网络"),
+        ),
+        Check(True, _("有 %(n)s 种规格可选。") % {"n": len(flavors)})
+        if flavors
+        else Check(
+            False,
+            _("没有可用的桌面规格。请联系系统管理员。"),
+            _url("compute:flavor-list") if is_sysadmin else "",
+            _("管理规格"),
+        ),
+    ]
+    if flavor is not None and seats:
+        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, seats))
+        if shortfalls:
+            for shortfall in shortfalls:
+                checks.append(Check(False, shortfall.message, reverse("tenants:quotas"), _("查看配额")))
+        else:
+            checks.append(Check(True, _("配额充足：%(seats)s 个桌面可以容纳。") % {"seats": seats}))
+    return checks
+
+
+def _class_time_initial(course: Course) -> list[dict]:
+    return [
+        {"weekday": t.weekday, "start_time": t.start_time, "end_time": t.end_time} for t in course.class_times.all()
+    ]
+
+
+@login_required
+def request_wizard(request):
+    user = request.user
+    courses = _courses(user)
+    course_id = request.POST.get("course") or request.GET.get("course")
+    if not course_id:
+        return render(request, "portal/wizard_course.html", {"courses": courses, "step": 1})
+    course = next((c for c in courses if str(c.pk) == str(course_id)), None)
+    if course is None:
+        raise Http404
+    versions, flavors, networks = _options(user, course)
+    data = request.POST if request.method == "POST" else (request.GET if "flavor" in request.GET else None)
+    form = WizardForm(data, versions=versions, flavors=flavors, initial={"seats": course.roster_size or 1})
+    formset = ClassTimeFormSet(
+        request.POST if request.method == "POST" else None, initial=_class_time_initial(course), prefix="ct"
+    )
+    flavor = seats = None
+    if data is not None and form.is_valid():
+        flavor = next((f for f in flavors if f.pk == form.cleaned_data["flavor"]), None)
+        seats = form.cleaned_data["seats"]
+    elif data is None and flavors:
+        flavor, seats = flavors[0], course.roster_size or 1
+    checks = _checks(user, course, versions, flavors, networks, flavor, seats)
+    context = {"course": course, "form": form, "formset": formset, "checks": checks, "step": 2}
+
+    if request.headers.get("HX-Request") and request.method == "GET":
+        return render(request, "portal/wizard_checks.html", context)
+    if request.method == "POST" and form.is_valid() and formset.is_valid():
+        if any(not c.ok for c in checks):
+            messages.error(request, _("还有未满足的前提条件，请先按提示处理。"))
+        else:
+            try:
+                created = _submit(user, course, form.cleaned_data, formset, versions, flavor)
+            except QuotaExceeded as exc:
+                context["checks"] = checks + [
+                    Check(False, s.message, reverse("tenants:quotas"), _("查看配额")) for s in exc.shortfalls
+                ]
+                messages.error(request, exc.message)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, _("申请已提交，等待审批。审批结果会通过邮件通知您。"))
+                return redirect("tenants:request", pk=created.pk)
+    return render(request, "portal/wizard.html", context)
+
+
+def _submit(user, course, data, formset, versions, flavor):
+    slots = [
+        (f.cleaned_data["weekday"], f.cleaned_data["start_time"], f.cleaned_data["end_time"])
+        for f in formset.forms
+        if f.cleaned_data and not f.cleaned_data.get("DELETE")
+    ]
+    current = [(t.weekday, t.start_time, t.end_time) for t in course.class_times.all()]
+    if sorted(slots) != sorted(current):
+        course_class_times_set(actor=user, course=course, slots=slots)
+    version = next(v for v in versions if v.pk == data["image_version"])
+    seats = data["seats"]
+    from tenants.models import ClassTime
+
+    labels = [str(ClassTime(weekday=w, start_time=s, end_time=e)) for w, s, e in sorted(slots)]
+    return request_submit(
+        actor=user,
+        tenant=course.tenant,
+        course=course,
+        kind=RequestKind.GPU_ENVIRONMENT if flavor.gpus else RequestKind.COURSE_DESKTOPS,
+        title=_("%(code)s 课程桌面（%(seats)s 座）") % {"code": course.code, "seats": seats},
+        amounts=seat_amounts(flavor, seats),
+        payload={
+            "image_version": version.pk,
+            "image_name": str(version),
+            "flavor": flavor.pk,
+            "flavor_name": flavor.name,
+            "seats": seats,
+            "persistence": data["persistence"],
+            "lead_minutes": 15,
+            "shutdown_after_minutes": 10,
+            "class_times": [
+                {"weekday": w, "start_time": s.strftime("%H:%M"), "end_time": e.strftime("%H:%M"), "label": label}
+                for (w, s, e), label in zip(sorted(slots), labels, strict=True)
+            ],
+        },
+        reason=data["reason"],
+    )

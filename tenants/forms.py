@@ -1,0 +1,114 @@
+"""Forms of the tenants pages. They only validate input; the services decide."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalRequest, ClassTime, RequestKind, Tenant
+from tenants.roles import TenantRole
+
+
+class BootstrapForm(forms.Form):
+    """Gives every widget its Bootstrap class, so templates render fields as they are."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                css = "form-check-input"
+            elif isinstance(widget, forms.Select):
+                css = "form-select"
+            else:
+                css = "form-control"
+            widget.attrs.setdefault("class", css)
+
+
+class TenantForm(BootstrapForm):
+    slug = forms.SlugField(label=_("标识"), max_length=50, help_text=_("小写字母、数字和连字符，例如 ai"))
+    name_zh = forms.CharField(label=_("中文名称"), max_length=100)
+    name_en = forms.CharField(label=_("英文名称"), max_length=100, required=False)
+    kind = forms.ChoiceField(label=_("类型"), choices=Tenant.Kind.choices, initial=Tenant.Kind.DEPARTMENT)
+
+
+class MembershipForm(BootstrapForm):
+    username = forms.CharField(label=_("用户名"), max_length=150)
+    role = forms.ChoiceField(label=_("角色"), choices=TenantRole.choices)
+
+
+class CourseForm(BootstrapForm):
+    code = forms.CharField(label=_("课程代码"), max_length=32, help_text=_("例如 CS101"))
+    name = forms.CharField(label=_("课程名称"), max_length=150)
+    teacher = forms.CharField(label=_("教师用户名"), max_length=150, required=False, help_text=_("留空表示自己"))
+    term_start = forms.DateField(label=_("学期开始"), widget=forms.DateInput(attrs={"type": "date"}))
+    term_end = forms.DateField(label=_("学期结束"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("term_start") and data.get("term_end") and data["term_end"] < data["term_start"]:
+            self.add_error("term_end", _("学期结束日期不能早于开始日期。"))
+        return data
+
+
+class RosterImportForm(BootstrapForm):
+    file = forms.FileField(label=_("名单文件（CSV 或 XLSX：学号,姓名）"))
+    replace = forms.BooleanField(label=_("替换现有名单（不在文件中的学生将移出课程）"), required=False)
+
+
+class ClassTimeForm(BootstrapForm):
+    weekday = forms.TypedChoiceField(label=_("星期"), choices=ClassTime.Weekday.choices, coerce=int)
+    start_time = forms.TimeField(label=_("上课"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    end_time = forms.TimeField(label=_("下课"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start_time") and data.get("end_time") and data["end_time"] <= data["start_time"]:
+            self.add_error("end_time", _("下课时间必须晚于上课时间。"))
+        return data
+
+
+ClassTimeFormSet = forms.formset_factory(ClassTimeForm, extra=1, max_num=14, can_delete=True)
+
+
+class LimitsForm(BootstrapForm):
+    """One optional limit per resource; empty means no limit at this level."""
+
+    def __init__(self, *args, initial_limits: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in RESOURCES:
+            self.fields[name] = forms.IntegerField(
+                label=RESOURCE_LABELS[name],
+                min_value=0,
+                max_value=10**6,
+                required=False,
+                initial=(initial_limits or {}).get(name),
+            )
+
+    def limits(self) -> dict:
+        return {name: self.cleaned_data.get(name) for name in RESOURCES}
+
+
+class QuotaScopeForm(BootstrapForm):
+    scope = forms.ChoiceField(
+        label=_("范围"), choices=[("tenant", _("租户")), ("course", _("课程")), ("user", _("用户"))]
+    )
+    tenant = forms.SlugField(label=_("租户"))
+    course = forms.IntegerField(label=_("课程"), required=False)
+    username = forms.CharField(label=_("用户名"), required=False)
+
+
+class RequestFilterForm(BootstrapForm):
+    state = forms.ChoiceField(
+        label=_("状态"), choices=[("", _("全部"))] + ApprovalRequest.State.choices, required=False
+    )
+    kind = forms.ChoiceField(label=_("类型"), choices=[("", _("全部"))] + RequestKind.choices, required=False)
+    q = forms.CharField(label=_("搜索"), required=False, max_length=100)
+
+
+class RejectForm(BootstrapForm):
+    reason = forms.CharField(label=_("驳回原因"), widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+
+class ApproveForm(BootstrapForm):
+    comment = forms.CharField(
+        label=_("审批意见"), widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
+    )

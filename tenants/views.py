@@ -1,0 +1,464 @@
+"""HTML pages of tenants: the tree, members, courses and rosters, quotas, approval queue and history.
+
+Same services as the API; querysets come from tenants.selectors, so another tenant's
+object is a 404 here too. A service's refusal is shown as a message, never a 500.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from common.errors import ServiceError
+from tenants import forms, permissions, selectors, services
+from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
+from tenants.quotas import quota_level, quota_scope_name
+from tenants.roles import PlatformRole, TenantRole
+from tenants.roster import roster_parse
+
+PAGE_SIZE = 25
+
+
+def _page(request, queryset, size=PAGE_SIZE):
+    return Paginator(queryset, size).get_page(request.GET.get("page"))
+
+
+def _refuse(request, exc: ServiceError) -> None:
+    messages.error(request, exc.message)
+
+
+# --- Tenant tree and members -----------------------------------------------------------------
+
+
+@login_required
+def tenant_tree(request):
+    user = request.user
+    tenants = list(selectors.tenant_list_for(user).select_related("parent").order_by("path"))
+    if not tenants:
+        raise Http404
+    form = forms.TenantForm(request.POST or None)
+    if request.method == "POST":
+        parent = next((t for t in tenants if t.slug == request.POST.get("parent")), None)
+        if form.is_valid():
+            try:
+                services.tenant_create(actor=user, parent=parent, **form.cleaned_data)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("已创建租户“%(name)s”。") % {"name": form.cleaned_data["name_zh"]})
+                return redirect("tenants:tree")
+    rows = [
+        {
+            "tenant": t,
+            "indent": t.depth,
+            "can_add_child": permissions.can_create_child(user, t),
+            "can_manage": permissions.can_grant_roles(user, t) or permissions.holds_role_over(user, t, "auditor"),
+            "can_toggle": permissions.can_deactivate_tenant(user, t),
+        }
+        for t in tenants
+    ]
+    return render(
+        request,
+        "tenants/tree.html",
+        {"rows": rows, "form": form, "can_create_root": permissions.can_create_child(user, None)},
+    )
+
+
+@login_required
+@require_POST
+def tenant_toggle(request, slug):
+    tenant = get_object_or_404(selectors.tenant_list_for(request.user), slug=slug)
+    try:
+        services.tenant_update(actor=request.user, tenant=tenant, is_active=not tenant.is_active)
+    except ServiceError as exc:
+        _refuse(request, exc)
+    else:
+        message = _("已启用“%(name)s”。") if tenant.is_active else _("已停用“%(name)s”。")
+        messages.success(request, message % {"name": tenant.name})
+    return redirect("tenants:tree")
+
+
+@login_required
+def members(request, slug):
+    tenant = get_object_or_404(selectors.tenant_list_for(request.user), slug=slug)
+    visible = selectors.membership_list_for(request.user).filter(tenant=tenant)
+    can_grant = permissions.can_grant_roles(request.user, tenant)
+    if not can_grant and not visible.exists() and not permissions.holds_role_over(request.user, tenant, "auditor"):
+        raise Http404
+    form = forms.MembershipForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        target = User.objects.filter(username=form.cleaned_data["username"], is_active=True).first()
+        if target is None:
+            form.add_error("username", _("用户不存在。"))
+        else:
+            try:
+                services.membership_grant(
+                    actor=request.user, user=target, tenant=tenant, role=form.cleaned_data["role"]
+                )
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("已授予 %(user)s 角色。") % {"user": target.get_full_name()})
+                return redirect("tenants:members", slug=slug)
+    query = request.GET.get("q", "").strip()
+    if query:
+        visible = visible.filter(Q(user__username__icontains=query) | Q(user__display_name__icontains=query))
+    role = request.GET.get("role", "")
+    if role in TenantRole.values:
+        visible = visible.filter(role=role)
+    return render(
+        request,
+        "tenants/members.html",
+        {
+            "tenant": tenant,
+            "page": _page(request, visible),
+            "form": form,
+            "can_grant": can_grant,
+            "query": query,
+            "role": role,
+            "roles": TenantRole.choices,
+        },
+    )
+
+
+@login_required
+@require_POST
+def member_revoke(request, pk):
+    membership = get_object_or_404(selectors.membership_list_for(request.user), pk=pk)
+    try:
+        services.membership_revoke(actor=request.user, membership=membership)
+    except ServiceError as exc:
+        _refuse(request, exc)
+    else:
+        messages.success(request, _("已撤销该角色。"))
+    return redirect("tenants:members", slug=membership.tenant.slug)
+
+
+# --- Courses -------------------------------------------------------------------------------
+
+
+@login_required
+def course_list(request):
+    user = request.user
+    courses = (
+        selectors.course_list_for(user)
+        .annotate(roster_size=Count("roster", distinct=True))
+        .prefetch_related("class_times")
+        .order_by("tenant__path", "code")
+    )
+    query = request.GET.get("q", "").strip()
+    if query:
+        courses = courses.filter(Q(code__icontains=query) | Q(name__icontains=query))
+    creatable = [
+        m.tenant for m in selectors.memberships_of(user) if m.role in (TenantRole.TEACHER, TenantRole.TENANT_ADMIN)
+    ]
+    form = forms.CourseForm(request.POST or None)
+    if request.method == "POST":
+        tenant = next((t for t in creatable if t.slug == request.POST.get("tenant")), None)
+        if tenant is None:
+            form.add_error(None, _("请选择租户。"))
+        elif form.is_valid():
+            data = form.cleaned_data
+            teacher = User.objects.filter(username=data["teacher"]).first() if data["teacher"] else user
+            if teacher is None:
+                form.add_error("teacher", _("用户不存在。"))
+            else:
+                try:
+                    course = services.course_create(
+                        actor=user,
+                        tenant=tenant,
+                        code=data["code"],
+                        name=data["name"],
+                        teacher=teacher,
+                        term_start=data["term_start"],
+                        term_end=data["term_end"],
+                    )
+                except ServiceError as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    messages.success(request, _("已创建课程 %(code)s。下一步：导入学生名单。") % {"code": course.code})
+                    return redirect("tenants:course", pk=course.pk)
+    return render(
+        request,
+        "tenants/course_list.html",
+        {"page": _page(request, courses), "query": query, "form": form, "creatable": creatable},
+    )
+
+
+@login_required
+def course_detail(request, pk):
+    user = request.user
+    course = get_object_or_404(selectors.course_list_for(user), pk=pk)
+    can_manage = permissions.can_manage_course(user, course)
+    roster_errors = []
+    import_form = forms.RosterImportForm()
+    times = [
+        {"weekday": t.weekday, "start_time": t.start_time, "end_time": t.end_time} for t in course.class_times.all()
+    ]
+    formset = forms.ClassTimeFormSet(initial=times, prefix="ct")
+    if request.method == "POST" and can_manage:
+        if request.POST.get("action") == "import":
+            import_form = forms.RosterImportForm(request.POST, request.FILES)
+            if import_form.is_valid():
+                upload = import_form.cleaned_data["file"]
+                try:
+                    rows = roster_parse(filename=upload.name, content=upload.read())
+                    counts = services.course_roster_import(
+                        actor=user, course=course, rows=rows, replace=import_form.cleaned_data["replace"]
+                    )
+                except ServiceError as exc:
+                    messages.error(request, exc.message)
+                    roster_errors = exc.detail.get("errors", [])
+                else:
+                    messages.success(
+                        request,
+                        _(
+                            "名单已导入：新增 %(added)s 人（新建账号 %(created_accounts)s 个），"
+                            "未变 %(unchanged)s 人，移出 %(removed)s 人。"
+                        )
+                        % counts,
+                    )
+                    return redirect("tenants:course", pk=course.pk)
+        elif request.POST.get("action") == "class_times":
+            formset = forms.ClassTimeFormSet(request.POST, prefix="ct")
+            if formset.is_valid():
+                slots = [
+                    (f.cleaned_data["weekday"], f.cleaned_data["start_time"], f.cleaned_data["end_time"])
+                    for f in formset.forms
+                    if f.cleaned_data and not f.cleaned_data.get("DELETE")
+                ]
+                try:
+                    services.course_class_times_set(actor=user, course=course, slots=slots)
+                except ServiceError as exc:
+                    messages.error(request, exc.message)
+                else:
+                    messages.success(request, _("上课时间已保存。"))
+                    return redirect("tenants:course", pk=course.pk)
+        elif request.POST.get("action") == "remove":
+            student = get_object_or_404(RosterEntry, course=course, user_id=request.POST.get("user")).user
+            try:
+                services.course_roster_remove(actor=user, course=course, user=student)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, _("已将 %(name)s 移出名单。") % {"name": student.get_full_name()})
+            return redirect("tenants:course", pk=course.pk)
+    roster = RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")
+    query = request.GET.get("q", "").strip()
+    if query:
+        roster = roster.filter(Q(student_number__icontains=query) | Q(user__display_name__icontains=query))
+    return render(
+        request,
+        "tenants/course_detail.html",
+        {
+            "course": course,
+            "can_manage": can_manage,
+            "page": _page(request, roster, 50),
+            "roster_total": course.roster.count(),
+            "query": query,
+            "import_form": import_form,
+            "roster_errors": roster_errors,
+            "formset": formset,
+            "is_teacher": course.teacher_id == user.pk or user.has_perm(permissions.COURSE_PERMISSION, course),
+        },
+    )
+
+
+# --- Quotas --------------------------------------------------------------------------------
+
+
+def quota_rows(quotas) -> list[dict]:
+    """Per quota and resource: used, reserved, limit and bar widths, for the quota bars."""
+    rows = []
+    for quota in quotas:
+        bars = []
+        for name in RESOURCES:
+            limit = getattr(quota, f"limit_{name}")
+            used, reserved = getattr(quota, f"used_{name}"), getattr(quota, f"reserved_{name}")
+            if limit is None and not used and not reserved:
+                continue
+            scale = limit or max(used + reserved, 1)
+            bars.append(
+                {
+                    "name": name,
+                    "label": RESOURCE_LABELS[name],
+                    "used": used,
+                    "reserved": reserved,
+                    "limit": limit,
+                    "free": None if limit is None else max(0, limit - used - reserved),
+                    "used_pct": min(100, used * 100 // scale),
+                    "reserved_pct": min(100 - min(100, used * 100 // scale), reserved * 100 // scale),
+                    "percent": (used + reserved) * 100 // scale if limit else None,
+                }
+            )
+        rows.append({"quota": quota, "name": quota_scope_name(quota), "bars": bars, "level": quota_level(quota)})
+    return rows
+
+
+@login_required
+def quota_list(request):
+    user = request.user
+    quotas = selectors.quota_list_for(user).order_by("tenant__path", "scope", "id")
+    scope = request.GET.get("scope", "")
+    if scope in Quota.Scope.values:
+        quotas = quotas.filter(scope=scope)
+    page = _page(request, quotas)
+    rows = quota_rows(page.object_list)
+    for row in rows:
+        quota = row["quota"]
+        row["editable"] = permissions.can_set_quota(user, tenant=quota.tenant, scope=quota.scope)
+        row["form"] = (
+            forms.LimitsForm(initial_limits=quota.limits(), prefix=f"q{quota.pk}") if row["editable"] else None
+        )
+    tenants = [t for t in selectors.tenant_list_for(user) if permissions.can_set_quota(user, tenant=t, scope="course")]
+    courses = selectors.course_list_for(user).filter(tenant__in=tenants) if tenants else []
+    return render(
+        request,
+        "tenants/quota_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "scope": scope,
+            "scopes": Quota.Scope.choices,
+            "new_form": forms.LimitsForm(prefix="new"),
+            "tenants": tenants,
+            "courses": courses,
+        },
+    )
+
+
+@login_required
+@require_POST
+def quota_edit(request, pk=None):
+    user = request.user
+    if pk is not None:
+        quota = get_object_or_404(selectors.quota_list_for(user), pk=pk)
+        form = forms.LimitsForm(request.POST, prefix=f"q{pk}")
+        target = {"tenant": quota.tenant, "course": quota.course, "user": quota.user}
+    else:
+        form = forms.LimitsForm(request.POST, prefix="new")
+        tenant = get_object_or_404(selectors.tenant_list_for(user), slug=request.POST.get("tenant", ""))
+        course = user_obj = None
+        if request.POST.get("course"):
+            course = get_object_or_404(selectors.course_list_for(user), pk=request.POST["course"], tenant=tenant)
+        elif request.POST.get("username"):
+            user_obj = User.objects.filter(username=request.POST["username"]).first()
+            if user_obj is None:
+                messages.error(request, _("用户不存在。"))
+                return redirect("tenants:quotas")
+        target = {"tenant": tenant, "course": course, "user": user_obj}
+    if not form.is_valid():
+        messages.error(request, _("配额必须是非负整数。"))
+        return redirect("tenants:quotas")
+    try:
+        services.quota_set(actor=user, limits=form.limits(), **target)
+    except ServiceError as exc:
+        _refuse(request, exc)
+    else:
+        messages.success(request, _("配额已保存。"))
+    return redirect("tenants:quotas")
+
+
+# --- Requests ------------------------------------------------------------------------------
+
+
+def _with_steps(queryset):
+    steps = Prefetch("steps", queryset=ApprovalStep.objects.select_related("decided_by").order_by("order"))
+    return queryset.prefetch_related(steps)
+
+
+@login_required
+def request_list(request):
+    """The approver's queue and the requester's history, with filters."""
+    user = request.user
+    tab = request.GET.get("tab") or ("queue" if _is_approver(user) else "mine")
+    if tab == "queue":
+        requests = selectors.request_queue_for(user)
+    elif tab == "all":
+        requests = selectors.request_list_for(user)
+    else:
+        tab = "mine"
+        requests = selectors.request_list_for(user).filter(requester=user)
+    filters = forms.RequestFilterForm(request.GET or None)
+    if filters.is_valid():
+        data = filters.cleaned_data
+        if data["state"]:
+            requests = requests.filter(state=data["state"])
+        if data["kind"]:
+            requests = requests.filter(kind=data["kind"])
+        if data["q"]:
+            requests = requests.filter(Q(title__icontains=data["q"]) | Q(requester__display_name__icontains=data["q"]))
+    return render(
+        request,
+        "tenants/request_list.html",
+        {
+            "page": _page(request, _with_steps(requests)),
+            "tab": tab,
+            "filters": filters,
+            "is_approver": _is_approver(user),
+            "querystring": _querystring(request, exclude="page"),
+        },
+    )
+
+
+def _querystring(request, *, exclude: str) -> str:
+    params = request.GET.copy()
+    params.pop(exclude, None)
+    return params.urlencode()
+
+
+def _is_approver(user) -> bool:
+    return selectors.platform_role_of(user) == PlatformRole.SYSTEM_ADMIN or selectors.has_role(
+        user, TenantRole.TENANT_ADMIN
+    )
+
+
+@login_required
+def request_detail(request, pk):
+    user = request.user
+    target = get_object_or_404(_with_steps(selectors.request_list_for(user)), pk=pk)
+    step = next((s for s in target.steps.all() if s.state == ApprovalStep.State.PENDING), None)
+    return render(
+        request,
+        "tenants/request_detail.html",
+        {
+            "req": target,
+            "amounts": [(RESOURCE_LABELS[n], getattr(target, n)) for n in RESOURCES if getattr(target, n)],
+            "can_decide": permissions.can_decide_step(user, target, step),
+            "can_cancel": target.requester_id == user.pk and target.state == target.State.PENDING,
+            "approve_form": forms.ApproveForm(),
+            "reject_form": forms.RejectForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_action(request, pk, verb):
+    user = request.user
+    target = get_object_or_404(selectors.request_list_for(user), pk=pk)
+    try:
+        if verb == "approve":
+            form = forms.ApproveForm(request.POST)
+            form.is_valid()
+            services.request_approve(actor=user, request=target, comment=form.cleaned_data.get("comment", ""))
+            messages.success(request, _("已批准。"))
+        elif verb == "reject":
+            form = forms.RejectForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, _("驳回时请说明原因。"))
+                return redirect("tenants:request", pk=pk)
+            services.request_reject(actor=user, request=target, reason=form.cleaned_data["reason"])
+            messages.success(request, _("已驳回。"))
+        elif verb == "cancel":
+            services.request_cancel(actor=user, request=target)
+            messages.success(request, _("申请已撤回。"))
+        else:
+            raise Http404
+    except ServiceError as exc:
+        _refuse(request, exc)
+    return redirect("tenants:request", pk=pk)
