@@ -17,7 +17,8 @@ class AuditContext:
 
 _EMPTY = AuditContext()
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "audit_context", default=_EMPTY  # noqa: B039 - frozen dataclass, immutable
+    "audit_context",
+    default=_EMPTY,  # noqa: B039 - frozen dataclass, immutable
 )
 
 

@@ -117,12 +117,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
+# AUTH_PASSWORD_VALIDATORS: see "Login security and audit" below.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -253,6 +248,62 @@ if PRODUCTION and not AUDIT_HMAC_KEY:
 
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="Demo@2026!")
 DEMO_TOTP_SECRET = env.str("DEMO_TOTP_SECRET", default="")
+
+# --- Login security and audit (owned by the audit app; 等保 身份鉴别 / 安全审计) ---------------
+# Thresholds (lockout, idle timeout, password age...) live in audit.models.SecurityPolicy,
+# which the security admin edits within the platform floor (audit.policy.FLOOR).
+INSTALLED_APPS += ["axes", "django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "audit.middleware.ContentSecurityPolicyMiddleware",
+)
+_after_messages = MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1
+MIDDLEWARE[_after_messages:_after_messages] = [
+    "django_otp.middleware.OTPMiddleware",
+    "audit.middleware.IdleTimeoutMiddleware",
+    "audit.middleware.SecondFactorMiddleware",
+    "audit.middleware.PasswordExpiryMiddleware",
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # axes wants to be last
+AUTHENTICATION_BACKENDS.insert(0, "axes.backends.AxesStandaloneBackend")
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "audit.password_validation.PolicyMinimumLengthValidator"},
+    {"NAME": "audit.password_validation.CharacterClassesValidator"},
+    {"NAME": "audit.password_validation.NotUsernameValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "audit.password_validation.PasswordHistoryValidator"},
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = "audit.policy.axes_failure_limit"  # 5 failures by default
+AXES_COOLOFF_TIME = "audit.policy.axes_cooloff"  # 30 minutes by default
+AXES_LOCKOUT_PARAMETERS = ["username"]  # per account: locking a campus NAT address would lock a whole lab
+SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W006"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "audit.views.lockout_response"
+AXES_VERBOSE = False
+# TOTP (django-otp) for platform admins, finance and auditors; False only for emergencies.
+SECOND_FACTOR_REQUIRED = env.bool("SECOND_FACTOR_REQUIRED", default=True)
+OTP_TOTP_ISSUER = "CampusCloud"
+# Platform floor overrides {"field": (min, max)}; may only tighten audit.policy.FLOOR.
+SECURITY_POLICY_FLOOR = {}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # logout deletes the row: ended on the server
+# Where `archive_audit` writes its signed files.
+AUDIT_ARCHIVE_DIR = env.path("AUDIT_ARCHIVE_DIR", default=BASE_DIR / "var" / "audit-archive")
+# A file an external backup job touches after each successful backup (等保 数据备份恢复 check).
+BACKUP_STATUS_FILE = env.str("BACKUP_STATUS_FILE", default="")
+ADMINS = [("Security", addr) for addr in env.list("SECURITY_ALERT_EMAILS", default=[])]
+# Content-Security-Policy: enforced in production, report-only in development.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'self'; "
+    "form-action 'self'; object-src 'none'",
+)
+CONTENT_SECURITY_POLICY_ENFORCED = PRODUCTION
+CONTENT_SECURITY_POLICY_EXEMPT = ("/api/docs/",)  # Swagger UI starts with an inline script
+# --- end of login security and audit --------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -8,6 +8,8 @@ class TenantsConfig(AppConfig):
 
     def ready(self):
         from audit.hooks import register_actor_describer
+        from tenants.compliance import register as register_audit_hooks
         from tenants.selectors import describe_actor
 
         register_actor_describer(describe_actor)
+        register_audit_hooks()  # roles, audit scope and the 等保 account checks (tenants/compliance.py)

@@ -1,0 +1,223 @@
+"""The hash chain of the audit log: the key, the canonical form, the append lock and the verifier.
+
+Each event stores `prev_hash` (the previous event's `hash`) and
+`hash = HMAC-SHA256(key, canonical form of the event including prev_hash)`.
+Changing, removing or reordering an event breaks the chain from that event on; without
+the key nobody can forge a consistent replacement.
+
+The key is settings.AUDIT_HMAC_KEY. Production refuses to start without it; in development,
+when it is empty, the key is derived from SECRET_KEY (HMAC-SHA256(SECRET_KEY,
+"campuscloud.audit.chain.v1")), so a changed SECRET_KEY makes an old development chain
+fail verification.
+
+Appends are serialized by locking the single chain-head row (`chain_head_lock`) inside the
+caller's transaction: concurrent writers queue on it instead of forking the chain, and a
+rolled-back transaction rolls the head back with its event.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from audit.models import GENESIS_HASH, AuditArchive, AuditChainHead, AuditEvent, canonical_json
+
+# The columns the HMAC covers, in order. `hash` itself is not among them.
+HASHED_FIELDS = (
+    "id",
+    "occurred_at",
+    "actor_id",
+    "actor_username",
+    "actor_role",
+    "tenant_slug",
+    "source_ip",
+    "user_agent",
+    "request_id",
+    "action",
+    "object_type",
+    "object_id",
+    "object_name",
+    "result",
+    "reason",
+    "detail",
+    "prev_hash",
+)
+_DETAIL = HASHED_FIELDS.index("detail")
+_WHEN = HASHED_FIELDS.index("occurred_at")
+VERSION = b"cc-audit-v1"
+CHUNK = 20_000
+
+_key_cache: tuple[str, str, bytes] | None = None
+
+
+def chain_key() -> bytes:
+    global _key_cache
+    configured, secret = settings.AUDIT_HMAC_KEY, settings.SECRET_KEY
+    if _key_cache and _key_cache[:2] == (configured, secret):
+        return _key_cache[2]
+    if configured:
+        key = configured.encode()
+    else:
+        key = hmac.digest(secret.encode(), b"campuscloud.audit.chain.v1", "sha256")
+    _key_cache = (configured, secret, key)
+    return key
+
+
+def _when(value) -> str:
+    if isinstance(value, str):  # SQLite without declared-type conversion
+        value = parse_datetime(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def canonical(values) -> bytes:
+    """Length-prefixed fields, so no choice of field contents can shift a boundary."""
+    parts = []
+    for index, value in enumerate(values):
+        if index == _WHEN:
+            text = _when(value)
+        elif value is None:
+            text = ""
+        else:
+            text = str(value)
+        parts.append(f"{len(text)}:{text}")
+    return VERSION + "|".join(parts).encode()
+
+
+def event_hash(values, key: bytes | None = None) -> str:
+    return hmac.digest(key or chain_key(), canonical(values), "sha256").hex()
+
+
+def values_of(event: AuditEvent) -> tuple:
+    row = [getattr(event, name) for name in HASHED_FIELDS]
+    row[_DETAIL] = canonical_json(event.detail)
+    return tuple(row)
+
+
+def chain_head_lock() -> AuditChainHead:
+    """Lock and return the chain head. Must run inside a transaction; the lock lasts until it ends."""
+    try:
+        return AuditChainHead.objects.select_for_update().get(pk=1)
+    except AuditChainHead.DoesNotExist:
+        pass
+    # A flushed database has no head: create it; a concurrent creator wins the race harmlessly.
+    try:
+        with transaction.atomic():
+            AuditChainHead.objects.create(pk=1, last_id=0, last_hash=GENESIS_HASH)
+    except IntegrityError:
+        pass
+    return AuditChainHead.objects.select_for_update().get(pk=1)
+
+
+def _anchor_before(first_id: int) -> str:
+    """What the first stored event must link to: genesis, or the archive that ends just before it.
+
+    Archiving never deletes (the triggers refuse); an operator who later removes archived
+    rows leaves the chain starting after an archive, whose signed record names the last hash.
+    """
+    if first_id == 1:
+        return GENESIS_HASH
+    archive = AuditArchive.objects.filter(last_id=first_id - 1).first()
+    return archive.last_hash if archive else GENESIS_HASH
+
+
+def append(event: AuditEvent) -> AuditEvent:
+    """Give `event` its place in the chain and insert it (caller's transaction, head locked)."""
+    with transaction.atomic():
+        head = chain_head_lock()
+        event.id = head.last_id + 1
+        event.prev_hash = head.last_hash
+        event.hash = event_hash(values_of(event))
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(pk=1).update(last_id=event.id, last_hash=event.hash)
+    return event
+
+
+def append_many(events: list[AuditEvent], batch_size: int = 5000) -> int:
+    """Bulk append in chain order (demo history, benchmarks): one lock, batched inserts."""
+    with transaction.atomic():
+        head = chain_head_lock()
+        last_id, last_hash = head.last_id, head.last_hash
+        key = chain_key()
+        for event in events:
+            last_id += 1
+            event.id, event.prev_hash = last_id, last_hash
+            event.hash = last_hash = event_hash(values_of(event), key)
+        AuditEvent.objects.bulk_create(events, batch_size=batch_size)
+        AuditChainHead.objects.filter(pk=1).update(last_id=last_id, last_hash=last_hash)
+    return len(events)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad: int | None
+    reason: str = ""
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"ok": self.ok, "checked": self.checked, "first_bad": self.first_bad, "reason": self.reason}
+
+
+def verify(chunk: int = CHUNK) -> VerifyResult:
+    """Walk the whole chain in id order, streaming raw rows in keyset pages (no model instances)."""
+    started = time.monotonic()
+    key = chain_key()
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(name) for name in (*HASHED_FIELDS, "hash"))
+    sql = f"SELECT {columns} FROM {table} WHERE {connection.ops.quote_name('id')} > %s ORDER BY 1 LIMIT %s"  # noqa: S608
+    expected_prev, last_id, checked = None, 0, 0
+    digest = hmac.digest
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(sql, [last_id, chunk])
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            if expected_prev is None:
+                expected_prev = _anchor_before(rows[0][0])
+            for row in rows:
+                stored = row[-1]
+                values = row[:-1]
+                if values[-1] != expected_prev:
+                    return _bad(row[0], checked, "prev_hash does not link to the previous event", started)
+                if digest(key, canonical(values), "sha256").hex() != stored and not _matches_normalized(
+                    values, stored, key
+                ):
+                    return _bad(row[0], checked, "content does not match its HMAC", started)
+                expected_prev = stored
+                checked += 1
+            last_id = rows[-1][0]
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if checked and (head is None or head.last_id != last_id or head.last_hash != expected_prev):
+        return _bad(last_id + 1, checked, "chain head does not match the last event (events removed?)", started)
+    return VerifyResult(ok=True, checked=checked, first_bad=None, seconds=time.monotonic() - started)
+
+
+def _matches_normalized(values, stored: str, key: bytes) -> bool:
+    """A database that re-serializes JSON (MySQL 8) changes the text, not the content."""
+    values = list(values)
+    try:
+        values[_DETAIL] = canonical_json(json.loads(values[_DETAIL]))
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(event_hash(values, key), stored)
+
+
+def _bad(event_id: int, checked: int, reason: str, started: float) -> VerifyResult:
+    return VerifyResult(
+        ok=False, checked=checked, first_bad=event_id, reason=reason, seconds=time.monotonic() - started
+    )
+
+
+def file_signature(data: bytes) -> tuple[str, str]:
+    """(sha256, HMAC-SHA256 with the chain key) of an archive file's bytes."""
+    return hashlib.sha256(data).hexdigest(), hmac.digest(chain_key(), data, "sha256").hex()

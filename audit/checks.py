@@ -1,0 +1,574 @@
+"""The built-in 等保 checks: the ones the audit app can evaluate from its own state and the settings.
+
+Checks that need tenant or account data are registered by tenants (tenants/compliance.py).
+"""
+
+import os
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from audit import hooks
+from audit.compliance import AREA_COMPUTING, AREA_MANAGEMENT, Check, Status, register_check
+from audit.models import AuditEvent, ChainVerification
+
+STRONG_HASHERS = ("PBKDF2", "Argon2", "BCrypt", "Scrypt")
+
+
+def _policy():
+    from audit.policy import current_policy
+
+    return current_policy()
+
+
+def _validator_names() -> set[str]:
+    return {entry["NAME"].rsplit(".", 1)[-1] for entry in settings.AUTH_PASSWORD_VALIDATORS}
+
+
+def password_policy(level):
+    policy = _policy()
+    names = _validator_names()
+    problems = []
+    if policy.password_min_length < 8 or "PolicyMinimumLengthValidator" not in names:
+        problems.append(_("密码长度要求不足 8 位"))
+    if policy.password_min_classes < 3 or "CharacterClassesValidator" not in names:
+        problems.append(_("未要求至少 3 类字符"))
+    if "NotUsernameValidator" not in names:
+        problems.append(_("未禁止密码包含用户名"))
+    if policy.password_history < 5 or "PasswordHistoryValidator" not in names:
+        problems.append(_("未禁止重复使用最近 5 次密码"))
+    if policy.password_max_age_days > 90:
+        problems.append(_("密码有效期超过 90 天"))
+    evidence = _(
+        "口令策略：长度≥%(len)d，字符类别≥%(cls)d/4，不含用户名，不与最近 %(hist)d 次相同，有效期 %(age)d 天，到期登录时强制修改。"  # noqa: E501
+    ) % {
+        "len": policy.password_min_length,
+        "cls": policy.password_min_classes,
+        "hist": policy.password_history,
+        "age": policy.password_max_age_days,
+    }
+    if not problems:
+        return Status.CONFORM, evidence
+    status = Status.PARTIAL if len(problems) < 3 else Status.NONCONFORM
+    return status, evidence + " " + _("问题：") + "；".join(str(p) for p in problems)
+
+
+def login_failure_handling(level):
+    policy = _policy()
+    lockout_on = settings.AXES_ENABLED and "axes.backends.AxesStandaloneBackend" in settings.AUTHENTICATION_BACKENDS
+    lockout_ok = lockout_on and policy.lockout_failures <= 5 and policy.lockout_minutes >= 30
+    idle_ok = "audit.middleware.IdleTimeoutMiddleware" in settings.MIDDLEWARE and policy.idle_timeout_minutes <= 15
+    evidence = _("登录失败锁定：%(lock)s；空闲超时：%(idle)s；退出时服务端会话删除（%(engine)s）。") % {
+        "lock": _("连续失败 %(n)d 次锁定 %(m)d 分钟") % {"n": policy.lockout_failures, "m": policy.lockout_minutes}
+        if lockout_on
+        else _("未启用"),
+        "idle": _("%(n)d 分钟") % {"n": policy.idle_timeout_minutes} if idle_ok else _("未启用或超过 15 分钟"),
+        "engine": settings.SESSION_ENGINE.rsplit(".", 1)[-1],
+    }
+    if lockout_ok and idle_ok:
+        return Status.CONFORM, evidence
+    if lockout_ok or idle_ok:
+        return Status.PARTIAL, evidence
+    return Status.NONCONFORM, evidence
+
+
+def tls_settings(level):
+    parts = {
+        "SECURE_SSL_REDIRECT": bool(getattr(settings, "SECURE_SSL_REDIRECT", False)),
+        "SECURE_HSTS_SECONDS": getattr(settings, "SECURE_HSTS_SECONDS", 0) >= 31536000,
+        "SESSION_COOKIE_SECURE": bool(getattr(settings, "SESSION_COOKIE_SECURE", False)),
+        "CSRF_COOKIE_SECURE": bool(getattr(settings, "CSRF_COOKIE_SECURE", False)),
+    }
+    evidence = "；".join(f"{name}={'是' if ok else '否'}" for name, ok in parts.items())
+    if all(parts.values()):
+        return Status.CONFORM, _("强制 HTTPS 与 HSTS，Cookie 仅经 HTTPS 发送：") + evidence
+    if any(parts.values()):
+        return Status.PARTIAL, _("TLS 配置不完整：") + evidence
+    return Status.NONCONFORM, _("未强制 HTTPS（开发模式？）：") + evidence
+
+
+def second_factor_coverage(level):
+    from audit.security import SECOND_FACTOR_ROLES, has_second_factor
+
+    users = [user for user in hooks.privileged_users() if hooks.roles_of(user) & SECOND_FACTOR_ROLES]
+    if not users:
+        return Status.NONCONFORM, _("没有可核查的特权账号（角色信息不可用）。")
+    covered = sum(1 for user in users if has_second_factor(user))
+    enforced = getattr(settings, "SECOND_FACTOR_REQUIRED", True)
+    evidence = _(
+        "特权账号（平台管理员、财务、审计员）%(total)d 个，已绑定动态口令 %(covered)d 个；登录强制双因素：%(on)s。"
+    ) % {
+        "total": len(users),
+        "covered": covered,
+        "on": _("是") if enforced else _("否"),
+    }
+    if covered == len(users) and enforced:
+        return Status.CONFORM, evidence
+    if covered or enforced:
+        return Status.PARTIAL, evidence
+    return Status.NONCONFORM, evidence
+
+
+def audit_enabled(level):
+    wired = "audit.middleware.AuditContextMiddleware" in settings.MIDDLEWARE
+    since = timezone.now() - timedelta(days=7)
+    recent = AuditEvent.objects.filter(occurred_at__gte=since).count()
+    logins = AuditEvent.objects.filter(occurred_at__gte=since, action__startswith="auth.").count()
+    evidence = _("审计由服务层在同一事务内写入（写不进则操作失败）；近 7 天事件 %(n)d 条，其中登录类 %(l)d 条。") % {
+        "n": recent,
+        "l": logins,
+    }
+    if wired and recent:
+        return Status.CONFORM, evidence
+    return Status.PARTIAL if wired else Status.NONCONFORM, evidence
+
+
+def audit_record_content(level):
+    fields = [f.name for f in AuditEvent._meta.get_fields()]
+    needed = [
+        "occurred_at",
+        "actor_username",
+        "actor_role",
+        "source_ip",
+        "action",
+        "object_type",
+        "result",
+        "request_id",
+    ]
+    missing = [name for name in needed if name not in fields]
+    evidence = _(
+        "审计记录字段：时间（UTC，按北京时间显示）、操作者及其角色和租户、来源IP、客户端、操作类型、对象、结果及原因、请求ID。"
+    )
+    return (Status.CONFORM, evidence) if not missing else (Status.NONCONFORM, f"missing: {missing}")
+
+
+def audit_protection(level):
+    from audit import triggers
+
+    last = ChainVerification.objects.first()
+    fresh = last is not None and timezone.now() - last.checked_at < timedelta(days=2)
+    present = triggers.installed(connection)
+    expected = {name for name, _t, _tb in triggers.TRIGGERS}
+    evidence = _("HMAC-SHA256 哈希链；数据库触发器禁止修改/删除：%(t)s；最近一次校验：%(v)s。") % {
+        "t": _("已安装") if present == expected else _("缺失 %(n)s") % {"n": ", ".join(sorted(expected - present))},
+        "v": (
+            _("%(when)s，%(ok)s，已校验 %(n)d 条")
+            % {
+                "when": timezone.localtime(last.checked_at).strftime("%Y-%m-%d %H:%M"),
+                "ok": _("完整") if last.ok else _("发现篡改，首个异常事件 #%(id)s") % {"id": last.first_bad},
+                "n": last.checked,
+            }
+            if last
+            else _("从未校验")
+        ),
+    }
+    if last is not None and not last.ok:
+        return Status.NONCONFORM, evidence
+    if present == expected and fresh:
+        return Status.CONFORM, evidence
+    return Status.PARTIAL, evidence
+
+
+def audit_retention(level):
+    from audit.models import AuditArchive
+
+    days = _policy().audit_retention_days
+    oldest = AuditEvent.objects.order_by("id").values_list("occurred_at", flat=True).first()
+    archives = AuditArchive.objects.count()
+    evidence = _(
+        "保留期 %(d)d 天（网络安全法第二十一条要求不少于六个月）；最早在库事件：%(o)s；归档文件 %(a)d 个（签名压缩，不删除）。"  # noqa: E501
+    ) % {
+        "d": days,
+        "o": timezone.localtime(oldest).strftime("%Y-%m-%d") if oldest else "—",
+        "a": archives,
+    }
+    return (Status.CONFORM if days >= 180 else Status.NONCONFORM), evidence
+
+
+def audit_process_protection(level):
+    from celery import current_app
+
+    schedule = current_app.conf.beat_schedule or {}
+    scheduled = any(entry.get("task") == "audit.tasks.verify_chain" for entry in schedule.values())
+    alerting = bool(settings.ADMINS)
+    evidence = _("定期校验任务：%(s)s；告警：错误日志%(m)s。") % {
+        "s": _("已配置") if scheduled else _("未配置"),
+        "m": _("及邮件") if alerting else "",
+    }
+    return (Status.CONFORM if scheduled else Status.NONCONFORM), evidence
+
+
+def input_validation(level):
+    debug = settings.DEBUG
+    evidence = _("所有输入经表单/序列化器校验，错误返回 400/409 而非 500；请求体上限 %(mb)d MB；DEBUG=%(d)s。") % {
+        "mb": settings.MAX_REQUEST_BODY // (1024 * 1024),
+        "d": debug,
+    }
+    return (Status.PARTIAL if debug else Status.CONFORM), evidence
+
+
+def storage_integrity(level):
+    configured = bool(settings.AUDIT_HMAC_KEY)
+    evidence = _("审计记录以 HMAC-SHA256 链保护；密钥：%(k)s。") % {
+        "k": _("独立配置（AUDIT_HMAC_KEY）") if configured else _("由 SECRET_KEY 派生（仅开发环境）")
+    }
+    return (Status.CONFORM if configured else Status.PARTIAL), evidence
+
+
+def storage_confidentiality(level):
+    hasher = (
+        settings.PASSWORD_HASHERS[0].rsplit(".", 1)[-1] if getattr(settings, "PASSWORD_HASHERS", None) else "PBKDF2"
+    )
+    strong = any(hasher.startswith(prefix) for prefix in STRONG_HASHERS)
+    field_key = bool(getattr(settings, "FIELD_ENCRYPTION_KEY", ""))
+    evidence = _("口令哈希算法：%(h)s；虚拟化平台凭据加密存储，密钥：%(k)s。") % {
+        "h": hasher,
+        "k": _("独立配置") if field_key else _("由 SECRET_KEY 派生"),
+    }
+    if strong and field_key:
+        return Status.CONFORM, evidence
+    return (Status.PARTIAL if strong else Status.NONCONFORM), evidence
+
+
+def backups_recent(level):
+    path = settings.BACKUP_STATUS_FILE
+    if not path:
+        return Status.NONCONFORM, _("未配置备份状态文件（BACKUP_STATUS_FILE），无法确认备份。")
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return Status.NONCONFORM, _("备份状态文件 %(p)s 不存在。") % {"p": path}
+    hours = age / 3600
+    evidence = _("最近一次成功备份：%(h).1f 小时前。") % {"h": hours}
+    if hours <= 26:
+        return Status.CONFORM, evidence
+    return (Status.PARTIAL if hours <= 24 * 7 else Status.NONCONFORM), evidence
+
+
+def residual_auth_info(level):
+    engine = settings.SESSION_ENGINE
+    server_side = "signed_cookies" not in engine
+    evidence = _("会话保存在服务端（%(e)s），退出或超时即删除；口令仅以加盐哈希保存。") % {
+        "e": engine.rsplit(".", 1)[-1]
+    }
+    return (Status.CONFORM if server_side else Status.PARTIAL), evidence
+
+
+def auditors_read_only(level):
+    classes = settings.REST_FRAMEWORK.get("DEFAULT_PERMISSION_CLASSES", [])
+    ok = any(name.endswith("AuditorsReadOnly") for name in classes)
+    evidence = _(
+        "审计员与审计管理员只读（API 默认权限 AuditorsReadOnly）；审计日志可按时间、操作者、租户、操作、对象、结果、来源IP检索与导出，导出本身被审计。"  # noqa: E501
+    )
+    return (Status.CONFORM if ok else Status.NONCONFORM), evidence
+
+
+def central_control(level):
+    from celery import current_app
+
+    schedule = current_app.conf.beat_schedule or {}
+    scheduled = any(entry.get("task") == "audit.tasks.verify_chain" for entry in schedule.values())
+    evidence = _("审计数据集中存于门户数据库并定期校验；安全事件（锁定、篡改）产生审计记录与告警。")
+    return (Status.CONFORM if scheduled and settings.ADMINS else Status.PARTIAL), evidence
+
+
+def _c(**kw):
+    return Check(**kw)
+
+
+C = gettext_lazy
+IA, AC, SA, IP = C("身份鉴别"), C("访问控制"), C("安全审计"), C("入侵防范")
+DI, DC, DB, RI, PI = C("数据完整性"), C("数据保密性"), C("数据备份恢复"), C("剩余信息保护"), C("个人信息保护")
+SM, AM, SEC, CC = C("系统管理"), C("审计管理"), C("安全管理"), C("集中管控")
+
+BUILT_IN = [
+    _c(
+        id="ia.password",
+        area=AREA_COMPUTING,
+        control=IA,
+        clause={2: "7.1.4.1 a)", 3: "8.1.4.1 a)"},
+        order=1,
+        indicator=C("应对登录的用户进行身份标识和鉴别，身份标识具有唯一性，身份鉴别信息具有复杂度要求并定期更换"),
+        advice=C("在“安全策略”页将口令长度、复杂度、历史与有效期调整到平台底线以内。"),
+        auto=password_policy,
+    ),
+    _c(
+        id="ia.lockout",
+        area=AREA_COMPUTING,
+        control=IA,
+        clause={2: "7.1.4.1 b)", 3: "8.1.4.1 b)"},
+        order=2,
+        indicator=C("应具有登录失败处理功能，应配置并启用结束会话、限制非法登录次数和当登录连接超时自动退出等相关措施"),
+        advice=C("启用登录失败锁定（AXES_ENABLED），锁定阈值不超过 5 次、时长不少于 30 分钟，空闲超时不超过 15 分钟。"),
+        auto=login_failure_handling,
+    ),
+    _c(
+        id="ia.tls",
+        area=AREA_COMPUTING,
+        control=IA,
+        clause={2: "7.1.4.1 c)", 3: "8.1.4.1 c)"},
+        order=3,
+        indicator=C("当进行远程管理时，应采取必要措施防止鉴别信息在网络传输过程中被窃听"),
+        advice=C("以 DJANGO_ENV=production 部署于 HTTPS 之后，启用 HSTS 与 Secure Cookie。"),
+        auto=tls_settings,
+    ),
+    _c(
+        id="ia.mfa",
+        area=AREA_COMPUTING,
+        control=IA,
+        clause={3: "8.1.4.1 d)"},
+        order=4,
+        indicator=C("应采用口令、密码技术、生物技术等两种或两种以上组合的鉴别技术对用户进行身份鉴别"),
+        advice=C("要求所有平台管理员、财务与审计员绑定动态口令（TOTP）。"),
+        auto=second_factor_coverage,
+    ),
+    _c(
+        id="sa.enabled",
+        area=AREA_COMPUTING,
+        control=SA,
+        clause={2: "7.1.4.3 a)", 3: "8.1.4.3 a)"},
+        order=1,
+        indicator=C("应启用安全审计功能，审计覆盖到每个用户，对重要的用户行为和重要安全事件进行审计"),
+        advice=C("确认审计中间件已启用，各业务服务均写入审计事件。"),
+        auto=audit_enabled,
+    ),
+    _c(
+        id="sa.content",
+        area=AREA_COMPUTING,
+        control=SA,
+        clause={2: "7.1.4.3 b)", 3: "8.1.4.3 b)"},
+        order=2,
+        indicator=C("审计记录应包括事件的日期和时间、用户、事件类型、事件是否成功及其他与审计相关的信息"),
+        advice=C("补全审计记录字段。"),
+        auto=audit_record_content,
+    ),
+    _c(
+        id="sa.protection",
+        area=AREA_COMPUTING,
+        control=SA,
+        clause={2: "7.1.4.3 c)", 3: "8.1.4.3 c)"},
+        order=3,
+        indicator=C("应对审计记录进行保护，定期备份，避免受到未预期的删除、修改或覆盖等"),
+        advice=C("运行 verify_audit_chain 排查篡改；确认数据库触发器已安装（迁移 audit 0003）。"),
+        auto=audit_protection,
+    ),
+    _c(
+        id="sa.retention",
+        area=AREA_COMPUTING,
+        control=SA,
+        clause={2: "7.1.4.3 c)", 3: "8.1.4.3 c)"},
+        order=4,
+        indicator=C("审计记录留存不少于六个月（《网络安全法》第二十一条）"),
+        advice=C("将审计日志保留期设为不少于 180 天；超期记录用 archive_audit 归档为签名压缩文件。"),
+        auto=audit_retention,
+    ),
+    _c(
+        id="sa.process",
+        area=AREA_COMPUTING,
+        control=SA,
+        clause={3: "8.1.4.3 d)"},
+        order=5,
+        indicator=C("应对审计进程进行保护，防止未经授权的中断"),
+        advice=C("在 Celery beat 中配置 audit.tasks.verify_chain 定期任务并配置告警邮箱。"),
+        auto=audit_process_protection,
+    ),
+    _c(
+        id="ip.minimal",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={2: "7.1.4.4 a)", 3: "8.1.4.4 a)"},
+        order=1,
+        indicator=C("应遵循最小安装的原则，仅安装需要的组件和应用程序"),
+        advice=C("核对服务器软件清单，卸载不需要的组件。"),
+    ),
+    _c(
+        id="ip.services",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={2: "7.1.4.4 b)", 3: "8.1.4.4 b)"},
+        order=2,
+        indicator=C("应关闭不需要的系统服务、默认共享和高危端口"),
+        advice=C("端口扫描核对，仅开放 HTTPS 与必要的管理端口。"),
+    ),
+    _c(
+        id="ip.terminals",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={2: "7.1.4.4 c)", 3: "8.1.4.4 c)"},
+        order=3,
+        indicator=C("应通过设定终端接入方式或网络地址范围对通过网络进行管理的管理终端进行限制"),
+        advice=C("在负载均衡或防火墙上限制管理页面的来源网段。"),
+    ),
+    _c(
+        id="ip.input",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={2: "7.1.4.4 d)", 3: "8.1.4.4 d)"},
+        order=4,
+        indicator=C("应提供数据有效性检验功能，保证通过人机接口输入或通过通信接口输入的内容符合系统设定要求"),
+        advice=C("生产环境关闭 DEBUG。"),
+        auto=input_validation,
+    ),
+    _c(
+        id="ip.vulns",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={2: "7.1.4.4 e)", 3: "8.1.4.4 e)"},
+        order=5,
+        indicator=C("应能发现可能存在的已知漏洞，并在经过充分测试评估后，及时修补漏洞"),
+        advice=C("定期进行漏洞扫描并记录修补情况。"),
+    ),
+    _c(
+        id="ip.detect",
+        area=AREA_COMPUTING,
+        control=IP,
+        clause={3: "8.1.4.4 f)"},
+        order=6,
+        indicator=C("应能够检测到对重要节点进行入侵的行为，并在发生严重入侵事件时提供报警"),
+        advice=C("部署主机入侵检测并接入告警。"),
+    ),
+    _c(
+        id="di.transit",
+        area=AREA_COMPUTING,
+        control=DI,
+        clause={2: "7.1.4.7 a)", 3: "8.1.4.7 a)"},
+        order=1,
+        indicator=C("应采用校验技术（或密码技术）保证重要数据在传输过程中的完整性"),
+        advice=C("全站 HTTPS。"),
+        auto=tls_settings,
+    ),
+    _c(
+        id="di.storage",
+        area=AREA_COMPUTING,
+        control=DI,
+        clause={3: "8.1.4.7 b)"},
+        order=2,
+        indicator=C("应采用校验技术或密码技术保证重要数据在存储过程中的完整性"),
+        advice=C("为审计哈希链配置独立密钥 AUDIT_HMAC_KEY。"),
+        auto=storage_integrity,
+    ),
+    _c(
+        id="dc.transit",
+        area=AREA_COMPUTING,
+        control=DC,
+        clause={3: "8.1.4.8 a)"},
+        order=1,
+        indicator=C("应采用密码技术保证重要数据在传输过程中的保密性"),
+        advice=C("全站 HTTPS，启用 HSTS。"),
+        auto=tls_settings,
+    ),
+    _c(
+        id="dc.storage",
+        area=AREA_COMPUTING,
+        control=DC,
+        clause={3: "8.1.4.8 b)"},
+        order=2,
+        indicator=C("应采用密码技术保证重要数据在存储过程中的保密性"),
+        advice=C("使用 PBKDF2/Argon2 口令哈希，并配置独立的 FIELD_ENCRYPTION_KEY。"),
+        auto=storage_confidentiality,
+    ),
+    _c(
+        id="db.local",
+        area=AREA_COMPUTING,
+        control=DB,
+        clause={2: "7.1.4.8 a)", 3: "8.1.4.9 a)"},
+        order=1,
+        indicator=C("应提供重要数据的本地数据备份与恢复功能"),
+        advice=C("配置每日数据库备份，备份成功后更新 BACKUP_STATUS_FILE。"),
+        auto=backups_recent,
+    ),
+    _c(
+        id="db.remote",
+        area=AREA_COMPUTING,
+        control=DB,
+        clause={2: "7.1.4.8 b)", 3: "8.1.4.9 b)"},
+        order=2,
+        indicator=C("应提供异地数据备份功能，利用通信网络将重要数据定时批量传送至备用场地"),
+        advice=C("将业务数据备份到第三数据中心并记录恢复演练。"),
+    ),
+    _c(
+        id="db.redundancy",
+        area=AREA_COMPUTING,
+        control=DB,
+        clause={3: "8.1.4.9 c)"},
+        order=3,
+        indicator=C("应提供重要数据处理系统的热冗余，保证系统的高可用性"),
+        advice=C("两校区双活部署并定期切换演练。"),
+    ),
+    _c(
+        id="ri.auth",
+        area=AREA_COMPUTING,
+        control=RI,
+        clause={2: "7.1.4.9 a)", 3: "8.1.4.10 a)"},
+        order=1,
+        indicator=C("应保证鉴别信息所在的存储空间被释放或重新分配前得到完全清除"),
+        advice=C("使用服务端会话存储。"),
+        auto=residual_auth_info,
+    ),
+    _c(
+        id="ri.data",
+        area=AREA_COMPUTING,
+        control=RI,
+        clause={3: "8.1.4.10 b)"},
+        order=2,
+        indicator=C("应保证存有敏感数据的存储空间被释放或重新分配前得到完全清除"),
+        advice=C("删除桌面时清除其磁盘卷。"),
+    ),
+    _c(
+        id="pi.minimal",
+        area=AREA_COMPUTING,
+        control=PI,
+        clause={2: "7.1.4.10 a)", 3: "8.1.4.11 a)"},
+        order=1,
+        indicator=C("应仅采集和保存业务必需的用户个人信息"),
+        advice=C("核对用户字段，仅保留姓名、学号/工号等必需信息。"),
+    ),
+    _c(
+        id="pi.access",
+        area=AREA_COMPUTING,
+        control=PI,
+        clause={2: "7.1.4.10 b)", 3: "8.1.4.11 b)"},
+        order=2,
+        indicator=C("应禁止未授权访问和非法使用用户个人信息"),
+        advice=C("核对各角色可见的个人信息范围。"),
+    ),
+    _c(
+        id="am.analysis",
+        area=AREA_MANAGEMENT,
+        control=AM,
+        clause={2: "7.1.5.2 b)", 3: "8.1.5.2 b)"},
+        order=2,
+        indicator=C(
+            "应通过审计管理员对审计记录进行分析，并根据分析结果进行处理，包括根据安全审计策略对审计记录进行存储、管理和查询等"
+        ),
+        advice=C("保持审计角色只读，并定期检索分析审计日志。"),
+        auto=auditors_read_only,
+    ),
+    _c(
+        id="cc.zone",
+        area=AREA_MANAGEMENT,
+        control=CC,
+        clause={3: "8.1.5.4 a)"},
+        order=1,
+        indicator=C("应划分出特定的管理区域，对分布在网络中的安全设备或安全组件进行管控"),
+        advice=C("为管理网络单独划分 VLAN 并限制访问。"),
+    ),
+    _c(
+        id="cc.events",
+        area=AREA_MANAGEMENT,
+        control=CC,
+        clause={3: "8.1.5.4 d)"},
+        order=2,
+        indicator=C("应对分散在各个设备上的审计数据进行收集汇总和集中分析，并保证审计记录的留存时间符合法律法规要求"),
+        advice=C("配置定期校验任务与告警邮箱（SECURITY_ALERT_EMAILS）。"),
+        auto=central_control,
+    ),
+]
+
+for _check in BUILT_IN:
+    register_check(_check)

@@ -1,0 +1,21 @@
+"""Triggers that refuse UPDATE and DELETE on audit events for everyone (MySQL/MariaDB and SQLite)."""
+
+from django.db import migrations
+
+
+def install(apps, schema_editor):
+    from audit import triggers
+
+    triggers.install(schema_editor.connection)
+
+
+def remove(apps, schema_editor):
+    from audit import triggers
+
+    triggers.remove(schema_editor.connection)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("audit", "0002_chain_policy_reports")]
+
+    operations = [migrations.RunPython(install, remove)]

@@ -1,0 +1,62 @@
+"""Login, logout, failed-login and lockout events, from Django's and django-axes' auth signals.
+
+These are the only events not written by a service: Django's login machinery is the writer.
+"""
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from audit.actions import Action
+from audit.models import AuditEvent
+from audit.services import event_record
+
+SESSION_LOGOUT_REASON = "_cc_logout_reason"
+
+
+@receiver(user_logged_in, dispatch_uid="audit_login")
+def _logged_in(sender, request, user, **kwargs):
+    from audit.security import SESSION_PASSWORD_EXPIRED, password_expired
+
+    event_record(action=Action.LOGIN_SUCCEEDED, actor=user, target=user)
+    if request is not None and hasattr(request, "session") and password_expired(user):
+        request.session[SESSION_PASSWORD_EXPIRED] = True
+
+
+@receiver(user_logged_out, dispatch_uid="audit_logout")
+def _logged_out(sender, request, user, **kwargs):
+    if user is None:
+        return
+    reason = getattr(request, SESSION_LOGOUT_REASON, "") if request is not None else ""
+    event_record(action=Action.SESSION_EXPIRED if reason else Action.LOGOUT, actor=user, target=user, reason=reason)
+
+
+@receiver(user_login_failed, dispatch_uid="audit_login_failed")
+def _login_failed(sender, credentials, request=None, **kwargs):
+    username = str((credentials or {}).get("username", ""))[:150]
+    locked = bool(getattr(request, "axes_locked_out", False))
+    event_record(
+        action=Action.LOGIN_FAILED,
+        actor_username=username,
+        object_type="auth.user",
+        object_name=username,
+        result=AuditEvent.Result.FAILURE,
+        reason="account locked" if locked else "invalid credentials",
+    )
+
+
+def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    event_record(
+        action=Action.LOCKOUT,
+        actor_username=str(username or "")[:150],
+        object_type="auth.user",
+        object_name=str(username or "")[:150],
+        result=AuditEvent.Result.FAILURE,
+        reason="too many failed logins",
+        detail={"ip_address": ip_address or ""},
+    )
+
+
+def connect_axes() -> None:
+    from axes.signals import user_locked_out
+
+    user_locked_out.connect(_locked_out, dispatch_uid="audit_lockout")
