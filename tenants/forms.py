@@ -55,7 +55,10 @@ class RosterImportForm(BootstrapForm):
 
 
 class ClassTimeForm(BootstrapForm):
-    weekday = forms.TypedChoiceField(label=_("星期"), choices=ClassTime.Weekday.choices, coerce=int)
+    # The empty choice keeps an untouched extra row empty, so the formset skips it.
+    weekday = forms.TypedChoiceField(
+        label=_("星期"), choices=[("", "—"), *ClassTime.Weekday.choices], coerce=int, empty_value=None
+    )
     start_time = forms.TimeField(label=_("上课"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
     end_time = forms.TimeField(label=_("下课"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
 
