@@ -4,6 +4,7 @@ Listed in settings.AUTH_PASSWORD_VALIDATORS, so every path that sets a password 
 Django's validation (the change page, the admin, `changepassword`) applies them.
 """
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
@@ -77,7 +78,7 @@ class PasswordHistoryValidator:
             .order_by("-created_at", "-id")
             .values_list("password", flat=True)[:keep]
         )
-        current = type(user).objects.filter(pk=user.pk).values_list("password", flat=True).first()
+        current = get_user_model().objects.filter(pk=user.pk).values_list("password", flat=True).first()
         if current and current not in hashes:
             hashes.insert(0, current)
         if any(check_password(password, encoded) for encoded in hashes[:keep]):

@@ -212,3 +212,23 @@ def reauth_required(view):
         return HttpResponseRedirect(f"{reverse('audit:reauth')}?{urlencode({'next': back})}")
 
     return wrapper
+
+
+def second_factor_check(*, user, otp: str) -> None:
+    """Non-interactive logins (API tokens): refuse unless the one-time code is right when the account needs one."""
+    from django.conf import settings
+
+    from audit.services import event_record
+    from common.errors import Forbidden, InvalidInput
+
+    if not getattr(settings, "SECOND_FACTOR_REQUIRED", True) or not needs_second_factor(user):
+        return
+    if not has_second_factor(user):
+        raise Forbidden(_("该账号须先在网页上绑定动态口令（双因素认证）。"), code="second_factor_not_enrolled")
+    if otp_verify(user, otp) is None:
+        event_record(
+            action=Action.SECOND_FACTOR_FAILED, actor=user, target=user, result="failure", reason="API token: bad otp"
+        )
+        raise InvalidInput(
+            _("请提供正确的动态口令（otp）。"), code="otp_required" if not (otp or "").strip() else "invalid_otp"
+        )

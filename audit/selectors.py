@@ -5,7 +5,7 @@ and its subtree (the scope comes from the tenants app through audit.hooks); anyo
 anyone when no scope hook is registered, reads nothing.
 """
 
-from django.db.models import Count, Func, QuerySet
+from django.db.models import Count, DateField, Func, QuerySet
 
 from audit import hooks
 from audit.models import AuditEvent, ChainVerification, ComplianceReport
@@ -52,6 +52,7 @@ class _LocalDay(Func):
     """The Asia/Shanghai calendar day of a UTC timestamp (UTC+8 all year, no DST)."""
 
     template = "DATE(DATE_ADD(%(expressions)s, INTERVAL 8 HOUR))"
+    output_field = DateField()
 
     def as_sqlite(self, compiler, connection, **extra):
         return self.as_sql(compiler, connection, template="date(%(expressions)s, '+8 hours')", **extra)

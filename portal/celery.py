@@ -41,6 +41,8 @@ app.autodiscover_tasks()
 # Every periodic task of the project, in one place. Apps add their entries here.
 app.conf.beat_schedule = {
     "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
+    # Audit: verify the whole hash chain every night (02:30 Shanghai); a broken chain raises an alert.
+    "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": crontab(hour=2, minute=30)},
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
     "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},

@@ -47,6 +47,16 @@ NAVIGATION: list[NavItem] = [
     ),
     NavItem(_("配额"), "tenants:quotas", "speedometer", TENANT_READERS | {TenantRole.TEACHER}),
     NavItem(_("租户"), "tenants:tree", "diagram-3", TENANT_READERS | {PlatformRole.SECURITY_ADMIN}),
+    # Audit: auditors search the log and make 等保 reports; the security admin edits the policy.
+    NavItem(_("审计日志"), "audit:events", "journal-text", frozenset({TenantRole.AUDITOR, PlatformRole.AUDIT_ADMIN})),
+    NavItem(
+        _("等保自查"),
+        "audit:reports",
+        "clipboard-check",
+        frozenset({TenantRole.AUDITOR, PlatformRole.AUDIT_ADMIN, PlatformRole.SECURITY_ADMIN}),
+    ),
+    NavItem(_("安全策略"), "audit:policy", "shield-lock", frozenset({PlatformRole.SECURITY_ADMIN})),
+    NavItem(_("账号安全"), "audit:account", "person-lock", EVERYONE),
 ]
 
 

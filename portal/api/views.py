@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.security import second_factor_check
 from common.errors import ServiceError
 from tenants.selectors import memberships_of, platform_role_of
 
@@ -39,6 +40,7 @@ class TokenView(APIView):
         if user is None or not user.is_active:
             # Never say which half was wrong.
             raise ServiceError(_("用户名或密码错误。"), code="invalid_credentials", status=400)
+        second_factor_check(user=user, otp=data.get("otp", ""))  # platform admins, finance, auditors
         token, _created = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
