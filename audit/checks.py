@@ -70,11 +70,9 @@ def login_failure_handling(level):
         "idle": _("%(n)d 分钟") % {"n": policy.idle_timeout_minutes} if idle_ok else _("未启用或超过 15 分钟"),
         "engine": settings.SESSION_ENGINE.rsplit(".", 1)[-1],
     }
-    if lockout_ok and idle_ok:
-        return Status.CONFORM, evidence
-    if lockout_ok or idle_ok:
-        return Status.PARTIAL, evidence
-    return Status.NONCONFORM, evidence
+    if not lockout_ok:  # limiting failed logins is the heart of this indicator
+        return Status.NONCONFORM, evidence
+    return (Status.CONFORM if idle_ok else Status.PARTIAL), evidence
 
 
 def tls_settings(level):

@@ -1,0 +1,100 @@
+"""等保 self-assessment: the checks, the rate, and the PDF read back with pdftotext/pdffonts."""
+
+import subprocess
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from audit.actions import Action
+from audit.compliance import CONTROLS, Status, compliance_rate, run_checks
+from audit.models import AuditEvent, ComplianceReport
+from audit.services import compliance_report_create, manual_assessment_record
+from common.errors import Forbidden
+
+
+def _pdf_text(path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def _status(results, check_id):
+    return next(row["status"] for row in results if row["id"] == check_id)
+
+
+def test_the_rate_counts_partial_as_half_and_ignores_not_applicable():
+    rows = [{"status": s} for s in ("conform", "conform", "partial", "nonconform", "not_applicable")]
+    counts, rate = compliance_rate(rows)
+    assert rate == Decimal("62.50")
+    assert counts == {"conform": 2, "partial": 1, "nonconform": 1, "not_applicable": 1}
+
+
+@pytest.mark.django_db
+def test_level_two_omits_level_three_only_indicators(scenario):
+    level2 = {row["id"] for row in run_checks(2)}
+    level3 = {row["id"] for row in run_checks(3)}
+    assert "ia.mfa" in level3 and "ia.mfa" not in level2
+    assert "dc.storage" not in level2
+    assert level2 < level3
+
+
+@pytest.mark.django_db
+def test_the_pdf_lists_every_control_and_the_computed_rate(scenario, tmp_path):
+    output = tmp_path / "report.pdf"
+    call_command("dengbao_report", "--level", "3", "--output", str(output))
+
+    report = ComplianceReport.objects.get()
+    text = _pdf_text(output)
+    compact = text.replace(" ", "")
+    for _area, control in CONTROLS:
+        assert str(control) in compact, control
+    for heading in ("安全控制点", "测评指标", "结果记录", "符合情况", "整改建议", "自查"):
+        assert heading in compact
+    assert f"{report.rate}%" in compact
+    assert "本门户自定义" in compact
+    fonts = subprocess.run(["pdffonts", str(output)], capture_output=True, text=True, check=True).stdout
+    assert "Noto-Sans-CJK-SC" in fonts or "NotoSansCJKsc" in fonts
+    assert AuditEvent.objects.filter(action=Action.COMPLIANCE_REPORT_CREATED).exists()
+
+
+@pytest.mark.django_db
+def test_turning_lockout_off_marks_login_failure_handling_nonconforming(scenario, settings, tmp_path):
+    assert _status(run_checks(3), "ia.lockout") == Status.CONFORM
+    settings.AXES_ENABLED = False
+
+    results = run_checks(3)
+
+    assert _status(results, "ia.lockout") == Status.NONCONFORM
+    output = tmp_path / "weak.pdf"
+    call_command("dengbao_report", "--level", "2", "--output", str(output))
+    text = _pdf_text(output).replace(" ", "")
+    assert "未启用" in text and "不符合" in text
+
+
+@pytest.mark.django_db
+def test_separation_of_duties_and_default_passwords_are_checked_against_the_accounts(scenario, settings):
+    from tests.factories import PASSWORD
+
+    assert _status(run_checks(3), "ac.separation") == Status.CONFORM
+    settings.DEMO_PASSWORD = PASSWORD
+    from tests.factories import UserFactory
+
+    UserFactory(username="admin")  # a default name still on the default (demo) password
+    assert _status(run_checks(3), "ac.defaults") == Status.NONCONFORM
+
+
+@pytest.mark.django_db
+def test_manual_findings_are_recorded_by_the_security_admin_only(scenario):
+    assert _status(run_checks(3), "ip.minimal") == Status.NONCONFORM  # not yet assessed
+    manual_assessment_record(
+        actor=scenario.secadmin, check_id="ip.minimal", status="conform", evidence="软件清单已核对"
+    )
+    assert _status(run_checks(3), "ip.minimal") == Status.CONFORM
+    with pytest.raises(Forbidden):
+        manual_assessment_record(actor=scenario.auditor, check_id="ip.minimal", status="conform", evidence="x")
+    assert AuditEvent.objects.filter(action=Action.COMPLIANCE_ASSESSED).count() == 1
+
+
+@pytest.mark.django_db
+def test_teachers_cannot_generate_reports(scenario):
+    with pytest.raises(Forbidden):
+        compliance_report_create(actor=scenario.teacher, level=3)
