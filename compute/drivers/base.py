@@ -190,6 +190,16 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True)
+class ImageInfo:
+    """An image file checked before import: format is qcow2, raw or iso (a raw ISO 9660 file)."""
+
+    path: str
+    format: str
+    virtual_size_bytes: int
+    file_size_bytes: int
+
+
+@dataclass(frozen=True)
 class DhcpHost:
     mac: str
     ip: str
@@ -269,7 +279,7 @@ class HypervisorDriver(Protocol):
 
     # disks and images
     def attach_disk(self, name: str, size_gib: int, *, pool: str = "") -> DiskInfo: ...
-    def detach_disk(self, name: str, target: str) -> None: ...
+    def detach_disk(self, name: str, target: str, *, delete_volume: bool = True) -> None: ...
     def reset_system_disk(self, name: str) -> None: ...
     def image_import(self, pool: str, volume_name: str, source_path: str) -> VolumeInfo: ...
     def image_flatten(self, pool: str, overlay_volume: str, new_volume_name: str) -> VolumeInfo: ...
@@ -291,7 +301,12 @@ def unsupported(what: str, where: str) -> DriverError:
 
 
 def open_driver(kind: str, url: str, username: str = "", password: str = "", **options: Any) -> HypervisorDriver:
-    """Return a connected driver for one endpoint; raises DriverError when it cannot connect."""
+    """A driver for one endpoint. It connects on first use; call check() to test the endpoint.
+
+    ``options`` are driver settings: for vCenter ``verify_ssl``, ``ca_file``, ``datacenter``,
+    ``cluster``, ``resource_pool``, ``folder``, ``datastore``, ``task_timeout``; libvirt takes
+    ``qemu_img``. Unknown options are ignored, so one endpoint row can feed either kind.
+    """
     if kind == "libvirt":
         from .libvirt import LibvirtDriver
 

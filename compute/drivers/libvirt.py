@@ -30,6 +30,7 @@ from .base import (
     DriverError,
     ErrorCode,
     HostInfo,
+    ImageInfo,
     NetworkSpec,
     NwFilterSpec,
     PowerState,
@@ -122,6 +123,50 @@ def map_error(exc: libvirt.libvirtError, what: str) -> DriverError:
     if _is_connection_error(exc):
         return DriverError(message, permanent=False, code=ErrorCode.UNREACHABLE)
     return DriverError(message, permanent=True, code=ErrorCode.ERROR)
+
+
+def check_image(path: str, *, qemu_img: str = "qemu-img") -> ImageInfo:
+    """Format and size of an uploaded image file, by ``qemu-img info``; BAD_IMAGE if unusable.
+
+    Runs where the file is (the portal host), before anything is sent to a hypervisor.
+    """
+
+    def bad(message: str) -> DriverError:
+        return DriverError(message, permanent=True, code=ErrorCode.BAD_IMAGE)
+
+    if not os.path.isfile(path):
+        raise bad(f"no such file: {path}")
+    try:
+        proc = subprocess.run(
+            [qemu_img, "info", "--force-share", "--output=json", path],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise DriverError("qemu-img is not installed", permanent=True, code=ErrorCode.UNSUPPORTED) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DriverError(f"qemu-img info timed out on {path}", permanent=False, code=ErrorCode.TIMEOUT) from exc
+    if proc.returncode != 0:
+        raise bad(f"not a disk image: {proc.stderr.strip() or path}")
+    info = json.loads(proc.stdout)
+    fmt, size = info.get("format", ""), int(info.get("virtual-size", 0))
+    if fmt not in ("qcow2", "raw"):
+        raise bad(f"{path}: format {fmt!r}, expected qcow2 or raw")
+    if info.get("backing-filename"):
+        raise bad(f"{path} depends on a backing file; flatten it first")
+    if info.get("format-specific", {}).get("data", {}).get("corrupt"):
+        raise bad(f"{path} is marked corrupt")
+    # Any file reads as "raw"; anything under 1 MiB is no disk or ISO worth booting.
+    if size < MIB:
+        raise bad(f"{path}: virtual size {size} bytes is too small for a disk image")
+    if fmt == "raw":
+        with open(path, "rb") as image:
+            image.seek(0x8001)
+            if image.read(5) == b"CD001":  # ISO 9660 volume descriptor
+                fmt = "iso"
+    return ImageInfo(path=path, format=fmt, virtual_size_bytes=size, file_size_bytes=os.path.getsize(path))
 
 
 def _now_from_epoch(value: str | None) -> datetime | None:
@@ -475,8 +520,11 @@ class LibvirtDriver:
             # Volumes go before the definition: a retry after a crash still finds the domain,
             # so it still knows which volumes are left to delete.
             for vol in self._owned_volumes(conn, name, root):
-                with contextlib.suppress(libvirt.libvirtError):
+                try:
                     vol.delete(0)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                        raise
             flags = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             try:
                 dom.undefineFlags(flags)
@@ -734,54 +782,13 @@ class LibvirtDriver:
             backing=root.findtext("backingStore/path", ""),
         )
 
-    def qemu_img_info(self, path: str) -> dict:
-        """``qemu-img info`` of a local file; a file it cannot read as a disk image is BAD_IMAGE."""
-        try:
-            proc = subprocess.run(
-                [self._qemu_img, "info", "--force-share", "--output=json", path],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise DriverError("qemu-img is not installed", permanent=True, code=ErrorCode.UNSUPPORTED) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise DriverError(f"qemu-img info timed out on {path}", permanent=False, code=ErrorCode.TIMEOUT) from exc
-        if proc.returncode != 0:
-            raise DriverError(
-                f"not a disk image: {proc.stderr.strip() or path}", permanent=True, code=ErrorCode.BAD_IMAGE
-            )
-        return json.loads(proc.stdout)
-
-    def check_image(self, path: str) -> tuple[str, int]:
-        """(format, virtual size) of a golden image candidate, or a permanent BAD_IMAGE error."""
-        if not os.path.isfile(path):
-            raise DriverError(f"no such file: {path}", permanent=True, code=ErrorCode.BAD_IMAGE)
-        info = self.qemu_img_info(path)
-        fmt, size = info.get("format", ""), int(info.get("virtual-size", 0))
-        if fmt not in ("qcow2", "raw"):
-            raise DriverError(
-                f"{path}: format {fmt!r}, expected qcow2 or raw", permanent=True, code=ErrorCode.BAD_IMAGE
-            )
-        if info.get("backing-filename"):
-            raise DriverError(
-                f"{path} depends on a backing file; flatten it first", permanent=True, code=ErrorCode.BAD_IMAGE
-            )
-        if info.get("format-specific", {}).get("data", {}).get("corrupt"):
-            raise DriverError(f"{path} is marked corrupt", permanent=True, code=ErrorCode.BAD_IMAGE)
-        # Any file reads as "raw"; anything smaller than 1 MiB is no disk or ISO worth booting.
-        if size < MIB:
-            raise DriverError(
-                f"{path}: virtual size {size} bytes is too small for a disk image",
-                permanent=True,
-                code=ErrorCode.BAD_IMAGE,
-            )
-        return fmt, size
+    def check_image(self, path: str) -> ImageInfo:
+        return check_image(path, qemu_img=self._qemu_img)
 
     def image_import(self, pool: str, volume_name: str, source_path: str) -> VolumeInfo:
         """Upload a checked qcow2/raw file into ``pool`` as a golden volume (streamed: works remotely too)."""
-        fmt, size = self.check_image(source_path)
+        image = self.check_image(source_path)
+        fmt = "raw" if image.format == "iso" else image.format
         with self._calls(f"cannot import {source_path} into pool {pool!r}") as conn:
             if self._is_test_driver(conn):
                 raise unsupported("volume upload", "libvirt's test driver")
@@ -792,7 +799,7 @@ class LibvirtDriver:
                 )
             vol_el = ET.Element("volume")
             ET.SubElement(vol_el, "name").text = volume_name
-            ET.SubElement(vol_el, "capacity", unit="bytes").text = str(size)
+            ET.SubElement(vol_el, "capacity", unit="bytes").text = str(image.virtual_size_bytes)
             ET.SubElement(ET.SubElement(vol_el, "target"), "format", type=fmt)
             vol = storage.createXML(ET.tostring(vol_el, encoding="unicode"), 0)
             stream = conn.newStream(0)

@@ -742,6 +742,7 @@ class VCenterDriver:
             try:
                 t = ref.AcquireTicket(ticketType="webmks")
             except (vmodl.fault.NotSupported, vmodl.fault.NotImplemented, vmodl.fault.MethodNotFound) as exc:
+                # vcsim implements no tickets at all (MethodNotFound); old ESXi lacks webmks.
                 raise DriverError(
                     f"vCenter {self.url} cannot issue a WebMKS console ticket for VM {name!r}",
                     permanent=True,
@@ -750,19 +751,7 @@ class VCenterDriver:
             host, port = t.host or self._host, t.port or 443
             return ConsoleAddress(host=host, port=port, ticket=t.ticket, url=f"wss://{host}:{port}/ticket/{t.ticket}")
 
-        try:
-            return self._call(f"cannot open a console on VM {name!r}", ticket)
-        except DriverError as exc:
-            # vcsim answers an unknown method with a bare SOAP fault pyVmomi cannot type.
-            if exc.code in (ErrorCode.UNSUPPORTED, ErrorCode.ERROR) and "AcquireTicket" in exc.message + repr(
-                exc.__cause__
-            ):
-                raise DriverError(
-                    f"vCenter {self.url} cannot issue a WebMKS console ticket for VM {name!r}",
-                    permanent=True,
-                    code=ErrorCode.CONSOLE_UNSUPPORTED,
-                ) from exc
-            raise
+        return self._call(f"cannot open a console on VM {name!r}", ticket)
 
     # ---- snapshots --------------------------------------------------------------------
 

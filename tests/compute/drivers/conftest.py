@@ -3,20 +3,19 @@
 Services are found through the environment:
 - LIBVIRT_QEMU_URI (default qemu:///system): the real libvirtd; tests fail, not skip, without it.
 - VCSIM_BIN (default tools/vcsim/bin/vcsim, built by scripts/vcsim.sh build): the simulator.
-  Each module starts private instances on free ports, so tests never depend on the state
-  of the shared instance that `scripts/vcsim.sh start` runs.
+  Tests start private instances on free ports (support.Vcsim), so they never depend on the
+  state of the shared instance that `scripts/vcsim.sh start` runs.
 No database is touched.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from compute.drivers.base import DriverError
 from compute.drivers.libvirt import LibvirtDriver
 from compute.drivers.vcenter import VCenterDriver
 
-ROOT = Path(__file__).resolve().parents[3]
-QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+from .support import QEMU_URI, Vcsim
+
 TEST_URI = "test:///default"
 
 
@@ -120,8 +119,6 @@ class QemuPool:
         return set(self.pool.listVolumes())
 
     def qemu_img_info(self, volume: str) -> dict:
-        import json
-
         out = subprocess.run(
             ["qemu-img", "info", "-U", "--output=json", str(self.path / volume)],
             capture_output=True,
@@ -160,51 +157,6 @@ def qemu_pool(qemu_conn: libvirt.virConnect) -> Iterator[QemuPool]:
 
 
 # ---- the vCenter simulator ------------------------------------------------------------------
-
-
-def vcsim_binary() -> Path:
-    override = os.environ.get("VCSIM_BIN")
-    if override:
-        return Path(override)
-    # Builds only when main.go changed since the last build.
-    subprocess.run([str(ROOT / "scripts" / "vcsim.sh"), "build"], check=True, timeout=300)
-    return ROOT / "tools" / "vcsim" / "bin" / "vcsim"
-
-
-class Vcsim:
-    """A private simulator process; ``url`` is its SDK URL."""
-
-    def __init__(self, *args: str):
-        self.args = args
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [str(vcsim_binary()), "-l", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        line = self.proc.stdout.readline().strip()  # printed once it serves
-        if not line.startswith("http"):
-            self.stop()
-            raise RuntimeError(f"vcsim {' '.join(args)} did not start")
-        self.url = line
-        self.start_seconds = time.monotonic() - started
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1].split("/")[0])
-
-    def driver(self, username: str = "user", password: str = "pass", **options: object) -> VCenterDriver:
-        return VCenterDriver(self.url, username=username, password=password, **options)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
@@ -30,8 +31,8 @@ from compute.drivers import (
 pytestmark = pytest.mark.libvirt
 
 
-def spec_for(pool, name: str, **kwargs) -> VMSpec:
-    values = dict(
+def spec_for(pool, name: str, **changes) -> VMSpec:
+    base = VMSpec(
         name=name,
         vcpus=1,
         memory_mib=128,
@@ -40,8 +41,7 @@ def spec_for(pool, name: str, **kwargs) -> VMSpec:
         domain_type="qemu",
         nics=(NicSpec("default"),),
     )
-    values.update(kwargs)
-    return VMSpec(**values)
+    return replace(base, **changes)
 
 
 def inactive_xml(conn: libvirt.virConnect, name: str) -> ET.Element:
@@ -216,7 +216,9 @@ def test_nwfilter_lands_in_iptables_and_updates_live(qemu_driver, qemu_conn, qem
     accepted = [r for r in iptables_rules() if f"--dport {port}" in r and "-j ACCEPT" in r]
     assert accepted and all("-s 10.0.0.0/8" in r for r in accepted), accepted
 
-    assert qemu_driver.nwfilter_define(NwFilterSpec(flt, rules=(FirewallRule("in", "tcp", port + 1, port + 1),))) == uuid
+    assert (
+        qemu_driver.nwfilter_define(NwFilterSpec(flt, rules=(FirewallRule("in", "tcp", port + 1, port + 1),))) == uuid
+    )
     rules = iptables_rules()
     assert not [r for r in rules if f"--dport {port} " in r or r.endswith(f"--dport {port}")]
     assert [r for r in rules if f"--dport {port + 1}" in r and "-j ACCEPT" in r]

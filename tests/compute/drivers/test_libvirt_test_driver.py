@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import libvirt
 import pytest
@@ -14,6 +16,7 @@ from compute.drivers import (
     DriverError,
     FirewallRule,
     GpuSpec,
+    HypervisorDriver,
     NetworkSpec,
     NicSpec,
     NwFilterSpec,
@@ -22,13 +25,13 @@ from compute.drivers import (
     open_driver,
 )
 from compute.drivers import xml as lx
-from compute.drivers.libvirt import LibvirtDriver
+from compute.drivers.libvirt import LibvirtDriver, check_image
 
 POOL = "default-pool"
 
 
-def spec_for(name: str, golden: str, **kwargs) -> VMSpec:
-    values = dict(
+def spec_for(name: str, golden: str, **changes) -> VMSpec:
+    base = VMSpec(
         name=name,
         vcpus=2,
         memory_mib=256,
@@ -37,8 +40,7 @@ def spec_for(name: str, golden: str, **kwargs) -> VMSpec:
         domain_type="qemu",
         nics=(NicSpec("default", mac="52:54:00:12:34:56"),),
     )
-    values.update(kwargs)
-    return VMSpec(**values)
+    return replace(base, **changes)
 
 
 # ---- XML building ------------------------------------------------------------------------
@@ -185,7 +187,8 @@ def test_network_xml_nat_with_dhcp_range_and_hosts():
 
 def test_open_driver_picks_the_driver_by_kind():
     driver = open_driver("libvirt", "test:///default")
-    assert isinstance(driver, LibvirtDriver) and driver.kind == "libvirt"
+    assert isinstance(driver, LibvirtDriver) and isinstance(driver, HypervisorDriver)
+    assert driver.kind == "libvirt"
     driver.check()
     driver.close()
     with pytest.raises(DriverError) as err:
@@ -349,8 +352,6 @@ def test_what_the_test_driver_cannot_do_is_unsupported_not_a_crash(test_driver, 
     name = f"vm-{uid}"
     test_driver.create_vm(spec_for(name, test_golden), start=True)
     disk = tmp_path / "disk.qcow2"
-    import subprocess
-
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8M"], check=True)
     calls = [
         lambda: test_driver.attach_disk(name, 1),
@@ -426,3 +427,28 @@ def test_libvirt_errors_map_to_permanent_or_transient():
     for (code, domain), (permanent, expected) in cases.items():
         err = map_error(fake(code, domain), "doing it")
         assert (err.permanent, err.code) == (permanent, expected), (code, domain)
+
+
+def test_check_image_reports_format_and_size_of_good_files(tmp_path):
+    qcow2 = tmp_path / "ubuntu.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "20M"], check=True)
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(b"\0" * (2 * 1024**2))
+    iso = tmp_path / "install.iso"
+    iso.write_bytes(b"\0" * 0x8001 + b"CD001" + b"\0" * (2 * 1024**2))
+    assert check_image(str(qcow2)).format == "qcow2"
+    assert check_image(str(qcow2)).virtual_size_bytes == 20 * 1024**2
+    assert check_image(str(raw)).format == "raw"
+    assert check_image(str(iso)).format == "iso"
+
+
+def test_check_image_refuses_an_overlay(tmp_path):
+    base = tmp_path / "base.qcow2"
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "8M"], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)], check=True
+    )
+    with pytest.raises(DriverError) as err:
+        check_image(str(overlay))
+    assert err.value.permanent and err.value.code == "bad_image" and "backing file" in err.value.message
