@@ -47,10 +47,10 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = AuditEventFilter
     search_fields = ["actor_username", "object_name", "reason"]
     ordering_fields = ["id", "occurred_at"]
-    ordering = ["-id"]
+    ordering = ["-occurred_at", "-id"]
 
     def get_queryset(self):
-        return selectors.event_list_for(self.request.user).order_by("-id")
+        return selectors.event_list_for(self.request.user).order_by("-occurred_at", "-id")
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)

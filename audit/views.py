@@ -248,7 +248,7 @@ def event_list(request):
     _require_auditor(request)
     form = EventFilterForm(request.GET or None)
     queryset = form.apply(selectors.event_list_for(request.user))
-    paginator = Paginator(queryset.order_by("-id"), 50)
+    paginator = Paginator(queryset.order_by("-occurred_at", "-id"), 50)
     page = paginator.get_page(request.GET.get("page"))
     filters = form.active_filters()
     if filters:

@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from audit import demo as audit_demo
 from billing import demo as billing_demo
 from compute import demo as compute_demo
 from compute.classroom import demo as classroom_demo
@@ -15,6 +16,7 @@ SEEDERS = [
     ("compute", compute_demo.seed),
     ("classroom", classroom_demo.seed),
     ("billing", billing_demo.seed),
+    ("audit", audit_demo.seed),  # last: TOTP for the accounts above, and a month of audit history
 ]
 
 
