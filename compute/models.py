@@ -84,7 +84,7 @@ class Cluster(models.Model):
     name = models.CharField(_("名称"), max_length=100)
     kind = models.CharField(_("类型"), max_length=20, choices=Kind.choices, default=Kind.GENERAL)
     policy = models.CharField(_("放置策略"), max_length=10, choices=Policy.choices, default=Policy.SPREAD)
-    cpu_overcommit = models.DecimalField(_("CPU 超分比"), max_digits=4, decimal_places=1, default=4)
+    cpu_overcommit = models.DecimalField(_("CPU 超分比"), max_digits=4, decimal_places=1, default=16)
     memory_overcommit = models.DecimalField(_("内存超分比"), max_digits=4, decimal_places=1, default=1)
 
     class Meta:
