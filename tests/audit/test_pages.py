@@ -1,0 +1,102 @@
+"""Auditor pages: search with filters, detail, CSV/XLSX export (audited), chain status, reports."""
+
+import csv
+import io
+
+import pytest
+from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from openpyxl import load_workbook
+
+from audit.actions import Action
+from audit.models import AuditEvent
+from audit.services import event_record
+from tests.audit.conftest import totp_now
+from tests.factories import PASSWORD
+
+
+@pytest.fixture
+def auditor_client(scenario):
+    device = TOTPDevice.objects.create(user=scenario.auditor, name="totp", confirmed=True)
+    client = Client()
+    client.post("/accounts/login/", {"username": "a_auditor", "password": PASSWORD})
+    assert client.post("/audit/account/otp/login/", {"otp": totp_now(device)}).status_code == 302
+    return client
+
+
+@pytest.fixture
+def events(scenario):
+    mine = event_record(
+        action=Action.DESKTOP_STARTED, actor=scenario.teacher, tenant=scenario.tenant_a, object_name="=cmd|x"
+    )
+    other = event_record(action=Action.DESKTOP_STARTED, actor=scenario.stranger, tenant=scenario.tenant_b)
+    return mine, other
+
+
+@pytest.mark.django_db
+def test_the_auditor_searches_by_actor_and_sees_only_their_tenant(scenario, events, auditor_client):
+    response = auditor_client.get("/audit/", {"actor": "a_teacher", "action": "desktop.started"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f"#{events[0].id}" in html and f"#{events[1].id}" not in html
+    assert 'id="audit-timeline-data"' in html
+    assert AuditEvent.objects.filter(action=Action.AUDIT_SEARCHED, actor_username="a_auditor").exists()
+    assert auditor_client.get(f"/audit/events/{events[1].id}/").status_code == 404
+    detail = auditor_client.get(f"/audit/events/{events[0].id}/")
+    assert 'data-testid="event-intact"' in detail.content.decode()
+
+
+@pytest.mark.django_db
+def test_an_empty_search_says_what_to_do(scenario, auditor_client):
+    response = auditor_client.get("/audit/", {"actor": "nobody"})
+    assert 'data-testid="empty-state"' in response.content.decode()
+    bad = auditor_client.get("/audit/", {"date_from": "2026-02-01", "date_to": "2026-01-01"})
+    assert bad.status_code == 200 and "开始日期不能晚于结束日期" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_csv_export_has_a_bom_defuses_formulas_and_is_audited(scenario, events, auditor_client):
+    response = auditor_client.get("/audit/events/export.csv", {"actor": "a_teacher"})
+    body = b"".join(response.streaming_content).decode("utf-8")
+    assert body.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(body[1:])))
+    assert rows[0][0] == "编号" and len(rows) == 2
+    assert rows[1][10] == "'=cmd|x"
+    export = AuditEvent.objects.get(action=Action.EXPORT_MADE)
+    assert export.detail == {"count": 1, "filters": {"actor": "a_teacher"}, "format": "csv"}
+
+
+@pytest.mark.django_db
+def test_xlsx_export_opens_in_a_spreadsheet(scenario, events, auditor_client):
+    response = auditor_client.get("/audit/events/export.xlsx")
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    values = [row for row in sheet.iter_rows(values_only=True)]
+    assert values[0][2] == "操作者"
+    assert any(row[2] == "a_teacher" for row in values[1:])
+
+
+@pytest.mark.django_db
+def test_people_without_an_audit_role_get_a_403(scenario):
+    client = Client()
+    client.force_login(scenario.teacher)
+    assert client.get("/audit/").status_code == 403
+    assert client.get("/audit/events/export.csv").status_code == 403
+    assert client.get("/audit/reports/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_chain_page_verifies_on_demand(scenario, events, auditor_client):
+    response = auditor_client.post("/audit/chain/")
+    assert response.status_code == 302
+    page = auditor_client.get("/audit/chain/").content.decode()
+    assert "审计链完整" in page
+
+
+@pytest.mark.django_db
+def test_the_report_page_generates_and_serves_a_pdf(scenario, auditor_client):
+    response = auditor_client.post("/audit/reports/", {"level": "3"})
+    assert response.status_code == 302
+    detail = auditor_client.get(response.url)
+    assert 'data-testid="report-rate"' in detail.content.decode()
+    pdf = auditor_client.get(response.url + "pdf/")
+    assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
