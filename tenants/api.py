@@ -58,7 +58,7 @@ LimitsSerializer = _amount_serializer("ResourceLimits", nullable=True)
 
 
 class TenantSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     name = serializers.CharField(read_only=True)
 
     class Meta:
@@ -166,7 +166,7 @@ RosterImportResult = inline_serializer(
 
 class QuotaSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     limits = serializers.SerializerMethodField()
     used = serializers.SerializerMethodField()
     reserved = serializers.SerializerMethodField()
@@ -200,7 +200,7 @@ class QuotaUpdateSerializer(serializers.Serializer):
 
 
 class ApprovalStepSerializer(serializers.ModelSerializer):
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ApprovalStep
@@ -211,7 +211,7 @@ class RequestSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
     requester_name = serializers.CharField(source="requester.get_full_name", read_only=True)
-    course_code = serializers.CharField(source="course.code", read_only=True, default=None)
+    course_code = serializers.CharField(source="course.code", read_only=True, default=None, allow_null=True)
     amounts = serializers.SerializerMethodField()
     steps = ApprovalStepSerializer(many=True, read_only=True)
 
