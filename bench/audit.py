@@ -1,0 +1,139 @@
+"""Audit log at scale: bulk chain writes, verifying 1,000,000 events, and the per-write overhead.
+
+Usage: .venv/bin/python bench/audit.py [--events 1000000]
+
+Runs on a database of its own (`cc_bench_audit` on the MariaDB of DATABASE_URL, default
+mysql://root@127.0.0.1:3306/, or a SQLite file when DATABASE_URL is not MySQL).
+Prints the insert rate, the time `verify_audit_chain` takes over every event, and the
+overhead of auditing a state change (a desktop-start-like row update in a transaction,
+with and without its audit event), measured in the same run.
+Targets (issue 8): verify 1,000,000 events <= 15 s from MariaDB; <= 5 ms per audited write.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DB_NAME = "cc_bench_audit"
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
+    if url.startswith("mysql://"):
+        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
+    (ROOT / ".run").mkdir(exist_ok=True)
+    return f"sqlite:///{ROOT / '.run' / 'bench_audit.sqlite3'}"
+
+
+def _fresh_database(url: str) -> None:
+    if url.startswith("mysql://"):
+        import MySQLdb
+
+        parsed = urlparse(url)
+        conn = MySQLdb.connect(
+            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root",
+            passwd=parsed.password or "",
+        )  # fmt: skip
+        cursor = conn.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        conn.close()
+    else:
+        Path(urlparse(url).path).unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--writes", type=int, default=300)
+    args = parser.parse_args()
+
+    url = _database_url()
+    _fresh_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from audit import chain
+    from audit.actions import Action
+    from audit.models import AuditEvent
+    from audit.services import event_record
+    from tenants.models import Tenant
+
+    call_command("migrate", verbosity=0)
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+
+    # 1. Bulk writes in chain order.
+    now = timezone.now()
+    started = time.perf_counter()
+    written = 0
+    while written < args.events:
+        n = min(args.batch, args.events - written)
+        batch = [
+            AuditEvent(
+                occurred_at=now,
+                actor_id=7,
+                actor_username="student7",
+                actor_role="student",
+                tenant_slug="cs",
+                source_ip="10.20.3.4",
+                user_agent="Mozilla/5.0 bench",
+                request_id=f"bench-{written + i}",
+                action=Action.DESKTOP_STARTED,
+                object_type="compute.desktop",
+                object_id=str(written + i),
+                object_name=f"CS101-student{(written + i) % 60}",
+                detail={"course": "CS101", "n": written + i},
+            )  # fmt: skip
+            for i in range(n)
+        ]
+        chain.append_many(batch, batch_size=5000)
+        written += n
+    insert_seconds = time.perf_counter() - started
+    print(f"insert: {written:,} events in {insert_seconds:.1f} s = {written / insert_seconds:,.0f} events/s")
+
+    # 2. Verify the whole chain (what `verify_audit_chain` runs).
+    result = chain.verify()
+    assert result.ok and result.checked == written, result
+    target = "OK" if result.seconds <= 15 else "OVER TARGET"
+    print(f"verify: {result.checked:,} events in {result.seconds:.2f} s (target <= 15 s: {target})")
+
+    # 3. Overhead of auditing a write: the same state change with and without its event.
+    tenant = Tenant.objects.create(slug="bench", name_zh="基准", path="/bench/")
+
+    def change(audited: bool) -> float:
+        start = time.perf_counter()
+        with transaction.atomic():
+            Tenant.objects.filter(pk=tenant.pk).update(name_en=f"run {time.perf_counter()}")
+            if audited:
+                event_record(action=Action.DESKTOP_STARTED, target=tenant, tenant=tenant, detail={"bench": True})
+        return time.perf_counter() - start
+
+    for _warm in range(20):
+        change(True), change(False)
+    plain = [change(False) for _ in range(args.writes)]
+    audited = [change(True) for _ in range(args.writes)]
+    base, with_audit = statistics.median(plain) * 1000, statistics.median(audited) * 1000
+    overhead = with_audit - base
+    target = "OK" if overhead <= 5 else "OVER TARGET"
+    print(
+        f"write: {base:.2f} ms without audit, {with_audit:.2f} ms with (median of {args.writes}); "
+        f"overhead {overhead:.2f} ms per audited write (target <= 5 ms: {target}); ratio {with_audit / base:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

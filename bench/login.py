@@ -1,0 +1,158 @@
+"""60 students logging in at once through the web login, real password hashing, real server.
+
+Usage: .venv/bin/python bench/login.py [--users 60] [--workers 2]
+
+Runs uvicorn (as the Procfile does) on a free loopback port against a database of its own
+(`cc_bench_login` on the MariaDB of DATABASE_URL, or a SQLite file), with the production
+password hasher (not the tests' MD5). Each student fetches the login page (CSRF cookie) and
+posts the form; the wall time until all 60 are logged in is printed, with the same 60
+clients fetching the login page only as the baseline measured in the same run.
+Target (issue 8): all 60 logged in <= 8 s on 2 cores.
+"""
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DB_NAME = "cc_bench_login"
+PASSWORD = "Bench#Login2026"
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
+    if url.startswith("mysql://"):
+        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
+    (ROOT / ".run").mkdir(exist_ok=True)
+    return f"sqlite:///{ROOT / '.run' / 'bench_login.sqlite3'}"
+
+
+def _fresh_database(url: str) -> None:
+    if url.startswith("mysql://"):
+        import MySQLdb
+
+        parsed = urlparse(url)
+        conn = MySQLdb.connect(
+            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root"
+        )
+        cursor = conn.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        conn.close()
+    else:
+        Path(urlparse(url).path).unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise SystemExit("server did not start")
+
+
+def _together(n: int, job) -> tuple[float, list]:
+    """Run `job(i)` in n threads released at the same instant; wall time until the last finishes."""
+    barrier = threading.Barrier(n + 1)
+    results: list = [None] * n
+
+    def run(i):
+        barrier.wait()
+        results[i] = job(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    url = _database_url()
+    _fresh_database(url)
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.hashers import make_password
+    from django.core.management import call_command
+
+    from tenants.models import User
+
+    call_command("migrate", verbosity=0)
+    encoded = make_password(PASSWORD)  # the production hasher: PASSWORD_HASHERS[0]
+    User.objects.bulk_create([User(username=f"bench{i}", password=encoded) for i in range(args.users)])
+    print(f"hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}; {os.cpu_count()} CPUs; {args.workers} workers")
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--lifespan", "off", "--workers", str(args.workers), "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        _wait_for(port)
+        base = f"http://127.0.0.1:{port}"
+
+        def page_only(i):
+            return requests.get(f"{base}/accounts/login/", timeout=60).status_code
+
+        def login(i):
+            session = requests.Session()
+            page = session.get(f"{base}/accounts/login/", timeout=60)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = session.post(
+                f"{base}/accounts/login/",
+                data={"username": f"bench{i}", "password": PASSWORD, "csrfmiddlewaretoken": token},
+                headers={"Referer": f"{base}/accounts/login/"},
+                allow_redirects=False,
+                timeout=120,
+            )
+            return response.status_code == 302 and response.headers.get("Location") == "/"
+
+        _together(4, page_only)  # warm the workers
+        baseline, _codes = _together(args.users, page_only)
+        wall, results = _together(args.users, login)
+        ok = sum(1 for r in results if r)
+        target = "OK" if wall <= 8 and ok == args.users else "OVER TARGET"
+        print(f"baseline: {args.users} concurrent login-page loads in {baseline:.2f} s")
+        print(
+            f"login: {ok}/{args.users} logged in, all done in {wall:.2f} s (target <= 8 s: {target}); "
+            f"ratio to baseline {wall / baseline:.1f}x"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
