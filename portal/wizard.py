@@ -149,7 +149,8 @@ def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) 
         shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, seats))
         if shortfalls:
             for shortfall in shortfalls:
-                checks.append(Check(False, shortfall.message, reverse("tenants:quotas"), _("查看配额")))
+                increase = f"{reverse('tenants:request-new')}?kind=quota_increase&course={course.pk}"
+                checks.append(Check(False, shortfall.message, increase, _("申请增加配额")))
         else:
             checks.append(Check(True, _("配额充足：%(seats)s 个桌面可以容纳。") % {"seats": seats}))
     return checks

@@ -3,7 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalRequest, ClassTime, RequestKind, Tenant
+from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalRequest, ApproverRole, ClassTime, RequestKind, Tenant
 from tenants.roles import TenantRole
 
 
@@ -115,3 +115,57 @@ class ApproveForm(BootstrapForm):
     comment = forms.CharField(
         label=_("审批意见"), widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
     )
+
+
+class PolicyStepForm(BootstrapForm):
+    approver_role = forms.ChoiceField(label=_("审批人"), choices=[("", "—"), *ApproverRole.choices])
+    above_desktops = forms.IntegerField(label=_("桌面数超过"), min_value=0, required=False)
+    above_vcpu = forms.IntegerField(label=_("vCPU 超过"), min_value=0, required=False)
+    above_gpus = forms.IntegerField(label=_("GPU 超过"), min_value=0, required=False)
+    above_cost = forms.DecimalField(
+        label=_("月费用超过（元）"), min_value=0, max_digits=12, decimal_places=2, required=False
+    )
+
+
+class AutoRuleForm(BootstrapForm):
+    name = forms.CharField(label=_("规则名称"), max_length=100)
+    kind = forms.ChoiceField(label=_("申请类型"), choices=[("", _("任意类型")), *RequestKind.choices], required=False)
+    max_desktops = forms.IntegerField(label=_("最多桌面数"), min_value=0, initial=0)
+    max_vcpu = forms.IntegerField(label=_("最多 vCPU"), min_value=0, initial=0)
+    max_ram_gib = forms.IntegerField(label=_("最多内存 (GiB)"), min_value=0, initial=0)
+    max_gpus = forms.IntegerField(label=_("最多 GPU"), min_value=0, initial=0)
+
+
+PolicyStepFormSet = forms.formset_factory(PolicyStepForm, extra=1, max_num=6, can_delete=True)
+AutoRuleFormSet = forms.formset_factory(AutoRuleForm, extra=1, max_num=6, can_delete=True)
+
+
+class PolicyForm(BootstrapForm):
+    name = forms.CharField(label=_("策略名称"), max_length=100)
+
+
+class RequestForm(BootstrapForm):
+    """Requests other than the course wizard's: a personal desktop, a GPU environment, more quota."""
+
+    kind = forms.ChoiceField(
+        label=_("申请类型"),
+        choices=[(k, label) for k, label in RequestKind.choices if k != RequestKind.COURSE_DESKTOPS],
+    )
+    course = forms.TypedChoiceField(label=_("课程（可选）"), coerce=int, required=False, empty_value=None)
+    title = forms.CharField(label=_("标题"), max_length=200)
+    reason = forms.CharField(label=_("说明"), widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=2000)
+
+    def __init__(self, *args, courses=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["course"].choices = [("", "—"), *((c.pk, f"{c.code} {c.name}") for c in courses)]
+        for name in RESOURCES:
+            self.fields[name] = forms.IntegerField(
+                label=RESOURCE_LABELS[name],
+                min_value=0,
+                max_value=10**5,
+                required=False,
+                widget=forms.NumberInput(attrs={"class": "form-control"}),
+            )
+
+    def amounts(self) -> dict:
+        return {name: self.cleaned_data.get(name) or 0 for name in RESOURCES}

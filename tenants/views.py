@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from common.errors import ServiceError
 from tenants import forms, permissions, selectors, services
+from tenants.approvals import policy_for
 from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
 from tenants.quotas import quota_level, quota_scope_name
 from tenants.roles import PlatformRole, TenantRole
@@ -462,3 +463,106 @@ def request_action(request, pk, verb):
     except ServiceError as exc:
         _refuse(request, exc)
     return redirect("tenants:request", pk=pk)
+
+
+# --- Approval policy -------------------------------------------------------------------------
+
+
+@login_required
+def policy(request, slug):
+    """The tenant's approval policy (its own or inherited): steps and auto-approval rules."""
+    user = request.user
+    tenant = get_object_or_404(selectors.tenant_list_for(user), slug=slug)
+    can_edit = permissions.manages_tenant(user, tenant) or permissions.is_platform(user, PlatformRole.SYSTEM_ADMIN)
+    effective = policy_for(tenant)
+    own = effective if effective and effective.tenant_id == tenant.pk else None
+    steps = [
+        {k: getattr(s, k) for k in ("approver_role", "above_desktops", "above_vcpu", "above_gpus", "above_cost")}
+        for s in (effective.steps.all() if effective else [])
+    ]
+    rules = [
+        {k: getattr(r, k) for k in ("name", "kind", "max_desktops", "max_vcpu", "max_ram_gib", "max_gpus")}
+        for r in (effective.rules.all() if effective else [])
+    ]
+    name_form = forms.PolicyForm(request.POST or None, initial={"name": effective.name if effective else ""})
+    step_set = forms.PolicyStepFormSet(request.POST or None, initial=steps, prefix="step")
+    rule_set = forms.AutoRuleFormSet(request.POST or None, initial=rules, prefix="rule")
+    if request.method == "POST":
+        if not can_edit:
+            raise Http404
+        if name_form.is_valid() and step_set.is_valid() and rule_set.is_valid():
+            kept_steps = [
+                {k: v for k, v in f.cleaned_data.items() if k != "DELETE"}
+                for f in step_set.forms
+                if f.cleaned_data.get("approver_role") and not f.cleaned_data.get("DELETE")
+            ]
+            kept_rules = [
+                {k: v for k, v in f.cleaned_data.items() if k != "DELETE"}
+                for f in rule_set.forms
+                if f.cleaned_data.get("name") and not f.cleaned_data.get("DELETE")
+            ]
+            try:
+                services.policy_set(
+                    actor=user, tenant=tenant, name=name_form.cleaned_data["name"], steps=kept_steps, rules=kept_rules
+                )
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, _("审批策略已保存。"))
+                return redirect("tenants:policy", slug=slug)
+    return render(
+        request,
+        "tenants/policy.html",
+        {
+            "tenant": tenant,
+            "effective": effective,
+            "own": own,
+            "can_edit": can_edit,
+            "name_form": name_form,
+            "step_set": step_set,
+            "rule_set": rule_set,
+        },
+    )
+
+
+# --- Other requests: personal desktop, GPU environment, quota increase --------------------------
+
+
+@login_required
+def request_new(request):
+    user = request.user
+    tenants = [
+        m.tenant
+        for m in selectors.memberships_of(user)
+        if m.role in (TenantRole.TEACHER, TenantRole.TENANT_ADMIN, TenantRole.STUDENT)
+    ]
+    tenants = list({t.pk: t for t in tenants}.values())
+    if not tenants:
+        raise Http404
+    courses = [c for c in selectors.course_list_for(user) if permissions.can_manage_course(user, c)]
+    initial = {"kind": request.GET.get("kind", "quota_increase"), "course": request.GET.get("course")}
+    form = forms.RequestForm(request.POST or None, courses=courses, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        course = next((c for c in courses if c.pk == data["course"]), None)
+        chosen = request.POST.get("tenant") or (tenants[0].slug if len(tenants) == 1 else "")
+        tenant = course.tenant if course else next((t for t in tenants if t.slug == chosen), None)
+        if tenant is None:
+            form.add_error(None, _("请选择租户。"))
+        else:
+            try:
+                created = services.request_submit(
+                    actor=user,
+                    tenant=tenant,
+                    kind=data["kind"],
+                    title=data["title"],
+                    course=course,
+                    amounts=services.ResourceAmounts(**form.amounts()),
+                    reason=data["reason"],
+                )
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("申请已提交。"))
+                return redirect("tenants:request", pk=created.pk)
+    return render(request, "tenants/request_new.html", {"form": form, "tenants": tenants})

@@ -160,3 +160,65 @@ def test_approver_approves_from_the_request_page(scenario, course):
     assert request.state == "approved"
     again = admin.post(f"/tenants/requests/{request.pk}/approve/", follow=True).content.decode()
     assert "不能执行该操作" in again
+
+
+def test_tenant_admin_edits_the_approval_policy_and_it_applies(scenario, course):
+    admin = client_for(scenario.tenant_admin)
+    assert "还没有审批策略" in admin.get("/tenants/t/cs/policy/").content.decode()
+    response = admin.post(
+        "/tenants/t/cs/policy/",
+        {
+            "name": "新策略",
+            "step-TOTAL_FORMS": "2",
+            "step-INITIAL_FORMS": "0",
+            "step-0-approver_role": "tenant_admin",
+            "step-1-approver_role": "system_admin",
+            "step-1-above_gpus": "2",
+            "rule-TOTAL_FORMS": "1",
+            "rule-INITIAL_FORMS": "0",
+            "rule-0-name": "小额",
+            "rule-0-kind": "personal_desktop",
+            "rule-0-max_desktops": "1",
+            "rule-0-max_vcpu": "2",
+            "rule-0-max_ram_gib": "4",
+            "rule-0-max_gpus": "0",
+        },
+    )
+    assert response.status_code == 302
+    from tenants.models import ApprovalPolicy
+
+    policy = ApprovalPolicy.objects.get(tenant=scenario.tenant_a)
+    assert [s.approver_role for s in policy.steps.all()] == ["tenant_admin", "system_admin"]
+    assert policy.rules.get().name == "小额"
+    # The teacher reads the policy but cannot change it.
+    teacher = client_for(scenario.teacher)
+    assert teacher.get("/tenants/t/cs/policy/").status_code == 200
+    assert teacher.post("/tenants/t/cs/policy/", {"name": "x"}).status_code == 404
+
+
+def test_a_student_gets_a_small_personal_desktop_approved_automatically(scenario):
+    from tenants.approvals import policy_set
+
+    policy_set(
+        actor=None,
+        tenant=scenario.tenant_a,
+        name="p",
+        steps=[{"approver_role": "tenant_admin"}],
+        rules=[{"name": "个人桌面", "kind": "personal_desktop", "max_desktops": 1, "max_vcpu": 2, "max_ram_gib": 4}],
+    )
+    response = client_for(scenario.student).post(
+        "/tenants/requests/new/",
+        {"kind": "personal_desktop", "title": "毕设用", "vcpu": "2", "ram_gib": "4", "desktops": "1"},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "由规则“个人桌面”自动批准" in page
+    assert ApprovalRequest.objects.get().state == "approved"
+
+
+def test_a_student_cannot_ask_for_a_gpu_environment(scenario):
+    response = client_for(scenario.student).post(
+        "/tenants/requests/new/", {"kind": "gpu_environment", "title": "x", "gpus": "1"}
+    )
+    assert "您不能在该租户提交此类申请" in response.content.decode()
+    assert not ApprovalRequest.objects.exists()
