@@ -39,14 +39,11 @@ NAVIGATION: list[NavItem] = [
     # teachers see the cost of their own courses.
     NavItem(_("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}),
     NavItem(_("账单"), "billing:invoice_list", "receipt", BILLING_READERS),
-    # Tenants: the request wizard for teachers; tree, courses, quotas and approvals by role.
+    # Tenants: the request wizard for teachers; requests and approvals; the tenant pages (tree,
+    # members, courses, quotas, policies), which link to each other through their own tabs.
     NavItem(_("申请实验桌面"), "request-wizard", "magic", frozenset({TenantRole.TEACHER})),
-    NavItem(_("审批"), "tenants:requests", "check2-square", TENANT_READERS | {TenantRole.TEACHER}),
-    NavItem(
-        _("课程"), "tenants:courses", "journal-bookmark", TENANT_READERS | {TenantRole.TEACHER, TenantRole.STUDENT}
-    ),
-    NavItem(_("配额"), "tenants:quotas", "speedometer", TENANT_READERS | {TenantRole.TEACHER}),
-    NavItem(_("租户"), "tenants:tree", "diagram-3", TENANT_READERS | {PlatformRole.SECURITY_ADMIN}),
+    NavItem(_("申请与审批"), "tenants:requests", "check2-square", TENANT_READERS | {TenantRole.TEACHER}),
+    NavItem(_("院系管理"), "tenants:tree", "diagram-3", TENANT_READERS | {PlatformRole.SECURITY_ADMIN}),
     # Audit: auditors search the log and make 等保 reports; the security admin edits the policy.
     NavItem(_("审计日志"), "audit:events", "journal-text", frozenset({TenantRole.AUDITOR, PlatformRole.AUDIT_ADMIN})),
     NavItem(
