@@ -1,0 +1,233 @@
+"""HTML pages of network: networks with subnets and addresses, security groups and rules, elastic IPs.
+
+Same services as the API; reads through network.selectors (another tenant's object is a 404).
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from common.errors import ServiceError
+from network import rules, selectors, services
+from network.forms import NetworkForm, ReserveForm, RuleForm, SecurityGroupForm, SubnetForm
+from network.models import SecurityGroupRule, Subnet
+from tenants.models import Tenant
+from tenants.roles import TenantRole
+from tenants.selectors import tenants_with_role
+
+PAGE_SIZE = 25
+
+
+def _managed_tenants(user):
+    if rules.is_system_admin(user):
+        return Tenant.objects.filter(is_active=True).order_by("path")
+    return tenants_with_role(user, TenantRole.TENANT_ADMIN).order_by("path")
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@login_required
+def network_list(request):
+    user = request.user
+    search = request.GET.get("q", "").strip()[:64]
+    subnets = Subnet.objects.annotate(used=Count("addresses")).order_by("id")
+    queryset = (
+        selectors.network_list_for(user, search=search)
+        .prefetch_related(None)
+        .prefetch_related(Prefetch("subnets", queryset=subnets))
+        .order_by("tenant__slug", "name", "id")
+    )
+    managed = list(_managed_tenants(user))
+    form = None
+    if managed or rules.is_system_admin(user):
+        form = NetworkForm(
+            request.POST or None, tenants=managed, allow_shared=rules.is_system_admin(user), prefix="net"
+        )
+        if request.method == "POST" and form.is_valid():
+            values = form.cleaned_data
+            tenant = next((t for t in managed if t.slug == values["tenant"]), None)
+            try:
+                network = services.network_create(
+                    actor=user,
+                    tenant=tenant,
+                    name=values["name"],
+                    kind=values["kind"],
+                    segment_type=values["segment_type"],
+                    segment_id=values["segment_id"],
+                    bridge=values["bridge"],
+                    cidr=values["cidr"],
+                    gateway=values["gateway"],
+                    dns_servers=values["dns_servers"],
+                )
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, _("网络“%(name)s”已创建。") % {"name": network.name})
+                return redirect("network:detail", pk=network.pk)
+    page = _page(request, queryset)
+    for network in page.object_list:
+        network.usage = [(s, selectors.subnet_usage(s)) for s in network.subnets.all()]
+    return render(
+        request, "network/network_list.html", {"page": page, "form": form, "q": search, "section": "networks"}
+    )
+
+
+@login_required
+def network_detail(request, pk: int):
+    user = request.user
+    network = get_object_or_404(selectors.network_list_for(user), pk=pk)
+    can_manage = rules.can_manage_networks(user, network.tenant)
+    subnets = list(selectors.subnet_list_for(user, network_id=network.pk).order_by("id"))
+    subnet_form = SubnetForm(prefix="subnet") if can_manage else None
+    reserve_form = ReserveForm(prefix="reserve", subnets=subnets) if can_manage else None
+    if request.method == "POST" and can_manage:
+        try:
+            if "subnet-cidr" in request.POST:
+                subnet_form = SubnetForm(request.POST, prefix="subnet")
+                if subnet_form.is_valid():
+                    services.subnet_create(actor=user, network=network, **subnet_form.cleaned_data)
+                    messages.success(request, _("子网已添加。"))
+                    return redirect("network:detail", pk=network.pk)
+            elif "reserve-ip" in request.POST:
+                reserve_form = ReserveForm(request.POST, prefix="reserve", subnets=subnets)
+                if reserve_form.is_valid():
+                    values = reserve_form.cleaned_data
+                    subnet = next(s for s in subnets if str(s.pk) == values["subnet"])
+                    services.address_reserve(
+                        actor=user, subnet=subnet, ip=values["ip"], mac=values["mac"], hostname=values["hostname"]
+                    )
+                    messages.success(request, _("地址已保留。"))
+                    return redirect("network:detail", pk=network.pk)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+    addresses = _page(request, selectors.address_list_for(user, network_id=network.pk).order_by("subnet_id", "ip_int"))
+    context = {
+        "network": network,
+        "subnets": [(s, selectors.subnet_usage(s)) for s in subnets],
+        "page": addresses,
+        "can_manage": can_manage,
+        "subnet_form": subnet_form,
+        "reserve_form": reserve_form,
+        "section": "networks",
+    }
+    return render(request, "network/network_detail.html", context)
+
+
+@login_required
+@require_POST
+def network_delete(request, pk: int):
+    network = get_object_or_404(selectors.network_list_for(request.user), pk=pk)
+    try:
+        services.network_delete(actor=request.user, network=network)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("network:detail", pk=pk)
+    messages.success(request, _("网络已删除。"))
+    return redirect("network:list")
+
+
+@login_required
+@require_POST
+def address_unreserve(request, pk: int):
+    address = get_object_or_404(selectors.address_list_for(request.user), pk=pk)
+    try:
+        services.address_unreserve(actor=request.user, address=address)
+        messages.success(request, _("保留地址已释放。"))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("network:detail", pk=address.subnet.network_id)
+
+
+@login_required
+def group_list(request):
+    user = request.user
+    groups = selectors.security_group_list_for(user).order_by("tenant__slug", "-is_default", "name")
+    managed = list(_managed_tenants(user))
+    form = SecurityGroupForm(request.POST or None, tenants=managed, prefix="sg") if managed else None
+    if form is not None and request.method == "POST" and form.is_valid():
+        tenant = next(t for t in managed if t.slug == form.cleaned_data["tenant"])
+        try:
+            group = services.security_group_create(
+                actor=user, tenant=tenant, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("安全组“%(name)s”已创建。") % {"name": group.name})
+            return redirect("network:group", pk=group.pk)
+    context = {"page": _page(request, groups), "form": form, "section": "groups"}
+    return render(request, "network/group_list.html", context)
+
+
+@login_required
+def group_detail(request, pk: int):
+    user = request.user
+    group = get_object_or_404(selectors.security_group_list_for(user), pk=pk)
+    can_manage = rules.can_manage_networks(user, group.tenant)
+    siblings = selectors.security_group_list_for(user).filter(tenant=group.tenant).order_by("name")
+    form = RuleForm(request.POST or None, groups=siblings, prefix="rule") if can_manage else None
+    if form is not None and request.method == "POST" and form.is_valid():
+        values = form.cleaned_data
+        remote = siblings.filter(pk=values["remote_group"]).first() if values["remote_group"] else None
+        try:
+            services.rule_add(
+                actor=user,
+                group=group,
+                direction=values["direction"],
+                protocol=values["protocol"],
+                port_min=values["port_min"],
+                port_max=values["port_max"],
+                remote_cidr=values["remote_cidr"],
+                remote_group=remote,
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("规则已添加，使用该安全组的桌面将随即更新。"))
+            return redirect("network:group", pk=group.pk)
+    nics = selectors.address_list_for(user).filter(security_group=group, state="allocated").count()
+    context = {"group": group, "form": form, "can_manage": can_manage, "nics": nics, "section": "groups"}
+    return render(request, "network/group_detail.html", context)
+
+
+@login_required
+@require_POST
+def rule_delete(request, pk: int, rule_id: int):
+    group = get_object_or_404(selectors.security_group_list_for(request.user), pk=pk)
+    rule = get_object_or_404(SecurityGroupRule.objects.select_related("group__tenant"), pk=rule_id, group=group)
+    try:
+        services.rule_delete(actor=request.user, rule=rule)
+        messages.success(request, _("规则已删除。"))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("network:group", pk=group.pk)
+
+
+@login_required
+@require_POST
+def group_delete(request, pk: int):
+    group = get_object_or_404(selectors.security_group_list_for(request.user), pk=pk)
+    try:
+        services.security_group_delete(actor=request.user, group=group)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("network:group", pk=pk)
+    messages.success(request, _("安全组已删除。"))
+    return redirect("network:groups")
+
+
+@login_required
+def elastic_ips(request):
+    user = request.user
+    context = {
+        "eips": _page(request, selectors.elastic_ip_list_for(user).order_by("id")),
+        "forwards": selectors.port_forward_list_for(user).order_by("id")[:200],
+        "section": "eips",
+    }
+    return render(request, "network/elastic_ips.html", context)
