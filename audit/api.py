@@ -73,7 +73,8 @@ class CanGenerateReports(permissions.BasePermission):
     """Generating a report reads the system's state; auditors may do it although they write nothing else."""
 
     def has_permission(self, request, view):
-        return selectors.can_read_reports(request.user)
+        # Reads go through the scoped queryset (a stranger gets a 404, not a 403 that confirms it exists).
+        return request.method in permissions.SAFE_METHODS or selectors.can_read_reports(request.user)
 
 
 class ComplianceReportViewSet(
