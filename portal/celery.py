@@ -46,6 +46,8 @@ app.conf.beat_schedule = {
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
     "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
+    # Tenants: quota counters agree with the reservations (03:10 Shanghai); drift is fixed and audited.
+    "tenants-quota-recount": {"task": "tenants.tasks.quota_recount", "schedule": crontab(hour=3, minute=10)},
     # Billing (Asia/Shanghai): open usage intervals written up to midnight (where they are cut
     # anyway), last month's invoices on the 1st, budgets every 15 minutes.
     "billing-close-open-intervals": {

@@ -420,3 +420,36 @@ def _threshold_notify(quota_pk: int, level: int) -> None:
         recipient_list=recipients,
         fail_silently=True,
     )
+
+
+def quota_recount(*, actor=None) -> dict:
+    """Recompute every quota's used/reserved counters from the live reservations; fix and audit drift.
+
+    The counters are changed only under row locks, so drift means a bug or a manual database
+    edit; the nightly run (portal/celery.py) makes such drift visible in the audit log.
+    """
+    fixed = []
+    for pk in Quota.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            quota = quota_row_lock(pk)
+            counters = _usage_in_scope(quota.scope, tenant=quota.tenant, course=quota.course, user=quota.user)
+            drift = {
+                field: [getattr(quota, field), value]
+                for field, value in counters.items()
+                if getattr(quota, field) != value
+            }
+            if not drift:
+                continue
+            for field, (_old, value) in drift.items():
+                setattr(quota, field, value)
+            _save_counters(quota)
+            event_record(
+                action=Action.QUOTA_CHANGED,
+                actor=actor,
+                target=quota,
+                tenant=quota.tenant,
+                reason="recount",
+                detail={"drift": drift},
+            )
+            fixed.append(quota.key)
+    return {"checked": Quota.objects.count(), "fixed": fixed}

@@ -171,3 +171,20 @@ def test_fifty_concurrent_reservations_against_room_for_ten_let_exactly_ten_thro
     assert (quota.reserved_desktops, quota.reserved_vcpu) == (10, 40)
     assert Reservation.objects.filter(tenant=tenant).count() == 10
     assert Quota.objects.get(tenant=uni).reserved_desktops == 10
+
+
+def test_recount_fixes_and_audits_counters_that_drifted(scenario, course):
+    from audit.models import AuditEvent
+    from tenants.quotas import quota_recount
+    from tenants.tasks import quota_recount_task
+
+    quota_set(actor=None, tenant=scenario.tenant_a, limits={"desktops": 10})
+    quota_reserve(tenant=scenario.tenant_a, amounts=ResourceAmounts(desktops=3), reason="t")
+    Quota.objects.filter(tenant=scenario.tenant_a).update(reserved_desktops=9, used_desktops=1)  # a manual edit
+
+    result = quota_recount()
+    quota = Quota.objects.get(tenant=scenario.tenant_a)
+    assert (quota.reserved_desktops, quota.used_desktops) == (3, 0)
+    assert result["fixed"] == [quota.key]
+    assert AuditEvent.objects.filter(action="quota.changed", reason="recount").count() == 1
+    assert quota_recount_task()["fixed"] == []  # idempotent
