@@ -32,6 +32,7 @@ from django.db import transaction
 
 from audit.actions import Action
 from audit.services import event_record
+from common.errors import ServiceError
 from compute.drivers.base import (
     DhcpHost,
     DriverError,
@@ -565,3 +566,23 @@ def register_hooks() -> None:
 def with_nics(spec, nics: tuple[NicSpec, ...]):
     """The VMSpec with the desktop's NICs (unchanged when it has none allocated)."""
     return dataclasses.replace(spec, nics=nics) if nics else spec
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def seed_bindings() -> dict:
+    """seed_demo: every demo desktop without a NIC gets one on its tenant's network, and every
+    binding is pushed to the DHCP of the endpoint the desktop is on (idempotent)."""
+    summary = {"allocated": 0, "pushed": 0, "errors": []}
+    desktops = Desktop.objects.exclude(state=Desktop.State.DELETED).select_related("endpoint", "tenant", "owner")
+    for desktop in desktops:
+        try:
+            if not desktop_addresses(desktop):
+                with transaction.atomic():
+                    summary["allocated"] += len(desktop_nics_allocate(desktop=desktop))
+            summary["pushed"] += len(desktop_bindings_push(desktop=desktop)["pushed"])
+        except (DriverError, ServiceError) as exc:
+            summary["errors"].append(f"{desktop.vm_name}: {getattr(exc, 'message', exc)}")
+    summary["errors"] = summary["errors"][:5]
+    return summary

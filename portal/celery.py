@@ -46,6 +46,9 @@ app.conf.beat_schedule = {
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
     "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
+    # Network: repair DHCP bindings drift on every libvirt endpoint; free addresses whose hold is over.
+    "network-dhcp-sync": {"task": "compute.network_tasks.dhcp_sync_task", "schedule": 300.0},
+    "network-addresses-purge": {"task": "compute.network_tasks.addresses_purge_task", "schedule": 600.0},
     # Tenants: quota counters agree with the reservations (03:10 Shanghai); drift is fixed and audited.
     "tenants-quota-recount": {"task": "tenants.tasks.quota_recount", "schedule": crontab(hour=3, minute=10)},
     # Billing (Asia/Shanghai): open usage intervals written up to midnight (where they are cut

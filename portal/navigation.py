@@ -35,6 +35,8 @@ NAVIGATION: list[NavItem] = [
     # Compute: every desktop a role may see; the system admin's hypervisors, images and flavors.
     NavItem(_("云桌面"), "compute:desktop-list", "pc-display", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
     NavItem(_("虚拟化资源"), "compute:endpoint-list", "hdd-network", frozenset({PlatformRole.SYSTEM_ADMIN})),
+    # Network: tenants' networks, addresses and security groups (tenant admins manage, members read).
+    NavItem(_("网络"), "network:list", "diagram-3", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
     # Billing: finance, tenant admins, auditors and the system admin read costs and invoices;
     # teachers see the cost of their own courses.
     NavItem(_("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}),

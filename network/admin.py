@@ -1,0 +1,75 @@
+"""Read-mostly admin of network: changes go through services (pages and API), so the admin only looks."""
+
+from django.contrib import admin
+
+from network.models import (
+    Address,
+    ElasticIP,
+    Network,
+    NetworkDeployment,
+    PortForward,
+    PublicPool,
+    SecurityGroup,
+    SecurityGroupRule,
+    SegmentRange,
+    Subnet,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Network)
+class NetworkAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "kind", "segment_type", "segment_id", "site"]
+    list_filter = ["kind", "segment_type", "site"]
+    search_fields = ["name"]
+
+
+@admin.register(Subnet)
+class SubnetAdmin(ReadOnlyAdmin):
+    list_display = ["cidr", "network", "gateway", "dhcp_start", "dhcp_end"]
+
+
+@admin.register(Address)
+class AddressAdmin(ReadOnlyAdmin):
+    list_display = ["ip", "mac", "subnet", "kind", "state", "desktop_id", "pushed_to"]
+    list_filter = ["kind", "state"]
+    search_fields = ["ip", "mac", "hostname"]
+
+
+class RuleInline(admin.TabularInline):
+    model = SecurityGroupRule
+    fk_name = "group"
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SecurityGroup)
+class SecurityGroupAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "is_default", "revision"]
+    inlines = [RuleInline]
+
+
+@admin.register(SegmentRange)
+class SegmentRangeAdmin(admin.ModelAdmin):
+    """Ranges are plain platform settings, edited here by the system admin."""
+
+    list_display = ["site", "kind", "first", "last"]
+
+
+admin.site.register([NetworkDeployment, PublicPool, ElasticIP, PortForward], ReadOnlyAdmin)
