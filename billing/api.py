@@ -180,6 +180,9 @@ class FileRenderer(BaseRenderer):
         return data
 
 
+DOWNLOAD_RENDERERS = [JSONRenderer, FileRenderer]
+
+
 def _finance_tenant(user, slug: str):
     tenant = selectors.finance_tenants_for(user).filter(slug=slug).first()
     if tenant is None:
@@ -269,7 +272,6 @@ class PricePlanViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = InvoiceSerializer
     search_fields = ["number", "tenant__slug", "tenant__name_zh"]
-    renderer_classes = [JSONRenderer, FileRenderer]
 
     def get_queryset(self):
         queryset = selectors.invoice_list_for(self.request.user)
@@ -284,13 +286,13 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         return InvoiceDetailSerializer if self.action == "retrieve" else InvoiceSerializer
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=DOWNLOAD_RENDERERS)
     def pdf(self, request, pk=None):
         invoice = self.get_object()
         return _download(documents.invoice_pdf(invoice), "application/pdf", documents.filename(invoice, "pdf"))
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.BINARY})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=DOWNLOAD_RENDERERS)
     def csv(self, request, pk=None):
         invoice = self.get_object()
         return _download(documents.invoice_csv(invoice), "text/csv; charset=utf-8", documents.filename(invoice, "csv"))
@@ -298,7 +300,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         responses={(200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiTypes.BINARY}
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=DOWNLOAD_RENDERERS)
     def xlsx(self, request, pk=None):
         invoice = self.get_object()
         return _download(
