@@ -44,7 +44,7 @@ from compute.drivers.base import (
     NicSpec,
     NwFilterSpec,
 )
-from compute.hypervisor import driver_error_note, driver_for
+from compute.hypervisor import driver_error_note, driver_for, vm_spec
 from compute.models import Desktop, Endpoint
 from network import hooks
 from network import selectors as network_selectors
@@ -343,6 +343,39 @@ def desktop_bindings_release(*, desktop: Desktop, hold: int | None = None) -> li
     for endpoint_name, group in by_endpoint.items():
         _remove_from(endpoint_name, group)
     return network_services.addresses_release(desktop_id=desktop.pk, hold=hold)
+
+
+def desktop_failover(*, desktop: Desktop, target: Endpoint) -> dict:
+    """Restart a desktop whose endpoint is down on ``target``, keeping its MAC and IP.
+
+    The database alone says what the desktop is (its VMSpec, its NICs): the row moves to
+    ``target``, the bindings are pushed to the target's DHCP (and taken off the old
+    endpoint when it answers, else by the sync once it is back), and the VM is created
+    there from the golden image with the same NICs. The golden image must be in a pool of
+    the same name on ``target`` (shared storage, or a copy per host).
+    """
+    with transaction.atomic():
+        row = Desktop.objects.locked(desktop.pk)
+        source = row.endpoint.name
+        row.endpoint = target
+        row.host = target.hosts.order_by("pk").first()
+        row.save(update_fields=["endpoint", "host", "updated_at"])
+        event_record(
+            action=Action.NETWORK_CHANGED,
+            target=row,
+            tenant=row.tenant,
+            detail={"op": "desktop_failover", "from": source, "to": target.name},
+        )
+    row = Desktop.objects.select_related("endpoint__site", "tenant", "image_version", "flavor__gpu_profile").get(
+        pk=desktop.pk
+    )
+    driver = driver_for(target)
+    bindings = desktop_bindings_push(desktop=row, driver=driver)
+    info = driver.create_vm(with_nics(vm_spec(row), nic_specs(row)), start=True)
+    Desktop.objects.filter(pk=row.pk).update(
+        vm_uuid=info.uuid, vnc_host=info.vnc_host, vnc_port=info.vnc_port, power_state=Desktop.Power.RUNNING
+    )
+    return {"from": source, "to": target.name, "bindings": bindings, "mac": info.nics[0].mac if info.nics else ""}
 
 
 # --- the periodic DHCP sync -------------------------------------------------------------------

@@ -56,14 +56,17 @@ def _fresh_drivers():
     drivers_close_all()
 
 
+def prefixed(prefix: str) -> dict:
+    """Endpoint options that put ``prefix`` on its libvirt networks, bridges and filters."""
+    return {"network_prefix": f"{prefix}-n", "bridge_prefix": f"{prefix}b", "filter_prefix": f"{prefix}-sg"}
+
+
 def endpoint_make(scenario, *, name: str, url: str = "test:///default", prefix: str = "", site=None):
     """An endpoint whose libvirt networks, bridges and filters carry ``prefix`` (so that two
     endpoints on one daemon, standing for two hosts, do not share them)."""
     from compute import services as compute_services
 
-    options = {}
-    if prefix:
-        options = {"network_prefix": f"{prefix}-n", "bridge_prefix": f"{prefix}b", "filter_prefix": f"{prefix}-sg"}
+    options = prefixed(prefix) if prefix else {}
     return compute_services.endpoint_register(
         actor=scenario.sysadmin, name=name, kind="libvirt", url=url, domain_type="qemu", options=options, site=site
     )

@@ -14,11 +14,11 @@ import pytest
 
 from compute import networking
 from compute.drivers.base import VMSpec
-from compute.hypervisor import driver_for
+from compute.hypervisor import driver_for, vm_spec
 from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
-from tests.compute.conftest import qemu_pool  # noqa: F401 - the session's pool and golden image
+from tests.compute.conftest import make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
 from tests.compute.support import LibvirtPath
 from tests.network.conftest import (
     desktop_row,
@@ -27,6 +27,7 @@ from tests.network.conftest import (
     free_cidr,
     in_threads,
     network_xml,
+    prefixed,
     tenant_network,
 )
 
@@ -102,14 +103,26 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qem
     """
     path_a = LibvirtPath()
     try:
-        cidr = free_cidr()
-        network = tenant_network(scenario, cidr=cidr)
-        a = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=path_a.uri, prefix=f"{qemu_prefix}a")
+        network = tenant_network(scenario, cidr=free_cidr())
+        env = make_env(
+            scenario,
+            url=path_a.uri,
+            pool=qemu_pool["pool"],
+            volume=qemu_pool["volume"],
+            size_bytes=qemu_pool["size"],
+            name=f"{qemu_prefix}-a",
+        )
+        a = env.endpoint
+        a.options = {**a.options, **prefixed(f"{qemu_prefix}a")}
+        a.save(update_fields=["options"])
         b = endpoint_make(scenario, name=f"{qemu_prefix}-b", url=URI, prefix=f"{qemu_prefix}b")
         desktop = desktop_row(scenario.tenant_a, a, owner=scenario.student, vm_name=f"{qemu_prefix}-vm")
+        Desktop.objects.filter(pk=desktop.pk).update(image_version=env.version, flavor=env.flavor, disk_gib=1)
+        desktop = Desktop.objects.select_related("endpoint", "image_version", "flavor", "tenant").get(pk=desktop.pk)
         (address,) = networking.desktop_nics_allocate(desktop=desktop)
+        # What provisioning does on A: network, filter and binding there, then the VM with its NIC.
         nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(a))
-        info = _vm(driver_for(a), desktop, nics, qemu_pool)
+        info = driver_for(a).create_vm(networking.with_nics(vm_spec(desktop), nics), start=True)
         assert info.nics[0].mac == address.mac
         name_a = networking.libvirt_network_name(network, a)
         name_b = networking.libvirt_network_name(network, b)
@@ -118,17 +131,15 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qem
         # Host A dies: unreachable for the portal; its VM and bridge are gone with it.
         path_a.cut()
         Endpoint.objects.filter(pk=a.pk).update(status=Endpoint.Status.UNREACHABLE)
-        subprocess.run(["virsh", "-c", URI, "destroy", desktop.vm_name], capture_output=True, check=True)
-        subprocess.run(["virsh", "-c", URI, "undefine", desktop.vm_name], capture_output=True, check=True)
-        subprocess.run(["virsh", "-c", URI, "net-destroy", name_a], capture_output=True, check=True)
+        for command in (["destroy", desktop.vm_name], ["undefine", desktop.vm_name], ["net-destroy", name_a]):
+            subprocess.run(["virsh", "-c", URI, *command], capture_output=True, check=True)
 
         # The portal restarts the desktop on B, with the same NIC from the database.
-        Desktop.objects.filter(pk=desktop.pk).update(endpoint=b)
+        report = networking.desktop_failover(desktop=desktop, target=b)
+        assert report["mac"] == address.mac
+        assert report["bindings"]["pushed"] == [address.mac] and a.name in report["bindings"]["pending"]
         desktop.refresh_from_db()
-        report = networking.desktop_bindings_push(desktop=desktop)
-        assert report["pushed"] == [address.mac] and a.name in report["pending"]
-        info_b = _vm(driver_for(b), desktop, networking.nic_specs(desktop), qemu_pool)
-        assert info_b.nics[0].mac == address.mac
+        assert desktop.endpoint_id == b.pk
         assert f"<mac address='{address.mac}'/>" in _live_xml(desktop.vm_name)
         xml_b = network_xml(URI, name_b)
         assert f"mac='{address.mac}'" in xml_b and f"ip='{address.ip}'" in xml_b
@@ -144,6 +155,7 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qem
         assert f"{address.mac},{address.ip}" in dnsmasq_hosts(name_b)
         address.refresh_from_db()
         assert address.pushed_to == b.name
+        driver_for(b).delete_vm(desktop.vm_name)
     finally:
         path_a.close()
 
