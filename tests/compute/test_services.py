@@ -249,3 +249,17 @@ def test_a_second_user_with_the_same_tenant_role_does_not_see_the_desktop(scenar
     assert list(desktop_list_for(other)) == []
     assert list(desktop_list_for(scenario.tenant_admin)) == [desktop]
     assert list(desktop_list_for(scenario.stranger_admin)) == []
+
+
+def test_a_clone_is_a_new_desktop_from_the_same_image_and_flavor(
+    scenario, compute_env, eager, django_capture_on_commit_callbacks
+):
+    desktop = _create(compute_env, scenario.student, scenario.tenant_a, django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        clone = services.desktop_clone(actor=scenario.student, desktop=desktop)
+    clone.refresh_from_db()
+
+    assert clone.pk != desktop.pk and clone.vm_name != desktop.vm_name
+    assert (clone.image_version, clone.flavor, clone.owner) == (desktop.image_version, desktop.flavor, desktop.owner)
+    assert clone.state == Desktop.State.RUNNING

@@ -121,3 +121,37 @@ def test_a_wrong_vcenter_url_is_refused_when_registering(scenario):
             actor=scenario.sysadmin, name="vc-dead", kind="vcenter", url="http://127.0.0.1:1/sdk", username="u"
         )
     assert excinfo.value.code == "endpoint_unreachable"
+
+
+def test_a_desktop_cloned_from_a_vcenter_template_runs(scenario, vcenter, eager, django_capture_on_commit_callbacks):
+    from compute.hypervisor import driver_for
+
+    image = services.image_create(actor=scenario.sysadmin, name="Linux template")
+    version = services.image_import_template(
+        actor=scenario.sysadmin, image=image, endpoint=vcenter, template="template-linux"
+    )
+    flavor = services.flavor_create(actor=scenario.sysadmin, name="vc-small", vcpus=2, memory_mib=2048, disk_gib=40)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        desktop = services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=version, flavor=flavor
+        )
+    desktop.refresh_from_db()
+
+    assert desktop.state == Desktop.State.RUNNING, desktop.last_error
+    vm = driver_for(vcenter).get_vm(desktop.vm_name)
+    assert (vm.vcpus, vm.memory_mib) == (2, 2048)  # applied after the clone (vcsim ignores them in the clone spec)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.desktop_delete(actor=scenario.student, desktop=desktop)
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.DELETED
+    assert desktop.vm_name not in {v.name for v in driver_for(vcenter).list_vms()}
+
+
+def test_an_unknown_template_is_refused(scenario, vcenter):
+    from common.errors import InvalidInput
+
+    image = services.image_create(actor=scenario.sysadmin, name="Nope")
+    with pytest.raises(InvalidInput) as excinfo:
+        services.image_import_template(actor=scenario.sysadmin, image=image, endpoint=vcenter, template="no-such")
+    assert excinfo.value.code == "image_template_not_found"
