@@ -49,8 +49,7 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 _DETAIL = HASHED_FIELDS.index("detail")
-_WHEN = HASHED_FIELDS.index("occurred_at")
-VERSION = b"cc-audit-v1"
+VERSION = b"cc-audit-v2\x00"
 CHUNK = 20_000
 
 _key_cache: tuple[str, str, bytes] | None = None
@@ -70,25 +69,25 @@ def chain_key() -> bytes:
 
 
 def _when(value) -> str:
-    if isinstance(value, str):  # SQLite without declared-type conversion
+    if isinstance(value, str):
+        if value[10:11] == "T":  # already formatted by the database (see verify)
+            return value
         value = parse_datetime(value)
     if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
 
 
 def canonical(values) -> bytes:
-    """Length-prefixed fields, so no choice of field contents can shift a boundary."""
-    parts = []
-    for index, value in enumerate(values):
-        if index == _WHEN:
-            text = _when(value)
-        elif value is None:
-            text = ""
-        else:
-            text = str(value)
-        parts.append(f"{len(text)}:{text}")
-    return VERSION + "|".join(parts).encode()
+    """The fields joined by NUL. Writers strip NUL from every text (services._clip), so a row has
+    exactly 16 separators and no change of field contents can move a boundary unnoticed."""
+    actor_id = values[2]
+    return (
+        VERSION
+        + "\x00".join(
+            (str(values[0]), _when(values[1]), "" if actor_id is None else str(actor_id), *values[3:])
+        ).encode()
+    )
 
 
 def event_hash(values, key: bytes | None = None) -> str:
@@ -172,7 +171,11 @@ def verify(chunk: int = CHUNK) -> VerifyResult:
     started = time.monotonic()
     key = chain_key()
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(name) for name in (*HASHED_FIELDS, "hash"))
+    names = [connection.ops.quote_name(name) for name in (*HASHED_FIELDS, "hash")]
+    if connection.vendor == "mysql":
+        # Formatting in the database skips building a datetime per row: a third of the time.
+        names[1] = f"DATE_FORMAT({names[1]}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f')"
+    columns = ", ".join(names)
     sql = f"SELECT {columns} FROM {table} WHERE {connection.ops.quote_name('id')} > %s ORDER BY 1 LIMIT %s"  # noqa: S608
     expected_prev, last_id, checked = None, 0, 0
     digest = hmac.digest

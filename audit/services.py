@@ -26,7 +26,8 @@ AUDIT_WRITER_ROLES = {"auditor", "audit_admin"}
 
 
 def _clip(value, length: int) -> str:
-    return str(value or "")[:length]
+    # NUL separates fields in the chain's canonical form (audit.chain.canonical): never stored.
+    return str(value or "").replace("\x00", "")[:length]
 
 
 def event_record(
