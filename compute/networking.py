@@ -562,9 +562,9 @@ def forwarding_apply(*, eip_id: int) -> bool:
 
 
 def _tasks():
-    from compute import network_tasks
+    import importlib
 
-    return network_tasks
+    return importlib.import_module("compute.network_tasks")
 
 
 def _on_network_changed(*, network_id: int) -> None:
@@ -599,6 +599,12 @@ def register_hooks() -> None:
 def with_nics(spec, nics: tuple[NicSpec, ...]):
     """The VMSpec with the desktop's NICs (unchanged when it has none allocated)."""
     return dataclasses.replace(spec, nics=nics) if nics else spec
+
+
+# Wherever compute's orchestration is loaded (web, worker), network's hooks reach it and the
+# worker knows its tasks.
+register_hooks()
+from compute import network_tasks  # noqa: E402, F401, I001
 
 
 # --- demo ---------------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""What compute pushes: network specs, nwfilter specs from security groups, NIC names per hypervisor."""
+
+from compute import networking
+from compute.models import Endpoint
+from network import services
+from network.models import Network
+from tests.network.conftest import tenant_network
+
+
+def _endpoint(kind="libvirt", url="qemu:///system", **options):
+    return Endpoint(pk=7, name="e7", kind=kind, url=url, options=options)
+
+
+def test_a_router_network_is_a_nat_network_with_its_dhcp_range(scenario):
+    network = tenant_network(scenario, cidr="10.231.1.0/24", dhcp_start="10.231.1.50", dhcp_end="10.231.1.99")
+    spec = networking.network_spec(network, _endpoint())
+    assert (spec.name, spec.forward, spec.bridge) == (f"ccnet-{network.pk}", "nat", f"ccbr{network.pk}")
+    assert (spec.cidr, spec.gateway, spec.dhcp_start, spec.dhcp_end) == (
+        "10.231.1.0/24",
+        "10.231.1.1",
+        "10.231.1.50",
+        "10.231.1.99",
+    )
+
+
+def test_a_flat_network_bridges_to_the_host_and_on_vcenter_picks_a_port_group(scenario):
+    flat = services.network_create(
+        actor=scenario.sysadmin,
+        tenant=None,
+        name="campus",
+        kind=Network.Kind.FLAT,
+        bridge="br0",
+        cidr="10.231.2.0/24",
+        segment_type="vlan",
+        segment_id=120,
+    )
+    spec = networking.network_spec(flat, _endpoint())
+    assert (spec.forward, spec.bridge, spec.cidr) == ("bridge", "br0", "")
+    vcenter = _endpoint(kind="vcenter", url="https://vc", vlan_portgroups={"120": "PG-VLAN120"})
+    assert networking.nic_network_name(flat, vcenter) == "PG-VLAN120"
+    flat.portgroup = "Lab-PG"
+    assert networking.nic_network_name(flat, vcenter) == "Lab-PG"
+
+
+def test_the_default_group_drops_other_tenants_subnets_before_allowing_the_campus(scenario, settings):
+    settings.NETWORK_CAMPUS_CIDRS = ["10.0.0.0/8"]
+    tenant_network(scenario, cidr="10.231.1.0/24")
+    tenant_network(scenario, cidr="10.231.9.0/24", name="theirs", tenant=scenario.tenant_b)
+    group = services.security_group_default_ensure(tenant=scenario.tenant_a)
+    spec = networking.nwfilter_spec(group, _endpoint())
+    drop = [r for r in spec.rules if r.action == "drop"]
+    accept = [r for r in spec.rules if r.action == "accept"]
+    assert [(r.direction, r.remote_cidr) for r in drop] == [("in", "10.231.9.0/24")]
+    assert max(r.priority for r in drop) < min(r.priority for r in accept)
+    assert {(r.protocol, r.port_min, r.remote_cidr) for r in accept if r.direction == "in"} == {
+        ("tcp", 3389, "10.0.0.0/8"),
+        ("tcp", 22, "10.0.0.0/8"),
+        ("icmp", None, "10.0.0.0/8"),
+    }
+    assert [(r.direction, r.protocol, r.remote_cidr) for r in accept if r.direction == "out"] == [("out", "all", "")]
+    assert spec.default_drop
+
+
+def test_a_remote_group_becomes_the_addresses_of_its_members(scenario):
+    network = tenant_network(scenario)
+    web = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="web")
+    db = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="db")
+    services.rule_add(
+        actor=scenario.tenant_admin, group=db, direction="in", protocol="tcp", port_min=5432, remote_group=web
+    )
+    members = [
+        services.address_allocate(tenant=scenario.tenant_a, desktop_id=i, network=network, security_group=web)
+        for i in (1, 2)
+    ]
+    spec = networking.nwfilter_spec(db, _endpoint(filter_prefix="t-"))
+    assert spec.name == f"t-{db.pk}"
+    assert sorted(r.remote_cidr for r in spec.rules) == sorted(f"{m.ip}/32" for m in members)
+    # The filter's UUID is stable for the group on one endpoint and differs between endpoints.
+    assert networking.nwfilter_spec(db, _endpoint()).uuid == spec.uuid
+    other = Endpoint(pk=8, name="e8", kind="libvirt", url="qemu:///system", options={})
+    assert networking.nwfilter_spec(db, other).uuid != spec.uuid
