@@ -78,8 +78,16 @@ class UsageInterval(models.Model):
     quantities are integers (unit-microseconds) until the invoice line divides them.
     """
 
+    # No database constraint: the sweep that closes every open interval inserts pieces while
+    # compute holds desktop rows locked; an FK check would take a shared lock on each desktop
+    # row and could deadlock with a state change waiting for that desktop's cursor.
     desktop = models.ForeignKey(
-        "compute.Desktop", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_intervals"
+        "compute.Desktop",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="usage_intervals",
     )
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
     course = models.ForeignKey("tenants.Course", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
