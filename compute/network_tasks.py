@@ -22,7 +22,7 @@ OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "queue": "hyperviso
 @shared_task(**OPTIONS)
 def dhcp_sync_task() -> dict:
     report = networking.dhcp_sync()
-    return {k: report[k] for k in ("added", "changed", "removed", "errors")}
+    return {k: report[k] for k in ("added", "changed", "removed", "released", "errors")}
 
 
 @shared_task(**OPTIONS)

@@ -443,16 +443,32 @@ def _sync_endpoint(endpoint: Endpoint) -> dict:
     return result
 
 
+def addresses_of_gone_desktops_release() -> int:
+    """NICs still allocated to desktops that are deleted (or gone) are released: a deletion whose
+    release step failed leaks nothing for longer than one sync."""
+    allocated = Address.objects.filter(
+        kind=Address.Kind.NIC, state=Address.State.ALLOCATED, desktop_id__isnull=False
+    ).values_list("desktop_id", flat=True)
+    ids = set(allocated)
+    alive = set(Desktop.objects.filter(pk__in=ids, state__in=BOUND_STATES).values_list("pk", flat=True))
+    for desktop_id in sorted(ids - alive):
+        network_services.addresses_release(desktop_id=desktop_id)
+    return len(ids - alive)
+
+
 def dhcp_sync(*, endpoint: Endpoint | None = None) -> dict:
     """Repair DHCP drift on every active libvirt endpoint (or one); returns what changed.
 
-    ``{"added": n, "changed": n, "removed": n, "errors": [...], "endpoints": {name: {...}}}``.
+    ``{"added", "changed", "removed", "released", "errors", "endpoints": {name: {...}}}``; a full
+    sync first releases the NICs of desktops that are gone.
     An unreachable endpoint is reported and skipped; its stale entries go when it is back.
     """
     endpoints = (
         [endpoint] if endpoint is not None else Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True)
     )
-    report = {"added": 0, "changed": 0, "removed": 0, "errors": [], "endpoints": {}}
+    report = {"added": 0, "changed": 0, "removed": 0, "released": 0, "errors": [], "endpoints": {}}
+    if endpoint is None:
+        report["released"] = addresses_of_gone_desktops_release()
     for each in endpoints:
         if not _is_libvirt(each):
             continue

@@ -122,3 +122,21 @@ def test_an_unreachable_old_host_keeps_its_entry_until_the_sync_once_it_is_back(
     ]
     assert _hosts(a, network) == {}
     assert _hosts(b, network) == {address.mac: address.ip}
+
+
+def test_the_sync_releases_the_nics_of_deleted_desktops_and_clears_their_bindings(scenario, run_id):
+    network = tenant_network(scenario)
+    a, _b = _two_hosts(scenario, run_id)
+    desktop = desktop_row(scenario.tenant_a, a)
+    (address,) = networking.desktop_nics_allocate(desktop=desktop)
+    networking.desktop_network_prepare(desktop=desktop, driver=driver_for(a))
+    desktop.state = "deleted"  # deleted, but its release step never ran
+    desktop.save(update_fields=["state"])
+
+    report = networking.dhcp_sync()
+
+    assert report["released"] == 1
+    assert report["endpoints"][a.name]["removed"][0]["mac"] == address.mac
+    address.refresh_from_db()
+    assert address.state == Address.State.HELD
+    assert _hosts(a, network) == {}
