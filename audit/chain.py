@@ -100,13 +100,24 @@ def values_of(event: AuditEvent) -> tuple:
     return tuple(row)
 
 
+def ensure_chain_head(using: str = "default") -> None:
+    """The head row exists from the migration on; `flush` puts it back (outside any writer's transaction)."""
+    from django.db import DEFAULT_DB_ALIAS
+
+    if AuditChainHead._meta.db_table not in connection.introspection.table_names():
+        return
+    AuditChainHead.objects.using(using or DEFAULT_DB_ALIAS).get_or_create(
+        pk=1, defaults={"last_id": 0, "last_hash": GENESIS_HASH}
+    )
+
+
 def chain_head_lock() -> AuditChainHead:
     """Lock and return the chain head. Must run inside a transaction; the lock lasts until it ends."""
     try:
         return AuditChainHead.objects.select_for_update().get(pk=1)
     except AuditChainHead.DoesNotExist:
         pass
-    # A flushed database has no head: create it; a concurrent creator wins the race harmlessly.
+    # Only a database whose head row was never made (flush puts it back) gets here.
     try:
         with transaction.atomic():
             AuditChainHead.objects.create(pk=1, last_id=0, last_hash=GENESIS_HASH)

@@ -158,3 +158,33 @@ def _create_with_broken_audit(scenario):
 
     with mock.patch("audit.chain.AuditEvent.save", side_effect=DatabaseError("audit table unavailable")):
         tenant_create(actor=scenario.sysadmin, slug="broken", name_zh="坏", kind="college", parent=scenario.university)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_queue_on_the_chain_head_instead_of_forking_it():
+    import threading
+
+    from django.db import connections
+
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(10):
+                with transaction.atomic():
+                    event_record(action=Action.DESKTOP_STARTED, actor_username=f"w{n}", detail={"i": i})
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    ids = list(AuditEvent.objects.order_by("id").values_list("id", flat=True))
+    assert ids == list(range(ids[0], ids[0] + 80))
+    assert chain.verify().as_json() == {"ok": True, "checked": 80, "first_bad": None, "reason": ""}
