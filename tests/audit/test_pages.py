@@ -70,7 +70,7 @@ def test_csv_export_has_a_bom_defuses_formulas_and_is_audited(scenario, events, 
 def test_xlsx_export_opens_in_a_spreadsheet(scenario, events, auditor_client):
     response = auditor_client.get("/audit/events/export.xlsx")
     sheet = load_workbook(io.BytesIO(response.content)).active
-    values = [row for row in sheet.iter_rows(values_only=True)]
+    values = list(sheet.iter_rows(values_only=True))
     assert values[0][2] == "操作者"
     assert any(row[2] == "a_teacher" for row in values[1:])
 
