@@ -69,7 +69,11 @@ def desktop_row(request, pk):
 @require_GET
 def desktop_state(request, pk):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user, include_deleted=True), pk=pk)
-    return render(request, "compute/_desktop_state.html", {"desktop": desktop})
+    response = render(request, "compute/_desktop_state.html", {"desktop": desktop, "poll": True})
+    if request.htmx and desktop.state not in Desktop.TRANSIENT and desktop.state != Desktop.State.REQUESTED:
+        # The operation finished: reload the detail page so its actions match the new state.
+        response["HX-Refresh"] = "true"
+    return response
 
 
 def _tenant_for_create(user) -> Tenant | None:
