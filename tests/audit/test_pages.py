@@ -100,3 +100,34 @@ def test_the_report_page_generates_and_serves_a_pdf(scenario, auditor_client):
     assert 'data-testid="report-rate"' in detail.content.decode()
     pdf = auditor_client.get(response.url + "pdf/")
     assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+
+
+@pytest.mark.django_db
+def test_other_apps_tests_can_log_in_a_verified_auditor(scenario):
+    from audit.testing import force_login_verified
+
+    client = Client()
+    force_login_verified(client, scenario.auditadmin)
+    assert client.get("/audit/").status_code == 200
+    plain = Client()
+    plain.force_login(scenario.auditadmin)
+    assert plain.get("/audit/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_security_admin_records_a_manual_finding_from_the_policy_page(scenario):
+    from audit.testing import force_login_verified
+
+    client = Client()
+    force_login_verified(client, scenario.secadmin)
+    page = client.get("/audit/policy/")
+    assert page.status_code == 200 and "人工核查" in page.content.decode()
+    response = client.post(
+        "/audit/policy/manual/", {"check_id": "ip.services", "status": "partial", "evidence": "仍开放 8080 端口"}
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action=Action.COMPLIANCE_ASSESSED, actor_username="p_secadmin").exists()
+    auditor = Client()
+    force_login_verified(auditor, scenario.auditor)
+    refused = auditor.post("/audit/policy/manual/", {"check_id": "ip.services", "status": "conform", "evidence": "x"})
+    assert refused.status_code == 403
