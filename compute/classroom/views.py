@@ -19,7 +19,7 @@ from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.classroom import selectors, services
 from compute.classroom.models import AuthoringSession, DesktopPool, ScheduleException
-from compute.models import Desktop, ImageVersion
+from compute.models import ImageVersion
 from tenants.models import Course
 from tenants.permissions import can_manage_course
 from tenants.selectors import course_list_for
@@ -309,7 +309,3 @@ def authoring_publish(request, pk):
     except ServiceError as exc:
         _refused(request, exc)
     return redirect("classroom:pool", pk=pool.pk) if pool else redirect("classroom:pools")
-
-
-def desktop_states() -> dict:
-    return dict(Desktop.State.choices)

@@ -1,0 +1,207 @@
+"""Class throughput: a 60-seat course pool from approval to all running, and 60 power-ons for a class.
+
+Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4]
+
+- Portal provisioning: the teacher's course-desktop request is approved; the fulfiller's task
+  creates the pool (one desktop per roster student) and a real Celery worker
+  (``--pool threads -c THREADS``) provisions them on the real libvirtd; timed from the approval
+  to the last desktop running.
+- Portal power-on: the pool is stopped, then the schedule's beat task runs at a class's lead
+  time (the clock driven by time-machine); timed until every desktop runs again.
+- Raw baselines, in the same run, on the same pool and golden image: SEATS clone+define+start
+  with libvirt-python and THREADS threads; then SEATS power-ons of stopped domains.
+- The worker's peak memory (VmHWM) is printed too.
+
+Own database ``cc_bench_classroom`` and Redis db 12. Targets (issue 5): both ≤ 1.2 × raw.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import provision as bp  # noqa: E402 - after the path is set
+
+bp.DB_NAME = "cc_bench_classroom"
+MONDAY = datetime.date(2026, 11, 30)
+
+
+def _environment() -> tuple[str, str]:
+    database_url, broker = bp._environment()  # noqa: SLF001
+    if broker.endswith("/13"):
+        broker = broker[: -len("13")] + "12"
+    return database_url, broker
+
+
+def _fixtures(seats: int, threads: int):
+    from compute import services
+    from compute.models import Cluster, Endpoint, Flavor
+    from tenants.models import ClassTime, Course, Membership, RosterEntry, Tenant, User
+
+    tenant = Tenant.objects.create(slug="bench", name_zh="基准测试", path="/bench/")
+    admin = User.objects.create(username="bench-admin")
+    Membership.objects.create(user=admin, tenant=tenant, role="tenant_admin")
+    teacher = User.objects.create(username="bench-teacher")
+    Membership.objects.create(user=teacher, tenant=tenant, role="teacher")
+    course = Course.objects.create(
+        tenant=tenant,
+        code="BENCH1",
+        name="bench",
+        teacher=teacher,
+        term_start=MONDAY - datetime.timedelta(days=30),
+        term_end=MONDAY + datetime.timedelta(days=30),
+    )
+    ClassTime.objects.create(course=course, weekday=1, start_time=datetime.time(10), end_time=datetime.time(11, 40))
+    for i in range(seats):
+        user = User.objects.create(username=f"bench-s{i:03d}")
+        Membership.objects.create(user=user, tenant=tenant, role="student")
+        RosterEntry.objects.create(course=course, user=user, student_number=f"B{i:05d}")
+    endpoint = services.endpoint_register(
+        actor=None,
+        name="bench",
+        kind="libvirt",
+        url=bp.URI,
+        domain_type="qemu",
+        storage_pool=bp.POOL,
+        max_concurrency=threads,
+    )
+    Endpoint.objects.filter(pk=endpoint.pk).update(options={"network": "default"})
+    # Sixty idle TCG guests with no OS on a 2-core host: overcommit as the demo does.
+    Cluster.objects.filter(pk=endpoint.cluster_id).update(cpu_overcommit=100, memory_overcommit=4)
+    image = services.image_create(actor=None, name="bench")
+    version = services.image_version_register(
+        actor=None, image=image, endpoint=endpoint, pool=bp.POOL, volume=bp.GOLDEN, size_bytes=64 * 1024 * 1024
+    )
+    flavor = Flavor.objects.create(name="bench", vcpus=1, memory_mib=128, disk_gib=1)
+    return course, teacher, admin, version, flavor
+
+
+def _pool_desktops(course) -> list[int]:
+    from compute.models import Desktop
+
+    return list(Desktop.objects.filter(seat__pool__course=course).values_list("pk", flat=True))
+
+
+def _wait_pool(course, seats: int, timeout: float = 600) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(_pool_desktops(course)) < seats:
+        if time.monotonic() > deadline:
+            raise SystemExit("the pool was not created in time")
+        time.sleep(0.05)
+    return _pool_desktops(course)
+
+
+def raw_power_on(count: int, threads: int) -> float:
+    """SEATS raw domains made, stopped, then started again with THREADS threads (timed)."""
+    bp.raw_provision(count, threads)
+    libvirt = bp._libvirt()  # noqa: SLF001
+    conn = libvirt.open(bp.URI)
+    doms = [d for d in conn.listAllDomains(0) if d.name().startswith("raw-")]
+    for dom in doms:
+        if dom.isActive():
+            dom.destroy()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        list(executor.map(lambda dom: dom.create(), doms))
+    elapsed = time.monotonic() - started
+    conn.close()
+    return elapsed
+
+
+def _clean() -> None:
+    """Remove this bench's domains and volumes, then make sure the golden image is there (the cleanup's
+    "cc-bench" prefix matches the golden volume's name too)."""
+    bp._prepare_pool()  # noqa: SLF001
+    bp._cleanup_libvirt(("raw-", "cc-bench"))  # noqa: SLF001
+    bp._prepare_pool()  # noqa: SLF001
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seats", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+
+    database_url, broker = _environment()
+    bp._prepare_database(database_url)  # noqa: SLF001
+    os.environ.update(
+        {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    )
+    os.environ.pop("DJANGO_ENV", None)
+    import django
+
+    django.setup()
+    import time_machine
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from compute.classroom import services
+    from compute.classroom.tasks import schedule_tick
+    from portal.celery import app
+    from tenants.services import request_approve
+
+    call_command("migrate", verbosity=0)
+    app.control.purge()
+    _clean()
+    course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
+    worker = bp._start_worker(dict(os.environ), args.threads)  # noqa: SLF001
+    try:
+        request = services.course_request_submit(actor=teacher, course=course, image_version=version, flavor=flavor)
+        started = time.monotonic()
+        request_approve(actor=admin, request=request)
+        ids = _wait_pool(course, args.seats)
+        bp._wait_all(ids, ("running",), timeout=900)  # noqa: SLF001
+        provision = time.monotonic() - started
+
+        pool = course.desktop_pools.get()
+        services.pool_power(actor=None, pool=pool, verb="stop")
+        bp._wait_all(ids, ("stopped",), timeout=600)  # noqa: SLF001
+        tz = timezone.get_current_timezone()
+        lead = datetime.datetime.combine(MONDAY, datetime.time(9, 50), tzinfo=tz)
+        started = time.monotonic()
+        with time_machine.travel(lead, tick=False):
+            schedule_tick.apply()
+        bp._wait_all(ids, ("running",), timeout=600)  # noqa: SLF001
+        power_on = time.monotonic() - started
+        peak = _peak_rss_mib(worker.pid)
+
+        services.pool_power(actor=None, pool=pool, verb="stop")
+        bp._wait_all(ids, ("stopped",), timeout=600)  # noqa: SLF001
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        _clean()
+
+    raw_provision = bp.raw_provision(args.seats, args.threads)
+    _clean()
+    raw_on = raw_power_on(args.seats, args.threads)
+    _clean()
+
+    n = args.seats
+    print(f"course pool of {n} seats on {bp.URI} ({args.threads} threads, TCG), run {uuid.uuid4().hex[:6]}")
+    print(f"  approval -> all running (portal):  {provision:6.2f} s  ({provision / n:.3f} s each)")
+    print(f"  clone+define+start (raw):           {raw_provision:6.2f} s  ({raw_provision / n:.3f} s each)")
+    print(f"  ratio portal/raw: {provision / raw_provision:.2f}  (target <= 1.2)")
+    print(f"  power on for a class (portal):      {power_on:6.2f} s  ({power_on / n:.3f} s each)")
+    print(f"  power on (raw):                     {raw_on:6.2f} s  ({raw_on / n:.3f} s each)")
+    print(f"  ratio portal/raw: {power_on / raw_on:.2f}  (target <= 1.2)")
+    print(f"  worker peak memory (VmHWM): {peak:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
