@@ -11,21 +11,42 @@ def cursor_locked(desktop_id: int) -> MeterCursor | None:
 
 
 def cursors_locked(*, since_before, tenant_ids=None) -> list[MeterCursor]:
-    """Every open interval that started before ``since_before``, locked in primary-key order."""
-    queryset = MeterCursor.objects.select_for_update().filter(since__lt=since_before).order_by("pk")
+    """Every open interval that started before ``since_before``, locked in primary-key order.
+
+    The candidates are read first and then locked through the primary key: locking through the
+    ``since`` index would take locks in ``since`` order, and two sweeps could deadlock.
+    """
+    candidates = MeterCursor.objects.filter(since__lt=since_before)
     if tenant_ids is not None:
-        queryset = queryset.filter(tenant_id__in=tenant_ids)
-    return list(queryset)
+        candidates = candidates.filter(tenant_id__in=tenant_ids)
+    ids = list(candidates.order_by("pk").values_list("pk", flat=True))
+    locked = []
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        locked += MeterCursor.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
+    # Another sweep may have moved some past ``since_before`` while we waited.
+    return [cursor for cursor in locked if cursor.since < since_before]
+
+
+def counter_ensure(*, kind: str, year: int) -> None:
+    """Create the counter row in its own short transaction, before any issuing transaction.
+
+    Inserting it inside the issuing transaction would make concurrent issuers wait on the
+    new row's key and then deadlock upgrading to the row lock.
+    """
+    if DocumentCounter.objects.filter(kind=kind, year=year).exists():
+        return
+    try:
+        with transaction.atomic():
+            DocumentCounter.objects.create(kind=kind, year=year)
+    except IntegrityError:
+        pass  # created by a concurrent issuer
 
 
 def counter_next(*, kind: str, year: int) -> int:
     """The next number of a kind in a year. Call inside the transaction that uses it: the row stays
-    locked until it commits, and a rollback gives the number back, so numbers have no gaps."""
-    try:
-        with transaction.atomic():
-            DocumentCounter.objects.get_or_create(kind=kind, year=year)
-    except IntegrityError:
-        pass  # created by a concurrent issuer: lock theirs
+    locked until it commits, and a rollback gives the number back, so numbers have no gaps.
+    ``counter_ensure`` must have run first (outside the transaction, where there is one)."""
     counter = DocumentCounter.objects.select_for_update().get(kind=kind, year=year)
     counter.last += 1
     counter.save(update_fields=["last"])

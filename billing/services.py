@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from billing import metering, pricing
-from billing.locks import counter_next, cursor_locked, cursors_locked
+from billing.locks import counter_ensure, counter_next, cursor_locked, cursors_locked
 from billing.models import (
     Budget,
     BudgetAlert,
@@ -291,6 +291,7 @@ def invoice_issue(*, actor, tenant, month: date, book=None, now: datetime | None
     now = now or timezone.now()
     first, following = pricing.month_days(month)
     year = timezone.localtime(now).year
+    counter_ensure(kind="INV", year=year)
     with transaction.atomic():
         # The counter's row lock serialises issuers, so the existence check below cannot race.
         number = counter_next(kind="INV", year=year)
@@ -364,8 +365,9 @@ def credit_note_issue(*, actor, invoice: Invoice, amount, reason: str) -> Credit
     if value is None or not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
         raise InvalidInput(_("冲销金额必须是最多 2 位小数的正数。"), code="credit_amount_invalid")
     now = timezone.now()
+    year = timezone.localtime(now).year
+    counter_ensure(kind="CN", year=year)
     with transaction.atomic():
-        year = timezone.localtime(now).year
         number = counter_next(kind="CN", year=year)
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         credited = sum((n.amount for n in invoice.credit_notes.all()), Decimal("0"))
