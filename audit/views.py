@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import time
+from datetime import timedelta
 
 import segno
 from django.contrib import messages
@@ -32,6 +33,8 @@ SESSION_PENDING = "_cc_pending_login"
 PENDING_SECONDS = 300
 PENDING_TRIES = 5
 EXPORT_LIMIT = 100_000
+# Without a start date the chart shows the last month: grouping millions of rows per page view is not free.
+TIMELINE_DEFAULT = timedelta(days=31)
 
 
 def _next_url(request, default="/"):
@@ -255,12 +258,15 @@ def event_list(request):
         services.search_record(actor=request.user, filters=filters, count=paginator.count)
     query = request.GET.copy()
     query.pop("page", None)
+    charted = queryset
+    if "date_from" not in filters:
+        charted = queryset.filter(occurred_at__gte=timezone.now() - TIMELINE_DEFAULT)
     context = {
         "form": form,
         "page": page,
         "filters": filters,
         "querystring": query.urlencode(),
-        "timeline": selectors.timeline(queryset),
+        "timeline": selectors.timeline(charted),
         "scope": hooks.audit_scope(request.user),
     }
     template = (
