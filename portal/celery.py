@@ -38,6 +38,22 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 
+
+def _ensure_filesystem_broker_folders() -> None:
+    """The quick start's filesystem broker needs its folders before anyone sends or consumes."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+            folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(key)
+            if folder:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+app.on_after_configure.connect(lambda sender, **kwargs: _ensure_filesystem_broker_folders(), weak=False)
+
 # Every periodic task of the project, in one place. Apps add their entries here.
 app.conf.beat_schedule = {
     "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
@@ -47,8 +63,8 @@ app.conf.beat_schedule = {
     "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
     # Network: repair DHCP bindings drift on every libvirt endpoint; free addresses whose hold is over.
-    "network-dhcp-sync": {"task": "compute.network_tasks.dhcp_sync_task", "schedule": 300.0},
-    "network-addresses-purge": {"task": "compute.network_tasks.addresses_purge_task", "schedule": 600.0},
+    "network-dhcp-sync": {"task": "network.tasks.dhcp_sync", "schedule": 300.0},
+    "network-addresses-purge": {"task": "network.tasks.addresses_purge", "schedule": 600.0},
     # Tenants: quota counters agree with the reservations (03:10 Shanghai); drift is fixed and audited.
     "tenants-quota-recount": {"task": "tenants.tasks.quota_recount", "schedule": crontab(hour=3, minute=10)},
     # Billing (Asia/Shanghai): open usage intervals written up to midnight (where they are cut

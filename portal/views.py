@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from portal.dashboard import panels_for
 from portal.health import health_report
 from portal.middleware import wants_json
 from tenants.selectors import memberships_of, platform_role_of, roles_of
@@ -22,10 +23,12 @@ def healthz(request):
 @login_required
 def dashboard(request):
     user = request.user
+    roles = roles_of(user)
     context = {
-        "roles": sorted(roles_of(user)),
+        "roles": sorted(roles),
         "platform_role": platform_role_of(user),
         "memberships": memberships_of(user),
+        **panels_for(user, roles),
     }
     return render(request, "portal/dashboard.html", context)
 
