@@ -16,21 +16,22 @@ from network.models import SecurityGroup
 
 log = logging.getLogger(__name__)
 
-OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "queue": "hypervisor"}
+# Named in the "network.tasks" namespace, which portal/celery.py routes to the hypervisor queue.
+OPTIONS = {"acks_late": True, "reject_on_worker_lost": True}
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.dhcp_sync", **OPTIONS)
 def dhcp_sync_task() -> dict:
     report = networking.dhcp_sync()
     return {k: report[k] for k in ("added", "changed", "removed", "released", "errors")}
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.addresses_purge", **OPTIONS)
 def addresses_purge_task() -> int:
     return network_services.addresses_purge_expired()
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.desktop_bindings_push", **OPTIONS)
 def desktop_bindings_push_task(desktop_id: int) -> dict:
     desktop = Desktop.objects.select_related("endpoint").filter(pk=desktop_id).first()
     if desktop is None or desktop.state == Desktop.State.DELETED:
@@ -38,7 +39,7 @@ def desktop_bindings_push_task(desktop_id: int) -> dict:
     return networking.desktop_bindings_push(desktop=desktop)
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.security_group_apply", **OPTIONS)
 def security_group_apply_task(group_id: int) -> dict:
     group = SecurityGroup.objects.filter(pk=group_id).first()
     if group is None:
@@ -46,21 +47,21 @@ def security_group_apply_task(group_id: int) -> dict:
     return networking.security_group_apply(group=group)
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.security_groups_sync", **OPTIONS)
 def security_groups_sync_task() -> dict:
     return networking.security_groups_sync()
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.security_group_remove", **OPTIONS)
 def security_group_remove_task(group_id: int) -> None:
     networking.security_group_remove(group_id=group_id)
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.network_remove", **OPTIONS)
 def network_remove_task(network_id: int, endpoints: list[str]) -> None:
     networking.network_remove(network_id=network_id, endpoints=endpoints)
 
 
-@shared_task(**OPTIONS)
+@shared_task(name="network.tasks.forwarding_apply", **OPTIONS)
 def forwarding_apply_task(eip_id: int) -> bool:
     return networking.forwarding_apply(eip_id=eip_id)

@@ -165,14 +165,15 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     scenario,
     qemu_prefix,
     qemu_pool,  # noqa: F811
+    celery_worker,
 ):
-    cidr = free_cidr()
-    tenant_network(scenario, cidr=cidr)
+    """The rule change goes the production way: service → hook → task on a real worker → nwfilter."""
+    tenant_network(scenario, cidr=free_cidr())
     endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
     group = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="web")
     services.rule_add(actor=scenario.tenant_admin, group=group, direction="in", protocol="tcp", port_min=443)
     desktop = desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-vm")
-    (address,) = networking.desktop_nics_allocate(desktop=desktop, security_group=group)
+    networking.desktop_nics_allocate(desktop=desktop, security_group=group)
     nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(endpoint))
     assert nics[0].nwfilter == networking.filter_name(group, endpoint)
     _vm(driver_for(endpoint), desktop, nics, qemu_pool)
@@ -182,7 +183,6 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     rules = _firewall()
     assert vnet in rules
     assert "--dport 443" in rules
-    assert "--dport 8443" not in rules
 
     port = 8000 + uuid.uuid4().int % 999
     services.rule_add(
@@ -194,12 +194,11 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
         port_max=port + 1,
         remote_cidr="10.99.0.0/16",
     )
-    report = networking.security_group_apply(group=group)
-    assert report == {"applied": [endpoint.name], "errors": []}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while f"--dport {port}:{port + 1}" not in _firewall() and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.25)
     rules = _firewall()
     assert f"--dport {port}:{port + 1}" in rules
     assert "10.99.0.0/16" in rules
+    assert vnet in rules
     driver_for(endpoint).delete_vm(desktop.vm_name)
