@@ -46,3 +46,44 @@ def test_concurrent_issuers_take_gapless_unique_numbers_and_invoice_a_month_once
     year = datetime.now(ZoneInfo("Asia/Shanghai")).year
     assert numbers == [f"INV-{year}-{n:06d}" for n in range(1, 9)]
     assert Invoice.objects.filter(month=date(2026, 7, 1)).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_state_changes_racing_the_interval_sweep_neither_deadlock_nor_lose_time(scenario):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing.models import UsageInterval
+    from compute.models import Desktop
+
+    desktops = [
+        desktop_row(scenario.tenant_a, owner=scenario.student, state="stopped", power="stopped") for _ in range(6)
+    ]
+    started = timezone.now()
+    for desktop in desktops:
+        services.desktop_usage_record(desktop=desktop, at=started)
+
+    def toggler(pk):
+        def run():
+            for _ in range(15):
+                with transaction.atomic():  # as compute does: the desktop row locked, then metered
+                    desktop = Desktop.objects.locked(pk)
+                    desktop.power_state = "stopped" if desktop.power_state == "running" else "running"
+                    desktop.state = desktop.power_state
+                    desktop.save()
+                    services.desktop_usage_record(desktop=desktop, at=timezone.now())
+
+        return run
+
+    def sweeper():
+        for _ in range(15):
+            services.usage_close_until(until=timezone.now())
+
+    _race([toggler(d.pk) for d in desktops] + [sweeper, sweeper])
+
+    ended = timezone.now()
+    services.usage_close_until(until=ended)
+    for desktop in desktops:
+        pieces = list(UsageInterval.objects.filter(desktop=desktop).order_by("start").values_list("start", "end"))
+        assert pieces[0][0] == started and pieces[-1][1] == ended
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False)), "a gap or an overlap"
