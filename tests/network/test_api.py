@@ -186,3 +186,16 @@ def test_list_endpoints_cost_a_constant_number_of_queries(scenario, api):
     assert_constant_queries(lambda: client.get("/api/v1/addresses/"), addresses)
     assert_constant_queries(lambda: client.get("/api/v1/security-groups/"), groups)
     assert Address.objects.count() == 31
+
+
+def test_the_security_admin_and_strangers_see_nothing_of_a_tenants_network(scenario, api):
+    network = tenant_network(scenario)
+    services.address_allocate(tenant=scenario.tenant_a, desktop_id=3, network=network, owner=scenario.student)
+    for user in (scenario.secadmin, scenario.stranger, scenario.stranger_admin):
+        client = api.as_user(user)
+        for url in ("/api/v1/networks/", "/api/v1/subnets/", "/api/v1/addresses/", "/api/v1/security-groups/"):
+            assert client.get(url).json()["results"] == [], (user, url)
+    # The audit admin reads everything, read-only.
+    auditadmin = api.as_user(scenario.auditadmin)
+    assert len(auditadmin.get("/api/v1/addresses/").json()["results"]) == 1
+    assert auditadmin.post("/api/v1/public-pools/", {"name": "p", "cidr": "198.51.100.0/28"}).status_code == 403
