@@ -75,6 +75,7 @@ EVENTS = st.one_of(
     st.tuples(st.just("transfer")),
     st.tuples(st.just("repeat")),  # the same state change reported twice
     st.tuples(st.just("crash")),  # hypervisor called, worker died before the state update
+    st.tuples(st.just("sweep")),  # the nightly sweep (or invoicing) closes open intervals here
 )
 STEPS = st.lists(
     st.tuples(st.integers(1, 4 * 86_400 * 1_000_000), EVENTS),  # gaps of up to 4 days, microsecond precision
@@ -153,6 +154,9 @@ def test_metered_quantities_equal_the_exact_integral_for_any_sequence_of_changes
                 # The hypervisor acted, the worker died: the database (and so the meter) never heard.
                 # A retry later reports the unchanged row: nothing may be counted twice.
                 services.desktop_usage_record(desktop=Desktop.objects.get(pk=desktop.pk), at=at, reason="retry")
+                continue
+            if event[0] == "sweep":
+                services.usage_close_until(until=at)
                 continue
             if event[0] == "repeat":
                 services.desktop_usage_record(desktop=Desktop.objects.get(pk=desktop.pk), at=at, reason="again")
