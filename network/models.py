@@ -330,6 +330,8 @@ class ElasticIP(models.Model):
     # Whether the hypervisor side is in place; see ``apply_note`` when it is not.
     applied = models.BooleanField(_("已生效"), default=False)
     apply_note = models.CharField(_("生效说明"), max_length=255, blank=True)
+    # The tenant's "ips" quota this address holds (released with it).
+    quota_reservation = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
     objects = LockingManager()

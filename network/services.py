@@ -36,6 +36,8 @@ from network.models import (
     SegmentType,
     Subnet,
 )
+from tenants.models import Reservation
+from tenants.services import quota_commit, quota_release, quota_reserve
 
 MAC_PREFIX = "52:54:00"
 MAC_ATTEMPTS = 16
@@ -769,7 +771,10 @@ def elastic_ip_allocate(*, actor, tenant, pool: PublicPool) -> ElasticIP:
         free = next((str(h) for h in ipaddress.IPv4Network(pool.cidr).hosts() if str(h) not in taken), None)
         if free is None:
             raise Conflict(_("公网地址池已用完。"), code="pool_exhausted")
-        eip = ElasticIP.objects.create(pool=pool, tenant=tenant, ip=free)
+        # An elastic IP is the scarce resource the tenants' "ips" quota counts.
+        reservation = quota_reserve(actor=actor, tenant=tenant, amounts={"ips": 1}, reason="elastic_ip")
+        quota_commit(actor=actor, reservation=reservation)
+        eip = ElasticIP.objects.create(pool=pool, tenant=tenant, ip=free, quota_reservation=str(reservation.pk))
         event_record(
             action=Action.NETWORK_CHANGED,
             actor=actor,
@@ -817,6 +822,10 @@ def elastic_ip_release(*, actor, eip: ElasticIP) -> None:
             tenant=eip.tenant,
             detail={"op": "eip_released", "ip": eip.ip},
         )
+        if eip.quota_reservation:
+            reservation = Reservation.objects.filter(pk=int(eip.quota_reservation)).first()
+            if reservation is not None:
+                quota_release(actor=actor, reservation=reservation)
         eip.delete()
 
 

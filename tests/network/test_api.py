@@ -199,3 +199,17 @@ def test_the_security_admin_and_strangers_see_nothing_of_a_tenants_network(scena
     auditadmin = api.as_user(scenario.auditadmin)
     assert len(auditadmin.get("/api/v1/addresses/").json()["results"]) == 1
     assert auditadmin.post("/api/v1/public-pools/", {"name": "p", "cidr": "198.51.100.0/28"}).status_code == 403
+
+
+def test_elastic_ips_count_against_the_tenants_ip_quota_and_release_it(scenario, api):
+    from tenants.quotas import quota_set
+
+    quota_set(actor=None, tenant=scenario.tenant_a, limits={"ips": 1})
+    PublicPool.objects.create(name="campus", cidr="198.51.100.0/29")
+    client = api.as_user(scenario.tenant_admin)
+    first = client.post("/api/v1/elastic-ips/", {}, format="json")
+    assert first.status_code == 201
+    second = client.post("/api/v1/elastic-ips/", {}, format="json")
+    assert second.status_code == 409 and second.json()["code"] == "quota_exceeded"
+    assert client.delete(f"/api/v1/elastic-ips/{first.json()['id']}/").status_code == 204
+    assert client.post("/api/v1/elastic-ips/", {}, format="json").status_code == 201
