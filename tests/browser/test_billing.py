@@ -65,3 +65,25 @@ def test_finance_opens_last_months_invoice_and_downloads_pdf_and_xlsx(page, logi
     rows = list(load_workbook(xlsx_path).active.iter_rows(values_only=True))
     assert rows[0][1] == invoice.number and Decimal(str(rows[-1][-1])) == invoice.total
     assert len(rows) == invoice.lines.count() + 3
+
+
+def test_finance_sees_last_months_daily_cost_chart(page, login, demo_data):
+    from audit.security import totp_install
+    from tenants.models import User
+
+    device = totp_install(user=User.objects.get(username="finance1"), secret_hex=TOTP_SECRET_HEX)
+    first = (timezone.localdate().replace(day=1) - timedelta(days=1)).replace(day=1)
+    last = timezone.localdate().replace(day=1) - timedelta(days=1)
+
+    login("finance1", demo_data)
+    page.get_by_label("动态口令或恢复码").fill(_totp_code(device))
+    page.get_by_role("button", name="验证").click()
+    page.get_by_role("link", name="用量与费用").first.click()
+    page.get_by_label("开始日期").fill(first.isoformat())
+    page.get_by_label("结束日期").fill(last.isoformat())
+    page.get_by_role("button", name="查询").click()
+
+    expect(page.get_by_test_id("usage-table")).to_contain_text("CS101")
+    bars = page.evaluate("() => Chart.getChart('daily-cost-chart').data.datasets[0].data.length")
+    assert bars == (last - first).days + 1
+    assert page.evaluate("() => Chart.getChart('daily-cost-chart').data.datasets[0].data.some((v) => v > 0)")
