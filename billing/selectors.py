@@ -216,11 +216,13 @@ def usage_report_for(
             raise InvalidInput(_("课程编号无效。"), code="course_invalid")
         queryset = queryset.filter(course_id=course_id)
         cursors = cursors.filter(course_id=course_id)
-    keys = ("tenant_id", "course_id", "user_id", "day")
-    rows = list(pricing.grouped_usage(queryset, *keys))
+    # Group in the database only by what the report shows (and what prices depend on: tenant, day).
+    keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
+    rows = list(pricing.grouped_usage(queryset, *keys, "day"))
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
     if range_start < now:
-        rows += _open_rows(cursors.filter(since__lt=min(now, range_end)), start=range_start, end=min(now, range_end))
+        open_cursors = cursors.filter(since__lt=min(now, range_end))
+        rows += _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
     tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in rows})
     book = pricing.RateBook(tenants.values())
     groups: dict = defaultdict(lambda: [0, Fraction(0)])
@@ -231,12 +233,12 @@ def usage_report_for(
                 continue
             rate, discount = book.rate(row["tenant_id"], item, row["day"])
             cost = pricing.cost_of(units, item, rate, discount)
-            key = {
-                "tenant": (row["tenant_id"], None, None, item),
-                "course": (row["tenant_id"], row["course_id"], None, item),
-                "user": (row["tenant_id"], None, row["user_id"], item),
-                "item": (None, None, None, item),
-            }[group_by]
+            key = (
+                row["tenant_id"] if group_by != "item" else None,
+                row.get("course_id"),
+                row.get("user_id"),
+                item,
+            )
             groups[key][0] += units
             groups[key][1] += cost
             daily[row["day"]] += cost
