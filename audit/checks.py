@@ -17,7 +17,7 @@ from audit import hooks
 from audit.compliance import AREA_COMPUTING, AREA_MANAGEMENT, Check, Status, register_check
 from audit.models import AuditEvent, ChainVerification
 
-STRONG_HASHERS = ("PBKDF2", "Argon2", "BCrypt", "Scrypt")
+STRONG_HASHERS = ("pbkdf2", "argon2", "bcrypt", "scrypt")
 
 
 def _policy():
@@ -219,10 +219,11 @@ def storage_integrity(level):
 
 
 def storage_confidentiality(level):
-    hasher = (
-        settings.PASSWORD_HASHERS[0].rsplit(".", 1)[-1] if getattr(settings, "PASSWORD_HASHERS", None) else "PBKDF2"
-    )
-    strong = any(hasher.startswith(prefix) for prefix in STRONG_HASHERS)
+    from django.contrib.auth.hashers import get_hasher
+
+    default = get_hasher()
+    hasher = f"{default.algorithm} ({getattr(default, 'iterations', '')})".replace(" ()", "")
+    strong = default.algorithm.startswith(STRONG_HASHERS)
     field_key = bool(getattr(settings, "FIELD_ENCRYPTION_KEY", ""))
     evidence = _("口令哈希算法：%(h)s；虚拟化平台凭据加密存储，密钥：%(k)s。") % {
         "h": hasher,

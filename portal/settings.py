@@ -274,6 +274,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "audit.password_validation.PasswordHistoryValidator"},
 ]
+# PBKDF2-SHA256 at OWASP's 600,000 iterations (see audit/hashers.py); Django's others verify old hashes.
+PASSWORD_HASHERS = [
+    "audit.hashers.CampusPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = "audit.policy.axes_failure_limit"  # 5 failures by default
 AXES_COOLOFF_TIME = "audit.policy.axes_cooloff"  # 30 minutes by default
