@@ -52,9 +52,9 @@ def security_groups_sync_task() -> dict:
     return networking.security_groups_sync()
 
 
-@shared_task(name="network.tasks.security_group_remove", **OPTIONS)
-def security_group_remove_task(group_id: int) -> None:
-    networking.security_group_remove(group_id=group_id)
+@shared_task(name="network.tasks.desktop_filters_apply", **OPTIONS)
+def desktop_filters_apply_task(desktop_id: int) -> dict:
+    return networking.desktop_filters_apply(desktop_id=desktop_id)
 
 
 @shared_task(name="network.tasks.network_remove", **OPTIONS)

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 NETWORK_PREFIX = "ccnet-"
 BRIDGE_PREFIX = "ccbr"
-FILTER_PREFIX = "cc-sg-"
+FILTER_PREFIX = "cc-fw-"
 # Desktops whose VM exists (or is being made) on their endpoint: their bindings belong there.
 BOUND_STATES = [s for s in Desktop.State.values if s != Desktop.State.DELETED]
 
@@ -80,8 +80,9 @@ def bridge_name(network: Network, endpoint: Endpoint) -> str:
     return f"{endpoint.options.get('bridge_prefix', BRIDGE_PREFIX)}{network.pk}"[:15]
 
 
-def filter_name(group: SecurityGroup | int, endpoint: Endpoint) -> str:
-    pk = group if isinstance(group, int) else group.pk
+def filter_name(address: Address | int, endpoint: Endpoint) -> str:
+    """A NIC's nwfilter: one per NIC, so a NIC changes group by redefining its own filter, live."""
+    pk = address if isinstance(address, int) else address.pk
     return f"{endpoint.options.get('filter_prefix', FILTER_PREFIX)}{pk}"
 
 
@@ -126,9 +127,9 @@ def _has_dhcp(network: Network) -> bool:
     return network.kind == Network.Kind.ROUTER
 
 
-def nwfilter_spec(group: SecurityGroup, endpoint: Endpoint) -> NwFilterSpec:
-    """The group's rules as an nwfilter. A remote group becomes the /32s of the NICs in it;
-    a default group also drops everything coming from other tenants' subnets."""
+def group_rules(group: SecurityGroup) -> tuple[FirewallRule, ...]:
+    """The group's rules as firewall rules. A remote group becomes the /32s of the NICs in it;
+    a default group also drops everything coming from other tenants' subnets, first."""
     rules: list[FirewallRule] = []
     if group.is_default:
         for cidr in network_selectors.other_tenants_cidrs(group.tenant):
@@ -152,10 +153,18 @@ def nwfilter_spec(group: SecurityGroup, endpoint: Endpoint) -> NwFilterSpec:
                     priority=500,
                 )
             )
-    # One UUID per group and endpoint, stable across redefinitions (libvirt then updates running
-    # VMs); per endpoint, because two endpoints may share one daemon, as in tests.
-    filter_uuid = uuid.uuid5(group.filter_uuid, endpoint.name)
-    return NwFilterSpec(name=filter_name(group, endpoint), uuid=str(filter_uuid), rules=tuple(rules))
+    return tuple(rules)
+
+
+def nwfilter_spec(address: Address, endpoint: Endpoint, rules: tuple[FirewallRule, ...] | None = None) -> NwFilterSpec:
+    """The NIC's filter on the endpoint: its group's rules under a name and UUID of the NIC's own."""
+    name = filter_name(address, endpoint)
+    # Stable across redefinitions (libvirt then updates the running VM) and distinct per endpoint,
+    # as two endpoints may share one daemon (tests do).
+    filter_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"campuscloud:{endpoint.name}:{name}")
+    if rules is None:
+        rules = group_rules(address.security_group)
+    return NwFilterSpec(name=name, uuid=str(filter_uuid), rules=rules)
 
 
 # --- desktops ---------------------------------------------------------------------------------
@@ -201,7 +210,7 @@ def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple
         NicSpec(
             network=nic_network_name(a.subnet.network, endpoint),
             mac=a.mac,
-            nwfilter=filter_name(a.security_group_id, endpoint) if with_filters and a.security_group_id else "",
+            nwfilter=filter_name(a, endpoint) if with_filters and a.security_group_id else "",
             filter_params={"IP": a.ip} if with_filters and a.security_group_id else {},
         )
         for a in addresses
@@ -236,11 +245,20 @@ def _ensure_lock(endpoint_id: int, network_id: int) -> threading.Lock:
         return _ensure_locks.setdefault((endpoint_id, network_id), threading.Lock())
 
 
-def _define_filters(groups: dict[int, SecurityGroup], endpoint: Endpoint, driver: HypervisorDriver) -> None:
+def _define_filters(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> int:
+    """Define the NICs' filters on the endpoint (each group's rules computed once); returns how many."""
     if not filters_supported(endpoint):
-        return
-    for group in groups.values():
-        driver.nwfilter_define(nwfilter_spec(group, endpoint))
+        return 0
+    rules: dict[int, tuple[FirewallRule, ...]] = {}
+    count = 0
+    for address in addresses:
+        if not address.security_group_id:
+            continue
+        if address.security_group_id not in rules:
+            rules[address.security_group_id] = group_rules(address.security_group)
+        driver.nwfilter_define(nwfilter_spec(address, endpoint, rules[address.security_group_id]))
+        count += 1
+    return count
 
 
 def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tuple[NicSpec, ...]:
@@ -254,9 +272,7 @@ def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tu
         networks = {a.subnet.network_id: a.subnet.network for a in addresses}
         for network in networks.values():
             network_ensure_on(network=network, endpoint=endpoint, driver=driver)
-        _define_filters(
-            {a.security_group_id: a.security_group for a in addresses if a.security_group_id}, endpoint, driver
-        )
+        _define_filters(addresses, endpoint, driver)
         _push(addresses, endpoint, driver)
     return nic_specs(desktop, addresses)
 
@@ -313,9 +329,7 @@ def desktop_bindings_push(*, desktop: Desktop, driver: HypervisorDriver | None =
         driver = driver or driver_for(endpoint)
         for network in {a.subnet.network_id: a.subnet.network for a in addresses}.values():
             network_ensure_on(network=network, endpoint=endpoint, driver=driver)
-        _define_filters(
-            {a.security_group_id: a.security_group for a in addresses if a.security_group_id}, endpoint, driver
-        )
+        _define_filters(addresses, endpoint, driver)
         report["pushed"] = [a.mac for a in _push(addresses, endpoint, driver)]
     for old, moved in previous.items():
         error = _remove_from(old, moved)
@@ -342,6 +356,7 @@ def desktop_bindings_release(*, desktop: Desktop, hold: int | None = None) -> li
         by_endpoint.setdefault(address.pushed_to or desktop.endpoint.name, []).append(address)
     for endpoint_name, group in by_endpoint.items():
         _remove_from(endpoint_name, group)
+        _filters_remove(endpoint_name, group)
     return network_services.addresses_release(desktop_id=desktop.pk, hold=hold)
 
 
@@ -490,25 +505,26 @@ def dhcp_sync(*, endpoint: Endpoint | None = None) -> dict:
 # --- security groups --------------------------------------------------------------------------
 
 
-def _group_endpoints(group: SecurityGroup) -> list[Endpoint]:
-    desktop_ids = Address.objects.filter(
-        security_group=group, state=Address.State.ALLOCATED, kind=Address.Kind.NIC
-    ).values_list("desktop_id", flat=True)
-    endpoint_ids = Desktop.objects.filter(pk__in=list(desktop_ids), state__in=BOUND_STATES).values_list(
-        "endpoint_id", flat=True
+def _nics_by_endpoint(addresses) -> dict[int, tuple[Endpoint, list[Address]]]:
+    """The NICs grouped by the endpoint their desktop is on (endpoints that take nwfilters only)."""
+    addresses = list(addresses)
+    desktops = Desktop.objects.filter(pk__in={a.desktop_id for a in addresses}, state__in=BOUND_STATES).select_related(
+        "endpoint"
     )
-    return [e for e in Endpoint.objects.filter(pk__in=list(endpoint_ids), is_active=True) if filters_supported(e)]
+    where = {d.pk: d.endpoint for d in desktops if d.endpoint.is_active and filters_supported(d.endpoint)}
+    grouped: dict[int, tuple[Endpoint, list[Address]]] = {}
+    for address in addresses:
+        endpoint = where.get(address.desktop_id)
+        if endpoint is not None:
+            grouped.setdefault(endpoint.pk, (endpoint, []))[1].append(address)
+    return grouped
 
 
-def security_group_apply(*, group: SecurityGroup, endpoints: list[Endpoint] | None = None) -> dict:
-    """Redefine the group's nwfilter wherever desktops use it: running VMs get the new rules live."""
-    group = SecurityGroup.objects.select_related("tenant").get(pk=group.pk)
-    report = {"applied": [], "errors": []}
-    for endpoint in _group_endpoints(group) if endpoints is None else endpoints:
-        if not filters_supported(endpoint):
-            continue
+def _apply_filters(addresses) -> dict:
+    report = {"applied": [], "filters": 0, "errors": []}
+    for endpoint, nics in _nics_by_endpoint(addresses).values():
         try:
-            driver_for(endpoint).nwfilter_define(nwfilter_spec(group, endpoint))
+            report["filters"] += _define_filters(nics, endpoint, driver_for(endpoint))
             report["applied"].append(endpoint.name)
         except DriverError as exc:
             driver_error_note(endpoint, exc)
@@ -516,26 +532,44 @@ def security_group_apply(*, group: SecurityGroup, endpoints: list[Endpoint] | No
     return report
 
 
+def security_group_apply(*, group: SecurityGroup) -> dict:
+    """Redefine the filter of every NIC in the group, on the endpoint its desktop is on: running
+    VMs get the new rules live. Returns {"applied": [endpoint names], "filters": n, "errors": [...]}."""
+    nics = Address.objects.filter(
+        security_group=group, state=Address.State.ALLOCATED, kind=Address.Kind.NIC
+    ).select_related("security_group__tenant")
+    return _apply_filters(nics)
+
+
+def desktop_filters_apply(*, desktop_id: int) -> dict:
+    """A NIC of the desktop changed group: its own filter is redefined with the new group's rules."""
+    nics = Address.objects.filter(
+        desktop_id=desktop_id, state=Address.State.ALLOCATED, kind=Address.Kind.NIC
+    ).select_related("security_group__tenant")
+    return _apply_filters(nics)
+
+
 def security_groups_sync() -> dict:
-    """Redefine every group in use (remote-group members and other tenants' subnets change)."""
-    report = {"applied": 0, "errors": []}
-    groups = SecurityGroup.objects.filter(addresses__state=Address.State.ALLOCATED).distinct()
-    for group in groups:
-        result = security_group_apply(group=group)
-        report["applied"] += len(result["applied"])
-        report["errors"] += result["errors"]
-    return report
+    """Redefine every NIC filter (remote-group members and other tenants' subnets change over time)."""
+    nics = Address.objects.filter(
+        state=Address.State.ALLOCATED, kind=Address.Kind.NIC, security_group__isnull=False
+    ).select_related("security_group__tenant")
+    result = _apply_filters(nics)
+    return {"applied": result["filters"], "errors": result["errors"]}
 
 
-def security_group_remove(*, group_id: int) -> None:
-    for endpoint in Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True):
-        if not filters_supported(endpoint):
-            continue
-        try:
-            driver_for(endpoint).nwfilter_delete(filter_name(group_id, endpoint))
-        except DriverError as exc:
-            driver_error_note(endpoint, exc)
-            log.warning("nwfilter %s stays on %s: %s", group_id, endpoint.name, exc)
+def _filters_remove(endpoint_name: str, addresses: list[Address]) -> None:
+    endpoint = Endpoint.objects.filter(name=endpoint_name).first()
+    if endpoint is None or not filters_supported(endpoint):
+        return
+    try:
+        driver = driver_for(endpoint)
+        for address in addresses:
+            driver.nwfilter_delete(filter_name(address, endpoint))
+    except DriverError as exc:
+        # Still referenced (the VM is there) or unreachable: a leftover filter harms nothing.
+        driver_error_note(endpoint, exc)
+        log.warning("nwfilters of %s stay on %s: %s", [a.pk for a in addresses], endpoint_name, exc)
 
 
 def network_remove(*, network_id: int, endpoints: list[str]) -> None:
@@ -596,8 +630,8 @@ def _on_security_group_changed(*, group_id: int) -> None:
     _tasks().security_group_apply_task.delay(group_id)
 
 
-def _on_security_group_deleted(*, group_id: int) -> None:
-    _tasks().security_group_remove_task.delay(group_id)
+def _on_nic_changed(*, desktop_id: int) -> None:
+    _tasks().desktop_filters_apply_task.delay(desktop_id)
 
 
 def _on_forwarding_changed(*, eip_id: int) -> None:
@@ -608,7 +642,7 @@ def register_hooks() -> None:
     hooks.register("network_changed", _on_network_changed)
     hooks.register("network_deleted", _on_network_deleted)
     hooks.register("security_group_changed", _on_security_group_changed)
-    hooks.register("security_group_deleted", _on_security_group_deleted)
+    hooks.register("nic_changed", _on_nic_changed)
     hooks.register("forwarding_changed", _on_forwarding_changed)
 
 

@@ -6,7 +6,8 @@ transaction commits; an event without a handler changes nothing now, and the per
 sync in compute repairs the hypervisors later.
 
 Events: ``network_changed(network_id)``, ``network_deleted(network_id, endpoints)``,
-``security_group_changed(group_id)``, ``security_group_deleted(group_id)``,
+``security_group_changed(group_id)``, ``security_group_deleted(group_id)``
+(nothing to push: a group in use cannot be deleted),
 ``nic_changed(desktop_id)``, ``forwarding_changed(eip_id)``.
 """
 

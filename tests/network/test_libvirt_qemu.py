@@ -60,6 +60,21 @@ def _vnet(vm_name: str) -> str:
     return target.get("dev")
 
 
+def _vm_rules(vnet: str) -> str:
+    """The firewall rules of one VM's interface (libvirt names its chains after the tap device)."""
+    return "\n".join(line for line in _firewall().splitlines() if vnet in line)
+
+
+def _wait_rules(vnet: str, ready, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    rules = _vm_rules(vnet)
+    while not ready(rules) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        rules = _vm_rules(vnet)
+    assert ready(rules), rules
+    return rules
+
+
 def _firewall() -> str:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
     out += subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
@@ -173,17 +188,16 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     group = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="web")
     services.rule_add(actor=scenario.tenant_admin, group=group, direction="in", protocol="tcp", port_min=443)
     desktop = desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-vm")
-    networking.desktop_nics_allocate(desktop=desktop, security_group=group)
+    (address,) = networking.desktop_nics_allocate(desktop=desktop, security_group=group)
     nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(endpoint))
-    assert nics[0].nwfilter == networking.filter_name(group, endpoint)
+    assert nics[0].nwfilter == networking.filter_name(address, endpoint)
     _vm(driver_for(endpoint), desktop, nics, qemu_pool)
     assert f"filter='{nics[0].nwfilter}'" in _live_xml(desktop.vm_name)
     vnet = _vnet(desktop.vm_name)
 
-    rules = _firewall()
-    assert vnet in rules
-    assert "--dport 443" in rules
+    assert "--dport 443" in _vm_rules(vnet)
 
+    # A rule added to the group reaches the running VM (through the hook and the worker).
     port = 8000 + uuid.uuid4().int % 999
     services.rule_add(
         actor=scenario.tenant_admin,
@@ -194,11 +208,13 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
         port_max=port + 1,
         remote_cidr="10.99.0.0/16",
     )
-    deadline = time.monotonic() + 60
-    while f"--dport {port}:{port + 1}" not in _firewall() and time.monotonic() < deadline:
-        time.sleep(0.25)
-    rules = _firewall()
-    assert f"--dport {port}:{port + 1}" in rules
-    assert "10.99.0.0/16" in rules
-    assert vnet in rules
+    rules = _wait_rules(vnet, lambda r: f"--dport {port}:{port + 1}" in r)
+    assert "10.99.0.0/16" in rules and "--dport 443" in rules
+
+    # The NIC moves to another group: its own filter is redefined, live.
+    ssh = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="ssh")
+    services.rule_add(actor=scenario.tenant_admin, group=ssh, direction="in", protocol="tcp", port_min=port + 7)
+    services.nic_security_group_set(actor=scenario.tenant_admin, address=address, group=ssh)
+    rules = _wait_rules(vnet, lambda r: f"--dport {port + 7}" in r and "--dport 443" not in r)
+    assert f"--dport {port}:{port + 1}" not in rules
     driver_for(endpoint).delete_vm(desktop.vm_name)

@@ -47,9 +47,9 @@ def test_the_default_group_drops_other_tenants_subnets_before_allowing_the_campu
     tenant_network(scenario, cidr="10.231.1.0/24")
     tenant_network(scenario, cidr="10.231.9.0/24", name="theirs", tenant=scenario.tenant_b)
     group = services.security_group_default_ensure(tenant=scenario.tenant_a)
-    spec = networking.nwfilter_spec(group, _endpoint())
-    drop = [r for r in spec.rules if r.action == "drop"]
-    accept = [r for r in spec.rules if r.action == "accept"]
+    rules = networking.group_rules(group)
+    drop = [r for r in rules if r.action == "drop"]
+    accept = [r for r in rules if r.action == "accept"]
     assert [(r.direction, r.remote_cidr) for r in drop] == [("in", "10.231.9.0/24")]
     assert max(r.priority for r in drop) < min(r.priority for r in accept)
     assert {(r.protocol, r.port_min, r.remote_cidr) for r in accept if r.direction == "in"} == {
@@ -58,7 +58,6 @@ def test_the_default_group_drops_other_tenants_subnets_before_allowing_the_campu
         ("icmp", None, "10.0.0.0/8"),
     }
     assert [(r.direction, r.protocol, r.remote_cidr) for r in accept if r.direction == "out"] == [("out", "all", "")]
-    assert spec.default_drop
 
 
 def test_a_remote_group_becomes_the_addresses_of_its_members(scenario):
@@ -72,10 +71,12 @@ def test_a_remote_group_becomes_the_addresses_of_its_members(scenario):
         services.address_allocate(tenant=scenario.tenant_a, desktop_id=i, network=network, security_group=web)
         for i in (1, 2)
     ]
-    spec = networking.nwfilter_spec(db, _endpoint(filter_prefix="t-"))
-    assert spec.name == f"t-{db.pk}"
+    nic = services.address_allocate(tenant=scenario.tenant_a, desktop_id=3, network=network, security_group=db)
+    spec = networking.nwfilter_spec(nic, _endpoint(filter_prefix="t-"))
+    assert spec.name == f"t-{nic.pk}" and spec.default_drop
     assert sorted(r.remote_cidr for r in spec.rules) == sorted(f"{m.ip}/32" for m in members)
-    # The filter's UUID is stable for the group on one endpoint and differs between endpoints.
-    assert networking.nwfilter_spec(db, _endpoint()).uuid == spec.uuid
-    other = Endpoint(pk=8, name="e8", kind="libvirt", url="qemu:///system", options={})
-    assert networking.nwfilter_spec(db, other).uuid != spec.uuid
+    # A NIC's filter keeps its UUID when its group changes, and differs between endpoints.
+    nic.security_group = web
+    assert networking.nwfilter_spec(nic, _endpoint(filter_prefix="t-")).uuid == spec.uuid
+    other = Endpoint(pk=8, name="e8", kind="libvirt", url="qemu:///system", options={"filter_prefix": "t-"})
+    assert networking.nwfilter_spec(nic, other).uuid != spec.uuid
