@@ -216,32 +216,41 @@ def usage_report_for(
             raise InvalidInput(_("课程编号无效。"), code="course_invalid")
         queryset = queryset.filter(course_id=course_id)
         cursors = cursors.filter(course_id=course_id)
+    range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
     # Group in the database only by what the report shows (and what prices depend on: tenant, day).
     keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
-    rows = list(pricing.grouped_usage(queryset, *keys, "day"))
-    range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
+    open_rows = []
     if range_start < now:
         open_cursors = cursors.filter(since__lt=min(now, range_end))
-        rows += _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
-    tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in rows})
+        open_rows = _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
+    daily_rows = [*pricing.grouped_usage(queryset, "tenant_id", "day"), *open_rows]
+    # Rates change only on plan dates: the days between two of them are summed in the database.
+    changes = PricePlan.objects.filter(effective_from__gt=first, effective_from__lte=last)
+    bounds = [first, *sorted(set(changes.values_list("effective_from", flat=True))), last + timedelta(days=1)]
+    group_rows = list(open_rows)
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        for row in pricing.grouped_usage(queryset.filter(day__gte=lo, day__lt=hi), *keys):
+            row["day"] = lo  # every day of the stretch has the same rates
+            group_rows.append(row)
+    tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in daily_rows})
     book = pricing.RateBook(tenants.values())
-    groups: dict = defaultdict(lambda: [0, Fraction(0)])
-    daily: dict = defaultdict(Fraction)
-    for row in rows:
+
+    def cost_items(row):
         for item, units in metering.unit_microseconds(row).items():
-            if not units:
-                continue
-            rate, discount = book.rate(row["tenant_id"], item, row["day"])
-            cost = pricing.cost_of(units, item, rate, discount)
-            key = (
-                row["tenant_id"] if group_by != "item" else None,
-                row.get("course_id"),
-                row.get("user_id"),
-                item,
-            )
+            if units:
+                rate, discount = book.rate(row["tenant_id"], item, row["day"])
+                yield item, units, pricing.cost_of(units, item, rate, discount)
+
+    daily: dict = defaultdict(Fraction)
+    for row in daily_rows:
+        for _item, _units, cost in cost_items(row):
+            daily[row["day"]] += cost
+    groups: dict = defaultdict(lambda: [0, Fraction(0)])
+    for row in group_rows:
+        for item, units, cost in cost_items(row):
+            key = (row["tenant_id"] if group_by != "item" else None, row.get("course_id"), row.get("user_id"), item)
             groups[key][0] += units
             groups[key][1] += cost
-            daily[row["day"]] += cost
     courses = Course.objects.in_bulk({k[1] for k in groups if k[1]})
     users = User.objects.in_bulk({k[2] for k in groups if k[2]})
     result = [
