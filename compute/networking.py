@@ -661,17 +661,23 @@ from compute import network_tasks  # noqa: E402, F401, I001
 
 
 def seed_bindings() -> dict:
-    """seed_demo: every demo desktop without a NIC gets one on its tenant's network, and every
-    binding is pushed to the DHCP of the endpoint the desktop is on (idempotent)."""
-    summary = {"allocated": 0, "pushed": 0, "errors": []}
+    """seed_demo: every demo desktop without a NIC gets one on its tenant's network, then the DHCP
+    sync makes every endpoint's DHCP hold exactly the database's bindings (idempotent, and it
+    clears entries a previous demo database left on a real hypervisor)."""
+    allocated, errors = 0, []
     desktops = Desktop.objects.exclude(state=Desktop.State.DELETED).select_related("endpoint", "tenant", "owner")
     for desktop in desktops:
+        if desktop_addresses(desktop):
+            continue
         try:
-            if not desktop_addresses(desktop):
-                with transaction.atomic():
-                    summary["allocated"] += len(desktop_nics_allocate(desktop=desktop))
-            summary["pushed"] += len(desktop_bindings_push(desktop=desktop)["pushed"])
-        except (DriverError, ServiceError) as exc:
-            summary["errors"].append(f"{desktop.vm_name}: {getattr(exc, 'message', exc)}")
-    summary["errors"] = summary["errors"][:5]
-    return summary
+            with transaction.atomic():
+                allocated += len(desktop_nics_allocate(desktop=desktop))
+        except ServiceError as exc:
+            errors.append(f"{desktop.vm_name}: {exc.message}")
+    report = dhcp_sync()
+    return {
+        "allocated": allocated,
+        "pushed": report["added"] + report["changed"],
+        "removed": report["removed"],
+        "errors": (errors + report["errors"])[:5],
+    }
