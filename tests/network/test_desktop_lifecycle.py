@@ -77,3 +77,24 @@ def test_a_full_subnet_refuses_the_desktop_and_nothing_is_created(
         _create(compute_env, scenario.student, scenario.tenant_a, django_capture_on_commit_callbacks)
     assert info.value.code == "subnet_full"
     assert not Desktop.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_desktops_created_at_once_get_different_addresses(scenario, compute_env):  # noqa: F811
+    from tests.network.conftest import in_threads
+
+    tenant_network(scenario)
+    env, admin, tenant = compute_env, scenario.tenant_admin, scenario.tenant_a
+
+    def create(_i):
+        return compute_services.desktop_create(
+            actor=admin, tenant=tenant, owner=scenario.student, image_version=env.version, flavor=env.flavor
+        ).pk
+
+    results = in_threads(create, 10)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    rows = list(Address.objects.filter(desktop_id__in=results).values_list("ip", "mac"))
+    assert len(rows) == 10 and len({ip for ip, _ in rows}) == 10 and len({mac for _, mac in rows}) == 10
+    assert sorted(Desktop.objects.filter(pk__in=results).values_list("guest_ip", flat=True)) == sorted(
+        ip for ip, _ in rows
+    )

@@ -218,3 +218,30 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     rules = _wait_rules(vnet, lambda r: f"--dport {port + 7}" in r and "--dport 443" not in r)
     assert f"--dport {port}:{port + 1}" not in rules
     driver_for(endpoint).delete_vm(desktop.vm_name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_dhcp_sync_runs_on_a_real_worker_and_repairs_drift(scenario, qemu_prefix, celery_worker):
+    from compute.drivers.base import DhcpHost
+    from compute.network_tasks import dhcp_sync_task
+
+    network = tenant_network(scenario, cidr=free_cidr())
+    endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
+    desktop = desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-d")
+    (address,) = networking.desktop_nics_allocate(desktop=desktop)
+    networking.desktop_bindings_push(desktop=desktop)
+    name = networking.libvirt_network_name(network, endpoint)
+    stranger = DhcpHost(mac="52:54:00:ab:cd:ef", ip=str(address.ip).rsplit(".", 1)[0] + ".250")
+    driver_for(endpoint).dhcp_host_set(name, stranger)
+    driver_for(endpoint).dhcp_host_remove(name, address.mac)
+
+    dhcp_sync_task.delay()
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        hosts = dnsmasq_hosts(name)
+        if f"{address.mac},{address.ip}" in hosts and stranger.mac not in hosts:
+            break
+        time.sleep(0.25)
+    hosts = dnsmasq_hosts(name)
+    assert f"{address.mac},{address.ip}" in hosts and stranger.mac not in hosts, hosts
