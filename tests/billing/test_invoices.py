@@ -276,3 +276,17 @@ def test_the_month_of_a_course_outside_its_term_has_no_free_hours(scenario):
 
     line = lines_of(invoice)[(Item.VCPU, "1.0000")]
     assert (line.quantity, line.free_quantity, line.amount) == (Decimal(4), Decimal(2), Decimal("2.00"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("group_by", ["course", "user", "tenant", "item"])
+def test_the_usage_report_prices_each_side_of_a_rate_change_at_its_own_rate(scenario, billed, group_by):
+    from billing.selectors import usage_report_for
+
+    report = usage_report_for(scenario.finance, start="2026-10-01", end="2026-10-31", group_by=group_by)
+
+    vcpu = [row for row in report.rows if row.item == Item.VCPU]
+    assert len(vcpu) == 1 and vcpu[0].quantity == Decimal(30) and vcpu[0].cost == Decimal("1.80")
+    assert report.total == Decimal("11.33")
+    # Each day is rounded to the fen on its own: at most half a fen per day apart.
+    assert abs(sum(cost for _day, cost in report.daily) - report.total) <= Decimal("0.005") * len(report.daily)
