@@ -4,10 +4,14 @@ Each endpoint stands for one host; its libvirt objects carry its own prefix, so 
 "hosts" have separate networks on the one in-memory hypervisor.
 """
 
+import pytest
+
 from compute import networking
-from compute.drivers.base import DhcpHost
+from compute.drivers.base import DhcpHost, DriverError
 from compute.hypervisor import driver_for
+from network import services
 from network.models import Address, NetworkDeployment
+from tests.compute.conftest import eager  # noqa: F401 - tasks in-process
 from tests.network.conftest import desktop_row, endpoint_make, tenant_network
 
 
@@ -140,3 +144,22 @@ def test_the_sync_releases_the_nics_of_deleted_desktops_and_clears_their_binding
     address.refresh_from_db()
     assert address.state == Address.State.HELD
     assert _hosts(a, network) == {}
+
+
+def test_a_deleted_network_leaves_the_endpoints_that_had_it(
+    scenario,
+    run_id,
+    eager,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    network = tenant_network(scenario)
+    a, _b = _two_hosts(scenario, run_id)
+    name = networking.network_ensure_on(network=network, endpoint=a)
+    assert driver_for(a).dhcp_hosts(name) == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.network_delete(actor=scenario.tenant_admin, network=network)
+
+    with pytest.raises(DriverError) as info:
+        driver_for(a).dhcp_hosts(name)
+    assert info.value.code == "not_found"
