@@ -82,6 +82,13 @@ class Action(models.TextChoices):
     NETWORK_CHANGED = "network.changed", _("修改网络")
     NETWORK_DELETED = "network.deleted", _("删除网络")
     SECURITY_GROUP_CHANGED = "security_group.changed", _("修改安全组")
+    ADDRESS_ALLOCATED = "address.allocated", _("分配 IP/MAC")
+    ADDRESS_RELEASED = "address.released", _("释放 IP/MAC")
+    ADDRESS_RESERVED = "address.reserved", _("保留 IP 地址")
+    BINDINGS_MOVED = "network.bindings_moved", _("迁移 IP/MAC 绑定")
+    DHCP_SYNCED = "network.dhcp_synced", _("同步 DHCP 绑定")
+    ELASTIC_IP_CHANGED = "elastic_ip.changed", _("修改弹性 IP")
+    PORT_FORWARD_CHANGED = "port_forward.changed", _("修改端口转发")
     # Billing.
     PRICE_PLAN_CHANGED = "price_plan.changed", _("修改价格方案")
     INVOICE_ISSUED = "invoice.issued", _("开具账单")

@@ -340,7 +340,7 @@ def desktop_bindings_push(*, desktop: Desktop, driver: HypervisorDriver | None =
     if previous:
         with transaction.atomic():
             event_record(
-                action=Action.NETWORK_CHANGED,
+                action=Action.BINDINGS_MOVED,
                 target=desktop,
                 tenant=desktop.tenant,
                 detail={"op": "bindings_moved", **report},
@@ -495,7 +495,7 @@ def dhcp_sync(*, endpoint: Endpoint | None = None) -> dict:
     if report["added"] or report["changed"] or report["removed"]:
         with transaction.atomic():
             event_record(
-                action=Action.NETWORK_CHANGED,
+                action=Action.DHCP_SYNCED,
                 detail={"op": "dhcp_synced", **{k: report[k] for k in ("added", "changed", "removed", "errors")}},
             )
         log.info("DHCP sync: %s", {k: report[k] for k in ("added", "changed", "removed")})

@@ -442,7 +442,7 @@ def address_allocate(
             security_group=group,
         )
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ADDRESS_ALLOCATED,
             target=address,
             tenant=tenant,
             detail={"op": "address_allocated", "ip": address.ip, "mac": address.mac, "desktop": desktop_id},
@@ -475,7 +475,7 @@ def address_reserve(*, actor, subnet: Subnet, ip: str, mac: str = "", hostname: 
             hostname=hostname[:63],
         )
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ADDRESS_RESERVED,
             actor=actor,
             target=address,
             tenant=subnet.network.tenant,
@@ -490,7 +490,7 @@ def address_unreserve(*, actor, address: Address) -> None:
         raise Conflict(_("只能删除保留地址；桌面网卡随桌面释放。"), code="address_not_reserved")
     with transaction.atomic():
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ADDRESS_RELEASED,
             actor=actor,
             target=address,
             tenant=address.tenant,
@@ -517,7 +517,7 @@ def addresses_release(*, desktop_id: int, hold: int | None = None) -> list[Addre
             address.save(update_fields=["state", "hold_until"])
             ElasticIP.objects.filter(address=address).update(address=None, applied=False)
             event_record(
-                action=Action.NETWORK_CHANGED,
+                action=Action.ADDRESS_RELEASED,
                 target=address,
                 tenant=address.tenant,
                 detail={"op": "address_released", "ip": address.ip, "mac": address.mac, "desktop": desktop_id},
@@ -776,7 +776,7 @@ def elastic_ip_allocate(*, actor, tenant, pool: PublicPool) -> ElasticIP:
         quota_commit(actor=actor, reservation=reservation)
         eip = ElasticIP.objects.create(pool=pool, tenant=tenant, ip=free, quota_reservation=str(reservation.pk))
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
             target=eip,
             tenant=tenant,
@@ -799,7 +799,7 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
         eip.apply_note = ""
         eip.save(update_fields=["address", "applied", "apply_note"])
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
             target=eip,
             tenant=eip.tenant,
@@ -816,7 +816,7 @@ def elastic_ip_release(*, actor, eip: ElasticIP) -> None:
         if eip.address_id or eip.port_forwards.exists():
             raise Conflict(_("弹性 IP 仍在使用（已绑定或有端口转发）。"), code="eip_in_use")
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
             target=eip,
             tenant=eip.tenant,
@@ -853,7 +853,7 @@ def port_forward_create(
             private_port=private_port,
         )
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.PORT_FORWARD_CHANGED,
             actor=actor,
             target=forward,
             tenant=eip.tenant,
@@ -867,7 +867,7 @@ def port_forward_delete(*, actor, forward: PortForward) -> None:
     _require_network_admin(actor, forward.tenant)
     with transaction.atomic():
         event_record(
-            action=Action.NETWORK_CHANGED,
+            action=Action.PORT_FORWARD_CHANGED,
             actor=actor,
             target=forward,
             tenant=forward.tenant,
