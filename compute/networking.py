@@ -203,18 +203,27 @@ def desktop_nics_allocate(
 
 
 def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple[NicSpec, ...]:
+    """The desktop's NICs for its VMSpec. vCenter only takes MACs of VMware's own range, so there it
+    picks the MAC and ``desktop_nics_observed`` records it."""
     addresses = desktop_addresses(desktop) if addresses is None else addresses
     endpoint = desktop.endpoint
     with_filters = filters_supported(endpoint)
     return tuple(
         NicSpec(
             network=nic_network_name(a.subnet.network, endpoint),
-            mac=a.mac,
+            mac=a.mac if _is_libvirt(endpoint) else "",
             nwfilter=filter_name(a, endpoint) if with_filters and a.security_group_id else "",
             filter_params={"IP": a.ip} if with_filters and a.security_group_id else {},
         )
         for a in addresses
     )
+
+
+def desktop_nics_observed(*, desktop: Desktop, nics) -> None:
+    """The VM exists: NICs whose MAC the hypervisor chose (vCenter) take that MAC in the database."""
+    for address, nic in zip(desktop_addresses(desktop), nics, strict=False):
+        if nic.mac and nic.mac.lower() != address.mac:
+            Address.objects.filter(pk=address.pk).update(mac=nic.mac.lower())
 
 
 def network_ensure_on(*, network: Network, endpoint: Endpoint, driver: HypervisorDriver | None = None) -> str:

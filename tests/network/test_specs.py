@@ -80,3 +80,23 @@ def test_a_remote_group_becomes_the_addresses_of_its_members(scenario):
     assert networking.nwfilter_spec(nic, _endpoint(filter_prefix="t-")).uuid == spec.uuid
     other = Endpoint(pk=8, name="e8", kind="libvirt", url="qemu:///system", options={"filter_prefix": "t-"})
     assert networking.nwfilter_spec(nic, other).uuid != spec.uuid
+
+
+def test_on_vcenter_the_hypervisor_picks_the_mac_and_the_database_takes_it(scenario):
+    from compute.drivers.base import NicInfo
+    from compute.models import Cluster, Site
+    from network.models import Address
+    from tests.network.conftest import desktop_row
+
+    tenant_network(scenario)
+    site = Site.objects.create(slug="vc", name="vc")
+    cluster = Cluster.objects.create(site=site, name="vc-general")
+    endpoint = Endpoint.objects.create(
+        name="vc", site=site, cluster=cluster, kind="vcenter", url="https://vc.example", options={}
+    )
+    desktop = desktop_row(scenario.tenant_a, endpoint)
+    (address,) = networking.desktop_nics_allocate(desktop=desktop)
+    (nic,) = networking.nic_specs(desktop)
+    assert (nic.mac, nic.network, nic.nwfilter) == ("", "VM Network", "")
+    networking.desktop_nics_observed(desktop=desktop, nics=(NicInfo(mac="00:50:56:AA:BB:CC", network="VM Network"),))
+    assert Address.objects.get(pk=address.pk).mac == "00:50:56:aa:bb:cc"
