@@ -140,7 +140,9 @@ def _anchor_before(first_id: int) -> str:
 
 def append(event: AuditEvent) -> AuditEvent:
     """Give `event` its place in the chain and insert it (caller's transaction, head locked)."""
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction (two round trips saved per event): if the
+    # insert fails, the caller's whole transaction fails with it, which is the rule anyway.
+    with transaction.atomic(savepoint=False):
         head = chain_head_lock()
         event.id = head.last_id + 1
         event.prev_hash = head.last_hash
@@ -177,43 +179,134 @@ class VerifyResult:
         return {"ok": self.ok, "checked": self.checked, "first_bad": self.first_bad, "reason": self.reason}
 
 
-def verify(chunk: int = CHUNK) -> VerifyResult:
-    """Walk the whole chain in id order, streaming raw rows in keyset pages (no model instances)."""
-    started = time.monotonic()
-    key = chain_key()
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    names = [connection.ops.quote_name(name) for name in (*HASHED_FIELDS, "hash")]
+def _select_sql() -> tuple[str, bool]:
+    """The keyset page query, and whether it returns (id, canonical bytes, prev_hash, hash).
+
+    On MySQL/MariaDB the database builds the canonical form itself (CONCAT_WS with NUL, the
+    timestamp formatted as Python's isoformat): one value per event instead of seventeen to
+    convert, which is most of the verifier's time. Elsewhere rows come back column by column.
+    """
+    quote = connection.ops.quote_name
+    table, pk = quote(AuditEvent._meta.db_table), quote("id")
+    names = [quote(name) for name in HASHED_FIELDS]
     if connection.vendor == "mysql":
-        # Formatting in the database skips building a datetime per row: a third of the time.
         names[1] = f"DATE_FORMAT({names[1]}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f')"
-    columns = ", ".join(names)
-    sql = f"SELECT {columns} FROM {table} WHERE {connection.ops.quote_name('id')} > %s ORDER BY 1 LIMIT %s"  # noqa: S608
-    expected_prev, last_id, checked = None, 0, 0
-    digest = hmac.digest
+        names[2] = f"IFNULL({names[2]}, '')"
+        joined = f"CONCAT_WS(CHAR(0), {', '.join(names)})"
+        columns = f"{pk}, {joined}, {quote('prev_hash')}, {quote('hash')}"
+        return f"SELECT {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s", True  # noqa: S608
+    columns = ", ".join([*names, quote("hash")])
+    return f"SELECT {columns} FROM {table} WHERE {pk} > %s ORDER BY {pk} LIMIT %s", False  # noqa: S608
+
+
+def _pages(sql: str, chunk: int):
+    """Keyset pages of raw rows, fetched one page ahead in a thread of their own.
+
+    The database builds and sends the next page (the driver releases the GIL meanwhile)
+    while this thread hashes the current one. The reader uses its own connection.
+    """
+    import queue
+    import threading
+
+    from django.db import connections
+
+    pages: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def read():
+        try:
+            last_id = 0
+            with connections["default"].cursor() as cursor:
+                while not stop.is_set():
+                    cursor.execute(sql, [last_id, chunk])
+                    rows = cursor.fetchall()
+                    pages.put(rows)
+                    if not rows:
+                        return
+                    last_id = rows[-1][0]
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            pages.put(exc)
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read, name="audit-verify-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            rows = pages.get()
+            if isinstance(rows, Exception):
+                raise rows
+            if not rows:
+                return
+            yield rows
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                pages.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+
+
+def _sequential_pages(sql: str, chunk: int):
+    last_id = 0
     with connection.cursor() as cursor:
         while True:
             cursor.execute(sql, [last_id, chunk])
             rows = cursor.fetchall()
             if not rows:
-                break
-            if expected_prev is None:
-                expected_prev = _anchor_before(rows[0][0])
-            for row in rows:
-                stored = row[-1]
-                values = row[:-1]
-                if values[-1] != expected_prev:
-                    return _bad(row[0], checked, "prev_hash does not link to the previous event", started)
-                if digest(key, canonical(values), "sha256").hex() != stored and not _matches_normalized(
-                    values, stored, key
-                ):
-                    return _bad(row[0], checked, "content does not match its HMAC", started)
-                expected_prev = stored
-                checked += 1
+                return
+            yield rows
             last_id = rows[-1][0]
+
+
+def verify(chunk: int = CHUNK) -> VerifyResult:
+    """Walk the whole chain in id order, streaming raw rows in keyset pages (no model instances)."""
+    started = time.monotonic()
+    key = chain_key()
+    sql, prebuilt = _select_sql()
+    expected_prev, last_id, checked = None, 0, 0
+    digest = hmac.digest
+    # In a transaction (tests, callers holding locks) a second connection would not see its
+    # rows; SQLite serializes connections anyway. Read ahead only in autocommit on MySQL.
+    ahead = prebuilt and connection.get_autocommit() and not connection.in_atomic_block
+    pages = _pages(sql, chunk) if ahead else _sequential_pages(sql, chunk)
+    for rows in pages:
+        if expected_prev is None:
+            expected_prev = _anchor_before(rows[0][0])
+        for row in rows:
+            stored = row[-1]
+            if row[-2] != expected_prev:
+                return _bad(row[0], checked, "prev_hash does not link to the previous event", started)
+            if prebuilt:
+                data = row[1] if isinstance(row[1], bytes) else row[1].encode()
+                ok = digest(key, VERSION + data, "sha256").hex() == stored or _row_matches(row[0], key)
+            else:
+                values = row[:-1]
+                ok = digest(key, canonical(values), "sha256").hex() == stored or _matches_normalized(
+                    values, stored, key
+                )
+            if not ok:
+                return _bad(row[0], checked, "content does not match its HMAC", started)
+            expected_prev = stored
+            checked += 1
+        last_id = rows[-1][0]
     head = AuditChainHead.objects.filter(pk=1).first()
     if checked and (head is None or head.last_id != last_id or head.last_hash != expected_prev):
         return _bad(last_id + 1, checked, "chain head does not match the last event (events removed?)", started)
     return VerifyResult(ok=True, checked=checked, first_bad=None, seconds=time.monotonic() - started)
+
+
+def _row_matches(event_id: int, key: bytes) -> bool:
+    """The slow path for one event whose database-built form did not match: column by column."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(name) for name in (*HASHED_FIELDS, "hash"))
+    table = quote(AuditEvent._meta.db_table)
+    with connection.cursor() as single:
+        single.execute(f"SELECT {columns} FROM {table} WHERE {quote('id')} = %s", [event_id])  # noqa: S608
+        row = single.fetchone()
+    values, stored = row[:-1], row[-1]
+    return event_hash(values, key) == stored or _matches_normalized(values, stored, key)
 
 
 def _matches_normalized(values, stored: str, key: bytes) -> bool:
