@@ -12,6 +12,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from guardian.shortcuts import get_users_with_perms
 
 from common.errors import ServiceError
 from tenants import forms, permissions, selectors, services
@@ -239,6 +240,19 @@ def course_detail(request, pk):
                 else:
                     messages.success(request, _("上课时间已保存。"))
                     return redirect("tenants:course", pk=course.pk)
+        elif request.POST.get("action") in ("grant", "ungrant"):
+            revoke = request.POST["action"] == "ungrant"
+            helper = User.objects.filter(username=request.POST.get("username", "").strip()).first()
+            if helper is None:
+                messages.error(request, _("用户不存在。"))
+            else:
+                try:
+                    services.course_grant(actor=user, course=course, user=helper, revoke=revoke)
+                except ServiceError as exc:
+                    messages.error(request, exc.message)
+                else:
+                    messages.success(request, _("已更新协助管理的教师。"))
+            return redirect("tenants:course", pk=course.pk)
         elif request.POST.get("action") == "remove":
             student = get_object_or_404(RosterEntry, course=course, user_id=request.POST.get("user")).user
             try:
@@ -265,6 +279,11 @@ def course_detail(request, pk):
             "roster_errors": roster_errors,
             "formset": formset,
             "is_teacher": course.teacher_id == user.pk or user.has_perm(permissions.COURSE_PERMISSION, course),
+            "helpers": [
+                u
+                for u in get_users_with_perms(course, only_with_perms_in=["manage_course"], with_superusers=False)
+                if u.pk != course.teacher_id
+            ],
         },
     )
 

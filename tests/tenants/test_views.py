@@ -222,3 +222,16 @@ def test_a_student_cannot_ask_for_a_gpu_environment(scenario):
     )
     assert "您不能在该租户提交此类申请" in response.content.decode()
     assert not ApprovalRequest.objects.exists()
+
+
+def test_the_teacher_grants_a_colleague_their_course(scenario, course):
+    from tests import factories
+
+    colleague = factories.member("colleague", scenario.tenant_a, "teacher")
+    assert client_for(colleague).get(f"/tenants/courses/{course.pk}/").status_code == 404
+    teacher = client_for(scenario.teacher)
+    teacher.post(f"/tenants/courses/{course.pk}/", {"action": "grant", "username": "colleague"})
+    assert "colleague" in teacher.get(f"/tenants/courses/{course.pk}/").content.decode()
+    assert client_for(colleague).get(f"/tenants/courses/{course.pk}/").status_code == 200
+    teacher.post(f"/tenants/courses/{course.pk}/", {"action": "ungrant", "username": "colleague"})
+    assert client_for(colleague).get(f"/tenants/courses/{course.pk}/").status_code == 404
