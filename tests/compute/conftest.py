@@ -153,9 +153,10 @@ def qemu_pool():
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), f"{GOLDEN_MIB}M"], check=True)
     pool.refresh(0)
     yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": golden.name, "size": GOLDEN_MIB * 1024 * 1024}
-    # Remove every domain the tests made (named cc-...) and the pool with its volumes.
+    # Remove every domain whose disks live in this run's pool (other suites' VMs are not ours),
+    # then the pool with its volumes.
     for dom in conn.listAllDomains(0):
-        if dom.name().startswith("cc-"):
+        if f"pool='{POOL_NAME}'" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE):
             try:
                 if dom.isActive():
                     dom.destroy()

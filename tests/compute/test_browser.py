@@ -50,22 +50,23 @@ def test_a_student_runs_a_desktop_from_the_ui_through_its_whole_life(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compute-desktop-running.png"), full_page=True)
 
+    # Each action reloads the page into a polling state badge; when the worker is done the
+    # page refreshes itself (HX-Refresh) with the actions of the new state.
     page.get_by_test_id("action-stop").click()
-    page.reload()
     _state(page, "stopped")
     page.get_by_test_id("action-start").click()
-    page.reload()
     _state(page, "running")
 
     page.get_by_label("快照名称").fill("clean")
     page.get_by_role("button", name="创建快照").click()
     wait_for(lambda: Snapshot.objects.filter(desktop=desktop, state="ready").exists(), what="snapshot ready")
-    page.reload()
     _state(page, "running")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="恢复").click()
     wait_for(lambda: Desktop.objects.get(pk=desktop.pk).state in ("running", "stopped"), what="revert done")
-    page.reload()
+    page.locator(
+        '[data-testid="desktop-state"][data-state="running"], [data-testid="desktop-state"][data-state="stopped"]'
+    ).first.wait_for()
     assert Snapshot.objects.get(desktop=desktop).state == "ready"
 
     page.get_by_test_id("action-delete").click()
