@@ -15,6 +15,30 @@ from tests import factories
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _broker_per_xdist_worker():
+    """Under pytest-xdist, each test process gets its own Redis database as broker.
+
+    Real Celery workers started by one process must never take tasks sent by another
+    (whose rows live in another test database).
+    """
+    import os
+
+    from django.conf import settings as django_settings
+
+    from portal.celery import app
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if worker.startswith("gw") and url.startswith("redis://"):
+        base, _, number = url.rpartition("/")
+        url = f"{base}/{(int(number or 0) - 1 - int(worker[2:])) % 16}"
+        os.environ["CELERY_BROKER_URL"] = url
+        django_settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Tests log in hundreds of times; PBKDF2 at production strength would dominate the run.
