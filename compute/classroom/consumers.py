@@ -8,7 +8,6 @@ server, to the address the driver reported, and bytes are relayed both ways.
 import asyncio
 import contextlib
 import logging
-import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,13 +17,13 @@ from compute.classroom import services
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5
-SEEN_EVERY = 20  # seconds between "still connected" marks while traffic flows
+SEEN_EVERY = 20  # seconds between "still connected" marks (services.CONSOLE_SEEN_SECONDS is 90)
 CHUNK = 64 * 1024
 
 
 class ConsoleConsumer(AsyncWebsocketConsumer):
     ticket_id = None
-    reader = writer = pump = None
+    reader = writer = pump = heartbeat = None
 
     def _client(self) -> str:
         client = self.scope.get("client") or ("", 0)
@@ -51,18 +50,24 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         offered = self.scope.get("subprotocols") or []
         await self.accept(subprotocol="binary" if "binary" in offered else None)
         self.pump = asyncio.create_task(self._vnc_to_browser())
+        self.heartbeat = asyncio.create_task(self._still_connected())
+
+    async def _still_connected(self):
+        """Mark the console as in use while the socket is open, even when the screen is idle: the
+        schedule does not shut down a desktop someone is connected to."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while self.ticket_id is not None:
+                await asyncio.sleep(SEEN_EVERY)
+                if self.ticket_id is not None:
+                    await database_sync_to_async(services.console_seen)(ticket_id=self.ticket_id)
 
     async def _vnc_to_browser(self):
-        last_seen = time.monotonic()
         try:
             while True:
                 data = await self.reader.read(CHUNK)
                 if not data:
                     break
                 await self.send(bytes_data=data)
-                if time.monotonic() - last_seen > SEEN_EVERY:
-                    last_seen = time.monotonic()
-                    await database_sync_to_async(services.console_seen)(ticket_id=self.ticket_id)
         except (OSError, asyncio.CancelledError):
             pass
         finally:
@@ -80,8 +85,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.close()
 
     async def disconnect(self, code):
-        if self.pump is not None and self.pump is not asyncio.current_task():
-            self.pump.cancel()
+        for task in (self.pump, self.heartbeat):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.writer is not None:
             self.writer.close()
             with contextlib.suppress(Exception):

@@ -153,3 +153,67 @@ def test_a_ticket_of_a_desktop_handed_to_another_student_is_refused(api, scenari
     Desktop.objects.filter(pk=running.pk).update(owner=scenario.student2, course=None)
     with pytest.raises(Exception):  # noqa: B017, PT011
         _ws(asgi_server, body["websocket_url"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypatch):
+    """The proxy marks an open console as in use even when the screen sends nothing, so the
+    schedule does not power off a desktop a student is sitting at; closing is recorded."""
+    import asyncio
+
+    from asgiref.testing import ApplicationCommunicator
+
+    from compute.classroom import consumers, services
+    from portal.asgi import application
+
+    monkeypatch.setattr(consumers, "SEEN_EVERY", 0.2)
+    desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
+
+    async def scenario_run():
+        async def idle_vnc(reader, writer):
+            writer.write(b"RFB 003.008\n")
+            await writer.drain()
+            await reader.read(100)  # then nothing: an idle screen
+
+        server = await asyncio.start_server(idle_vnc, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        token = "t" * 43
+        ticket = await database_sync_to_async(ConsoleTicket.objects.create)(
+            token_hash=services._hash(token),  # noqa: SLF001
+            desktop=desktop,
+            user=scenario.student,
+            host="127.0.0.1",
+            port=port,
+            expires_at=timezone.now() + datetime.timedelta(seconds=60),
+        )
+        # channels.testing needs daphne; asgiref's communicator speaks the same ASGI messages.
+        scope = {
+            "type": "websocket",
+            "path": f"/ws/console/{token}/",
+            "query_string": b"",
+            "headers": [],
+            "subprotocols": ["binary"],
+            "client": ("127.0.0.1", 50000),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "websocket.connect"})
+        accepted = await communicator.receive_output(5)
+        assert accepted["type"] == "websocket.accept" and accepted["subprotocol"] == "binary"
+        assert (await communicator.receive_output(5))["bytes"] == b"RFB 003.008\n"
+        await asyncio.sleep(0.7)
+        ids = await database_sync_to_async(services.connected_desktop_ids)([desktop.pk])
+        seen = (await database_sync_to_async(ConsoleTicket.objects.get)(pk=ticket.pk)).seen_at
+        await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+        await communicator.wait(5)
+        server.close()
+        return ticket, ids, seen
+
+    from channels.db import database_sync_to_async
+
+    ticket, ids, seen = asyncio.run(scenario_run())
+    ticket.refresh_from_db()
+    assert ids == {desktop.pk}
+    assert seen > ticket.used_at
+    assert ticket.closed_at is not None
+    assert services.connected_desktop_ids([desktop.pk]) == set()
+    assert AuditEvent.objects.filter(action="console.closed", object_id=str(desktop.pk)).exists()
