@@ -231,3 +231,16 @@ def test_a_file_that_is_not_a_disk_image_is_refused(scenario, tmp_path, settings
     assert response.status_code == 400
     assert response.json()["code"] in ("image_too_small", "image_bad_format")
     assert not ImageVersion.objects.filter(image=image).exists()
+
+
+def test_the_desktop_list_page_costs_the_same_queries_for_3_or_30_rows(scenario, compute_env):
+    from tests.querycount import assert_constant_queries
+
+    def grow(n):
+        for _ in range(n):
+            desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+
+    client = _client(scenario.tenant_admin)
+    client.get("/compute/")  # the session's first request does its one-time work
+
+    assert_constant_queries(lambda: client.get("/compute/"), grow)
