@@ -166,6 +166,7 @@ def main() -> int:
         ids = _wait_pool(course, args.seats)
         bp._wait_all(ids, ("running",), timeout=900)  # noqa: SLF001
         provision = time.monotonic() - started
+        print(f"  [progress] approval -> {args.seats} running: {provision:.2f} s", flush=True)
 
         pool = course.desktop_pools.get()
         services.pool_power(actor=None, pool=pool, verb="stop")
@@ -177,6 +178,7 @@ def main() -> int:
             schedule_tick.apply()
         bp._wait_all(ids, ("running",), timeout=600)  # noqa: SLF001
         power_on = time.monotonic() - started
+        print(f"  [progress] class power-on of {args.seats}: {power_on:.2f} s", flush=True)
         peak = _peak_rss_mib(worker.pid)
 
         services.pool_power(actor=None, pool=pool, verb="stop")
