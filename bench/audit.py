@@ -74,6 +74,8 @@ def main() -> None:
     from tenants.models import Tenant
 
     call_command("migrate", verbosity=0)
+    # Other work on the machine skews every number: say how busy it was.
+    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
 
     # 1. Bulk writes in chain order.

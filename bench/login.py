@@ -111,6 +111,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     encoded = make_password(PASSWORD)  # the production hasher: PASSWORD_HASHERS[0]
     User.objects.bulk_create([User(username=f"bench{i}", password=encoded) for i in range(args.users)])
+    # Other work on the machine skews every number: say how busy it was.
+    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
     print(f"hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}; {os.cpu_count()} CPUs; {args.workers} workers")
 
     port = _free_port()
