@@ -20,7 +20,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Forbidden, InvalidInput, InvalidTransition
 from tenants import hooks, permissions
-from tenants.locks import _ancestor_paths, request_lock
+from tenants.locks import ancestor_paths, request_lock
 from tenants.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -36,7 +36,7 @@ from tenants.models import (
     Tenant,
 )
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_add, quota_check, quota_release, quota_reserve
-from tenants.roles import TenantRole
+from tenants.roles import PlatformRole, TenantRole
 
 log = logging.getLogger(__name__)
 State = ApprovalRequest.State
@@ -61,7 +61,7 @@ def _allow(request: ApprovalRequest, transition: str) -> None:
 
 def policy_for(tenant: Tenant) -> ApprovalPolicy | None:
     """The tenant's own policy, or the nearest one up the tree."""
-    policies = ApprovalPolicy.objects.filter(tenant__path__in=_ancestor_paths(tenant.path)).select_related("tenant")
+    policies = ApprovalPolicy.objects.filter(tenant__path__in=ancestor_paths(tenant.path)).select_related("tenant")
     return max(policies, key=lambda p: len(p.tenant.path), default=None)
 
 
@@ -335,7 +335,7 @@ def _fulfil(request_pk: int) -> None:
 def policy_set(*, actor, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]) -> ApprovalPolicy:
     """Replace a tenant's policy: `steps` [{approver_role, above_desktops, ...}], `rules` [{name, kind, max_*}]."""
     if actor is not None and not (
-        permissions.manages_tenant(actor, tenant) or permissions.is_platform(actor, ApproverRole.SYSTEM_ADMIN)
+        permissions.manages_tenant(actor, tenant) or permissions.is_platform(actor, PlatformRole.SYSTEM_ADMIN)
     ):
         raise Forbidden(_("您不能修改该租户的审批策略。"), code="policy_forbidden")
     if not steps:
@@ -370,7 +370,7 @@ def _approver_emails(request: ApprovalRequest) -> list[str]:
         emails = PlatformAssignment.objects.filter(role=ApproverRole.SYSTEM_ADMIN).values_list("user__email", flat=True)
     else:
         emails = Membership.objects.filter(
-            role=TenantRole.TENANT_ADMIN, tenant__path__in=_ancestor_paths(request.tenant.path)
+            role=TenantRole.TENANT_ADMIN, tenant__path__in=ancestor_paths(request.tenant.path)
         ).values_list("user__email", flat=True)
     return sorted({e for e in emails if e})
 
