@@ -1,0 +1,108 @@
+"""Rows for bench/api.py: a small world and, per list endpoint, a way to add N rows in bulk.
+
+An app that adds a main list endpoint adds an `Endpoint(path, user, grow)` here.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rest_framework.authtoken.models import Token
+
+from compute.models import Cluster, Desktop, Flavor, Site
+from compute.models import Endpoint as HypervisorEndpoint
+from tenants.models import Membership, Tenant, User
+from tenants.roles import TenantRole
+
+
+@dataclass
+class Endpoint:
+    path: str
+    user: Callable[[dict], User]
+    grow: Callable[[dict, int], None]
+
+
+def make_world() -> dict:
+    university = Tenant.objects.create(slug="uni", name_zh="示范大学", kind=Tenant.Kind.UNIVERSITY, path="/uni/")
+    tenant = Tenant.objects.create(slug="cs", name_zh="计算机学院", parent=university, path="/uni/cs/")
+    admin = User.objects.create(username="bench_admin", display_name="基准管理员")
+    Membership.objects.create(user=admin, tenant=tenant, role=TenantRole.TENANT_ADMIN)
+    auditor = User.objects.create(username="bench_auditor", display_name="基准审计")
+    Membership.objects.create(user=auditor, tenant=tenant, role=TenantRole.AUDITOR)
+    student = User.objects.create(username="bench_student", display_name="基准学生")
+    Membership.objects.create(user=student, tenant=tenant, role=TenantRole.STUDENT)
+    site = Site.objects.create(slug="main", name="主校区")
+    cluster = Cluster.objects.create(site=site, name="general")
+    endpoint = HypervisorEndpoint.objects.create(
+        name="bench", site=site, cluster=cluster, kind=HypervisorEndpoint.Kind.LIBVIRT, url="test:///default"
+    )
+    flavor = Flavor.objects.create(name="bench.small", vcpus=2, memory_mib=4096, disk_gib=40)
+    return {
+        "tenant": tenant,
+        "admin": admin,
+        "student": student,
+        "auditor": auditor,
+        "endpoint": endpoint,
+        "flavor": flavor,
+        "counter": 0,
+    }
+
+
+def token_for(user: User) -> str:
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def grow_desktops(world: dict, count: int) -> None:
+    start = world["counter"]
+    world["counter"] += count
+    Desktop.objects.bulk_create(
+        [
+            Desktop(
+                name=f"desktop-{n}",
+                vm_name=f"bench-{n}",
+                tenant=world["tenant"],
+                owner=world["student"],
+                flavor=world["flavor"],
+                endpoint=world["endpoint"],
+                vcpus=2,
+                memory_mib=4096,
+                disk_gib=40,
+                state=Desktop.State.RUNNING if n % 3 else Desktop.State.STOPPED,
+            )
+            for n in range(start, start + count)
+        ],
+        batch_size=2000,
+    )
+
+
+def grow_audit_events(world: dict, count: int) -> None:
+    from django.utils import timezone
+
+    from audit.actions import Action
+    from audit.chain import append_many
+    from audit.models import AuditEvent
+
+    now = timezone.now()
+    append_many(
+        [
+            AuditEvent(
+                occurred_at=now,
+                actor_id=world["student"].pk,
+                actor_username="bench_student",
+                actor_role="student",
+                tenant_slug="cs",
+                source_ip="10.0.0.1",
+                action=Action.LOGIN_SUCCEEDED,
+                object_type="tenants.user",
+                object_id=str(world["student"].pk),
+                object_name="bench_student",
+            )
+            for _ in range(count)
+        ]
+    )
+
+
+ENDPOINTS = [
+    Endpoint("/api/v1/desktops/", lambda world: world["admin"], grow_desktops),
+    Endpoint("/api/v1/audit-events/", lambda world: world["auditor"], grow_audit_events),
+]
