@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from common.errors import ServiceError
+from compute.classroom.models import DesktopPool
 from compute.models import Flavor, ImageVersion
 from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
 from network.selectors import network_list_for
@@ -145,6 +146,18 @@ def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) 
             _("管理规格"),
         ),
     ]
+    pool = DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).first()
+    if pool is not None:
+        # compute keeps one active pool per course: a second request could be approved but never built.
+        checks.append(
+            Check(
+                False,
+                _("这门课已经有一个桌面池（%(name)s）。一门课只能有一个桌面池，请在桌面池页面调整它。")
+                % {"name": pool.name},
+                _url("classroom:pool", pool.pk),
+                _("打开桌面池"),
+            )
+        )
     if flavor is not None and seats:
         shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, seats))
         if shortfalls:

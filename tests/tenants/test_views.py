@@ -235,3 +235,19 @@ def test_the_teacher_grants_a_colleague_their_course(scenario, course):
     assert client_for(colleague).get(f"/tenants/courses/{course.pk}/").status_code == 200
     teacher.post(f"/tenants/courses/{course.pk}/", {"action": "ungrant", "username": "colleague"})
     assert client_for(colleague).get(f"/tenants/courses/{course.pk}/").status_code == 404
+
+
+def test_wizard_stops_when_the_course_already_has_a_pool(scenario, course, compute_ready):
+    from compute.classroom.models import DesktopPool
+
+    DesktopPool.objects.create(
+        course=course,
+        tenant=scenario.tenant_a,
+        name="CS101 桌面池",
+        image_version=compute_ready.version,
+        flavor=compute_ready.flavor,
+    )
+    response = _wizard_post(client_for(scenario.teacher), course, compute_ready, 2)
+    assert response.status_code == 200
+    assert "这门课已经有一个桌面池" in response.content.decode()
+    assert not ApprovalRequest.objects.exists()
