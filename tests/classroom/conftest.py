@@ -155,9 +155,10 @@ def qemu_cleanup() -> None:
     conn = libvirt.open(QEMU_URI)
     try:
         for dom in conn.listAllDomains(0):
-            if str(POOL_DIR) not in dom.XMLDesc(0) and f"'{POOL_NAME}'" not in dom.XMLDesc(0):
-                continue
-            try:
+            try:  # other processes create and delete domains of their own meanwhile
+                xml = dom.XMLDesc(0)
+                if str(POOL_DIR) not in xml and f"'{POOL_NAME}'" not in xml:
+                    continue
                 if dom.isActive():
                     dom.destroy()
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
