@@ -47,7 +47,7 @@ def seat_list_for(user, *, pool: DesktopPool) -> QuerySet[Seat]:
     return (
         pool.seats.filter(state__in=[Seat.State.ACTIVE, Seat.State.RETIRING])
         .select_related("student", "desktop__flavor__gpu_profile", "desktop__image_version__image", "desktop__host")
-        .order_by("student__username", "id")
+        .order_by("student__student_number", "student__username", "id")
     )
 
 
