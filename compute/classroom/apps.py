@@ -14,5 +14,8 @@ class ClassroomConfig(AppConfig):
         from tenants.hooks import register_fulfiller
         from tenants.models import RequestKind
 
-        # An approved course-desktop request becomes a pool (tenants never imports compute).
+        # An approved course-desktop request becomes a pool (tenants never imports compute); so does a
+        # course's GPU simulation environment (a pool with a GPU flavor). Personal GPU requests, which
+        # have no course, are left to whoever fulfils them.
         register_fulfiller(RequestKind.COURSE_DESKTOPS, fulfil_course_desktops)
+        register_fulfiller(RequestKind.GPU_ENVIRONMENT, fulfil_course_desktops)

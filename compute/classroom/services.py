@@ -201,7 +201,11 @@ def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
 
 
 def fulfil_course_desktops(request: ApprovalRequest) -> None:
-    """The fulfiller tenants calls once a course-desktop request is approved: queue the pool's creation."""
+    """The fulfiller tenants calls once a course-desktop request is approved: queue the pool's creation.
+
+    A GPU environment request without a course is no pool: it is left as it is."""
+    if request.course_id is None:
+        return
     _tasks().pool_fulfil.apply_async(args=[request.pk], queue="default")
 
 

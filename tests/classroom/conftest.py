@@ -31,6 +31,17 @@ def _fresh_drivers():
     drivers_close_all()
 
 
+@pytest.fixture(autouse=True)
+def _pool_fulfiller():
+    """The app registers it at start-up; another app's test may have unregistered it since."""
+    from compute.classroom.services import fulfil_course_desktops
+    from tenants.hooks import register_fulfiller
+    from tenants.models import RequestKind
+
+    register_fulfiller(RequestKind.COURSE_DESKTOPS, fulfil_course_desktops)
+    register_fulfiller(RequestKind.GPU_ENVIRONMENT, fulfil_course_desktops)
+
+
 @pytest.fixture
 def eager():
     from portal.celery import app
