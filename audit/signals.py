@@ -34,13 +34,14 @@ def _logged_out(sender, request, user, **kwargs):
 def _login_failed(sender, credentials, request=None, **kwargs):
     username = str((credentials or {}).get("username", ""))[:150]
     locked = bool(getattr(request, "axes_locked_out", False))
+    second_factor = (credentials or {}).get("second_factor")
     event_record(
-        action=Action.LOGIN_FAILED,
+        action=Action.SECOND_FACTOR_FAILED if second_factor else Action.LOGIN_FAILED,
         actor_username=username,
         object_type="auth.user",
         object_name=username,
         result=AuditEvent.Result.FAILURE,
-        reason="account locked" if locked else "invalid credentials",
+        reason="account locked" if locked else (second_factor or "invalid credentials"),
     )
 
 

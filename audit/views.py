@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
@@ -89,13 +90,15 @@ def otp_login_view(request):
             otp_login(request, device)
             return HttpResponseRedirect(pending.get("next") or "/")
         pending["tries"] += 1
-        services.event_record(
-            action=Action.SECOND_FACTOR_FAILED,
-            actor=user,
-            target=user,
-            result=AuditEvent.Result.FAILURE,
-            reason="wrong one-time code",
-        )
+        # A wrong code is a failed login: django-axes counts it toward the lockout (the password
+        # step alone resets nothing, as no one is logged in yet), and the audit log records it.
+        user_login_failed.send(
+            sender=__name__, credentials={"username": user.username, "second_factor": "wrong one-time code"},
+            request=request,
+        )  # fmt: skip
+        if getattr(request, "axes_locked_out", False):
+            request.session.pop(SESSION_PENDING, None)
+            return lockout_response(request)
         if pending["tries"] >= PENDING_TRIES:
             request.session.pop(SESSION_PENDING, None)
             messages.error(request, _("动态口令错误次数过多，请重新登录。"))

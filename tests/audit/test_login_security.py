@@ -266,3 +266,15 @@ def test_reauthentication_is_needed_before_a_dangerous_action(scenario, rf):
     refused.user, refused.session = scenario.teacher, SessionStore()
     response = delete_desktop(refused)
     assert response.status_code == 403 and b"reauthentication_required" in response.content
+
+
+@pytest.mark.django_db
+def test_wrong_one_time_codes_count_toward_the_lockout(scenario, auditor_device):
+    client = Client()
+    _login(client, "a_auditor")
+    wrong = "000000" if totp_now(auditor_device) != "000000" else "111111"
+    responses = [client.post("/audit/account/otp/login/", {"otp": wrong}) for _attempt in range(5)]
+
+    assert responses[-1].status_code == 403
+    assert AuditEvent.objects.filter(action=Action.SECOND_FACTOR_FAILED, actor_username="a_auditor").count() == 5
+    assert _login(Client(), "a_auditor").status_code == 403  # the password alone no longer gets in
