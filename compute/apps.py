@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class ComputeConfig(AppConfig):
     name = "compute"
     verbose_name = _("计算")
+
+    def ready(self):
+        # Network's orchestration: registers its hooks (network's, and a desktop observer that
+        # gives new desktops their NIC) and loads its Celery tasks, in web and worker alike.
+        from compute import networking  # noqa: F401

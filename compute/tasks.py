@@ -13,7 +13,7 @@ import random
 
 from celery import shared_task
 
-from compute import services
+from compute import networking, services
 from compute.drivers.base import DriverError, ErrorCode, PowerState
 from compute.hypervisor import EndpointBusy, driver_error_note, driver_for, endpoint_slot, vm_spec
 from compute.models import Desktop, Endpoint, ImageVersion, Snapshot, Volume
@@ -64,6 +64,14 @@ def _note_desktop(desktop_id):
     return lambda exc: services.desktop_note_error(desktop_id=desktop_id, error=exc.message)
 
 
+def _create_vm(driver, desktop, spec):
+    # The desktop's network, filters and DHCP binding on this endpoint first, then the VM with its NICs.
+    nics = networking.desktop_network_prepare(desktop=desktop, driver=driver)
+    info = driver.create_vm(networking.with_nics(spec, nics), start=True)
+    networking.desktop_nics_observed(desktop=desktop, nics=info.nics)
+    return info
+
+
 @shared_task(**TASK_OPTIONS)
 def desktop_provision(self, desktop_id: int, failures: int = 0):
     desktop = _desktop(desktop_id)
@@ -74,7 +82,7 @@ def desktop_provision(self, desktop_id: int, failures: int = 0):
         self,
         endpoint=desktop.endpoint,
         holder=self.request.id or f"provision-{desktop_id}",
-        fn=lambda driver: driver.create_vm(spec, start=True),
+        fn=lambda driver: _create_vm(driver, desktop, spec),
         on_final_error=_fail_desktop(desktop_id),
         on_transient=_note_desktop(desktop_id),
         failures=failures,
@@ -173,6 +181,8 @@ def desktop_destroy(self, desktop_id: int, failures: int = 0):
     )
     if ok:
         services.desktop_destroy_finish(desktop_id=desktop_id)
+        # Off its endpoint's DHCP, addresses held; what fails here the periodic DHCP sync repairs.
+        networking.desktop_bindings_release(desktop=desktop)
     return "done" if ok else "failed"
 
 
