@@ -124,6 +124,9 @@ def lockout_response(request, original_response=None, credentials=None):
 @require_http_methods(["GET", "POST"])
 def otp_enrol(request):
     """Scan the QR code, type the first code: the device is confirmed and recovery codes are shown once."""
+    if security.has_second_factor(request.user) and not request.user.is_verified():
+        # Replacing a device needs the current one: a password alone must not swap the second factor.
+        return HttpResponseRedirect(f"{reverse('audit:otp_verify')}?next={reverse('audit:otp_enrol')}")
     device = security.totp_device(request.user, confirmed=False)
     if device is None or request.GET.get("restart"):
         device = security.totp_enrolment_start(user=request.user)

@@ -278,3 +278,14 @@ def test_wrong_one_time_codes_count_toward_the_lockout(scenario, auditor_device)
     assert responses[-1].status_code == 403
     assert AuditEvent.objects.filter(action=Action.SECOND_FACTOR_FAILED, actor_username="a_auditor").count() == 5
     assert _login(Client(), "a_auditor").status_code == 403  # the password alone no longer gets in
+
+
+@pytest.mark.django_db
+def test_a_password_alone_cannot_replace_an_enrolled_second_factor(scenario, auditor_device):
+    client = Client()
+    client.force_login(scenario.auditor)  # e.g. through the admin's own login page: password only
+
+    response = client.get("/audit/account/otp/enrol/?restart=1")
+
+    assert response.status_code == 302 and response.url.startswith("/audit/account/otp/verify/")
+    assert not TOTPDevice.objects.filter(user=scenario.auditor, confirmed=False).exists()
