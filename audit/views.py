@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import segno
 from django.contrib import messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -164,13 +164,14 @@ def otp_verify(request):
         if device is not None:
             otp_login(request, device)
             return HttpResponseRedirect(_next_url(request))
-        services.event_record(
-            action=Action.SECOND_FACTOR_FAILED,
-            actor=request.user,
-            target=request.user,
-            result=AuditEvent.Result.FAILURE,
-            reason="wrong one-time code",
-        )
+        username = request.user.username
+        user_login_failed.send(
+            sender=__name__, credentials={"username": username, "second_factor": "wrong one-time code"},
+            request=request,
+        )  # fmt: skip
+        if getattr(request, "axes_locked_out", False):
+            logout(request)  # the password got them this far; five wrong codes end the session
+            return lockout_response(request)
         form.add_error("otp", _("动态口令错误或已使用过，请输入新的口令。"))
     return render(request, "audit/otp_login.html", {"form": form, "username": request.user.username})
 

@@ -289,3 +289,14 @@ def test_a_password_alone_cannot_replace_an_enrolled_second_factor(scenario, aud
 
     assert response.status_code == 302 and response.url.startswith("/audit/account/otp/verify/")
     assert not TOTPDevice.objects.filter(user=scenario.auditor, confirmed=False).exists()
+
+
+@pytest.mark.django_db
+def test_five_wrong_codes_on_the_verify_page_end_the_session(scenario, auditor_device):
+    client = Client()
+    client.force_login(scenario.auditor)
+    wrong = "000000" if totp_now(auditor_device) != "000000" else "111111"
+    responses = [client.post("/audit/account/otp/verify/", {"otp": wrong}) for _attempt in range(5)]
+
+    assert responses[-1].status_code == 403
+    assert "_auth_user_id" not in client.session
