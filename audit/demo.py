@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from audit import chain, hooks
@@ -27,7 +28,12 @@ def _totp_secret_hex() -> str | None:
     secret = (settings.DEMO_TOTP_SECRET or "").strip().replace(" ", "").upper()
     if not secret:
         return None
-    raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    try:
+        raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    except ValueError as exc:
+        raise ImproperlyConfigured("DEMO_TOTP_SECRET must be base32 (A-Z, 2-7).") from exc
+    if len(raw) < 20:
+        raise ImproperlyConfigured("DEMO_TOTP_SECRET must carry at least 160 bits (32 base32 characters).")
     return raw.hex()
 
 
