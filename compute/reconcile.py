@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import InvalidInput, NotFound
+from compute import hooks
 from compute.drivers.base import DriverError, VMInfo
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
@@ -70,6 +71,8 @@ def _reconcile_endpoint(endpoint: Endpoint, summary: dict) -> None:
             Desktop.objects.bulk_update(
                 changed, ["state", "power_state", "vnc_port", "error_reason", "last_error", "stable_state"]
             )
+            for desktop in changed:
+                hooks.desktop_changed(desktop=desktop, reason="reconciled")
     for name in sorted(set(real) - known - golden):
         summary["orphans"] += 1
         summary["orphan_vms"].append({"endpoint": endpoint.name, "name": name})
@@ -175,6 +178,8 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
         with transaction.atomic():
             Desktop.objects.bulk_create(to_create, batch_size=500)
             Desktop.objects.bulk_update(to_update, list(_imported_fields(vms[0]).keys()) if vms else [], batch_size=500)
+            for desktop in [*to_create, *to_update]:
+                hooks.desktop_changed(desktop=desktop, reason="imported")
             event_record(
                 action=Action.VCENTER_IMPORTED,
                 actor=actor,

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from compute import quota, selectors
+from compute import hooks, quota, selectors
 from compute.db import retry_on_deadlock
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_forget, driver_open
@@ -443,6 +443,7 @@ def desktop_create(
             code="flavor_disk_too_small",
         )
     name = (name or f"{image_version.image.name}-{getattr(owner, 'username', '')}")[:100]
+    hooks.desktop_create_check(tenant=tenant, course=course)  # e.g. billing's blocking budgets
     with transaction.atomic():
         placement = place(flavor=flavor, image_version=image_version, endpoint=endpoint)
         reservation = quota.desktop_quota_reserve(
@@ -478,6 +479,7 @@ def desktop_create(
         desktop.save()
         desktop.task_id = _dispatch(_tasks().desktop_provision, desktop.pk, queue=placement.endpoint.site.celery_queue)
         desktop.save(update_fields=["task_id"])
+        hooks.desktop_changed(desktop=desktop, reason="created")
         event_record(
             action=Action.DESKTOP_CREATED,
             actor=actor,
@@ -583,6 +585,7 @@ def desktop_retry(*, actor, desktop: Desktop) -> Desktop:
         desktop.attempts = 0
         desktop.task_id = _dispatch(_tasks().desktop_provision, desktop.pk, queue=desktop.endpoint.site.celery_queue)
         desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="retried")
         event_record(action=Action.DESKTOP_RETRIED, actor=actor, target=desktop, tenant=desktop.tenant)
     return desktop
 
@@ -624,6 +627,7 @@ def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
         _apply_vm_info(desktop, info)
         desktop.provisioned(running=info.power_state == "running")
         desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="provisioned")
         quota.desktop_quota_commit(reservation_id=desktop.quota_reservation)
         event_record(action=Action.DESKTOP_PROVISIONED, target=desktop, tenant=desktop.tenant)
     return desktop
@@ -658,6 +662,7 @@ def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
         else:
             return desktop
         desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="failed")
         event_record(
             action=Action.DESKTOP_FAILED,
             target=desktop,
@@ -685,6 +690,7 @@ def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = 
         if desktop.power_state != Desktop.Power.RUNNING:
             desktop.vnc_port = None
         desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="settled")
     return desktop
 
 
@@ -701,6 +707,7 @@ def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
         quota.desktop_quota_release(reservation_id=desktop.quota_reservation)
         desktop.quota_reservation = ""
         desktop.save(update_fields=["quota_reservation"])
+        hooks.desktop_changed(desktop=desktop, reason="deleted")
     return desktop
 
 

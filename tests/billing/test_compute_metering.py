@@ -1,11 +1,17 @@
 """End to end through compute's services on libvirt's test driver: every billable state change is metered,
 in the transaction that made it, through the hook billing registers (compute.hooks)."""
 
+import time
+from datetime import date
+
 import pytest
 
+from billing import services as billing
 from billing.models import MeterCursor, UsageInterval
+from common.errors import Conflict
 from compute import services
 from compute.models import Desktop
+from tests.billing.conftest import plan
 from tests.compute.conftest import make_env
 
 
@@ -68,3 +74,21 @@ def test_create_start_stop_delete_through_compute_are_metered_once_each(
     assert pieces[-1].end == MeterCursor.objects.get(pk=desktop.pk).since
     assert {p.user_id for p in pieces} == {scenario.student.pk}
     assert any(p.running and p.vcpus == 1 for p in pieces)
+
+
+@pytest.mark.django_db
+def test_compute_refuses_a_new_desktop_past_a_blocking_budget(scenario, env, eager, django_capture_on_commit_callbacks):
+    plan(scenario.sysadmin, scenario.university, date(2020, 1, 1), disk="1000")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=env.version, flavor=env.flavor
+        )
+    billing.budget_set(actor=scenario.finance, tenant=scenario.tenant_a, amount="0.01", block_new_desktops=True)
+    time.sleep(0.05)  # 1 GiB at 1000 yuan per GiB-hour: a few milliseconds exceed one fen
+
+    with pytest.raises(Conflict) as err:
+        services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=env.version, flavor=env.flavor
+        )
+    assert err.value.code == "budget_exhausted"
+    assert Desktop.objects.filter(tenant=scenario.tenant_a).count() == 1
