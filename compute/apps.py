@@ -7,6 +7,6 @@ class ComputeConfig(AppConfig):
     verbose_name = _("计算")
 
     def ready(self):
-        # Network's orchestration: registers its hooks (network's, and a desktop observer that
-        # gives new desktops their NIC) and loads its Celery tasks, in web and worker alike.
+        # Network's orchestration: registers network's hooks and loads its Celery tasks, in web
+        # and worker alike.
         from compute import networking  # noqa: F401

@@ -647,17 +647,7 @@ def _on_forwarding_changed(*, eip_id: int) -> None:
     _tasks().forwarding_apply_task.delay(eip_id)
 
 
-def _on_desktop_changed(*, desktop: Desktop, at=None, reason: str = "") -> None:
-    """compute's desktop observer: a desktop just created gets its NIC's IP and MAC, in the same
-    transaction (a full subnet refuses the desktop). Idempotent, as observers must be."""
-    if reason == "created":
-        desktop_nics_allocate(desktop=desktop)
-
-
 def register_hooks() -> None:
-    from compute import hooks as compute_hooks
-
-    compute_hooks.register_desktop_observer(_on_desktop_changed)
     hooks.register("network_changed", _on_network_changed)
     hooks.register("network_deleted", _on_network_deleted)
     hooks.register("security_group_changed", _on_security_group_changed)

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from compute import hooks, quota, selectors
+from compute import hooks, networking, quota, selectors
 from compute.db import retry_on_deadlock
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_forget, driver_open
@@ -477,6 +477,8 @@ def desktop_create(
         )
         desktop.provision()
         desktop.save()
+        # Its NIC's IP and MAC from the tenant's network (none: the endpoint's default network).
+        networking.desktop_nics_allocate(desktop=desktop)
         desktop.task_id = _dispatch(_tasks().desktop_provision, desktop.pk, queue=placement.endpoint.site.celery_queue)
         desktop.save(update_fields=["task_id"])
         hooks.desktop_changed(desktop=desktop, reason="created")

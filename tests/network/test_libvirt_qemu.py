@@ -13,12 +13,13 @@ import uuid
 import pytest
 
 from compute import networking
+from compute import services as compute_services
 from compute.drivers.base import VMSpec
-from compute.hypervisor import driver_for, vm_spec
+from compute.hypervisor import driver_for
 from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
-from tests.compute.conftest import make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
+from tests.compute.conftest import eager, make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
 from tests.compute.support import LibvirtPath
 from tests.network.conftest import (
     desktop_row,
@@ -26,6 +27,7 @@ from tests.network.conftest import (
     endpoint_make,
     free_cidr,
     in_threads,
+    libvirt_sweep,
     network_xml,
     prefixed,
     tenant_network,
@@ -109,7 +111,13 @@ def test_twenty_concurrent_allocations_land_in_a_real_networks_dhcp(scenario, qe
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qemu_prefix, qemu_pool):  # noqa: F811
+def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
+    scenario,
+    qemu_prefix,
+    qemu_pool,  # noqa: F811
+    eager,  # noqa: F811
+    request,
+):
     """Desktop on host A; A fails; the portal restarts it on B; A comes back and the sync cleans it.
 
     Both "hosts" are the one libvirtd here, so host A's failure is played out in full: the
@@ -131,14 +139,15 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(scenario, qem
         a.options = {**a.options, **prefixed(f"{qemu_prefix}a")}
         a.save(update_fields=["options"])
         b = endpoint_make(scenario, name=f"{qemu_prefix}-b", url=URI, prefix=f"{qemu_prefix}b")
-        desktop = desktop_row(scenario.tenant_a, a, owner=scenario.student, vm_name=f"{qemu_prefix}-vm")
-        Desktop.objects.filter(pk=desktop.pk).update(image_version=env.version, flavor=env.flavor, disk_gib=1)
+        # The student's desktop, created and provisioned on A by the portal (tasks run in-process).
+        desktop = compute_services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=env.version, flavor=env.flavor, endpoint=a
+        )
+        request.addfinalizer(lambda: libvirt_sweep(URI, desktop.vm_name))
         desktop = Desktop.objects.select_related("endpoint", "image_version", "flavor", "tenant").get(pk=desktop.pk)
-        (address,) = networking.desktop_nics_allocate(desktop=desktop)
-        # What provisioning does on A: network, filter and binding there, then the VM with its NIC.
-        nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(a))
-        info = driver_for(a).create_vm(networking.with_nics(vm_spec(desktop), nics), start=True)
-        assert info.nics[0].mac == address.mac
+        assert desktop.state == Desktop.State.RUNNING, desktop.last_error
+        address = Address.objects.get(desktop_id=desktop.pk)
+        assert (desktop.mac, desktop.guest_ip) == (address.mac, address.ip)
         name_a = networking.libvirt_network_name(network, a)
         name_b = networking.libvirt_network_name(network, b)
         assert f"{address.mac},{address.ip}" in dnsmasq_hosts(name_a)
