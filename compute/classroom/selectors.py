@@ -13,6 +13,8 @@ from tenants.selectors import course_list_for
 
 def pool_list_for(user, *, search: str = "") -> QuerySet[DesktopPool]:
     """Pools of the courses the user may see; students see no pool (only their own desktops)."""
+    if not getattr(user, "is_authenticated", False):
+        return DesktopPool.objects.none()
     # A student on a roster sees the course, not its pool: theirs is only their own desktop.
     courses = course_list_for(user).exclude(roster__user=user)
     queryset = (
