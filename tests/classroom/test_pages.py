@@ -149,3 +149,11 @@ def test_the_console_page_loads_novnc_from_the_portal(scenario, pool):
     assert "classroom/console.js" in html and 'type="module"' in html
     assert "Ctrl+Alt+Del" in html and "发送到剪贴板" in html
     assert "<script>" not in html.replace("<script src", "")  # no inline script (CSP)
+
+
+def test_my_desktops_shows_the_gpu_assigned(scenario, pool):
+    Desktop.objects.filter(owner=scenario.student).update(gpus=1, gpu_device="0000:3b:00.0")
+    html = _client(scenario.student).get("/classroom/").content.decode()
+    assert 'data-testid="gpu"' in html and "0000:3b:00.0" in html
+    grid = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/").content.decode()
+    assert "GPU 0000:3b:00.0" in grid
