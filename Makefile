@@ -1,10 +1,11 @@
 # CampusCloud. The logic lives in scripts/; see README.md.
-#   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:$(PORT or 8000)
+#   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
 #   make test    install what is missing, start MariaDB/Redis/libvirtd/vcsim, run pytest
 #                (make test PYTEST_ARGS="-k billing -x")
 .PHONY: run test setup lint bench clean-run
 
 PYTEST_ARGS ?=
+BENCH ?=
 PROFILE ?= test
 
 run:
@@ -19,11 +20,14 @@ setup:
 	scripts/setup.sh $(PROFILE)
 
 lint:
+	scripts/setup.sh run
 	.venv/bin/ruff check .
 
+# every bench/*.py that is a script, or only some: make bench BENCH="api billing"
 bench:
 	scripts/setup.sh run
-	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "==> $$f"; .venv/bin/python "$$f"; done
+	@set -e; for f in $(if $(BENCH),$(patsubst %,bench/%.py,$(BENCH)),$$(grep -l '^if __name__ == "__main__"' bench/*.py)); do \
+	  echo "==> $$f"; .venv/bin/python "$$f"; done
 
 clean-run:
 	rm -rf .run db.sqlite3

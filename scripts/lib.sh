@@ -31,6 +31,7 @@ port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 
 # pid_alive PIDFILE: the process named in PIDFILE exists (works for root's pids as a user too).
 pid_alive() {
+  [ -s "$1" ] || return 1
   local pid; pid=$(tr -dc 0-9 <"$1" 2>/dev/null) || return 1
   [ -n "$pid" ] && [ -d "/proc/$pid" ]
 }

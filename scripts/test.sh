@@ -48,7 +48,8 @@ say "Compiling translations"
 
 say "Running the tests (DATABASE_URL=${DATABASE_URL%%:*}://…@127.0.0.1, VCSIM_URL=${VCSIM_URL:-unset})"
 rc=0
-"$VENV/bin/pytest" "$@" || rc=$?
+# --durations: keep an eye on the slow tests (the whole run has a budget of 20 minutes on 2 cores).
+"$VENV/bin/pytest" --durations=15 "$@" || rc=$?
 if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: counting that as a failure" >&2
   rc=1
