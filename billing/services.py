@@ -95,6 +95,11 @@ def desktop_usage_record(*, desktop, at: datetime | None = None, reason: str = "
         # A late report never reaches back before the open interval: that time is already counted.
         at = max(at, cursor.since)
         UsageInterval.objects.bulk_create(_pieces(cursor, at))
+        if not allocation.billable:
+            # Nothing held any more (deleted, or failed before it was made): no open interval,
+            # so the sweeps never visit the desktops of past terms.
+            cursor.delete()
+            return True
         for name, value in allocation.fields().items():
             setattr(cursor, name, value)
         cursor.since = at
