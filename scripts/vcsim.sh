@@ -8,7 +8,7 @@
 #   scripts/vcsim.sh url     print VCSIM_URL=... of the running instance (exit 1 when none)
 #
 # Environment:
-#   VCSIM_PORT (18989)   port of the shared instance, on 127.0.0.1
+#   VCSIM_PORT (0: free) port of the shared instance, on 127.0.0.1
 #   VCSIM_VMS  (4)       VMs per resource pool; with the default inventory (1 datacenter,
 #                        1 cluster of 3 hosts, no standalone host) that is the VM count.
 #                        Plus one powered-off template, "template-linux".
@@ -34,7 +34,7 @@ STAMP="$SRC/bin/.main.sha256"
 RUN="$ROOT/.run"
 PIDFILE="$RUN/vcsim.pid"
 LOG="$RUN/vcsim.log"
-PORT="${VCSIM_PORT:-18989}"
+PORT="${VCSIM_PORT:-0}"  # 0: a free port, so a second checkout on the machine does not collide
 VMS="${VCSIM_VMS:-4}"
 PKG=campuscloud/vcsim
 
