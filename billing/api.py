@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from audit.security import reauth_required
 from billing import documents, selectors, services
-from billing.models import UNITS, Budget, CreditNote, Invoice, InvoiceLine, Item, PricePlan, PriceRate
+from billing.models import UNITS, Budget, CreditNote, Invoice, InvoiceLine, Item, PricePlan, PriceRate, UsageInterval
 from tenants.models import Course
 
 # --- serializers ----------------------------------------------------------------------------
@@ -209,6 +209,9 @@ class UsageViewSet(viewsets.GenericViewSet):
     """Usage and cost over a date range by tenant, course, user or item; daily cost; this month's estimate."""
 
     serializer_class = UsageRowSerializer
+    # The rows are computed by the selector, not a queryset; this only tells the schema generator
+    # (and the permission machinery) which model the endpoint is about.
+    queryset = UsageInterval.objects.none()
 
     def _report(self, request):
         from django.utils import timezone
