@@ -12,6 +12,8 @@ from rest_framework.test import APIClient
 
 from tests import factories
 
+pytest_plugins = ["tests.browser_harness"]
+
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

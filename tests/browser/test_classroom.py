@@ -13,7 +13,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from compute import services as compute_services
 from compute.models import Cluster, Desktop
 from tenants.models import Course, User
-from tests.browser.conftest import ARTIFACTS
+from tests.browser_harness import ARTIFACTS
 from tests.classroom.conftest import asgi_server, qemu_cleanup, qemu_pool  # noqa: F401 - fixtures
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from compute.models import Desktop, Snapshot
 from tests import factories
-from tests.browser.conftest import browser, login, page  # noqa: F401 - the browser harness's fixtures
 from tests.compute.conftest import qemu_volumes
 from tests.compute.support import wait_for
 
@@ -30,8 +29,8 @@ def test_a_student_runs_a_desktop_from_the_ui_through_its_whole_life(
     qemu_env,
     celery_worker,
     live_server,
-    page,  # noqa: F811 - the harness fixture
-    login,  # noqa: F811 - the harness fixture
+    page,
+    login,
 ):
     login("a_student", factories.PASSWORD)
 

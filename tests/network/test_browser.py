@@ -4,12 +4,10 @@ bindings, a new network, a security group rule refused then added."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import browser, demo_data, login, page  # noqa: F401 - the browser harness
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_cs_admin_sees_the_lab_network_creates_another_and_adds_a_rule(page, login, demo_data):  # noqa: F811
+def test_cs_admin_sees_the_lab_network_creates_another_and_adds_a_rule(page, login, demo_data):
     from network.models import Network, SecurityGroupRule
 
     login("cs_admin", demo_data)

@@ -1,6 +1,7 @@
 """The browser harness: the portal on a free loopback port, driven by a real Chromium.
 
-Chromium is Debian's (`/usr/bin/chromium`, installed by `make test`), never a browser
+A pytest plugin that tests/conftest.py loads, so a browser test in any directory shares one
+Chromium per test process. Chromium is Debian's (`/usr/bin/chromium`, installed by `make test`), never a browser
 downloaded by Playwright. A failing test leaves a screenshot in test-artifacts/.
 """
 
