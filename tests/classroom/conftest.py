@@ -147,7 +147,8 @@ def asgi_server(transactional_db):
 # --- the real libvirtd -------------------------------------------------------------------------
 
 QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
-POOL_NAME = "cc-test-classroom"
+# One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
+POOL_NAME = "-".join(filter(None, ["cc-test-classroom", os.environ.get("PYTEST_XDIST_WORKER")]))
 POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
 GOLDEN = "cc-classroom-golden.qcow2"
 GOLDEN_MIB = 32

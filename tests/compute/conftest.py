@@ -25,7 +25,8 @@ from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
 
 QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 POOL_DIR = Path("/var/lib/libvirt/images/cc-test-compute")
-POOL_NAME = "cc-test-compute"
+# One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
+POOL_NAME = "-".join(filter(None, ["cc-test-compute", os.environ.get("PYTEST_XDIST_WORKER")]))
 GOLDEN_MIB = 64
 
 
