@@ -49,7 +49,12 @@ say "Compiling translations"
 say "Running the tests (DATABASE_URL=${DATABASE_URL%%:*}://…@127.0.0.1, VCSIM_URL=${VCSIM_URL:-unset})"
 rc=0
 # --durations: keep an eye on the slow tests (the whole run has a budget of 20 minutes on 2 cores).
-"$VENV/bin/pytest" --durations=15 "$@" || rc=$?
+# Two test processes on the two cores (PYTEST_WORKERS=0 runs in one); a test file stays in one
+# process, so its module fixtures (libvirt pools, simulators) are made once.
+workers=${PYTEST_WORKERS:-2}
+xdist=()
+[ "$workers" != 0 ] && xdist=(-n "$workers" --dist loadfile)
+"$VENV/bin/pytest" "${xdist[@]}" --durations=15 "$@" || rc=$?
 if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: counting that as a failure" >&2
   rc=1
