@@ -24,9 +24,9 @@ from compute.hypervisor import drivers_close_all
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
 
 QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
-POOL_DIR = Path("/var/lib/libvirt/images/cc-test-compute")
 # One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
 POOL_NAME = "-".join(filter(None, ["cc-test-compute", os.environ.get("PYTEST_XDIST_WORKER")]))
+POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
 GOLDEN_MIB = 64
 
 
