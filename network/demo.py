@@ -5,6 +5,7 @@ The desktops' bindings are compute's part (``compute.networking.seed_bindings``,
 the classroom seeder): network does not know desktops.
 """
 
+from django.conf import settings
 from django.db import transaction
 
 from network import services
@@ -12,7 +13,8 @@ from network.models import Network, PublicPool, SecurityGroup, SegmentRange
 from tenants.models import Tenant
 
 CS_NETWORK = "cs-lab"
-CS_CIDR = "10.20.1.0/24"
+# The demo lab network; a machine whose hypervisor already routes this subnet sets DEMO_NETWORK_CIDR.
+CS_CIDR = getattr(settings, "DEMO_NETWORK_CIDR", "10.20.1.0/24")
 
 
 def seed() -> dict:

@@ -240,6 +240,11 @@ CELERY_DEFAULT_QUEUE = "default"
 CELERY_SITE_QUEUE_PREFIX = "site."
 
 DEFAULT_HYPERVISOR_URI = env.str("DEFAULT_HYPERVISOR_URI", default="test:///default")
+# Network: how long a released address is held before reuse, the campus ranges the default
+# security group admits, and the demo's lab subnet.
+NETWORK_IP_HOLD_SECONDS = env.int("NETWORK_IP_HOLD_SECONDS", default=300)
+NETWORK_CAMPUS_CIDRS = env.list("NETWORK_CAMPUS_CIDRS", default=["10.0.0.0/8", "172.16.0.0/12"])
+DEMO_NETWORK_CIDR = env.str("DEMO_NETWORK_CIDR", default="10.20.1.0/24")
 # Key for secrets stored at rest (hypervisor credentials); derived from SECRET_KEY if unset.
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="")
