@@ -1,8 +1,10 @@
 """Fixtures of the classroom tests: a course with a roster and class times, compute endpoints
 (libvirt's test driver; the real libvirtd), eager tasks, and the ASGI portal under uvicorn."""
 
+import contextlib
 import datetime
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -176,6 +178,7 @@ def qemu_cleanup() -> None:
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
             except libvirt.libvirtError:
                 pass
+        _remove_unused_portal_networks(conn)
         try:
             pool = conn.storagePoolLookupByName(POOL_NAME)
             pool.refresh(0)
@@ -186,6 +189,28 @@ def qemu_cleanup() -> None:
             pass
     finally:
         conn.close()
+
+
+def _remove_unused_portal_networks(conn) -> None:
+    """Drop the portal's tenant networks ("ccnet-<id>") that no running domain uses.
+
+    Tests that seed the demo on the real libvirtd push its lab network (10.20.1.0/24); a copy left
+    by an earlier run under another id would hold the subnet and make the next push fail.
+    """
+    libvirt = _libvirt()
+    in_use = set()
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        with contextlib.suppress(libvirt.libvirtError):
+            in_use.update(re.findall(r"<source network='([^']+)'", dom.XMLDesc(0)))
+    for net in conn.listAllNetworks(0):
+        try:
+            if not net.name().startswith("ccnet-") or net.name() in in_use:
+                continue
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+        except libvirt.libvirtError:
+            pass  # another process removed it meanwhile
 
 
 @pytest.fixture(scope="session")
