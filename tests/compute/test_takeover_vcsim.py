@@ -6,7 +6,6 @@ started, whatever other tests did to the shared one.
 
 import json
 import subprocess
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -54,13 +53,11 @@ def vcenter(scenario, vcsim_300):
 
 
 def test_import_vcenter_takes_over_every_vm_once(scenario, vcenter):
-    started = time.monotonic()
+    # The import time is bench/provision.py's to measure (1,000 VMs); here: every VM, once.
     first = vcenter_import(actor=scenario.sysadmin, endpoint_name="vc", tenant_slug="cs")
-    elapsed = time.monotonic() - started
 
     assert first["created"] == 300, first
     assert first["errors"] == []
-    assert elapsed < 5.0
     desktops = Desktop.objects.filter(endpoint=vcenter)
     assert desktops.count() == 300
     sample = desktops.order_by("vm_name").first()
