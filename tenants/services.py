@@ -12,6 +12,7 @@ import re
 
 from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -295,9 +296,12 @@ def course_delete(*, actor, course: Course) -> None:
     )
     if course.requests.exists():
         raise Conflict(_("该课程已有申请记录，不能删除。"), code="course_in_use")
-    with transaction.atomic():
-        event_record(action=Action.COURSE_DELETED, actor=actor, target=course, tenant=course.tenant)
-        course.delete()
+    try:
+        with transaction.atomic():
+            event_record(action=Action.COURSE_DELETED, actor=actor, target=course, tenant=course.tenant)
+            course.delete()
+    except ProtectedError as exc:  # desktops or usage still point at the course
+        raise Conflict(_("该课程仍有云桌面或用量记录，不能删除。"), code="course_in_use") from exc
 
 
 def _class_times_replace(course: Course, slots) -> list[ClassTime]:
