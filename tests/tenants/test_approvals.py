@@ -40,9 +40,18 @@ def emails(scenario):
 def fulfilled():
     """A fake fulfiller (a unit test of this layer): records what it was asked to fulfil."""
     calls = []
+    previous = hooks.fulfiller_for(RequestKind.COURSE_DESKTOPS)
     hooks.register_fulfiller(RequestKind.COURSE_DESKTOPS, calls.append)
     yield calls
-    hooks.unregister_fulfiller(RequestKind.COURSE_DESKTOPS)
+    _restore(previous)
+
+
+def _restore(previous) -> None:
+    # Put back what the apps registered at start-up, so later tests in this process keep it.
+    if previous is None:
+        hooks.unregister_fulfiller(RequestKind.COURSE_DESKTOPS)
+    else:
+        hooks.register_fulfiller(RequestKind.COURSE_DESKTOPS, previous)
 
 
 def test_teacher_request_goes_to_the_department_admin_and_approval_reserves_quota(
@@ -79,12 +88,13 @@ def test_a_fulfiller_that_fails_to_start_fails_the_request_and_frees_the_quota(
     def broken(request):
         raise RuntimeError("no hypervisor")
 
+    previous = hooks.fulfiller_for(RequestKind.COURSE_DESKTOPS)
     hooks.register_fulfiller(RequestKind.COURSE_DESKTOPS, broken)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             request = request_approve(actor=scenario.tenant_admin, request=submit(scenario, course))
     finally:
-        hooks.unregister_fulfiller(RequestKind.COURSE_DESKTOPS)
+        _restore(previous)
     request.refresh_from_db()
     assert request.state == ApprovalRequest.State.FAILED
     assert request.reservation.state == Reservation.State.RELEASED
