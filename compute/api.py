@@ -7,7 +7,7 @@ writes go through one service each, and services' refusals become {"code", "mess
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -62,12 +62,32 @@ class FlavorCreateSerializer(serializers.Serializer):
     disk_gib = serializers.IntegerField(min_value=1)
 
 
+class DesktopNicSerializer(serializers.Serializer):
+    mac = serializers.CharField()
+    ip = serializers.CharField()
+    network = serializers.CharField()
+    network_id = serializers.IntegerField()
+    cidr = serializers.CharField()
+    gateway = serializers.CharField(allow_blank=True)
+    security_group = serializers.CharField(allow_blank=True)
+
+
+class DesktopListSerializer(serializers.ListSerializer):
+    """Reads the NICs of every desktop of the page in one query, so a page of 30 costs what a page of 3 does."""
+
+    def to_representation(self, data):
+        items = list(data.all() if hasattr(data, "all") else data)
+        self.context["desktop_nics"] = selectors.desktop_nics([d.pk for d in items])
+        return super().to_representation(items)
+
+
 class DesktopSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
     image = serializers.SerializerMethodField()
+    nics = serializers.SerializerMethodField()
     state_display = serializers.CharField(source="get_state_display", read_only=True)
 
     class Meta:
@@ -96,13 +116,22 @@ class DesktopSerializer(serializers.ModelSerializer):
             "vnc_port",
             "mac",
             "guest_ip",
+            "nics",
             "imported",
             "created_at",
             "updated_at",
         ]
+        list_serializer_class = DesktopListSerializer
 
     def get_image(self, obj) -> str:
         return str(obj.image_version) if obj.image_version_id else ""
+
+    @extend_schema_field(DesktopNicSerializer(many=True))
+    def get_nics(self, obj) -> list[dict]:
+        prefetched = self.context.get("desktop_nics")
+        if prefetched is not None and obj.pk in prefetched:
+            return DesktopNicSerializer(prefetched[obj.pk], many=True).data
+        return DesktopNicSerializer(selectors.desktop_nics([obj.pk])[obj.pk], many=True).data
 
 
 class DesktopCreateSerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 from django.db.models import Q, QuerySet
 
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Visibility, Volume
+from network.selectors import nics_for_desktops
 from tenants.models import Course, Tenant
 from tenants.roles import PlatformRole, TenantRole
 from tenants.selectors import memberships_of, platform_role_of, tenants_with_role
@@ -141,6 +142,11 @@ def site_list_for(user) -> QuerySet[Site]:
 def snapshot_list_for(user, *, desktop: Desktop) -> QuerySet[Snapshot]:
     # The desktop came from desktop_get_for: seeing it means seeing its snapshots.
     return desktop.snapshots.exclude(state=Snapshot.State.DELETED)
+
+
+def desktop_nics(desktop_ids) -> dict[int, list[dict]]:
+    """The NICs (MAC, IP, network) of desktops already scoped by the caller: one query for all of them."""
+    return nics_for_desktops(desktop_ids)
 
 
 def volume_list_for(user, *, desktop: Desktop) -> QuerySet[Volume]:

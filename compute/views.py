@@ -117,6 +117,7 @@ def desktop_detail(request, pk):
         "can_manage": selectors.desktop_manageable_by(request.user, desktop),
         "snapshots": selectors.snapshot_list_for(request.user, desktop=desktop),
         "volumes": selectors.volume_list_for(request.user, desktop=desktop),
+        "nics": selectors.desktop_nics([desktop.pk])[desktop.pk],
         "snapshot_form": forms.SnapshotForm(),
         "volume_form": forms.VolumeForm(),
     }

@@ -22,6 +22,47 @@ def test_desktop_list_costs_the_same_queries_for_3_or_30_rows(scenario, compute_
     assert_constant_queries(lambda: _fresh(api, scenario.tenant_admin).get("/api/v1/desktops/"), grow)
 
 
+def _nic_for(scenario, desktop, network):
+    from network import services as network_services
+
+    return network_services.address_allocate(tenant=desktop.tenant, desktop_id=desktop.pk, network=network)
+
+
+def test_desktop_list_shows_each_desktops_nics_at_a_constant_query_count(scenario, compute_env, api):
+    from network import services as network_services
+
+    network = network_services.network_create(
+        actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr="10.231.7.0/24"
+    )
+
+    def grow(n):
+        for _ in range(n):
+            _nic_for(scenario, desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student), network)
+
+    assert_constant_queries(lambda: _fresh(api, scenario.tenant_admin).get("/api/v1/desktops/"), grow)
+    rows = api.as_user(scenario.tenant_admin).get("/api/v1/desktops/").json()["results"]
+    assert rows and all(len(row["nics"]) == 1 for row in rows)
+    assert {row["nics"][0]["network"] for row in rows} == {"lab"}
+    assert len({row["nics"][0]["mac"] for row in rows}) == len(rows)
+
+
+def test_desktop_detail_shows_its_nics_and_nothing_of_another_desktop(scenario, compute_env, api):
+    from network import services as network_services
+
+    network = network_services.network_create(
+        actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr="10.231.8.0/24"
+    )
+    mine = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    bare = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    nic = _nic_for(scenario, mine, network)
+
+    body = api.as_user(scenario.student).get(f"/api/v1/desktops/{mine.pk}/").json()
+    assert [(n["mac"], n["ip"], n["network"], n["cidr"]) for n in body["nics"]] == [
+        (nic.mac, nic.ip, "lab", "10.231.8.0/24")
+    ]
+    assert api.as_user(scenario.student).get(f"/api/v1/desktops/{bare.pk}/").json()["nics"] == []
+
+
 def test_image_and_flavor_lists_cost_constant_queries(scenario, compute_env, api):
     from compute.models import Image
 

@@ -244,3 +244,20 @@ def test_the_desktop_list_page_costs_the_same_queries_for_3_or_30_rows(scenario,
     client.get("/compute/")  # the session's first request does its one-time work
 
     assert_constant_queries(lambda: client.get("/compute/"), grow)
+
+
+def test_the_desktop_detail_page_lists_its_nics(scenario, compute_env):
+    from network import services as network_services
+
+    network = network_services.network_create(
+        actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab-net", cidr="10.231.9.0/24"
+    )
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    bare = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    nic = network_services.address_allocate(tenant=scenario.tenant_a, desktop_id=desktop.pk, network=network)
+    client = _client(scenario.student)
+
+    page = client.get(f"/compute/desktops/{desktop.pk}/").content.decode()
+    assert 'data-testid="desktop-nics"' in page
+    assert nic.mac in page and nic.ip in page and "lab-net" in page
+    assert 'data-testid="desktop-nics"' not in client.get(f"/compute/desktops/{bare.pk}/").content.decode()
