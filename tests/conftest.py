@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from tests import factories
 
-pytest_plugins = ["tests.browser_harness"]
+pytest_plugins = ["tests.browser_harness", "tests.classroom_harness"]
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

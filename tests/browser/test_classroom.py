@@ -14,11 +14,11 @@ from compute import services as compute_services
 from compute.models import Cluster, Desktop
 from tenants.models import Course, User
 from tests.browser_harness import ARTIFACTS
-from tests.classroom.conftest import asgi_server, qemu_cleanup, qemu_pool  # noqa: F401 - fixtures
+from tests.classroom_harness import qemu_cleanup
 
 
 @pytest.fixture
-def student1_desktop(demo_data, qemu_pool):  # noqa: F811 - the fixture imported above
+def student1_desktop(demo_data, qemu_pool):
     from portal.celery import app
     from tests.compute.conftest import make_env
 
@@ -59,7 +59,7 @@ def test_student1_opens_the_console_of_their_desktop_and_novnc_connects(
     page,
     demo_data,
     student1_desktop,
-    asgi_server,  # noqa: F811
+    asgi_server,
 ):
     base = asgi_server
     page.goto(f"{base}/accounts/login/")

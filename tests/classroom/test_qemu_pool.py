@@ -11,7 +11,8 @@ from compute.classroom import services
 from compute.classroom.models import Seat
 from compute.classroom.tasks import schedule_tick
 from compute.models import Cluster, Desktop
-from tests.classroom.conftest import GOLDEN, MONDAY, POOL_DIR, at, make_course, pool_volumes
+from tests.classroom.conftest import MONDAY, at, make_course
+from tests.classroom_harness import GOLDEN, POOL_DIR, pool_volumes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

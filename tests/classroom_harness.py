@@ -1,0 +1,208 @@
+"""Real-component fixtures of the classroom tests, as a pytest plugin (tests/conftest.py's
+``pytest_plugins``): the portal under uvicorn (ASGI, for WebSockets) and a storage pool with a
+golden qcow2 on the real libvirtd.
+
+A plugin, not a conftest: the browser tests use the same session-scoped pool, and a fixture
+imported into a second module would be a second copy (its own setup and teardown) in one process.
+"""
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """The portal's ASGI app (HTTP + WebSockets) under uvicorn on a free loopback port, on the test
+    database. Yields its base URL."""
+    from tests.conftest import _worker_database_url
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": _worker_database_url(), "DEBUG": "false"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "portal.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "wsproto",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- the real libvirtd -------------------------------------------------------------------------
+
+QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+# One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
+POOL_NAME = "-".join(filter(None, ["cc-test-classroom", os.environ.get("PYTEST_XDIST_WORKER")]))
+POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
+GOLDEN = "cc-classroom-golden.qcow2"
+GOLDEN_MIB = 32
+
+
+def _libvirt():
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def qemu_cleanup() -> None:
+    """Remove every domain whose disks live in this test run's pool, and their overlays."""
+    libvirt = _libvirt()
+    conn = libvirt.open(QEMU_URI)
+    try:
+        for dom in conn.listAllDomains(0):
+            try:  # other processes create and delete domains of their own meanwhile
+                xml = dom.XMLDesc(0)
+                if str(POOL_DIR) not in xml and f"'{POOL_NAME}'" not in xml:
+                    continue
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+            except libvirt.libvirtError:
+                pass
+        _remove_unused_portal_networks(conn)
+        try:
+            pool = conn.storagePoolLookupByName(POOL_NAME)
+            pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                if vol.name() != GOLDEN:
+                    vol.delete(0)
+        except libvirt.libvirtError:
+            pass
+    finally:
+        conn.close()
+
+
+def _remove_unused_portal_networks(conn) -> None:
+    """Drop the portal's tenant networks ("ccnet-<id>") that no running domain uses.
+
+    Tests that seed the demo on the real libvirtd push its lab network (10.20.1.0/24); a copy left
+    by an earlier run under another id would hold the subnet and make the next push fail.
+    """
+    libvirt = _libvirt()
+    in_use = set()
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        with contextlib.suppress(libvirt.libvirtError):
+            in_use.update(re.findall(r"<source network='([^']+)'", dom.XMLDesc(0)))
+    for net in conn.listAllNetworks(0):
+        try:
+            if not net.name().startswith("ccnet-") or net.name() in in_use:
+                continue
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+        except libvirt.libvirtError:
+            pass  # another process removed it meanwhile
+
+
+@pytest.fixture(scope="session")
+def qemu_pool():
+    """A directory pool on the real libvirtd with a real (empty) golden qcow2, for this test run."""
+    libvirt = _libvirt()
+    try:
+        conn = libvirt.open(QEMU_URI)
+    except libvirt.libvirtError as exc:
+        pytest.fail(f"the real libvirtd is not running at {QEMU_URI} (make test starts it): {exc}")
+    POOL_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+    except libvirt.libvirtError:
+        xml = f"<pool type='dir'><name>{POOL_NAME}</name><target><path>{POOL_DIR}</path></target></pool>"
+        pool = conn.storagePoolDefineXML(xml, 0)
+    if not pool.isActive():
+        pool.create(0)
+    golden = POOL_DIR / GOLDEN
+    if not golden.exists():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), f"{GOLDEN_MIB}M"], check=True)
+    pool.refresh(0)
+    yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": GOLDEN, "size": GOLDEN_MIB * 1024 * 1024}
+    qemu_cleanup()
+    try:
+        pool.destroy()
+        pool.undefine()
+    except libvirt.libvirtError:
+        pass
+    import shutil
+
+    shutil.rmtree(POOL_DIR, ignore_errors=True)
+    conn.close()
+
+
+@pytest.fixture
+def qemu_env(scenario, qemu_pool):
+    from tests.compute.conftest import make_env
+
+    qemu_cleanup()
+    env = make_env(
+        scenario,
+        url=qemu_pool["uri"],
+        pool=qemu_pool["pool"],
+        volume=qemu_pool["volume"],
+        size_bytes=qemu_pool["size"],
+        name="qemu-classroom",
+        max_concurrency=4,
+    )
+    yield env
+    qemu_cleanup()
+
+
+def pool_volumes() -> dict[str, str]:
+    """{volume name: backing path} of this run's pool, as libvirt sees it now."""
+    import xml.etree.ElementTree as ET
+
+    libvirt = _libvirt()
+    conn = libvirt.open(QEMU_URI)
+    try:
+        pool = conn.storagePoolLookupByName(POOL_NAME)
+        pool.refresh(0)
+        return {
+            vol.name(): ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path", "")
+            for vol in pool.listAllVolumes(0)
+        }
+    finally:
+        conn.close()
