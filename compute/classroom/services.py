@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from compute import hooks
 from compute import services as compute_services
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
 from compute.drivers.base import DriverError, ErrorCode
@@ -290,6 +291,9 @@ def _seat_hand_over(seat: Seat, student) -> bool:
     desktop.owner = student
     desktop.name = f"{seat.pool.course.code}-{student.username}"
     desktop.save(update_fields=["owner", "name", "updated_at"])
+    # Usage is metered to the owner of the moment: billing closes the leaving student's interval
+    # here, in this transaction, and opens the newcomer's.
+    hooks.desktop_changed(desktop=desktop, at=timezone.now(), reason="handed_over")
     seat.student = student
     seat.save(update_fields=["student"])
     event_record(

@@ -2,9 +2,11 @@
 roster changes, resets and GPU placement."""
 
 import pytest
+import time_machine
 
 from audit.models import AuditEvent
 from common.errors import Forbidden, InvalidInput
+from compute import hooks
 from compute import services as compute_services
 from compute.classroom import services
 from compute.classroom.models import DesktopPool, Seat
@@ -14,7 +16,7 @@ from tenants.models import ApprovalRequest, ClassTime, Quota, RosterEntry
 from tenants.quotas import QuotaExceeded, quota_set
 from tenants.services import course_class_times_set, request_approve
 from tests import factories
-from tests.classroom.conftest import make_course
+from tests.classroom.conftest import MONDAY, at, make_course
 
 
 def _pool(env, course, capture, actor, **kwargs):
@@ -134,6 +136,68 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
     assert result.added == 1
     assert Seat.objects.get(pool=pool, student=extra).desktop.state == Desktop.State.RUNNING
+
+
+def _hand_over_setup(scenario, env, capture):
+    course = make_course(scenario, students=2)
+    pool = _pool(env, course, capture, scenario.teacher)
+    seat = Seat.objects.select_related("desktop").get(pool=pool, student=scenario.student)
+    newcomer = factories.member("a_newcomer", scenario.tenant_a, "student")
+    RosterEntry.objects.filter(course=course, user=scenario.student).delete()
+    RosterEntry.objects.create(course=course, user=newcomer, student_number="20269999")
+    return pool, seat, newcomer
+
+
+def test_a_handed_over_desktop_is_reported_to_the_observers_with_its_new_owner(
+    scenario, env, eager, django_capture_on_commit_callbacks
+):
+    from billing.models import MeterCursor, UsageInterval
+
+    capture = django_capture_on_commit_callbacks
+    with time_machine.travel(at(MONDAY, 8), tick=False):
+        pool, seat, newcomer = _hand_over_setup(scenario, env, capture)
+    seen = []
+
+    def observer(*, desktop, at, reason):
+        # What the row holds in the database at that moment, read back inside the transaction.
+        saved_owner = Desktop.objects.filter(pk=desktop.pk).values_list("owner_id", flat=True).get()
+        seen.append((desktop.pk, reason, desktop.owner_id, saved_owner, at))
+
+    hooks.register_desktop_observer(observer)
+    try:
+        with time_machine.travel(at(MONDAY, 9), tick=False), capture(execute=True):
+            services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    finally:
+        hooks.unregister_desktop_observer(observer)
+
+    handed = [entry for entry in seen if entry[1] == "handed_over"]
+    assert handed == [(seat.desktop_id, "handed_over", newcomer.pk, newcomer.pk, at(MONDAY, 9))]
+    # Billing (registered at start-up) metered the hour to the student who had the desktop then.
+    assert MeterCursor.objects.get(desktop_id=seat.desktop_id).user_id == newcomer.pk
+    before = UsageInterval.objects.filter(desktop_id=seat.desktop_id, end__lte=at(MONDAY, 9))
+    assert before.exists() and set(before.values_list("user_id", flat=True)) == {scenario.student.pk}
+
+
+def test_an_observer_refusing_the_hand_over_rolls_it_back(scenario, env, eager, django_capture_on_commit_callbacks):
+    pool, seat, newcomer = _hand_over_setup(scenario, env, django_capture_on_commit_callbacks)
+
+    def observer(*, desktop, at, reason):
+        if reason == "handed_over":
+            raise RuntimeError("metering is down")
+
+    hooks.register_desktop_observer(observer)
+    try:
+        with pytest.raises(RuntimeError), django_capture_on_commit_callbacks(execute=True):
+            services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    finally:
+        hooks.unregister_desktop_observer(observer)
+
+    seat.refresh_from_db()
+    seat.desktop.refresh_from_db()
+    # Called inside the transaction: nothing of the hand-over (nor the reset before it) was kept.
+    assert seat.student == scenario.student and seat.desktop.owner == scenario.student
+    assert seat.desktop.state == Desktop.State.RUNNING
+    assert not AuditEvent.objects.filter(action="pool.seat_handed_over").exists()
 
 
 def test_roster_growth_beyond_the_quota_adds_nothing(scenario, env, eager, django_capture_on_commit_callbacks):
