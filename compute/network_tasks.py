@@ -1,7 +1,7 @@
 """Celery tasks of the network orchestration (compute/networking.py): thin, idempotent, on the hypervisor queue.
 
 Every task reads the database and converges the hypervisors towards it, so running one
-twice does no harm. ``dhcp_sync_task`` and ``addresses_purge_task`` are periodic
+twice does no harm. ``dhcp_sync_task`` (DHCP and host-firewall forwards) and ``addresses_purge_task`` are periodic
 (portal/celery.py).
 """
 
@@ -22,8 +22,11 @@ OPTIONS = {"acks_late": True, "reject_on_worker_lost": True}
 
 @shared_task(name="network.tasks.dhcp_sync", **OPTIONS)
 def dhcp_sync_task() -> dict:
+    """The periodic repair: DHCP bindings, then the host firewalls' elastic IPs and port forwards."""
     report = networking.dhcp_sync()
-    return {k: report[k] for k in ("added", "changed", "removed", "released", "errors")}
+    result = {k: report[k] for k in ("added", "changed", "removed", "released", "errors")}
+    result["forwarding"] = networking.forwarding_sync()
+    return result
 
 
 @shared_task(name="network.tasks.addresses_purge", **OPTIONS)
@@ -63,5 +66,5 @@ def network_remove_task(network_id: int, endpoints: list[str]) -> None:
 
 
 @shared_task(name="network.tasks.forwarding_apply", **OPTIONS)
-def forwarding_apply_task(eip_id: int) -> bool:
+def forwarding_apply_task(eip_id: int) -> dict:
     return networking.forwarding_apply(eip_id=eip_id)

@@ -202,7 +202,18 @@ class ElasticIPSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ElasticIP
-        fields = ["id", "ip", "pool", "tenant", "address", "address_ip", "desktop_id", "applied", "apply_note"]
+        fields = [
+            "id",
+            "ip",
+            "pool",
+            "tenant",
+            "address",
+            "address_ip",
+            "desktop_id",
+            "applied",
+            "applied_to",
+            "apply_note",
+        ]
 
 
 class ElasticIPCreateSerializer(serializers.Serializer):
@@ -236,6 +247,7 @@ class PortForwardSerializer(serializers.ModelSerializer):
             "private_port",
             "tenant",
             "applied",
+            "applied_to",
             "apply_note",
         ]
 

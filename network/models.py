@@ -327,8 +327,10 @@ class ElasticIP(models.Model):
         on_delete=models.SET_NULL,
         related_name="elastic_ips",
     )
-    # Whether the hypervisor side is in place; see ``apply_note`` when it is not.
+    # Whether the hypervisor side (1:1 NAT to the bound NIC) is in place, on which endpoint;
+    # ``apply_note`` says why not.
     applied = models.BooleanField(_("已生效"), default=False)
+    applied_to = models.CharField(_("生效端点"), max_length=64, blank=True)
     apply_note = models.CharField(_("生效说明"), max_length=255, blank=True)
     # The tenant's "ips" quota this address holds (released with it).
     quota_reservation = models.CharField(max_length=64, blank=True, editable=False)
@@ -364,6 +366,7 @@ class PortForward(models.Model):
         _("桌面端口"), validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
     applied = models.BooleanField(_("已生效"), default=False)
+    applied_to = models.CharField(_("生效端点"), max_length=64, blank=True)
     apply_note = models.CharField(_("生效说明"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 

@@ -515,7 +515,7 @@ def addresses_release(*, desktop_id: int, hold: int | None = None) -> list[Addre
             address.state = Address.State.HELD
             address.hold_until = until
             address.save(update_fields=["state", "hold_until"])
-            ElasticIP.objects.filter(address=address).update(address=None, applied=False)
+            ElasticIP.objects.filter(address=address).update(address=None, applied=False, applied_to="")
             event_record(
                 action=Action.ADDRESS_RELEASED,
                 target=address,
@@ -796,8 +796,9 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
             raise Conflict(_("弹性 IP 已绑定到其他网卡，请先解绑。"), code="eip_in_use")
         eip.address = address
         eip.applied = False
+        eip.applied_to = ""
         eip.apply_note = ""
-        eip.save(update_fields=["address", "applied", "apply_note"])
+        eip.save(update_fields=["address", "applied", "applied_to", "apply_note"])
         event_record(
             action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
@@ -878,7 +879,11 @@ def port_forward_delete(*, actor, forward: PortForward) -> None:
         hooks.fire_on_commit("forwarding_changed", eip_id=eip_id)
 
 
-def forwarding_note(*, eip_id: int, applied: bool, note: str) -> None:
-    """compute tried to apply an elastic IP and its forwards: record the outcome."""
-    ElasticIP.objects.filter(pk=eip_id).update(applied=applied, apply_note=note[:255])
-    PortForward.objects.filter(elastic_ip_id=eip_id).update(applied=applied, apply_note=note[:255])
+def elastic_ip_applied(*, eip_id: int, endpoint: str, note: str = "") -> None:
+    """compute tried to put an elastic IP's 1:1 NAT in place: on ``endpoint`` (empty: not, ``note`` says why)."""
+    ElasticIP.objects.filter(pk=eip_id).update(applied=bool(endpoint), applied_to=endpoint, apply_note=note[:255])
+
+
+def port_forward_applied(*, forward_id: int, endpoint: str, note: str = "") -> None:
+    """compute tried to put a port forward in place: on ``endpoint`` (empty: not, ``note`` says why)."""
+    PortForward.objects.filter(pk=forward_id).update(applied=bool(endpoint), applied_to=endpoint, apply_note=note[:255])

@@ -247,6 +247,24 @@ class NwFilterSpec:
     default_drop: bool = True  # drop what no rule accepts (DHCP and ARP stay allowed)
 
 
+@dataclass(frozen=True)
+class ForwardSpec:
+    """A public address (and port) forwarded to a guest on a NAT network, by the host's firewall.
+
+    libvirt on the portal's own host only (``LibvirtDriver.forward_set``): the rules live in
+    the host's iptables, next to libvirt's own for the network.
+    """
+
+    key: str  # the owner on this host, e.g. "eip-3" or "pf-12": its rules are replaced as a unit
+    public_ip: str
+    private_ip: str
+    bridge: str  # the NAT network's bridge, where the guest is
+    protocol: str = "all"  # tcp or udp with the ports; "all": the whole address, both ways (1:1 NAT)
+    public_port: int | None = None
+    private_port: int | None = None
+    private_cidr: str = ""  # "all" only: the guest's subnet, which keeps seeing its private address
+
+
 @runtime_checkable
 class HypervisorDriver(Protocol):
     """What every driver offers. Methods a hypervisor cannot do raise code "unsupported"."""
@@ -285,6 +303,12 @@ class HypervisorDriver(Protocol):
     def image_flatten(self, pool: str, overlay_volume: str, new_volume_name: str) -> VolumeInfo: ...
     def volume_list(self, pool: str) -> list[VolumeInfo]: ...
     def volume_delete(self, pool: str, volume_name: str) -> None: ...
+    def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo: ...
+    def pool_ensure(self, name: str, path: str) -> None: ...
+
+    # size and copies (the VM stopped)
+    def resize(self, name: str, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None = None) -> VMInfo: ...
+    def clone_vm(self, source: str, spec: VMSpec, *, start: bool = True) -> VMInfo: ...
 
     # networks and firewalls
     def network_ensure(self, spec: NetworkSpec) -> None: ...

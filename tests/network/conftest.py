@@ -57,8 +57,13 @@ def _fresh_drivers():
 
 
 def prefixed(prefix: str) -> dict:
-    """Endpoint options that put ``prefix`` on its libvirt networks, bridges and filters."""
-    return {"network_prefix": f"{prefix}-n", "bridge_prefix": f"{prefix}b", "filter_prefix": f"{prefix}-sg"}
+    """Endpoint options that put ``prefix`` on its libvirt networks, bridges, filters and firewall chains."""
+    return {
+        "network_prefix": f"{prefix}-n",
+        "bridge_prefix": f"{prefix}b",
+        "filter_prefix": f"{prefix}-sg",
+        "firewall_prefix": prefix,
+    }
 
 
 def endpoint_make(scenario, *, name: str, url: str = "test:///default", prefix: str = "", site=None):
@@ -145,6 +150,26 @@ def qemu_prefix():
 
         drivers_close_all()
         libvirt_sweep(uri, prefix)
+        firewall_sweep(prefix)
+
+
+def firewall_chains() -> str:
+    """Both tables of the host firewall, as ``iptables -S`` prints them."""
+    import subprocess
+
+    return "".join(
+        subprocess.run(["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=True).stdout
+        for table in ("nat", "filter")
+    )
+
+
+def firewall_sweep(prefix: str) -> None:
+    """Remove the host-firewall chains (and their jumps) of every firewall prefix starting with ``prefix``."""
+    from compute.drivers.hostfw import HostFirewall
+
+    names = {line.split()[1] for line in firewall_chains().splitlines() if line.startswith(f"-N {prefix}")}
+    for owner in sorted({name.rsplit("-", 1)[0] for name in names}):
+        HostFirewall(owner).teardown()
 
 
 def network_xml(uri: str, name: str) -> str:
