@@ -143,6 +143,10 @@ class DesktopCreateSerializer(serializers.Serializer):
     owner = serializers.CharField(required=False, help_text="username; default: the caller")
 
 
+class ResizeSerializer(serializers.Serializer):
+    flavor = serializers.IntegerField(help_text="id of the flavor to apply (the desktop must be stopped)")
+
+
 class CloneSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, default="")
 
@@ -365,6 +369,17 @@ class DesktopViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         return self._accepted(services.desktop_retry(actor=request.user, desktop=self._desktop()))
+
+    @extend_schema(request=ResizeSerializer, responses=_ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def resize(self, request, pk=None):
+        desktop = self._desktop()
+        data = ResizeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        flavor = selectors.flavor_list_for(request.user).filter(pk=data.validated_data["flavor"]).first()
+        if flavor is None:
+            raise serializers.ValidationError({"flavor": [_("未知规格。")]})
+        return self._accepted(services.desktop_resize(actor=request.user, desktop=desktop, flavor=flavor))
 
     @extend_schema(request=CloneSerializer, responses=_ACTION_RESPONSE)
     @action(detail=True, methods=["post"])

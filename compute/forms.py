@@ -21,6 +21,16 @@ class BootstrapForm(forms.Form):
                 widget.attrs.setdefault("class", "form-control")
 
 
+def _flavor_label(f: Flavor) -> str:
+    label = _("%(name)s（%(cpu)s vCPU / %(mem)s MiB / %(disk)s GiB）") % {
+        "name": f.name,
+        "cpu": f.vcpus,
+        "mem": f.memory_mib,
+        "disk": f.disk_gib,
+    }
+    return f"{label} · {f.gpu_profile.name}" if f.gpu_profile_id else label
+
+
 class DesktopCreateForm(BootstrapForm):
     name = forms.CharField(label=_("名称"), max_length=100, required=False, help_text=_("留空则自动命名"))
     image_version = forms.ModelChoiceField(label=_("镜像"), queryset=ImageVersion.objects.none())
@@ -30,15 +40,16 @@ class DesktopCreateForm(BootstrapForm):
         super().__init__(*args, **kwargs)
         self.fields["image_version"].queryset = image_versions
         self.fields["flavor"].queryset = flavors
-        self.fields["flavor"].label_from_instance = lambda f: (
-            _("%(name)s（%(cpu)s vCPU / %(mem)s MiB / %(disk)s GiB）")
-            % {
-                "name": f.name,
-                "cpu": f.vcpus,
-                "mem": f.memory_mib,
-                "disk": f.disk_gib,
-            }
-        )
+        self.fields["flavor"].label_from_instance = _flavor_label
+
+
+class ResizeForm(BootstrapForm):
+    flavor = forms.ModelChoiceField(label=_("新规格"), queryset=Flavor.objects.none())
+
+    def __init__(self, *args, flavors, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["flavor"].queryset = flavors
+        self.fields["flavor"].label_from_instance = _flavor_label
 
 
 class SnapshotForm(BootstrapForm):

@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from compute.drivers.base import DriverError, ErrorCode, HypervisorDriver, NicSpec, VMSpec, open_driver
+from compute.drivers.base import DriverError, ErrorCode, GpuSpec, HypervisorDriver, NicSpec, VMSpec, open_driver
 from compute.models import Desktop, Endpoint, EndpointLease
 
 LEASE_SECONDS = 15 * 60
@@ -103,19 +103,8 @@ def _test_driver_prepare(endpoint: Endpoint, driver: HypervisorDriver) -> None:
 
 
 def test_volume_ensure(driver: HypervisorDriver, *, pool: str, volume: str, size_bytes: int) -> None:
-    """Create an empty qcow2 ``volume`` in ``pool`` on libvirt's test driver when it is missing.
-
-    The driver interface has no "create an empty volume" call; on the test driver the
-    golden image's content does not matter, so its private helpers do the job here, in
-    this one place (see the report: ask for a public volume_create).
-    """
-    gib = max(1, -(-size_bytes // 1024**3))
-
-    def make(conn):
-        storage = driver._pool(conn, pool)  # noqa: SLF001 - see docstring
-        driver._empty_volume(storage, volume, gib)  # noqa: SLF001
-
-    driver._run(f"cannot create test volume {volume!r}", make)  # noqa: SLF001
+    """Create an empty ``volume`` in ``pool`` on libvirt's test driver when it is missing (an existing one stays)."""
+    driver.volume_create(pool, volume, max(1, -(-size_bytes // 1024**3)))
 
 
 # --- per-endpoint concurrency --------------------------------------------------------------
@@ -157,22 +146,24 @@ def endpoint_slot(*, endpoint_id: int, holder: str):
 # --- specs ---------------------------------------------------------------------------------
 
 
-def vm_spec(desktop: Desktop) -> VMSpec:
+def vm_spec(desktop: Desktop, *, flavor=None, gpu_device: str | None = None) -> VMSpec:
+    """The desktop's VMSpec; with ``flavor`` (and its ``gpu_device``), the shape a resize gives it."""
     endpoint = desktop.endpoint
     version = desktop.image_version
+    flavor = flavor or desktop.flavor
+    gpu_device = desktop.gpu_device if gpu_device is None else gpu_device
     gpu = None
-    if desktop.flavor_id and desktop.flavor.gpu_profile_id:
-        from compute.drivers.base import GpuSpec
-
-        profile = desktop.flavor.gpu_profile
+    if flavor is not None and flavor.gpu_profile_id:
+        profile = flavor.gpu_profile
         if profile.mode == "passthrough":
-            gpu = GpuSpec(mode="passthrough", pci_addresses=tuple(filter(None, desktop.gpu_device.split(","))))
+            gpu = GpuSpec(mode="passthrough", pci_addresses=tuple(filter(None, gpu_device.split(","))))
         else:
-            gpu = GpuSpec(mode="vgpu", mdev_uuid=desktop.gpu_device, mdev_type=profile.vgpu_type)
+            gpu = GpuSpec(mode="vgpu", mdev_uuid=gpu_device, mdev_type=profile.vgpu_type)
+    resized = flavor is not None and flavor != desktop.flavor
     return VMSpec(
         name=desktop.vm_name,
-        vcpus=desktop.vcpus,
-        memory_mib=desktop.memory_mib,
+        vcpus=flavor.vcpus if resized else desktop.vcpus,
+        memory_mib=flavor.memory_mib if resized else desktop.memory_mib,
         image_pool=version.pool if version else "",
         image_volume=version.volume if version else "",
         template=version.template if version else "",

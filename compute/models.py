@@ -509,6 +509,18 @@ class Desktop(models.Model):
         self._require(*self.LIVE, action=action)
         self.stable_state, self.state = self.state, self.State.BUSY
 
+    def begin_resize(self) -> None:
+        """A new flavor is applied to the stopped VM; the desktop is held until the hypervisor answers."""
+        self._require(self.State.STOPPED, action=_("调整规格"))
+        self.stable_state, self.state = self.state, self.State.BUSY
+
+    def resized(self, *, flavor: Flavor, gpu_device: str) -> None:
+        self.flavor = flavor
+        self.vcpus = flavor.vcpus
+        self.memory_mib = flavor.memory_mib
+        self.gpus = flavor.gpus
+        self.gpu_device = gpu_device
+
     def settle(self, *, power: str) -> None:
         """An operation finished: the state follows the real power state."""
         self.power_state = power

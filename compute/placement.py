@@ -94,3 +94,42 @@ def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpo
     return Placement(
         endpoint=host.endpoint, host=host, storage_pool=_pool_name(host.endpoint, image_version), gpu_device=gpu_device
     )
+
+
+def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
+    """Whether the desktop's host takes it at ``flavor`` (a resize never moves a desktop); its GPU devices.
+
+    The desktop's own share is left out of the host's placed load. A GPU profile needs a
+    GPU cluster and free devices on the same host; the devices it already holds count as free.
+    Raises InvalidInput with ``flavor_needs_gpu_cluster``, ``flavor_too_large`` or ``no_capacity``.
+    """
+    endpoint = desktop.endpoint
+    if flavor.gpu_profile_id and endpoint.cluster.kind != Cluster.Kind.GPU:
+        raise InvalidInput(
+            _("规格“%(flavor)s”需要 GPU 集群，而该桌面所在的集群没有 GPU。") % {"flavor": flavor.name},
+            code="flavor_needs_gpu_cluster",
+        )
+    host = desktop.host
+    if host is None:
+        return ""  # an imported VM, placed by vCenter: capacity is vCenter's to judge
+    if host.memory_mib and (flavor.memory_mib > host.memory_mib or flavor.vcpus > host.cpus * 4):
+        raise InvalidInput(_("规格“%(flavor)s”超过了主机的容量。") % {"flavor": flavor.name}, code="flavor_too_large")
+    others = Desktop.objects.filter(host=host).exclude(state=Desktop.State.DELETED).exclude(pk=desktop.pk)
+    placed = others.aggregate(mib=Sum("memory_mib", default=0), vcpus=Sum("vcpus", default=0))
+    cluster = endpoint.cluster
+    if host.memory_mib and (
+        float(host.memory_mib) * float(cluster.memory_overcommit) - placed["mib"] < flavor.memory_mib
+        or float(host.cpus) * float(cluster.cpu_overcommit) - placed["vcpus"] < flavor.vcpus
+    ):
+        raise InvalidInput(_("主机剩余容量不足，无法调整到该规格。"), code="no_capacity")
+    if not flavor.gpu_profile_id:
+        return ""
+    used = set()
+    for device in others.values_list("gpu_device", flat=True):
+        used.update(filter(None, device.split(",")))
+    free = [d for d in host.gpu_devices if d not in used]
+    if len(free) < flavor.gpus:
+        raise InvalidInput(_("主机上空闲的 GPU 不足。"), code="no_capacity")
+    own = [d for d in desktop.gpu_device.split(",") if d in free]
+    chosen = own[: flavor.gpus] + [d for d in free if d not in own][: max(0, flavor.gpus - len(own))]
+    return ",".join(chosen)

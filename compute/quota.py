@@ -6,7 +6,10 @@ Over quota, ``tenants.quotas.QuotaExceeded`` (409 ``quota_exceeded``, with the s
 reaches the caller unchanged.
 """
 
+from django.db import transaction
+
 from tenants.models import Reservation
+from tenants.quotas import QuotaExceeded
 from tenants.services import quota_commit, quota_release, quota_reserve
 
 
@@ -29,17 +32,73 @@ def desktop_quota_reserve(
     return str(reservation.pk)
 
 
-def _reservation(reservation_id: str) -> Reservation | None:
-    return Reservation.objects.filter(pk=int(reservation_id)).first() if reservation_id else None
+def _reservations(reservation_ids: str) -> list[Reservation]:
+    """The reservations stored on a desktop: usually one id, "12,40" after a resize that could not be merged."""
+    ids = [int(part) for part in reservation_ids.split(",") if part.strip()] if reservation_ids else []
+    return list(Reservation.objects.filter(pk__in=ids).order_by("pk"))
 
 
 def desktop_quota_commit(*, reservation_id: str) -> None:
-    reservation = _reservation(reservation_id)
-    if reservation is not None:
+    for reservation in _reservations(reservation_id):
         quota_commit(reservation=reservation)
 
 
 def desktop_quota_release(*, reservation_id: str) -> None:
-    reservation = _reservation(reservation_id)
-    if reservation is not None:
+    for reservation in _reservations(reservation_id):
         quota_release(reservation=reservation)
+
+
+def _amounts_of(desktop) -> dict[str, int]:
+    return desktop_amounts(
+        vcpus=desktop.vcpus, memory_mib=desktop.memory_mib, disk_gib=desktop.disk_gib, gpus=desktop.gpus
+    )
+
+
+def resize_quota_hold(*, actor, desktop, vcpus: int, memory_mib: int, gpus: int) -> str:
+    """Reserve what a resize adds (only the growth counts: the desktop already holds its current share).
+
+    Raises QuotaExceeded when the growth does not fit; returns "" when nothing grows.
+    """
+    old = _amounts_of(desktop)
+    new = desktop_amounts(vcpus=vcpus, memory_mib=memory_mib, disk_gib=desktop.disk_gib, gpus=gpus)
+    growth = {name: max(0, new[name] - old[name]) for name in old}
+    if not any(growth.values()):
+        return ""
+    reservation = quota_reserve(
+        actor=actor, tenant=desktop.tenant, course=desktop.course, user=desktop.owner, amounts=growth, reason="resize"
+    )
+    return str(reservation.pk)
+
+
+def resize_quota_settle(*, desktop, hold: str) -> str:
+    """The resize happened: the desktop's share becomes its new size. Returns the ids to store on it.
+
+    The old share and the growth are released and the new size reserved and committed in
+    one step; it fits, since the growth was held. Only when a limit was lowered below the
+    usage meanwhile does it not: then the old share stays and the growth is committed on
+    top (the desktop is charged at least what it uses, never less).
+    """
+    if not desktop.quota_reservation:
+        desktop_quota_commit(reservation_id=hold)
+        return hold
+    try:
+        with transaction.atomic():
+            desktop_quota_release(reservation_id=desktop.quota_reservation)
+            desktop_quota_release(reservation_id=hold)
+            reservation = quota_reserve(
+                tenant=desktop.tenant,
+                course=desktop.course,
+                user=desktop.owner,
+                amounts=_amounts_of(desktop),
+                reason="desktop",
+            )
+            quota_commit(reservation=reservation)
+    except QuotaExceeded:
+        desktop_quota_commit(reservation_id=hold)
+        return ",".join(filter(None, [desktop.quota_reservation, hold]))
+    return str(reservation.pk)
+
+
+def resize_quota_release(*, hold: str) -> None:
+    """The resize failed: give the growth back."""
+    desktop_quota_release(reservation_id=hold)

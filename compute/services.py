@@ -42,6 +42,7 @@ from compute.models import (
     Volume,
 )
 from compute.placement import place
+from compute.placement import resize_fit as place_resize
 
 log = logging.getLogger(__name__)
 
@@ -562,6 +563,83 @@ def desktop_reset(*, actor, desktop: Desktop) -> Desktop:
         desktop.save()
         event_record(action=Action.DESKTOP_RESET, actor=actor, target=desktop, tenant=desktop.tenant)
     return desktop
+
+
+@retry_on_deadlock
+def desktop_resize(*, actor, desktop: Desktop, flavor: Flavor) -> Desktop:
+    """Give a stopped desktop another flavor's vCPU, memory and GPU profile (its system disk keeps its size).
+
+    Only the growth is checked against the quotas (the desktop already holds its current
+    share); the hypervisor change runs in a task, and the desktop's sizes, quota share and
+    metering change when it has happened.
+    """
+    _require_manage(actor, desktop)
+    if not selectors.flavor_usable_by_tenant(flavor, tenant=desktop.tenant):
+        raise InvalidInput(_("未知规格。"), code="flavor_not_found")
+    with transaction.atomic():
+        desktop = Desktop.objects.locked(desktop.pk)
+        if (desktop.vcpus, desktop.memory_mib, desktop.gpus, desktop.flavor_id) == (
+            flavor.vcpus,
+            flavor.memory_mib,
+            flavor.gpus,
+            flavor.pk,
+        ):
+            raise InvalidInput(_("桌面已经是这个规格。"), code="desktop_same_flavor")
+        desktop.begin_resize()
+        gpu_device = place_resize(desktop=desktop, flavor=flavor)
+        hold = quota.resize_quota_hold(
+            actor=actor, desktop=desktop, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib, gpus=flavor.gpus
+        )
+        desktop.task_id = _dispatch(
+            _tasks().desktop_resize, desktop.pk, flavor.pk, gpu_device, hold, queue=desktop.endpoint.site.celery_queue
+        )
+        desktop.save()
+        event_record(
+            # No action of its own yet: "flavor changed" on the desktop, with from/to in the detail.
+            action=Action.FLAVOR_CHANGED,
+            actor=actor,
+            target=desktop,
+            tenant=desktop.tenant,
+            detail={
+                "desktop": desktop.pk,
+                "from": {
+                    "flavor": desktop.flavor.name if desktop.flavor_id else "",
+                    "vcpus": desktop.vcpus,
+                    "memory_mib": desktop.memory_mib,
+                    "gpus": desktop.gpus,
+                },
+                "to": {
+                    "flavor": flavor.name,
+                    "vcpus": flavor.vcpus,
+                    "memory_mib": flavor.memory_mib,
+                    "gpus": flavor.gpus,
+                },
+            },
+        )
+    return desktop
+
+
+@retry_on_deadlock
+def desktop_resize_finish(*, desktop_id: int, flavor_id: int, gpu_device: str, hold: str, info: VMInfo) -> Desktop:
+    """The hypervisor applied the flavor: new sizes, the quota share swapped, metering told."""
+    with transaction.atomic():
+        desktop = Desktop.objects.locked(desktop_id)
+        if desktop.state != Desktop.State.BUSY:
+            return desktop
+        desktop.resized(flavor=Flavor.objects.select_related("gpu_profile").get(pk=flavor_id), gpu_device=gpu_device)
+        desktop.quota_reservation = quota.resize_quota_settle(desktop=desktop, hold=hold)
+        _apply_vm_info(desktop, info)
+        desktop.settle(power=POWER.get(str(info.power_state), Desktop.Power.UNKNOWN))
+        desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="resized")
+    return desktop
+
+
+def desktop_resize_fail(*, desktop_id: int, hold: str, error: str) -> Desktop:
+    """The hypervisor refused: the growth held for the resize goes back, the desktop as it was."""
+    with transaction.atomic():
+        quota.resize_quota_release(hold=hold)
+        return desktop_operation_fail(desktop_id=desktop_id, error=error)
 
 
 @retry_on_deadlock

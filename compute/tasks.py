@@ -165,6 +165,40 @@ def desktop_reset(self, desktop_id: int, failures: int = 0):
     return "done" if ok else "failed"
 
 
+def _resize_call(driver, desktop: Desktop, flavor_id: int, gpu_device: str):
+    from compute.models import Flavor
+
+    flavor = Flavor.objects.select_related("gpu_profile").get(pk=flavor_id)
+    shape = vm_spec(desktop, flavor=flavor, gpu_device=gpu_device)
+    # Applying the same shape twice is harmless: a redelivered task converges.
+    return driver.resize(desktop.vm_name, vcpus=shape.vcpus, memory_mib=shape.memory_mib, gpu=shape.gpu)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_resize(self, desktop_id: int, flavor_id: int, gpu_device: str, hold: str, failures: int = 0):
+    desktop = _desktop(desktop_id)
+    if (
+        desktop is None
+        or desktop.state != Desktop.State.BUSY
+        or desktop.task_id != (self.request.id or desktop.task_id)
+    ):
+        return "skipped"
+    info, ok = _run(
+        self,
+        endpoint=desktop.endpoint,
+        holder=self.request.id or f"resize-{desktop_id}",
+        fn=lambda driver: _resize_call(driver, desktop, flavor_id, gpu_device),
+        on_final_error=lambda exc: services.desktop_resize_fail(desktop_id=desktop_id, hold=hold, error=exc.message),
+        on_transient=_note_desktop(desktop_id),
+        failures=failures,
+    )
+    if ok:
+        services.desktop_resize_finish(
+            desktop_id=desktop_id, flavor_id=flavor_id, gpu_device=gpu_device, hold=hold, info=info
+        )
+    return "done" if ok else "failed"
+
+
 @shared_task(**TASK_OPTIONS)
 def desktop_destroy(self, desktop_id: int, failures: int = 0):
     desktop = _desktop(desktop_id)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("desktops/<int:pk>/", views.desktop_detail, name="desktop-detail"),
     path("desktops/<int:pk>/row/", views.desktop_row, name="desktop-row"),
     path("desktops/<int:pk>/state/", views.desktop_state, name="desktop-state"),
+    path("desktops/<int:pk>/resize/", views.desktop_resize, name="desktop-resize"),
     path("desktops/<int:pk>/snapshots/", views.snapshot_create, name="snapshot-create"),
     path("desktops/<int:pk>/snapshots/<int:snapshot_pk>/<str:op>/", views.snapshot_action, name="snapshot-action"),
     path("desktops/<int:pk>/volumes/", views.volume_attach, name="volume-attach"),

@@ -119,6 +119,7 @@ def desktop_detail(request, pk):
         "volumes": selectors.volume_list_for(request.user, desktop=desktop),
         "nics": selectors.desktop_nics([desktop.pk])[desktop.pk],
         "snapshot_form": forms.SnapshotForm(),
+        "resize_form": forms.ResizeForm(flavors=selectors.flavor_list_for(request.user)),
         "volume_form": forms.VolumeForm(),
     }
     return render(request, "compute/desktop_detail.html", context)
@@ -158,6 +159,23 @@ def desktop_action(request, pk, verb):
     if request.htmx:
         desktop.refresh_from_db()
         return render(request, "compute/_desktop_row.html", {"desktop": desktop})
+    return redirect("compute:desktop-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def desktop_resize(request, pk):
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    form = forms.ResizeForm(request.POST, flavors=selectors.flavor_list_for(request.user))
+    if not form.is_valid():
+        messages.error(request, _("请选择新规格。"))
+    else:
+        try:
+            services.desktop_resize(actor=request.user, desktop=desktop, flavor=form.cleaned_data["flavor"])
+        except ServiceError as exc:
+            _fail(request, exc)
+        else:
+            messages.success(request, _("正在调整规格，完成后即可开机。"))
     return redirect("compute:desktop-detail", pk=pk)
 
 

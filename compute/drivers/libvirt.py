@@ -31,6 +31,7 @@ from .base import (
     DriverError,
     ErrorCode,
     ForwardSpec,
+    GpuSpec,
     HostInfo,
     ImageInfo,
     NetworkSpec,
@@ -768,6 +769,97 @@ class LibvirtDriver:
                 raise
             if old is not None and old_name.startswith(f"{name}-") and old_name != golden.name():
                 old.delete(0)
+
+    # ---- resize and clone -------------------------------------------------------------
+
+    def resize(self, name: str, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None = None) -> VMInfo:
+        """Redefine a stopped VM with new vCPU, memory and GPU devices (``gpu`` None: none). Idempotent."""
+        with self._calls(f"cannot resize VM {name!r}") as conn:
+            dom = self._domain(conn, name)
+            if dom.isActive():
+                raise DriverError(
+                    f"VM {name!r} must be stopped to change its size", permanent=True, code=ErrorCode.INVALID_STATE
+                )
+            root = lx.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            lx.set_shape(root, vcpus=vcpus, memory_mib=memory_mib, gpu=gpu)
+            dom = conn.defineXML(ET.tostring(root, encoding="unicode"))
+            return self._info(conn, dom)
+
+    def clone_vm(self, source: str, spec: VMSpec, *, start: bool = True) -> VMInfo:
+        """A new VM ``spec.name`` whose system disk is a copy of the stopped VM ``source``'s.
+
+        The copy is made by the storage pool (virStorageVolCreateXMLFrom, so it works on a
+        remote host too) and reads through the source's backing chain: the new volume stands
+        alone, and neither the source's overlay nor the golden image is touched. Data disks
+        and snapshots are not copied. Running it again after success returns the same VM.
+        """
+        with self._calls(f"cannot clone VM {source!r} to {spec.name!r}") as conn:
+            existing = self._existing_same(conn, spec)
+            if existing is not None:
+                if start and self._state(existing) == PowerState.STOPPED:
+                    existing.create()
+                return self._info(conn, existing)
+            src = self._domain(conn, source)
+            if src.isActive():
+                raise DriverError(
+                    f"VM {source!r} must be stopped to be cloned", permanent=True, code=ErrorCode.INVALID_STATE
+                )
+            root = lx.parse(src.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            system = next(
+                (d for d in lx.domain_disks(root) if d.find(f"target[@dev='{lx.SYSTEM_TARGET}']") is not None), None
+            )
+            pool_name, volume_name, _path = lx.disk_source(system) if system is not None else ("", "", "")
+            if not (pool_name and volume_name):
+                raise DriverError(
+                    f"VM {source!r} has no system disk in a storage pool", permanent=True, code=ErrorCode.INVALID_STATE
+                )
+            pool = self._pool(conn, pool_name)
+            original = self._volume(pool, volume_name)
+            copy_name = f"{spec.name}-system.qcow2"
+            stale = self._find_volume(pool, copy_name)
+            if stale is not None:
+                # Left by an attempt that died before defining the VM: it may be incomplete.
+                stale.delete(0)
+            capacity = max(original.info()[1], spec.system_disk_gib * GIB)
+            copy = pool.createXMLFrom(lx.volume_xml(copy_name, capacity), original, 0)
+            try:
+                xml = lx.domain_xml(spec, system_pool=pool.name(), system_volume=copy.name())
+                dom = conn.defineXML(xml)
+            except (libvirt.libvirtError, DriverError):
+                with contextlib.suppress(libvirt.libvirtError):
+                    copy.delete(0)
+                raise
+            if start:
+                dom.create()
+            return self._info(conn, dom)
+
+    # ---- pools and volumes as objects of their own -----------------------------------
+
+    def pool_ensure(self, name: str, path: str) -> None:
+        """A directory pool ``name`` at ``path``, defined, built, started and autostarted when missing."""
+        with self._calls(f"cannot set up storage pool {name!r}") as conn:
+            try:
+                pool = conn.storagePoolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    raise
+                root = ET.Element("pool", type="dir")
+                ET.SubElement(root, "name").text = name
+                ET.SubElement(ET.SubElement(root, "target"), "path").text = path
+                pool = conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
+                with contextlib.suppress(libvirt.libvirtError):  # the directory may exist already
+                    pool.build(0)
+            if not pool.isActive():
+                pool.create(0)
+            with contextlib.suppress(libvirt.libvirtError):  # the test driver has no autostart
+                pool.setAutostart(1)
+
+    def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo:
+        """An empty qcow2 volume (sparse); an existing volume of that name is returned as it is."""
+        with self._calls(f"cannot create volume {volume_name!r} in pool {pool!r}") as conn:
+            storage = self._pool(conn, pool)
+            vol, _new = self._empty_volume(storage, volume_name, size_gib)
+            return self._volume_info(storage, vol)
 
     # ---- images and volumes -----------------------------------------------------------
 

@@ -559,13 +559,21 @@ class VCenterDriver:
     def create_vm(self, spec: VMSpec, *, start: bool = True) -> VMInfo:
         if not spec.template:
             raise DriverError("a vCenter VM needs a template to clone", permanent=True, code=ErrorCode.INVALID_SPEC)
+        return self._clone(spec.template, spec, start=start)
+
+    def clone_vm(self, source: str, spec: VMSpec, *, start: bool = True) -> VMInfo:
+        """A new VM ``spec.name`` cloned from the VM ``source`` itself (its disks as they are now)."""
+        return self._clone(source, spec, start=start)
+
+    def _clone(self, source: str, spec: VMSpec, *, start: bool) -> VMInfo:
+        """CloneVM_Task from ``source`` (a template or a VM), then ReconfigVM for what vcsim ignores in a clone spec."""
         if spec.gpu is not None and spec.gpu.mode == "passthrough":
             raise unsupported("GPU passthrough by PCI address", "the vCenter driver (use a vGPU profile)")
 
         def create(si: Any) -> VMInfo:
             ref = self._existing(si, spec)
             if ref is None:
-                template = self._vm_ref(si, spec.template)
+                template = self._vm_ref(si, source)
                 folder, pool, datastore = self._placement(si, spec, template)
                 config = vim.vm.ConfigSpec(
                     annotation=spec.description,
@@ -578,7 +586,7 @@ class VCenterDriver:
                     config=config,
                 )
                 task = template.CloneVM_Task(folder=folder, name=spec.name, spec=clone)
-                ref = self._wait(si, task, f"cannot clone {spec.template!r} to {spec.name!r}", result=True)
+                ref = self._wait(si, task, f"cannot clone {source!r} to {spec.name!r}", result=True)
                 self._vm_refs[spec.name] = ref
             self._apply_hardware(si, ref, spec)
             state = self._props(si, ref, ["runtime.powerState"]).get("runtime.powerState")
@@ -871,6 +879,44 @@ class VCenterDriver:
     def reset_system_disk(self, name: str) -> None:
         raise unsupported("resetting a system disk", "the vCenter driver (delete and clone the VM again)")
 
+    def resize(self, name: str, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None = None) -> VMInfo:
+        """ReconfigVM a powered-off VM: CPU, memory and its vGPU (added, changed or removed)."""
+        if gpu is not None and gpu.mode == "passthrough":
+            raise unsupported("GPU passthrough by PCI address", "the vCenter driver (use a vGPU profile)")
+
+        def run(si: Any) -> VMInfo:
+            ref = self._vm_ref(si, name)
+            props = self._props(si, ref, ["runtime.powerState", "config.hardware.device"])
+            if props.get("runtime.powerState") != "poweredOff":
+                raise DriverError(
+                    f"VM {name!r} must be powered off to change its size", permanent=True, code=ErrorCode.INVALID_STATE
+                )
+            changes = []
+            current = [
+                d for d in props.get("config.hardware.device", []) if isinstance(d, vim.vm.device.VirtualPCIPassthrough)
+            ]
+            kept = [d for d in current if gpu is not None and getattr(d.backing, "vgpu", "") == gpu.mdev_type][:1]
+            for dev in current:
+                if dev not in kept:
+                    changes.append(
+                        vim.vm.device.VirtualDeviceSpec(
+                            operation=vim.vm.device.VirtualDeviceSpec.Operation.remove, device=dev
+                        )
+                    )
+            if gpu is not None and not kept:
+                backing = vim.vm.device.VirtualPCIPassthrough.VmiopBackingInfo(vgpu=gpu.mdev_type)
+                changes.append(
+                    vim.vm.device.VirtualDeviceSpec(
+                        operation=vim.vm.device.VirtualDeviceSpec.Operation.add,
+                        device=vim.vm.device.VirtualPCIPassthrough(key=-200, backing=backing),
+                    )
+                )
+            config = vim.vm.ConfigSpec(numCPUs=vcpus, memoryMB=memory_mib, deviceChange=changes)
+            self._wait(si, ref.ReconfigVM_Task(spec=config), f"cannot resize VM {name!r}")
+            return self._vm_info(si, ref)
+
+        return self._call(f"cannot resize VM {name!r}", run)
+
     # ---- what vCenter does not do through this driver --------------------------------------
 
     def image_import(self, pool: str, volume_name: str, source_path: str) -> VolumeInfo:
@@ -884,6 +930,12 @@ class VCenterDriver:
 
     def volume_delete(self, pool: str, volume_name: str) -> None:
         raise unsupported("volume deletion", "the vCenter driver")
+
+    def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo:
+        raise unsupported("volumes without a VM", "the vCenter driver (disks are added to a VM)")
+
+    def pool_ensure(self, name: str, path: str) -> None:
+        raise unsupported("creating storage pools", "the vCenter driver (datastores are managed in vCenter)")
 
     def network_ensure(self, spec: NetworkSpec) -> None:
         raise unsupported("network creation", "the vCenter driver (portgroups are managed in vCenter)")

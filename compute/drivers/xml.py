@@ -169,6 +169,31 @@ def domain_xml(
     return _tostring(dom)
 
 
+def set_shape(root: ET.Element, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None) -> None:
+    """Give a (stopped) domain's XML new vCPU, memory and GPU devices; everything else stays."""
+    if vcpus < 1 or memory_mib < 16:
+        raise DriverError("a VM needs at least 1 vCPU and 16 MiB", permanent=True, code=ErrorCode.INVALID_SPEC)
+    vcpu = root.find("vcpu")
+    if vcpu is None:
+        vcpu = _sub(root, "vcpu")
+    vcpu.text = str(vcpus)
+    vcpu.attrib.pop("current", None)
+    for tag in ("memory", "currentMemory"):
+        el = root.find(tag)
+        if el is None and tag == "memory":
+            el = _sub(root, tag)
+        if el is not None:
+            el.text, el.attrib = str(memory_mib), {"unit": "MiB"}
+    devices = root.find("devices")
+    if devices is None:
+        devices = _sub(root, "devices")
+    for hostdev in devices.findall("hostdev"):
+        if hostdev.get("type") in ("pci", "mdev"):
+            devices.remove(hostdev)
+    if gpu is not None:
+        _gpu_elements(devices, gpu)
+
+
 def disk_xml(pool: str, volume: str, target: str) -> str:
     disk = ET.Element("disk", type="volume", device="disk")
     _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")

@@ -299,3 +299,37 @@ def test_clone_goes_to_the_folder_pool_and_datastore_asked_for(vcsim, cleanup, u
     with pytest.raises(DriverError) as err:
         driver.create_vm(spec_for(f"other-{uid}", resource_pool="no-such-pool"))
     assert err.value.permanent and err.value.code == "not_found"
+
+
+def test_resize_reconfigures_a_powered_off_vm_and_refuses_a_running_one(vcenter, cleanup, uid):
+    from compute.drivers.base import GpuSpec
+
+    name = f"desk-{uid}"
+    cleanup(lambda: vcenter.delete_vm(name))
+    vcenter.create_vm(spec_for(name), start=True)
+    with pytest.raises(DriverError) as err:
+        vcenter.resize(name, vcpus=4, memory_mib=4096)
+    assert err.value.permanent and err.value.code == "invalid_state"
+
+    vcenter.shutdown(name, force=True)
+    vm = vcenter.resize(name, vcpus=4, memory_mib=4096, gpu=GpuSpec(mode="vgpu", mdev_type="grid_t4-2q"))
+    assert (vm.vcpus, vm.memory_mib) == (4, 4096)
+    assert vm.gpu is not None and vm.gpu.mdev_type == "grid_t4-2q"
+    vm = vcenter.resize(name, vcpus=1, memory_mib=1024)
+    assert (vm.vcpus, vm.memory_mib, vm.gpu) == (1, 1024, None)
+    assert vcenter.get_vm(name) == vm
+
+
+def test_clone_vm_copies_the_vm_itself(vcenter, cleanup, uid):
+    source, copy = f"desk-{uid}", f"copy-{uid}"
+    cleanup(lambda: vcenter.delete_vm(source))
+    cleanup(lambda: vcenter.delete_vm(copy))
+    vcenter.create_vm(spec_for(source, data_disks=(DiskSpec(2),)), start=False)
+
+    vm = vcenter.clone_vm(source, spec_for(copy, vcpus=1, memory_mib=1024), start=False)
+
+    assert vm.name == copy and vm.uuid != vcenter.get_vm(source).uuid
+    assert (vm.vcpus, vm.memory_mib) == (1, 1024)
+    # The source's disks, its data disk included, came along: it was cloned, not the template.
+    assert [d.size_bytes for d in vm.disks] == [d.size_bytes for d in vcenter.get_vm(source).disks]
+    assert vcenter.clone_vm(source, spec_for(copy, vcpus=1, memory_mib=1024), start=False) == vm
