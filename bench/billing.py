@@ -5,7 +5,8 @@
 Runs in its own database (``test_<name>``, kept between runs and emptied of billing rows at
 the start). The month's usage is what metering writes for desktops switched on and off at
 their courses' class times (two 100-minute classes a week, allocated all month); it is
-generated with the metering functions and bulk-inserted. Then it times, and measures the
+generated with the metering functions and bulk-inserted. One college's vCPU rate changes at
+14:00 on the 16th, so that day is priced at two rates. Then it times, and measures the
 peak memory (RSS growth and tracemalloc's peak) of, issuing the month's invoices, and the
 rendering of one 1,000-line invoice PDF with WeasyPrint. Targets on a 2-core machine:
 invoices <= 60 s and <= 1 GiB; the 1,000-line PDF <= 10 s.
@@ -21,6 +22,7 @@ from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -226,7 +228,8 @@ def main():
         actor=None,
         tenant=Tenant.objects.get(slug="bench-c0"),
         name="mid-month",
-        effective_from=date(2026, 9, 16),
+        # At 14:00, not midnight: that day's pieces are cut at the change when priced.
+        effective_from=datetime(2026, 9, 16, 14, tzinfo=ZoneInfo("Asia/Shanghai")),
         rates={"vcpu": "0.06"},
     )
     services.allowance_set(actor=None, tenant=university, item="vcpu", hours="200")

@@ -12,6 +12,6 @@ How other apps use it:
 - Operators: ``issue_invoices --month YYYY-MM [--json]``; beat issues last month's on the 1st.
 
 Where things are: ``metering`` (what a desktop holds, cutting intervals at local midnights),
-``pricing`` (rates, inheritance, allowances, the rounding rule), ``services`` (writes),
+``pricing`` (rates that change on whole hours, inheritance, allowances, the rounding rule), ``services`` (writes),
 ``selectors`` (reads scoped to the user), ``documents`` (PDF/CSV/XLSX), ``locks`` (row locks).
 """

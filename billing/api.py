@@ -125,7 +125,10 @@ class PricePlanSerializer(serializers.ModelSerializer):
 class PricePlanCreateSerializer(serializers.Serializer):
     tenant = serializers.SlugField()
     name = serializers.CharField(max_length=100)
-    effective_from = serializers.DateField()
+    effective_from = serializers.DateTimeField(
+        help_text="When the rates take effect: a whole hour (ISO 8601; without an offset, Asia/Shanghai time). "
+        "A date alone (YYYY-MM-DD) means that day's local midnight."
+    )
     discount_percent = serializers.CharField(max_length=10, required=False, default="0")
     rates = serializers.DictField(child=serializers.CharField(max_length=30, allow_blank=True))
 

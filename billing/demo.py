@@ -1,6 +1,7 @@
 """Demo data of billing: price plans (the university's, inherited by cs and me; cs overrides vCPU
-from the middle of last month), a free allowance, a budget, and last month's usage of the demo
-desktops at their class times, so `issue_invoices --month <last month>` has something to issue.
+from noon of last month's 16th, so that day is priced at two rates), a free allowance, a budget,
+and last month's usage of the demo desktops at their class times, so `issue_invoices --month
+<last month>` has something to issue.
 
 Idempotent. Last month's usage is generated as intervals directly (the desktops did not exist
 then): each CS101 desktop is allocated all month (its disk and address) and runs during the
@@ -41,7 +42,7 @@ def _plans(university: Tenant, cs: Tenant | None, month: date) -> int:
             actor=None,
             tenant=cs,
             name="计算机学院 vCPU 调价",
-            effective_from=month.replace(day=16),
+            effective_from=datetime.combine(month.replace(day=16), time(12), tzinfo=metering.local_zone()),
             rates={"vcpu": CS_VCPU_RATE},
         )
         made += 1

@@ -36,7 +36,12 @@ class CreditNoteForm(forms.Form):
 class PricePlanForm(forms.Form):
     tenant = forms.ChoiceField(label=_("租户"))
     name = forms.CharField(label=_("名称"), max_length=100)
-    effective_from = forms.DateField(label=_("生效日期"), widget=forms.DateInput(attrs={"type": "date"}))
+    # A whole hour: the browser's picker steps by hours; the service refuses anything else.
+    effective_from = forms.DateTimeField(
+        label=_("生效时间"),
+        help_text=_("整点，北京时间；只填日期表示当日零点"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 3600}, format="%Y-%m-%dT%H:%M"),
+    )
     discount_percent = forms.DecimalField(
         label=_("折扣（%）"), min_value=0, max_value=100, decimal_places=2, required=False, initial=0
     )

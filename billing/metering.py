@@ -2,9 +2,17 @@
 
 A desktop holds, while it exists (provisioned and not deleted): its system disk and
 attached data disks (GiB) and its IP addresses, running or not; and while it runs: its
-vCPUs, RAM and GPUs. An interval of one allocation is cut at every local midnight
-(Asia/Shanghai, the portal's TIME_ZONE), so a piece lies within one day and one month,
-and every cut is at a whole hour. Quantities are exact: microseconds times amounts.
+vCPUs, RAM and GPUs. What it holds is read from its saved rows (``allocation_of``), never
+from why it changed, so any change compute reports is metered the same way.
+
+Hour and month boundaries. Usage is charged as if cut at every hour and month boundary,
+each hour at the rate in force then. Storing a row per desktop and hour would be 7 million
+rows a month for 10,000 desktops, so an interval of one allocation is stored cut only at
+every local midnight (Asia/Shanghai, the portal's TIME_ZONE): a piece lies within one day,
+hence one month, and a desktop running across the midnight of the 1st is charged in both
+months, in part. Rates change only on whole hours, and ``billing.pricing.usage_rows`` cuts
+a day's pieces where a rate changes when it prices them; the other hour boundaries change
+nothing. Quantities are exact: microseconds times amounts, never rounded to hours.
 
 These functions are pure (no database writes); ``billing.services`` writes with them.
 """
@@ -97,12 +105,15 @@ def allocation_of(desktop) -> Allocation:
 
 
 def ips_of(desktop) -> int:
-    """Addresses a desktop holds: those its NICs report, else the one recorded on the row."""
+    """Addresses a desktop holds: those its NICs report (else the one recorded on the row), plus
+    the elastic IPs bound to its NICs (compute reports a binding change as "eip_bound"/"eip_released")."""
+    from compute.selectors import desktop_elastic_ip_count
+
     nics = (desktop.hardware or {}).get("nics") or []
     addresses = {nic.get("ip") for nic in nics if isinstance(nic, dict) and nic.get("ip")}
     if desktop.guest_ip:
         addresses.add(desktop.guest_ip)
-    return len(addresses)
+    return len(addresses) + desktop_elastic_ip_count(desktop)
 
 
 def split_by_day(start: datetime, end: datetime) -> list[tuple[date, datetime, datetime]]:

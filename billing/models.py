@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from common.errors import Conflict
@@ -72,9 +73,10 @@ class MeterCursor(models.Model):
 class UsageInterval(models.Model):
     """A closed piece of usage: one desktop's allocation over [start, end), within one local day.
 
-    Pieces never cross a local midnight (Asia/Shanghai), hence never a month boundary,
-    and every cut is at a whole hour; rates change at local midnights, so a piece has
-    exactly one rate per item. ``duration_us`` is the exact length in microseconds: the
+    Pieces never cross a local midnight (Asia/Shanghai), hence never a month boundary.
+    Rates change on whole hours (``PricePlan.effective_from``); pricing cuts the pieces of a
+    day with such a change at that instant (``billing.pricing.usage_rows``), so each part is
+    priced at its own rate. ``duration_us`` is the exact length in microseconds: the
     quantities are integers (unit-microseconds) until the invoice line divides them.
     """
 
@@ -119,11 +121,15 @@ class UsageInterval(models.Model):
 
 
 class PricePlan(models.Model):
-    """Hourly rates of a tenant from a date on. Children inherit their nearest ancestor's rate per item."""
+    """Hourly rates of a tenant from a whole hour on. Children inherit their nearest ancestor's rate per item.
+
+    ``effective_from`` is an instant on a whole hour (local time): rates change only between two
+    hours, so every hour of usage has exactly one rate per item (``billing.pricing``).
+    """
 
     tenant = models.ForeignKey("tenants.Tenant", verbose_name=_("租户"), on_delete=models.PROTECT, related_name="+")
     name = models.CharField(_("名称"), max_length=100)
-    effective_from = models.DateField(_("生效日期"), help_text=_("从该日零点（北京时间）起生效"))
+    effective_from = models.DateTimeField(_("生效时间"), help_text=_("从该整点（北京时间）起生效"))
     discount_percent = models.DecimalField(
         _("折扣（%）"),
         max_digits=5,
@@ -140,10 +146,10 @@ class PricePlan(models.Model):
         verbose_name = _("价格方案")
         verbose_name_plural = _("价格方案")
         ordering = ["tenant__path", "-effective_from"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "effective_from"], name="priceplan_unique_date")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "effective_from"], name="priceplan_unique_start")]
 
     def __str__(self):
-        return f"{self.name} ({self.effective_from})"
+        return f"{self.name} ({timezone.localtime(self.effective_from):%Y-%m-%d %H:%M})"
 
 
 class PriceRate(models.Model):

@@ -1,12 +1,21 @@
-"""Pricing: the rate of an item for a tenant on a day, free allowances, and invoice lines.
+"""Pricing: the rate of an item for a tenant at an instant, free allowances, and invoice lines.
 
 Rates. A price plan belongs to a tenant and holds hourly rates per item from its
-``effective_from`` date (local midnight) on. The rate of an item for a tenant on a day
-comes from the nearest tenant up the tree (the tenant itself, then its parent...) that
-has a plan in force that day with a rate for that item; among that tenant's plans, the
-latest in force wins. So a child overrides what it sets and inherits the rest, and a
-rate change mid-month prices each day at its own rate (usage pieces never cross a day).
-The plan's discount applies to the amounts priced at its rates. No plan: rate 0.
+``effective_from`` instant on, which is always a whole hour of local time (a date alone
+means that day's local midnight). The rate of an item for a tenant at an instant comes
+from the nearest tenant up the tree (the tenant itself, then its parent...) that has a
+plan in force then with a rate for that item; among that tenant's plans, the latest in
+force wins. So a child overrides what it sets and inherits the rest. The plan's discount
+applies to the amounts priced at its rates. No plan: rate 0.
+
+Hours and months. Usage is priced as if it were cut at every hour and every month
+boundary, each hour at the rate in force at its start; a desktop running across the
+midnight of the 1st is charged in both months, in part. Rather than store a row per
+desktop and hour, the cuts that can change a price are the only ones made:
+metering stores pieces cut at local midnights (so no piece crosses a month), and
+``usage_rows`` cuts the pieces of a day in which a plan takes effect at that instant.
+Between two such instants all hours have one rate, so the result is the same as
+hour-by-hour pricing, to the microsecond: quantities are never rounded to hours.
 
 Free allowances. ``FreeAllowance(tenant, item, hours)`` (nearest tenant up the tree):
 the first ``hours`` of the item used by each course within its term are free. The free
@@ -20,15 +29,17 @@ and then rounded to the fen (0.01 yuan) half up. The invoice total is the sum of
 rounded line amounts. Quantities are shown rounded to 4 decimals (half up).
 """
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 
 from django.db.models import Sum
 
-from billing.metering import ALLOCATION_FIELDS, divisor, unit_microseconds
+from billing.metering import ALLOCATION_FIELDS, divisor, duration_us, local_midnight, local_zone, unit_microseconds
 from billing.models import UNITS, FreeAllowance, Item, PricePlan, UsageInterval
 
 ITEMS = list(Item)
@@ -70,7 +81,7 @@ class RateBook:
         self.chains: dict[int, list[str]] = {t.pk: ancestor_paths(t.path) for t in tenants}
         paths = {p for chain in self.chains.values() for p in chain}
         # path -> plans, latest first, as (effective_from, discount, {item: rate})
-        self.plans: dict[str, list[tuple[date, Decimal, dict]]] = defaultdict(list)
+        self.plans: dict[str, list[tuple[datetime, Decimal, dict]]] = defaultdict(list)
         for plan in (
             PricePlan.objects.filter(tenant__path__in=paths)
             .select_related("tenant")
@@ -85,17 +96,17 @@ class RateBook:
             self.allowances[allowance.tenant.path][allowance.item] = allowance.hours
         self._cache: dict = {}
 
-    def rate(self, tenant_id: int, item: str, day: date) -> tuple[Decimal, Decimal]:
-        """(rate per unit-hour, discount percent) of ``item`` for the tenant on ``day``."""
-        key = (tenant_id, item, day)
+    def rate(self, tenant_id: int, item: str, at: datetime) -> tuple[Decimal, Decimal]:
+        """(rate per unit-hour, discount percent) of ``item`` for the tenant at the instant ``at``."""
+        key = (tenant_id, item, at)
         if key not in self._cache:
-            self._cache[key] = self._lookup(tenant_id, item, day)
+            self._cache[key] = self._lookup(tenant_id, item, at)
         return self._cache[key]
 
-    def _lookup(self, tenant_id, item, day):
+    def _lookup(self, tenant_id, item, at):
         for path in self.chains.get(tenant_id, []):
             for effective_from, discount, rates in self.plans.get(path, []):
-                if effective_from <= day and item in rates:
+                if effective_from <= at and item in rates:
                     return rates[item], discount
         return ZERO, ZERO
 
@@ -120,6 +131,77 @@ def cost_of(units: int, item: str, rate: Decimal, discount: Decimal) -> Fraction
 def grouped_usage(queryset, *keys: str):
     """Usage rows summed per ``keys`` and allocation: dicts with the keys, the allocation and ``duration_us``."""
     return queryset.values(*keys, *CONFIG_FIELDS).annotate(duration_us=Sum("duration_us")).order_by()
+
+
+def rate_changes(start: datetime, end: datetime) -> list[datetime]:
+    """Instants in [start, end) at which a price plan takes effect, sorted.
+
+    Any tenant's: cutting usage where its own rates do not change costs a few rows, never a fen.
+    """
+    from billing.models import PricePlan
+
+    instants = PricePlan.objects.filter(effective_from__gte=start, effective_from__lt=end)
+    return sorted(set(instants.values_list("effective_from", flat=True)))
+
+
+def cut_at(start: datetime, end: datetime, instants: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at each of the (sorted) ``instants`` strictly inside it."""
+    parts, cursor = [], start
+    for instant in instants[bisect_right(instants, start) :]:
+        if instant >= end:
+            break
+        parts.append((cursor, instant))
+        cursor = instant
+    parts.append((cursor, end))
+    return parts
+
+
+def intraday(instants: list[datetime]) -> set[date]:
+    """Local days in which one of ``instants`` falls after midnight: their pieces need cutting."""
+    zone = local_zone()
+    days = set()
+    for instant in instants:
+        day = instant.astimezone(zone).date()
+        if instant != local_midnight(day):
+            days.add(day)
+    return days
+
+
+def usage_rows(queryset, *keys: str, first: date, following: date, stretches: bool = False) -> list[dict]:
+    """Usage of ``queryset`` within the local days [first, following), ready to price.
+
+    Rows are dicts with ``keys``, the allocation, ``day``, ``at`` (the instant whose rates
+    price the row) and ``duration_us``. Rates are constant between the instants of
+    ``rate_changes``: days without one inside them are summed in the database per day (or,
+    with ``stretches``, per run of days between two changes, ``day`` being the run's first
+    day); a day with a change after its midnight is read piece by piece, each piece cut at
+    the change, so both parts keep their exact length.
+    """
+    changes = rate_changes(local_midnight(first), local_midnight(following))
+    split_days = intraday(changes)
+    queryset = queryset.filter(day__gte=first, day__lt=following)
+    whole = queryset.exclude(day__in=split_days) if split_days else queryset
+    rows = []
+    if stretches:
+        zone = local_zone()
+        bounds = {first, following, *(c.astimezone(zone).date() for c in changes)}
+        bounds |= {day + timedelta(days=1) for day in split_days}
+        for lo, hi in pairwise(sorted(bounds)):
+            if lo in split_days:
+                continue
+            for row in grouped_usage(whole.filter(day__gte=lo, day__lt=hi), *keys):
+                row.update(day=lo, at=local_midnight(lo))
+                rows.append(row)
+    else:
+        for row in grouped_usage(whole, *keys, "day"):
+            row["at"] = local_midnight(row["day"])
+            rows.append(row)
+    if split_days:
+        for piece in queryset.filter(day__in=split_days).values(*keys, *CONFIG_FIELDS, "day", "start", "end"):
+            start, end = piece.pop("start"), piece.pop("end")
+            for lo, hi in cut_at(start, end, changes):
+                rows.append({**piece, "at": lo, "duration_us": duration_us(lo, hi)})
+    return rows
 
 
 @dataclass
@@ -163,13 +245,13 @@ class Draft:
         return sum((line.amount for line in self.lines), ZERO)
 
 
-def _daily_units(rows) -> dict:
-    """(course_id, item) -> {day: units}."""
+def _units_by_time(rows) -> dict:
+    """(course_id, item) -> {(day, at): units}: what each stretch of one rate used."""
     units: dict = defaultdict(lambda: defaultdict(int))
     for row in rows:
         for item, value in unit_microseconds(row).items():
             if value:
-                units[(row["course_id"], item)][row["day"]] += value
+                units[(row["course_id"], item)][(row["day"], row["at"])] += value
     return units
 
 
@@ -186,13 +268,14 @@ def _term_units_before(course, first: date) -> dict[str, int]:
 
 
 def draft_for(*, tenant, month: date, rows, book: RateBook | None = None, courses: dict | None = None) -> Draft:
-    """Invoice lines of ``tenant`` for ``month`` from usage ``rows`` (dicts with course_id, day, allocation,
-    duration_us), one line per course, item and run of days at one rate, in course then item order."""
+    """Invoice lines of ``tenant`` for ``month`` from usage ``rows`` (dicts with course_id, day, at, allocation,
+    duration_us: see ``usage_rows``), one line per course, item and run of time at one rate, in course then
+    item order. A line's period is the days of its run: two lines share the day a rate changes in."""
     from tenants.models import Course
 
     book = book or RateBook([tenant])
     first = month.replace(day=1)
-    daily = _daily_units(rows)
+    daily = _units_by_time(rows)
     course_ids = {course_id for course_id, _item in daily if course_id}
     if courses is None:
         courses = Course.objects.in_bulk(course_ids)
@@ -216,18 +299,19 @@ def draft_for(*, tenant, month: date, rows, book: RateBook | None = None, course
                 if course_id not in before_cache:
                     before_cache[course_id] = _term_units_before(course, first)
                 before = before_cache[course_id].get(item, 0)
-                in_term = sum(u for d, u in days.items() if course.term_start <= d <= course.term_end)
+                in_term = sum(u for (d, _at), u in days.items() if course.term_start <= d <= course.term_end)
                 free_left = min(allowance, before + in_term) - min(allowance, before)
         line = None
-        for day in sorted(days):
-            rate, discount = book.rate(tenant.pk, item, day)
+        for day, at in sorted(days):
+            used = days[(day, at)]
+            rate, discount = book.rate(tenant.pk, item, at)
             if line is None or (line.rate, line.discount_percent) != (rate, discount):
                 line = LineDraft(course_id, item, day, day, rate, discount)
                 draft.lines.append(line)
             line.period_end = day
-            line.units += days[day]
+            line.units += used
             if free_left and course.term_start <= day <= course.term_end:
-                free = min(free_left, days[day])
+                free = min(free_left, used)
                 line.free_units += free
                 free_left -= free
     return draft

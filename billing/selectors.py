@@ -150,17 +150,24 @@ def date_range_parse(start, end) -> tuple[date, date]:
 
 
 def _open_rows(cursors, *, start: datetime, end: datetime, keys=("tenant_id", "course_id", "user_id")) -> list:
-    """Usage rows of still-open intervals, cut at ``end`` (now) as if closed there; nothing is written."""
+    """Usage rows of still-open intervals, cut at ``end`` (now) as if closed there; nothing is written.
+
+    Cut like closed usage (``pricing.usage_rows``): at local midnights and where a rate changes.
+    """
     rows = []
+    changes = None
     for cursor in cursors:
         allocation = metering.Allocation(**{n: getattr(cursor, n) for n in metering.ALLOCATION_FIELDS})
         if not allocation.billable:
             continue
+        if changes is None:
+            changes = pricing.rate_changes(start, end)
         for day, piece_start, piece_end in metering.split_by_day(max(cursor.since, start), end):
-            row = {k: getattr(cursor, k) for k in keys}
-            row.update({name: getattr(cursor, name) for name in pricing.CONFIG_FIELDS})
-            row.update(day=day, duration_us=metering.duration_us(piece_start, piece_end))
-            rows.append(row)
+            for lo, hi in pricing.cut_at(piece_start, piece_end, changes):
+                row = {k: getattr(cursor, k) for k in keys}
+                row.update({name: getattr(cursor, name) for name in pricing.CONFIG_FIELDS})
+                row.update(day=day, at=lo, duration_us=metering.duration_us(lo, hi))
+                rows.append(row)
     return rows
 
 
@@ -197,14 +204,14 @@ def usage_report_for(
 ) -> UsageReport:
     """Usage by tenant, course, user or item over [start, end] (local dates), with its cost per day.
 
-    Costs are at the rates in force each day, after plan discounts and before free
+    Costs are at the rates in force each hour, after plan discounts and before free
     allowances (which only invoices apply, per term); today's open intervals count up to now.
     """
     first, last = date_range_parse(start, end)
     if group_by not in GROUPS:
         raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code="group_by_invalid")
     now = now or timezone.now()
-    queryset = usage_queryset_for(user).filter(day__gte=first, day__lte=last)
+    queryset = usage_queryset_for(user)
     cursors = cursor_queryset_for(user)
     if tenant_slug:
         queryset = queryset.filter(tenant__path__contains=f"/{tenant_slug}/")
@@ -223,22 +230,17 @@ def usage_report_for(
     if range_start < now:
         open_cursors = cursors.filter(since__lt=min(now, range_end))
         open_rows = _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
-    daily_rows = [*pricing.grouped_usage(queryset, "tenant_id", "day"), *open_rows]
-    # Rates change only on plan dates: the days between two of them are summed in the database.
-    changes = PricePlan.objects.filter(effective_from__gt=first, effective_from__lte=last)
-    bounds = [first, *sorted(set(changes.values_list("effective_from", flat=True))), last + timedelta(days=1)]
-    group_rows = list(open_rows)
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        for row in pricing.grouped_usage(queryset.filter(day__gte=lo, day__lt=hi), *keys):
-            row["day"] = lo  # every day of the stretch has the same rates
-            group_rows.append(row)
+    following = last + timedelta(days=1)
+    daily_rows = [*pricing.usage_rows(queryset, "tenant_id", first=first, following=following), *open_rows]
+    # Rates change only where a plan takes effect: the days between two changes are summed in the database.
+    group_rows = [*pricing.usage_rows(queryset, *keys, first=first, following=following, stretches=True), *open_rows]
     tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in daily_rows})
     book = pricing.RateBook(tenants.values())
 
     def cost_items(row):
         for item, units in metering.unit_microseconds(row).items():
             if units:
-                rate, discount = book.rate(row["tenant_id"], item, row["day"])
+                rate, discount = book.rate(row["tenant_id"], item, row["at"])
                 yield item, units, pricing.cost_of(units, item, rate, discount)
 
     daily: dict = defaultdict(Fraction)
@@ -295,11 +297,8 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
     tenants = list(tenants)
     ids = [t.pk for t in tenants]
     rows_by_tenant: dict = defaultdict(list)
-    for row in pricing.grouped_usage(
-        UsageInterval.objects.filter(tenant_id__in=ids, day__gte=first, day__lt=following),
-        "tenant_id",
-        "course_id",
-        "day",
+    for row in pricing.usage_rows(
+        UsageInterval.objects.filter(tenant_id__in=ids), "tenant_id", "course_id", first=first, following=following
     ):
         rows_by_tenant[row["tenant_id"]].append(row)
     for row in _open_rows(MeterCursor.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):

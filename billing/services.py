@@ -165,13 +165,39 @@ def _percent(value) -> Decimal:
     return percent.quantize(Decimal("0.01"))
 
 
-def price_plan_create(*, actor, tenant, name: str, effective_from: date, rates: dict, discount_percent=0) -> PricePlan:
-    """A tenant's rates from a date on (items left out are inherited from the parent tenant)."""
+def effective_parse(value) -> datetime:
+    """When a plan takes effect: a date means its local midnight; a time must be a whole hour.
+
+    A naive datetime is local time. Rates change only between two hours (``billing.pricing``),
+    so 14:30 is refused rather than silently moved to 14:00.
+    """
+    if isinstance(value, datetime):
+        instant = value if timezone.is_aware(value) else timezone.make_aware(value, metering.local_zone())
+    elif isinstance(value, date):
+        instant = metering.local_midnight(value)
+    else:
+        raise InvalidInput(_("请填写生效时间。"), code="price_plan_date_missing")
+    local = instant.astimezone(metering.local_zone())
+    if (local.minute, local.second, local.microsecond) != (0, 0, 0):
+        raise InvalidInput(
+            _("生效时间必须是整点，例如 2026-11-16 14:00。"),
+            code="effective_not_whole_hour",
+            detail={"effective_from": local.isoformat()},
+        )
+    return local
+
+
+def price_plan_create(
+    *, actor, tenant, name: str, effective_from: date | datetime, rates: dict, discount_percent=0
+) -> PricePlan:
+    """A tenant's rates from a whole hour on (items left out are inherited from the parent tenant).
+
+    ``effective_from``: a datetime on a whole hour, or a date (from its local midnight).
+    """
     name = (name or "").strip()
     if not name:
         raise InvalidInput(_("请填写方案名称。"), code="price_plan_name_missing")
-    if not isinstance(effective_from, date):
-        raise InvalidInput(_("请填写生效日期。"), code="price_plan_date_missing")
+    effective_from = effective_parse(effective_from)
     unknown = set(rates) - set(Item.values)
     if unknown:
         raise InvalidInput(
@@ -183,7 +209,7 @@ def price_plan_create(*, actor, tenant, name: str, effective_from: date, rates: 
     discount = _percent(discount_percent)
     with transaction.atomic():
         if PricePlan.objects.filter(tenant=tenant, effective_from=effective_from).exists():
-            raise Conflict(_("该租户在此日期已有价格方案。"), code="price_plan_date_taken")
+            raise Conflict(_("该租户在此时间已有价格方案。"), code="price_plan_date_taken")
         plan = PricePlan.objects.create(
             tenant=tenant, name=name[:100], effective_from=effective_from, discount_percent=discount, created_by=actor
         )
@@ -303,8 +329,8 @@ def invoice_issue(*, actor, tenant, month: date, book=None, now: datetime | None
         if Invoice.objects.filter(tenant=tenant, month=first).exists():
             transaction.set_rollback(True)  # give the number back: numbers have no gaps
             return None
-        rows = pricing.grouped_usage(
-            UsageInterval.objects.filter(tenant=tenant, day__gte=first, day__lt=following), "course_id", "day"
+        rows = pricing.usage_rows(
+            UsageInterval.objects.filter(tenant=tenant), "course_id", first=first, following=following
         )
         draft = pricing.draft_for(tenant=tenant, month=first, rows=rows, book=book)
         invoice = Invoice.objects.create(

@@ -183,3 +183,20 @@ def test_price_plan_and_usage_lists_cost_a_constant_number_of_queries(api, scena
     assert_constant_queries(
         lambda: client.get("/api/v1/usage/", {"from": "2026-10-01", "to": "2026-10-03"}), lambda n: grow(n)
     )
+
+
+def test_a_price_plan_takes_effect_at_a_whole_hour_or_a_dates_midnight(api, scenario):
+    client = api.as_user(scenario.finance)
+    body = {"tenant": "cs", "name": "调价", "rates": {"vcpu": "0.06"}}
+
+    hour = client.post("/api/v1/price-plans/", {**body, "effective_from": "2026-11-16T14:00"}, format="json")
+    day = client.post("/api/v1/price-plans/", {**body, "effective_from": "2026-12-01"}, format="json")
+    utc = client.post("/api/v1/price-plans/", {**body, "effective_from": "2026-12-02T06:00:00Z"}, format="json")
+    half = client.post("/api/v1/price-plans/", {**body, "effective_from": "2026-12-03T14:30"}, format="json")
+    taken = client.post("/api/v1/price-plans/", {**body, "effective_from": "2026-11-16T06:00Z"}, format="json")
+
+    assert hour.status_code == 201 and hour.json()["effective_from"] == "2026-11-16T14:00:00+08:00"
+    assert day.status_code == 201 and day.json()["effective_from"] == "2026-12-01T00:00:00+08:00"
+    assert utc.status_code == 201 and utc.json()["effective_from"] == "2026-12-02T14:00:00+08:00"
+    assert half.status_code == 400 and half.json()["code"] == "effective_not_whole_hour"
+    assert taken.status_code == 409 and taken.json()["code"] == "price_plan_date_taken"  # the same instant

@@ -290,3 +290,65 @@ def test_the_usage_report_prices_each_side_of_a_rate_change_at_its_own_rate(scen
     assert report.total == Decimal("11.33")
     # Each day is rounded to the fen on its own: at most half a fen per day apart.
     assert abs(sum(cost for _day, cost in report.daily) - report.total) <= Decimal("0.005") * len(report.daily)
+
+
+# --- rates that change on a whole hour ---------------------------------------------------------------
+
+
+@pytest.fixture
+def afternoon_change(scenario, course):
+    """cs's vCPU rate goes from 0.05 to 0.08 at 14:00 on Oct 20; a CS101 desktop runs 08:00-18:00 that day."""
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="0.05", disk="0.0003")
+    plan(scenario.sysadmin, scenario.tenant_a, at(20, 14), vcpu="0.08")
+    desktop = desktop_row(
+        scenario.tenant_a, owner=scenario.student, course=course, state="stopped", power="stopped", vcpus=2
+    )
+    services.desktop_usage_record(desktop=desktop, at=at(1))
+    return desktop
+
+
+@pytest.mark.django_db
+def test_a_rate_change_at_a_whole_hour_prices_each_side_of_the_hour_at_its_own_rate(scenario, afternoon_change):
+    run(afternoon_change, at(20, 8), at(20, 18))
+
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    lines = lines_of(invoice)
+    before, after = lines[(Item.VCPU, "0.0500")], lines[(Item.VCPU, "0.0800")]
+    assert (before.quantity, before.amount) == (Decimal("12.0000"), Decimal("0.60"))  # 2 vCPU x 08:00-14:00
+    assert (after.quantity, after.amount) == (Decimal("8.0000"), Decimal("0.64"))  # 2 vCPU x 14:00-18:00
+    assert before.period_end == after.period_start == date(2026, 10, 20)
+    assert lines[(Item.DISK, "0.0003")].quantity == Decimal(40 * 31 * 24)  # one rate all month: one line
+    assert invoice.total == Decimal("0.60") + Decimal("0.64") + Decimal("8.93")
+
+
+@pytest.mark.django_db
+def test_the_usage_report_and_the_running_estimate_cut_at_the_hour_a_rate_changes(scenario, afternoon_change):
+    from billing.selectors import month_drafts, usage_report_for
+
+    # Still running at 18:00: the estimate counts the open interval up to now, cut at 14:00 too.
+    afternoon_change.state = afternoon_change.power_state = "running"
+    afternoon_change.save()
+    services.desktop_usage_record(desktop=afternoon_change, at=at(20, 8))
+    report = usage_report_for(scenario.finance, start="2026-10-20", end="2026-10-20", now=at(20, 18))
+    (draft,) = month_drafts([scenario.tenant_a], now=at(20, 18))
+
+    vcpu = next(row for row in report.rows if row.item == Item.VCPU)
+    assert (vcpu.quantity, vcpu.cost) == (Decimal("20.0000"), Decimal("1.24"))
+    estimated = {(line.item, line.rate): (line.quantity, line.amount) for line in draft.lines}
+    assert estimated[(Item.VCPU, Decimal("0.0500"))] == (Decimal("12.0000"), Decimal("0.60"))
+    assert estimated[(Item.VCPU, Decimal("0.0800"))] == (Decimal("8.0000"), Decimal("0.64"))
+
+    # The same once the interval is closed: closed pieces are cut where the open one was.
+    services.usage_close_until(until=at(20, 18))
+    closed = usage_report_for(scenario.finance, start="2026-10-20", end="2026-10-20", now=at(20, 18))
+    assert next(row for row in closed.rows if row.item == Item.VCPU).cost == Decimal("1.24")
+    assert closed.daily == report.daily
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("when", [at(20, 14).replace(minute=30), at(20, 14).replace(second=1)])
+def test_a_plan_that_does_not_start_on_a_whole_hour_is_refused(scenario, when):
+    with pytest.raises(InvalidInput) as err:
+        plan(scenario.finance, scenario.tenant_a, when, vcpu="0.1")
+    assert err.value.code == "effective_not_whole_hour"

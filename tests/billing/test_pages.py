@@ -96,3 +96,17 @@ def test_finance_sets_a_budget_from_the_page(scenario):
     assert response.status_code == 302
     budget = Budget.objects.get()
     assert budget.amount == 100 and budget.block_new_desktops and budget.course is None
+
+
+def test_finance_sets_a_plan_from_a_whole_hour_and_a_half_hour_is_a_form_error(scenario):
+    client = client_for(scenario.finance)
+    form = {"tenant": "cs", "name": "午后调价", "rate_vcpu": "0.06"}
+
+    half = client.post("/billing/price-plans/", {**form, "effective_from": "2026-12-01T14:30"})
+    hour = client.post("/billing/price-plans/", {**form, "effective_from": "2026-12-01T14:00"})
+    listing = client.get("/billing/price-plans/").content.decode()
+
+    assert half.status_code == 200 and "生效时间必须是整点" in half.content.decode()
+    assert hour.status_code == 302
+    assert PricePlan.objects.get().effective_from == datetime(2026, 12, 1, 14, tzinfo=SHANGHAI)
+    assert "2026-12-01 14:00" in listing and 'type="datetime-local"' in listing and 'step="3600"' in listing
