@@ -55,7 +55,10 @@ def password_policy(level):
     if not problems:
         return Status.CONFORM, evidence
     status = Status.PARTIAL if len(problems) < 3 else Status.NONCONFORM
-    return status, evidence + " " + _("问题：") + "；".join(str(p) for p in problems)
+    return status, _("%(evidence)s 问题：%(problems)s") % {
+        "evidence": evidence,
+        "problems": "；".join(str(p) for p in problems),
+    }
 
 
 def login_failure_handling(level):
@@ -194,10 +197,18 @@ def audit_process_protection(level):
     schedule = current_app.conf.beat_schedule or {}
     scheduled = any(entry.get("task") == "audit.tasks.verify_chain" for entry in schedule.values())
     alerting = bool(settings.ADMINS)
-    evidence = _("定期校验任务：%(s)s；告警：错误日志%(m)s。") % {
-        "s": _("已配置") if scheduled else _("未配置"),
-        "m": _("及邮件") if alerting else "",
-    }
+    if scheduled:
+        evidence = (
+            _("定期校验任务：已配置；告警：错误日志及邮件。")
+            if alerting
+            else _("定期校验任务：已配置；告警：错误日志。")
+        )
+    else:
+        evidence = (
+            _("定期校验任务：未配置；告警：错误日志及邮件。")
+            if alerting
+            else _("定期校验任务：未配置；告警：错误日志。")
+        )
     return (Status.CONFORM if scheduled else Status.NONCONFORM), evidence
 
 
@@ -435,7 +446,7 @@ BUILT_IN = [
         id="di.transit",
         area=AREA_COMPUTING,
         control=DI,
-        clause={2: "7.1.4.7 a)", 3: "8.1.4.7 a)"},
+        clause={2: "7.1.4.7", 3: "8.1.4.7 a)"},
         order=1,
         indicator=C("应采用校验技术（或密码技术）保证重要数据在传输过程中的完整性"),
         advice=C("全站 HTTPS。"),
@@ -503,7 +514,7 @@ BUILT_IN = [
         id="ri.auth",
         area=AREA_COMPUTING,
         control=RI,
-        clause={2: "7.1.4.9 a)", 3: "8.1.4.10 a)"},
+        clause={2: "7.1.4.9", 3: "8.1.4.10 a)"},
         order=1,
         indicator=C("应保证鉴别信息所在的存储空间被释放或重新分配前得到完全清除"),
         advice=C("使用服务端会话存储。"),

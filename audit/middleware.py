@@ -9,6 +9,7 @@ from django.http import HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit import context
 
@@ -65,7 +66,9 @@ class IdleTimeoutMiddleware:
             if last is not None and now - last > limit:
                 setattr(request, SESSION_LOGOUT_REASON, "idle timeout")
                 logout(request)  # flushes the session row: it is gone on the server, not just the cookie
-                message = _("您已空闲超过 %(n)d 分钟，请重新登录。") % {"n": limit // 60}
+                message = ngettext(
+                    "您已空闲超过 %(n)d 分钟，请重新登录。", "您已空闲超过 %(n)d 分钟，请重新登录。", limit // 60
+                ) % {"n": limit // 60}
                 if _wants_json(request):
                     return JsonResponse({"code": "session_expired", "message": message, "detail": {}}, status=401)
                 messages.warning(request, message)

@@ -44,7 +44,12 @@ class CharacterClassesValidator:
         needed = current_policy().password_min_classes
         if character_classes(password) < needed:
             raise ValidationError(
-                _("密码需包含大写字母、小写字母、数字、特殊字符中的至少 %(n)d 类。") % {"n": needed},
+                ngettext(
+                    "密码需包含大写字母、小写字母、数字、特殊字符中的至少 %(n)d 类。",
+                    "密码需包含大写字母、小写字母、数字、特殊字符中的至少 %(n)d 类。",
+                    needed,
+                )
+                % {"n": needed},
                 code="password_too_simple",
             )
 
@@ -83,7 +88,11 @@ class PasswordHistoryValidator:
             hashes.insert(0, current)
         if any(check_password(password, encoded) for encoded in hashes[:keep]):
             raise ValidationError(
-                _("新密码不能与最近 %(n)d 次使用过的密码相同。") % {"n": keep}, code="password_reused"
+                ngettext(
+                    "新密码不能与最近 %(n)d 次使用过的密码相同。", "新密码不能与最近 %(n)d 次使用过的密码相同。", keep
+                )
+                % {"n": keep},
+                code="password_reused",
             )
 
     def password_changed(self, password, user=None):

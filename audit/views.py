@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
@@ -111,7 +112,11 @@ def otp_login_view(request):
 def lockout_response(request, original_response=None, credentials=None):
     """What a locked-out login gets (django-axes): the same for existing and unknown names."""
     minutes = policy.current_policy().lockout_minutes
-    message = _("登录失败次数过多，账号已锁定 %(n)d 分钟，请稍后再试或联系管理员。") % {"n": minutes}
+    message = ngettext(
+        "登录失败次数过多，账号已锁定 %(n)d 分钟，请稍后再试或联系管理员。",
+        "登录失败次数过多，账号已锁定 %(n)d 分钟，请稍后再试或联系管理员。",
+        minutes,
+    ) % {"n": minutes}
     if request.path.startswith("/api/"):
         return JsonResponse({"code": "account_locked", "message": message, "detail": {}}, status=403)
     return render(request, "audit/lockout.html", {"message": message}, status=403)
@@ -404,7 +409,11 @@ def chain_status(request):
     if request.method == "POST":
         result = services.chain_verify(source="page")
         if result.ok:
-            messages.success(request, _("审计链完整：已校验 %(n)d 条事件。") % {"n": result.checked})
+            messages.success(
+                request,
+                ngettext("审计链完整：已校验 %(n)d 条事件。", "审计链完整：已校验 %(n)d 条事件。", result.checked)
+                % {"n": result.checked},
+            )
         else:
             messages.error(request, _("审计链被破坏：首个异常事件 #%(id)s。") % {"id": result.first_bad})
         return redirect("audit:chain")

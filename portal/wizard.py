@@ -17,7 +17,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from common.errors import ServiceError
 from compute.classroom.models import DesktopPool
@@ -67,7 +67,9 @@ def _flavor_label(flavor: Flavor) -> str:
         "mem": -(-flavor.memory_mib // 1024),
         "disk": flavor.disk_gib,
     }
-    return label + (_("，%(n)s 块 GPU") % {"n": flavor.gpus} if flavor.gpus else "")
+    return label + (
+        ngettext("，%(n)s 块 GPU", "，%(n)s 块 GPU", flavor.gpus) % {"n": flavor.gpus} if flavor.gpus else ""
+    )
 
 
 def seat_amounts(flavor: Flavor, seats: int) -> ResourceAmounts:
@@ -116,12 +118,16 @@ def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) 
     is_sysadmin = platform_role_of(user) == "system_admin"
     course_url = reverse("tenants:course", args=[course.pk])
     checks = [
-        Check(True, _("课程名单有 %(n)s 名学生。") % {"n": course.roster_size})
+        Check(
+            True,
+            ngettext("课程名单有 %(n)s 名学生。", "课程名单有 %(n)s 名学生。", course.roster_size)
+            % {"n": course.roster_size},
+        )
         if course.roster_size
         else Check(
             False, _("这门课的名单还是空的：先导入学生名单，座位数默认等于名单人数。"), course_url, _("去导入名单")
         ),
-        Check(True, _("有 %(n)s 个镜像可用。") % {"n": len(versions)})
+        Check(True, ngettext("有 %(n)s 个镜像可用。", "有 %(n)s 个镜像可用。", len(versions)) % {"n": len(versions)})
         if versions
         else Check(
             False,
@@ -137,7 +143,7 @@ def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) 
             _url("network:list") if is_sysadmin else "",
             _("管理网络"),
         ),
-        Check(True, _("有 %(n)s 种规格可选。") % {"n": len(flavors)})
+        Check(True, ngettext("有 %(n)s 种规格可选。", "有 %(n)s 种规格可选。", len(flavors)) % {"n": len(flavors)})
         if flavors
         else Check(
             False,

@@ -103,7 +103,7 @@ def separation_of_duties(level):
         "d": doubled,
     }
     if missing:
-        return "nonconform", evidence + _("缺少：") + "、".join(missing)
+        return "nonconform", _("%(evidence)s 缺少：%(missing)s") % {"evidence": evidence, "missing": "、".join(missing)}
     return ("conform" if doubled == 0 else "partial"), evidence
 
 
@@ -184,6 +184,24 @@ def register() -> None:
             order=5,
             indicator=C("应由授权主体配置访问控制策略，访问控制策略规定主体对客体的访问规则"),
             advice=C("核对各角色权限矩阵并由安全管理员确认。"),
+        ),
+        Check(
+            id="ac.granularity",
+            area=AREA_COMPUTING,
+            control=AC,
+            clause={3: "8.1.4.2 f)"},
+            order=6,
+            indicator=C("访问控制的粒度应达到主体为用户级或进程级，客体为文件、数据库表级"),
+            advice=C("核对对象级授权：每个用户只能访问本租户、本课程或本人的桌面、发票与审计记录。"),
+        ),
+        Check(
+            id="ac.labels",
+            area=AREA_COMPUTING,
+            control=AC,
+            clause={3: "8.1.4.2 g)"},
+            order=7,
+            indicator=C("应对重要主体和客体设置安全标记，并控制主体对有安全标记信息资源的访问"),
+            advice=C("如系统处理需标记的重要信息，应在操作系统或数据库层面启用安全标记；否则记录为不适用及其理由。"),
         ),
         Check(
             id="sm.sysadmin",

@@ -9,6 +9,7 @@ import re
 import zipfile
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from common.errors import InvalidInput
 
@@ -93,10 +94,18 @@ def roster_parse(*, filename: str, content: bytes) -> list[tuple[int, str, str]]
             seen[number] = line
             rows.append((line, number, name))
         if len(rows) + len(errors) > MAX_ROWS:
-            raise InvalidInput(_("名单过长（上限 %(n)s 行）。") % {"n": MAX_ROWS}, code="roster_too_large")
+            raise InvalidInput(
+                ngettext("名单过长（上限 %(n)s 行）。", "名单过长（上限 %(n)s 行）。", MAX_ROWS) % {"n": MAX_ROWS},
+                code="roster_too_large",
+            )
     if errors:
         raise InvalidInput(
-            _("名单有 %(n)s 行有误，未导入任何学生。请改正后重新上传。") % {"n": len(errors)},
+            ngettext(
+                "名单有 %(n)s 行有误，未导入任何学生。请改正后重新上传。",
+                "名单有 %(n)s 行有误，未导入任何学生。请改正后重新上传。",
+                len(errors),
+            )
+            % {"n": len(errors)},
             code="roster_invalid",
             detail={"errors": errors},
         )

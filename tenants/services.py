@@ -14,6 +14,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.actions import Action
@@ -381,7 +382,9 @@ def course_roster_import(*, actor, course: Course, rows: list[tuple[int, str, st
         if number in admins
     ]
     if errors:
-        message = _("名单有 %(n)s 行有误，未导入任何学生。") % {"n": len(errors)}
+        message = ngettext(
+            "名单有 %(n)s 行有误，未导入任何学生。", "名单有 %(n)s 行有误，未导入任何学生。", len(errors)
+        ) % {"n": len(errors)}
         raise InvalidInput(message, code="roster_invalid", detail={"errors": errors})
 
     unusable = make_password(None)
