@@ -35,6 +35,7 @@ from django.db import transaction
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import ServiceError
+from compute import hooks as compute_hooks
 from compute.drivers.base import (
     DhcpHost,
     DriverError,
@@ -831,12 +832,21 @@ def _on_forwarding_changed(*, eip_id: int) -> None:
     _tasks().forwarding_apply_task.delay(eip_id)
 
 
+def _on_elastic_ip_rebound(*, desktop_id: int, reason: str) -> None:
+    """In the binding's transaction: the desktop (row-locked) is reported to compute's observers,
+    so billing meters its IP addresses with the elastic IP from this moment on."""
+    if not Desktop.objects.filter(pk=desktop_id).exists():
+        return  # a NIC of a desktop that is gone: nothing to meter
+    compute_hooks.desktop_changed(desktop=Desktop.objects.locked(desktop_id), reason=reason)
+
+
 def register_hooks() -> None:
     hooks.register("network_changed", _on_network_changed)
     hooks.register("network_deleted", _on_network_deleted)
     hooks.register("security_group_changed", _on_security_group_changed)
     hooks.register("nic_changed", _on_nic_changed)
     hooks.register("forwarding_changed", _on_forwarding_changed)
+    hooks.register("elastic_ip_rebound", _on_elastic_ip_rebound)
 
 
 def with_nics(spec, nics: tuple[NicSpec, ...]):

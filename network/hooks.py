@@ -9,6 +9,12 @@ Events: ``network_changed(network_id)``, ``network_deleted(network_id, endpoints
 ``security_group_changed(group_id)``, ``security_group_deleted(group_id)``
 (nothing to push: a group in use cannot be deleted),
 ``nic_changed(desktop_id)``, ``forwarding_changed(eip_id)``.
+
+One event fires inside the transaction instead (``fire_in_transaction``), because what it
+changes must commit or roll back with the change itself: ``elastic_ip_rebound(desktop_id,
+reason)``, an elastic IP bound to ("eip_bound") or taken off ("eip_released") one of the
+desktop's NICs, after the row is saved; compute locks the desktop and tells its observers
+(billing meters IP-address-hours). A handler's error there undoes the change.
 """
 
 import logging
@@ -42,3 +48,9 @@ def fire(event: str, **kwargs) -> None:
 
 def fire_on_commit(event: str, **kwargs) -> None:
     transaction.on_commit(lambda: fire(event, **kwargs))
+
+
+def fire_in_transaction(event: str, **kwargs) -> None:
+    """Call the handlers now, in the caller's transaction; their errors propagate (and roll it back)."""
+    for handler in list(_handlers[event]):
+        handler(**kwargs)

@@ -128,6 +128,13 @@ def public_pool_list_for(user) -> QuerySet[PublicPool]:
     return PublicPool.objects.annotate(allocated=Count("ips"))
 
 
+def elastic_ips_bound_to_desktop(desktop_id: int) -> int:
+    """How many elastic IPs are bound to the desktop's NICs (not scoped: billing's metering reads it)."""
+    return ElasticIP.objects.filter(
+        address__desktop_id=desktop_id, address__state=Address.State.ALLOCATED, address__kind=Address.Kind.NIC
+    ).count()
+
+
 def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
     """The NICs of these desktops, one query for all: {desktop_id: [{"mac", "ip", "network", ...}]}.
 

@@ -794,6 +794,7 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
         eip = ElasticIP.objects.locked(eip.pk)
         if address is not None and eip.address_id not in (None, address.pk):
             raise Conflict(_("弹性 IP 已绑定到其他网卡，请先解绑。"), code="eip_in_use")
+        previous = eip.address
         eip.address = address
         eip.applied = False
         eip.applied_to = ""
@@ -806,6 +807,15 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
             tenant=eip.tenant,
             detail={"op": "eip_associated" if address else "eip_disassociated", "ip": eip.ip},
         )
+        # The desktops' address counts changed: metered from now on, with this transaction
+        # (desktops in id order, so two rebinds crossing the same two desktops cannot deadlock).
+        rebound = {}
+        if previous is not None and previous != address and previous.desktop_id:
+            rebound[previous.desktop_id] = "eip_released"
+        if address is not None and previous != address and address.desktop_id:
+            rebound[address.desktop_id] = "eip_bound"
+        for desktop_id, reason in sorted(rebound.items()):
+            hooks.fire_in_transaction("elastic_ip_rebound", desktop_id=desktop_id, reason=reason)
         hooks.fire_on_commit("forwarding_changed", eip_id=eip.pk)
     return eip
 
