@@ -279,9 +279,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "audit.password_validation.PasswordHistoryValidator"},
 ]
-# PBKDF2-SHA256 at OWASP's 600,000 iterations (see audit/hashers.py); Django's others verify old hashes.
+# Argon2id at OWASP's parameters (see audit/hashers.py); the others verify older hashes, which
+# Django re-hashes with the first one at the next login.
 PASSWORD_HASHERS = [
-    "audit.hashers.CampusPBKDF2PasswordHasher",
+    "audit.hashers.CampusArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",

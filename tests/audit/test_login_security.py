@@ -300,3 +300,34 @@ def test_five_wrong_codes_on_the_verify_page_end_the_session(scenario, auditor_d
 
     assert responses[-1].status_code == 403
     assert "_auth_user_id" not in client.session
+
+
+def test_production_hashes_passwords_with_argon2id_at_owasp_parameters():
+    from django.contrib.auth.hashers import identify_hasher, make_password
+    from django.test.utils import override_settings
+
+    # The tests run with a fast MD5 hasher; the project's own list is the settings module's.
+    from portal import settings as portal_settings
+
+    with override_settings(PASSWORD_HASHERS=portal_settings.PASSWORD_HASHERS):
+        encoded = make_password("Campus#Cloud2026")
+        assert encoded.startswith("argon2$argon2id$")
+        assert "m=19456,t=2,p=1" in encoded
+        assert identify_hasher(encoded).algorithm == "argon2"
+
+
+@pytest.mark.django_db
+def test_an_older_pbkdf2_hash_still_logs_in_and_is_rehashed_with_argon2id(scenario):
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+    from django.test.utils import override_settings
+
+    from portal import settings as portal_settings
+
+    user = scenario.student
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, "oldsalt123456789", iterations=1000)
+    user.save(update_fields=["password"])
+    with override_settings(PASSWORD_HASHERS=portal_settings.PASSWORD_HASHERS):
+        response = _login(Client(), user.username)
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$argon2id$")
