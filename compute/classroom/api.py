@@ -46,6 +46,7 @@ class PoolSerializer(serializers.ModelSerializer):
             "persistence",
             "lead_minutes",
             "shutdown_after_minutes",
+            "shutdown_deadline_minutes",
             "state",
             "seats",
             "ready",
@@ -58,6 +59,12 @@ class PoolUpdateSerializer(serializers.Serializer):
     persistence = serializers.ChoiceField(choices=DesktopPool.Persistence.values, required=False)
     lead_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
     shutdown_after_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
+    shutdown_deadline_minutes = serializers.IntegerField(
+        min_value=0,
+        max_value=480,
+        required=False,
+        help_text="minutes after a class at which desktops are powered off even with a student connected",
+    )
 
 
 class SkipSerializer(serializers.Serializer):

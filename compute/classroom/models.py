@@ -45,6 +45,11 @@ class DesktopPool(models.Model):
     shutdown_after_minutes = models.PositiveSmallIntegerField(
         _("课后关机（分钟）"), default=10, validators=[MaxValueValidator(240)]
     )
+    # A student still connected puts the shutdown off, but never past this many minutes after the
+    # class ends: the desktop is then powered off anyway (the student is warned meanwhile).
+    shutdown_deadline_minutes = models.PositiveSmallIntegerField(
+        _("课后最迟关机（分钟）"), default=30, validators=[MaxValueValidator(480)]
+    )
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.ACTIVE)
     request = models.ForeignKey(
         "tenants.ApprovalRequest",
@@ -152,6 +157,8 @@ class ClassSession(models.Model):
     # Shutdowns put off because a student was still connected.
     warnings = models.PositiveIntegerField(default=0)
     last_warning = models.CharField(max_length=500, blank=True)
+    # When the deadline passed and desktops still in use were powered off anyway.
+    forced_at = models.DateTimeField(null=True, blank=True)
 
     objects = LockingManager()
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from compute.classroom import services
 from compute.classroom.models import AuthoringSession, DesktopPool, Seat
@@ -110,7 +111,10 @@ def my_desktops(user) -> list[CourseDesktops]:
         ).select_related("course")
     }
     groups: dict = {}
+    now = timezone.now()
     for desktop in desktops:
+        # Set on the instance for the page: when the schedule will power it off although in use.
+        desktop.shutdown_at = services.shutdown_notice(desktop, now) if desktop.course_id else None
         groups.setdefault(desktop.course_id, []).append(desktop)
     result = []
     for course_id, items in sorted(groups.items(), key=lambda kv: (kv[0] is None, items_code(kv[1]))):

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
@@ -37,6 +38,11 @@ from tenants.services import request_fulfil
 log = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
+# Minutes after a class at which its desktops are powered off even with a student connected,
+# unless the pool says otherwise (never before its own shutdown delay).
+DEFAULT_SHUTDOWN_DEADLINE = 30
+MAX_SCHEDULE_MINUTES = 240
+MAX_DEADLINE_MINUTES = 480
 # A console is "connected" while its proxy reports traffic at least this often.
 CONSOLE_SEEN_SECONDS = 90
 
@@ -88,6 +94,29 @@ def _stand_in(actor, course: Course):
 # --- pools ----------------------------------------------------------------------------------
 
 
+def schedule_minutes(*, lead_minutes, shutdown_after_minutes, shutdown_deadline_minutes=None) -> dict:
+    """The pool's schedule offsets as ints, checked together; a deadline left out is the default
+    (or the shutdown delay, when that is later). Raises InvalidInput."""
+    try:
+        lead, after = int(lead_minutes), int(shutdown_after_minutes)
+        deadline = (
+            max(DEFAULT_SHUTDOWN_DEADLINE, after)
+            if shutdown_deadline_minutes in (None, "")
+            else int(shutdown_deadline_minutes)
+        )
+    except (TypeError, ValueError):
+        raise InvalidInput(_("开关机时间必须是整数分钟。"), code="pool_schedule_invalid") from None
+    if not (0 <= lead <= MAX_SCHEDULE_MINUTES and 0 <= after <= MAX_SCHEDULE_MINUTES):
+        raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
+    if not after <= deadline <= MAX_DEADLINE_MINUTES:
+        raise InvalidInput(
+            _("最迟关机时间必须在课后关机时间（%(after)s 分钟）到 480 分钟之间。") % {"after": after},
+            code="pool_deadline_invalid",
+            detail={"shutdown_after_minutes": after, "shutdown_deadline_minutes": deadline},
+        )
+    return {"lead_minutes": lead, "shutdown_after_minutes": after, "shutdown_deadline_minutes": deadline}
+
+
 def _roster_students(course: Course) -> list:
     return [e.user for e in RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")]
 
@@ -115,6 +144,7 @@ def pool_create(
     persistence: str = DesktopPool.Persistence.PERSISTENT,
     lead_minutes: int = 15,
     shutdown_after_minutes: int = 10,
+    shutdown_deadline_minutes: int | None = None,
     endpoint: Endpoint | None = None,
     request: ApprovalRequest | None = None,
 ) -> DesktopPool:
@@ -124,8 +154,11 @@ def pool_create(
         raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code="pool_forbidden")
     if persistence not in DesktopPool.Persistence.values:
         raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
-    if not (0 <= int(lead_minutes) <= 240 and 0 <= int(shutdown_after_minutes) <= 240):
-        raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
+    minutes = schedule_minutes(
+        lead_minutes=lead_minutes,
+        shutdown_after_minutes=shutdown_after_minutes,
+        shutdown_deadline_minutes=shutdown_deadline_minutes,
+    )
     if image_version.status != ImageVersion.Status.READY:
         raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
     creator = _stand_in(actor, course)
@@ -153,8 +186,7 @@ def pool_create(
             flavor=flavor,
             endpoint=endpoint,
             persistence=persistence,
-            lead_minutes=lead_minutes,
-            shutdown_after_minutes=shutdown_after_minutes,
+            **minutes,
             request=request,
             created_by=actor,
         )
@@ -197,6 +229,7 @@ def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
         persistence=payload.get("persistence", DesktopPool.Persistence.PERSISTENT),
         lead_minutes=int(payload.get("lead_minutes", 15)),
         shutdown_after_minutes=int(payload.get("shutdown_after_minutes", 10)),
+        shutdown_deadline_minutes=payload.get("shutdown_deadline_minutes"),
         request=request,
     )
 
@@ -219,6 +252,7 @@ def course_request_submit(
     persistence: str = DesktopPool.Persistence.PERSISTENT,
     lead_minutes: int = 15,
     shutdown_after_minutes: int = 10,
+    shutdown_deadline_minutes: int | None = None,
     reason: str = "",
 ) -> ApprovalRequest:
     """The pool wizard's request: one seat per roster student; tenants checks the quotas and routes it."""
@@ -230,6 +264,11 @@ def course_request_submit(
         raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code="roster_empty")
     if persistence not in DesktopPool.Persistence.values:
         raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+    minutes = schedule_minutes(
+        lead_minutes=lead_minutes,
+        shutdown_after_minutes=shutdown_after_minutes,
+        shutdown_deadline_minutes=shutdown_deadline_minutes,
+    )
     if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
         raise Conflict(_("该课程已有桌面池。"), code="pool_exists")
     return request_submit(
@@ -243,8 +282,7 @@ def course_request_submit(
             "image_version": image_version.pk,
             "flavor": flavor.pk,
             "persistence": persistence,
-            "lead_minutes": int(lead_minutes),
-            "shutdown_after_minutes": int(shutdown_after_minutes),
+            **minutes,
             "seats": seats,
         },
         reason=reason,
@@ -585,28 +623,44 @@ def _power_on_for_class(pool: DesktopPool, session: ClassSession, now) -> int:
     return changed
 
 
+def shutdown_deadline(pool: DesktopPool, session: ClassSession) -> datetime.datetime:
+    """When the class's desktops are powered off even if a student is still connected."""
+    minutes = max(pool.shutdown_deadline_minutes, pool.shutdown_after_minutes)
+    return session.ends_at + datetime.timedelta(minutes=minutes)
+
+
 def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
     """After class: stop desktops nobody is using (warn about the others and come back next tick),
-    then, for a reset-after-class pool, reset each stopped seat once; done when all of that is."""
-    report = {"stopped": 0, "connected": 0, "reset": 0, "waiting": 0}
+    then, for a reset-after-class pool, reset each stopped seat once; done when all of that is.
+
+    A connected student puts the shutdown off only until the pool's deadline: after it the
+    desktop is powered off anyway (the student was warned on every tick before)."""
+    report = {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0}
     with transaction.atomic():
         session = ClassSession.objects.locked(session.pk)
         if session.state == ClassSession.State.DONE:
             return report
+        deadline = shutdown_deadline(pool, session)
+        forced = now >= deadline
         seats = list(
             pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False).select_related(
                 "desktop__endpoint__site", "student", "pool__image_version"
             )
         )
         connected = connected_desktop_ids([s.desktop_id for s in seats], now)
+        forced_names = []
         for seat in seats:
             desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=seat.desktop_id)
-            if desktop.pk in connected:
+            if desktop.pk in connected and not forced:
                 report["connected"] += 1
                 continue
             if desktop.state == Desktop.State.RUNNING:
-                report["stopped"] += _power_locked(desktop, "stop")
+                stopped = _power_locked(desktop, "stop")
+                report["stopped"] += stopped
                 report["waiting"] += 1
+                if stopped and desktop.pk in connected:
+                    report["forced"] += 1
+                    forced_names.append(seat.student.username)
             elif desktop.state == Desktop.State.STOPPED and pool.persistence == DesktopPool.Persistence.RESET:
                 if seat.reset_for_id != session.pk:
                     _reset_locked(desktop, version=pool.image_version)
@@ -616,37 +670,80 @@ def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
                     report["waiting"] += 1
             elif desktop.state in Desktop.TRANSIENT:
                 report["waiting"] += 1
-        if report["connected"]:
+        if report["forced"]:
+            session.forced_at = now
+            session.last_warning = (
+                ngettext(
+                    "已到最迟关机时间，%(n)s 台仍有学生连接的桌面已强制关机：%(names)s",
+                    "已到最迟关机时间，%(n)s 台仍有学生连接的桌面已强制关机：%(names)s",
+                    report["forced"],
+                )
+                % {"n": report["forced"], "names": ", ".join(forced_names)}
+            )[:500]
+            log.warning("pool %s: %s", pool.pk, session.last_warning)
+        elif report["connected"]:
             names = [s.student.username for s in seats if s.desktop_id in connected]
             session.warnings += 1
             session.last_warning = (
-                _("%(n)s 名学生仍在使用桌面，稍后再关机：%(names)s") % {"n": len(names), "names": ", ".join(names)}
+                ngettext(
+                    "%(n)s 名学生仍在使用桌面，关机推迟，最迟 %(deadline)s 强制关机：%(names)s",
+                    "%(n)s 名学生仍在使用桌面，关机推迟，最迟 %(deadline)s 强制关机：%(names)s",
+                    len(names),
+                )
+                % {"n": len(names), "deadline": _local(deadline).strftime("%H:%M"), "names": ", ".join(names)}
             )[:500]
-            session.state = ClassSession.State.SHUTTING_DOWN
             log.warning("pool %s: %s", pool.pk, session.last_warning)
-        elif report["waiting"]:
+        if report["connected"] or report["waiting"]:
             session.state = ClassSession.State.SHUTTING_DOWN
         else:
             session.state = ClassSession.State.DONE
             session.finished_at = now
-        session.save(update_fields=["warnings", "last_warning", "state", "finished_at"])
+        session.save(update_fields=["warnings", "last_warning", "forced_at", "state", "finished_at"])
         if report["stopped"] or report["reset"] or report["connected"]:
             event_record(
                 action=Action.SCHEDULE_RUN,
                 target=pool,
                 tenant=pool.tenant,
                 result="success" if not report["connected"] else "failure",
-                reason=session.last_warning if report["connected"] else "",
-                detail={"step": "wind_down", "class": str(session.class_time), "date": str(session.date), **report},
+                reason=session.last_warning if report["connected"] or report["forced"] else "",
+                detail={
+                    "step": "wind_down",
+                    "class": str(session.class_time),
+                    "date": str(session.date),
+                    "deadline": deadline.isoformat(),
+                    **report,
+                },
             )
     return report
+
+
+def shutdown_notice(desktop: Desktop, now: datetime.datetime | None = None) -> datetime.datetime | None:
+    """When the schedule will power this running desktop off although its student is still on it,
+    or None: the warning its student sees (console page, my desktops) until then."""
+    now = now or timezone.now()
+    if desktop.state != Desktop.State.RUNNING:
+        return None
+    seat = Seat.objects.filter(desktop=desktop, state=Seat.State.ACTIVE).select_related("pool").first()
+    if seat is None or seat.pool.state != DesktopPool.State.ACTIVE:
+        return None
+    session = (
+        ClassSession.objects.filter(
+            pool=seat.pool, state=ClassSession.State.SHUTTING_DOWN, warnings__gt=0, ends_at__lte=now
+        )
+        .order_by("-ends_at")
+        .first()
+    )
+    if session is None:
+        return None
+    deadline = shutdown_deadline(seat.pool, session)
+    return deadline if now < deadline + datetime.timedelta(minutes=5) else None
 
 
 def schedule_tick(*, now: datetime.datetime | None = None) -> dict:
     """One run of the schedule (Celery beat, every minute): power pools on ``lead_minutes`` before a
     class, and wind them down ``shutdown_after_minutes`` after it. Each step is done once per class."""
     now = now or timezone.now()
-    summary = {"powered_on": 0, "stopped": 0, "reset": 0, "connected": 0}
+    summary = {"powered_on": 0, "stopped": 0, "reset": 0, "connected": 0, "forced": 0}
     pools = DesktopPool.objects.filter(state=DesktopPool.State.ACTIVE).select_related(
         "course", "tenant", "image_version"
     )
@@ -667,7 +764,7 @@ def schedule_tick(*, now: datetime.datetime | None = None) -> dict:
                 if session is None or session.state == ClassSession.State.DONE:
                     continue
                 report = _wind_down(pool, session, now)
-                for key in ("stopped", "reset", "connected"):
+                for key in ("stopped", "reset", "connected", "forced"):
                     summary[key] += report[key]
         _seats_retire_pending(pool)
     versions_retire_unused()
@@ -729,7 +826,13 @@ def schedule_exception_remove(*, actor, exception: ScheduleException) -> None:
 
 
 def pool_settings_update(
-    *, actor, pool: DesktopPool, persistence=None, lead_minutes=None, shutdown_after_minutes=None
+    *,
+    actor,
+    pool: DesktopPool,
+    persistence=None,
+    lead_minutes=None,
+    shutdown_after_minutes=None,
+    shutdown_deadline_minutes=None,
 ) -> DesktopPool:
     _require_manage(actor, pool)
     with transaction.atomic():
@@ -739,11 +842,14 @@ def pool_settings_update(
             if persistence not in DesktopPool.Persistence.values:
                 raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
             changes["persistence"] = persistence
-        for field, value in (("lead_minutes", lead_minutes), ("shutdown_after_minutes", shutdown_after_minutes)):
-            if value is not None:
-                if not 0 <= int(value) <= 240:
-                    raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
-                changes[field] = int(value)
+        asked = {
+            "lead_minutes": lead_minutes,
+            "shutdown_after_minutes": shutdown_after_minutes,
+            "shutdown_deadline_minutes": shutdown_deadline_minutes,
+        }
+        # The offsets are checked together, as they will be: the new values over the pool's current ones.
+        minutes = schedule_minutes(**{f: getattr(pool, f) if v is None else v for f, v in asked.items()})
+        changes.update({f: minutes[f] for f, v in asked.items() if v is not None})
         for field, value in changes.items():
             setattr(pool, field, value)
         pool.save()

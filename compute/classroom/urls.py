@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.my_desktops, name="mine"),
     path("desktops/<int:pk>/action/", views.desktop_action, name="desktop-action"),
     path("desktops/<int:pk>/console/", views.console, name="console"),
+    path("desktops/<int:pk>/shutdown-notice/", views.shutdown_notice, name="shutdown-notice"),
     path("pools/", views.pool_list, name="pools"),
     path("pools/new/", views.pool_new, name="pool-new"),
     path("pools/<int:pk>/", views.pool_detail, name="pool"),

@@ -63,7 +63,22 @@ def console(request, pk):
     desktop = get_object_or_404(compute_selectors.desktop_list_for(request.user), pk=pk)
     if not services.can_open_console(request.user, desktop):
         raise Http404
-    return render(request, "classroom/console.html", {"desktop": desktop})
+    return render(
+        request, "classroom/console.html", {"desktop": desktop, "shutdown_at": services.shutdown_notice(desktop)}
+    )
+
+
+@login_required
+def shutdown_notice(request, pk):
+    """The console page's warning that the schedule will power the desktop off (htmx polls it)."""
+    desktop = get_object_or_404(compute_selectors.desktop_list_for(request.user), pk=pk)
+    if not services.can_open_console(request.user, desktop):
+        raise Http404
+    return render(
+        request,
+        "classroom/_shutdown_notice.html",
+        {"desktop": desktop, "shutdown_at": services.shutdown_notice(desktop)},
+    )
 
 
 # --- teacher pages ----------------------------------------------------------------------------
@@ -88,6 +103,14 @@ class PoolRequestForm(forms.Form):
     lead_minutes = forms.IntegerField(min_value=0, max_value=240, initial=15, label=gettext_lazy("课前开机（分钟）"))
     shutdown_after_minutes = forms.IntegerField(
         min_value=0, max_value=240, initial=10, label=gettext_lazy("课后关机（分钟）")
+    )
+    shutdown_deadline_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=480,
+        initial=30,
+        label=gettext_lazy("课后最迟关机（分钟）"),
+        help_text=gettext_lazy("有学生仍在连接时推迟关机并提醒，但最迟在下课后这么多分钟强制关机。"),
     )
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label=gettext_lazy("说明"))
 
@@ -120,6 +143,7 @@ def pool_new(request):
                 persistence=values["persistence"],
                 lead_minutes=values["lead_minutes"],
                 shutdown_after_minutes=values["shutdown_after_minutes"],
+                shutdown_deadline_minutes=values["shutdown_deadline_minutes"],
                 reason=values["reason"],
             )
         except ServiceError as exc:
@@ -204,6 +228,7 @@ def pool_action(request, pk):
                 persistence=request.POST.get("persistence") or None,
                 lead_minutes=_int(request.POST.get("lead_minutes")),
                 shutdown_after_minutes=_int(request.POST.get("shutdown_after_minutes")),
+                shutdown_deadline_minutes=_int(request.POST.get("shutdown_deadline_minutes")),
             )
             messages.success(request, _("已保存。"))
         else:

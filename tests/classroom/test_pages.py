@@ -157,3 +157,33 @@ def test_my_desktops_shows_the_gpu_assigned(scenario, pool):
     assert 'data-testid="gpu"' in html and "0000:3b:00.0" in html
     grid = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/").content.decode()
     assert "GPU 0000:3b:00.0" in grid
+
+
+def test_a_student_whose_shutdown_was_put_off_is_warned_on_the_console_and_my_desktops(scenario, pool):
+    import datetime
+
+    from django.utils import timezone
+
+    from compute.classroom.models import ClassSession
+
+    mine = Desktop.objects.get(owner=scenario.student)
+    other = Desktop.objects.get(owner=scenario.student2)
+    notice = f"/classroom/desktops/{mine.pk}/shutdown-notice/"
+    client = _client(scenario.student)
+    assert 'data-testid="shutdown-notice"' not in client.get(notice).content.decode()
+
+    ended = timezone.now() - datetime.timedelta(minutes=20)
+    ClassSession.objects.create(
+        pool=pool,
+        class_time=pool.course.class_times.get(),
+        date=timezone.localdate(ended),
+        starts_at=ended - datetime.timedelta(minutes=100),
+        ends_at=ended,
+        state=ClassSession.State.SHUTTING_DOWN,
+        warnings=1,
+    )
+    deadline = timezone.localtime(ended + datetime.timedelta(minutes=pool.shutdown_deadline_minutes))
+    for url in ("/classroom/", f"/classroom/desktops/{mine.pk}/console/", notice):
+        html = client.get(url).content.decode()
+        assert 'data-testid="shutdown-notice"' in html and deadline.strftime("%H:%M") in html, url
+    assert client.get(f"/classroom/desktops/{other.pk}/shutdown-notice/").status_code == 404

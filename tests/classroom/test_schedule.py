@@ -7,7 +7,7 @@ import pytest
 import time_machine
 
 from audit.models import AuditEvent
-from common.errors import Conflict
+from common.errors import Conflict, InvalidInput
 from compute import services as compute_services
 from compute.classroom import services
 from compute.classroom.models import ClassSession, ConsoleTicket, DesktopPool
@@ -93,6 +93,83 @@ def test_a_connected_student_postpones_the_shutdown_with_a_warning(pool, scenari
     assert desktop.state == Desktop.State.STOPPED
 
 
+def _connected(desktop, user, when):
+    """A console the proxy reports as in use at ``when`` (its heartbeat marks it every 20 s)."""
+    ticket, _created = ConsoleTicket.objects.get_or_create(
+        token_hash=f"{desktop.pk:064d}",
+        defaults={
+            "desktop": desktop,
+            "user": user,
+            "host": "127.0.0.1",
+            "port": 5900,
+            "expires_at": when,
+            "used_at": when - datetime.timedelta(hours=1),
+        },
+    )
+    ConsoleTicket.objects.filter(pk=ticket.pk).update(seen_at=when - datetime.timedelta(seconds=10))
+
+
+@pytest.mark.parametrize("deadline_minutes", [None, 45])
+def test_a_connected_student_postpones_the_shutdown_only_until_the_pools_deadline(
+    pool, scenario, env, deadline_minutes, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    if deadline_minutes is not None:
+        services.pool_settings_update(actor=scenario.teacher, pool=pool, shutdown_deadline_minutes=deadline_minutes)
+    pool.refresh_from_db()
+    minutes = deadline_minutes or 30  # the default: half an hour after the class ends (11:40)
+    assert pool.shutdown_deadline_minutes == minutes
+    deadline = at(MONDAY, 11, 40) + datetime.timedelta(minutes=minutes)
+    _tick(capture, at(MONDAY, 9, 50))
+    desktop = Desktop.objects.get(seat__pool=pool, owner=scenario.student)
+
+    _connected(desktop, scenario.student, at(MONDAY, 11, 55))
+    assert services.shutdown_notice(desktop, at(MONDAY, 11, 55)) is None  # nothing put off yet
+    summary = _tick(capture, at(MONDAY, 11, 55))
+    assert (summary["connected"], summary["stopped"], summary["forced"]) == (1, 2, 0)
+    # The student is told when the desktop will go off anyway.
+    assert services.shutdown_notice(desktop, at(MONDAY, 11, 56)) == deadline
+    assert deadline.strftime("%H:%M") in ClassSession.objects.get(pool=pool).last_warning
+
+    last_postponed = deadline - datetime.timedelta(minutes=1)
+    _connected(desktop, scenario.student, last_postponed)
+    assert _tick(capture, last_postponed)["connected"] == 1
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING
+
+    _connected(desktop, scenario.student, deadline)  # still connected at the deadline
+    summary = _tick(capture, deadline)
+    assert (summary["connected"], summary["forced"], summary["stopped"]) == (0, 1, 1)
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.STOPPED
+    assert driver_for(env.endpoint).get_vm(desktop.vm_name).power_state == "stopped"
+    session = ClassSession.objects.get(pool=pool)
+    assert session.forced_at == deadline and session.warnings == 2
+    assert scenario.student.username in session.last_warning
+    forced = AuditEvent.objects.filter(action="pool.schedule_run", detail__forced=1).get()
+    assert datetime.datetime.fromisoformat(forced.detail["deadline"]) == deadline
+    assert services.shutdown_notice(desktop, deadline) is None
+
+    _tick(capture, deadline + datetime.timedelta(minutes=1))
+    assert ClassSession.objects.get(pool=pool).state == ClassSession.State.DONE
+
+
+def test_a_deadline_before_the_shutdown_delay_is_refused(pool, scenario, api):
+    with pytest.raises(InvalidInput) as refused:
+        services.pool_settings_update(actor=scenario.teacher, pool=pool, shutdown_deadline_minutes=5)
+    assert refused.value.code == "pool_deadline_invalid"
+    response = api.as_user(scenario.teacher).patch(
+        f"/api/v1/pools/{pool.pk}/", {"shutdown_after_minutes": 60}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "pool_deadline_invalid"
+    response = api.as_user(scenario.teacher).patch(
+        f"/api/v1/pools/{pool.pk}/", {"shutdown_after_minutes": 60, "shutdown_deadline_minutes": 90}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["shutdown_deadline_minutes"] == 90
+    pool.refresh_from_db()
+    assert (pool.shutdown_after_minutes, pool.shutdown_deadline_minutes) == (60, 90)
+
+
 def test_a_skipped_class_and_a_holiday_are_left_alone(pool, scenario, django_capture_on_commit_callbacks):
     class_time = pool.course.class_times.get()
     services.schedule_exception_add(actor=scenario.teacher, pool=pool, date=MONDAY, class_time_id=class_time.pk)
@@ -107,8 +184,6 @@ def test_a_skipped_class_and_a_holiday_are_left_alone(pool, scenario, django_cap
 
 
 def test_a_skip_on_a_date_without_that_class_is_refused(pool, scenario):
-    from common.errors import InvalidInput
-
     class_time = pool.course.class_times.get()
     with pytest.raises(InvalidInput):
         services.schedule_exception_add(
