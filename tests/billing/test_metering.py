@@ -2,13 +2,13 @@
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import transaction
 from django.db.models import Sum
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from billing import metering, services
@@ -19,7 +19,6 @@ from tests.billing.conftest import desktop_row
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 OCT_START = datetime(2026, 10, 1, tzinfo=SHANGHAI)
 NOV_START = datetime(2026, 11, 1, tzinfo=SHANGHAI)
-BEGIN = OCT_START - timedelta(hours=7, minutes=13)  # starts in September: the month boundary is crossed
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,34 @@ STEPS = st.lists(
     min_size=1,
     max_size=30,
 )
+DAY_US = 86_400 * 1_000_000
+# A month (any, leap Februaries included), and how far before its 1st and past its end the desktop
+# lives: a window that crosses the midnight of the 1st, and often the next month's too.
+WINDOWS = st.tuples(st.integers(2024, 2031), st.integers(1, 12), st.integers(0, 3 * DAY_US), st.integers(0, 2 * DAY_US))
+
+
+@dataclass(frozen=True)
+class Window:
+    month: date
+    begin: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, year: int, month: int, lead_us: int, tail_us: int) -> "Window":
+        first, following = metering.month_bounds(date(year, month, 1))
+        return cls(
+            date(year, month, 1),
+            first - timedelta(microseconds=lead_us),
+            following + timedelta(microseconds=tail_us),
+        )
+
+    def months(self) -> list[tuple[datetime, datetime]]:
+        """Bounds of each local month the window touches."""
+        bounds, day = [], self.begin.astimezone(SHANGHAI).date().replace(day=1)
+        while metering.month_bounds(day)[0] < self.end:
+            bounds.append(metering.month_bounds(day))
+            day = (day + timedelta(days=32)).replace(day=1)
+        return bounds
 
 
 def _apply(desktop: Desktop, held: Held, users: dict) -> None:
@@ -138,18 +165,31 @@ def _metered(queryset) -> dict:
 
 @pytest.mark.django_db
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=STEPS, delete_at_end=st.booleans())
-def test_metered_quantities_equal_the_exact_integral_for_any_sequence_of_changes(scenario, steps, delete_at_end):
+@given(window=WINDOWS, steps=STEPS, delete_at_end=st.booleans())
+# A leap February: running from 23:00 on the 28th across the 29th and into March.
+@example(
+    window=(2028, 2, 3_600_000_000, DAY_US),
+    steps=[(28 * DAY_US, ("start",)), (2 * DAY_US, ("stop",))],
+    delete_at_end=False,
+)
+# Starting on the very midnight of the 1st, a change in its first microsecond.
+@example(window=(2027, 1, 0, 0), steps=[(1, ("start",)), (DAY_US, ("sweep",))], delete_at_end=True)
+def test_metered_quantities_equal_the_exact_integral_for_any_sequence_of_changes(
+    scenario, window, steps, delete_at_end
+):
+    window = Window.of(*window)
+    begin, end = window.begin, window.end
+    last = end - timedelta(seconds=1)
     users = {"student": scenario.student, "student2": scenario.student2}
     with transaction.atomic():
         desktop = desktop_row(scenario.tenant_a, owner=scenario.student)
         oracle = Oracle()
         held = Held(system_gib=desktop.disk_gib)
-        services.desktop_usage_record(desktop=desktop, at=BEGIN, reason="created")  # provisioning: disk held
-        oracle.changes.append((BEGIN, held))
-        at = BEGIN
+        services.desktop_usage_record(desktop=desktop, at=begin, reason="created")  # provisioning: disk held
+        oracle.changes.append((begin, held))
+        at = begin
         for gap_us, event in steps:
-            at = min(at + timedelta(microseconds=gap_us), NOV_START - timedelta(seconds=1))
+            at = min(at + timedelta(microseconds=gap_us), last)
             if event[0] == "crash":
                 # The hypervisor acted, the worker died: the database (and so the meter) never heard.
                 # A retry later reports the unchanged row: nothing may be counted twice.
@@ -168,29 +208,34 @@ def test_metered_quantities_equal_the_exact_integral_for_any_sequence_of_changes
             # The same change applied twice (a retried task) counts once.
             services.desktop_usage_record(desktop=Desktop.objects.get(pk=desktop.pk), at=at, reason=event[0])
         if delete_at_end:
-            at = min(at + timedelta(hours=1), NOV_START - timedelta(seconds=1))
+            at = min(at + timedelta(hours=1), last)
             held = replace(held, deleted=True)
             _apply(desktop, held, users)
             services.desktop_usage_record(desktop=Desktop.objects.get(pk=desktop.pk), at=at, reason="deleted")
             oracle.changes.append((at, held))
 
-        services.usage_close_until(until=NOV_START)
-        services.usage_close_until(until=NOV_START)  # closing twice writes nothing more
+        # Invoicing the month closes what is open at its end first; then the window's end.
+        services.usage_close_until(until=metering.month_bounds(window.month)[1])
+        services.usage_close_until(until=end)
+        services.usage_close_until(until=end)  # closing twice writes nothing more
 
         mine = UsageInterval.objects.filter(desktop=desktop)
-        assert _nonzero(_metered(mine)) == _nonzero(oracle.integral(BEGIN, NOV_START))
-        october = mine.filter(day__gte=OCT_START.date())
-        assert _nonzero(_metered(october)) == _nonzero(oracle.integral(OCT_START, NOV_START))
+        assert _nonzero(_metered(mine)) == _nonzero(oracle.integral(begin, end))
+        # Each month the window touches is charged its own part, to the microsecond.
+        for first, following in window.months():
+            part = mine.filter(day__gte=first.date(), day__lt=following.date())
+            want = oracle.integral(max(first, begin), min(following, end))
+            assert _nonzero(_metered(part)) == _nonzero(want), first
         for who, user in users.items():
-            want = oracle.integral(BEGIN, NOV_START, owner=who)
+            want = oracle.integral(begin, end, owner=who)
             assert _nonzero(_metered(mine.filter(user=user))) == _nonzero(want), who
         # No piece crosses a local midnight, pieces never overlap.
         pieces = list(mine.order_by("start").values_list("start", "end", "day"))
-        for (start, end, day), following in zip(pieces, [*pieces[1:], None], strict=True):
+        for (start, stop, day), following in zip(pieces, [*pieces[1:], None], strict=True):
             assert start.astimezone(SHANGHAI).date() == day
-            assert end <= metering.local_midnight(day + timedelta(days=1))
+            assert stop <= metering.local_midnight(day + timedelta(days=1))
             if following:
-                assert end <= following[0]
+                assert stop <= following[0]
         transaction.set_rollback(True)
 
 
