@@ -57,6 +57,7 @@ MAKERS = {
     "/api/v1/desktops/{id}/reset/": _desktop_id,
     "/api/v1/desktops/{id}/retry/": _desktop_id,
     "/api/v1/desktops/{id}/clone/": _desktop_id,
+    "/api/v1/desktops/{id}/resize/": _desktop_id,
     "/api/v1/desktops/{id}/snapshots/": _desktop_id,
     "/api/v1/desktops/{id}/volumes/": _desktop_id,
     "/api/v1/desktops/{desktop_pk}/snapshots/{id}/": _snapshot,
