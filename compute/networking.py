@@ -26,8 +26,6 @@ endpoints can share one test daemon.
 
 import dataclasses
 import logging
-import threading
-import time
 import uuid
 
 from django.db import transaction
@@ -237,26 +235,11 @@ def network_ensure_on(*, network: Network, endpoint: Endpoint, driver: Hyperviso
     if not _is_libvirt(endpoint):
         return nic_network_name(network, endpoint)
     driver = driver or driver_for(endpoint)
-    spec = network_spec(network, endpoint)
-    with _ensure_lock(endpoint.pk, network.pk):
-        try:
-            driver.network_ensure(spec)
-        except DriverError:
-            # Another worker may have defined it a moment ago (libvirt then refuses the second
-            # definition): a second look finds it, and fails for real otherwise.
-            time.sleep(0.2)
-            driver.network_ensure(spec)
+    # Concurrent callers (threads, worker processes, hosts) need no lock of ours: the driver's
+    # ensure takes a define or start that another caller won as done.
+    driver.network_ensure(network_spec(network, endpoint))
     network_services.deployment_record(network_id=network.pk, endpoint=endpoint.name)
     return name
-
-
-_ensure_locks: dict[tuple[int, int], threading.Lock] = {}
-_ensure_locks_guard = threading.Lock()
-
-
-def _ensure_lock(endpoint_id: int, network_id: int) -> threading.Lock:
-    with _ensure_locks_guard:
-        return _ensure_locks.setdefault((endpoint_id, network_id), threading.Lock())
 
 
 def _define_filters(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> int:

@@ -981,18 +981,33 @@ class LibvirtDriver:
         return shape(current) == shape(wanted)
 
     def network_ensure(self, spec: NetworkSpec) -> None:
-        """Define, start and autostart the network; an identical existing one is kept as it is."""
+        """Define, start and autostart the network; an identical existing one is kept as it is.
+
+        Safe when several processes (or portals) ensure the same network at once: a define
+        or start that loses the race to another connection is taken as done when the
+        network is then there (and the same), active."""
         wanted_xml = lx.network_xml(spec)
         with self._calls(f"cannot set up network {spec.name!r}") as conn:
             net = self._find_network(conn, spec.name)
             if net is None:
-                net = conn.networkDefineXML(wanted_xml)
-            elif not self._same_network(lx.parse(net.XMLDesc(0)), lx.parse(wanted_xml)):
+                try:
+                    net = conn.networkDefineXML(wanted_xml)
+                except libvirt.libvirtError:
+                    # "already exists with uuid ...": another connection defined it first.
+                    net = self._find_network(conn, spec.name)
+                    if net is None:
+                        raise
+            if not self._same_network(lx.parse(net.XMLDesc(0)), lx.parse(wanted_xml)):
                 raise DriverError(
                     f"network {spec.name!r} exists with another configuration", permanent=True, code=ErrorCode.EXISTS
                 )
             if not net.isActive():
-                net.create()
+                try:
+                    net.create()
+                except libvirt.libvirtError:
+                    # "network is already active": another connection started it first.
+                    if not net.isActive():
+                        raise
             if net.isPersistent() and not net.autostart():
                 net.setAutostart(1)
         for host in spec.dhcp_hosts:

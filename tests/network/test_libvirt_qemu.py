@@ -254,3 +254,34 @@ def test_the_periodic_dhcp_sync_runs_on_a_real_worker_and_repairs_drift(scenario
         time.sleep(0.25)
     hosts = dnsmasq_hosts(name)
     assert f"{address.mac},{address.ip}" in hosts and stranger.mac not in hosts, hosts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_ensures_of_one_network_from_separate_connections_all_succeed(scenario, qemu_prefix):
+    """Eight callers, each on its own libvirt connection (as separate worker processes are), ensure
+    the same network at the same moment: every one succeeds and one network results, running."""
+    import libvirt
+
+    from compute.hypervisor import driver_open
+    from network.models import NetworkDeployment
+
+    network = tenant_network(scenario, cidr=free_cidr())
+    endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
+    drivers = [driver_open(endpoint) for _ in range(8)]
+    try:
+        results = in_threads(
+            lambda i: networking.network_ensure_on(network=network, endpoint=endpoint, driver=drivers[i]), 8
+        )
+    finally:
+        for driver in drivers:
+            driver.close()
+    name = networking.libvirt_network_name(network, endpoint)
+    assert results == [name] * 8, results
+    conn = libvirt.open(URI)
+    try:
+        nets = [n for n in conn.listAllNetworks(0) if n.name().startswith(qemu_prefix)]
+        assert [n.name() for n in nets] == [name]
+        assert nets[0].isActive() and nets[0].autostart()
+    finally:
+        conn.close()
+    assert NetworkDeployment.objects.filter(network=network, endpoint=endpoint.name).count() == 1
