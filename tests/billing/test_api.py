@@ -200,3 +200,36 @@ def test_a_price_plan_takes_effect_at_a_whole_hour_or_a_dates_midnight(api, scen
     assert utc.status_code == 201 and utc.json()["effective_from"] == "2026-12-02T14:00:00+08:00"
     assert half.status_code == 400 and half.json()["code"] == "effective_not_whole_hour"
     assert taken.status_code == 409 and taken.json()["code"] == "price_plan_date_taken"  # the same instant
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "code"),
+    [
+        ("/api/v1/invoices/", {"month": "2026/10"}, "month_invalid"),
+        ("/api/v1/usage/daily/", {"from": "2026-10-31", "to": "2026-10-01"}, "date_range_reversed"),
+        ("/api/v1/usage/", {"from": "2025-01-01", "to": "2026-10-01"}, "date_range_too_long"),
+    ],
+)
+def test_bad_filters_are_a_400_with_a_code(api, scenario, path, params, code):
+    response = api.as_user(scenario.finance).get(path, params)
+    assert response.status_code == 400 and response.json()["code"] == code
+
+
+def test_the_running_estimate_of_this_month_counts_open_intervals_up_to_now_for_finance_only(api, scenario, course):
+    from django.utils import timezone
+
+    from billing import metering
+
+    plan(scenario.sysadmin, scenario.university, date(2020, 1, 1), vcpu="1")
+    desktop = desktop_row(scenario.tenant_a, owner=scenario.student, course=course, state="running", power="running")
+    month_start = metering.local_midnight(timezone.localdate().replace(day=1))
+    services.desktop_usage_record(desktop=desktop, at=month_start)  # still running: the interval is open
+    floor = (timezone.now() - month_start).total_seconds() / 3600 * 2  # 2 vCPU x hours so far x 1 yuan
+
+    finance = api.as_user(scenario.finance).get("/api/v1/usage/estimate/").json()
+    ceiling = (timezone.now() - month_start).total_seconds() / 3600 * 2
+
+    assert [(e["tenant"], e["month"]) for e in finance] == [("cs", timezone.localdate().strftime("%Y-%m"))]
+    assert floor - 0.01 <= float(finance[0]["total"]) <= ceiling + 0.01
+    for who in (scenario.teacher, scenario.student, scenario.stranger):
+        assert api.as_user(who).get("/api/v1/usage/estimate/").json() == []

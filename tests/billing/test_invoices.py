@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, transaction
 
 from billing import documents, services
-from billing.models import CreditNote, Invoice, InvoiceLine, Item
+from billing.models import CreditNote, Invoice, InvoiceLine, Item, MeterCursor, UsageInterval
 from common.errors import Conflict, InvalidInput
 from tests.billing.conftest import course_of, desktop_row, plan
 
@@ -124,11 +124,25 @@ def test_invoice_numbers_are_sequential_per_year_without_gaps(scenario, billed):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("month", ["2099-01", "2026-11", "2026-13", "last month", ""])
-def test_a_month_not_over_or_malformed_is_refused(scenario, month):
+@pytest.mark.parametrize(
+    ("month", "code"),
+    [
+        ("2099-01", "month_not_over"),
+        ("this month", "month_not_over"),  # not over until its last microsecond has passed
+        ("2026-13", "month_invalid"),
+        ("last month", "month_invalid"),
+        ("", "month_invalid"),
+        ("1999-12", "month_invalid"),
+    ],
+)
+def test_a_month_not_over_or_malformed_is_refused_and_nothing_is_issued(scenario, billed, month, code):
+    if month == "this month":
+        month = datetime.now(SHANGHAI).strftime("%Y-%m")
     with pytest.raises(InvalidInput) as err:
         services.invoices_issue(month=month)
-    assert err.value.code in ("month_not_over", "month_invalid")
+    assert err.value.code == code
+    assert not Invoice.objects.exists()
+    assert UsageInterval.objects.filter(end__gt=at(1, month=11)).count() == 0  # nothing closed ahead of time
 
 
 @pytest.mark.django_db
@@ -140,6 +154,9 @@ def test_issuing_closes_open_intervals_at_the_month_boundary_first(scenario, cou
     invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
 
     assert lines_of(invoice)[(Item.VCPU, "1.0000")].quantity == Decimal("4.0000")  # 2 vCPU x 2 h, not into November
+    # Closed at the boundary and reopened there: November starts where October ended.
+    assert UsageInterval.objects.get(desktop=desktop).end == at(1, month=11)
+    assert MeterCursor.objects.get(pk=desktop.pk).since == at(1, month=11)
 
 
 @pytest.mark.django_db

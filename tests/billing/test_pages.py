@@ -110,3 +110,23 @@ def test_finance_sets_a_plan_from_a_whole_hour_and_a_half_hour_is_a_form_error(s
     assert hour.status_code == 302
     assert PricePlan.objects.get().effective_from == datetime(2026, 12, 1, 14, tzinfo=SHANGHAI)
     assert "2026-12-01 14:00" in listing and 'type="datetime-local"' in listing and 'step="3600"' in listing
+
+
+def test_a_teacher_sees_the_cost_of_their_courses_only_and_finance_the_running_estimate(scenario, invoice, course):
+    from tests.billing.conftest import course_of
+
+    other = course_of(scenario.tenant_a, scenario.tenant_admin, code="CS999")
+    desktop = desktop_row(scenario.tenant_a, owner=scenario.student2, course=other, state="running", power="running")
+    services.desktop_usage_record(desktop=desktop, at=datetime(2026, 10, 6, 8, tzinfo=SHANGHAI))
+    services.usage_close_until(until=datetime(2026, 10, 7, tzinfo=SHANGHAI))
+    query = {"start": "2026-10-01", "end": "2026-10-31", "group_by": "course"}
+
+    teacher = client_for(scenario.teacher).get("/billing/usage/", query)
+    finance = client_for(scenario.finance).get("/billing/usage/", query)
+
+    rows = teacher.context["report"].rows
+    assert {row.course.code for row in rows} == {"CS101"} and all(row.cost >= 0 for row in rows)
+    assert "CS101" in teacher.content.decode() and "CS999" not in teacher.content.decode()
+    assert teacher.context["estimates"] == [] and 'data-testid="estimates"' not in teacher.content.decode()
+    assert {row.course.code for row in finance.context["report"].rows} == {"CS101", "CS999"}
+    assert 'data-testid="estimates"' in finance.content.decode()  # CS101's desktop still runs this month
