@@ -202,7 +202,17 @@ def desktop_nics_allocate(
     )
     Desktop.objects.filter(pk=desktop.pk).update(mac=address.mac, guest_ip=address.ip)
     desktop.mac, desktop.guest_ip = address.mac, address.ip
+    _dhcp_mark([address], desktop.endpoint)
     return [address]
+
+
+def _dhcp_mark(addresses: list[Address], endpoint: Endpoint) -> None:
+    """Say on the NICs whether the portal's DHCP serves them where their desktop is: vCenter has no
+    DHCP service, so nothing is pushed there and the API and pages say so instead of nothing."""
+    dhcp = Address.Dhcp.PORTAL if _is_libvirt(endpoint) else Address.Dhcp.VCENTER
+    network_services.addresses_dhcp_set(address_ids=[a.pk for a in addresses], dhcp=dhcp)
+    for address in addresses:
+        address.dhcp = dhcp
 
 
 def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple[NicSpec, ...]:
@@ -265,6 +275,7 @@ def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tu
     if not addresses:
         return ()
     endpoint = desktop.endpoint
+    _dhcp_mark(addresses, endpoint)
     if _is_libvirt(endpoint):
         networks = {a.subnet.network_id: a.subnet.network for a in addresses}
         for network in networks.values():
@@ -318,6 +329,7 @@ def desktop_bindings_push(*, desktop: Desktop, driver: HypervisorDriver | None =
     report = {"endpoint": endpoint.name, "pushed": [], "removed_from": {}, "pending": {}}
     if not addresses:
         return report
+    _dhcp_mark(addresses, endpoint)
     previous: dict[str, list[Address]] = {}
     for address in addresses:
         if address.pushed_to and address.pushed_to != endpoint.name:

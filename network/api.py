@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from network import rules, selectors, services
 from network.models import (
+    DHCP_STATUS_LABELS,
     Address,
     ElasticIP,
     Network,
@@ -110,6 +111,13 @@ class AddressSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     security_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
     security_group_id = serializers.IntegerField(read_only=True)
+    dhcp_status = serializers.ChoiceField(
+        choices=list(DHCP_STATUS_LABELS),
+        read_only=True,
+        help_text="pushed / pending to the host's DHCP; vcenter: not pushed, vCenter has no DHCP service; "
+        "segment: a flat network, the physical segment's DHCP",
+    )
+    dhcp_status_display = serializers.CharField(read_only=True)
 
     class Meta:
         model = Address
@@ -131,6 +139,8 @@ class AddressSerializer(serializers.ModelSerializer):
             "security_group_id",
             "pushed_to",
             "pushed_at",
+            "dhcp_status",
+            "dhcp_status_display",
             "hold_until",
             "created_at",
         ]

@@ -229,6 +229,13 @@ class Address(models.Model):
         ALLOCATED = "allocated", _("已分配")
         HELD = "held", _("释放保留中")
 
+    class Dhcp(models.TextChoices):
+        """Who gives the NIC its address by DHCP: the portal (pushed to the host's dnsmasq), or no one
+        the portal can reach because the desktop is on vCenter, which has no DHCP service."""
+
+        PORTAL = "portal", _("门户下发")
+        VCENTER = "vcenter", _("vCenter（无 DHCP 服务）")
+
     subnet = models.ForeignKey(Subnet, verbose_name=_("子网"), on_delete=models.PROTECT, related_name="addresses")
     tenant = models.ForeignKey(
         "tenants.Tenant", verbose_name=_("租户"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -261,6 +268,7 @@ class Address(models.Model):
     hold_until = models.DateTimeField(_("保留至"), null=True, blank=True)
     pushed_to = models.CharField(_("已下发到"), max_length=64, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)
+    dhcp = models.CharField(_("DHCP"), max_length=8, choices=Dhcp.choices, default=Dhcp.PORTAL)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
     class Meta:
@@ -276,6 +284,28 @@ class Address(models.Model):
     def save(self, *args, **kwargs):
         self.ip_int = int(ipaddress.IPv4Address(self.ip))
         super().save(*args, **kwargs)
+
+    @property
+    def dhcp_status(self) -> str:
+        """Where the binding stands: "pushed", "pending", "vcenter" (no DHCP service there: nothing is
+        pushed) or "segment" (a flat network: the physical segment's DHCP, outside the portal)."""
+        if self.subnet.network.kind == Network.Kind.FLAT:
+            return "segment"
+        if self.dhcp == self.Dhcp.VCENTER:
+            return "vcenter"
+        return "pushed" if self.pushed_to else "pending"
+
+    @property
+    def dhcp_status_display(self) -> str:
+        return str(DHCP_STATUS_LABELS[self.dhcp_status])
+
+
+DHCP_STATUS_LABELS = {
+    "pushed": _("已下发到主机的 DHCP"),
+    "pending": _("待下发"),
+    "vcenter": _("不下发：vCenter 没有 DHCP 服务，请在校园 DHCP 上为此 MAC 保留该 IP，或在桌面内静态配置"),
+    "segment": _("不下发：扁平网络由物理网段的 DHCP 分配地址"),
+}
 
 
 class NetworkDeployment(models.Model):

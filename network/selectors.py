@@ -128,6 +128,13 @@ def public_pool_list_for(user) -> QuerySet[PublicPool]:
     return PublicPool.objects.annotate(allocated=Count("ips"))
 
 
+def network_has_vcenter_nics(network: Network) -> bool:
+    """Whether desktops on vCenter (no DHCP service there) hold NICs of this network the caller already sees."""
+    return Address.objects.filter(
+        subnet__network=network, kind=Address.Kind.NIC, state=Address.State.ALLOCATED, dhcp=Address.Dhcp.VCENTER
+    ).exists()
+
+
 def elastic_ips_bound_to_desktop(desktop_id: int) -> int:
     """How many elastic IPs are bound to the desktop's NICs (not scoped: billing's metering reads it)."""
     return ElasticIP.objects.filter(
@@ -161,6 +168,8 @@ def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
                 "gateway": address.subnet.gateway,
                 "security_group": address.security_group.name if address.security_group_id else "",
                 "pushed_to": address.pushed_to,
+                "dhcp_status": address.dhcp_status,
+                "dhcp_status_display": address.dhcp_status_display,
             }
         )
     return result

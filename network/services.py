@@ -531,6 +531,12 @@ def addresses_purge_expired() -> int:
     return deleted
 
 
+def addresses_dhcp_set(*, address_ids: list[int], dhcp: str) -> None:
+    """compute placed these NICs' desktop on an endpoint: whether the portal's DHCP serves them
+    (``Address.Dhcp.VCENTER``: vCenter has no DHCP service, nothing is pushed there)."""
+    Address.objects.filter(pk__in=address_ids).exclude(dhcp=dhcp).update(dhcp=dhcp)
+
+
 def address_pushed(*, address_ids: list[int], endpoint: str) -> None:
     """compute pushed these bindings to an endpoint's DHCP."""
     Address.objects.filter(pk__in=address_ids).update(pushed_to=endpoint, pushed_at=timezone.now())

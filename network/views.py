@@ -111,6 +111,8 @@ def network_detail(request, pk: int):
         "network": network,
         "subnets": [(s, selectors.subnet_usage(s)) for s in subnets],
         "page": addresses,
+        # vCenter has no DHCP service: say so for the network rather than leave the bindings silent.
+        "on_vcenter": selectors.network_has_vcenter_nics(network),
         "can_manage": can_manage,
         "subnet_form": subnet_form,
         "reserve_form": reserve_form,
