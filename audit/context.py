@@ -5,6 +5,7 @@ request id from here.
 """
 
 import contextvars
+import uuid
 from dataclasses import dataclass
 
 
@@ -32,3 +33,19 @@ def activate(ctx: AuditContext) -> contextvars.Token:
 
 def deactivate(token: contextvars.Token) -> None:
     _current.reset(token)
+
+
+def from_asgi_scope(scope: dict) -> AuditContext:
+    """The context of a WebSocket connection (the console proxy), from its ASGI scope.
+
+    ``scope["client"]`` is what REMOTE_ADDR is for a request: the peer address, or the
+    forwarded one when the server trusts the proxy in front of it (uvicorn --proxy-headers).
+    One request id per connection ties its opening and closing events together.
+    """
+    client = scope.get("client") or ("", 0)
+    headers = dict(scope.get("headers") or [])
+    return AuditContext(
+        source_ip=str(client[0] or ""),
+        user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+        request_id=uuid.uuid4().hex,
+    )

@@ -12,6 +12,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from audit import context as audit_context
 from compute.classroom import services
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         return str(client[0] or "")
 
     async def connect(self):
+        # The connection is its own task: the opening and closing events carry its address.
+        audit_context.activate(audit_context.from_asgi_scope(self.scope))
         token = self.scope["url_route"]["kwargs"].get("ticket", "")
         try:
             ticket = await database_sync_to_async(services.console_ticket_redeem)(token=token, client=self._client())
