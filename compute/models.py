@@ -444,6 +444,10 @@ class Desktop(models.Model):
     # Disks and NICs as the hypervisor last reported them (imported VMs, reconciliation).
     hardware = models.JSONField(default=dict, blank=True)
     imported = models.BooleanField(_("接管"), default=False)
+    # A clone's system disk is a copy of this desktop's (made while the source was held stopped).
+    cloned_from = models.ForeignKey(
+        "self", verbose_name=_("克隆自"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # What was reserved from the tenant's quota (kept to release exactly that).
     quota_reservation = models.CharField(max_length=64, blank=True, editable=False)
     created_by = models.ForeignKey(

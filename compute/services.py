@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from compute import hooks, networking, quota, selectors
 from compute.db import retry_on_deadlock
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
@@ -494,28 +494,50 @@ def desktop_create(
 
 
 def desktop_clone(*, actor, desktop: Desktop, name: str = "") -> Desktop:
-    """A new desktop from the same golden image version and flavor, for the same owner and course."""
+    """A new desktop whose system disk is a copy of this (stopped) desktop's, for the same owner and course.
+
+    The source is held (busy) until the copy is made, so nobody starts it halfway; the
+    clone is placed on the source's endpoint, where the disk is, and takes its own quota.
+    """
     _require_manage(actor, desktop)
     if desktop.image_version is None or desktop.flavor is None:
         raise InvalidInput(_("接管的虚拟机没有镜像和规格，不能克隆。"), code="desktop_not_clonable")
-    clone = desktop_create(
-        actor=actor,
-        tenant=desktop.tenant,
-        image_version=desktop.image_version,
-        flavor=desktop.flavor,
-        owner=desktop.owner or actor,
-        course=desktop.course,
-        name=name or f"{desktop.name}-clone",
-    )
     with transaction.atomic():
+        source = Desktop.objects.locked(desktop.pk)
+        if source.state != Desktop.State.STOPPED:
+            raise InvalidTransition(
+                _("请先关机再克隆：运行中的磁盘无法得到一致的副本。"),
+                code="desktop_must_be_stopped",
+                detail={"state": source.state, "action": "clone"},
+            )
+        clone = desktop_create(
+            actor=actor,
+            tenant=source.tenant,
+            image_version=source.image_version,
+            flavor=source.flavor,
+            owner=source.owner or actor,
+            course=source.course,
+            name=name or f"{source.name}-clone",
+            endpoint=source.endpoint,
+        )
+        clone.cloned_from = source
+        clone.save(update_fields=["cloned_from"])
+        source.occupy(action=_("克隆"))
+        source.task_id = clone.task_id
+        source.save()
         event_record(
             action=Action.DESKTOP_CLONED,
             actor=actor,
             target=clone,
-            tenant=desktop.tenant,
-            detail={"source": desktop.pk},
+            tenant=source.tenant,
+            detail={"source": source.pk},
         )
     return clone
+
+
+def desktop_clone_source_release(*, desktop_id: int) -> None:
+    """The copy is made (or failed): the source, held while its disk was copied, is stopped again."""
+    desktop_settle(desktop_id=desktop_id, power=Desktop.Power.STOPPED)
 
 
 _VERB_ACTIONS = {

@@ -64,12 +64,26 @@ def _note_desktop(desktop_id):
     return lambda exc: services.desktop_note_error(desktop_id=desktop_id, error=exc.message)
 
 
-def _create_vm(driver, desktop, spec):
+def _create_vm(driver, desktop, spec, source: str = ""):
     # The desktop's network, filters and DHCP binding on this endpoint first, then the VM with its NICs.
     nics = networking.desktop_network_prepare(desktop=desktop, driver=driver)
-    info = driver.create_vm(networking.with_nics(spec, nics), start=True)
+    spec = networking.with_nics(spec, nics)
+    # A clone copies its source's system disk; any other desktop starts from the golden image.
+    info = driver.clone_vm(source, spec, start=True) if source else driver.create_vm(spec, start=True)
     networking.desktop_nics_observed(desktop=desktop, nics=info.nics)
     return info
+
+
+def _clone_source(desktop: Desktop) -> tuple[str, int | None]:
+    """(VM name, id of the desktop held for the copy) of a clone's source; ("", None) for other desktops."""
+    if not desktop.cloned_from_id:
+        return "", None
+    source = Desktop.objects.filter(pk=desktop.cloned_from_id).values("vm_name", "state", "task_id").first()
+    if source is None:
+        return "", None
+    # The source is held only for the clone request that holds it (not for a later retry).
+    held = source["state"] == Desktop.State.BUSY and source["task_id"] == desktop.task_id
+    return source["vm_name"], desktop.cloned_from_id if held else None
 
 
 @shared_task(**TASK_OPTIONS)
@@ -78,17 +92,26 @@ def desktop_provision(self, desktop_id: int, failures: int = 0):
     if desktop is None or desktop.state != Desktop.State.PROVISIONING:
         return "skipped"
     spec = vm_spec(desktop)
+    source, held = _clone_source(desktop)
+
+    def fail(exc):
+        services.desktop_operation_fail(desktop_id=desktop_id, error=exc.message)
+        if held:
+            services.desktop_clone_source_release(desktop_id=held)
+
     info, ok = _run(
         self,
         endpoint=desktop.endpoint,
         holder=self.request.id or f"provision-{desktop_id}",
-        fn=lambda driver: _create_vm(driver, desktop, spec),
-        on_final_error=_fail_desktop(desktop_id),
+        fn=lambda driver: _create_vm(driver, desktop, spec, source),
+        on_final_error=fail,
         on_transient=_note_desktop(desktop_id),
         failures=failures,
     )
     if ok:
         services.desktop_provision_finish(desktop_id=desktop_id, info=info)
+        if held:
+            services.desktop_clone_source_release(desktop_id=held)
     return "done" if ok else "failed"
 
 

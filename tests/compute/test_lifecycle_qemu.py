@@ -135,3 +135,52 @@ def test_the_endpoint_concurrency_limit_holds_for_many_clones(scenario, qemu_env
         services.desktop_delete(actor=scenario.tenant_admin, desktop=desktop)
     for desktop in desktops:
         wait_state(desktop, Desktop.State.DELETED, timeout=120)
+
+
+def _qemu(*args: str) -> str:
+    import subprocess
+
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+
+def test_a_clone_carries_what_was_written_to_its_sources_disk(
+    scenario, qemu_env, eager, django_capture_on_commit_callbacks
+):
+    import json
+
+    from compute import services
+    from tests.compute.conftest import POOL_DIR
+
+    with django_capture_on_commit_callbacks(execute=True):
+        source = services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=qemu_env.version, flavor=qemu_env.flavor
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.desktop_stop(actor=scenario.student, desktop=source)
+    source.refresh_from_db()
+    assert source.state == Desktop.State.STOPPED, source.last_error
+    source_disk = POOL_DIR / f"{source.vm_name}-system.qcow2"
+    # A marker the golden image does not have, written into the source's own overlay.
+    _qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 64k", str(source_disk))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        clone = services.desktop_clone(actor=scenario.student, desktop=source)
+    clone.refresh_from_db()
+    source.refresh_from_db()
+    assert clone.state == Desktop.State.RUNNING, clone.last_error
+    assert source.state == Desktop.State.STOPPED
+    clone_disk = POOL_DIR / f"{clone.vm_name}-system.qcow2"
+
+    read = _qemu("qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0x5a 1M 64k", str(clone_disk))
+    assert "read 65536/65536 bytes" in read and "verification failed" not in read
+    assert "identical" in _qemu("qemu-img", "compare", "-U", str(source_disk), str(clone_disk))
+    # The source keeps its backing chain to the golden image; the copy stands alone.
+    info = json.loads(_qemu("qemu-img", "info", "-U", "--output=json", str(source_disk)))
+    assert info["backing-filename"].endswith(qemu_env.version.volume)
+    assert "backing-filename" not in json.loads(_qemu("qemu-img", "info", "-U", "--output=json", str(clone_disk)))
+
+    for desktop in (clone, source):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.desktop_delete(actor=scenario.student, desktop=desktop)
+    assert not {f"{source.vm_name}-system.qcow2", f"{clone.vm_name}-system.qcow2"} & qemu_volumes()
+    assert not {source.vm_name, clone.vm_name} & qemu_domains()

@@ -251,15 +251,35 @@ def test_a_second_user_with_the_same_tenant_role_does_not_see_the_desktop(scenar
     assert list(desktop_list_for(scenario.stranger_admin)) == []
 
 
-def test_a_clone_is_a_new_desktop_from_the_same_image_and_flavor(
+def test_a_clone_copies_the_stopped_desktop_and_holds_it_until_the_copy_is_made(
     scenario, compute_env, eager, django_capture_on_commit_callbacks
 ):
     desktop = _create(compute_env, scenario.student, scenario.tenant_a, django_capture_on_commit_callbacks)
-
+    with pytest.raises(InvalidTransition) as running:
+        services.desktop_clone(actor=scenario.student, desktop=desktop)
+    assert running.value.code == "desktop_must_be_stopped" and running.value.status == 409
+    assert Desktop.objects.count() == 1
     with django_capture_on_commit_callbacks(execute=True):
+        services.desktop_stop(actor=scenario.student, desktop=desktop)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         clone = services.desktop_clone(actor=scenario.student, desktop=desktop)
+        held = Desktop.objects.get(pk=desktop.pk)
+        assert held.state == Desktop.State.BUSY and held.task_id == clone.task_id  # nobody starts it mid-copy
+    assert callbacks
     clone.refresh_from_db()
+    desktop.refresh_from_db()
 
     assert clone.pk != desktop.pk and clone.vm_name != desktop.vm_name
-    assert (clone.image_version, clone.flavor, clone.owner) == (desktop.image_version, desktop.flavor, desktop.owner)
+    assert (clone.image_version, clone.flavor, clone.owner, clone.endpoint) == (
+        desktop.image_version,
+        desktop.flavor,
+        desktop.owner,
+        desktop.endpoint,
+    )
+    assert clone.cloned_from == desktop
     assert clone.state == Desktop.State.RUNNING
+    assert desktop.state == Desktop.State.STOPPED
+    driver = driver_for(compute_env.endpoint)
+    assert driver.get_vm(clone.vm_name).disks[0].volume == f"{clone.vm_name}-system.qcow2"
+    assert driver.get_vm(desktop.vm_name).power_state == "stopped"
