@@ -77,7 +77,10 @@ def asgi_server(transactional_db):
 
 QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 # One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
-POOL_NAME = "-".join(filter(None, ["cc-test-classroom", os.environ.get("PYTEST_XDIST_WORKER")]))
+# One pool per test process: several test runs share this libvirtd (engineers' runs, xdist workers),
+# and one process's teardown must never see another's. Pools of processes gone are swept at start.
+POOL_PREFIX = "cc-test-classroom-"
+POOL_NAME = f"{POOL_PREFIX}{os.getpid()}"
 POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
 GOLDEN = "cc-classroom-golden.qcow2"
 GOLDEN_MIB = 32
@@ -98,7 +101,7 @@ def qemu_cleanup() -> None:
         for dom in conn.listAllDomains(0):
             try:  # other processes create and delete domains of their own meanwhile
                 xml = dom.XMLDesc(0)
-                if str(POOL_DIR) not in xml and f"'{POOL_NAME}'" not in xml:
+                if f"{POOL_DIR}/" not in xml and f"'{POOL_NAME}'" not in xml:
                     continue
                 if dom.isActive():
                     dom.destroy()
@@ -140,6 +143,40 @@ def _remove_unused_portal_networks(conn) -> None:
             pass  # another process removed it meanwhile
 
 
+def _sweep_pools_of_dead_processes(conn) -> None:
+    """Remove the pools (and their domains and files) that killed test processes left behind."""
+    import shutil
+
+    libvirt = _libvirt()
+    for pool in conn.listAllStoragePools(0):
+        name = pool.name()
+        pid = name.removeprefix(POOL_PREFIX)
+        if not name.startswith(POOL_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        directory = Path("/var/lib/libvirt/images") / name
+        for dom in conn.listAllDomains(0):
+            with contextlib.suppress(libvirt.libvirtError):
+                if f"{directory}/" in dom.XMLDesc(0):
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        with contextlib.suppress(libvirt.libvirtError):
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def qemu_pool():
     """A directory pool on the real libvirtd with a real (empty) golden qcow2, for this test run."""
@@ -148,6 +185,7 @@ def qemu_pool():
         conn = libvirt.open(QEMU_URI)
     except libvirt.libvirtError as exc:
         pytest.fail(f"the real libvirtd is not running at {QEMU_URI} (make test starts it): {exc}")
+    _sweep_pools_of_dead_processes(conn)
     POOL_DIR.mkdir(parents=True, exist_ok=True)
     try:
         pool = conn.storagePoolLookupByName(POOL_NAME)
