@@ -1081,23 +1081,85 @@ def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: i
         )
 
 
-def versions_retire_unused() -> int:
-    """Superseded versions (an authoring session replaced them) retire once no desktop or pool uses them."""
-    superseded = set(
-        AuthoringSession.objects.filter(state=AuthoringSession.State.PUBLISHED).values_list(
-            "source_version_id", flat=True
-        )
-    )
-    if not superseded:
-        return 0
-    in_use = set(
-        Desktop.objects.filter(image_version_id__in=superseded)
+def _versions_in_use(version_ids: set[int]) -> set[int]:
+    """Of these versions, those a desktop that is not deleted (seat, authoring or any other) or a
+    pool still refers to: their golden image backs live disks or will back the next reset."""
+    if not version_ids:
+        return set()
+    return set(
+        Desktop.objects.filter(image_version_id__in=version_ids)
         .exclude(state=Desktop.State.DELETED)
         .values_list("image_version_id", flat=True)
-    ) | set(DesktopPool.objects.filter(image_version_id__in=superseded).values_list("image_version_id", flat=True))
-    return ImageVersion.objects.filter(pk__in=superseded - in_use, status=ImageVersion.Status.READY).update(
-        status=ImageVersion.Status.RETIRED
-    )
+    ) | set(DesktopPool.objects.filter(image_version_id__in=version_ids).values_list("image_version_id", flat=True))
+
+
+def version_in_use(version: ImageVersion) -> bool:
+    return bool(_versions_in_use({version.pk}))
+
+
+def _version_tenant(version: ImageVersion):
+    """The tenant whose course authored the version (the image itself may be the platform's)."""
+    session = AuthoringSession.objects.filter(published_version=version).select_related("course__tenant").first()
+    return session.course.tenant if session else version.image.tenant
+
+
+def versions_retire_unused() -> int:
+    """Course-authored versions a newer publication superseded retire once nothing uses them, and
+    their golden volume is deleted from the hypervisor (``image_version_volume_delete``).
+
+    Only versions this app made (published from an authoring desktop) are retired: the version a
+    teacher started from may be the platform's base image, which other courses and tenants use and
+    which the system administrator manages."""
+    published = AuthoringSession.objects.filter(state=AuthoringSession.State.PUBLISHED)
+    authored = set(published.values_list("published_version_id", flat=True))
+    superseded = set(published.values_list("source_version_id", flat=True)) & authored
+    candidates = superseded - _versions_in_use(superseded)
+    if not candidates:
+        return 0
+    retired = 0
+    with transaction.atomic():
+        versions = (
+            ImageVersion.objects.select_for_update()
+            .select_related("endpoint__site", "image")
+            .filter(pk__in=candidates, status=ImageVersion.Status.READY)
+            .order_by("pk")
+        )
+        for version in versions:
+            if version_in_use(version):  # a desktop came meanwhile: checked again under the lock
+                continue
+            version.status = ImageVersion.Status.RETIRED
+            version.save(update_fields=["status"])
+            # The audit log has no "version retired" action yet: the schedule run records the step.
+            event_record(
+                action=Action.SCHEDULE_RUN,
+                target=version,
+                tenant=_version_tenant(version),
+                detail={"step": "image_retired", "volume": version.volume, "pool": version.pool},
+            )
+            if version.volume:
+                _dispatch(_tasks().image_version_volume_delete, version.pk, queue=version.endpoint.site.celery_queue)
+            retired += 1
+    return retired
+
+
+def version_volume_deleted(*, version_id: int, error: str = "", kept: str = "") -> None:
+    """What the volume deletion task found: deleted, kept (still a backing file), or failed."""
+    with transaction.atomic():
+        version = ImageVersion.objects.select_related("image").get(pk=version_id)
+        if error:
+            ImageVersion.objects.filter(pk=version_id).update(last_error=error[:2000])
+        event_record(
+            action=Action.SCHEDULE_RUN,
+            target=version,
+            tenant=_version_tenant(version),
+            result="failure" if error or kept else "success",
+            reason=(error or kept)[:500],
+            detail={
+                "step": "image_volume_deleted" if not (error or kept) else "image_volume_kept",
+                "volume": version.volume,
+                "pool": version.pool,
+            },
+        )
 
 
 def console_ws_path(token: str) -> str:

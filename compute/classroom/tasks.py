@@ -10,7 +10,7 @@ from compute.classroom import services
 from compute.classroom.models import AuthoringSession
 from compute.drivers.base import DriverError, ErrorCode
 from compute.hypervisor import vm_spec
-from compute.models import Desktop
+from compute.models import Desktop, ImageVersion
 from compute.tasks import TASK_OPTIONS, _desktop, _fail_desktop, _note_desktop, _run
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,44 @@ def authoring_publish(self, session_id: int, failures: int = 0):
     if ok:
         services.authoring_publish_finish(session_id=session_id, volume=info.name, size_bytes=info.capacity_bytes)
     return "done" if ok else "failed"
+
+
+@shared_task(**TASK_OPTIONS)
+def image_version_volume_delete(self, version_id: int, failures: int = 0):
+    """Delete a retired version's golden volume, unless something still uses it after all: a
+    desktop row (checked again here) or a volume in the pool whose backing file it is."""
+    version = ImageVersion.objects.select_related("endpoint").filter(pk=version_id).first()
+    if version is None or version.status != ImageVersion.Status.RETIRED or not (version.pool and version.volume):
+        return "skipped"
+    if services.version_in_use(version):
+        services.version_volume_deleted(version_id=version_id, kept="in use by a desktop or pool")
+        return "kept"
+
+    def delete(driver):
+        volumes = {v.name: v for v in driver.volume_list(version.pool)}
+        golden = volumes.get(version.volume)
+        if golden is None:
+            return "gone"  # deleted already: a redelivered message
+        children = sorted(v.name for v in volumes.values() if v.backing and v.backing == golden.path)
+        if children:
+            return f"backing file of {', '.join(children)[:400]}"
+        driver.volume_delete(version.pool, version.volume)
+        return "deleted"
+
+    outcome, ok = _run(
+        self,
+        endpoint=version.endpoint,
+        holder=self.request.id or f"image-delete-{version_id}",
+        fn=delete,
+        on_final_error=lambda exc: services.version_volume_deleted(version_id=version_id, error=exc.message),
+        failures=failures,
+    )
+    if not ok:
+        return "failed"
+    if outcome == "gone":
+        return outcome
+    services.version_volume_deleted(version_id=version_id, kept="" if outcome == "deleted" else outcome)
+    return "deleted" if outcome == "deleted" else "kept"
 
 
 @shared_task(bind=True, acks_late=True)
