@@ -52,7 +52,7 @@ from compute.models import Desktop, Endpoint
 from network import hooks
 from network import selectors as network_selectors
 from network import services as network_services
-from network.models import Address, Network, NetworkDeployment, SecurityGroup
+from network.models import Address, Network, NetworkDeployment, SecurityGroup, SegmentType
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,44 @@ def nic_network_name(network: Network, endpoint: Endpoint) -> str:
     return endpoint.default_network
 
 
+def _flat_bridge(network: Network, endpoint: Endpoint) -> tuple[str, bool]:
+    """The host bridge a flat network attaches to on this endpoint, and whether it is Open vSwitch.
+
+    The network's own bridge; else, for a VLAN, the endpoint's bridge for that VLAN (option
+    ``vlan_bridges``: {"120": "br120"}, a Linux bridge on the VLAN's sub-interface), else its
+    first Open vSwitch bridge (option ``ovs_bridges``), where libvirt tags the VLAN itself.
+    """
+    ovs = list(endpoint.options.get("ovs_bridges", []))
+    if network.bridge:
+        return network.bridge, network.bridge in ovs
+    vlan = network.segment_id if network.segment_type == SegmentType.VLAN else None
+    by_vlan = endpoint.options.get("vlan_bridges", {})
+    if vlan is not None and str(vlan) in by_vlan:
+        return by_vlan[str(vlan)], by_vlan[str(vlan)] in ovs
+    if vlan is not None and ovs:
+        return ovs[0], True
+    raise DriverError(
+        f"flat network {network.name!r} has no host bridge on {endpoint.name}: give the network a bridge, or the "
+        f"endpoint the option vlan_bridges (VLAN id → bridge) or ovs_bridges",
+        permanent=True,
+        code=ErrorCode.INVALID_SPEC,
+    )
+
+
 def network_spec(network: Network, endpoint: Endpoint) -> NetworkSpec:
     name = libvirt_network_name(network, endpoint)
     if network.kind == Network.Kind.FLAT:
-        # Bridged to the physical segment; DHCP for it runs outside libvirt (no dnsmasq here).
-        return NetworkSpec(name=name, forward=ForwardMode.BRIDGE, bridge=network.bridge)
+        # Bridged to the physical segment; DHCP for it runs outside libvirt (no dnsmasq here). The
+        # VLAN goes on the wire as a tag only on Open vSwitch; a Linux bridge is on the VLAN already.
+        bridge, ovs = _flat_bridge(network, endpoint)
+        tagged = ovs and network.segment_type == SegmentType.VLAN and network.segment_id is not None
+        return NetworkSpec(
+            name=name,
+            forward=ForwardMode.BRIDGE,
+            bridge=bridge,
+            virtualport="openvswitch" if ovs else "",
+            vlan=network.segment_id if tagged else None,
+        )
     subnet = network.subnets.order_by("id").first()
     if subnet is None:
         return NetworkSpec(name=name, forward=ForwardMode.NAT, bridge=bridge_name(network, endpoint))

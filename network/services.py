@@ -236,8 +236,9 @@ def network_create(
         raise InvalidInput(_("网络类型须为 flat 或 router。"), code="network_kind_invalid")
     if segment_type not in SegmentType.values:
         raise InvalidInput(_("隔离方式须为 none、vlan 或 vxlan。"), code="segment_kind_invalid")
-    if kind == Network.Kind.FLAT and not (bridge or portgroup):
-        raise InvalidInput(_("扁平网络须指定主机网桥或 vCenter 端口组。"), code="flat_needs_bridge")
+    if kind == Network.Kind.FLAT and not (bridge or portgroup or segment_type == SegmentType.VLAN):
+        # A VLAN alone is enough: each endpoint maps it to its bridge (or port group) for that VLAN.
+        raise InvalidInput(_("扁平网络须指定主机网桥、vCenter 端口组或 VLAN。"), code="flat_needs_bridge")
     if bridge and (len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum()):
         raise InvalidInput(_("网桥名无效（最多 15 个字母、数字、-、_）。"), code="bridge_invalid")
     addressing = _subnet_addressing(cidr, gateway, dns_servers, dhcp_start, dhcp_end) if cidr else None

@@ -216,6 +216,10 @@ class NetworkSpec:
     dhcp_start: str = ""  # empty with a cidr: no DHCP range
     dhcp_end: str = ""
     dhcp_hosts: tuple[DhcpHost, ...] = ()
+    # 802.1Q on the wire: libvirt tags only bridged networks on an Open vSwitch bridge (a plain
+    # Linux bridge must sit on the VLAN's sub-interface instead; NAT networks are never tagged).
+    vlan: int | None = None
+    virtualport: str = ""  # "openvswitch" when ``bridge`` is an Open vSwitch bridge
 
 
 @dataclass(frozen=True)

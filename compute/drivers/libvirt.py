@@ -966,11 +966,14 @@ class LibvirtDriver:
             forward = root.find("forward")
             ip = root.find("ip")
             rng = root.find("ip/dhcp/range")
+            port = root.find("virtualport")
             return (
                 forward.get("mode") if forward is not None else "none",
                 ip.get("address") if ip is not None else "",
                 ip.get("netmask") if ip is not None else "",
                 (rng.get("start"), rng.get("end")) if rng is not None else None,
+                port.get("type") if port is not None else "",
+                sorted(tag.get("id", "") for tag in root.findall("vlan/tag")),
             )
 
         bridge = wanted.find("bridge")

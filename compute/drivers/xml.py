@@ -354,6 +354,13 @@ def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:
             permanent=True,
             code=ErrorCode.INVALID_SPEC,
         )
+    if spec.vlan is not None and not (spec.forward == ForwardMode.BRIDGE and spec.virtualport == "openvswitch"):
+        # libvirt refuses a <vlan> anywhere else ("whose type doesn't support vlan configuration").
+        raise DriverError(
+            f"network {spec.name!r}: a VLAN tag needs a bridged network on an Open vSwitch bridge",
+            permanent=True,
+            code=ErrorCode.INVALID_SPEC,
+        )
     net = ET.Element("network")
     _sub(net, "name", spec.name)
     if uuid:
@@ -365,6 +372,12 @@ def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:
             )
         _sub(net, "forward", mode="bridge")
         _sub(net, "bridge", name=spec.bridge)
+        if spec.virtualport:
+            _sub(net, "virtualport", type=spec.virtualport)
+        if spec.vlan is not None:
+            if not 1 <= spec.vlan <= 4094:
+                raise DriverError(f"VLAN id {spec.vlan} is not 1-4094", permanent=True, code=ErrorCode.INVALID_SPEC)
+            _sub(_sub(net, "vlan"), "tag", id=str(spec.vlan))
         return _tostring(net)
     if spec.forward == ForwardMode.NAT:
         _sub(net, "forward", mode="nat")
