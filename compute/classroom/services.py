@@ -110,7 +110,12 @@ def schedule_minutes(*, lead_minutes, shutdown_after_minutes, shutdown_deadline_
         raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
     if not after <= deadline <= MAX_DEADLINE_MINUTES:
         raise InvalidInput(
-            _("最迟关机时间必须在课后关机时间（%(after)s 分钟）到 480 分钟之间。") % {"after": after},
+            ngettext(
+                "最迟关机时间必须在课后关机时间（%(after)s 分钟）到 480 分钟之间。",
+                "最迟关机时间必须在课后关机时间（%(after)s 分钟）到 480 分钟之间。",
+                after,
+            )
+            % {"after": after},
             code="pool_deadline_invalid",
             detail={"shutdown_after_minutes": after, "shutdown_deadline_minutes": deadline},
         )
@@ -275,7 +280,8 @@ def course_request_submit(
         actor=actor,
         tenant=course.tenant,
         kind=RequestKind.COURSE_DESKTOPS if not flavor.gpus else RequestKind.GPU_ENVIRONMENT,
-        title=_("%(code)s 课程桌面（%(seats)s 座）") % {"code": course.code, "seats": seats},
+        title=ngettext("%(code)s 课程桌面（%(seats)s 座）", "%(code)s 课程桌面（%(seats)s 座）", seats)
+        % {"code": course.code, "seats": seats},
         amounts=seat_amounts(flavor, seats),
         course=course,
         payload={

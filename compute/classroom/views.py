@@ -11,7 +11,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from common.errors import ServiceError
@@ -206,21 +206,20 @@ def pool_action(request, pk):
     pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
     action = request.POST.get("action")
     try:
-        if action in ("start", "stop"):
+        if action == "start":
             n = services.pool_power(actor=request.user, pool=pool, verb=action)
-            messages.success(request, _("已对 %(n)s 台桌面提交操作。") % {"n": n})
+            messages.success(request, ngettext("正在开启 %(n)s 台桌面。", "正在开启 %(n)s 台桌面。", n) % {"n": n})
+        elif action == "stop":
+            n = services.pool_power(actor=request.user, pool=pool, verb=action)
+            messages.success(request, ngettext("正在关闭 %(n)s 台桌面。", "正在关闭 %(n)s 台桌面。", n) % {"n": n})
         elif action == "reset":
             n = services.pool_reset(actor=request.user, pool=pool)
-            messages.success(request, _("正在重置 %(n)s 台桌面。") % {"n": n})
+            messages.success(request, ngettext("正在重置 %(n)s 台桌面。", "正在重置 %(n)s 台桌面。", n) % {"n": n})
         elif action == "retry":
             n = services.pool_retry_failed(actor=request.user, pool=pool)
-            messages.success(request, _("正在重试 %(n)s 台桌面。") % {"n": n})
+            messages.success(request, ngettext("正在重试 %(n)s 台桌面。", "正在重试 %(n)s 台桌面。", n) % {"n": n})
         elif action == "sync":
-            result = services.pool_sync_roster(actor=request.user, pool=pool)
-            messages.success(
-                request,
-                _("名单已同步：新增 %(added)s，移交 %(handed_over)s，回收 %(retired)s。") % result.as_dict(),
-            )
+            _sync_messages(request, services.pool_sync_roster(actor=request.user, pool=pool))
         elif action == "settings":
             services.pool_settings_update(
                 actor=request.user,
@@ -236,6 +235,34 @@ def pool_action(request, pk):
     except ServiceError as exc:
         _refused(request, exc)
     return redirect("classroom:pool", pk=pool.pk)
+
+
+def _sync_messages(request, result: services.SyncResult) -> None:
+    """One whole sentence per kind of change, each with its own plural (no sentence built of pieces)."""
+    sentences = [
+        (result.added, ngettext("%(n)s 名新学生分配到了新桌面。", "%(n)s 名新学生分配到了新桌面。", result.added)),
+        (
+            result.handed_over,
+            ngettext("%(n)s 台桌面已重置并移交给新学生。", "%(n)s 台桌面已重置并移交给新学生。", result.handed_over),
+        ),
+        (
+            result.retired,
+            ngettext("%(n)s 台已离开学生的桌面已回收。", "%(n)s 台已离开学生的桌面已回收。", result.retired),
+        ),
+        (
+            result.pending,
+            ngettext(
+                "%(n)s 台已离开学生的桌面正忙，稍后自动回收。",
+                "%(n)s 台已离开学生的桌面正忙，稍后自动回收。",
+                result.pending,
+            ),
+        ),
+    ]
+    changes = [text % {"n": n} for n, text in sentences if n]
+    if not changes:
+        messages.info(request, _("名单没有变化。"))
+    for text in changes:
+        messages.success(request, text)
 
 
 def _int(value):

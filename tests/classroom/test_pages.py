@@ -187,3 +187,23 @@ def test_a_student_whose_shutdown_was_put_off_is_warned_on_the_console_and_my_de
         html = client.get(url).content.decode()
         assert 'data-testid="shutdown-notice"' in html and deadline.strftime("%H:%M") in html, url
     assert client.get(f"/classroom/desktops/{other.pk}/shutdown-notice/").status_code == 404
+
+
+def test_a_roster_sync_from_the_page_says_what_changed_one_sentence_each(
+    scenario, pool, eager, django_capture_on_commit_callbacks
+):
+    from tenants.models import RosterEntry
+    from tests import factories
+
+    client = _client(scenario.teacher)
+    unchanged = client.post(f"/classroom/pools/{pool.pk}/action/", {"action": "sync"}, follow=True)
+    assert "名单没有变化。" in unchanged.content.decode()
+
+    newcomer = factories.member("a_newcomer", scenario.tenant_a, "student")
+    RosterEntry.objects.filter(course=pool.course, user=scenario.student).delete()
+    RosterEntry.objects.create(course=pool.course, user=newcomer, student_number="20269999")
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.post(f"/classroom/pools/{pool.pk}/action/", {"action": "sync"}, follow=True)
+    html = page.content.decode()
+    assert "1 台桌面已重置并移交给新学生。" in html
+    assert "新学生分配到了新桌面" not in html and "桌面已回收" not in html  # no sentence for a zero
