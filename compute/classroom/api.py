@@ -164,6 +164,10 @@ class ConsoleTicketSerializer(serializers.Serializer):
     ticket = serializers.CharField()
     expires_at = serializers.DateTimeField()
     websocket_url = serializers.CharField()
+    protocol = serializers.ChoiceField(
+        choices=["rfb", "webmks"],
+        help_text="rfb: the portal's proxy relays VNC; webmks: a vCenter host's WebMKS endpoint (a VMware client)",
+    )
     page_url = serializers.CharField()
 
 
@@ -177,13 +181,14 @@ class DesktopConsoleView(APIView):
     )
     def post(self, request, pk):
         desktop = get_object_or_404(desktop_list_for(request.user).select_related("endpoint__site"), pk=pk)
-        ticket, token = services.console_ticket_issue(
+        grant = services.console_ticket_issue(
             actor=request.user, desktop=desktop, client=request.META.get("REMOTE_ADDR", "")
         )
         body = {
-            "ticket": token,
-            "expires_at": ticket.expires_at,
-            "websocket_url": services.console_ws_path(token),
+            "ticket": grant.ticket,
+            "expires_at": grant.expires_at,
+            "websocket_url": grant.websocket_url,
+            "protocol": grant.protocol,
             "page_url": reverse("classroom:console", args=[desktop.pk]),
         }
         return Response(ConsoleTicketSerializer(body).data, status=status.HTTP_201_CREATED)

@@ -880,10 +880,49 @@ def can_open_console(user, desktop: Desktop) -> bool:
     return desktop.course_id is not None and tenant_permissions.can_manage_course(user, desktop.course)
 
 
-def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> tuple[ConsoleTicket, str]:
-    """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop.
+@dataclass(frozen=True)
+class ConsoleGrant:
+    """What the console API hands out: a ticket, until when, and where to speak which protocol.
 
-    Returns the row and the ticket itself (only its hash is stored)."""
+    ``rfb``: ``websocket_url`` is the portal's own proxy (a path), which relays VNC for one use.
+    ``webmks``: a vCenter ticket; ``websocket_url`` is the host's WebMKS endpoint (absolute
+    ``wss://``), for a VMware WebMKS client; the portal's noVNC page cannot speak it."""
+
+    ticket: str
+    expires_at: datetime.datetime
+    websocket_url: str
+    protocol: str = "rfb"
+
+
+def _console_refused(desktop: Desktop, exc: DriverError) -> Conflict:
+    """The 409 for a console the hypervisor would not open, saying why in the user's words."""
+    if exc.code in (ErrorCode.UNSUPPORTED, ErrorCode.CONSOLE_UNSUPPORTED):
+        if desktop.endpoint.kind == Endpoint.Kind.VCENTER:
+            message = _(
+                "该桌面所在的 vCenter 不提供网页控制台（WebMKS 票据），请使用 vSphere 客户端或 VMware Remote "
+                "Console 连接此桌面。"
+            )
+        else:
+            message = _("该虚拟化平台不提供网页控制台。")
+        return Conflict(
+            message,
+            code="console_unsupported",
+            detail={"endpoint_kind": desktop.endpoint.kind, "reason": exc.message},
+        )
+    if exc.code == ErrorCode.INVALID_STATE:
+        return Conflict(
+            _("桌面已关机。请先开机，再打开控制台。"),
+            code="desktop_stopped",
+            detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
+        )
+    return Conflict(
+        _("暂时无法连接虚拟化平台，请稍后再试。"), code="console_unavailable", detail={"reason": exc.message}
+    )
+
+
+def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> ConsoleGrant:
+    """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop
+    (only its hash is stored); on vCenter, the endpoint's own WebMKS ticket where it issues one."""
     if not can_open_console(actor, desktop):
         raise NotFound(_("桌面不存在。"), code="not_found")
     if desktop.state in (Desktop.State.STOPPED, Desktop.State.STOPPING) or desktop.power_state == Desktop.Power.STOPPED:
@@ -898,40 +937,37 @@ def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> tuple[
             code="desktop_not_running",
             detail={"state": desktop.state},
         )
-    if desktop.endpoint.kind == Endpoint.Kind.VCENTER:
-        raise Conflict(
-            _("该 vCenter 不支持网页控制台（WebMKS），请使用 vSphere 客户端连接。"),
-            code="console_unsupported",
-        )
     from compute.hypervisor import driver_for
 
     try:
+        # On vCenter this asks for a WebMKS ticket (AcquireTicket); where the endpoint has none
+        # (vcsim, old hosts) the driver says so and the user is told what to use instead.
         address = driver_for(desktop.endpoint).console_address(desktop.vm_name)
     except DriverError as exc:
-        if exc.code in (ErrorCode.UNSUPPORTED, ErrorCode.CONSOLE_UNSUPPORTED):
-            raise Conflict(
-                _("该虚拟化平台不提供网页控制台。"), code="console_unsupported", detail={"reason": exc.message}
-            ) from exc
-        if exc.code == ErrorCode.INVALID_STATE:
-            raise Conflict(
-                _("桌面已关机。请先开机，再打开控制台。"),
-                code="desktop_stopped",
-                detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
-            ) from exc
-        raise Conflict(
-            _("暂时无法连接虚拟化平台，请稍后再试。"), code="console_unavailable", detail={"reason": exc.message}
-        ) from exc
+        raise _console_refused(desktop, exc) from exc
+    expires_at = timezone.now() + datetime.timedelta(seconds=TICKET_SECONDS)
+    if address.ticket and address.url:
+        # The browser talks to the host directly: the portal never sees the session, so the
+        # opening is audited here, when the ticket is handed out.
+        event_record(
+            action=Action.CONSOLE_OPENED,
+            actor=actor,
+            target=desktop,
+            tenant=desktop.tenant,
+            detail={"protocol": "webmks", "host": address.host, "client": client[:64]},
+        )
+        return ConsoleGrant(ticket=address.ticket, expires_at=expires_at, websocket_url=address.url, protocol="webmks")
     token = secrets.token_urlsafe(32)
-    ticket = ConsoleTicket.objects.create(
+    ConsoleTicket.objects.create(
         token_hash=_hash(token),
         desktop=desktop,
         user=actor,
         host=address.host or "127.0.0.1",
         port=address.port,
-        expires_at=timezone.now() + datetime.timedelta(seconds=TICKET_SECONDS),
+        expires_at=expires_at,
         client=client[:64],
     )
-    return ticket, token
+    return ConsoleGrant(ticket=token, expires_at=expires_at, websocket_url=console_ws_path(token))
 
 
 class TicketRefused(Exception):

@@ -36,15 +36,63 @@ def test_a_stopped_desktop_says_so_and_offers_to_start_it(api, scenario):
     assert body["detail"]["start_url"] == f"/api/v1/desktops/{desktop.pk}/start/"
 
 
-def test_a_vcenter_desktop_gets_a_clear_message(api, scenario):
+@pytest.fixture
+def vcenter_desktop(scenario):
+    """A desktop row for a VM of the shared vCenter simulator (read only: nothing is changed there)."""
+    import os
+
+    from compute.hypervisor import driver_for
+
+    url = os.environ.get("VCSIM_URL")
+    if not url:
+        pytest.fail("VCSIM_URL is not set (make test and /tmp/devtest.sh start the simulator)")
+    endpoint = compute_services.endpoint_register(
+        actor=scenario.sysadmin, name="vc-console", kind="vcenter", url=url, username="u", password="p"
+    )
+    vm = next(v for v in driver_for(endpoint).list_vms() if v.power_state == "running")
+    desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
+    Desktop.objects.filter(pk=desktop.pk).update(endpoint=endpoint, vm_name=vm.name)
+    desktop.refresh_from_db()
+    return desktop
+
+
+@pytest.mark.vcsim
+def test_a_vcenter_desktop_without_webmks_gets_a_clear_409(api, scenario, vcenter_desktop):
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{vcenter_desktop.pk}/console/")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "console_unsupported"
+    assert "vCenter" in body["message"] and "vSphere" in body["message"]
+    # The driver did ask the simulator for a WebMKS ticket (AcquireTicket), which it lacks.
+    assert body["detail"]["endpoint_kind"] == "vcenter" and "WebMKS" in body["detail"]["reason"]
+    assert not ConsoleTicket.objects.exists()
+    assert not AuditEvent.objects.filter(action="console.opened").exists()
+
+
+def test_a_vcenter_ticket_is_handed_out_as_webmks_and_audited(api, scenario, monkeypatch):
+    """Where the endpoint does issue WebMKS tickets (a real vCenter; not the simulator), the API
+    returns it as such. The driver is replaced here: this is the layer above it."""
+    from compute.drivers.base import ConsoleAddress
     from compute.models import Endpoint
 
     desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
     Endpoint.objects.filter(pk=desktop.endpoint_id).update(kind="vcenter")
+
+    class WebMksDriver:
+        def console_address(self, name):
+            assert name == desktop.vm_name
+            return ConsoleAddress(host="esxi1", port=443, ticket="vmw-t", url="wss://esxi1:443/ticket/vmw-t")
+
+    monkeypatch.setattr("compute.hypervisor.driver_for", lambda endpoint: WebMksDriver())
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/")
-    assert response.status_code == 409
-    assert response.json()["code"] == "console_unsupported"
-    assert "vCenter" in response.json()["message"]
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["protocol"] == "webmks" and body["websocket_url"] == "wss://esxi1:443/ticket/vmw-t"
+    assert body["ticket"] == "vmw-t" and body["page_url"] == f"/classroom/desktops/{desktop.pk}/console/"
+    assert not ConsoleTicket.objects.exists()  # the portal's proxy is not in the path
+    assert AuditEvent.objects.filter(action="console.opened", detail__protocol="webmks").exists()
 
 
 def test_a_tenant_b_user_gets_a_404(api, scenario):
@@ -103,7 +151,8 @@ def test_a_fresh_ticket_reads_qemus_rfb_banner_through_the_proxy_once(api, scena
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"ticket", "expires_at", "websocket_url", "page_url"}
+    assert set(body) == {"ticket", "expires_at", "websocket_url", "protocol", "page_url"}
+    assert body["protocol"] == "rfb" and body["websocket_url"].startswith("/ws/console/")
     assert len(body["ticket"]) >= 40 and body["ticket"] not in body["page_url"]
     assert str(running.vnc_port) not in body["websocket_url"]  # the VNC port never reaches the browser
 

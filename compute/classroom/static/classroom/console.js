@@ -49,6 +49,12 @@ async function connect() {
     showMessage(body.message || response.statusText, body.code === "desktop_stopped");
     return;
   }
+  if (body.protocol && body.protocol !== "rfb") {
+    // A vCenter WebMKS ticket: noVNC speaks RFB only.
+    setStatus(text("textFailed"), "warning");
+    showMessage(text("textWebmks"), false);
+    return;
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = body.websocket_url.startsWith("ws") ? body.websocket_url : `${scheme}://${location.host}${body.websocket_url}`;
   rfb = new RFB(document.getElementById("screen"), url, { wsProtocols: ["binary"] });
