@@ -9,7 +9,7 @@ reaches the caller unchanged.
 from django.db import transaction
 
 from tenants.models import Reservation
-from tenants.quotas import QuotaExceeded
+from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
 from tenants.services import quota_commit, quota_release, quota_reserve
 
 
@@ -102,3 +102,40 @@ def resize_quota_settle(*, desktop, hold: str) -> str:
 def resize_quota_release(*, hold: str) -> None:
     """The resize failed: give the growth back."""
     desktop_quota_release(reservation_id=hold)
+
+
+def imported_quota_charge(*, tenant, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> str | None:
+    """Charge an imported VM's share to the tenant (reserved and committed at once: the VM exists).
+
+    Returns the reservation id, or None when the share does not fit (nothing is changed then).
+    """
+    try:
+        with transaction.atomic():
+            reservation = desktop_quota_reserve(
+                actor=None,
+                tenant=tenant,
+                course=None,
+                owner=None,
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_gib=disk_gib,
+                gpus=gpus,
+            )
+            desktop_quota_commit(reservation_id=reservation)
+    except QuotaExceeded:
+        return None
+    return reservation
+
+
+def imported_quota_preview(*, tenant, shares: list[dict[str, int]]) -> list[str]:
+    """For each share (desktop_amounts) in turn: "" when it would be charged, else why it would not fit."""
+    result, fitted = [], ResourceAmounts()
+    for share in shares:
+        amounts = ResourceAmounts(**share)
+        shortfalls = quota_check(tenant=tenant, amounts=fitted + amounts)
+        if shortfalls:
+            result.append(" ".join(s.message for s in shortfalls))
+        else:
+            fitted = fitted + amounts
+            result.append("")
+    return result

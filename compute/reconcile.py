@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import InvalidInput, NotFound
-from compute import hooks
+from compute import hooks, quota
 from compute.drivers.base import DriverError, VMInfo
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
@@ -124,6 +124,44 @@ def _imported_fields(vm: VMInfo) -> dict:
     }
 
 
+def _shares(desktops: list[Desktop]) -> list[dict[str, int]]:
+    return [
+        quota.desktop_amounts(vcpus=d.vcpus, memory_mib=d.memory_mib, disk_gib=d.disk_gib, gpus=d.gpus)
+        for d in desktops
+    ]
+
+
+def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
+    """Charge each desktop's share; one that does not fit is imported uncharged and reported.
+
+    A takeover never refuses a VM that already runs: refusing would leave it unmanaged.
+    """
+    changed, over = [], []
+    for desktop, share in zip(desktops, _shares(desktops), strict=True):
+        reservation = quota.imported_quota_charge(
+            tenant=tenant,
+            vcpus=desktop.vcpus,
+            memory_mib=desktop.memory_mib,
+            disk_gib=desktop.disk_gib,
+            gpus=desktop.gpus,
+        )
+        if reservation is None:
+            # Say why, as a dry run would (the quota rows are not locked for the message).
+            message = quota.imported_quota_preview(tenant=tenant, shares=[share])[0]
+            over.append({"vm": desktop.vm_name, "message": message})
+            continue
+        desktop.quota_reservation = reservation
+        changed.append(desktop)
+    Desktop.objects.bulk_update(changed, ["quota_reservation"], batch_size=500)
+    return len(changed), over
+
+
+def _quota_preview(tenant, desktops: list[Desktop]) -> list[dict]:
+    """What _quota_charge would report as over quota, changing nothing."""
+    messages = quota.imported_quota_preview(tenant=tenant, shares=_shares(desktops))
+    return [{"vm": d.vm_name, "message": m} for d, m in zip(desktops, messages, strict=True) if m]
+
+
 def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool = False) -> dict:
     """Take an endpoint's VMs over into a tenant; {"created", "updated", "unchanged", "errors"}."""
     from tenants.models import Tenant
@@ -174,10 +212,21 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
             to_update.append(desktop)
         else:
             unchanged += 1
-    if not dry_run:
+    # Imported desktops take the tenant's quota like any other; earlier imports left uncharged
+    # (over quota then) are charged now if they fit.
+    uncharged = [
+        d
+        for d in existing.values()
+        if d.imported and d.tenant_id == tenant.pk and not d.quota_reservation and d.state in Desktop.LIVE
+    ]
+    charged, over_quota = 0, []
+    if dry_run:
+        over_quota = _quota_preview(tenant, [*uncharged, *to_create])
+    else:
         with transaction.atomic():
             Desktop.objects.bulk_create(to_create, batch_size=500)
             Desktop.objects.bulk_update(to_update, list(_imported_fields(vms[0]).keys()) if vms else [], batch_size=500)
+            charged, over_quota = _quota_charge(tenant, [*uncharged, *to_create])
             for desktop in [*to_create, *to_update]:
                 hooks.desktop_changed(desktop=desktop, reason="imported")
             event_record(
@@ -185,7 +234,13 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
                 actor=actor,
                 target=endpoint,
                 tenant=tenant,
-                detail={"created": len(to_create), "updated": len(to_update), "unchanged": unchanged},
+                detail={
+                    "created": len(to_create),
+                    "updated": len(to_update),
+                    "unchanged": unchanged,
+                    "charged": charged,
+                    "over_quota": [item["vm"] for item in over_quota],
+                },
             )
     log.info("import_vcenter %s: list %.2fs, total %.2fs", endpoint.name, listed - started, time.monotonic() - started)
     return {
@@ -193,6 +248,8 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
         "updated": len(to_update),
         "unchanged": unchanged,
         "errors": errors,
+        "charged": charged,
+        "over_quota": over_quota,
         "dry_run": dry_run,
         "seconds": round(time.monotonic() - started, 3),
     }

@@ -14,6 +14,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ServiceError
@@ -299,6 +300,19 @@ def endpoint_import(request, pk):
                 "errors": len(result["errors"]),
             },
         )
+        if result["over_quota"]:
+            messages.warning(
+                request,
+                ngettext(
+                    "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
+                    "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
+                    len(result["over_quota"]),
+                )
+                % {
+                    "count": len(result["over_quota"]),
+                    "names": "、".join(item["vm"] for item in result["over_quota"][:10]),
+                },
+            )
     return redirect("compute:endpoint-list")
 
 

@@ -84,6 +84,40 @@ def test_import_vcenter_command_dry_run_changes_nothing_and_prints_json(scenario
     assert not Desktop.objects.exists()
 
 
+def test_imported_vms_are_charged_and_an_overage_is_imported_uncharged_and_reported(scenario, vcenter):
+    from tenants.models import Quota
+    from tenants.services import quota_set
+
+    quota_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, limits={"desktops": 250})
+    preview = vcenter_import(actor=scenario.sysadmin, endpoint_name="vc", tenant_slug="cs", dry_run=True)
+    assert (preview["created"], len(preview["over_quota"]), preview["charged"]) == (300, 50, 0)
+    assert not Desktop.objects.exists()
+
+    out, err = StringIO(), StringIO()
+    call_command("import_vcenter", "--endpoint", "vc", "--tenant", "cs", stdout=out, stderr=err)
+    assert "charged to quota 250, over quota 50" in out.getvalue()
+    assert "WARNING: 50 VMs were imported without being charged" in err.getvalue()
+    desktops = Desktop.objects.filter(endpoint=vcenter)
+    assert desktops.count() == 300  # every VM is taken over, over quota or not
+    assert desktops.exclude(quota_reservation="").count() == 250
+    quota = Quota.objects.get(scope="tenant", tenant=scenario.tenant_a)
+    assert quota.used_desktops == 250
+    assert quota.used_vcpu == sum(d.vcpus for d in desktops.exclude(quota_reservation=""))
+
+    quota_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, limits={"desktops": 300})
+    again = json.loads(_import_json())
+    assert (again["created"], again["charged"], again["over_quota"]) == (0, 50, [])
+    quota.refresh_from_db()
+    assert quota.used_desktops == 300
+    assert json.loads(_import_json())["charged"] == 0  # charged once only
+
+
+def _import_json() -> str:
+    out = StringIO()
+    call_command("import_vcenter", "--endpoint", "vc", "--tenant", "cs", "--json", stdout=out)
+    return out.getvalue()
+
+
 def test_import_vcenter_refuses_an_unknown_tenant(scenario, vcenter):
     from django.core.management.base import CommandError
 
