@@ -208,26 +208,38 @@ class HostFirewall:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _chain_lines(self, table: str, chain: str) -> list[str] | None:
-        """The chain's rules as ``iptables -S`` prints them; None when the chain does not exist.
+    def _listing(self) -> dict[str, list[str]]:
+        """Both tables as ``iptables -S`` prints them: two calls for everything a change needs.
 
-        The whole table is listed: iptables-nft answers a missing chain with an error that
+        Whole tables are listed: iptables-nft answers for a missing chain with an error that
         does not say it is missing ("incompatible")."""
-        lines = self._run(table, "-S").stdout.splitlines()
+        return {table: self._run(table, "-S").stdout.splitlines() for table in ("nat", "filter")}
+
+    @staticmethod
+    def _chain_lines(listing: dict[str, list[str]], table: str, chain: str) -> list[str] | None:
+        """The chain's rules; None when the chain does not exist."""
+        lines = listing[table]
         if chain not in _BUILTINS and f"-N {chain}" not in lines:
             return None
         return [line for line in lines if line.startswith(f"-A {chain} ")]
 
-    def _ensure(self) -> None:
-        """Our chains exist and are jumped to ahead of every rule that is not a campus jump."""
-        for table, chain in (("nat", self.dnat), ("nat", self.snat), ("filter", self.fwd)):
-            if self._chain_lines(table, chain) is None:
+    @property
+    def _chains(self) -> tuple[tuple[str, str], ...]:
+        return (("nat", self.dnat), ("nat", self.snat), ("filter", self.fwd))
+
+    def _ensure(self, listing: dict[str, list[str]]) -> bool:
+        """Our chains exist and are jumped to ahead of every rule that is not a campus jump;
+        whether anything had to change (the listing is stale then)."""
+        changed = False
+        for table, chain in self._chains:
+            if self._chain_lines(listing, table, chain) is None:
                 done = self._run(table, "-N", chain, check=False)
-                if done.returncode != 0 and self._chain_lines(table, chain) is None:
+                if done.returncode != 0 and self._chain_lines(self._listing(), table, chain) is None:
                     self._run(table, "-N", chain)  # raises with the message
+                changed = True
         for table, builtin, ours in self._jumps:
             jump = f"-A {builtin} -j {ours}"
-            lines = self._chain_lines(table, builtin) or []
+            lines = self._chain_lines(listing, table, builtin) or []
             positions = [i for i, line in enumerate(lines) if line == jump]
             # Jumps of other prefixes may stay ahead of ours; libvirt's (or anyone's) rules may not.
             foreign = next((i for i, line in enumerate(lines) if not _is_campus_jump(line, builtin)), len(lines))
@@ -236,12 +248,15 @@ class HostFirewall:
             for _ in positions:
                 self._run(table, "-D", builtin, "-j", ours)
             self._run(table, "-I", builtin, "1", "-j", ours)
+            changed = True
+        return changed
 
-    def present(self) -> list[Present]:
+    def present(self, listing: dict[str, list[str]] | None = None) -> list[Present]:
         """Every rule in our chains that carries a campus comment."""
+        listing = listing or self._listing()
         found = []
-        for table, chain in (("nat", self.dnat), ("nat", self.snat), ("filter", self.fwd)):
-            for line in self._chain_lines(table, chain) or []:
+        for table, chain in self._chains:
+            for line in self._chain_lines(listing, table, chain) or []:
                 argv = shlex.split(line)[2:]
                 comment = _comment_of(argv)
                 if comment is None:
@@ -255,8 +270,10 @@ class HostFirewall:
         """Make the host hold exactly ``spec``'s rules under its key: "added", "changed" or "unchanged"."""
         wanted = self.rules(spec)
         with self._locked():
-            self._ensure()
-            mine = [p for p in self.present() if p.key == spec.key]
+            listing = self._listing()
+            if self._ensure(listing):
+                listing = self._listing()
+            mine = [p for p in self.present(listing) if p.key == spec.key]
             digests = {r.digest for r in wanted}
             kept: set[str] = set()
             changed = False
@@ -291,12 +308,13 @@ class HostFirewall:
     def teardown(self) -> None:
         """Remove our jumps and chains altogether (an endpoint taken out of service, a test's cleanup)."""
         with self._locked():
+            listing = self._listing()
             for table, builtin, ours in self._jumps:
-                for line in self._chain_lines(table, builtin) or []:
+                for line in self._chain_lines(listing, table, builtin) or []:
                     if line == f"-A {builtin} -j {ours}":
                         self._run(table, "-D", builtin, "-j", ours, check=False)
-            for table, chain in (("nat", self.dnat), ("nat", self.snat), ("filter", self.fwd)):
-                if self._chain_lines(table, chain) is not None:
+            for table, chain in self._chains:
+                if self._chain_lines(listing, table, chain) is not None:
                     self._run(table, "-F", chain)
                     self._run(table, "-X", chain)
 
