@@ -93,3 +93,19 @@ def test_vcenter_and_flat_networks_are_not_forwarded_and_say_so(scenario, run_id
     networking.forwarding_apply(eip_id=eip.pk)
     eip.refresh_from_db()
     assert not eip.applied and eip.apply_note.startswith("vCenter endpoints")
+
+
+def test_the_periodic_network_task_also_converges_forwards(scenario, run_id):
+    from compute.network_tasks import dhcp_sync_task
+
+    tenant_network(scenario)
+    endpoint = endpoint_make(scenario, name=f"t-{run_id}", prefix=f"t{run_id}")
+    desktop = desktop_row(scenario.tenant_a, endpoint)
+    (address,) = networking.desktop_nics_allocate(desktop=desktop)
+    eip = _eip(scenario, address)
+    ElasticIP.objects.filter(pk=eip.pk).update(apply_note="stale")
+
+    result = dhcp_sync_task()
+
+    assert result["forwarding"]["added"] == 0 and len(result["forwarding"]["errors"]) == 1
+    assert "portal's own host" in ElasticIP.objects.get(pk=eip.pk).apply_note
