@@ -224,7 +224,7 @@ def usage_report_for(
         queryset = queryset.filter(course_id=course_id)
         cursors = cursors.filter(course_id=course_id)
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
-    # Group in the database only by what the report shows (and what prices depend on: tenant, day).
+    # Group in the database only by what the report shows (and what prices depend on: tenant, time).
     keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
     open_rows = []
     if range_start < now:
