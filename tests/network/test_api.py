@@ -141,7 +141,7 @@ def test_a_full_subnet_is_a_409_when_reserving(scenario, api):
     assert response.status_code == 409 and response.json()["code"] == "ip_in_use"
 
 
-def test_elastic_ip_and_port_forward_are_modelled_and_say_they_are_not_applied(scenario, api):
+def test_elastic_ip_and_port_forward_through_the_api_start_unapplied(scenario, api):
     network = tenant_network(scenario)
     nic = services.address_allocate(tenant=scenario.tenant_a, desktop_id=5, network=network)
     PublicPool.objects.create(name="campus", cidr="198.51.100.0/29")
