@@ -159,10 +159,37 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 class VolumeSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
     class Meta:
         model = Volume
-        fields = ["id", "name", "size_gib", "target", "state", "last_error", "created_at"]
-        read_only_fields = ["id", "target", "state", "last_error", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "size_gib",
+            "desktop",
+            "tenant",
+            "endpoint",
+            "target",
+            "state",
+            "last_error",
+            "created_at",
+        ]
+        read_only_fields = ["id", "desktop", "tenant", "endpoint", "target", "state", "last_error", "created_at"]
+
+
+class VolumeAttachSerializer(serializers.Serializer):
+    """A new disk (``size_gib``, optional ``name``), or a detached disk of the tenant (``volume``)."""
+
+    name = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    size_gib = serializers.IntegerField(min_value=1, max_value=2048, required=False)
+    volume = serializers.IntegerField(required=False, help_text="id of a detached data disk to attach")
+
+    def validate(self, attrs):
+        if ("size_gib" in attrs) == ("volume" in attrs):
+            raise serializers.ValidationError(_("请给出新数据盘的容量，或要挂载的已有数据盘，二者选一。"))
+        return attrs
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -408,20 +435,25 @@ class DesktopViewSet(
         return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(methods=["get"], responses=VolumeSerializer(many=True))
-    @extend_schema(methods=["post"], request=VolumeSerializer, responses={202: VolumeSerializer})
+    @extend_schema(methods=["post"], request=VolumeAttachSerializer, responses={202: VolumeSerializer})
     @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer)
     def volumes(self, request, pk=None):
         desktop = self._desktop()
         if request.method == "GET":
             return Response(VolumeSerializer(selectors.volume_list_for(request.user, desktop=desktop), many=True).data)
-        data = VolumeSerializer(data=request.data)
+        data = VolumeAttachSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        volume = services.volume_attach(
-            actor=request.user,
-            desktop=desktop,
-            size_gib=data.validated_data["size_gib"],
-            name=data.validated_data.get("name", ""),
-        )
+        values = data.validated_data
+        if "volume" in values:
+            volume = selectors.volume_all_for(request.user).filter(pk=values["volume"]).first()
+            if volume is None:
+                raise serializers.ValidationError({"volume": [_("数据盘不存在。")]})
+            volume = services.volume_attach_existing(actor=request.user, desktop=desktop, volume=volume)
+        else:
+            volume = services.volume_attach(
+                actor=request.user, desktop=desktop, size_gib=values["size_gib"], name=values["name"]
+            )
+        volume.refresh_from_db()
         return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -471,6 +503,35 @@ class VolumeViewSet(DesktopChildViewSet):
         return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
 
 
+class VolumeFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(choices=Volume.State.choices)
+    tenant = filters.CharFilter(field_name="tenant__slug")
+    desktop = filters.NumberFilter(field_name="desktop_id")
+
+    class Meta:
+        model = Volume
+        fields = ["state", "tenant", "desktop"]
+
+
+@extend_schema_view(destroy=extend_schema(responses={202: VolumeSerializer, 409: OpenApiResponse()}))
+class DataDiskViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Every data disk the caller may see, attached or detached; DELETE deletes a detached disk for good."""
+
+    serializer_class = VolumeSerializer
+    filterset_class = VolumeFilter
+    search_fields = ["name"]
+    ordering_fields = ["created_at", "name", "size_gib"]
+
+    def get_queryset(self):
+        return selectors.volume_all_for(self.request.user).order_by("-created_at", "-id")
+
+    def destroy(self, request, pk=None):
+        volume = services.volume_delete(actor=request.user, volume=self.get_object())
+        return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
+
+
 @extend_schema_view(create=extend_schema(request=EndpointCreateSerializer, responses={201: EndpointSerializer}))
 class EndpointViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -506,6 +567,7 @@ def register(router) -> None:
     router.register("images", ImageViewSet, basename="image")
     router.register("flavors", FlavorViewSet, basename="flavor")
     router.register("desktops", DesktopViewSet, basename="desktop")
+    router.register("volumes", DataDiskViewSet, basename="volume")
     router.register("endpoints", EndpointViewSet, basename="endpoint")
     router.register("sites", SiteViewSet, basename="site")
 

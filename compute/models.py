@@ -607,24 +607,49 @@ class Snapshot(models.Model):
 
 
 class Volume(models.Model):
-    """A data disk of a desktop: created when attached, destroyed when detached."""
+    """A data disk of a tenant: attached to one desktop at a time, or kept detached to attach elsewhere.
+
+    It holds disk quota from its creation until it is deleted; a desktop's deletion deletes
+    the disks attached to it then.
+    """
 
     class State(models.TextChoices):
         ATTACHING = "attaching", _("挂载中")
         ATTACHED = "attached", _("已挂载")
         DETACHING = "detaching", _("卸载中")
-        DETACHED = "detached", _("已卸载")
+        DETACHED = "detached", _("未挂载")
+        DELETING = "deleting", _("删除中")
+        DELETED = "deleted", _("已删除")
         ERROR = "error", _("错误")
 
-    desktop = models.ForeignKey(Desktop, verbose_name=_("桌面"), on_delete=models.CASCADE, related_name="volumes")
+    desktop = models.ForeignKey(
+        Desktop, verbose_name=_("桌面"), null=True, blank=True, on_delete=models.CASCADE, related_name="volumes"
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant", verbose_name=_("租户"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("使用者"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Where it lives: a volume moves only between desktops of this endpoint.
+    endpoint = models.ForeignKey(
+        Endpoint, verbose_name=_("端点"), null=True, blank=True, on_delete=models.PROTECT, related_name="volumes"
+    )
     name = models.CharField(_("名称"), max_length=64)
     size_gib = models.PositiveIntegerField(_("容量 (GiB)"), validators=[MinValueValidator(1)])
     pool = models.CharField(_("存储池"), max_length=100, blank=True)
+    volume_name = models.CharField(_("卷名"), max_length=255, blank=True)
     target = models.CharField(_("设备"), max_length=32, blank=True)
     path = models.CharField(_("路径"), max_length=500, blank=True)
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.ATTACHING)
     last_error = models.TextField(_("最近错误"), blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    quota_reservation = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
     objects = LockingManager()

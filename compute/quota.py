@@ -32,6 +32,12 @@ def desktop_quota_reserve(
     return str(reservation.pk)
 
 
+def volume_quota_reserve(*, actor, tenant, owner, size_gib: int) -> str:
+    """Reserve a data disk's size from the disk quota (committed once the disk exists)."""
+    reservation = quota_reserve(actor=actor, tenant=tenant, user=owner, amounts={"disk_gib": size_gib}, reason="volume")
+    return str(reservation.pk)
+
+
 def _reservations(reservation_ids: str) -> list[Reservation]:
     """The reservations stored on a desktop: usually one id, "12,40" after a resize that could not be merged."""
     ids = [int(part) for part in reservation_ids.split(",") if part.strip()] if reservation_ids else []

@@ -155,4 +155,42 @@ def desktop_elastic_ip_count(desktop: Desktop) -> int:
 
 
 def volume_list_for(user, *, desktop: Desktop) -> QuerySet[Volume]:
-    return desktop.volumes.exclude(state=Volume.State.DETACHED)
+    """The data disks on a desktop the user already sees."""
+    return desktop.volumes.exclude(state__in=(Volume.State.DETACHED, Volume.State.DELETED))
+
+
+def volume_all_for(user) -> QuerySet[Volume]:
+    """Every data disk the user may see: on the desktops they see, their own, their tenants' (tenant-wide roles)."""
+    if not getattr(user, "is_authenticated", False):
+        return Volume.objects.none()
+    queryset = Volume.objects.exclude(state=Volume.State.DELETED).select_related("desktop", "tenant", "endpoint")
+    role = platform_role_of(user)
+    if role in PLATFORM_READERS:
+        return queryset
+    if role == PlatformRole.SECURITY_ADMIN:
+        return Volume.objects.none()
+    return queryset.filter(
+        Q(owner=user, tenant__in=[m.tenant_id for m in memberships_of(user)])
+        | Q(tenant__in=tenants_with_role(user, *TENANT_WIDE))
+        | Q(desktop__in=desktop_list_for(user).values("pk"))
+    )
+
+
+def volume_available_for(user, *, desktop: Desktop) -> QuerySet[Volume]:
+    """Detached data disks the user may attach to ``desktop``: same tenant and endpoint, manageable by them."""
+    queryset = Volume.objects.filter(
+        state=Volume.State.DETACHED, desktop__isnull=True, tenant=desktop.tenant_id, endpoint=desktop.endpoint_id
+    )
+    if is_system_admin(user):
+        return queryset
+    admin = tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=desktop.tenant_id).exists()
+    return queryset if admin else queryset.filter(owner=user)
+
+
+def volume_manageable_by(user, volume: Volume) -> bool:
+    """Whether the user may attach, detach or delete the disk: its owner (still a member), the tenant admin."""
+    if is_system_admin(user):
+        return True
+    if volume.owner_id == user.pk and any(m.tenant_id == volume.tenant_id for m in memberships_of(user)):
+        return True
+    return tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=volume.tenant_id).exists()

@@ -777,7 +777,7 @@ def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
 
 
 @retry_on_deadlock
-def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = "") -> Desktop:
+def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = "", reason: str = "settled") -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop_id)
         if desktop.state not in Desktop.TRANSIENT or desktop.state in (
@@ -792,7 +792,7 @@ def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = 
         if desktop.power_state != Desktop.Power.RUNNING:
             desktop.vnc_port = None
         desktop.save()
-        hooks.desktop_changed(desktop=desktop, reason="settled")
+        hooks.desktop_changed(desktop=desktop, reason=reason)
     return desktop
 
 
@@ -805,7 +805,11 @@ def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
         desktop.deleted()
         desktop.save()
         desktop.snapshots.exclude(state=Snapshot.State.DELETED).update(state=Snapshot.State.DELETED)
-        desktop.volumes.exclude(state=Volume.State.DETACHED).update(state=Volume.State.DETACHED)
+        # Its data disks went with it (the task deleted them): their disk quota comes back.
+        for volume in desktop.volumes.select_for_update().exclude(state=Volume.State.DELETED):
+            quota.desktop_quota_release(reservation_id=volume.quota_reservation)
+            volume.state = Volume.State.DELETED
+            volume.save(update_fields=["state"])
         quota.desktop_quota_release(reservation_id=desktop.quota_reservation)
         desktop.quota_reservation = ""
         desktop.save(update_fields=["quota_reservation"])
@@ -896,22 +900,35 @@ def snapshot_finish(*, snapshot_id: int, op: str, info: VMInfo | None, error: st
 # --- data disks ------------------------------------------------------------------------------
 
 
+def _volume_task(volume: Volume, op: str, endpoint: Endpoint) -> str:
+    return _dispatch(_tasks().volume_run, volume.pk, op, queue=endpoint.site.celery_queue)
+
+
 def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> Volume:
+    """A new data disk for the desktop: its size is reserved from the disk quota until the disk is deleted."""
     _require_manage(actor, desktop)
     if not 1 <= int(size_gib) <= 2048:
         raise InvalidInput(_("数据盘容量必须在 1 到 2048 GiB 之间。"), code="volume_size_invalid")
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         desktop.occupy(action=_("挂载数据盘"))
+        reservation = quota.volume_quota_reserve(
+            actor=actor, tenant=desktop.tenant, owner=desktop.owner, size_gib=int(size_gib)
+        )
+        libvirt = desktop.endpoint.kind == Endpoint.Kind.LIBVIRT
         volume = Volume.objects.create(
             desktop=desktop,
+            tenant=desktop.tenant,
+            owner=desktop.owner,
+            endpoint=desktop.endpoint,
             name=(name or f"data-{desktop.volumes.count() + 1}")[:64],
             size_gib=size_gib,
             pool=desktop.storage_pool,
+            # Named after nobody's VM: the disk may move to another desktop and outlive this one.
+            volume_name=f"cc-vol-{desktop.tenant.slug[:12]}-{secrets.token_hex(5)}.qcow2" if libvirt else "",
+            quota_reservation=reservation,
         )
-        desktop.task_id = volume.task_id = _dispatch(
-            _tasks().volume_run, volume.pk, "attach", queue=desktop.endpoint.site.celery_queue
-        )
+        desktop.task_id = volume.task_id = _volume_task(volume, "attach", desktop.endpoint)
         desktop.save()
         volume.save(update_fields=["task_id"])
         event_record(
@@ -919,12 +936,45 @@ def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> 
             actor=actor,
             target=volume,
             tenant=desktop.tenant,
-            detail={"desktop": desktop.pk, "size_gib": size_gib},
+            detail={"desktop": desktop.pk, "size_gib": size_gib, "new": True},
+        )
+    return volume
+
+
+def volume_attach_existing(*, actor, desktop: Desktop, volume: Volume) -> Volume:
+    """Attach a detached data disk of the same tenant (and endpoint, where it lives) to the desktop."""
+    _require_manage(actor, desktop)
+    if not selectors.volume_manageable_by(actor, volume) or volume.tenant_id != desktop.tenant_id:
+        raise NotFound(_("数据盘不存在。"), code="volume_not_found")
+    with transaction.atomic():
+        desktop = Desktop.objects.locked(desktop.pk)
+        volume = Volume.objects.locked(volume.pk)
+        if volume.state != Volume.State.DETACHED or volume.desktop_id is not None:
+            raise Conflict(_("数据盘正在使用中。"), code="volume_in_use", detail={"state": volume.state})
+        if volume.endpoint_id != desktop.endpoint_id:
+            raise InvalidInput(
+                _("数据盘在另一个虚拟化端点上，只能挂载到同一端点的桌面。"), code="volume_other_endpoint"
+            )
+        desktop.occupy(action=_("挂载数据盘"))
+        volume.desktop = desktop
+        volume.state = Volume.State.ATTACHING
+        volume.last_error = ""
+        desktop.task_id = volume.task_id = _volume_task(volume, "attach", desktop.endpoint)
+        desktop.save()
+        volume.save()
+        event_record(
+            action=Action.VOLUME_ATTACHED,
+            actor=actor,
+            target=volume,
+            tenant=desktop.tenant,
+            detail={"desktop": desktop.pk, "size_gib": volume.size_gib, "new": False},
         )
     return volume
 
 
 def volume_detach(*, actor, volume: Volume) -> Volume:
+    """Take a data disk off its desktop. On libvirt the disk is kept (detached) to attach elsewhere or
+    delete; on vCenter a disk is a file of its VM and goes with it."""
     _require_manage(actor, volume.desktop)
     with transaction.atomic():
         desktop = Desktop.objects.locked(volume.desktop_id)
@@ -933,9 +983,7 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
             raise Conflict(_("数据盘当前不能卸载。"), code="volume_not_attached", detail={"state": volume.state})
         desktop.occupy(action=_("卸载数据盘"))
         volume.state = Volume.State.DETACHING
-        desktop.task_id = volume.task_id = _dispatch(
-            _tasks().volume_run, volume.pk, "detach", queue=desktop.endpoint.site.celery_queue
-        )
+        desktop.task_id = volume.task_id = _volume_task(volume, "detach", desktop.endpoint)
         desktop.save()
         volume.save()
         event_record(
@@ -948,21 +996,59 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
     return volume
 
 
-def volume_finish(*, volume_id: int, op: str, target: str = "", path: str = "", error: str = "") -> Volume:
+def volume_delete(*, actor, volume: Volume) -> Volume:
+    """Delete a detached data disk for good; its disk quota is released when it is gone."""
+    if not selectors.volume_manageable_by(actor, volume):
+        raise Forbidden(_("您不能删除这块数据盘。"), code="volume_read_only")
     with transaction.atomic():
-        volume = Volume.objects.locked(volume_id)
+        volume = Volume.objects.select_related("endpoint__site").select_for_update().get(pk=volume.pk)
+        if volume.state not in (Volume.State.DETACHED, Volume.State.ERROR) or volume.desktop_id is not None:
+            raise Conflict(_("数据盘仍挂载在桌面上，请先卸载。"), code="volume_in_use", detail={"state": volume.state})
+        volume.state = Volume.State.DELETING
+        volume.task_id = _volume_task(volume, "delete", volume.endpoint)
+        volume.save()
+        event_record(
+            # No action of its own yet: "detached", marked as a deletion in the detail.
+            action=Action.VOLUME_DETACHED,
+            actor=actor,
+            target=volume,
+            tenant=volume.tenant,
+            detail={"deleted": True, "size_gib": volume.size_gib},
+        )
+    return volume
+
+
+def volume_finish(
+    *, volume_id: int, op: str, target: str = "", path: str = "", volume_name: str = "", error: str = ""
+) -> Volume:
+    with transaction.atomic():
+        volume = Volume.objects.select_related("endpoint").select_for_update().get(pk=volume_id)
+        desktop_id = volume.desktop_id
         if error:
             volume.last_error = error[:2000]
-            volume.state = Volume.State.ERROR
+            # A disk that could not be deleted is still there (and still detached).
+            volume.state = Volume.State.DETACHED if op == "delete" else Volume.State.ERROR
         elif op == "attach":
             volume.state, volume.target, volume.path = Volume.State.ATTACHED, target, path
-        else:
-            volume.state = Volume.State.DETACHED
+            volume.volume_name = volume_name or volume.volume_name
+            volume.last_error = ""
+            quota.desktop_quota_commit(reservation_id=volume.quota_reservation)
+        elif op == "detach" and volume.endpoint_id and volume.endpoint.kind == Endpoint.Kind.LIBVIRT:
+            volume.state, volume.desktop, volume.target = Volume.State.DETACHED, None, ""
+        else:  # deleted, or detached from a vCenter VM (which destroys the disk file)
+            volume.state, volume.desktop, volume.target = Volume.State.DELETED, None, ""
+            quota.desktop_quota_release(reservation_id=volume.quota_reservation)
         volume.save()
+    if desktop_id is None:
+        return volume
     if error:
-        desktop_operation_fail(desktop_id=volume.desktop_id, error=error)
+        desktop_operation_fail(desktop_id=desktop_id, error=error)
     else:
-        desktop_settle(desktop_id=volume.desktop_id, power=_stable_power(volume.desktop_id))
+        desktop_settle(
+            desktop_id=desktop_id,
+            power=_stable_power(desktop_id),
+            reason="volume_attached" if op == "attach" else "volume_detached",
+        )
     return volume
 
 

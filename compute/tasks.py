@@ -222,6 +222,16 @@ def desktop_resize(self, desktop_id: int, flavor_id: int, gpu_device: str, hold:
     return "done" if ok else "failed"
 
 
+def _destroy_call(driver, desktop: Desktop) -> None:
+    """The VM (a VM already gone is not an error), then the data disks it had, which are not named after it."""
+    driver.delete_vm(desktop.vm_name)
+    for pool, name in desktop.volumes.exclude(state__in=(Volume.State.DETACHED, Volume.State.DELETED)).values_list(
+        "pool", "volume_name"
+    ):
+        if pool and name:
+            driver.volume_delete(pool, name)
+
+
 @shared_task(**TASK_OPTIONS)
 def desktop_destroy(self, desktop_id: int, failures: int = 0):
     desktop = _desktop(desktop_id)
@@ -231,7 +241,7 @@ def desktop_destroy(self, desktop_id: int, failures: int = 0):
         self,
         endpoint=desktop.endpoint,
         holder=self.request.id or f"destroy-{desktop_id}",
-        fn=lambda driver: driver.delete_vm(desktop.vm_name),  # a VM already gone is not an error
+        fn=lambda driver: _destroy_call(driver, desktop),
         on_final_error=_fail_desktop(desktop_id),
         on_transient=_note_desktop(desktop_id),
         failures=failures,
@@ -287,37 +297,48 @@ def snapshot_run(self, snapshot_id: int, op: str, failures: int = 0):
     return "done" if ok else "failed"
 
 
-def _volume_call(driver, vm: str, volume: Volume, op: str):
+def _volume_call(driver, volume: Volume, op: str):
+    """(target, path, volume name) after attaching, detaching or deleting ``volume``; safe to repeat."""
+    if op == "delete":
+        driver.volume_delete(volume.pool, volume.volume_name)  # a volume already gone is not an error
+        return "", "", volume.volume_name
+    vm = volume.desktop.vm_name
     if op == "attach":
-        disk = driver.attach_disk(vm, volume.size_gib, pool=volume.pool)
-        return disk.target, disk.path
+        if volume.volume_name:  # libvirt: a volume of its own, made once, attached to whichever desktop
+            driver.volume_create(volume.pool, volume.volume_name, volume.size_gib)
+            disk = driver.attach_volume(vm, volume.pool, volume.volume_name)
+        else:  # vCenter: a new disk file of the VM
+            disk = driver.attach_disk(vm, volume.size_gib, pool=volume.pool)
+        return disk.target, disk.path, disk.volume
     try:
-        driver.detach_disk(vm, volume.target)
+        driver.detach_disk(vm, volume.target, delete_volume=not volume.volume_name)
     except DriverError as exc:
         if exc.code != ErrorCode.NOT_FOUND:  # redelivered: already detached
             raise
-    return volume.target, volume.path
+    return volume.target, volume.path, volume.volume_name
+
+
+_VOLUME_STATES = {"attach": Volume.State.ATTACHING, "detach": Volume.State.DETACHING, "delete": Volume.State.DELETING}
 
 
 @shared_task(**TASK_OPTIONS)
 def volume_run(self, volume_id: int, op: str, failures: int = 0):
-    volume = Volume.objects.select_related("desktop__endpoint__site").filter(pk=volume_id).first()
-    wanted = Volume.State.ATTACHING if op == "attach" else Volume.State.DETACHING
-    if volume is None or volume.state != wanted:
+    volume = Volume.objects.select_related("desktop__endpoint__site", "endpoint__site").filter(pk=volume_id).first()
+    if volume is None or volume.state != _VOLUME_STATES[op]:
         return "skipped"
-    desktop = volume.desktop
+    desktop_id = volume.desktop_id
     result, ok = _run(
         self,
-        endpoint=desktop.endpoint,
+        endpoint=volume.desktop.endpoint if volume.desktop_id else volume.endpoint,
         holder=self.request.id or f"volume-{volume_id}",
-        fn=lambda driver: _volume_call(driver, desktop.vm_name, volume, op),
+        fn=lambda driver: _volume_call(driver, volume, op),
         on_final_error=lambda exc: services.volume_finish(volume_id=volume_id, op=op, error=exc.message),
-        on_transient=_note_desktop(desktop.pk),
+        on_transient=_note_desktop(desktop_id) if desktop_id else None,
         failures=failures,
     )
     if ok:
-        target, path = result
-        services.volume_finish(volume_id=volume_id, op=op, target=target, path=path)
+        target, path, name = result
+        services.volume_finish(volume_id=volume_id, op=op, target=target, path=path, volume_name=name)
     return "done" if ok else "failed"
 
 

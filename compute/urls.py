@@ -17,6 +17,7 @@ urlpatterns = [
     path("desktops/<int:pk>/snapshots/<int:snapshot_pk>/<str:op>/", views.snapshot_action, name="snapshot-action"),
     path("desktops/<int:pk>/volumes/", views.volume_attach, name="volume-attach"),
     path("desktops/<int:pk>/volumes/<int:volume_pk>/detach/", views.volume_detach, name="volume-detach"),
+    path("desktops/<int:pk>/volumes/<int:volume_pk>/delete/", views.volume_delete, name="volume-delete"),
     path("desktops/<int:pk>/<str:verb>/", views.desktop_action, name="desktop-action"),
     path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),

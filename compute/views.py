@@ -118,6 +118,7 @@ def desktop_detail(request, pk):
         "can_manage": selectors.desktop_manageable_by(request.user, desktop),
         "snapshots": selectors.snapshot_list_for(request.user, desktop=desktop),
         "volumes": selectors.volume_list_for(request.user, desktop=desktop),
+        "available_volumes": selectors.volume_available_for(request.user, desktop=desktop),
         "nics": selectors.desktop_nics([desktop.pk])[desktop.pk],
         "snapshot_form": forms.SnapshotForm(),
         "resize_form": forms.ResizeForm(flavors=selectors.flavor_list_for(request.user)),
@@ -217,17 +218,25 @@ def snapshot_action(request, pk, snapshot_pk, op):
 @login_required
 @require_POST
 def volume_attach(request, pk):
+    """A new data disk (size), or a detached disk of the tenant (its id), onto the desktop."""
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
-    form = forms.VolumeForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _("数据盘容量必须在 1 到 2048 GiB 之间。"))
-    else:
-        try:
-            services.volume_attach(actor=request.user, desktop=desktop, **form.cleaned_data)
-        except ServiceError as exc:
-            _fail(request, exc)
+    existing = request.POST.get("volume", "")
+    try:
+        if existing:
+            volume = get_object_or_404(
+                selectors.volume_available_for(request.user, desktop=desktop), pk=existing if existing.isdigit() else 0
+            )
+            services.volume_attach_existing(actor=request.user, desktop=desktop, volume=volume)
         else:
-            messages.success(request, _("正在挂载数据盘。"))
+            form = forms.VolumeForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, _("数据盘容量必须在 1 到 2048 GiB 之间。"))
+                return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+            services.volume_attach(actor=request.user, desktop=desktop, **form.cleaned_data)
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, _("正在挂载数据盘。"))
     return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
 
 
@@ -241,7 +250,22 @@ def volume_detach(request, pk, volume_pk):
     except ServiceError as exc:
         _fail(request, exc)
     else:
-        messages.success(request, _("正在卸载数据盘，盘上数据将被删除。"))
+        messages.success(request, _("正在卸载数据盘，盘上的数据会保留。"))
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+
+
+@login_required
+@require_POST
+def volume_delete(request, pk, volume_pk):
+    """Delete a detached data disk offered on the desktop page (the page asks for confirmation first)."""
+    desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
+    volume = get_object_or_404(selectors.volume_available_for(request.user, desktop=desktop), pk=volume_pk)
+    try:
+        services.volume_delete(actor=request.user, volume=volume)
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, _("正在删除数据盘。"))
     return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
 
 

@@ -934,6 +934,9 @@ class VCenterDriver:
     def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo:
         raise unsupported("volumes without a VM", "the vCenter driver (disks are added to a VM)")
 
+    def attach_volume(self, name: str, pool: str, volume_name: str) -> DiskInfo:
+        raise unsupported("attaching a kept disk", "the vCenter driver (a disk is a file of its VM)")
+
     def pool_ensure(self, name: str, path: str) -> None:
         raise unsupported("creating storage pools", "the vCenter driver (datastores are managed in vCenter)")
 

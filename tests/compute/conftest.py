@@ -157,7 +157,11 @@ def qemu_pool():
     # Remove every domain whose disks live in this run's pool (other suites' VMs are not ours),
     # then the pool with its volumes.
     for dom in conn.listAllDomains(0):
-        if f"pool='{POOL_NAME}'" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE):
+        try:
+            ours = f"pool='{POOL_NAME}'" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        except libvirt.libvirtError:
+            continue  # another suite's domain, undefined since the listing
+        if ours:
             try:
                 if dom.isActive():
                     dom.destroy()

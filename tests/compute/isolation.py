@@ -22,6 +22,13 @@ def _volume(scenario):
     }
 
 
+def _data_disk(scenario):
+    volume = Volume.objects.create(
+        tenant=scenario.tenant_a, owner=scenario.student, name="kept", size_gib=1, state="detached"
+    )
+    return {"id": volume.pk}
+
+
 def _image(scenario):
     return {"id": Image.objects.create(name="cs only", visibility="tenant", tenant=scenario.tenant_a).pk}
 
@@ -63,6 +70,7 @@ MAKERS = {
     "/api/v1/desktops/{desktop_pk}/snapshots/{id}/": _snapshot,
     "/api/v1/desktops/{desktop_pk}/snapshots/{id}/revert/": _snapshot,
     "/api/v1/desktops/{desktop_pk}/volumes/{id}/": _volume,
+    "/api/v1/volumes/{id}/": _data_disk,
     "/api/v1/images/{id}/": _image,
     "/api/v1/flavors/{id}/": _flavor,
     "/api/v1/endpoints/{id}/": _endpoint,

@@ -208,3 +208,39 @@ def test_only_the_system_admin_registers_endpoints(scenario, api):
         "/api/v1/endpoints/", {"name": "x", "kind": "libvirt", "url": "test:///default"}, format="json"
     )
     assert response.status_code == 403
+
+
+def test_attaching_takes_a_size_or_a_disk_but_not_both(scenario, compute_env, api):
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student, state=Desktop.State.STOPPED)
+    client = api.as_user(scenario.student)
+    url = f"/api/v1/desktops/{desktop.pk}/volumes/"
+
+    for body in ({}, {"size_gib": 1, "volume": 1}, {"size_gib": 0}, {"volume": "x"}):
+        response = client.post(url, body, format="json")
+        assert response.status_code == 400, (body, response.content)
+    assert not desktop.volumes.exists()
+
+
+def test_data_disk_list_costs_constant_queries_and_shows_only_the_callers(scenario, compute_env, api):
+    from compute.models import Volume
+
+    def grow(n):
+        for i in range(n):
+            Volume.objects.create(
+                tenant=scenario.tenant_a,
+                owner=scenario.student,
+                name=f"v{i}",
+                size_gib=1,
+                state=Volume.State.DETACHED,
+                endpoint=compute_env.endpoint,
+            )
+
+    assert_constant_queries(lambda: _fresh(api, scenario.student).get("/api/v1/volumes/"), grow)
+    Volume.objects.create(
+        tenant=scenario.tenant_a, owner=scenario.student2, name="theirs", size_gib=1, state=Volume.State.DETACHED
+    )
+    names = {row["name"] for row in api.as_user(scenario.student).get("/api/v1/volumes/").json()["results"]}
+    assert "theirs" not in names and len(names) >= 1
+    admin_names = {row["name"] for row in api.as_user(scenario.tenant_admin).get("/api/v1/volumes/").json()["results"]}
+    assert "theirs" in admin_names
+    assert api.as_user(scenario.stranger).get("/api/v1/volumes/").json()["results"] == []

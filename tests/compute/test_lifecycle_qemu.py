@@ -59,15 +59,17 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.ATTACHED, what="volume attached")
     volume.refresh_from_db()
     assert volume.target == "vdb"
-    data_volumes = {v for v in qemu_volumes() if v.startswith(f"{desktop.vm_name}-data-")}
-    assert len(data_volumes) == 1
+    assert volume.volume_name in qemu_volumes()
     wait_state(desktop, Desktop.State.RUNNING)
 
     response = client.delete(f"/api/v1/desktops/{desktop.pk}/volumes/{volume.pk}/")
     assert response.status_code == 202, response.content
     wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.DETACHED, what="volume detached")
-    assert not {v for v in qemu_volumes() if v.startswith(f"{desktop.vm_name}-data-")}
+    assert volume.volume_name in qemu_volumes()  # detached, kept
     wait_state(desktop, Desktop.State.RUNNING)
+    assert client.delete(f"/api/v1/volumes/{volume.pk}/").status_code == 202
+    wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.DELETED, what="volume deleted")
+    assert volume.volume_name not in qemu_volumes()
 
     assert client.delete(f"/api/v1/desktops/{desktop.pk}/").status_code == 202
     wait_state(desktop, Desktop.State.DELETED)
@@ -184,3 +186,80 @@ def test_a_clone_carries_what_was_written_to_its_sources_disk(
             services.desktop_delete(actor=scenario.student, desktop=desktop)
     assert not {f"{source.vm_name}-system.qcow2", f"{clone.vm_name}-system.qcow2"} & qemu_volumes()
     assert not {source.vm_name, clone.vm_name} & qemu_domains()
+
+
+def test_a_detached_disk_is_kept_moves_to_another_desktop_and_is_deleted_on_request(
+    scenario, qemu_env, eager, django_capture_on_commit_callbacks, api
+):
+    from compute import services
+    from compute.hypervisor import driver_for
+    from tenants.models import Quota
+    from tenants.services import quota_set
+
+    quota_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, limits={"disk_gib": 10})
+
+    def run(fn, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = fn(**kwargs)
+        result.refresh_from_db()
+        return result
+
+    def disk_used() -> int:
+        return Quota.objects.get(scope="tenant", tenant=scenario.tenant_a).used_disk_gib
+
+    first, second = (
+        run(
+            services.desktop_create,
+            actor=scenario.student,
+            tenant=scenario.tenant_a,
+            image_version=qemu_env.version,
+            flavor=qemu_env.flavor,
+        )
+        for _ in range(2)
+    )
+    for desktop in (first, second):
+        run(services.desktop_stop, actor=scenario.student, desktop=desktop)
+    assert disk_used() == 2
+
+    volume = run(services.volume_attach, actor=scenario.student, desktop=first, size_gib=2, name="thesis")
+    assert volume.state == Volume.State.ATTACHED, volume.last_error
+    assert disk_used() == 4
+    volume = run(services.volume_detach, actor=scenario.student, volume=volume)
+    assert (volume.state, volume.desktop) == (Volume.State.DETACHED, None)
+    assert volume.volume_name in qemu_volumes()
+    assert disk_used() == 4  # a kept disk keeps its quota
+
+    stranger_desktop = services.desktop_create(
+        actor=scenario.stranger, tenant=scenario.tenant_b, image_version=qemu_env.version, flavor=qemu_env.flavor
+    )
+    refused = api.as_user(scenario.stranger).post(
+        f"/api/v1/desktops/{stranger_desktop.pk}/volumes/", {"volume": volume.pk}, format="json"
+    )
+    assert refused.status_code == 400 and "volume" in refused.json()["detail"]
+    client = api.as_user(scenario.student)  # the same client object, authenticated as the student again
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/v1/desktops/{second.pk}/volumes/", {"volume": volume.pk}, format="json")
+    assert response.status_code == 202, response.content
+    volume.refresh_from_db()
+    assert (volume.state, volume.desktop) == (Volume.State.ATTACHED, second)
+    assert volume.volume_name in {d.volume for d in driver_for(qemu_env.endpoint).get_vm(second.vm_name).disks}
+    in_use = client.delete(f"/api/v1/volumes/{volume.pk}/")
+    assert in_use.status_code == 409 and in_use.json()["code"] == "volume_in_use"
+
+    run(services.volume_detach, actor=scenario.student, volume=volume)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(f"/api/v1/volumes/{volume.pk}/").status_code == 202
+    volume.refresh_from_db()
+    assert volume.state == Volume.State.DELETED
+    assert volume.volume_name not in qemu_volumes()
+    assert disk_used() == 2
+
+    # A disk attached when its desktop is deleted goes with it, quota and all.
+    doomed = run(services.volume_attach, actor=scenario.student, desktop=second, size_gib=3)
+    assert disk_used() == 5
+    for desktop in (first, second):
+        run(services.desktop_delete, actor=scenario.student, desktop=desktop)
+    doomed.refresh_from_db()
+    assert doomed.state == Volume.State.DELETED
+    assert doomed.volume_name not in qemu_volumes()
+    assert disk_used() == 0

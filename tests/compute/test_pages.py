@@ -261,3 +261,41 @@ def test_the_desktop_detail_page_lists_its_nics(scenario, compute_env):
     assert 'data-testid="desktop-nics"' in page
     assert nic.mac in page and nic.ip in page and "lab-net" in page
     assert 'data-testid="desktop-nics"' not in client.get(f"/compute/desktops/{bare.pk}/").content.decode()
+
+
+def test_the_desktop_page_offers_the_tenants_detached_disks_to_attach_or_delete(scenario, compute_env):
+    from compute.models import Volume
+
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student, state=Desktop.State.STOPPED)
+    kept = Volume.objects.create(
+        tenant=scenario.tenant_a,
+        owner=scenario.student,
+        endpoint=compute_env.endpoint,
+        name="thesis-data",
+        size_gib=2,
+        pool="default-pool",
+        volume_name="cc-vol-x.qcow2",
+        state=Volume.State.DETACHED,
+    )
+    someone_elses = Volume.objects.create(
+        tenant=scenario.tenant_a,
+        owner=scenario.student2,
+        endpoint=compute_env.endpoint,
+        name="not-mine",
+        size_gib=1,
+        state=Volume.State.DETACHED,
+    )
+    client = _client(scenario.student)
+
+    page = client.get(f"/compute/desktops/{desktop.pk}/").content.decode()
+    assert 'data-testid="available-volumes"' in page and "thesis-data" in page
+    assert "not-mine" not in page
+    assert "data-confirm=" in page.split('data-testid="available-volumes"')[1]
+
+    assert client.post(f"/compute/desktops/{desktop.pk}/volumes/{someone_elses.pk}/delete/").status_code == 404
+    response = client.post(f"/compute/desktops/{desktop.pk}/volumes/{kept.pk}/delete/")
+    assert response.status_code == 302
+    kept.refresh_from_db()
+    someone_elses.refresh_from_db()
+    assert kept.state == Volume.State.DELETING
+    assert someone_elses.state == Volume.State.DETACHED
