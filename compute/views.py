@@ -14,7 +14,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ServiceError
@@ -128,12 +128,12 @@ def desktop_detail(request, pk):
 
 
 _ACTIONS = {
-    "start": (services.desktop_start, _("已发送开机指令。")),
-    "stop": (services.desktop_stop, _("已发送关机指令。")),
-    "reboot": (services.desktop_reboot, _("已发送重启指令。")),
-    "reset": (services.desktop_reset, _("正在重置为黄金镜像。")),
-    "retry": (services.desktop_retry, _("已重新提交创建。")),
-    "delete": (services.desktop_delete, _("正在删除云桌面。")),
+    "start": (services.desktop_start, gettext_lazy("已发送开机指令。")),
+    "stop": (services.desktop_stop, gettext_lazy("已发送关机指令。")),
+    "reboot": (services.desktop_reboot, gettext_lazy("已发送重启指令。")),
+    "reset": (services.desktop_reset, gettext_lazy("正在重置为黄金镜像。")),
+    "retry": (services.desktop_retry, gettext_lazy("已重新提交创建。")),
+    "delete": (services.desktop_delete, gettext_lazy("正在删除云桌面。")),
 }
 
 
@@ -164,21 +164,36 @@ def desktop_action(request, pk, verb):
     return redirect("compute:desktop-detail", pk=pk)
 
 
+def _on_desktop_page(request, pk, call, done: str, *, anchor: str = ""):
+    """Run one service call for the desktop page: its refusal or ``done`` as a message, then back to the page."""
+    try:
+        call()
+    except ServiceError as exc:
+        _fail(request, exc)
+    else:
+        messages.success(request, done)
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + (f"#{anchor}" if anchor else ""))
+
+
+def _refused(request, pk, message: str, *, anchor: str = ""):
+    messages.error(request, message)
+    return redirect(reverse("compute:desktop-detail", args=[pk]) + (f"#{anchor}" if anchor else ""))
+
+
 @login_required
 @require_POST
 def desktop_resize(request, pk):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     form = forms.ResizeForm(request.POST, flavors=selectors.flavor_list_for(request.user))
     if not form.is_valid():
-        messages.error(request, _("请选择新规格。"))
-    else:
-        try:
-            services.desktop_resize(actor=request.user, desktop=desktop, flavor=form.cleaned_data["flavor"])
-        except ServiceError as exc:
-            _fail(request, exc)
-        else:
-            messages.success(request, _("正在调整规格，完成后即可开机。"))
-    return redirect("compute:desktop-detail", pk=pk)
+        return _refused(request, pk, _("请选择新规格。"))
+    flavor = form.cleaned_data["flavor"]
+    return _on_desktop_page(
+        request,
+        pk,
+        lambda: services.desktop_resize(actor=request.user, desktop=desktop, flavor=flavor),
+        _("正在调整规格，完成后即可开机。"),
+    )
 
 
 @login_required
@@ -187,15 +202,20 @@ def snapshot_create(request, pk):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     form = forms.SnapshotForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _("请填写快照名称。"))
-    else:
-        try:
-            services.snapshot_create(actor=request.user, desktop=desktop, **form.cleaned_data)
-        except ServiceError as exc:
-            _fail(request, exc)
-        else:
-            messages.success(request, _("正在创建快照。"))
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#snapshots")
+        return _refused(request, pk, _("请填写快照名称。"), anchor="snapshots")
+    return _on_desktop_page(
+        request,
+        pk,
+        lambda: services.snapshot_create(actor=request.user, desktop=desktop, **form.cleaned_data),
+        _("正在创建快照。"),
+        anchor="snapshots",
+    )
+
+
+_SNAPSHOT_OPS = {
+    "revert": (services.snapshot_revert, gettext_lazy("正在恢复快照。")),
+    "delete": (services.snapshot_delete, gettext_lazy("正在删除快照。")),
+}
 
 
 @login_required
@@ -203,16 +223,12 @@ def snapshot_create(request, pk):
 def snapshot_action(request, pk, snapshot_pk, op):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     snapshot = get_object_or_404(selectors.snapshot_list_for(request.user, desktop=desktop), pk=snapshot_pk)
-    service = {"revert": services.snapshot_revert, "delete": services.snapshot_delete}.get(op)
-    if service is None:
+    if op not in _SNAPSHOT_OPS:
         raise Http404
-    try:
-        service(actor=request.user, snapshot=snapshot)
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(request, _("正在恢复快照。") if op == "revert" else _("正在删除快照。"))
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#snapshots")
+    service, done = _SNAPSHOT_OPS[op]
+    return _on_desktop_page(
+        request, pk, lambda: service(actor=request.user, snapshot=snapshot), done, anchor="snapshots"
+    )
 
 
 @login_required
@@ -221,23 +237,23 @@ def volume_attach(request, pk):
     """A new data disk (size), or a detached disk of the tenant (its id), onto the desktop."""
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     existing = request.POST.get("volume", "")
-    try:
-        if existing:
-            volume = get_object_or_404(
-                selectors.volume_available_for(request.user, desktop=desktop), pk=existing if existing.isdigit() else 0
-            )
+    if existing:
+        volume = get_object_or_404(
+            selectors.volume_available_for(request.user, desktop=desktop), pk=existing if existing.isdigit() else 0
+        )
+
+        def call():
             services.volume_attach_existing(actor=request.user, desktop=desktop, volume=volume)
-        else:
-            form = forms.VolumeForm(request.POST)
-            if not form.is_valid():
-                messages.error(request, _("数据盘容量必须在 1 到 2048 GiB 之间。"))
-                return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
-            services.volume_attach(actor=request.user, desktop=desktop, **form.cleaned_data)
-    except ServiceError as exc:
-        _fail(request, exc)
+
     else:
-        messages.success(request, _("正在挂载数据盘。"))
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+        form = forms.VolumeForm(request.POST)
+        if not form.is_valid():
+            return _refused(request, pk, _("数据盘容量必须在 1 到 2048 GiB 之间。"), anchor="volumes")
+
+        def call():
+            services.volume_attach(actor=request.user, desktop=desktop, **form.cleaned_data)
+
+    return _on_desktop_page(request, pk, call, _("正在挂载数据盘。"), anchor="volumes")
 
 
 @login_required
@@ -245,13 +261,13 @@ def volume_attach(request, pk):
 def volume_detach(request, pk, volume_pk):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     volume = get_object_or_404(selectors.volume_list_for(request.user, desktop=desktop), pk=volume_pk)
-    try:
-        services.volume_detach(actor=request.user, volume=volume)
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(request, _("正在卸载数据盘，盘上的数据会保留。"))
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+    return _on_desktop_page(
+        request,
+        pk,
+        lambda: services.volume_detach(actor=request.user, volume=volume),
+        _("正在卸载数据盘，盘上的数据会保留。"),
+        anchor="volumes",
+    )
 
 
 @login_required
@@ -260,13 +276,13 @@ def volume_delete(request, pk, volume_pk):
     """Delete a detached data disk offered on the desktop page (the page asks for confirmation first)."""
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     volume = get_object_or_404(selectors.volume_available_for(request.user, desktop=desktop), pk=volume_pk)
-    try:
-        services.volume_delete(actor=request.user, volume=volume)
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(request, _("正在删除数据盘。"))
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + "#volumes")
+    return _on_desktop_page(
+        request,
+        pk,
+        lambda: services.volume_delete(actor=request.user, volume=volume),
+        _("正在删除数据盘。"),
+        anchor="volumes",
+    )
 
 
 # --- admin pages: endpoints, images, flavors ---------------------------------------------------------
