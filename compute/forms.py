@@ -3,10 +3,10 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from compute.models import Endpoint, Flavor, ImageVersion, Visibility
+from compute.models import Cluster, Endpoint, Flavor, GpuProfile, ImageVersion, Site, StoragePool, Visibility
 
 
-class BootstrapForm(forms.Form):
+class _Bootstrap:
     """Bootstrap 5 classes on every widget."""
 
     def __init__(self, *args, **kwargs):
@@ -19,6 +19,14 @@ class BootstrapForm(forms.Form):
                 widget.attrs.setdefault("class", "form-select")
             else:
                 widget.attrs.setdefault("class", "form-control")
+
+
+class BootstrapForm(_Bootstrap, forms.Form):
+    pass
+
+
+class BootstrapModelForm(_Bootstrap, forms.ModelForm):
+    """The model's own checks (replica counts, unique names) run as form validation; the service checks again."""
 
 
 def _flavor_label(f: Flavor) -> str:
@@ -98,6 +106,52 @@ class FlavorForm(BootstrapForm):
     vcpus = forms.IntegerField(label=_("vCPU"), min_value=1, max_value=256)
     memory_mib = forms.IntegerField(label=_("内存 (MiB)"), min_value=64)
     disk_gib = forms.IntegerField(label=_("系统盘 (GiB)"), min_value=1)
+    gpu_profile = forms.ModelChoiceField(
+        label=_("GPU 规格"),
+        queryset=GpuProfile.objects.order_by("name"),
+        required=False,
+        help_text=_("选择后，此规格的桌面放在 GPU 集群上"),
+    )
+
+
+class SiteForm(BootstrapModelForm):
+    class Meta:
+        model = Site
+        fields = ["slug", "name", "queue"]
+        help_texts = {"queue": _("留空使用共享的 hypervisor 队列；校区自有 worker 时填 site.<标识>")}
+
+
+class ClusterForm(BootstrapModelForm):
+    class Meta:
+        model = Cluster
+        fields = ["site", "name", "kind", "policy", "cpu_overcommit", "memory_overcommit"]
+        help_texts = {"policy": _("分散：放到最空闲的主机；集中：先填满一台主机")}
+
+
+class StoragePoolForm(BootstrapModelForm):
+    path = forms.CharField(
+        label=_("目录（可选）"),
+        max_length=255,
+        required=False,
+        help_text=_("libvirt 端点：填写后在主机上创建此目录存储池；留空表示存储池已存在"),
+    )
+
+    class Meta:
+        model = StoragePool
+        fields = ["endpoint", "name", "kind", "replicas", "is_default"]
+        help_texts = {"replicas": _("本地存储为 1；分布式存储为 2 到 6")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            del self.fields["path"]  # the pool exists: only its metadata changes
+
+
+class GpuProfileForm(BootstrapModelForm):
+    class Meta:
+        model = GpuProfile
+        fields = ["name", "mode", "vgpu_type", "gpus"]
+        help_texts = {"vgpu_type": _("vGPU 模式下的类型，如 nvidia-63 或 grid_t4-2q")}
 
 
 class ImportForm(BootstrapForm):

@@ -25,7 +25,7 @@ from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, 
 from compute import hooks, networking, quota, selectors
 from compute.db import retry_on_deadlock
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
-from compute.hypervisor import driver_forget, driver_open
+from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import (
     Cluster,
     Desktop,
@@ -208,6 +208,63 @@ def endpoint_update(
         event_record(action=Action.ENDPOINT_CHANGED, actor=actor, target=endpoint, detail={"changed": changed})
     driver_forget(endpoint.pk)
     return endpoint
+
+
+# --- sites, clusters, storage pools, GPU profiles (the system admin's inventory pages) ----------------
+
+
+def _require_system_admin(actor) -> None:
+    if not selectors.is_system_admin(actor):
+        raise Forbidden(_("只有系统管理员可以管理虚拟化资源。"), code="system_admin_only")
+
+
+def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, pool_path: str = ""):
+    """Create or change a site, cluster, storage pool or GPU profile: checked against the model's rules
+    (a distributed pool keeps 2-6 replicas, a local one 1), saved and audited in one transaction.
+
+    A new libvirt storage pool with ``pool_path`` is also set up on the hypervisor (a directory pool).
+    """
+    from django.core.exceptions import ValidationError
+
+    _require_system_admin(actor)
+    created = obj.pk is None
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        message = " ".join(m for messages in detail.values() for m in messages)
+        raise InvalidInput(message, code="inventory_invalid", detail=detail) from exc
+    if isinstance(obj, StoragePool) and created and pool_path:
+        if obj.endpoint.kind != Endpoint.Kind.LIBVIRT:
+            raise InvalidInput(
+                _("只能在 libvirt 端点上创建存储池；vCenter 的数据存储在 vCenter 中管理。"),
+                code="pool_create_unsupported",
+            )
+        try:
+            driver_for(obj.endpoint).pool_ensure(obj.name, pool_path)
+        except DriverError as exc:
+            raise InvalidInput(
+                _("无法在虚拟化平台上创建存储池。"), code="pool_create_failed", detail={"reason": exc.message}
+            ) from exc
+    with transaction.atomic():
+        if isinstance(obj, StoragePool) and obj.is_default:
+            # One default pool per endpoint: new desktops' disks go there.
+            StoragePool.objects.filter(endpoint=obj.endpoint_id, is_default=True).exclude(pk=obj.pk).update(
+                is_default=False
+            )
+        try:
+            obj.save()
+        except IntegrityError as exc:
+            raise Conflict(_("名称已被使用。"), code="inventory_name_taken") from exc
+        # No audit actions of their own yet: GPU profiles are recorded as flavor changes,
+        # sites, clusters and pools as endpoint (inventory) changes; the detail names the kind.
+        event_record(
+            action=Action.FLAVOR_CHANGED if isinstance(obj, GpuProfile) else Action.ENDPOINT_CHANGED,
+            actor=actor,
+            target=obj,
+            detail={"kind": obj._meta.model_name, "created": created, "path": pool_path},
+        )
+    return obj
 
 
 # --- images and flavors ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from common.errors import ServiceError
 from compute import forms, selectors, services
-from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
+from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, Site, StoragePool
 from compute.reconcile import vcenter_import
 from tenants.models import Tenant
 from tenants.selectors import memberships_of
@@ -464,3 +464,102 @@ def flavor_list(request):
             return redirect("compute:flavor-list")
     flavors = Flavor.objects.select_related("gpu_profile").order_by("vcpus", "memory_mib")
     return render(request, "compute/flavor_list.html", {"flavors": flavors, "form": form})
+
+
+# --- admin pages: sites, clusters, storage pools, GPU profiles -----------------------------------------
+
+
+def _yes_no(value: bool) -> str:
+    return _("是") if value else _("否")
+
+
+# kind → (model, form, queryset, page title, column headings, cells of one row)
+INVENTORY = {
+    "sites": (
+        Site,
+        forms.SiteForm,
+        lambda: Site.objects.order_by("slug"),
+        gettext_lazy("站点"),
+        (gettext_lazy("标识"), gettext_lazy("名称"), gettext_lazy("Celery 队列")),
+        lambda o: (o.slug, o.name, o.celery_queue),
+    ),
+    "clusters": (
+        Cluster,
+        forms.ClusterForm,
+        lambda: Cluster.objects.select_related("site").order_by("site__slug", "name"),
+        gettext_lazy("集群"),
+        (
+            gettext_lazy("名称"),
+            gettext_lazy("站点"),
+            gettext_lazy("类型"),
+            gettext_lazy("放置策略"),
+            gettext_lazy("超分比（CPU / 内存）"),
+        ),
+        lambda o: (
+            o.name,
+            o.site.name,
+            o.get_kind_display(),
+            o.get_policy_display(),
+            f"{o.cpu_overcommit} / {o.memory_overcommit}",
+        ),
+    ),
+    "pools": (
+        StoragePool,
+        forms.StoragePoolForm,
+        lambda: StoragePool.objects.select_related("endpoint").order_by("endpoint__name", "name"),
+        gettext_lazy("存储池"),
+        (
+            gettext_lazy("名称"),
+            gettext_lazy("端点"),
+            gettext_lazy("类型"),
+            gettext_lazy("副本数"),
+            gettext_lazy("默认"),
+        ),
+        lambda o: (o.name, o.endpoint.name, o.get_kind_display(), o.replicas, _yes_no(o.is_default)),
+    ),
+    "gpu-profiles": (
+        GpuProfile,
+        forms.GpuProfileForm,
+        lambda: GpuProfile.objects.order_by("name"),
+        gettext_lazy("GPU 规格"),
+        (gettext_lazy("名称"), gettext_lazy("模式"), gettext_lazy("vGPU 类型"), gettext_lazy("GPU 数")),
+        lambda o: (o.name, o.get_mode_display(), o.vgpu_type or "—", o.gpus),
+    ),
+}
+
+
+def _inventory(kind: str):
+    if kind not in INVENTORY:
+        raise Http404
+    return INVENTORY[kind]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def inventory_list(request, kind, pk=None):
+    """List one kind of inventory with a form beside it: a new object, or (with ``pk``) the one being edited."""
+    _system_admin_only(request)
+    model, form_class, queryset, title, headings, cells = _inventory(kind)
+    instance = get_object_or_404(model, pk=pk) if pk is not None else None
+    form = form_class(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.inventory_save(
+                actor=request.user, obj=form.save(commit=False), pool_path=form.cleaned_data.get("path", "")
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("已保存。"))
+            return redirect("compute:inventory-list", kind=kind)
+    page = Paginator(queryset(), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "kind": kind,
+        "title": title,
+        "headings": headings,
+        "rows": [(obj, cells(obj)) for obj in page],
+        "page": page,
+        "form": form,
+        "editing": instance,
+    }
+    return render(request, "compute/inventory_list.html", context)

@@ -121,7 +121,8 @@ def test_a_student_creates_a_desktop_from_the_page(scenario, compute_env, eager,
 
 
 def test_admin_pages_are_for_the_system_admin_only(scenario, compute_env):
-    for url in ("/compute/admin/endpoints/", "/compute/admin/images/", "/compute/admin/flavors/"):
+    inventory = [f"/compute/admin/inventory/{kind}/" for kind in ("sites", "clusters", "pools", "gpu-profiles")]
+    for url in ("/compute/admin/endpoints/", "/compute/admin/images/", "/compute/admin/flavors/", *inventory):
         assert _client(scenario.tenant_admin).get(url).status_code == 404
         assert _client(scenario.sysadmin).get(url).status_code == 200
 
@@ -299,3 +300,102 @@ def test_the_desktop_page_offers_the_tenants_detached_disks_to_attach_or_delete(
     someone_elses.refresh_from_db()
     assert kept.state == Volume.State.DELETING
     assert someone_elses.state == Volume.State.DETACHED
+
+
+def test_the_system_admin_creates_and_edits_clusters_pools_and_gpu_profiles_with_audit(scenario, compute_env):
+    from audit.models import AuditEvent
+    from compute.models import Cluster, GpuProfile, Site, StoragePool
+
+    client = _client(scenario.sysadmin)
+    site = Site.objects.get()
+
+    response = client.post(
+        "/compute/admin/inventory/clusters/",
+        {
+            "site": site.pk,
+            "name": "gpu-a",
+            "kind": "gpu",
+            "policy": "pack",
+            "cpu_overcommit": "4",
+            "memory_overcommit": "1",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    cluster = Cluster.objects.get(name="gpu-a")
+    assert (cluster.kind, cluster.policy) == ("gpu", "pack")
+    response = client.post(
+        f"/compute/admin/inventory/clusters/{cluster.pk}/",
+        {
+            "site": site.pk,
+            "name": "gpu-a",
+            "kind": "gpu",
+            "policy": "spread",
+            "cpu_overcommit": "4",
+            "memory_overcommit": "1",
+        },
+    )
+    assert response.status_code == 302
+    cluster.refresh_from_db()
+    assert cluster.policy == "spread"
+
+    # A distributed pool keeps 2-6 replicas: 7 (or 1) is a form error and nothing is saved.
+    for replicas in (7, 1):
+        page = client.post(
+            "/compute/admin/inventory/pools/",
+            {"endpoint": compute_env.endpoint.pk, "name": "ceph", "kind": "distributed", "replicas": replicas},
+        )
+        body = page.content.decode()
+        assert page.status_code == 200 and ("invalid-feedback" in body or 'data-testid="form-error"' in body)
+    assert not StoragePool.objects.filter(name="ceph").exists()
+    response = client.post(
+        "/compute/admin/inventory/pools/",
+        {"endpoint": compute_env.endpoint.pk, "name": "ceph", "kind": "distributed", "replicas": 3, "is_default": "on"},
+    )
+    assert response.status_code == 302
+    assert StoragePool.objects.get(name="ceph").replicas == 3
+    # The new default replaces the old one: one default pool per endpoint.
+    assert list(
+        StoragePool.objects.filter(endpoint=compute_env.endpoint, is_default=True).values_list("name", flat=True)
+    ) == ["ceph"]
+
+    response = client.post(
+        "/compute/admin/inventory/gpu-profiles/",
+        {"name": "t4-2q", "mode": "vgpu", "vgpu_type": "grid_t4-2q", "gpus": 1},
+    )
+    assert response.status_code == 302
+    assert GpuProfile.objects.get(name="t4-2q").vgpu_type == "grid_t4-2q"
+    listing = client.get("/compute/admin/inventory/gpu-profiles/").content.decode()
+    assert "t4-2q" in listing and 'data-testid="inventory-table"' in listing
+
+    kinds = [e.detail.get("kind") for e in AuditEvent.objects.filter(actor_username=scenario.sysadmin.username)]
+    assert {"cluster", "storagepool", "gpuprofile"} <= set(kinds)
+    assert kinds.count("cluster") == 2
+    assert client.get("/compute/admin/inventory/nope/").status_code == 404
+
+
+def test_a_new_libvirt_pool_with_a_directory_is_made_on_the_hypervisor(scenario, compute_env, tmp_path):
+    from compute.hypervisor import driver_for
+    from compute.models import StoragePool
+
+    response = _client(scenario.sysadmin).post(
+        "/compute/admin/inventory/pools/",
+        {"endpoint": compute_env.endpoint.pk, "name": "extra", "kind": "local", "replicas": 1, "path": str(tmp_path)},
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert StoragePool.objects.filter(name="extra").exists()
+    assert driver_for(compute_env.endpoint).volume_create("extra", "probe.qcow2", 1).pool == "extra"
+
+
+def test_a_flavor_with_a_gpu_profile_is_created_from_the_page(scenario, compute_env):
+    from compute.models import GpuProfile
+
+    profile = GpuProfile.objects.create(name="a100", mode="passthrough")
+    response = _client(scenario.sysadmin).post(
+        "/compute/admin/flavors/",
+        {"name": "gpu-large", "vcpus": 8, "memory_mib": 16384, "disk_gib": 40, "gpu_profile": profile.pk},
+    )
+    assert response.status_code == 302
+    from compute.models import Flavor
+
+    assert Flavor.objects.get(name="gpu-large").gpu_profile == profile
