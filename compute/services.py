@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -224,8 +225,6 @@ def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, poo
 
     A new libvirt storage pool with ``pool_path`` is also set up on the hypervisor (a directory pool).
     """
-    from django.core.exceptions import ValidationError
-
     _require_system_admin(actor)
     created = obj.pk is None
     try:
