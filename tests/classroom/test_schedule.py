@@ -170,6 +170,33 @@ def test_a_deadline_before_the_shutdown_delay_is_refused(pool, scenario, api):
     assert (pool.shutdown_after_minutes, pool.shutdown_deadline_minutes) == (60, 90)
 
 
+def test_the_schedules_power_and_reset_reach_the_desktop_observers_once_settled(
+    pool, scenario, django_capture_on_commit_callbacks
+):
+    """The schedule changes desktops through compute's tasks: each change that affects cost (the
+    power state) is reported by compute's settle, with the state the desktop ended in."""
+    from compute import hooks
+
+    capture = django_capture_on_commit_callbacks
+    services.pool_settings_update(actor=scenario.teacher, pool=pool, persistence=DesktopPool.Persistence.RESET)
+    seen = []
+
+    def observer(*, desktop, at, reason):
+        seen.append((desktop.pk, reason, desktop.power_state))
+
+    ids = {d.pk for d in _desktops(pool)}
+    hooks.register_desktop_observer(observer)
+    try:
+        _tick(capture, at(MONDAY, 9, 50))
+        assert sorted(seen) == sorted((pk, "settled", "running") for pk in ids)
+        seen.clear()
+        _tick(capture, at(MONDAY, 11, 51))  # stops
+        _tick(capture, at(MONDAY, 11, 52))  # resets each stopped seat
+    finally:
+        hooks.unregister_desktop_observer(observer)
+    assert sorted(seen) == sorted([(pk, "settled", "stopped") for pk in ids] * 2)
+
+
 def test_a_skipped_class_and_a_holiday_are_left_alone(pool, scenario, django_capture_on_commit_callbacks):
     class_time = pool.course.class_times.get()
     services.schedule_exception_add(actor=scenario.teacher, pool=pool, date=MONDAY, class_time_id=class_time.pk)
