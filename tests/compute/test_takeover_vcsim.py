@@ -179,6 +179,46 @@ def test_a_desktop_cloned_from_a_vcenter_template_runs(scenario, vcenter, eager,
     assert desktop.vm_name not in {v.name for v in driver_for(vcenter).list_vms()}
 
 
+def test_a_vcenter_desktop_is_cloned_from_its_vm_and_resized_by_reconfiguration(
+    scenario, vcenter, eager, django_capture_on_commit_callbacks
+):
+    from compute.hypervisor import driver_for
+
+    image = services.image_create(actor=scenario.sysadmin, name="Linux template")
+    version = services.image_import_template(
+        actor=scenario.sysadmin, image=image, endpoint=vcenter, template="template-linux"
+    )
+    flavor = services.flavor_create(actor=scenario.sysadmin, name="vc-small", vcpus=2, memory_mib=2048, disk_gib=40)
+    larger = services.flavor_create(actor=scenario.sysadmin, name="vc-large", vcpus=4, memory_mib=4096, disk_gib=40)
+    driver = driver_for(vcenter)
+
+    def run(fn, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = fn(**kwargs)
+        result.refresh_from_db()
+        return result
+
+    source = run(
+        services.desktop_create, actor=scenario.student, tenant=scenario.tenant_a, image_version=version, flavor=flavor
+    )
+    source = run(services.desktop_stop, actor=scenario.student, desktop=source)
+    source = run(services.desktop_resize, actor=scenario.student, desktop=source, flavor=larger)
+    assert (source.state, source.vcpus) == (Desktop.State.STOPPED, 4), source.last_error
+    assert (driver.get_vm(source.vm_name).vcpus, driver.get_vm(source.vm_name).memory_mib) == (4, 4096)
+
+    clone = run(services.desktop_clone, actor=scenario.student, desktop=source)
+    source.refresh_from_db()
+
+    assert clone.state == Desktop.State.RUNNING, clone.last_error
+    assert source.state == Desktop.State.STOPPED
+    copied = driver.get_vm(clone.vm_name)
+    assert copied.uuid != driver.get_vm(source.vm_name).uuid
+    assert [d.size_bytes for d in copied.disks] == [d.size_bytes for d in driver.get_vm(source.vm_name).disks]
+    for desktop in (clone, source):
+        run(services.desktop_delete, actor=scenario.student, desktop=desktop)
+    assert not {clone.vm_name, source.vm_name} & {v.name for v in driver.list_vms()}
+
+
 def test_an_unknown_template_is_refused(scenario, vcenter):
     from common.errors import InvalidInput
 
