@@ -96,6 +96,8 @@ class Seat(models.Model):
         related_name="seat",
     )
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.ACTIVE, db_index=True)
+    # Why the seat's desktop could not be requested (placement, quota, budget): shown with a retry button.
+    error = models.CharField(_("错误"), max_length=500, blank=True)
     # The class session whose after-class reset this seat already had (each class resets once).
     reset_for = models.ForeignKey(
         "ClassSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False

@@ -84,7 +84,7 @@ def pool_progress(seats) -> Progress:
         state = seat.desktop.state if seat.desktop else "none"
         counts[state] = counts.get(state, 0) + 1
     ready = sum(1 for s in seats if s.desktop and s.desktop.state in Desktop.LIVE)
-    failed = [s for s in seats if s.desktop and s.desktop.state == Desktop.State.ERROR]
+    failed = [s for s in seats if (s.desktop and s.desktop.state == Desktop.State.ERROR) or (not s.desktop and s.error)]
     return Progress(total=len(seats), ready=ready, failed=failed, counts=counts)
 
 

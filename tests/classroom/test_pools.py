@@ -8,6 +8,7 @@ from audit.models import AuditEvent
 from common.errors import Forbidden, InvalidInput
 from compute import hooks
 from compute import services as compute_services
+from compute.classroom import selectors as services_selectors
 from compute.classroom import services
 from compute.classroom.models import DesktopPool, Seat
 from compute.hypervisor import driver_for
@@ -136,6 +137,40 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
     assert result.added == 1
     assert Seat.objects.get(pool=pool, student=extra).desktop.state == Desktop.State.RUNNING
+
+
+def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_the_pool(
+    scenario, env, eager, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Each seat's desktop is requested in its own transaction (provisioning starts with the first):
+    a refusal midway leaves the pool and the seats already served, and the rest say why."""
+    from common.errors import Conflict
+
+    course = make_course(scenario, students=3)
+    real_create = compute_services.desktop_create
+    calls = []
+
+    def full_after_one(**kwargs):
+        calls.append(kwargs["owner"])
+        if len(calls) > 1:
+            raise Conflict("没有可用的主机容量。", code="no_capacity")
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(compute_services, "desktop_create", full_after_one)
+    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+
+    seats = list(pool.seats.order_by("pk"))
+    assert len(seats) == 3 and len(calls) == 2  # the refusal ends the round: no third attempt
+    assert seats[0].desktop.state == Desktop.State.RUNNING and seats[0].error == ""
+    assert [(s.desktop_id, s.error) for s in seats[1:]] == [(None, "没有可用的主机容量。")] * 2
+    progress = services_selectors.pool_progress(pool.seats.select_related("desktop"))
+    assert (progress.ready, len(progress.failed), progress.done) == (1, 2, True)  # nothing left to wait for
+
+    monkeypatch.setattr(compute_services, "desktop_create", real_create)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.pool_retry_failed(actor=scenario.teacher, pool=pool) == 2
+    assert set(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True)) == {"running"}
+    assert not pool.seats.exclude(error="").exists()
 
 
 def _hand_over_setup(scenario, env, capture):
