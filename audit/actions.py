@@ -57,6 +57,8 @@ class Action(models.TextChoices):
     DESKTOP_CLONED = "desktop.cloned", _("克隆桌面")
     VOLUME_ATTACHED = "volume.attached", _("挂载数据盘")
     VOLUME_DETACHED = "volume.detached", _("卸载数据盘")
+    VOLUME_DELETED = "volume.deleted", _("删除数据盘")
+    DESKTOP_RESIZED = "desktop.resized", _("调整桌面规格")
     # Course desktop pools (compute.classroom).
     POOL_CREATED = "pool.created", _("创建课程桌面池")
     POOL_CHANGED = "pool.changed", _("修改课程桌面池")
@@ -74,6 +76,7 @@ class Action(models.TextChoices):
     ENDPOINT_CHANGED = "endpoint.changed", _("修改虚拟化端点")
     IMAGE_CREATED = "image.created", _("创建镜像")
     IMAGE_VERSION_ADDED = "image.version_added", _("添加镜像版本")
+    INVENTORY_CHANGED = "inventory.changed", _("修改基础设施（站点、集群、存储池、GPU 规格）")
     FLAVOR_CHANGED = "flavor.changed", _("修改规格")
     COMPUTE_RECONCILED = "compute.reconciled", _("同步虚拟化平台状态")
     VCENTER_IMPORTED = "compute.vcenter_imported", _("接管 vCenter 虚拟机")

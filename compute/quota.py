@@ -10,7 +10,7 @@ from django.db import transaction
 
 from tenants.models import Reservation
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
-from tenants.services import quota_commit, quota_release, quota_reserve
+from tenants.services import quota_charge_existing, quota_commit, quota_release, quota_reserve
 
 
 def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> dict[str, int]:
@@ -131,6 +131,15 @@ def imported_quota_charge(*, tenant, vcpus: int, memory_mib: int, disk_gib: int,
     except QuotaExceeded:
         return None
     return reservation
+
+
+def imported_quota_charge_many(*, tenant, shares: list[dict[str, int]]) -> list[str | None]:
+    """imported_quota_charge for many VMs at once (a takeover): each share's reservation id, or
+    None for one that does not fit beside the ones before it."""
+    charged = quota_charge_existing(
+        tenant=tenant, shares=[ResourceAmounts(**share) for share in shares], reason="imported desktop"
+    )
+    return [str(reservation.pk) if reservation is not None else None for reservation in charged]
 
 
 def imported_quota_preview(*, tenant, shares: list[dict[str, int]]) -> list[str]:

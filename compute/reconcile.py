@@ -136,22 +136,20 @@ def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
 
     A takeover never refuses a VM that already runs: refusing would leave it unmanaged.
     """
-    changed, over = [], []
-    for desktop, share in zip(desktops, _shares(desktops), strict=True):
-        reservation = quota.imported_quota_charge(
-            tenant=tenant,
-            vcpus=desktop.vcpus,
-            memory_mib=desktop.memory_mib,
-            disk_gib=desktop.disk_gib,
-            gpus=desktop.gpus,
-        )
+    shares = _shares(desktops)
+    changed, over, refused = [], [], []
+    for desktop, share, reservation in zip(
+        desktops, shares, quota.imported_quota_charge_many(tenant=tenant, shares=shares), strict=True
+    ):
         if reservation is None:
-            # Say why, as a dry run would (the quota rows are not locked for the message).
-            message = quota.imported_quota_preview(tenant=tenant, shares=[share])[0]
-            over.append({"vm": desktop.vm_name, "message": message})
+            refused.append((desktop, share))
             continue
         desktop.quota_reservation = reservation
         changed.append(desktop)
+    if refused:
+        # Say why, as a dry run would: each refused share against what is charged now.
+        messages = quota.imported_quota_preview(tenant=tenant, shares=[share for _, share in refused])
+        over = [{"vm": d.vm_name, "message": m} for (d, _), m in zip(refused, messages, strict=True)]
     Desktop.objects.bulk_update(changed, ["quota_reservation"], batch_size=500)
     return len(changed), over
 

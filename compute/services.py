@@ -255,10 +255,8 @@ def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, poo
             obj.save()
         except IntegrityError as exc:
             raise Conflict(_("名称已被使用。"), code="inventory_name_taken") from exc
-        # No audit actions of their own yet: GPU profiles are recorded as flavor changes,
-        # sites, clusters and pools as endpoint (inventory) changes; the detail names the kind.
         event_record(
-            action=Action.FLAVOR_CHANGED if isinstance(obj, GpuProfile) else Action.ENDPOINT_CHANGED,
+            action=Action.INVENTORY_CHANGED,
             actor=actor,
             target=obj,
             detail={"kind": obj._meta.model_name, "created": created, "path": pool_path},
@@ -673,8 +671,7 @@ def desktop_resize(*, actor, desktop: Desktop, flavor: Flavor) -> Desktop:
         )
         desktop.save()
         event_record(
-            # No action of its own yet: "flavor changed" on the desktop, with from/to in the detail.
-            action=Action.FLAVOR_CHANGED,
+            action=Action.DESKTOP_RESIZED,
             actor=actor,
             target=desktop,
             tenant=desktop.tenant,
@@ -1064,8 +1061,7 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
         volume.task_id = _volume_task(volume, "delete", volume.endpoint)
         volume.save()
         event_record(
-            # No action of its own yet: "detached", marked as a deletion in the detail.
-            action=Action.VOLUME_DETACHED,
+            action=Action.VOLUME_DELETED,
             actor=actor,
             target=volume,
             tenant=volume.tenant,

@@ -6,6 +6,7 @@ including snapshot revert and a data-disk attach/detach, and everything cleaned 
 
 import pytest
 
+from audit.models import AuditEvent
 from compute.models import Desktop, EndpointLease, Snapshot, Volume
 from tests.compute.conftest import qemu_domains, qemu_volumes
 from tests.compute.support import wait_for, wait_state
@@ -70,6 +71,8 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     assert client.delete(f"/api/v1/volumes/{volume.pk}/").status_code == 202
     wait_for(lambda: Volume.objects.get(pk=volume.pk).state == Volume.State.DELETED, what="volume deleted")
     assert volume.volume_name not in qemu_volumes()
+    events = AuditEvent.objects.filter(object_type="compute.volume", object_id=str(volume.pk))
+    assert {"volume.attached", "volume.detached", "volume.deleted"} <= set(events.values_list("action", flat=True))
 
     assert client.delete(f"/api/v1/desktops/{desktop.pk}/").status_code == 202
     wait_state(desktop, Desktop.State.DELETED)

@@ -66,7 +66,7 @@ def test_a_stopped_desktop_gets_the_new_flavor_on_the_vm_in_its_quota_and_in_met
     assert (quota.used_vcpu, quota.used_ram_gib, quota.used_desktops) == (2, 2, 1)
     assert (quota.reserved_vcpu, quota.reserved_ram_gib) == (0, 0)
     assert (desktop.pk, "resized", 2, 2048) in observed
-    (event,) = [e for e in AuditEvent.objects.filter(action="flavor.changed") if e.detail.get("desktop") == desktop.pk]
+    (event,) = [e for e in AuditEvent.objects.filter(action="desktop.resized") if e.detail.get("desktop") == desktop.pk]
     assert event.detail["to"]["vcpus"] == 2 and event.detail["from"]["vcpus"] == 1
 
 
