@@ -11,6 +11,7 @@ from tenants.models import Quota, Reservation
 from tenants.quotas import (
     QuotaExceeded,
     ResourceAmounts,
+    quota_charge_existing,
     quota_check,
     quota_commit,
     quota_release,
@@ -188,3 +189,38 @@ def test_recount_fixes_and_audits_counters_that_drifted(scenario, course):
     assert result["fixed"] == [quota.key]
     assert AuditEvent.objects.filter(action="quota.changed", reason="recount").count() == 1
     assert quota_recount_task()["fixed"] == []  # idempotent
+
+
+def test_existing_resources_are_charged_in_order_while_they_fit_with_one_audit_event(
+    scenario, django_assert_max_num_queries
+):
+    from audit.models import AuditEvent
+
+    uni = quota_set(actor=None, tenant=scenario.university, limits={"vcpu": 100})
+    cs = quota_set(actor=None, tenant=scenario.tenant_a, limits={"vcpu": 10, "desktops": 5})
+    before = AuditEvent.objects.count()
+    shares = [
+        ResourceAmounts(vcpu=4, desktops=1),
+        ResourceAmounts(vcpu=8, desktops=1),
+        ResourceAmounts(vcpu=6, desktops=1),
+    ]
+    shares += [ResourceAmounts(vcpu=0, desktops=1)] * 40  # the query count does not grow with the batch
+
+    with django_assert_max_num_queries(15):
+        charged = quota_charge_existing(tenant=scenario.tenant_a, shares=shares, reason="imported desktop")
+
+    # 4 fits, 8 does not beside it, 6 does (10 in all); then 3 more desktops reach the limit of 5.
+    assert [r is not None for r in charged[:3]] == [True, False, True]
+    assert sum(r is not None for r in charged) == 5
+    assert all(r.state == Reservation.State.COMMITTED and r.pk for r in charged if r is not None)
+    cs.refresh_from_db()
+    uni.refresh_from_db()
+    assert (cs.used_vcpu, cs.used_desktops, cs.reserved_vcpu, uni.used_vcpu) == (10, 5, 0, 10)
+    event = AuditEvent.objects.order_by("-pk").first()
+    assert AuditEvent.objects.count() == before + 1
+    assert event.action == "quota.committed" and event.detail["charged"] == 5 and event.detail["not_charged"] == 38
+
+    released = next(r for r in charged if r is not None)
+    quota_release(reservation=released)  # a charged VM deleted later gives its share back
+    cs.refresh_from_db()
+    assert (cs.used_vcpu, cs.used_desktops) == (6, 4)
