@@ -13,4 +13,5 @@ class BillingConfig(AppConfig):
         from compute import hooks
 
         hooks.register_desktop_observer(services.desktop_changed)
+        hooks.register_volume_observer(services.volume_changed)
         hooks.register_create_check(services.budget_enforce)

@@ -2,7 +2,7 @@
 
 from django.db import IntegrityError, transaction
 
-from billing.models import DocumentCounter, MeterCursor
+from billing.models import DocumentCounter, MeterCursor, VolumeMeterCursor
 
 
 def cursor_locked(desktop_id: int) -> MeterCursor | None:
@@ -10,20 +10,26 @@ def cursor_locked(desktop_id: int) -> MeterCursor | None:
     return MeterCursor.objects.select_for_update().filter(desktop_id=desktop_id).first()
 
 
-def cursors_locked(*, since_before, tenant_ids=None) -> list[MeterCursor]:
-    """Every open interval that started before ``since_before``, locked in primary-key order.
+def volume_cursor_locked(volume_id: int) -> VolumeMeterCursor | None:
+    """The detached volume's open usage interval, locked for the rest of the transaction (None if none)."""
+    return VolumeMeterCursor.objects.select_for_update().filter(volume_id=volume_id).first()
+
+
+def cursors_locked(*, since_before, tenant_ids=None, model=MeterCursor) -> list:
+    """Every open interval (of ``model``: desktops' or volumes') that started before ``since_before``,
+    locked in primary-key order.
 
     The candidates are read first and then locked through the primary key: locking through the
     ``since`` index would take locks in ``since`` order, and two sweeps could deadlock.
     """
-    candidates = MeterCursor.objects.filter(since__lt=since_before)
+    candidates = model.objects.filter(since__lt=since_before)
     if tenant_ids is not None:
         candidates = candidates.filter(tenant_id__in=tenant_ids)
     ids = list(candidates.order_by("pk").values_list("pk", flat=True))
     locked = []
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
-        locked += MeterCursor.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
+        locked += model.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
     # Another sweep may have moved some past ``since_before`` while we waited.
     return [cursor for cursor in locked if cursor.since < since_before]
 

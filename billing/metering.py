@@ -5,6 +5,11 @@ attached data disks (GiB) and its IP addresses, running or not; and while it run
 vCPUs, RAM and GPUs. What it holds is read from its saved rows (``allocation_of``), never
 from why it changed, so any change compute reports is metered the same way.
 
+A data disk outlives its desktop: while no desktop holds it (detached, being deleted, or
+on its way to another desktop) it is metered on its own (``volume_allocation_of``), for
+the tenant and user that keep it. The two are complementary by the volume's state, so a
+disk is counted by its desktop or by itself, never by both.
+
 Hour and month boundaries. Usage is charged as if cut at every hour and month boundary,
 each hour at the rate in force then. Storing a row per desktop and hour would be 7 million
 rows a month for 10,000 desktops, so an interval of one allocation is stored cut only at
@@ -102,6 +107,23 @@ def allocation_of(desktop) -> Allocation:
         disk_gib=desktop.disk_gib + data_gib,
         ips=ips_of(desktop),
     )
+
+
+def volume_allocation_of(volume) -> Allocation:
+    """What a data disk (a compute.Volume row) holds on its own now: its GiB while no desktop counts it.
+
+    A desktop counts it in BILLED_VOLUME_STATES. Otherwise it holds its size while it exists:
+    detached and being deleted; attaching or in error only when the disk was made (it has a
+    path), i.e. a kept disk moving to a desktop or stuck half-way. A new disk still being made
+    holds nothing yet, as a desktop holds nothing before it is provisioned.
+    """
+    who = {"tenant_id": volume.tenant_id, "course_id": None, "user_id": volume.owner_id}
+    state = volume.state
+    if state in BILLED_VOLUME_STATES or state == "deleted":
+        return Allocation(**who)
+    if state in ("attaching", "error") and not volume.path:
+        return Allocation(**who)
+    return Allocation(**who, disk_gib=volume.size_gib)
 
 
 def ips_of(desktop) -> int:

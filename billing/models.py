@@ -40,16 +40,9 @@ RATE = {"max_digits": 12, "decimal_places": 4}
 QUANTITY = {"max_digits": 18, "decimal_places": 4}
 
 
-class MeterCursor(models.Model):
-    """The open usage interval of one desktop: what it holds since when.
+class HeldAllocation(models.Model):
+    """What a meter holds since when, and for whom: the open usage interval of one holder."""
 
-    A state change closes it (writing UsageInterval rows) and opens the next one; the
-    same allocation reported again changes nothing, which makes metering idempotent.
-    """
-
-    desktop = models.OneToOneField(
-        "compute.Desktop", primary_key=True, on_delete=models.CASCADE, related_name="meter_cursor"
-    )
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
     course = models.ForeignKey("tenants.Course", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     user = models.ForeignKey(
@@ -64,14 +57,55 @@ class MeterCursor(models.Model):
     ips = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class MeterCursor(HeldAllocation):
+    """The open usage interval of one desktop: what it holds since when.
+
+    A state change closes it (writing UsageInterval rows) and opens the next one; the
+    same allocation reported again changes nothing, which makes metering idempotent.
+    """
+
+    desktop = models.OneToOneField(
+        "compute.Desktop", primary_key=True, on_delete=models.CASCADE, related_name="meter_cursor"
+    )
+
+    class Meta:
         indexes = [models.Index(fields=["since"])]
 
     def __str__(self):
         return f"desktop {self.desktop_id} since {self.since:%Y-%m-%d %H:%M}"
 
+    @property
+    def holder(self) -> dict:
+        return {"desktop_id": self.desktop_id}
+
+
+class VolumeMeterCursor(HeldAllocation):
+    """The open usage interval of a data disk no desktop holds (detached): its GiB, since when.
+
+    An attached disk is metered as part of its desktop (``MeterCursor``); a volume has a
+    cursor of its own only while no desktop counts it, so a disk is never counted twice.
+    """
+
+    volume = models.OneToOneField(
+        "compute.Volume", primary_key=True, on_delete=models.CASCADE, related_name="meter_cursor"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["since"])]
+
+    def __str__(self):
+        return f"volume {self.volume_id} since {self.since:%Y-%m-%d %H:%M}"
+
+    @property
+    def holder(self) -> dict:
+        return {"volume_id": self.volume_id}
+
 
 class UsageInterval(models.Model):
-    """A closed piece of usage: one desktop's allocation over [start, end), within one local day.
+    """A closed piece of usage: one desktop's (or detached volume's) allocation over [start, end), within one local day.
 
     Pieces never cross a local midnight (Asia/Shanghai), hence never a month boundary.
     Rates change on whole hours (``PricePlan.effective_from``); pricing cuts the pieces of a
@@ -85,6 +119,16 @@ class UsageInterval(models.Model):
     # row and could deadlock with a state change waiting for that desktop's cursor.
     desktop = models.ForeignKey(
         "compute.Desktop",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="usage_intervals",
+    )
+    # A data disk while no desktop holds it (detached); its pieces have no desktop. No database
+    # constraint, for the same reason as ``desktop``.
+    volume = models.ForeignKey(
+        "compute.Volume",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -113,8 +157,15 @@ class UsageInterval(models.Model):
             models.Index(fields=["course", "day"]),
             models.Index(fields=["day"]),
             models.Index(fields=["desktop", "start"]),
+            models.Index(fields=["volume", "start"]),
         ]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="usage_positive")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="usage_positive"),
+            # A piece is a desktop's or a detached volume's, never both: a disk is counted once.
+            models.CheckConstraint(
+                condition=models.Q(desktop__isnull=True) | models.Q(volume__isnull=True), name="usage_one_holder"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.desktop_id} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import metering, pricing
-from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval
+from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval, VolumeMeterCursor
 from common.errors import InvalidInput
 from tenants.models import Course, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
@@ -117,7 +117,8 @@ def usage_queryset_for(user) -> QuerySet[UsageInterval]:
     return UsageInterval.objects.filter(condition)
 
 
-def cursor_queryset_for(user) -> QuerySet[MeterCursor]:
+def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
+    """Open intervals (of desktops, or of detached volumes with ``model=VolumeMeterCursor``) the user may see."""
     condition = Q(pk__in=[])
     tenants = billing_tenants_for(user)
     if tenants.exists():
@@ -125,7 +126,7 @@ def cursor_queryset_for(user) -> QuerySet[MeterCursor]:
     courses = taught_courses(user)
     if courses.exists():
         condition |= Q(course__in=courses)
-    return MeterCursor.objects.filter(condition)
+    return model.objects.filter(condition)
 
 
 def date_range_parse(start, end) -> tuple[date, date]:
@@ -212,24 +213,25 @@ def usage_report_for(
         raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code="group_by_invalid")
     now = now or timezone.now()
     queryset = usage_queryset_for(user)
-    cursors = cursor_queryset_for(user)
+    cursor_sets = [cursor_queryset_for(user, model) for model in (MeterCursor, VolumeMeterCursor)]
     if tenant_slug:
         queryset = queryset.filter(tenant__path__contains=f"/{tenant_slug}/")
-        cursors = cursors.filter(tenant__path__contains=f"/{tenant_slug}/")
+        cursor_sets = [c.filter(tenant__path__contains=f"/{tenant_slug}/") for c in cursor_sets]
     if course_id not in (None, ""):
         try:
             course_id = int(course_id)
         except (TypeError, ValueError):
             raise InvalidInput(_("课程编号无效。"), code="course_invalid")
         queryset = queryset.filter(course_id=course_id)
-        cursors = cursors.filter(course_id=course_id)
+        cursor_sets = [c.filter(course_id=course_id) for c in cursor_sets]
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
     # Group in the database only by what the report shows (and what prices depend on: tenant, time).
     keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
     open_rows = []
     if range_start < now:
-        open_cursors = cursors.filter(since__lt=min(now, range_end))
-        open_rows = _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
+        for cursors in cursor_sets:
+            open_cursors = cursors.filter(since__lt=min(now, range_end))
+            open_rows += _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
     following = last + timedelta(days=1)
     daily_rows = [*pricing.usage_rows(queryset, "tenant_id", first=first, following=following), *open_rows]
     # Rates change only where a plan takes effect: the days between two changes are summed in the database.
@@ -301,8 +303,9 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
         UsageInterval.objects.filter(tenant_id__in=ids), "tenant_id", "course_id", first=first, following=following
     ):
         rows_by_tenant[row["tenant_id"]].append(row)
-    for row in _open_rows(MeterCursor.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):
-        rows_by_tenant[row["tenant_id"]].append(row)
+    for model in (MeterCursor, VolumeMeterCursor):
+        for row in _open_rows(model.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):
+            rows_by_tenant[row["tenant_id"]].append(row)
     book = pricing.RateBook(tenants)
     courses = Course.objects.in_bulk(
         {row["course_id"] for rows in rows_by_tenant.values() for row in rows if row["course_id"]}

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from billing import metering, pricing
-from billing.locks import counter_ensure, counter_next, cursor_locked, cursors_locked
+from billing.locks import counter_ensure, counter_next, cursor_locked, cursors_locked, volume_cursor_locked
 from billing.models import (
     Budget,
     BudgetAlert,
@@ -36,6 +36,7 @@ from billing.models import (
     PricePlan,
     PriceRate,
     UsageInterval,
+    VolumeMeterCursor,
 )
 from common.errors import Conflict, InvalidInput
 
@@ -48,13 +49,13 @@ THRESHOLDS = (80, 100)
 # --- metering -------------------------------------------------------------------------------
 
 
-def _pieces(cursor: MeterCursor, until: datetime) -> list[UsageInterval]:
+def _pieces(cursor: MeterCursor | VolumeMeterCursor, until: datetime) -> list[UsageInterval]:
     allocation = cursor_allocation(cursor)
     if not allocation.billable or until <= cursor.since:
         return []
     return [
         UsageInterval(
-            desktop_id=cursor.desktop_id,
+            **cursor.holder,
             day=day,
             start=start,
             end=end,
@@ -65,7 +66,7 @@ def _pieces(cursor: MeterCursor, until: datetime) -> list[UsageInterval]:
     ]
 
 
-def cursor_allocation(cursor: MeterCursor) -> metering.Allocation:
+def cursor_allocation(cursor: MeterCursor | VolumeMeterCursor) -> metering.Allocation:
     return metering.Allocation(**{name: getattr(cursor, name) for name in metering.ALLOCATION_FIELDS})
 
 
@@ -75,19 +76,38 @@ def desktop_usage_record(*, desktop, at: datetime | None = None, reason: str = "
     Returns whether anything changed. Called in the caller's transaction (compute's, with
     the desktop row locked); a report of an unchanged allocation is a no-op.
     """
-    at = at or timezone.now()
-    allocation = metering.allocation_of(desktop)
+    return _record(
+        MeterCursor,
+        {"desktop_id": desktop.pk},
+        metering.allocation_of(desktop),
+        at=at or timezone.now(),
+        lock=lambda: cursor_locked(desktop.pk),
+    )
+
+
+def volume_usage_record(*, volume, at: datetime | None = None) -> bool:
+    """The same for a data disk on its own (detached): close its interval at ``at``, open the next."""
+    return _record(
+        VolumeMeterCursor,
+        {"volume_id": volume.pk},
+        metering.volume_allocation_of(volume),
+        at=at or timezone.now(),
+        lock=lambda: volume_cursor_locked(volume.pk),
+    )
+
+
+def _record(model, holder: dict, allocation: metering.Allocation, *, at: datetime, lock) -> bool:
     with transaction.atomic():
-        cursor = cursor_locked(desktop.pk)
+        cursor = lock()
         if cursor is None:
             if not allocation.billable:
                 return False
             try:
                 with transaction.atomic():
-                    MeterCursor.objects.create(desktop_id=desktop.pk, since=at, **allocation.fields())
+                    model.objects.create(**holder, since=at, **allocation.fields())
             except IntegrityError:
                 # Someone else opened it first: fall through and treat this as a change.
-                cursor = cursor_locked(desktop.pk)
+                cursor = lock()
             else:
                 return True
         if cursor_allocation(cursor) == allocation:
@@ -112,22 +132,43 @@ def desktop_changed(*, desktop, at, reason: str = "") -> None:
     desktop_usage_record(desktop=desktop, at=at, reason=reason)
 
 
+def volume_changed(*, volume, at, reason: str = "", desktop_id: int | None = None) -> None:
+    """The volume observer compute calls (``compute.hooks``): moves a disk between its desktop's meter and its own.
+
+    The desktop that holds it (or that it just left, ``desktop_id``) is metered again at the
+    same instant, so the disk's GiB pass from one interval to the other with no gap and no
+    overlap. Desktop cursors are locked before volume cursors, the order the sweep takes.
+    The desktop is read, not locked: compute keeps it busy while a disk moves, so no other
+    change of it is in flight, and locking it here would invert compute's desktop-then-volume order.
+    """
+    from compute.models import Desktop
+
+    with transaction.atomic():
+        for pk in sorted({pk for pk in (volume.desktop_id, desktop_id) if pk}):
+            desktop = Desktop.objects.filter(pk=pk).first()
+            if desktop is not None:
+                desktop_usage_record(desktop=desktop, at=at, reason=reason)
+        volume_usage_record(volume=volume, at=at)
+
+
 def usage_close_until(*, until: datetime, tenant_ids=None) -> int:
-    """Write every open interval up to ``until`` (e.g. a month boundary) and reopen it there.
+    """Write every open interval (desktops', then detached volumes') up to ``until`` (e.g. a month
+    boundary) and reopen it there.
 
     Idempotent: an interval already closed past ``until`` is left alone. Returns the pieces written.
     """
     written = 0
     with transaction.atomic():
-        cursors = cursors_locked(since_before=until, tenant_ids=tenant_ids)
-        pieces = []
-        for cursor in cursors:
-            pieces.extend(_pieces(cursor, until))
-        UsageInterval.objects.bulk_create(pieces, batch_size=2000)
-        written = len(pieces)
-        ids = [c.pk for c in cursors]
-        for start in range(0, len(ids), 2000):
-            MeterCursor.objects.filter(pk__in=ids[start : start + 2000]).update(since=until)
+        for model in (MeterCursor, VolumeMeterCursor):
+            cursors = cursors_locked(since_before=until, tenant_ids=tenant_ids, model=model)
+            pieces = []
+            for cursor in cursors:
+                pieces.extend(_pieces(cursor, until))
+            UsageInterval.objects.bulk_create(pieces, batch_size=2000)
+            written += len(pieces)
+            ids = [c.pk for c in cursors]
+            for start in range(0, len(ids), 2000):
+                model.objects.filter(pk__in=ids[start : start + 2000]).update(since=until)
     return written
 
 

@@ -12,6 +12,13 @@ Two kinds, both called by compute's services inside the transaction they concern
 - checks before a desktop is created: ``desktop_create_check(tenant=..., course=...)``
   runs every registered check, which raises a ``common.errors.ServiceError`` to refuse
   (billing refuses new desktops of a tenant or course past a blocking budget).
+- observers of a data disk (``Volume``) that outlives its desktop: every change of a
+  volume's state (created, attaching, attached, detaching, detached, deleting, deleted,
+  error) calls ``volume_changed(volume=..., at=..., reason=...)`` after saving the row,
+  inside the transaction that holds the volume's row lock. While a desktop holds the disk
+  (attached) its cost is the desktop's; otherwise (detached) billing meters the volume on
+  its own. When the change took the volume off a desktop, ``desktop_id`` names that
+  desktop, so the disk moves from one meter to the other at the same instant.
 
 Nothing registered: changes are not metered and nothing is refused (compute alone works).
 """
@@ -20,6 +27,7 @@ from collections.abc import Callable
 
 _observers: list[Callable] = []
 _create_checks: list[Callable] = []
+_volume_observers: list[Callable] = []
 
 
 def register_desktop_observer(fn: Callable) -> None:
@@ -41,6 +49,30 @@ def desktop_changed(*, desktop, at=None, reason: str = "") -> None:
         at = timezone.now()
     for fn in list(_observers):
         fn(desktop=desktop, at=at, reason=reason)
+
+
+def register_volume_observer(fn: Callable) -> None:
+    """``fn(*, volume, at, reason, desktop_id)``; registering the same function twice keeps one."""
+    if fn not in _volume_observers:
+        _volume_observers.append(fn)
+
+
+def unregister_volume_observer(fn: Callable) -> None:
+    if fn in _volume_observers:
+        _volume_observers.remove(fn)
+
+
+def volume_changed(*, volume, at=None, reason: str = "", desktop_id: int | None = None) -> None:
+    """Tell the observers that ``volume`` (saved, row-locked) now is what it is, as of ``at``.
+
+    ``desktop_id``: the desktop the volume was on before this change, when the change took it off.
+    """
+    if at is None:
+        from django.utils import timezone
+
+        at = timezone.now()
+    for fn in list(_volume_observers):
+        fn(volume=volume, at=at, reason=reason, desktop_id=desktop_id)
 
 
 def register_create_check(fn: Callable) -> None:

@@ -863,6 +863,7 @@ def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
             quota.desktop_quota_release(reservation_id=volume.quota_reservation)
             volume.state = Volume.State.DELETED
             volume.save(update_fields=["state"])
+            hooks.volume_changed(volume=volume, reason="deleted")
         quota.desktop_quota_release(reservation_id=desktop.quota_reservation)
         desktop.quota_reservation = ""
         desktop.save(update_fields=["quota_reservation"])
@@ -984,6 +985,7 @@ def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> 
         desktop.task_id = volume.task_id = _volume_task(volume, "attach", desktop.endpoint)
         desktop.save()
         volume.save(update_fields=["task_id"])
+        hooks.volume_changed(volume=volume, reason="created")
         event_record(
             action=Action.VOLUME_ATTACHED,
             actor=actor,
@@ -1015,6 +1017,7 @@ def volume_attach_existing(*, actor, desktop: Desktop, volume: Volume) -> Volume
         desktop.task_id = volume.task_id = _volume_task(volume, "attach", desktop.endpoint)
         desktop.save()
         volume.save()
+        hooks.volume_changed(volume=volume, reason="attaching")
         event_record(
             action=Action.VOLUME_ATTACHED,
             actor=actor,
@@ -1039,6 +1042,7 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
         desktop.task_id = volume.task_id = _volume_task(volume, "detach", desktop.endpoint)
         desktop.save()
         volume.save()
+        hooks.volume_changed(volume=volume, reason="detaching")
         event_record(
             action=Action.VOLUME_DETACHED,
             actor=actor,
@@ -1060,6 +1064,7 @@ def volume_delete(*, actor, volume: Volume) -> Volume:
         volume.state = Volume.State.DELETING
         volume.task_id = _volume_task(volume, "delete", volume.endpoint)
         volume.save()
+        hooks.volume_changed(volume=volume, reason="deleting")
         event_record(
             action=Action.VOLUME_DELETED,
             actor=actor,
@@ -1091,6 +1096,11 @@ def volume_finish(
             volume.state, volume.desktop, volume.target = Volume.State.DELETED, None, ""
             quota.desktop_quota_release(reservation_id=volume.quota_reservation)
         volume.save()
+        hooks.volume_changed(
+            volume=volume,
+            reason=f"{op}_failed" if error else volume.state,
+            desktop_id=desktop_id if volume.desktop_id is None else None,
+        )
     if desktop_id is None:
         return volume
     if error:
