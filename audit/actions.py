@@ -76,6 +76,8 @@ class Action(models.TextChoices):
     ENDPOINT_CHANGED = "endpoint.changed", _("修改虚拟化端点")
     IMAGE_CREATED = "image.created", _("创建镜像")
     IMAGE_VERSION_ADDED = "image.version_added", _("添加镜像版本")
+    IMAGE_VERSION_RETIRED = "image.version_retired", _("停用镜像版本")
+    IMAGE_VOLUME_DELETED = "image.volume_deleted", _("删除镜像卷")
     INVENTORY_CHANGED = "inventory.changed", _("修改基础设施（站点、集群、存储池、GPU 规格）")
     FLAVOR_CHANGED = "flavor.changed", _("修改规格")
     COMPUTE_RECONCILED = "compute.reconciled", _("同步虚拟化平台状态")

@@ -29,3 +29,19 @@ def retry_on_deadlock(fn):
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def share_lock_status(model, pk: int) -> str | None:
+    """Read a row's ``status`` under a shared lock until the transaction ends (None: no such row).
+
+    Many transactions may hold it at once (60 seats of a pool created together do not queue
+    on it), while a transaction that wants the row FOR UPDATE waits for them all: an image
+    version is not retired under a desktop that is being created from it. Django's ORM has
+    no shared lock, hence the SQL.
+    """
+    suffix = {"mysql": " LOCK IN SHARE MODE", "postgresql": " FOR SHARE"}.get(connection.vendor, "")
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {table} WHERE id = %s{suffix}", [pk])  # noqa: S608 - names are ours
+        row = cursor.fetchone()
+    return row[0] if row else None

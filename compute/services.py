@@ -24,7 +24,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from compute import hooks, networking, quota, selectors
-from compute.db import retry_on_deadlock
+from compute.db import retry_on_deadlock, share_lock_status
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import (
@@ -500,6 +500,10 @@ def desktop_create(
     name = (name or f"{image_version.image.name}-{getattr(owner, 'username', '')}")[:100]
     hooks.desktop_create_check(tenant=tenant, course=course)  # e.g. billing's blocking budgets
     with transaction.atomic():
+        # Checked again under a shared lock: the version may have been retired since (the
+        # classroom retires superseded course images once no desktop uses them).
+        if share_lock_status(ImageVersion, image_version.pk) != ImageVersion.Status.READY:
+            raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
         placement = place(flavor=flavor, image_version=image_version, endpoint=endpoint)
         reservation = quota.desktop_quota_reserve(
             actor=actor,

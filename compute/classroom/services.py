@@ -30,7 +30,7 @@ from compute import hooks
 from compute import services as compute_services
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
 from compute.drivers.base import DriverError, ErrorCode
-from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Visibility
 from tenants import permissions as tenant_permissions
 from tenants.models import ApprovalRequest, ClassTime, Course, RosterEntry
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check, quota_release
@@ -1144,6 +1144,29 @@ def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
     return session
 
 
+def _course_image(course, source: Image, *, actor) -> Image:
+    """The image a course's publication becomes a version of: the course's own.
+
+    A teacher may start from the platform's or the college's image, but what the course installed
+    on it is the course's: published as a version of the shared image, every tenant would see it.
+    The course's image is made at its first publication and named after the image it came from.
+    """
+    if source.visibility == Visibility.COURSE and source.course_id == course.pk:
+        return source
+    name = _("%(image)s（%(course)s）") % {"image": source.name, "course": course.code}
+    existing = Image.objects.filter(visibility=Visibility.COURSE, course=course, name=name[:100]).first()
+    if existing is not None:
+        return existing
+    return compute_services.image_create(
+        actor=actor,
+        name=name[:100],
+        visibility=Visibility.COURSE,
+        course=course,
+        os_type=source.os_type,
+        description=_("由课程镜像制作发布，基于“%(image)s”。") % {"image": source.name},
+    )
+
+
 def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: int = 0, error: str = "") -> None:
     with transaction.atomic():
         session = AuthoringSession.objects.locked(session_id)
@@ -1155,9 +1178,10 @@ def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: i
             session.save(update_fields=["state", "last_error"])
             return
         source = session.source_version
+        image = _course_image(session.course, source.image, actor=session.teacher)
         version = compute_services.image_version_register(
             actor=session.teacher,
-            image=source.image,
+            image=image,
             endpoint=source.endpoint,
             pool=source.pool,
             volume=volume,
@@ -1167,7 +1191,7 @@ def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: i
         session.published_version = version
         session.save(update_fields=["state", "published_version"])
         moved = DesktopPool.objects.filter(
-            course=session.course, state=DesktopPool.State.ACTIVE, image_version__image=source.image
+            course=session.course, state=DesktopPool.State.ACTIVE, image_version__image__in=[source.image, image]
         ).update(image_version=version)
         event_record(
             action=Action.IMAGE_PUBLISHED,
@@ -1226,12 +1250,11 @@ def versions_retire_unused() -> int:
                 continue
             version.status = ImageVersion.Status.RETIRED
             version.save(update_fields=["status"])
-            # The audit log has no "version retired" action yet: the schedule run records the step.
             event_record(
-                action=Action.SCHEDULE_RUN,
+                action=Action.IMAGE_VERSION_RETIRED,
                 target=version,
                 tenant=_version_tenant(version),
-                detail={"step": "image_retired", "volume": version.volume, "pool": version.pool},
+                detail={"volume": version.volume, "pool": version.pool},
             )
             if version.volume:
                 _dispatch(_tasks().image_version_volume_delete, version.pk, queue=version.endpoint.site.celery_queue)
@@ -1246,7 +1269,7 @@ def version_volume_deleted(*, version_id: int, error: str = "", kept: str = "") 
         if error:
             ImageVersion.objects.filter(pk=version_id).update(last_error=error[:2000])
         event_record(
-            action=Action.SCHEDULE_RUN,
+            action=Action.IMAGE_VOLUME_DELETED,
             target=version,
             tenant=_version_tenant(version),
             result="failure" if error or kept else "success",

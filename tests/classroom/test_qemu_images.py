@@ -67,7 +67,10 @@ def test_a_retired_course_version_loses_its_golden_volume_and_one_in_use_keeps_i
     seats = [d.vm_name for d in Desktop.objects.filter(seat__pool=pool)]
     overlays = [backing for name, backing in volumes.items() if name.startswith(tuple(seats))]
     assert len(overlays) == 2 and set(overlays) == {str(POOL_DIR / v3.volume)}
-    assert AuditEvent.objects.filter(action="pool.schedule_run", detail__step="image_volume_deleted").exists()
+    assert AuditEvent.objects.filter(action="image.version_retired", object_id=str(v2.pk)).exists()
+    assert AuditEvent.objects.filter(
+        action="image.volume_deleted", object_id=str(v2.pk), result="success", detail__step="image_volume_deleted"
+    ).exists()
     # The platform's base image the teacher started from is not the course's to retire.
     qemu_env.version.refresh_from_db()
     assert qemu_env.version.status == ImageVersion.Status.READY

@@ -267,7 +267,11 @@ def test_a_published_image_reaches_the_pool_at_its_next_reset_never_mid_class(
     session.refresh_from_db()
     assert session.state == session.State.PUBLISHED, session.last_error
     new = session.published_version
-    assert new.version == 2 and new.status == ImageVersion.Status.READY
+    assert new.version == 1 and new.status == ImageVersion.Status.READY
+    # What the course installed is the course's: a version of its own image, not of the shared one
+    # (which every tenant sees).
+    assert (new.image.visibility, new.image.course_id) == ("course", pool.course.pk)
+    assert not ImageVersion.objects.filter(image=env.version.image).exclude(pk=env.version.pk).exists()
     pool.refresh_from_db()
     assert pool.image_version == new
     assert {d.image_version_id for d in _desktops(pool)} == {env.version.pk}  # nobody moved yet

@@ -283,3 +283,19 @@ def test_a_clone_copies_the_stopped_desktop_and_holds_it_until_the_copy_is_made(
     driver = driver_for(compute_env.endpoint)
     assert driver.get_vm(clone.vm_name).disks[0].volume == f"{clone.vm_name}-system.qcow2"
     assert driver.get_vm(desktop.vm_name).power_state == "stopped"
+
+
+def test_a_version_retired_after_the_caller_read_it_is_refused_under_the_lock(scenario, compute_env):
+    from compute.models import ImageVersion
+    from tenants.models import Reservation
+
+    version = compute_env.version  # read as ready; retired meanwhile by another transaction
+    ImageVersion.objects.filter(pk=version.pk).update(status=ImageVersion.Status.RETIRED)
+    assert version.status == ImageVersion.Status.READY
+
+    with pytest.raises(InvalidInput) as refused:
+        services.desktop_create(
+            actor=scenario.student, tenant=scenario.tenant_a, image_version=version, flavor=compute_env.flavor
+        )
+    assert refused.value.code == "image_not_ready"
+    assert not Desktop.objects.exists() and not Reservation.objects.exists()
