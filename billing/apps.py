@@ -12,6 +12,6 @@ class BillingConfig(AppConfig):
         from billing import services
         from compute import hooks
 
-        hooks.register_desktop_observer(services.desktop_changed)
+        hooks.register_desktop_observer(services.desktop_changed, many=services.desktops_changed)
         hooks.register_volume_observer(services.volume_changed)
         hooks.register_create_check(services.budget_enforce)

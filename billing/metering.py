@@ -89,15 +89,19 @@ ALLOCATION_FIELDS = tuple(Allocation.__dataclass_fields__)
 BILLED_VOLUME_STATES = ("attached", "detaching")
 
 
-def allocation_of(desktop) -> Allocation:
-    """What ``desktop`` (a compute.Desktop row) holds now, read from its saved state."""
+def allocation_of(desktop, *, volumes=None, elastic_ips: int | None = None) -> Allocation:
+    """What ``desktop`` (a compute.Desktop row) holds now, read from its saved state.
+
+    ``volumes`` (its data disks) and ``elastic_ips`` (their count) may be given when read for
+    many desktops at once; otherwise they are read here."""
     who = {"tenant_id": desktop.tenant_id, "course_id": desktop.course_id, "user_id": desktop.owner_id}
     state = desktop.state
     # Not yet made, gone, or failed while being made (the quota was released): nothing is held.
     if state in ("requested", "deleted") or (state == "error" and not desktop.quota_reservation):
         return Allocation(**who)
     running = desktop.power_state == "running"
-    data_gib = sum(v.size_gib for v in desktop.volumes.all() if v.state in BILLED_VOLUME_STATES)
+    disks = desktop.volumes.all() if volumes is None else volumes
+    data_gib = sum(v.size_gib for v in disks if v.state in BILLED_VOLUME_STATES)
     return Allocation(
         **who,
         running=running,
@@ -105,7 +109,7 @@ def allocation_of(desktop) -> Allocation:
         ram_mib=desktop.memory_mib if running else 0,
         gpus=desktop.gpus if running else 0,
         disk_gib=desktop.disk_gib + data_gib,
-        ips=ips_of(desktop),
+        ips=ips_of(desktop, elastic_ips=elastic_ips),
     )
 
 
@@ -126,7 +130,7 @@ def volume_allocation_of(volume) -> Allocation:
     return Allocation(**who, disk_gib=volume.size_gib)
 
 
-def ips_of(desktop) -> int:
+def ips_of(desktop, *, elastic_ips: int | None = None) -> int:
     """Addresses a desktop holds: those its NICs report (else the one recorded on the row), plus
     the elastic IPs bound to its NICs (compute reports a binding change as "eip_bound"/"eip_released")."""
     from compute.selectors import desktop_elastic_ip_count
@@ -135,7 +139,7 @@ def ips_of(desktop) -> int:
     addresses = {nic.get("ip") for nic in nics if isinstance(nic, dict) and nic.get("ip")}
     if desktop.guest_ip:
         addresses.add(desktop.guest_ip)
-    return len(addresses) + desktop_elastic_ip_count(desktop)
+    return len(addresses) + (desktop_elastic_ip_count(desktop) if elastic_ips is None else elastic_ips)
 
 
 def split_by_day(start: datetime, end: datetime) -> list[tuple[date, datetime, datetime]]:

@@ -132,6 +132,59 @@ def desktop_changed(*, desktop, at, reason: str = "") -> None:
     desktop_usage_record(desktop=desktop, at=at, reason=reason)
 
 
+def desktops_changed(*, desktops, at, reason: str = "") -> None:
+    """The batch observer (``compute.hooks.desktops_changed``): desktop_changed for each, in a
+    handful of queries (a takeover of 1,000 VMs): data disks and elastic IPs read for all at
+    once, the open intervals locked in one statement, pieces and cursors written in bulk."""
+    from compute.models import Volume
+    from compute.selectors import desktop_elastic_ip_counts
+
+    desktops = [d for d in desktops if d.pk]
+    if not desktops:
+        return
+    ids = sorted(d.pk for d in desktops)
+    with transaction.atomic():
+        cursors = {
+            c.desktop_id: c for c in MeterCursor.objects.select_for_update().filter(desktop_id__in=ids).order_by("pk")
+        }
+        volumes: dict[int, list] = {}
+        for volume in Volume.objects.filter(desktop_id__in=ids):
+            volumes.setdefault(volume.desktop_id, []).append(volume)
+        elastic = desktop_elastic_ip_counts(ids)
+        opened, moved, closed, pieces = [], [], [], []
+        for desktop in desktops:
+            allocation = metering.allocation_of(
+                desktop, volumes=volumes.get(desktop.pk, []), elastic_ips=elastic.get(desktop.pk, 0)
+            )
+            cursor = cursors.get(desktop.pk)
+            if cursor is None:
+                if allocation.billable:
+                    opened.append(MeterCursor(desktop_id=desktop.pk, since=at, **allocation.fields()))
+                continue
+            if cursor_allocation(cursor) == allocation:
+                continue
+            when = max(at, cursor.since)
+            pieces.extend(_pieces(cursor, when))
+            if not allocation.billable:
+                closed.append(cursor.pk)
+                continue
+            for name, value in allocation.fields().items():
+                setattr(cursor, name, value)
+            cursor.since = when
+            moved.append(cursor)
+        UsageInterval.objects.bulk_create(pieces, batch_size=2000)
+        MeterCursor.objects.filter(pk__in=closed).delete()
+        MeterCursor.objects.bulk_update(moved, ["since", *metering.ALLOCATION_FIELDS], batch_size=500)
+        try:
+            with transaction.atomic():
+                MeterCursor.objects.bulk_create(opened, batch_size=500)
+        except IntegrityError:
+            # Another transaction opened one of them meanwhile: take those one at a time.
+            for cursor in opened:
+                desktop = next(d for d in desktops if d.pk == cursor.desktop_id)
+                desktop_usage_record(desktop=desktop, at=at, reason=reason)
+
+
 def volume_changed(*, volume, at, reason: str = "", desktop_id: int | None = None) -> None:
     """The volume observer compute calls (``compute.hooks``): moves a disk between its desktop's meter and its own.
 

@@ -26,19 +26,27 @@ Nothing registered: changes are not metered and nothing is refused (compute alon
 from collections.abc import Callable
 
 _observers: list[Callable] = []
+_batch_observers: dict[Callable, Callable] = {}
 _create_checks: list[Callable] = []
 _volume_observers: list[Callable] = []
 
 
-def register_desktop_observer(fn: Callable) -> None:
-    """``fn(*, desktop, at, reason)``; registering the same function twice keeps one."""
+def register_desktop_observer(fn: Callable, *, many: Callable | None = None) -> None:
+    """``fn(*, desktop, at, reason)``; registering the same function twice keeps one.
+
+    ``many(*, desktops, at, reason)``, when given, takes a batch of desktops at once
+    (``desktops_changed``: a takeover of 1,000 VMs), with the same result as ``fn`` for each.
+    """
     if fn not in _observers:
         _observers.append(fn)
+    if many is not None:
+        _batch_observers[fn] = many
 
 
 def unregister_desktop_observer(fn: Callable) -> None:
     if fn in _observers:
         _observers.remove(fn)
+    _batch_observers.pop(fn, None)
 
 
 def desktop_changed(*, desktop, at=None, reason: str = "") -> None:
@@ -73,6 +81,22 @@ def volume_changed(*, volume, at=None, reason: str = "", desktop_id: int | None 
         at = timezone.now()
     for fn in list(_volume_observers):
         fn(volume=volume, at=at, reason=reason, desktop_id=desktop_id)
+
+
+def desktops_changed(*, desktops: list, at=None, reason: str = "") -> None:
+    """desktop_changed for a batch of saved desktops, as of the same ``at`` (one call per observer
+    that takes batches, one per desktop for the others)."""
+    if at is None:
+        from django.utils import timezone
+
+        at = timezone.now()
+    for fn in list(_observers):
+        many = _batch_observers.get(fn)
+        if many is not None:
+            many(desktops=desktops, at=at, reason=reason)
+        else:
+            for desktop in desktops:
+                fn(desktop=desktop, at=at, reason=reason)
 
 
 def register_create_check(fn: Callable) -> None:

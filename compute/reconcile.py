@@ -225,8 +225,7 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
             Desktop.objects.bulk_create(to_create, batch_size=500)
             Desktop.objects.bulk_update(to_update, list(_imported_fields(vms[0]).keys()) if vms else [], batch_size=500)
             charged, over_quota = _quota_charge(tenant, [*uncharged, *to_create])
-            for desktop in [*to_create, *to_update]:
-                hooks.desktop_changed(desktop=desktop, reason="imported")
+            hooks.desktops_changed(desktops=[*to_create, *to_update], reason="imported")
             event_record(
                 action=Action.VCENTER_IMPORTED,
                 actor=actor,

@@ -181,3 +181,62 @@ def test_a_desktop_resized_while_stopped_is_charged_its_new_size_from_its_next_s
     assert (cursor.since, cursor.vcpus, cursor.ram_mib, cursor.disk_gib) == (started_at, 4, 8192, 40 + 10)
     stopped = UsageInterval.objects.get(desktop=running, start=stopped_at)
     assert (stopped.end, stopped.running, stopped.vcpus, stopped.disk_gib) == (started_at, False, 0, 40 + 10)
+
+
+def _shape(desktop_ids) -> list[tuple]:
+    """What the meters hold for these desktops, in their order, without the ids."""
+    cursors = {c.desktop_id: c for c in MeterCursor.objects.filter(desktop_id__in=desktop_ids)}
+    result = []
+    for pk in desktop_ids:
+        cursor = cursors.get(pk)
+        pieces = UsageInterval.objects.filter(desktop_id=pk).order_by("start")
+        result.append(
+            (
+                None if cursor is None else tuple(getattr(cursor, name) for name in HELD[3:]) + (cursor.since,),
+                [(p.start, p.end, p.duration_us, p.vcpus, p.disk_gib, p.ips) for p in pieces],
+            )
+        )
+    return result
+
+
+def _fleet(scenario) -> list[Desktop]:
+    """Desktops in the shapes a takeover meets: new running, new stopped, one already metered and
+    changed, one already metered and unchanged, one gone, one with a disk and an elastic IP."""
+    tenant = scenario.tenant_a
+    desktops = [
+        desktop_row(tenant, state="running", power="running"),
+        desktop_row(tenant, state="stopped", power="stopped"),
+        desktop_row(tenant, state="running", power="running"),
+        desktop_row(tenant, state="running", power="running"),
+        desktop_row(tenant, state="running", power="running"),
+        desktop_row(tenant, state="running", power="running", guest_ip="10.9.0.7"),
+    ]
+    Volume.objects.create(desktop=desktops[5], name="data", size_gib=100, state=Volume.State.ATTACHED)
+    for desktop in desktops[2:5]:
+        services.desktop_changed(desktop=desktop, at=T0, reason="provisioned")
+    desktops[2].vcpus = 8
+    desktops[2].save()
+    desktops[4].state = "deleted"
+    desktops[4].save()
+    return desktops
+
+
+def test_a_batch_report_meters_exactly_what_one_report_per_desktop_does(scenario, django_assert_max_num_queries):
+    singles = _fleet(scenario) + _fleet(scenario)
+    with transaction.atomic():
+        for desktop in singles:
+            hooks.desktop_changed(desktop=desktop, at=T1, reason="imported")
+
+    batch = _fleet(scenario) + _fleet(scenario)
+    # A handful of statements for the whole batch (the per-desktop path takes ~6 per desktop).
+    with django_assert_max_num_queries(14), transaction.atomic():
+        hooks.desktops_changed(desktops=batch, at=T1, reason="imported")
+
+    assert _shape([d.pk for d in batch]) == _shape([d.pk for d in singles])
+    expected = _shape([d.pk for d in batch])
+    assert expected[0][0][:5] == (True, 2, 4096, 40, 0)  # new and running: opened at T1
+    assert expected[1][0][:5] == (False, 0, 0, 40, 0)  # stopped: its disk only
+    assert expected[2][1] and expected[2][0][1] == 8  # changed: the hours at 2 vCPUs written, now 8
+    assert expected[3][0][-1] == T0 and not expected[3][1]  # unchanged: nothing written
+    assert expected[4][0] is None and expected[4][1]  # gone: closed
+    assert (expected[5][0][3], expected[5][0][5]) == (140, 1)  # system disk + data disk, its address
