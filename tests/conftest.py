@@ -41,6 +41,18 @@ def _broker_per_xdist_worker():
     yield
 
 
+@pytest.fixture
+def eager():
+    """Celery tasks run in-process, at once, their errors raised (the layer above the worker)."""
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield app
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Tests log in hundreds of times; PBKDF2 at production strength would dominate the run.

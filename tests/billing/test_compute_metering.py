@@ -17,17 +17,6 @@ from tests.compute.conftest import make_env
 
 
 @pytest.fixture
-def eager():
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager = False
-    app.conf.task_eager_propagates = False
-
-
-@pytest.fixture
 def env(scenario):
     from compute.hypervisor import drivers_close_all
 

@@ -36,17 +36,6 @@ def _pool_fulfiller():
     register_fulfiller(RequestKind.GPU_ENVIRONMENT, fulfil_course_desktops)
 
 
-@pytest.fixture
-def eager():
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager = False
-    app.conf.task_eager_propagates = False
-
-
 def make_course(scenario, *, students: int = 2, code: str = "CS101") -> Course:
     """A course of the scenario's teacher: student, student2, then extra students up to ``students``."""
     course = Course.objects.create(

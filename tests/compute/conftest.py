@@ -45,17 +45,6 @@ def _fresh_drivers():
     drivers_close_all()
 
 
-@pytest.fixture
-def eager(settings):
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager = False
-    app.conf.task_eager_propagates = False
-
-
 def make_env(
     scenario,
     *,

@@ -19,17 +19,6 @@ TEACHER_IP, ADMIN_IP = "10.8.0.11", "10.8.0.12"
 
 
 @pytest.fixture
-def eager():
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager = False
-    app.conf.task_eager_propagates = False
-
-
-@pytest.fixture
 def fulfiller():
     """Registered at start-up; another test in this process may have replaced it since."""
     from compute.classroom.services import fulfil_course_desktops

@@ -11,7 +11,6 @@ from compute.drivers.base import DhcpHost, DriverError
 from compute.hypervisor import driver_for
 from network import services
 from network.models import Address, NetworkDeployment
-from tests.compute.conftest import eager  # noqa: F401 - tasks in-process
 from tests.network.conftest import desktop_row, endpoint_make, tenant_network
 
 

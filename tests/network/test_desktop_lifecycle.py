@@ -9,7 +9,7 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop
 from network import services
 from network.models import Address
-from tests.compute.conftest import compute_env, eager  # noqa: F401 - compute's fixtures
+from tests.compute.conftest import compute_env  # noqa: F401 - compute's fixtures
 from tests.network.conftest import tenant_network
 
 

@@ -19,7 +19,7 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
-from tests.compute.conftest import eager, make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
+from tests.compute.conftest import make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
 from tests.compute.support import LibvirtPath
 from tests.network.conftest import (
     desktop_row,
