@@ -13,6 +13,7 @@
 - ``vm_spec(desktop)``: the VMSpec a desktop is created from.
 """
 
+import atexit
 import contextlib
 import hashlib
 import threading
@@ -77,6 +78,11 @@ def driver_forget(endpoint_id: int) -> None:
 def drivers_close_all() -> None:
     for endpoint_id in list(_drivers):
         driver_forget(endpoint_id)
+
+
+# Close the process's connections while the interpreter is whole: a libvirt connection left to
+# the garbage collector at shutdown prints "Exception ignored in virConnect.__del__".
+atexit.register(drivers_close_all)
 
 
 def driver_error_note(endpoint: Endpoint, exc: DriverError) -> None:

@@ -406,7 +406,11 @@ def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: st
 def image_import_template(*, actor, image: Image, endpoint: Endpoint, template: str) -> ImageVersion:
     """Use a vCenter template as a new version of ``image`` after checking the template exists."""
     try:
-        templates = {t.name: t for t in driver_open(endpoint).list_templates()}
+        driver = driver_open(endpoint)
+        try:
+            templates = {t.name: t for t in driver.list_templates()}
+        finally:
+            driver.close()
     except DriverError as exc:
         raise InvalidInput(_driver_error_message(exc), code="endpoint_unreachable", detail={"reason": exc.message})
     if template not in templates:

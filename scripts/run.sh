@@ -63,6 +63,13 @@ case $broker in
   filesystem://*) mkdir -p "$RUN_DIR/broker/queue" "$RUN_DIR/broker/control" "$RUN_DIR/broker/processed" ;;
 esac
 
+# libvirt's test:///default keeps its VMs inside the process that made them: the quick start's
+# worker is one process (a pool of threads), or a desktop made by one worker child would be
+# unknown to the next (stop, start and the periodic reconcile would say its VM is missing).
+case ${DEFAULT_HYPERVISOR_URI:-test:///default} in
+  test:*) export CELERY_WORKER_POOL=${CELERY_WORKER_POOL:-threads} CELERY_WORKER_CONCURRENCY=${CELERY_WORKER_CONCURRENCY:-4} ;;
+esac
+
 # --- database, translations, demo data ------------------------------------------------
 say "Migrating the database"
 "$PY" manage.py migrate --noinput
