@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.compute.support import dir_pool_with_golden, quiet_libvirt
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,16 +88,9 @@ GOLDEN = "cc-classroom-golden.qcow2"
 GOLDEN_MIB = 32
 
 
-def _libvirt():
-    import libvirt
-
-    libvirt.registerErrorHandler(lambda *_: None, None)
-    return libvirt
-
-
 def qemu_cleanup() -> None:
     """Remove every domain whose disks live in this test run's pool, and their overlays."""
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     conn = libvirt.open(QEMU_URI)
     try:
         for dom in conn.listAllDomains(0):
@@ -127,7 +122,7 @@ def _remove_unused_portal_networks(conn) -> None:
     Tests that seed the demo on the real libvirtd push its lab network (10.20.1.0/24); a copy left
     by an earlier run under another id would hold the subnet and make the next push fail.
     """
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     in_use = set()
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
         with contextlib.suppress(libvirt.libvirtError):
@@ -147,7 +142,7 @@ def _sweep_pools_of_dead_processes(conn) -> None:
     """Remove the pools (and their domains and files) that killed test processes left behind."""
     import shutil
 
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     for pool in conn.listAllStoragePools(0):
         name = pool.name()
         pid = name.removeprefix(POOL_PREFIX)
@@ -180,24 +175,9 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def qemu_pool():
     """A directory pool on the real libvirtd with a real (empty) golden qcow2, for this test run."""
-    libvirt = _libvirt()
-    try:
-        conn = libvirt.open(QEMU_URI)
-    except libvirt.libvirtError as exc:
-        pytest.fail(f"the real libvirtd is not running at {QEMU_URI} (make test starts it): {exc}")
-    _sweep_pools_of_dead_processes(conn)
-    POOL_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        pool = conn.storagePoolLookupByName(POOL_NAME)
-    except libvirt.libvirtError:
-        xml = f"<pool type='dir'><name>{POOL_NAME}</name><target><path>{POOL_DIR}</path></target></pool>"
-        pool = conn.storagePoolDefineXML(xml, 0)
-    if not pool.isActive():
-        pool.create(0)
-    golden = POOL_DIR / GOLDEN
-    if not golden.exists():
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), f"{GOLDEN_MIB}M"], check=True)
-    pool.refresh(0)
+    libvirt = quiet_libvirt()
+    conn, pool = dir_pool_with_golden(QEMU_URI, POOL_NAME, POOL_DIR, GOLDEN, GOLDEN_MIB)
+    _sweep_pools_of_dead_processes(conn)  # ours is alive: only the pools of killed processes go
     yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": GOLDEN, "size": GOLDEN_MIB * 1024 * 1024}
     qemu_cleanup()
     try:
@@ -233,7 +213,7 @@ def pool_volumes() -> dict[str, str]:
     """{volume name: backing path} of this run's pool, as libvirt sees it now."""
     import xml.etree.ElementTree as ET
 
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     conn = libvirt.open(QEMU_URI)
     try:
         pool = conn.storagePoolLookupByName(POOL_NAME)

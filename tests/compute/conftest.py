@@ -12,7 +12,6 @@
 
 import os
 import shutil
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from compute import services
 from compute.hypervisor import drivers_close_all
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
+from tests.compute.support import dir_pool_with_golden, quiet_libvirt
 
 QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 # One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
@@ -115,33 +115,12 @@ def desktop_of(
 # --- the real libvirtd -------------------------------------------------------------------------
 
 
-def _libvirt():
-    import libvirt
-
-    libvirt.registerErrorHandler(lambda *_: None, None)
-    return libvirt
-
-
 @pytest.fixture(scope="session")
 def qemu_pool():
     """A directory storage pool on the real libvirtd for this test run, with a real golden qcow2."""
-    libvirt = _libvirt()
-    try:
-        conn = libvirt.open(QEMU_URI)
-    except libvirt.libvirtError as exc:
-        pytest.fail(f"the real libvirtd is not running at {QEMU_URI} (start it: make test does): {exc}")
-    POOL_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        pool = conn.storagePoolLookupByName(POOL_NAME)
-    except libvirt.libvirtError:
-        xml = f"<pool type='dir'><name>{POOL_NAME}</name><target><path>{POOL_DIR}</path></target></pool>"
-        pool = conn.storagePoolDefineXML(xml, 0)
-    if not pool.isActive():
-        pool.create(0)
+    libvirt = quiet_libvirt()
     golden = POOL_DIR / "cc-test-golden.qcow2"
-    if not golden.exists():
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), f"{GOLDEN_MIB}M"], check=True)
-    pool.refresh(0)
+    conn, pool = dir_pool_with_golden(QEMU_URI, POOL_NAME, POOL_DIR, golden.name, GOLDEN_MIB)
     yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": golden.name, "size": GOLDEN_MIB * 1024 * 1024}
     # Remove every domain whose disks live in this run's pool (other suites' VMs are not ours),
     # then the pool with its volumes.
@@ -167,7 +146,7 @@ def qemu_pool():
 
 
 def qemu_volumes() -> set[str]:
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     conn = libvirt.open(QEMU_URI)
     try:
         pool = conn.storagePoolLookupByName(POOL_NAME)
@@ -178,7 +157,7 @@ def qemu_volumes() -> set[str]:
 
 
 def qemu_domains() -> set[str]:
-    libvirt = _libvirt()
+    libvirt = quiet_libvirt()
     conn = libvirt.open(QEMU_URI)
     try:
         return {d.name() for d in conn.listAllDomains(0)}

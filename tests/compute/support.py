@@ -180,3 +180,33 @@ def stop_worker(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def quiet_libvirt():
+    """libvirt-python with its default error printer off (the tests read the exceptions)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def dir_pool_with_golden(uri: str, name: str, directory: Path, golden: str, mib: int):
+    """Open ``uri`` and make sure the directory pool ``name`` is defined, active and holds an empty
+    qcow2 ``golden`` of ``mib`` MiB. Returns (connection, pool); fails the test when libvirtd is down."""
+    libvirt = quiet_libvirt()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        pytest.fail(f"the real libvirtd is not running at {uri} (make test starts it): {exc}")
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        xml = f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>"
+        pool = conn.storagePoolDefineXML(xml, 0)
+    if not pool.isActive():
+        pool.create(0)
+    if not (directory / golden).exists():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / golden), f"{mib}M"], check=True)
+    pool.refresh(0)
+    return conn, pool

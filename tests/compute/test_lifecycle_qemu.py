@@ -7,6 +7,7 @@ including snapshot revert and a data-disk attach/detach, and everything cleaned 
 import pytest
 
 from audit.models import AuditEvent
+from billing.models import UsageInterval, VolumeMeterCursor
 from compute.models import Desktop, EndpointLease, Snapshot, Volume
 from tests.compute.conftest import qemu_domains, qemu_volumes
 from tests.compute.support import wait_for, wait_state
@@ -73,6 +74,10 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     assert volume.volume_name not in qemu_volumes()
     events = AuditEvent.objects.filter(object_type="compute.volume", object_id=str(volume.pk))
     assert {"volume.attached", "volume.detached", "volume.deleted"} <= set(events.values_list("action", flat=True))
+    # While it lay detached the disk was billed on its own, by the real worker's reports.
+    detached = UsageInterval.objects.filter(volume_id=volume.pk)
+    assert detached.exists() and {piece.disk_gib for piece in detached} == {1}
+    assert not VolumeMeterCursor.objects.filter(volume_id=volume.pk).exists()  # closed at deletion
 
     assert client.delete(f"/api/v1/desktops/{desktop.pk}/").status_code == 202
     wait_state(desktop, Desktop.State.DELETED)
