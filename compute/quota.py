@@ -110,32 +110,9 @@ def resize_quota_release(*, hold: str) -> None:
     desktop_quota_release(reservation_id=hold)
 
 
-def imported_quota_charge(*, tenant, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> str | None:
-    """Charge an imported VM's share to the tenant (reserved and committed at once: the VM exists).
-
-    Returns the reservation id, or None when the share does not fit (nothing is changed then).
-    """
-    try:
-        with transaction.atomic():
-            reservation = desktop_quota_reserve(
-                actor=None,
-                tenant=tenant,
-                course=None,
-                owner=None,
-                vcpus=vcpus,
-                memory_mib=memory_mib,
-                disk_gib=disk_gib,
-                gpus=gpus,
-            )
-            desktop_quota_commit(reservation_id=reservation)
-    except QuotaExceeded:
-        return None
-    return reservation
-
-
 def imported_quota_charge_many(*, tenant, shares: list[dict[str, int]]) -> list[str | None]:
-    """imported_quota_charge for many VMs at once (a takeover): each share's reservation id, or
-    None for one that does not fit beside the ones before it."""
+    """Charge imported VMs' shares to the tenant (reserved and committed at once: the VMs exist), in
+    one batch: each share's reservation id, or None for one that does not fit beside the ones before it."""
     charged = quota_charge_existing(
         tenant=tenant, shares=[ResourceAmounts(**share) for share in shares], reason="imported desktop"
     )
