@@ -5,14 +5,22 @@ teacher, two students, finance and an auditor; tenant B (`me`) with a stranger; 
 three platform admins.
 """
 
+import os
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from tests import factories
 
 pytest_plugins = ["tests.browser_harness", "tests.classroom_harness"]
+
+# CI (CI=true make test) explores the same examples on every run, so main does not turn red on a
+# draw; on a developer's machine hypothesis keeps drawing new ones and prints how to replay a failure.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
