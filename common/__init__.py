@@ -1,1 +1,1 @@
-"""Small building blocks shared by every app (errors). Imports nothing of the project's."""
+"""Small building blocks shared by every app: errors, row locks, starting tasks. Imports nothing of the project's."""

@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from common.db import LockingManager
 from common.errors import InvalidTransition
 
 
@@ -41,12 +42,6 @@ def secret_decrypt(token: str) -> str:
     except InvalidToken:
         # The key changed: the credentials must be entered again; never guess.
         return ""
-
-
-class LockingManager(models.Manager):
-    def locked(self, pk):
-        """The row, locked for the rest of the transaction: the one place rows are locked."""
-        return self.select_for_update().get(pk=pk)
 
 
 class Site(models.Model):

@@ -22,9 +22,9 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
+from common.db import retry_on_deadlock, share_lock_status
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from compute import hooks, networking, quota, selectors
-from compute.db import retry_on_deadlock, share_lock_status
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import (

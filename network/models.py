@@ -15,11 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-
-class LockingManager(models.Manager):
-    def locked(self, pk):
-        """The row, locked for the rest of the transaction: the one place rows of this model are locked."""
-        return self.select_for_update().get(pk=pk)
+from common.db import LockingManager
 
 
 class SegmentType(models.TextChoices):

@@ -8,7 +8,8 @@
 #   scripts/test.sh [PYTEST ARGS...]        e.g. scripts/test.sh -k billing -x
 #
 # Exports to pytest: DATABASE_URL (MariaDB test account; override with TEST_DATABASE_URL),
-# CELERY_BROKER_URL=redis://127.0.0.1:6379/15, LIBVIRT_QEMU_URI=qemu:///system, VCSIM_URL,
+# CELERY_BROKER_URL=redis://127.0.0.1:6379/15 (TEST_BROKER_DB changes 15: each test process
+# takes the databases below it, so two checkouts testing at once give 15 and 12), LIBVIRT_QEMU_URI=qemu:///system, VCSIM_URL,
 # CHROMIUM_PATH=/usr/bin/chromium; CI passes through.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -33,7 +34,8 @@ say "Starting the services the tests need"
 scripts/services.sh start mariadb redis libvirt vcsim
 
 export DATABASE_URL=${TEST_DATABASE_URL:-$(scripts/services.sh test-db)}
-export CELERY_BROKER_URL=redis://127.0.0.1:6379/15
+broker_db=${TEST_BROKER_DB:-15}
+export CELERY_BROKER_URL=redis://127.0.0.1:6379/$broker_db
 export LIBVIRT_QEMU_URI=qemu:///system
 export CHROMIUM_PATH=/usr/bin/chromium
 if [ -x scripts/vcsim.sh ] && vc=$(scripts/vcsim.sh url 2>/dev/null); then
@@ -51,7 +53,7 @@ rc=0
 # --durations: keep an eye on the slow tests (the whole run has a budget of 20 minutes on 2 cores).
 # Start from empty test brokers: a worker killed in an earlier run leaves unacknowledged
 # messages that Redis would otherwise deliver again into this run.
-for db in 15 14 13; do "$PY" -c "import redis, sys; redis.Redis.from_url(sys.argv[1]).flushdb()" "redis://127.0.0.1:6379/$db"; done
+for db in "$broker_db" $((broker_db - 1)) $((broker_db - 2)); do "$PY" -c "import redis, sys; redis.Redis.from_url(sys.argv[1]).flushdb()" "redis://127.0.0.1:6379/$db"; done
 
 # Two test processes on the two cores (PYTEST_WORKERS=0 runs in one); a test file stays in one
 # process, so its module fixtures (libvirt pools, simulators) are made once.

@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from compute.models import LockingManager
+from common.db import LockingManager
 
 
 class DesktopPool(models.Model):

@@ -1,4 +1,8 @@
-"""Deadlock retries for the services that lock desktops and quota rows together.
+"""Row locking and deadlock retries shared by every app's models and services.
+
+``LockingManager.locked`` is the one way a row is locked FOR UPDATE; ``share_lock_status``
+reads a status under a shared lock; ``retry_on_deadlock`` re-runs a whole transaction that
+MariaDB chose as a deadlock victim (services that lock desktops and quota rows together).
 
 MariaDB picks a victim when two transactions wait on each other's row locks (quota rows
 are shared by every desktop of a tenant); the victim's whole transaction is rolled back
@@ -9,7 +13,14 @@ import functools
 import random
 import time
 
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, models
+
+
+class LockingManager(models.Manager):
+    def locked(self, pk):
+        """The row, locked for the rest of the transaction: the one place rows are locked."""
+        return self.select_for_update().get(pk=pk)
+
 
 DEADLOCK_CODES = {1213, 1205}  # deadlock found; lock wait timeout
 ATTEMPTS = 5
