@@ -28,8 +28,10 @@ from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from compute import hooks
 from compute import services as compute_services
+from compute.classroom.errors import ErrorCode
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
-from compute.drivers.base import DriverError, ErrorCode
+from compute.drivers.base import DriverError
+from compute.drivers.base import ErrorCode as DriverErrorCode
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Visibility
 from tenants import permissions as tenant_permissions
 from tenants.models import ApprovalRequest, ClassTime, Course, RosterEntry
@@ -84,7 +86,7 @@ def can_manage_pool(user, pool: DesktopPool) -> bool:
 
 def _require_manage(actor, pool: DesktopPool) -> None:
     if actor is not None and not can_manage_pool(actor, pool):
-        raise Forbidden(_("只有课程教师或院系管理员可以管理该桌面池。"), code="pool_forbidden")
+        raise Forbidden(_("只有课程教师或院系管理员可以管理该桌面池。"), code=ErrorCode.POOL_FORBIDDEN)
 
 
 def _stand_in(actor, course: Course):
@@ -106,9 +108,9 @@ def schedule_minutes(*, lead_minutes, shutdown_after_minutes, shutdown_deadline_
             else int(shutdown_deadline_minutes)
         )
     except (TypeError, ValueError):
-        raise InvalidInput(_("开关机时间必须是整数分钟。"), code="pool_schedule_invalid") from None
+        raise InvalidInput(_("开关机时间必须是整数分钟。"), code=ErrorCode.POOL_SCHEDULE_INVALID) from None
     if not (0 <= lead <= MAX_SCHEDULE_MINUTES and 0 <= after <= MAX_SCHEDULE_MINUTES):
-        raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code="pool_schedule_invalid")
+        raise InvalidInput(_("开关机提前/延后时间必须在 0 到 240 分钟之间。"), code=ErrorCode.POOL_SCHEDULE_INVALID)
     if not after <= deadline <= MAX_DEADLINE_MINUTES:
         raise InvalidInput(
             ngettext(
@@ -117,7 +119,7 @@ def schedule_minutes(*, lead_minutes, shutdown_after_minutes, shutdown_deadline_
                 after,
             )
             % {"after": after},
-            code="pool_deadline_invalid",
+            code=ErrorCode.POOL_DEADLINE_INVALID,
             detail={"shutdown_after_minutes": after, "shutdown_deadline_minutes": deadline},
         )
     return {"lead_minutes": lead, "shutdown_after_minutes": after, "shutdown_deadline_minutes": deadline}
@@ -192,21 +194,21 @@ def pool_create(
     """One desktop per student on the roster. A roster larger than the quotas is refused, with
     the shortfall, before anything is created."""
     if actor is not None and not tenant_permissions.can_manage_course(actor, course):
-        raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code="pool_forbidden")
+        raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code=ErrorCode.POOL_FORBIDDEN)
     if persistence not in DesktopPool.Persistence.values:
-        raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
     minutes = schedule_minutes(
         lead_minutes=lead_minutes,
         shutdown_after_minutes=shutdown_after_minutes,
         shutdown_deadline_minutes=shutdown_deadline_minutes,
     )
     if image_version.status != ImageVersion.Status.READY:
-        raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
+        raise InvalidInput(_("镜像版本尚不可用。"), code=ErrorCode.IMAGE_NOT_READY)
     creator = _stand_in(actor, course)
     with transaction.atomic():
         course = Course.objects.select_for_update().select_related("tenant", "teacher").get(pk=course.pk)
         if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
-            raise Conflict(_("该课程已有桌面池。"), code="pool_exists")
+            raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
         if request is not None:
             # The request's reservation held the seats until now; each desktop reserves its own
             # share as it is created, so the request's hold is turned over to them here.
@@ -215,7 +217,7 @@ def pool_create(
                 quota_release(reservation=request.reservation)
         students = _roster_students(course)
         if not students:
-            raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code="roster_empty")
+            raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
         shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, len(students)))
         if shortfalls:
             raise QuotaExceeded(shortfalls)
@@ -257,7 +259,7 @@ def _payload_objects(request: ApprovalRequest):
     version = ImageVersion.objects.filter(pk=payload.get("image_version")).first()
     flavor = Flavor.objects.filter(pk=payload.get("flavor")).first()
     if version is None or flavor is None:
-        raise InvalidInput(_("申请中的镜像或规格已不存在。"), code="request_payload_invalid")
+        raise InvalidInput(_("申请中的镜像或规格已不存在。"), code=ErrorCode.REQUEST_PAYLOAD_INVALID)
     return payload, version, flavor
 
 
@@ -304,16 +306,16 @@ def course_request_submit(
 
     seats = RosterEntry.objects.filter(course=course).count()
     if not seats:
-        raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code="roster_empty")
+        raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
     if persistence not in DesktopPool.Persistence.values:
-        raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
     minutes = schedule_minutes(
         lead_minutes=lead_minutes,
         shutdown_after_minutes=shutdown_after_minutes,
         shutdown_deadline_minutes=shutdown_deadline_minutes,
     )
     if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
-        raise Conflict(_("该课程已有桌面池。"), code="pool_exists")
+        raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
     return request_submit(
         actor=actor,
         tenant=course.tenant,
@@ -395,7 +397,7 @@ def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
     with transaction.atomic():
         pool = DesktopPool.objects.locked(pool.pk)
         if pool.state != DesktopPool.State.ACTIVE:
-            raise Conflict(_("桌面池已停用。"), code="pool_retired")
+            raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
         creator = _stand_in(actor, pool.course)
         roster = _roster_students(pool.course)
         roster_ids = {s.pk for s in roster}
@@ -446,7 +448,7 @@ def seat_retry(*, actor, seat: Seat) -> Desktop:
             seat.error = ""
             seat.save(update_fields=["desktop", "error"])
     if seat.desktop is None:
-        raise Conflict(_("该座位已回收。"), code="seat_retired")
+        raise Conflict(_("该座位已回收。"), code=ErrorCode.SEAT_RETIRED)
     return seat.desktop
 
 
@@ -501,7 +503,7 @@ def _power_many(desktop_ids: list[int], verb: str) -> int:
 def pool_power(*, actor, pool: DesktopPool, verb: str) -> int:
     """Start or stop every desktop of the pool now (a teacher's bulk action); returns how many changed."""
     if verb not in ("start", "stop", "reboot"):
-        raise InvalidInput(_("未知操作。"), code="pool_action_invalid")
+        raise InvalidInput(_("未知操作。"), code=ErrorCode.POOL_ACTION_INVALID)
     _require_manage(actor, pool)
     with transaction.atomic():
         changed = _power_many(_active_desktop_ids(pool), verb)
@@ -524,7 +526,7 @@ def seat_power(*, actor, seat: Seat, verb: str) -> Desktop:
         "reboot": compute_services.desktop_reboot,
     }.get(verb)
     if service is None or seat.desktop is None:
-        raise InvalidInput(_("未知操作。"), code="pool_action_invalid")
+        raise InvalidInput(_("未知操作。"), code=ErrorCode.POOL_ACTION_INVALID)
     return service(actor=actor, desktop=seat.desktop)
 
 
@@ -562,7 +564,7 @@ def seat_reset(*, actor, seat: Seat) -> Seat:
         seat = Seat.objects.select_related("pool__course", "pool__image_version").get(pk=seat.pk)
         in_class = class_in_progress(seat.pool) is not None
         if not _seat_reset(seat, move_version=not in_class):
-            raise Conflict(_("桌面当前不能重置，请等待正在进行的操作完成。"), code="seat_busy")
+            raise Conflict(_("桌面当前不能重置，请等待正在进行的操作完成。"), code=ErrorCode.SEAT_BUSY)
         event_record(
             action=Action.SEAT_RESET,
             actor=actor,
@@ -577,7 +579,7 @@ def pool_reset(*, actor, pool: DesktopPool) -> int:
     """Reset every seat to the golden image (the pool's current version). Refused during a class."""
     _require_manage(actor, pool)
     if class_in_progress(pool) is not None:
-        raise Conflict(_("正在上课，不能重置整个桌面池；请在课后重置。"), code="pool_in_class")
+        raise Conflict(_("正在上课，不能重置整个桌面池；请在课后重置。"), code=ErrorCode.POOL_IN_CLASS)
     with transaction.atomic():
         pool = DesktopPool.objects.locked(pool.pk)
         count = sum(
@@ -846,7 +848,7 @@ def _parse_class_time(pool: DesktopPool, class_time_id) -> ClassTime | None:
         return None
     class_time = ClassTime.objects.filter(pk=class_time_id, course=pool.course).first()
     if class_time is None:
-        raise InvalidInput(_("未知课次。"), code="class_time_not_found")
+        raise InvalidInput(_("未知课次。"), code=ErrorCode.CLASS_TIME_NOT_FOUND)
     return class_time
 
 
@@ -857,7 +859,7 @@ def schedule_exception_add(
     _require_manage(actor, pool)
     class_time = _parse_class_time(pool, class_time_id)
     if class_time is not None and class_time.weekday != date.isoweekday():
-        raise InvalidInput(_("该日期没有这节课。"), code="class_not_on_date")
+        raise InvalidInput(_("该日期没有这节课。"), code=ErrorCode.CLASS_NOT_ON_DATE)
     with transaction.atomic():
         exception, _created = ScheduleException.objects.get_or_create(
             pool=pool, date=date, class_time=class_time, defaults={"reason": reason[:200], "created_by": actor}
@@ -901,7 +903,7 @@ def pool_settings_update(
         changes = {}
         if persistence is not None:
             if persistence not in DesktopPool.Persistence.values:
-                raise InvalidInput(_("未知的保留策略。"), code="pool_persistence_invalid")
+                raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
             changes["persistence"] = persistence
         asked = {
             "lead_minutes": lead_minutes,
@@ -951,7 +953,7 @@ class ConsoleGrant:
 
 def _console_refused(desktop: Desktop, exc: DriverError) -> Conflict:
     """The 409 for a console the hypervisor would not open, saying why in the user's words."""
-    if exc.code in (ErrorCode.UNSUPPORTED, ErrorCode.CONSOLE_UNSUPPORTED):
+    if exc.code in (DriverErrorCode.UNSUPPORTED, DriverErrorCode.CONSOLE_UNSUPPORTED):
         if desktop.endpoint.kind == Endpoint.Kind.VCENTER:
             message = _(
                 "该桌面所在的 vCenter 不提供网页控制台（WebMKS 票据），请使用 vSphere 客户端或 VMware Remote "
@@ -961,17 +963,17 @@ def _console_refused(desktop: Desktop, exc: DriverError) -> Conflict:
             message = _("该虚拟化平台不提供网页控制台。")
         return Conflict(
             message,
-            code="console_unsupported",
+            code=ErrorCode.CONSOLE_UNSUPPORTED,
             detail={"endpoint_kind": desktop.endpoint.kind, "reason": exc.message},
         )
-    if exc.code == ErrorCode.INVALID_STATE:
+    if exc.code == DriverErrorCode.INVALID_STATE:
         return Conflict(
             _("桌面已关机。请先开机，再打开控制台。"),
-            code="desktop_stopped",
+            code=ErrorCode.DESKTOP_STOPPED,
             detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
         )
     return Conflict(
-        _("暂时无法连接虚拟化平台，请稍后再试。"), code="console_unavailable", detail={"reason": exc.message}
+        _("暂时无法连接虚拟化平台，请稍后再试。"), code=ErrorCode.CONSOLE_UNAVAILABLE, detail={"reason": exc.message}
     )
 
 
@@ -979,17 +981,17 @@ def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> Consol
     """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop
     (only its hash is stored); on vCenter, the endpoint's own WebMKS ticket where it issues one."""
     if not can_open_console(actor, desktop):
-        raise NotFound(_("桌面不存在。"), code="not_found")
+        raise NotFound(_("桌面不存在。"))
     if desktop.state in (Desktop.State.STOPPED, Desktop.State.STOPPING) or desktop.power_state == Desktop.Power.STOPPED:
         raise Conflict(
             _("桌面已关机。请先开机，再打开控制台。"),
-            code="desktop_stopped",
+            code=ErrorCode.DESKTOP_STOPPED,
             detail={"state": desktop.state, "start_url": f"/api/v1/desktops/{desktop.pk}/start/"},
         )
     if desktop.state != Desktop.State.RUNNING:
         raise Conflict(
             _("桌面当前为“%(state)s”，请稍后再打开控制台。") % {"state": desktop.get_state_display()},
-            code="desktop_not_running",
+            code=ErrorCode.DESKTOP_NOT_RUNNING,
             detail={"state": desktop.state},
         )
     from compute.hypervisor import driver_for
@@ -1092,7 +1094,7 @@ def console_close(*, ticket_id: int, reason: str = "") -> None:
 def authoring_start(*, actor, course: Course, image_version: ImageVersion, flavor: Flavor) -> AuthoringSession:
     """A desktop of the teacher's own, from an image version, to install a lab's software on."""
     if not tenant_permissions.can_manage_course(actor, course):
-        raise Forbidden(_("只有课程教师可以制作课程镜像。"), code="pool_forbidden")
+        raise Forbidden(_("只有课程教师可以制作课程镜像。"), code=ErrorCode.POOL_FORBIDDEN)
     desktop = compute_services.desktop_create(
         actor=actor,
         tenant=course.tenant,
@@ -1127,16 +1129,16 @@ def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
     """Publish the authoring desktop's disk as the image's next version (the desktop must be shut down,
     so the copy is consistent). Pools of the course move to it at their next reset outside class."""
     if not tenant_permissions.can_manage_course(actor, session.course):
-        raise Forbidden(_("只有课程教师可以发布课程镜像。"), code="pool_forbidden")
+        raise Forbidden(_("只有课程教师可以发布课程镜像。"), code=ErrorCode.POOL_FORBIDDEN)
     with transaction.atomic():
         session = AuthoringSession.objects.locked(session.pk)
         desktop = Desktop.objects.select_related("endpoint__site").get(pk=session.desktop_id)
         if session.state not in (AuthoringSession.State.ACTIVE, AuthoringSession.State.FAILED):
-            raise Conflict(_("该镜像已在发布或已发布。"), code="authoring_not_active")
+            raise Conflict(_("该镜像已在发布或已发布。"), code=ErrorCode.AUTHORING_NOT_ACTIVE)
         if desktop.state != Desktop.State.STOPPED:
-            raise Conflict(_("请先关闭制作用的桌面，再发布镜像。"), code="authoring_desktop_running")
+            raise Conflict(_("请先关闭制作用的桌面，再发布镜像。"), code=ErrorCode.AUTHORING_DESKTOP_RUNNING)
         if desktop.endpoint.kind != Endpoint.Kind.LIBVIRT:
-            raise Conflict(_("目前只能在 libvirt 端点上发布镜像。"), code="authoring_unsupported")
+            raise Conflict(_("目前只能在 libvirt 端点上发布镜像。"), code=ErrorCode.AUTHORING_UNSUPPORTED)
         session.state = AuthoringSession.State.PUBLISHING
         session.last_error = ""
         session.task_id = _dispatch(_tasks().authoring_publish, session.pk, queue=desktop.endpoint.site.celery_queue)

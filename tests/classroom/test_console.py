@@ -9,7 +9,9 @@ from django.utils import timezone
 from websockify.websocket import WebSocket, WebSocketWantReadError
 
 from audit.models import AuditEvent
+from common.errors import ErrorCode as CommonErrorCode
 from compute import services as compute_services
+from compute.classroom.errors import ErrorCode
 from compute.classroom.models import ConsoleTicket
 from compute.models import Desktop
 from tests.classroom.conftest import make_course
@@ -22,7 +24,7 @@ def test_a_student_cannot_ask_for_another_students_console(api, scenario):
     other = desktop_of(scenario.tenant_a, owner=scenario.student2)
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{other.pk}/console/")
     assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.json()["code"] == CommonErrorCode.NOT_FOUND
     assert not ConsoleTicket.objects.exists()
 
 
@@ -31,7 +33,7 @@ def test_a_stopped_desktop_says_so_and_offers_to_start_it(api, scenario):
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/")
     assert response.status_code == 409
     body = response.json()
-    assert body["code"] == "desktop_stopped"
+    assert body["code"] == ErrorCode.DESKTOP_STOPPED
     assert "开机" in body["message"]
     assert body["detail"]["start_url"] == f"/api/v1/desktops/{desktop.pk}/start/"
 
@@ -62,7 +64,7 @@ def test_a_vcenter_desktop_without_webmks_gets_a_clear_409(api, scenario, vcente
 
     assert response.status_code == 409
     body = response.json()
-    assert body["code"] == "console_unsupported"
+    assert body["code"] == ErrorCode.CONSOLE_UNSUPPORTED
     assert "vCenter" in body["message"] and "vSphere" in body["message"]
     # The driver did ask the simulator for a WebMKS ticket (AcquireTicket), which it lacks.
     assert body["detail"]["endpoint_kind"] == "vcenter" and "WebMKS" in body["detail"]["reason"]

@@ -10,6 +10,7 @@ from compute import hooks
 from compute import services as compute_services
 from compute.classroom import selectors as services_selectors
 from compute.classroom import services
+from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.hypervisor import driver_for
 from compute.models import Desktop, GpuProfile, Host
@@ -60,8 +61,9 @@ def test_a_roster_bigger_than_the_quota_is_refused_before_anything_is_created(sc
 
 
 def test_a_student_cannot_create_a_pool(scenario, env, course):
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as refused:
         services.pool_create(actor=scenario.student, course=course, image_version=env.version, flavor=env.flavor)
+    assert refused.value.code == ErrorCode.POOL_FORBIDDEN
     assert not DesktopPool.objects.exists()
 
 
@@ -268,10 +270,11 @@ def test_resetting_a_seat_gives_a_new_disk_on_the_same_golden_image(
 
 def test_a_student_cannot_reset_or_power_the_pool(scenario, env, course, eager, django_capture_on_commit_callbacks):
     pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as reset:
         services.pool_reset(actor=scenario.student, pool=pool)
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as power:
         services.pool_power(actor=scenario.student, pool=pool, verb="stop")
+    assert reset.value.code == power.value.code == ErrorCode.POOL_FORBIDDEN
 
 
 def test_a_class_time_overlapping_another_of_the_same_course_is_refused(scenario, course):

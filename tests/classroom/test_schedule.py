@@ -10,6 +10,7 @@ from audit.models import AuditEvent
 from common.errors import Conflict, InvalidInput
 from compute import services as compute_services
 from compute.classroom import services
+from compute.classroom.errors import ErrorCode
 from compute.classroom.models import ClassSession, ConsoleTicket, DesktopPool
 from compute.classroom.tasks import schedule_tick
 from compute.hypervisor import driver_for
@@ -157,11 +158,11 @@ def test_a_connected_student_postpones_the_shutdown_only_until_the_pools_deadlin
 def test_a_deadline_before_the_shutdown_delay_is_refused(pool, scenario, api):
     with pytest.raises(InvalidInput) as refused:
         services.pool_settings_update(actor=scenario.teacher, pool=pool, shutdown_deadline_minutes=5)
-    assert refused.value.code == "pool_deadline_invalid"
+    assert refused.value.code == ErrorCode.POOL_DEADLINE_INVALID
     response = api.as_user(scenario.teacher).patch(
         f"/api/v1/pools/{pool.pk}/", {"shutdown_after_minutes": 60}, format="json"
     )
-    assert response.status_code == 400 and response.json()["code"] == "pool_deadline_invalid"
+    assert response.status_code == 400 and response.json()["code"] == ErrorCode.POOL_DEADLINE_INVALID
     response = api.as_user(scenario.teacher).patch(
         f"/api/v1/pools/{pool.pk}/", {"shutdown_after_minutes": 60, "shutdown_deadline_minutes": 90}, format="json"
     )
@@ -212,10 +213,11 @@ def test_a_skipped_class_and_a_holiday_are_left_alone(pool, scenario, django_cap
 
 def test_a_skip_on_a_date_without_that_class_is_refused(pool, scenario):
     class_time = pool.course.class_times.get()
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as refused:
         services.schedule_exception_add(
             actor=scenario.teacher, pool=pool, date=MONDAY + datetime.timedelta(days=1), class_time_id=class_time.pk
         )
+    assert refused.value.code == ErrorCode.CLASS_NOT_ON_DATE
 
 
 def test_classes_follow_the_term_dates(pool):
@@ -235,7 +237,7 @@ def test_a_reset_after_class_pool_resets_after_the_class_never_during(
     _tick(capture, at(MONDAY, 10, 30))
     with time_machine.travel(at(MONDAY, 10, 30), tick=False), pytest.raises(Conflict) as refused:
         services.pool_reset(actor=scenario.teacher, pool=pool)
-    assert refused.value.code == "pool_in_class"
+    assert refused.value.code == ErrorCode.POOL_IN_CLASS
     assert {d.vm_name: driver_for(env.endpoint).get_vm(d.vm_name).disks[0].volume for d in _desktops(pool)} == disks
 
     _tick(capture, at(MONDAY, 11, 51))  # stops
