@@ -28,6 +28,7 @@ from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from compute import hooks
 from compute import services as compute_services
+from compute.classroom import locks
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
 from compute.drivers.base import DriverError
@@ -162,7 +163,7 @@ def _seats_provision(*, pool_id: int, creator) -> int:
         try:
             with transaction.atomic():
                 # The pool's lock orders this with a roster sync or a retry of the same seat.
-                pool = DesktopPool.objects.locked(pool_id)
+                pool = locks.pool_lock(pool_id)
                 seat = Seat.objects.select_related("student").get(pk=seat_id)
                 if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
                     continue
@@ -206,7 +207,7 @@ def pool_create(
         raise InvalidInput(_("镜像版本尚不可用。"), code=ErrorCode.IMAGE_NOT_READY)
     creator = _stand_in(actor, course)
     with transaction.atomic():
-        course = Course.objects.select_for_update().select_related("tenant", "teacher").get(pk=course.pk)
+        course = locks.course_lock(course.pk)
         if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
             raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
         if request is not None:
@@ -350,7 +351,7 @@ def _seat_retire(seat: Seat, *, creator) -> bool:
     """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
     desktop = seat.desktop
     if desktop is not None and desktop.state != Desktop.State.DELETED:
-        desktop = Desktop.objects.locked(desktop.pk)
+        desktop = locks.desktop_lock(desktop.pk)
         if desktop.state == Desktop.State.DELETING:
             pass
         elif desktop.state in Desktop.TRANSIENT:
@@ -367,7 +368,7 @@ def _seat_retire(seat: Seat, *, creator) -> bool:
 
 def _seat_hand_over(seat: Seat, student) -> bool:
     """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
-    desktop = Desktop.objects.locked(seat.desktop_id) if seat.desktop_id else None
+    desktop = locks.desktop_lock(seat.desktop_id) if seat.desktop_id else None
     if desktop is None or desktop.state not in Desktop.LIVE:
         return False
     previous = seat.student
@@ -395,7 +396,7 @@ def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
     _require_manage(actor, pool)
     result = SyncResult()
     with transaction.atomic():
-        pool = DesktopPool.objects.locked(pool.pk)
+        pool = locks.pool_lock(pool.pk)
         if pool.state != DesktopPool.State.ACTIVE:
             raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
         creator = _stand_in(actor, pool.course)
@@ -441,7 +442,7 @@ def seat_retry(*, actor, seat: Seat) -> Desktop:
     if seat.desktop_id is not None:
         return compute_services.desktop_retry(actor=creator, desktop=seat.desktop)
     with transaction.atomic():
-        pool = DesktopPool.objects.locked(seat.pool_id)
+        pool = locks.pool_lock(seat.pool_id)
         seat = Seat.objects.select_related("student").get(pk=seat.pk)
         if seat.desktop_id is None and seat.state == Seat.State.ACTIVE:
             seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator)
@@ -495,7 +496,7 @@ def _active_desktop_ids(pool: DesktopPool, *, exclude: Iterable[int] = ()) -> li
 def _power_many(desktop_ids: list[int], verb: str) -> int:
     changed = 0
     for desktop_id in desktop_ids:
-        desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=desktop_id)
+        desktop = locks.desktop_lock(desktop_id, with_site=True)
         changed += _power_locked(desktop, verb)
     return changed
 
@@ -549,7 +550,7 @@ def _reset_locked(desktop: Desktop, *, version: ImageVersion | None) -> None:
 def _seat_reset(seat: Seat, *, move_version: bool) -> bool:
     if seat.desktop_id is None:
         return False
-    desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=seat.desktop_id)
+    desktop = locks.desktop_lock(seat.desktop_id, with_site=True)
     if desktop.state not in Desktop.LIVE:
         return False
     _reset_locked(desktop, version=seat.pool.image_version if move_version else None)
@@ -581,7 +582,7 @@ def pool_reset(*, actor, pool: DesktopPool) -> int:
     if class_in_progress(pool) is not None:
         raise Conflict(_("正在上课，不能重置整个桌面池；请在课后重置。"), code=ErrorCode.POOL_IN_CLASS)
     with transaction.atomic():
-        pool = DesktopPool.objects.locked(pool.pk)
+        pool = locks.pool_lock(pool.pk)
         count = sum(
             _seat_reset(seat, move_version=True)
             for seat in pool.seats.filter(state=Seat.State.ACTIVE).select_related("pool__image_version")
@@ -670,7 +671,7 @@ def _session_for(pool, class_time, day, begins, ends) -> ClassSession:
 
 def _power_on_for_class(pool: DesktopPool, session: ClassSession, now) -> int:
     with transaction.atomic():
-        session = ClassSession.objects.locked(session.pk)
+        session = locks.class_session_lock(session.pk)
         if session.powered_on_at is not None:
             return 0
         changed = _power_many(_active_desktop_ids(pool), "start")
@@ -700,7 +701,7 @@ def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
     desktop is powered off anyway (the student was warned on every tick before)."""
     report = {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0}
     with transaction.atomic():
-        session = ClassSession.objects.locked(session.pk)
+        session = locks.class_session_lock(session.pk)
         if session.state == ClassSession.State.DONE:
             return report
         deadline = shutdown_deadline(pool, session)
@@ -713,7 +714,7 @@ def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
         connected = connected_desktop_ids([s.desktop_id for s in seats], now)
         forced_names = []
         for seat in seats:
-            desktop = Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=seat.desktop_id)
+            desktop = locks.desktop_lock(seat.desktop_id, with_site=True)
             if desktop.pk in connected and not forced:
                 report["connected"] += 1
                 continue
@@ -899,7 +900,7 @@ def pool_settings_update(
 ) -> DesktopPool:
     _require_manage(actor, pool)
     with transaction.atomic():
-        pool = DesktopPool.objects.locked(pool.pk)
+        pool = locks.pool_lock(pool.pk)
         changes = {}
         if persistence is not None:
             if persistence not in DesktopPool.Persistence.values:
@@ -1036,12 +1037,7 @@ def console_ticket_redeem(*, token: str, client: str = "") -> ConsoleTicket:
     if not token or len(token) > 100:
         raise TicketRefused("malformed")
     with transaction.atomic():
-        ticket = (
-            ConsoleTicket.objects.select_for_update()
-            .select_related("desktop__tenant", "desktop__course", "user")
-            .filter(token_hash=_hash(token))
-            .first()
-        )
+        ticket = locks.ticket_lock(_hash(token))
         if ticket is None:
             raise TicketRefused("unknown")
         if ticket.used_at is not None:
@@ -1131,7 +1127,7 @@ def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
     if not tenant_permissions.can_manage_course(actor, session.course):
         raise Forbidden(_("只有课程教师可以发布课程镜像。"), code=ErrorCode.POOL_FORBIDDEN)
     with transaction.atomic():
-        session = AuthoringSession.objects.locked(session.pk)
+        session = locks.authoring_lock(session.pk)
         desktop = Desktop.objects.select_related("endpoint__site").get(pk=session.desktop_id)
         if session.state not in (AuthoringSession.State.ACTIVE, AuthoringSession.State.FAILED):
             raise Conflict(_("该镜像已在发布或已发布。"), code=ErrorCode.AUTHORING_NOT_ACTIVE)
@@ -1171,7 +1167,7 @@ def _course_image(course, source: Image, *, actor) -> Image:
 
 def authoring_publish_finish(*, session_id: int, volume: str = "", size_bytes: int = 0, error: str = "") -> None:
     with transaction.atomic():
-        session = AuthoringSession.objects.locked(session_id)
+        session = locks.authoring_lock(session_id)
         if session.state != AuthoringSession.State.PUBLISHING:
             return
         if error:
@@ -1241,13 +1237,7 @@ def versions_retire_unused() -> int:
         return 0
     retired = 0
     with transaction.atomic():
-        versions = (
-            ImageVersion.objects.select_for_update()
-            .select_related("endpoint__site", "image")
-            .filter(pk__in=candidates, status=ImageVersion.Status.READY)
-            .order_by("pk")
-        )
-        for version in versions:
+        for version in locks.ready_versions_lock(candidates):
             if version_in_use(version):  # a desktop came meanwhile: checked again under the lock
                 continue
             version.status = ImageVersion.Status.RETIRED
