@@ -26,9 +26,10 @@ from django.utils.translation import ngettext
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from common.tasks import enqueue
 from compute import hooks
 from compute import services as compute_services
-from compute.classroom import locks
+from compute.classroom import locks, task_names
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool, ScheduleException, Seat
 from compute.drivers.base import DriverError
@@ -49,25 +50,6 @@ MAX_SCHEDULE_MINUTES = 240
 MAX_DEADLINE_MINUTES = 480
 # A console is "connected" while its proxy reports traffic at least this often.
 CONSOLE_SEEN_SECONDS = 90
-
-
-def _dispatch(task, *args, queue: str) -> str:
-    """Queue a task once the transaction commits; returns the id recorded on the row."""
-    task_id = secrets.token_hex(16)
-    transaction.on_commit(lambda: task.apply_async(args=args, task_id=task_id, queue=queue))
-    return task_id
-
-
-def _compute_tasks():
-    from compute import tasks
-
-    return tasks
-
-
-def _tasks():
-    from compute.classroom import tasks
-
-    return tasks
 
 
 def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
@@ -286,7 +268,7 @@ def fulfil_course_desktops(request: ApprovalRequest) -> None:
     A GPU environment request without a course is no pool: it is left as it is."""
     if request.course_id is None:
         return
-    _tasks().pool_fulfil.apply_async(args=[request.pk], queue="default")
+    enqueue(task_names.POOL_FULFIL, request.pk, queue="default")
 
 
 def course_request_submit(
@@ -477,9 +459,7 @@ def _power_locked(desktop: Desktop, verb: str) -> bool:
     if desktop.state != wanted:
         return False
     getattr(desktop, verb)()
-    desktop.task_id = _dispatch(
-        _compute_tasks().desktop_power, desktop.pk, verb, queue=desktop.endpoint.site.celery_queue
-    )
+    desktop.task_id = enqueue(task_names.DESKTOP_POWER, desktop.pk, verb, queue=desktop.endpoint.site.celery_queue)
     desktop.save()
     return True
 
@@ -541,9 +521,9 @@ def _reset_locked(desktop: Desktop, *, version: ImageVersion | None) -> None:
     queue = desktop.endpoint.site.celery_queue
     if version is not None and version.pk != desktop.image_version_id:
         desktop.image_version = version
-        desktop.task_id = _dispatch(_tasks().desktop_rebuild, desktop.pk, queue=queue)
+        desktop.task_id = enqueue(task_names.DESKTOP_REBUILD, desktop.pk, queue=queue)
     else:
-        desktop.task_id = _dispatch(_compute_tasks().desktop_reset, desktop.pk, queue=queue)
+        desktop.task_id = enqueue(task_names.DESKTOP_RESET, desktop.pk, queue=queue)
     desktop.save()
 
 
@@ -1137,7 +1117,7 @@ def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
             raise Conflict(_("目前只能在 libvirt 端点上发布镜像。"), code=ErrorCode.AUTHORING_UNSUPPORTED)
         session.state = AuthoringSession.State.PUBLISHING
         session.last_error = ""
-        session.task_id = _dispatch(_tasks().authoring_publish, session.pk, queue=desktop.endpoint.site.celery_queue)
+        session.task_id = enqueue(task_names.AUTHORING_PUBLISH, session.pk, queue=desktop.endpoint.site.celery_queue)
         session.save()
     return session
 
@@ -1249,7 +1229,7 @@ def versions_retire_unused() -> int:
                 detail={"volume": version.volume, "pool": version.pool},
             )
             if version.volume:
-                _dispatch(_tasks().image_version_volume_delete, version.pk, queue=version.endpoint.site.celery_queue)
+                enqueue(task_names.IMAGE_VERSION_VOLUME_DELETE, version.pk, queue=version.endpoint.site.celery_queue)
             retired += 1
     return retired
 
