@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from compute.classroom import services
 from compute.classroom.models import AuthoringSession, DesktopPool, Seat
+from compute.classroom.services import schedule
 from compute.models import Desktop
 from compute.selectors import desktop_list_for
 from tenants.selectors import course_list_for
@@ -114,7 +114,7 @@ def my_desktops(user) -> list[CourseDesktops]:
     now = timezone.now()
     for desktop in desktops:
         # Set on the instance for the page: when the schedule will power it off although in use.
-        desktop.shutdown_at = services.shutdown_notice(desktop, now) if desktop.course_id else None
+        desktop.shutdown_at = schedule.shutdown_notice(desktop, now) if desktop.course_id else None
         groups.setdefault(desktop.course_id, []).append(desktop)
     result = []
     for course_id, items in sorted(groups.items(), key=lambda kv: (kv[0] is None, items_code(kv[1]))):
@@ -124,7 +124,7 @@ def my_desktops(user) -> list[CourseDesktops]:
                 course=items[0].course,
                 pool=pool,
                 desktops=items,
-                next_class=services.next_class(pool) if pool else None,
+                next_class=schedule.next_class(pool) if pool else None,
             )
         )
     return result

@@ -8,6 +8,7 @@ from celery import shared_task
 from common.errors import ServiceError
 from compute.classroom import services
 from compute.classroom.models import AuthoringSession
+from compute.classroom.services.authoring import system_volume
 from compute.drivers.base import DriverError, ErrorCode
 from compute.hypervisor import vm_spec
 from compute.models import Desktop, ImageVersion
@@ -80,7 +81,7 @@ def authoring_publish(self, session_id: int, failures: int = 0):
     desktop, source = session.desktop, session.source_version
     pool = desktop.storage_pool or source.pool
     new_volume = f"cc-image-{source.image_id}-course{session.course_id}-{session.pk}.qcow2"
-    overlay = services._system_volume(desktop)  # noqa: SLF001 - one module's helper, shared with its tasks
+    overlay = system_volume(desktop)
 
     def flatten(driver):
         existing = {v.name: v for v in driver.volume_list(pool)}

@@ -215,6 +215,7 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
     from asgiref.testing import ApplicationCommunicator
 
     from compute.classroom import consumers, services
+    from compute.classroom.services import console
     from portal.asgi import application
 
     monkeypatch.setattr(consumers, "SEEN_EVERY", 0.2)
@@ -230,7 +231,7 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
         port = server.sockets[0].getsockname()[1]
         token = "t" * 43
         ticket = await database_sync_to_async(ConsoleTicket.objects.create)(
-            token_hash=services._hash(token),  # noqa: SLF001
+            token_hash=console._hash(token),  # noqa: SLF001
             desktop=desktop,
             user=scenario.student,
             host="127.0.0.1",

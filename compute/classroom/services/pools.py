@@ -1,0 +1,421 @@
+"""Course desktop pools and their seats: a pool made for a course's roster (directly or from an
+approved request), the roster followed later (hand-over, new desktops, retirement), retries of the
+seats that failed, and the pool's settings.
+
+Desktops are made and deleted by compute's own services. ``actor=None`` means the platform itself
+(an approved request being fulfilled); desktops need a person to be created for, so the pool's
+course teacher stands in there."""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from audit.actions import Action
+from audit.services import event_record
+from common.errors import Conflict, Forbidden, InvalidInput, ServiceError
+from common.tasks import enqueue
+from compute import hooks
+from compute import services as compute_services
+from compute.classroom import locks, task_names
+from compute.classroom.errors import ErrorCode
+from compute.classroom.models import DesktopPool, Seat
+from compute.classroom.services.access import require_manage, stand_in
+from compute.classroom.services.power import reset_locked
+from compute.classroom.services.schedule import schedule_minutes
+from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from tenants import permissions as tenant_permissions
+from tenants.models import ApprovalRequest, Course, RosterEntry
+from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check, quota_release
+from tenants.services import request_fulfil
+
+log = logging.getLogger(__name__)
+
+
+def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
+    """What ``seats`` desktops of this flavor take from the quotas (as compute reserves them)."""
+    return ResourceAmounts(
+        vcpu=flavor.vcpus,
+        ram_gib=-(-flavor.memory_mib // 1024),
+        disk_gib=flavor.disk_gib,
+        gpus=flavor.gpus,
+        desktops=1,
+    ) * int(seats)
+
+
+def _roster_students(course: Course) -> list:
+    return [e.user for e in RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")]
+
+
+def _seat_desktop_create(*, pool: DesktopPool, student, creator) -> Desktop:
+    return compute_services.desktop_create(
+        actor=creator,
+        tenant=pool.tenant,
+        image_version=pool.image_version,
+        flavor=pool.flavor,
+        owner=student,
+        course=pool.course,
+        name=f"{pool.course.code}-{student.username}",
+        endpoint=pool.endpoint,
+    )
+
+
+def _seat_provision(*, pool: DesktopPool, student, creator) -> Seat:
+    desktop = _seat_desktop_create(pool=pool, student=student, creator=creator)
+    return Seat.objects.create(pool=pool, student=student, desktop=desktop)
+
+
+def _seats_provision(*, pool_id: int, creator) -> int:
+    """Request the desktops of a new pool's seats, one transaction each, so that the worker starts
+    on the first while the others are still being written (60 rows take ~2 s, a tenth of the
+    whole provisioning). A refusal (no capacity left, a budget) ends it: the seats left without a
+    desktop keep the reason and are retried from the pool page. Returns how many were requested."""
+    requested = 0
+    seat_ids = list(
+        Seat.objects.filter(pool_id=pool_id, state=Seat.State.ACTIVE, desktop__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for seat_id in seat_ids:
+        try:
+            with transaction.atomic():
+                # The pool's lock orders this with a roster sync or a retry of the same seat.
+                pool = locks.pool_lock(pool_id)
+                seat = Seat.objects.select_related("student").get(pk=seat_id)
+                if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
+                    continue
+                seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator)
+                seat.error = ""
+                seat.save(update_fields=["desktop", "error"])
+                requested += 1
+        except ServiceError as exc:
+            left = Seat.objects.filter(pk__in=seat_ids, state=Seat.State.ACTIVE, desktop__isnull=True)
+            left.update(error=exc.message[:500])
+            log.warning("pool %s: %s seats without a desktop: %s", pool_id, left.count(), exc.message)
+            break
+    return requested
+
+
+def pool_create(
+    *,
+    actor,
+    course: Course,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    persistence: str = DesktopPool.Persistence.PERSISTENT,
+    lead_minutes: int = 15,
+    shutdown_after_minutes: int = 10,
+    shutdown_deadline_minutes: int | None = None,
+    endpoint: Endpoint | None = None,
+    request: ApprovalRequest | None = None,
+) -> DesktopPool:
+    """One desktop per student on the roster. A roster larger than the quotas is refused, with
+    the shortfall, before anything is created."""
+    if actor is not None and not tenant_permissions.can_manage_course(actor, course):
+        raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code=ErrorCode.POOL_FORBIDDEN)
+    if persistence not in DesktopPool.Persistence.values:
+        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
+    minutes = schedule_minutes(
+        lead_minutes=lead_minutes,
+        shutdown_after_minutes=shutdown_after_minutes,
+        shutdown_deadline_minutes=shutdown_deadline_minutes,
+    )
+    if image_version.status != ImageVersion.Status.READY:
+        raise InvalidInput(_("镜像版本尚不可用。"), code=ErrorCode.IMAGE_NOT_READY)
+    creator = stand_in(actor, course)
+    with transaction.atomic():
+        course = locks.course_lock(course.pk)
+        if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
+            raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
+        if request is not None:
+            # The request's reservation held the seats until now; each desktop reserves its own
+            # share as it is created, so the request's hold is turned over to them here.
+            request = request_fulfil(request=request, detail={"course": course.code})
+            if request.reservation_id:
+                quota_release(reservation=request.reservation)
+        students = _roster_students(course)
+        if not students:
+            raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
+        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, len(students)))
+        if shortfalls:
+            raise QuotaExceeded(shortfalls)
+        pool = DesktopPool.objects.create(
+            course=course,
+            tenant=course.tenant,
+            name=f"{course.code} {course.name}"[:100],
+            image_version=image_version,
+            flavor=flavor,
+            endpoint=endpoint,
+            persistence=persistence,
+            **minutes,
+            request=request,
+            created_by=actor,
+        )
+        Seat.objects.bulk_create([Seat(pool=pool, student=student) for student in students])
+        event_record(
+            action=Action.POOL_CREATED,
+            actor=actor,
+            target=pool,
+            tenant=pool.tenant,
+            detail={
+                "course": course.code,
+                "seats": len(students),
+                "image": str(image_version),
+                "flavor": flavor.name,
+                "persistence": persistence,
+                "request": request.pk if request else None,
+            },
+        )
+    # The pool and its seats are committed (or refused) as one; each desktop is then requested in
+    # its own transaction, so provisioning starts with the first seat.
+    _seats_provision(pool_id=pool.pk, creator=creator)
+    return pool
+
+
+def _payload_objects(request: ApprovalRequest):
+    payload = request.payload or {}
+    version = ImageVersion.objects.filter(pk=payload.get("image_version")).first()
+    flavor = Flavor.objects.filter(pk=payload.get("flavor")).first()
+    if version is None or flavor is None:
+        raise InvalidInput(_("申请中的镜像或规格已不存在。"), code=ErrorCode.REQUEST_PAYLOAD_INVALID)
+    return payload, version, flavor
+
+
+def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
+    """Fulfil an approved course-desktop request: its payload names image version, flavor and policy."""
+    payload, version, flavor = _payload_objects(request)
+    return pool_create(
+        actor=None,
+        course=request.course,
+        image_version=version,
+        flavor=flavor,
+        persistence=payload.get("persistence", DesktopPool.Persistence.PERSISTENT),
+        lead_minutes=int(payload.get("lead_minutes", 15)),
+        shutdown_after_minutes=int(payload.get("shutdown_after_minutes", 10)),
+        shutdown_deadline_minutes=payload.get("shutdown_deadline_minutes"),
+        request=request,
+    )
+
+
+def fulfil_course_desktops(request: ApprovalRequest) -> None:
+    """The fulfiller tenants calls once a course-desktop request is approved: queue the pool's creation.
+
+    A GPU environment request without a course is no pool: it is left as it is."""
+    if request.course_id is None:
+        return
+    enqueue(task_names.POOL_FULFIL, request.pk, queue="default")
+
+
+def course_request_submit(
+    *,
+    actor,
+    course: Course,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    persistence: str = DesktopPool.Persistence.PERSISTENT,
+    lead_minutes: int = 15,
+    shutdown_after_minutes: int = 10,
+    shutdown_deadline_minutes: int | None = None,
+    reason: str = "",
+) -> ApprovalRequest:
+    """The pool wizard's request: one seat per roster student; tenants checks the quotas and routes it."""
+    from tenants.models import RequestKind
+    from tenants.services import request_submit
+
+    seats = RosterEntry.objects.filter(course=course).count()
+    if not seats:
+        raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
+    if persistence not in DesktopPool.Persistence.values:
+        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
+    minutes = schedule_minutes(
+        lead_minutes=lead_minutes,
+        shutdown_after_minutes=shutdown_after_minutes,
+        shutdown_deadline_minutes=shutdown_deadline_minutes,
+    )
+    if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
+        raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
+    return request_submit(
+        actor=actor,
+        tenant=course.tenant,
+        kind=RequestKind.COURSE_DESKTOPS if not flavor.gpus else RequestKind.GPU_ENVIRONMENT,
+        title=ngettext("%(code)s 课程桌面（%(seats)s 座）", "%(code)s 课程桌面（%(seats)s 座）", seats)
+        % {"code": course.code, "seats": seats},
+        amounts=seat_amounts(flavor, seats),
+        course=course,
+        payload={
+            "image_version": image_version.pk,
+            "flavor": flavor.pk,
+            "persistence": persistence,
+            **minutes,
+            "seats": seats,
+        },
+        reason=reason,
+    )
+
+
+@dataclass
+class SyncResult:
+    added: int = 0
+    handed_over: int = 0
+    retired: int = 0
+    pending: int = 0
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "handed_over": self.handed_over, "retired": self.retired, "pending": self.pending}
+
+
+def seat_retire(seat: Seat, *, creator) -> bool:
+    """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
+    desktop = seat.desktop
+    if desktop is not None and desktop.state != Desktop.State.DELETED:
+        desktop = locks.desktop_lock(desktop.pk)
+        if desktop.state == Desktop.State.DELETING:
+            pass
+        elif desktop.state in Desktop.TRANSIENT:
+            seat.state = Seat.State.RETIRING
+            seat.save(update_fields=["state"])
+            return False
+        else:
+            compute_services.desktop_delete(actor=creator, desktop=desktop)
+    seat.state = Seat.State.RETIRED
+    seat.retired_at = timezone.now()
+    seat.save(update_fields=["state", "retired_at"])
+    return True
+
+
+def _seat_hand_over(seat: Seat, student) -> bool:
+    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
+    desktop = locks.desktop_lock(seat.desktop_id) if seat.desktop_id else None
+    if desktop is None or desktop.state not in Desktop.LIVE:
+        return False
+    previous = seat.student
+    reset_locked(desktop, version=seat.pool.image_version)
+    desktop.owner = student
+    desktop.name = f"{seat.pool.course.code}-{student.username}"
+    desktop.save(update_fields=["owner", "name", "updated_at"])
+    # Usage is metered to the owner of the moment: billing closes the leaving student's interval
+    # here, in this transaction, and opens the newcomer's.
+    hooks.desktop_changed(desktop=desktop, at=timezone.now(), reason="handed_over")
+    seat.student = student
+    seat.save(update_fields=["student"])
+    event_record(
+        action=Action.SEAT_HANDED_OVER,
+        target=desktop,
+        tenant=seat.pool.tenant,
+        detail={"pool": seat.pool_id, "from": previous.username, "to": student.username},
+    )
+    return True
+
+
+def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
+    """Follow the roster: new students get a seat (a leaving student's desktop, reset, when there is
+    one; else a new desktop within quota); seats of students who left are wiped and deleted."""
+    require_manage(actor, pool)
+    result = SyncResult()
+    with transaction.atomic():
+        pool = locks.pool_lock(pool.pk)
+        if pool.state != DesktopPool.State.ACTIVE:
+            raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
+        creator = stand_in(actor, pool.course)
+        roster = _roster_students(pool.course)
+        roster_ids = {s.pk for s in roster}
+        seats = list(pool.seats.exclude(state=Seat.State.RETIRED).select_related("student", "desktop", "pool__course"))
+        seated = {s.student_id for s in seats if s.state == Seat.State.ACTIVE}
+        joining = [s for s in roster if s.pk not in seated]
+        leaving = [s for s in seats if s.student_id not in roster_ids or s.state == Seat.State.RETIRING]
+        for seat in list(leaving):
+            if not joining or seat.state == Seat.State.RETIRING:
+                break
+            if _seat_hand_over(seat, joining[0]):
+                joining.pop(0)
+                leaving.remove(seat)
+                result.handed_over += 1
+        if joining:
+            shortfalls = quota_check(
+                tenant=pool.tenant, course=pool.course, amounts=seat_amounts(pool.flavor, len(joining))
+            )
+            if shortfalls:
+                raise QuotaExceeded(shortfalls)
+            for student in joining:
+                _seat_provision(pool=pool, student=student, creator=creator)
+                result.added += 1
+        for seat in leaving:
+            if seat_retire(seat, creator=creator):
+                result.retired += 1
+            else:
+                result.pending += 1
+        if result.added or result.handed_over or result.retired or result.pending:
+            event_record(
+                action=Action.POOL_ROSTER_SYNCED, actor=actor, target=pool, tenant=pool.tenant, detail=result.as_dict()
+            )
+    return result
+
+
+def seat_retry(*, actor, seat: Seat) -> Desktop:
+    """Provision a failed seat's desktop again (compute's retry, for the teacher's retry button);
+    a seat whose desktop could not even be requested gets it requested now."""
+    require_manage(actor, seat.pool)
+    creator = stand_in(actor, seat.pool.course)
+    if seat.desktop_id is not None:
+        return compute_services.desktop_retry(actor=creator, desktop=seat.desktop)
+    with transaction.atomic():
+        pool = locks.pool_lock(seat.pool_id)
+        seat = Seat.objects.select_related("student").get(pk=seat.pk)
+        if seat.desktop_id is None and seat.state == Seat.State.ACTIVE:
+            seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator)
+            seat.error = ""
+            seat.save(update_fields=["desktop", "error"])
+    if seat.desktop is None:
+        raise Conflict(_("该座位已回收。"), code=ErrorCode.SEAT_RETIRED)
+    return seat.desktop
+
+
+def _failed_seats(pool: DesktopPool):
+    return pool.seats.filter(state=Seat.State.ACTIVE).filter(
+        Q(desktop__state=Desktop.State.ERROR) | Q(desktop__isnull=True) & ~Q(error="")
+    )
+
+
+def pool_retry_failed(*, actor, pool: DesktopPool) -> int:
+    require_manage(actor, pool)
+    count = 0
+    for seat in _failed_seats(pool).select_related("desktop", "pool__course").order_by("pk"):
+        seat_retry(actor=actor, seat=seat)
+        count += 1
+    return count
+
+
+def pool_settings_update(
+    *,
+    actor,
+    pool: DesktopPool,
+    persistence=None,
+    lead_minutes=None,
+    shutdown_after_minutes=None,
+    shutdown_deadline_minutes=None,
+) -> DesktopPool:
+    require_manage(actor, pool)
+    with transaction.atomic():
+        pool = locks.pool_lock(pool.pk)
+        changes = {}
+        if persistence is not None:
+            if persistence not in DesktopPool.Persistence.values:
+                raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
+            changes["persistence"] = persistence
+        asked = {
+            "lead_minutes": lead_minutes,
+            "shutdown_after_minutes": shutdown_after_minutes,
+            "shutdown_deadline_minutes": shutdown_deadline_minutes,
+        }
+        # The offsets are checked together, as they will be: the new values over the pool's current ones.
+        minutes = schedule_minutes(**{f: getattr(pool, f) if v is None else v for f, v in asked.items()})
+        changes.update({f: minutes[f] for f, v in asked.items() if v is not None})
+        for field, value in changes.items():
+            setattr(pool, field, value)
+        pool.save()
+        event_record(action=Action.POOL_CHANGED, actor=actor, target=pool, tenant=pool.tenant, detail=changes)
+    return pool

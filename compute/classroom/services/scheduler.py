@@ -1,0 +1,250 @@
+"""The class schedule at work (Celery beat, every minute): pools powered on before each class and
+wound down after it (stopped, reset for a reset-after-class pool), each step once per class as the
+``ClassSession`` rows record; and the classes teachers skip (holidays, one class)."""
+
+import datetime
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from audit.actions import Action
+from audit.services import event_record
+from common.errors import InvalidInput
+from compute.classroom import locks
+from compute.classroom.errors import ErrorCode
+from compute.classroom.models import ClassSession, DesktopPool, ScheduleException, Seat
+from compute.classroom.services.access import require_manage
+from compute.classroom.services.authoring import versions_retire_unused
+from compute.classroom.services.console import connected_desktop_ids
+from compute.classroom.services.pools import seat_retire
+from compute.classroom.services.power import active_desktop_ids, power_locked, power_many, reset_locked
+from compute.classroom.services.schedule import classes_between, shutdown_deadline
+from compute.models import Desktop
+from tenants.models import ClassTime
+
+log = logging.getLogger(__name__)
+
+
+def _parse_class_time(pool: DesktopPool, class_time_id) -> ClassTime | None:
+    if class_time_id in (None, ""):
+        return None
+    class_time = ClassTime.objects.filter(pk=class_time_id, course=pool.course).first()
+    if class_time is None:
+        raise InvalidInput(_("未知课次。"), code=ErrorCode.CLASS_TIME_NOT_FOUND)
+    return class_time
+
+
+def schedule_exception_add(
+    *, actor, pool: DesktopPool, date: datetime.date, class_time_id=None, reason: str = ""
+) -> ScheduleException:
+    """Skip one class (``class_time_id``) or a whole day (a holiday): the schedule leaves it alone."""
+    require_manage(actor, pool)
+    class_time = _parse_class_time(pool, class_time_id)
+    if class_time is not None and class_time.weekday != date.isoweekday():
+        raise InvalidInput(_("该日期没有这节课。"), code=ErrorCode.CLASS_NOT_ON_DATE)
+    with transaction.atomic():
+        exception, _created = ScheduleException.objects.get_or_create(
+            pool=pool, date=date, class_time=class_time, defaults={"reason": reason[:200], "created_by": actor}
+        )
+        event_record(
+            action=Action.CLASS_SKIPPED,
+            actor=actor,
+            target=pool,
+            tenant=pool.tenant,
+            reason=reason[:200],
+            detail={"date": str(date), "class": str(class_time) if class_time else "all"},
+        )
+    return exception
+
+
+def schedule_exception_remove(*, actor, exception: ScheduleException) -> None:
+    require_manage(actor, exception.pool)
+    with transaction.atomic():
+        event_record(
+            action=Action.CLASS_SKIPPED,
+            actor=actor,
+            target=exception.pool,
+            tenant=exception.pool.tenant,
+            detail={"date": str(exception.date), "removed": True},
+        )
+        exception.delete()
+
+
+def _session_for(pool, class_time, day, begins, ends) -> ClassSession:
+    session, _created = ClassSession.objects.get_or_create(
+        pool=pool, class_time=class_time, date=day, defaults={"starts_at": begins, "ends_at": ends}
+    )
+    return session
+
+
+def _power_on_for_class(pool: DesktopPool, session: ClassSession, now) -> int:
+    with transaction.atomic():
+        session = locks.class_session_lock(session.pk)
+        if session.powered_on_at is not None:
+            return 0
+        changed = power_many(active_desktop_ids(pool), "start")
+        session.powered_on_at = now
+        session.state = ClassSession.State.POWERED_ON
+        session.save(update_fields=["powered_on_at", "state"])
+        event_record(
+            action=Action.SCHEDULE_RUN,
+            target=pool,
+            tenant=pool.tenant,
+            detail={"step": "power_on", "class": str(session.class_time), "date": str(session.date), "n": changed},
+        )
+    return changed
+
+
+def _wind_down_desktop(pool: DesktopPool, session: ClassSession, seat: Seat, desktop: Desktop, report: dict) -> bool:
+    """One locked seat desktop after class: a running one is stopped, a stopped one of a reset-after-class
+    pool is reset once for this class. True when it was stopped now."""
+    if desktop.state == Desktop.State.RUNNING:
+        stopped = power_locked(desktop, "stop")
+        report["stopped"] += stopped
+        report["waiting"] += 1
+        return stopped
+    if desktop.state == Desktop.State.STOPPED and pool.persistence == DesktopPool.Persistence.RESET:
+        if seat.reset_for_id != session.pk:
+            reset_locked(desktop, version=pool.image_version)
+            seat.reset_for = session
+            seat.save(update_fields=["reset_for"])
+            report["reset"] += 1
+            report["waiting"] += 1
+    elif desktop.state in Desktop.TRANSIENT:
+        report["waiting"] += 1
+    return False
+
+
+def _shutdown_warning(pool, session: ClassSession, report: dict, *, connected_names, forced_names, deadline, now):
+    """What the session tells the teacher: the desktops powered off although in use, or the students
+    whose desktops are still on, and until when."""
+    if report["forced"]:
+        session.forced_at = now
+        session.last_warning = (
+            ngettext(
+                "已到最迟关机时间，%(n)s 台仍有学生连接的桌面已强制关机：%(names)s",
+                "已到最迟关机时间，%(n)s 台仍有学生连接的桌面已强制关机：%(names)s",
+                report["forced"],
+            )
+            % {"n": report["forced"], "names": ", ".join(forced_names)}
+        )[:500]
+        log.warning("pool %s: %s", pool.pk, session.last_warning)
+    elif report["connected"]:
+        session.warnings += 1
+        session.last_warning = (
+            ngettext(
+                "%(n)s 名学生仍在使用桌面，关机推迟，最迟 %(deadline)s 强制关机：%(names)s",
+                "%(n)s 名学生仍在使用桌面，关机推迟，最迟 %(deadline)s 强制关机：%(names)s",
+                len(connected_names),
+            )
+            % {
+                "n": len(connected_names),
+                "deadline": timezone.localtime(deadline).strftime("%H:%M"),
+                "names": ", ".join(connected_names),
+            }
+        )[:500]
+        log.warning("pool %s: %s", pool.pk, session.last_warning)
+
+
+def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
+    """After class: stop desktops nobody is using (warn about the others and come back next tick),
+    then, for a reset-after-class pool, reset each stopped seat once; done when all of that is.
+
+    A connected student puts the shutdown off only until the pool's deadline: after it the
+    desktop is powered off anyway (the student was warned on every tick before)."""
+    report = {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0}
+    with transaction.atomic():
+        session = locks.class_session_lock(session.pk)
+        if session.state == ClassSession.State.DONE:
+            return report
+        deadline = shutdown_deadline(pool, session)
+        forced = now >= deadline
+        seats = list(
+            pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False).select_related(
+                "desktop__endpoint__site", "student", "pool__image_version"
+            )
+        )
+        connected = connected_desktop_ids([s.desktop_id for s in seats], now)
+        forced_names = []
+        for seat in seats:
+            desktop = locks.desktop_lock(seat.desktop_id, with_site=True)
+            if desktop.pk in connected and not forced:
+                report["connected"] += 1
+            elif _wind_down_desktop(pool, session, seat, desktop, report) and desktop.pk in connected:
+                report["forced"] += 1
+                forced_names.append(seat.student.username)
+        _shutdown_warning(
+            pool,
+            session,
+            report,
+            connected_names=[s.student.username for s in seats if s.desktop_id in connected],
+            forced_names=forced_names,
+            deadline=deadline,
+            now=now,
+        )
+        if report["connected"] or report["waiting"]:
+            session.state = ClassSession.State.SHUTTING_DOWN
+        else:
+            session.state = ClassSession.State.DONE
+            session.finished_at = now
+        session.save(update_fields=["warnings", "last_warning", "forced_at", "state", "finished_at"])
+        if report["stopped"] or report["reset"] or report["connected"]:
+            event_record(
+                action=Action.SCHEDULE_RUN,
+                target=pool,
+                tenant=pool.tenant,
+                result="success" if not report["connected"] else "failure",
+                reason=session.last_warning if report["connected"] or report["forced"] else "",
+                detail={
+                    "step": "wind_down",
+                    "class": str(session.class_time),
+                    "date": str(session.date),
+                    "deadline": deadline.isoformat(),
+                    **report,
+                },
+            )
+    return report
+
+
+def schedule_tick(*, now: datetime.datetime | None = None) -> dict:
+    """One run of the schedule (Celery beat, every minute): power pools on ``lead_minutes`` before a
+    class, and wind them down ``shutdown_after_minutes`` after it. Each step is done once per class."""
+    now = now or timezone.now()
+    summary = {"powered_on": 0, "stopped": 0, "reset": 0, "connected": 0, "forced": 0}
+    pools = DesktopPool.objects.filter(state=DesktopPool.State.ACTIVE).select_related(
+        "course", "tenant", "image_version"
+    )
+    for pool in pools:
+        window = classes_between(
+            pool,
+            now - datetime.timedelta(hours=12),
+            now + datetime.timedelta(minutes=pool.lead_minutes + 1),
+        )
+        for class_time, day, begins, ends in window:
+            on_at = begins - datetime.timedelta(minutes=pool.lead_minutes)
+            off_at = ends + datetime.timedelta(minutes=pool.shutdown_after_minutes)
+            if on_at <= now < ends:
+                session = _session_for(pool, class_time, day, begins, ends)
+                summary["powered_on"] += _power_on_for_class(pool, session, now)
+            elif now >= off_at:
+                session = ClassSession.objects.filter(pool=pool, class_time=class_time, date=day).first()
+                if session is None or session.state == ClassSession.State.DONE:
+                    continue
+                report = _wind_down(pool, session, now)
+                for key in ("stopped", "reset", "connected", "forced"):
+                    summary[key] += report[key]
+        _seats_retire_pending(pool)
+    versions_retire_unused()
+    return summary
+
+
+def _seats_retire_pending(pool: DesktopPool) -> None:
+    pending = list(pool.seats.filter(state=Seat.State.RETIRING).select_related("desktop", "pool__course"))
+    if not pending:
+        return
+    with transaction.atomic():
+        for seat in pending:
+            seat_retire(seat, creator=pool.course.teacher)
