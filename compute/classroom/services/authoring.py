@@ -2,6 +2,10 @@
 next version of the course's image, and the course versions nothing uses any more retired (their
 golden volume deleted from the hypervisor)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -17,8 +21,11 @@ from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Visib
 from tenants import permissions as tenant_permissions
 from tenants.models import Course
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
-def authoring_start(*, actor, course: Course, image_version: ImageVersion, flavor: Flavor) -> AuthoringSession:
+
+def authoring_start(*, actor: User, course: Course, image_version: ImageVersion, flavor: Flavor) -> AuthoringSession:
     """A desktop of the teacher's own, from an image version, to install a lab's software on."""
     if not tenant_permissions.can_manage_course(actor, course):
         raise Forbidden(_("只有课程教师可以制作课程镜像。"), code=ErrorCode.POOL_FORBIDDEN)
@@ -52,7 +59,7 @@ def system_volume(desktop: Desktop) -> str:
     return f"{desktop.vm_name}-system.qcow2"
 
 
-def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
+def authoring_publish(*, actor: User, session: AuthoringSession) -> AuthoringSession:
     """Publish the authoring desktop's disk as the image's next version (the desktop must be shut down,
     so the copy is consistent). Pools of the course move to it at their next reset outside class."""
     if not tenant_permissions.can_manage_course(actor, session.course):
@@ -73,7 +80,7 @@ def authoring_publish(*, actor, session: AuthoringSession) -> AuthoringSession:
     return session
 
 
-def _course_image(course, source: Image, *, actor) -> Image:
+def _course_image(course: Course, source: Image, *, actor: User) -> Image:
     """The image a course's publication becomes a version of: the course's own.
 
     A teacher may start from the platform's or the college's image, but what the course installed
@@ -147,7 +154,7 @@ def version_in_use(version: ImageVersion) -> bool:
     return bool(_versions_in_use({version.pk}))
 
 
-def _version_tenant(version: ImageVersion):
+def _version_tenant(version: ImageVersion) -> Tenant:
     """The tenant whose course authored the version (the image itself may be the platform's)."""
     session = AuthoringSession.objects.filter(published_version=version).select_related("course__tenant").first()
     return session.course.tenant if session else version.image.tenant

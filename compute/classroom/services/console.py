@@ -2,11 +2,14 @@
 WebSocket proxy (compute.classroom.consumers), its heartbeats and closing, and which desktops have a
 console open (the schedule does not power off a desktop a student is on)."""
 
+from __future__ import annotations
+
 import datetime
 import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -24,6 +27,9 @@ from compute.drivers.base import ErrorCode as DriverErrorCode
 from compute.models import Desktop, Endpoint
 from tenants import permissions as tenant_permissions
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 TICKET_SECONDS = 60
 # A console is "connected" while its proxy reports traffic at least this often.
 CONSOLE_SEEN_SECONDS = 90
@@ -33,7 +39,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def can_open_console(user, desktop: Desktop) -> bool:
+def can_open_console(user: User | None, desktop: Desktop) -> bool:
     """A student opens only their own desktop's console; a course's teacher (or the tenant admin) any
     desktop of the course."""
     if user is None or not getattr(user, "is_authenticated", False):
@@ -83,7 +89,7 @@ def _console_refused(desktop: Desktop, exc: DriverError) -> Conflict:
     )
 
 
-def console_ticket_issue(*, actor, desktop: Desktop, client: str = "") -> ConsoleGrant:
+def console_ticket_issue(*, actor: User, desktop: Desktop, client: str = "") -> ConsoleGrant:
     """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop
     (only its hash is stored); on vCenter, the endpoint's own WebMKS ticket where it issues one."""
     if not can_open_console(actor, desktop):

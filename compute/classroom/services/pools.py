@@ -6,11 +6,14 @@ Desktops are made and deleted by compute's own services. ``actor=None`` means th
 (an approved request being fulfilled); desktops need a person to be created for, so the pool's
 course teacher stands in there."""
 
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -33,6 +36,9 @@ from tenants.models import ApprovalRequest, Course, RosterEntry
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check, quota_release
 from tenants.services import request_fulfil
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 log = logging.getLogger(__name__)
 
 
@@ -47,11 +53,11 @@ def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
     ) * int(seats)
 
 
-def _roster_students(course: Course) -> list:
+def _roster_students(course: Course) -> list[User]:
     return [e.user for e in RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")]
 
 
-def _seat_desktop_create(*, pool: DesktopPool, student, creator) -> Desktop:
+def _seat_desktop_create(*, pool: DesktopPool, student: User, creator: User) -> Desktop:
     return compute_services.desktop_create(
         actor=creator,
         tenant=pool.tenant,
@@ -64,12 +70,12 @@ def _seat_desktop_create(*, pool: DesktopPool, student, creator) -> Desktop:
     )
 
 
-def _seat_provision(*, pool: DesktopPool, student, creator) -> Seat:
+def _seat_provision(*, pool: DesktopPool, student: User, creator: User) -> Seat:
     desktop = _seat_desktop_create(pool=pool, student=student, creator=creator)
     return Seat.objects.create(pool=pool, student=student, desktop=desktop)
 
 
-def _seats_provision(*, pool_id: int, creator) -> int:
+def _seats_provision(*, pool_id: int, creator: User) -> int:
     """Request the desktops of a new pool's seats, one transaction each, so that the worker starts
     on the first while the others are still being written (60 rows take ~2 s, a tenth of the
     whole provisioning). A refusal (no capacity left, a budget) ends it: the seats left without a
@@ -102,7 +108,7 @@ def _seats_provision(*, pool_id: int, creator) -> int:
 
 def pool_create(
     *,
-    actor,
+    actor: User | None,
     course: Course,
     image_version: ImageVersion,
     flavor: Flavor,
@@ -176,7 +182,7 @@ def pool_create(
     return pool
 
 
-def _payload_objects(request: ApprovalRequest):
+def _payload_objects(request: ApprovalRequest) -> tuple[dict, ImageVersion, Flavor]:
     payload = request.payload or {}
     version = ImageVersion.objects.filter(pk=payload.get("image_version")).first()
     flavor = Flavor.objects.filter(pk=payload.get("flavor")).first()
@@ -212,7 +218,7 @@ def fulfil_course_desktops(request: ApprovalRequest) -> None:
 
 def course_request_submit(
     *,
-    actor,
+    actor: User,
     course: Course,
     image_version: ImageVersion,
     flavor: Flavor,
@@ -268,7 +274,7 @@ class SyncResult:
         return {"added": self.added, "handed_over": self.handed_over, "retired": self.retired, "pending": self.pending}
 
 
-def seat_retire(seat: Seat, *, creator) -> bool:
+def seat_retire(seat: Seat, *, creator: User) -> bool:
     """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
     desktop = seat.desktop
     if desktop is not None and desktop.state != Desktop.State.DELETED:
@@ -287,7 +293,7 @@ def seat_retire(seat: Seat, *, creator) -> bool:
     return True
 
 
-def _seat_hand_over(seat: Seat, student) -> bool:
+def _seat_hand_over(seat: Seat, student: User) -> bool:
     """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
     desktop = locks.desktop_lock(seat.desktop_id) if seat.desktop_id else None
     if desktop is None or desktop.state not in Desktop.LIVE:
@@ -311,7 +317,7 @@ def _seat_hand_over(seat: Seat, student) -> bool:
     return True
 
 
-def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
+def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
     """Follow the roster: new students get a seat (a leaving student's desktop, reset, when there is
     one; else a new desktop within quota); seats of students who left are wiped and deleted."""
     require_manage(actor, pool)
@@ -355,7 +361,7 @@ def pool_sync_roster(*, actor, pool: DesktopPool) -> SyncResult:
     return result
 
 
-def seat_retry(*, actor, seat: Seat) -> Desktop:
+def seat_retry(*, actor: User | None, seat: Seat) -> Desktop:
     """Provision a failed seat's desktop again (compute's retry, for the teacher's retry button);
     a seat whose desktop could not even be requested gets it requested now."""
     require_manage(actor, seat.pool)
@@ -374,13 +380,13 @@ def seat_retry(*, actor, seat: Seat) -> Desktop:
     return seat.desktop
 
 
-def _failed_seats(pool: DesktopPool):
+def _failed_seats(pool: DesktopPool) -> QuerySet[Seat]:
     return pool.seats.filter(state=Seat.State.ACTIVE).filter(
         Q(desktop__state=Desktop.State.ERROR) | Q(desktop__isnull=True) & ~Q(error="")
     )
 
 
-def pool_retry_failed(*, actor, pool: DesktopPool) -> int:
+def pool_retry_failed(*, actor: User | None, pool: DesktopPool) -> int:
     require_manage(actor, pool)
     count = 0
     for seat in _failed_seats(pool).select_related("desktop", "pool__course").order_by("pk"):
@@ -391,12 +397,12 @@ def pool_retry_failed(*, actor, pool: DesktopPool) -> int:
 
 def pool_settings_update(
     *,
-    actor,
+    actor: User | None,
     pool: DesktopPool,
-    persistence=None,
-    lead_minutes=None,
-    shutdown_after_minutes=None,
-    shutdown_deadline_minutes=None,
+    persistence: str | None = None,
+    lead_minutes: int | None = None,
+    shutdown_after_minutes: int | None = None,
+    shutdown_deadline_minutes: int | None = None,
 ) -> DesktopPool:
     require_manage(actor, pool)
     with transaction.atomic():

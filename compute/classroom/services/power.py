@@ -3,7 +3,10 @@ shutdown and after-class reset. The desktops are locked here and compute's power
 started (or the classroom's rebuild, when the pool moved to a newer image version), so that the
 schedule, which acts for no person, and a teacher share one path."""
 
+from __future__ import annotations
+
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -19,6 +22,10 @@ from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage
 from compute.classroom.services.schedule import class_in_progress
 from compute.models import Desktop, ImageVersion
+
+if TYPE_CHECKING:
+    from compute.drivers.base import VMInfo
+    from tenants.models import User
 
 
 def power_locked(desktop: Desktop, verb: str) -> bool:
@@ -49,7 +56,7 @@ def power_many(desktop_ids: list[int], verb: str) -> int:
     return changed
 
 
-def pool_power(*, actor, pool: DesktopPool, verb: str) -> int:
+def pool_power(*, actor: User | None, pool: DesktopPool, verb: str) -> int:
     """Start or stop every desktop of the pool now (a teacher's bulk action); returns how many changed."""
     if verb not in ("start", "stop", "reboot"):
         raise InvalidInput(_("未知操作。"), code=ErrorCode.POOL_ACTION_INVALID)
@@ -66,7 +73,7 @@ def pool_power(*, actor, pool: DesktopPool, verb: str) -> int:
     return changed
 
 
-def seat_power(*, actor, seat: Seat, verb: str) -> Desktop:
+def seat_power(*, actor: User, seat: Seat, verb: str) -> Desktop:
     """A teacher's start/stop/reboot of one seat; compute's service checks the state and records it."""
     require_manage(actor, seat.pool)
     service = {
@@ -102,7 +109,7 @@ def _seat_reset(seat: Seat, *, move_version: bool) -> bool:
     return True
 
 
-def seat_reset(*, actor, seat: Seat) -> Seat:
+def seat_reset(*, actor: User | None, seat: Seat) -> Seat:
     """Reset one seat to the golden image. During a class the seat keeps its image version;
     a newer version of the pool arrives at a reset outside class time."""
     require_manage(actor, seat.pool)
@@ -121,7 +128,7 @@ def seat_reset(*, actor, seat: Seat) -> Seat:
     return seat
 
 
-def pool_reset(*, actor, pool: DesktopPool) -> int:
+def pool_reset(*, actor: User | None, pool: DesktopPool) -> int:
     """Reset every seat to the golden image (the pool's current version). Refused during a class."""
     require_manage(actor, pool)
     if class_in_progress(pool) is not None:
@@ -136,6 +143,6 @@ def pool_reset(*, actor, pool: DesktopPool) -> int:
     return count
 
 
-def desktop_rebuild_finish(*, desktop_id: int, info) -> Desktop:
+def desktop_rebuild_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
     """The rebuild task made the VM again from the new version: the desktop settles as it now is."""
     return compute_services.desktop_settle(desktop_id=desktop_id, info=info)

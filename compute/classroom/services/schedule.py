@@ -11,7 +11,7 @@ from django.utils.translation import ngettext
 
 from common.errors import InvalidInput
 from compute.classroom.errors import ErrorCode
-from compute.classroom.models import ClassSession, DesktopPool, Seat
+from compute.classroom.models import ClassSession, DesktopPool, ScheduleException, Seat
 from compute.models import Desktop
 from tenants.models import ClassTime
 
@@ -21,8 +21,16 @@ DEFAULT_SHUTDOWN_DEADLINE = 30
 MAX_SCHEDULE_MINUTES = 240
 MAX_DEADLINE_MINUTES = 480
 
+# One class of a pool: its class time, the date, when it starts and ends.
+ClassSlot = tuple[ClassTime, datetime.date, datetime.datetime, datetime.datetime]
 
-def schedule_minutes(*, lead_minutes, shutdown_after_minutes, shutdown_deadline_minutes=None) -> dict:
+
+def schedule_minutes(
+    *,
+    lead_minutes: int | str,
+    shutdown_after_minutes: int | str,
+    shutdown_deadline_minutes: int | str | None = None,
+) -> dict[str, int]:
     """The pool's schedule offsets as ints, checked together; a deadline left out is the default
     (or the shutdown delay, when that is later). Raises InvalidInput."""
     try:
@@ -61,11 +69,19 @@ def _occurrence(class_time: ClassTime, day: datetime.date) -> tuple[datetime.dat
     return start, end
 
 
-def _excepted(pool: DesktopPool, day: datetime.date, class_time: ClassTime, exceptions) -> bool:
+def _excepted(
+    pool: DesktopPool, day: datetime.date, class_time: ClassTime, exceptions: list[ScheduleException]
+) -> bool:
     return any(e.date == day and (e.class_time_id is None or e.class_time_id == class_time.pk) for e in exceptions)
 
 
-def classes_between(pool: DesktopPool, start: datetime.datetime, end: datetime.datetime, *, exceptions=None):
+def classes_between(
+    pool: DesktopPool,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    *,
+    exceptions: list[ScheduleException] | None = None,
+) -> list[ClassSlot]:
     """The pool's classes (class time, date, starts, ends) that overlap [start, end), within the term
     and outside its holidays and skipped classes, in time order."""
     course = pool.course
@@ -87,14 +103,14 @@ def classes_between(pool: DesktopPool, start: datetime.datetime, end: datetime.d
     return sorted(result, key=lambda item: item[2])
 
 
-def class_in_progress(pool: DesktopPool, now: datetime.datetime | None = None):
+def class_in_progress(pool: DesktopPool, now: datetime.datetime | None = None) -> ClassSlot | None:
     """(class time, date, starts, ends) of the class going on now, or None."""
     now = now or timezone.now()
     current = classes_between(pool, now, now + datetime.timedelta(seconds=1))
     return current[0] if current else None
 
 
-def next_class(pool: DesktopPool, now: datetime.datetime | None = None):
+def next_class(pool: DesktopPool, now: datetime.datetime | None = None) -> ClassSlot | None:
     now = now or timezone.now()
     upcoming = classes_between(pool, now, now + datetime.timedelta(days=15))
     return next((item for item in upcoming if item[2] >= now), None)

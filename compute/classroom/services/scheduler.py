@@ -2,8 +2,11 @@
 wound down after it (stopped, reset for a reset-after-class pool), each step once per class as the
 ``ClassSession`` rows record; and the classes teachers skip (holidays, one class)."""
 
+from __future__ import annotations
+
 import datetime
 import logging
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -25,10 +28,13 @@ from compute.classroom.services.schedule import classes_between, shutdown_deadli
 from compute.models import Desktop
 from tenants.models import ClassTime
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 log = logging.getLogger(__name__)
 
 
-def _parse_class_time(pool: DesktopPool, class_time_id) -> ClassTime | None:
+def _parse_class_time(pool: DesktopPool, class_time_id: int | str | None) -> ClassTime | None:
     if class_time_id in (None, ""):
         return None
     class_time = ClassTime.objects.filter(pk=class_time_id, course=pool.course).first()
@@ -38,7 +44,12 @@ def _parse_class_time(pool: DesktopPool, class_time_id) -> ClassTime | None:
 
 
 def schedule_exception_add(
-    *, actor, pool: DesktopPool, date: datetime.date, class_time_id=None, reason: str = ""
+    *,
+    actor: User | None,
+    pool: DesktopPool,
+    date: datetime.date,
+    class_time_id: int | str | None = None,
+    reason: str = "",
 ) -> ScheduleException:
     """Skip one class (``class_time_id``) or a whole day (a holiday): the schedule leaves it alone."""
     require_manage(actor, pool)
@@ -60,7 +71,7 @@ def schedule_exception_add(
     return exception
 
 
-def schedule_exception_remove(*, actor, exception: ScheduleException) -> None:
+def schedule_exception_remove(*, actor: User | None, exception: ScheduleException) -> None:
     require_manage(actor, exception.pool)
     with transaction.atomic():
         event_record(
@@ -73,14 +84,16 @@ def schedule_exception_remove(*, actor, exception: ScheduleException) -> None:
         exception.delete()
 
 
-def _session_for(pool, class_time, day, begins, ends) -> ClassSession:
+def _session_for(
+    pool: DesktopPool, class_time: ClassTime, day: datetime.date, begins: datetime.datetime, ends: datetime.datetime
+) -> ClassSession:
     session, _created = ClassSession.objects.get_or_create(
         pool=pool, class_time=class_time, date=day, defaults={"starts_at": begins, "ends_at": ends}
     )
     return session
 
 
-def _power_on_for_class(pool: DesktopPool, session: ClassSession, now) -> int:
+def _power_on_for_class(pool: DesktopPool, session: ClassSession, now: datetime.datetime) -> int:
     with transaction.atomic():
         session = locks.class_session_lock(session.pk)
         if session.powered_on_at is not None:
@@ -118,7 +131,16 @@ def _wind_down_desktop(pool: DesktopPool, session: ClassSession, seat: Seat, des
     return False
 
 
-def _shutdown_warning(pool, session: ClassSession, report: dict, *, connected_names, forced_names, deadline, now):
+def _shutdown_warning(
+    pool: DesktopPool,
+    session: ClassSession,
+    report: dict,
+    *,
+    connected_names: list[str],
+    forced_names: list[str],
+    deadline: datetime.datetime,
+    now: datetime.datetime,
+) -> None:
     """What the session tells the teacher: the desktops powered off although in use, or the students
     whose desktops are still on, and until when."""
     if report["forced"]:
@@ -149,7 +171,7 @@ def _shutdown_warning(pool, session: ClassSession, report: dict, *, connected_na
         log.warning("pool %s: %s", pool.pk, session.last_warning)
 
 
-def _wind_down(pool: DesktopPool, session: ClassSession, now) -> dict:
+def _wind_down(pool: DesktopPool, session: ClassSession, now: datetime.datetime) -> dict:
     """After class: stop desktops nobody is using (warn about the others and come back next tick),
     then, for a reset-after-class pool, reset each stopped seat once; done when all of that is.
 
