@@ -106,6 +106,25 @@ def _seats_provision(*, pool_id: int, creator: User) -> int:
     return requested
 
 
+def _pool_policy(
+    persistence: str, lead_minutes: int, shutdown_after_minutes: int, shutdown_deadline_minutes: int | None
+) -> dict:
+    """The persistence and schedule offsets a new pool asks for, checked (InvalidInput), as its fields."""
+    if persistence not in DesktopPool.Persistence.values:
+        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
+    minutes = schedule_minutes(
+        lead_minutes=lead_minutes,
+        shutdown_after_minutes=shutdown_after_minutes,
+        shutdown_deadline_minutes=shutdown_deadline_minutes,
+    )
+    return {"persistence": persistence, **minutes}
+
+
+def _refuse_a_second_pool(course: Course) -> None:
+    if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
+        raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
+
+
 def pool_create(
     *,
     actor: User | None,
@@ -123,20 +142,13 @@ def pool_create(
     the shortfall, before anything is created."""
     if actor is not None and not tenant_permissions.can_manage_course(actor, course):
         raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code=ErrorCode.POOL_FORBIDDEN)
-    if persistence not in DesktopPool.Persistence.values:
-        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
-    minutes = schedule_minutes(
-        lead_minutes=lead_minutes,
-        shutdown_after_minutes=shutdown_after_minutes,
-        shutdown_deadline_minutes=shutdown_deadline_minutes,
-    )
+    policy = _pool_policy(persistence, lead_minutes, shutdown_after_minutes, shutdown_deadline_minutes)
     if image_version.status != ImageVersion.Status.READY:
         raise InvalidInput(_("镜像版本尚不可用。"), code=ErrorCode.IMAGE_NOT_READY)
     creator = stand_in(actor, course)
     with transaction.atomic():
         course = locks.course_lock(course.pk)
-        if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
-            raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
+        _refuse_a_second_pool(course)
         if request is not None:
             # The request's reservation held the seats until now; each desktop reserves its own
             # share as it is created, so the request's hold is turned over to them here.
@@ -156,8 +168,7 @@ def pool_create(
             image_version=image_version,
             flavor=flavor,
             endpoint=endpoint,
-            persistence=persistence,
-            **minutes,
+            **policy,
             request=request,
             created_by=actor,
         )
@@ -235,15 +246,8 @@ def course_request_submit(
     seats = RosterEntry.objects.filter(course=course).count()
     if not seats:
         raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
-    if persistence not in DesktopPool.Persistence.values:
-        raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
-    minutes = schedule_minutes(
-        lead_minutes=lead_minutes,
-        shutdown_after_minutes=shutdown_after_minutes,
-        shutdown_deadline_minutes=shutdown_deadline_minutes,
-    )
-    if DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).exists():
-        raise Conflict(_("该课程已有桌面池。"), code=ErrorCode.POOL_EXISTS)
+    policy = _pool_policy(persistence, lead_minutes, shutdown_after_minutes, shutdown_deadline_minutes)
+    _refuse_a_second_pool(course)
     return request_submit(
         actor=actor,
         tenant=course.tenant,
@@ -255,8 +259,7 @@ def course_request_submit(
         payload={
             "image_version": image_version.pk,
             "flavor": flavor.pk,
-            "persistence": persistence,
-            **minutes,
+            **policy,
             "seats": seats,
         },
         reason=reason,
