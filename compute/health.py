@@ -13,7 +13,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 
 
 def _check(kind: str, url: str, username: str = "", password: str = "", options: dict | None = None) -> str:
-    from compute.drivers.base import open_driver
+    from compute.drivers import open_driver
 
     driver = open_driver(kind, url, username, password, **(options or {}))
     try:

@@ -22,7 +22,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from compute.drivers.base import DriverError, ErrorCode, GpuSpec, HypervisorDriver, NicSpec, VMSpec, open_driver
+from compute.drivers import open_driver
+from compute.drivers.base import DriverError, ErrorCode, GpuSpec, HypervisorDriver, NicSpec, VMSpec
 from compute.models import Desktop, Endpoint, EndpointLease
 
 LEASE_SECONDS = 15 * 60

@@ -1,4 +1,4 @@
-"""Hypervisor driver interface: the dataclasses that cross it, DriverError and open_driver().
+"""Hypervisor driver interface: the HypervisorDriver protocol, the dataclasses that cross it, DriverError.
 
 Nothing here knows about Django or the rest of CampusCloud: drivers take and return
 these dataclasses, and every SDK failure reaches the caller as one DriverError whose
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 GIB = 1024**3
 MIB = 1024**2
@@ -327,21 +327,3 @@ class HypervisorDriver(Protocol):
 
 def unsupported(what: str, where: str) -> DriverError:
     return DriverError(f"{what} is not supported by {where}", permanent=True, code=ErrorCode.UNSUPPORTED)
-
-
-def open_driver(kind: str, url: str, username: str = "", password: str = "", **options: Any) -> HypervisorDriver:
-    """A driver for one endpoint. It connects on first use; call check() to test the endpoint.
-
-    ``options`` are driver settings: for vCenter ``verify_ssl``, ``ca_file``, ``datacenter``,
-    ``cluster``, ``resource_pool``, ``folder``, ``datastore``, ``task_timeout``; libvirt takes
-    ``qemu_img``. Unknown options are ignored, so one endpoint row can feed either kind.
-    """
-    if kind == "libvirt":
-        from .libvirt import LibvirtDriver
-
-        return LibvirtDriver(url, username=username, password=password, **options)
-    if kind == "vcenter":
-        from .vcenter import VCenterDriver
-
-        return VCenterDriver(url, username=username, password=password, **options)
-    raise DriverError(f"unknown hypervisor kind {kind!r}", permanent=True, code=ErrorCode.INVALID_SPEC)
