@@ -17,7 +17,7 @@ MIB = 1024**2
 
 
 class ErrorCode(enum.StrEnum):
-    """Values of DriverError.code; plain strings, so callers may compare with literals."""
+    """Values of DriverError.code: a StrEnum, so a code is stored and serialised as its plain string."""
 
     UNREACHABLE = "unreachable"  # host down, connection refused/reset, DNS failure
     TIMEOUT = "timeout"  # a call or task did not finish in time
@@ -37,14 +37,14 @@ class ErrorCode(enum.StrEnum):
 class DriverError(Exception):
     """The one error a driver raises; ``permanent`` is False when a retry could succeed."""
 
-    def __init__(self, message: str, *, permanent: bool, code: str = ErrorCode.ERROR):
+    def __init__(self, message: str, *, permanent: bool, code: ErrorCode = ErrorCode.ERROR):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
-        self.code = str(code)
+        self.code = ErrorCode(code)
 
     def __repr__(self) -> str:
-        return f"DriverError({self.message!r}, permanent={self.permanent}, code={self.code!r})"
+        return f"DriverError({self.message!r}, permanent={self.permanent}, code={self.code.value!r})"
 
 
 class PowerState(enum.StrEnum):
@@ -271,7 +271,11 @@ class ForwardSpec:
 
 @runtime_checkable
 class HypervisorDriver(Protocol):
-    """What every driver offers. Methods a hypervisor cannot do raise code "unsupported"."""
+    """What every driver offers: every method the portal calls on a driver is declared here.
+
+    A method the hypervisor (or the endpoint) cannot do raises a permanent DriverError with
+    code ErrorCode.UNSUPPORTED (see ``unsupported``), so a task records it and stops retrying.
+    """
 
     kind: str
     url: str
@@ -323,6 +327,11 @@ class HypervisorDriver(Protocol):
     def dhcp_hosts(self, network: str) -> list[DhcpHost]: ...
     def nwfilter_define(self, spec: NwFilterSpec) -> str: ...
     def nwfilter_delete(self, name: str) -> None: ...
+
+    # host firewall: elastic IPs and port forwards in front of NAT networks
+    def forward_set(self, spec: ForwardSpec) -> str: ...
+    def forward_remove(self, key: str) -> bool: ...
+    def forward_keys(self) -> set[str]: ...
 
 
 def unsupported(what: str, where: str) -> DriverError:

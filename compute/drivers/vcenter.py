@@ -29,6 +29,7 @@ from .base import (
     DiskInfo,
     DriverError,
     ErrorCode,
+    ForwardSpec,
     GpuSpec,
     HostInfo,
     NetworkSpec,
@@ -80,7 +81,7 @@ def map_fault(exc: BaseException, what: str) -> DriverError:
         detail = f"the VM is {exc.existingState}"
     message = f"{what}: {type(exc).__name__}: {detail}"
 
-    def err(permanent: bool, code: str) -> DriverError:
+    def err(permanent: bool, code: ErrorCode) -> DriverError:
         return DriverError(message, permanent=permanent, code=code)
 
     if isinstance(exc, DriverError):
@@ -960,6 +961,15 @@ class VCenterDriver:
 
     def nwfilter_delete(self, name: str) -> None:
         raise unsupported("nwfilter", "the vCenter driver")
+
+    def forward_set(self, spec: ForwardSpec) -> str:
+        raise unsupported("host firewall rules (elastic IPs, port forwards)", "the vCenter driver")
+
+    def forward_remove(self, key: str) -> bool:
+        raise unsupported("host firewall rules (elastic IPs, port forwards)", "the vCenter driver")
+
+    def forward_keys(self) -> set[str]:
+        raise unsupported("host firewall rules (elastic IPs, port forwards)", "the vCenter driver")
 
 
 # ---- turning vSphere data into VMInfo, from pyVmomi objects or from raw XML -------------

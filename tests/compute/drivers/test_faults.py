@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from compute.drivers import DriverError, VMSpec, open_driver
+from compute.drivers import DriverError, ErrorCode, VMSpec, open_driver
 from compute.drivers.libvirt import LibvirtDriver
 
 from .support import QEMU_URI, Vcsim
@@ -25,7 +25,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def assert_transient(err: pytest.ExceptionInfo, code: str = "unreachable") -> None:
+def assert_transient(err: pytest.ExceptionInfo, code: ErrorCode = ErrorCode.UNREACHABLE) -> None:
     assert isinstance(err.value, DriverError)
     assert err.value.permanent is False and err.value.code == code, repr(err.value)
 
@@ -65,7 +65,7 @@ def test_vanished_libvirt_vm_is_permanent_not_found(test_driver, test_conn, test
     ):
         with pytest.raises(DriverError) as err:
             call()
-        assert err.value.permanent and err.value.code == "not_found"
+        assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_vanished_vcenter_vm_is_permanent_not_found(vcsim, uid):
@@ -77,7 +77,7 @@ def test_vanished_vcenter_vm_is_permanent_not_found(vcsim, uid):
         for call in (lambda: portal.get_vm(name), lambda: portal.start(name), lambda: portal.snapshot_list(name)):
             with pytest.raises(DriverError) as err:
                 call()
-            assert err.value.permanent and err.value.code == "not_found"
+            assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
     finally:
         portal.delete_vm(name)
         portal.close()

@@ -19,6 +19,7 @@ from compute.drivers import (
     DhcpHost,
     DiskSpec,
     DriverError,
+    ErrorCode,
     FirewallRule,
     GpuSpec,
     NetworkSpec,
@@ -75,7 +76,7 @@ def test_desktop_lifecycle(qemu_driver, qemu_conn, qemu_pool, cleanup, uid):
     assert stopped.power_state == PowerState.STOPPED and stopped.vnc_port is None
     with pytest.raises(DriverError) as err:
         qemu_driver.console_address(name)
-    assert err.value.code == "invalid_state"
+    assert err.value.code == ErrorCode.INVALID_STATE
     qemu_driver.start(name)
     assert qemu_driver.get_vm(name).power_state == PowerState.RUNNING
 
@@ -111,7 +112,7 @@ def test_desktop_lifecycle(qemu_driver, qemu_conn, qemu_pool, cleanup, uid):
     qemu_driver.delete_vm(name)
     with pytest.raises(DriverError) as err:
         qemu_driver.get_vm(name)
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
     assert qemu_pool.volumes() == {qemu_pool.golden}
 
 
@@ -140,13 +141,13 @@ def test_image_import_checks_the_file_and_flatten_publishes_a_standalone_copy(
     assert qemu_pool.qemu_img_info(imported.name)["virtual-size"] == 16 * 1024**2
     with pytest.raises(DriverError) as err:
         qemu_driver.image_import(qemu_pool.name, imported.name, str(source))
-    assert err.value.code == "exists"
+    assert err.value.code == ErrorCode.EXISTS
 
     junk = tmp_path / "junk.qcow2"
     junk.write_bytes(b"QFI\xfb" + b"\0" * 60)  # a qcow2 magic with a broken header
     with pytest.raises(DriverError) as err:
         qemu_driver.image_import(qemu_pool.name, f"junk-{uid}.qcow2", str(junk))
-    assert err.value.permanent and err.value.code == "bad_image"
+    assert err.value.permanent and err.value.code == ErrorCode.BAD_IMAGE
     assert f"junk-{uid}.qcow2" not in qemu_pool.volumes()
 
     name = f"cc-test-{uid}"
@@ -225,7 +226,7 @@ def test_nwfilter_lands_in_iptables_and_updates_live(qemu_driver, qemu_conn, qem
 
     with pytest.raises(DriverError) as err:
         qemu_driver.nwfilter_delete(flt)  # still referenced by the running VM
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
     qemu_driver.delete_vm(name)
     qemu_driver.nwfilter_delete(flt)
     assert not [r for r in iptables_rules() if f"--dport {port + 1}" in r]

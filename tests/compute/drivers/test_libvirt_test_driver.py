@@ -14,6 +14,7 @@ from compute.drivers import (
     DhcpHost,
     DiskSpec,
     DriverError,
+    ErrorCode,
     FirewallRule,
     GpuSpec,
     HypervisorDriver,
@@ -126,7 +127,7 @@ def test_bad_specs_are_permanent_invalid_spec_errors():
     ):
         with pytest.raises(DriverError) as err:
             lx.domain_xml(spec, system_pool="p", system_volume="v")
-        assert err.value.permanent and err.value.code == "invalid_spec"
+        assert err.value.permanent and err.value.code == ErrorCode.INVALID_SPEC
     with pytest.raises(ValueError):
         GpuSpec("sli")
 
@@ -179,7 +180,7 @@ def test_network_xml_nat_with_dhcp_range_and_hosts():
     assert bridged.find("forward").get("mode") == "bridge" and bridged.find("ip") is None
     with pytest.raises(DriverError) as err:
         lx.network_xml(NetworkSpec("x", cidr="10.0.0.0/24", dhcp_start="10.9.9.9"))
-    assert err.value.code == "invalid_spec"
+    assert err.value.code == ErrorCode.INVALID_SPEC
 
 
 # ---- lifecycle on test:///default ------------------------------------------------------------
@@ -225,13 +226,13 @@ def test_create_is_idempotent_and_refuses_a_different_vm_with_the_name(test_driv
     assert again.uuid == first.uuid and again.power_state == PowerState.RUNNING
     with pytest.raises(DriverError) as err:
         test_driver.create_vm(spec_for(f"vm-{uid}", test_golden, vcpus=4))
-    assert err.value.permanent and err.value.code == "exists"
+    assert err.value.permanent and err.value.code == ErrorCode.EXISTS
 
 
 def test_create_with_a_missing_golden_image_leaves_nothing_behind(test_driver, test_conn, uid):
     with pytest.raises(DriverError) as err:
         test_driver.create_vm(spec_for(f"vm-{uid}", "no-such-golden.qcow2"))
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
     assert not [v for v in test_conn.storagePoolLookupByName(POOL).listVolumes() if uid in v]
 
 
@@ -241,7 +242,7 @@ def test_power_operations_and_their_state(test_driver, test_golden, uid):
     assert test_driver.get_vm(name).power_state == PowerState.RUNNING
     with pytest.raises(DriverError) as err:
         test_driver.start(name)
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
     test_driver.suspend(name)
     assert test_driver.get_vm(name).power_state == PowerState.PAUSED
     test_driver.resume(name)
@@ -272,7 +273,7 @@ def test_delete_removes_domain_and_its_volumes_but_not_the_golden(test_driver, t
     assert [v for v in pool.listVolumes() if uid in v] == [test_golden]
     with pytest.raises(DriverError) as err:
         test_driver.get_vm(name)
-    assert err.value.code == "not_found"
+    assert err.value.code == ErrorCode.NOT_FOUND
     test_driver.delete_vm(name)  # already gone: nothing to do, no error
 
 
@@ -288,14 +289,14 @@ def test_snapshots_create_list_revert_delete(test_driver, test_golden, uid):
     assert snaps[1].parent == "before-lab" and snaps[1].current
     with pytest.raises(DriverError) as err:
         test_driver.snapshot_create(name, "after")
-    assert err.value.code == "exists"
+    assert err.value.code == ErrorCode.EXISTS
     test_driver.snapshot_revert(name, "before-lab")
     assert test_driver.get_vm(name).power_state == PowerState.RUNNING
     test_driver.snapshot_delete(name, "after")
     assert [s.name for s in test_driver.snapshot_list(name)] == ["before-lab"]
     with pytest.raises(DriverError) as err:
         test_driver.snapshot_revert(name, "after")
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_reset_system_disk_makes_a_new_overlay_of_the_same_golden(test_driver, test_conn, test_golden, uid):
@@ -303,7 +304,7 @@ def test_reset_system_disk_makes_a_new_overlay_of_the_same_golden(test_driver, t
     old = test_driver.create_vm(spec_for(name, test_golden), start=True).disks[0]
     with pytest.raises(DriverError) as err:
         test_driver.reset_system_disk(name)
-    assert err.value.code == "invalid_state"
+    assert err.value.code == ErrorCode.INVALID_STATE
     test_driver.shutdown(name, force=True)
     test_driver.reset_system_disk(name)
     new = test_driver.get_vm(name).disks[0]
@@ -334,18 +335,18 @@ def test_networks_and_dhcp_hosts_read_back(test_driver, uid):
     test_driver.dhcp_host_set(net, moved)
     with pytest.raises(DriverError) as err:
         test_driver.dhcp_host_set(net, DhcpHost("52:54:00:00:44:03", "10.44.0.21"))
-    assert err.value.code == "exists"
+    assert err.value.code == ErrorCode.EXISTS
     test_driver.dhcp_host_remove(net, "52:54:00:00:44:02")
     test_driver.dhcp_host_remove(net, "52:54:00:00:44:02")  # already gone
     assert test_driver.dhcp_hosts(net) == [moved]
     with pytest.raises(DriverError) as err:
         test_driver.network_ensure(NetworkSpec(net, cidr="10.45.0.0/24"))
-    assert err.value.code == "exists"
+    assert err.value.code == ErrorCode.EXISTS
     test_driver.network_delete(net)
     test_driver.network_delete(net)
     with pytest.raises(DriverError) as err:
         test_driver.dhcp_hosts(net)
-    assert err.value.code == "not_found"
+    assert err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_what_the_test_driver_cannot_do_is_unsupported_not_a_crash(test_driver, test_golden, uid, tmp_path):
@@ -364,7 +365,7 @@ def test_what_the_test_driver_cannot_do_is_unsupported_not_a_crash(test_driver, 
     for call in calls:
         with pytest.raises(DriverError) as err:
             call()
-        assert err.value.permanent and err.value.code == "unsupported", err.value
+        assert err.value.permanent and err.value.code == ErrorCode.UNSUPPORTED, err.value
     assert not [v for v in test_driver.volume_list(POOL) if v.name.startswith((f"{name}-data", f"img-{uid}"))]
 
 
@@ -374,7 +375,7 @@ def test_image_import_refuses_a_file_that_is_no_disk_image(test_driver, tmp_path
     for path in (str(text), str(tmp_path / "missing.qcow2")):
         with pytest.raises(DriverError) as err:
             test_driver.image_import(POOL, "x.qcow2", path)
-        assert err.value.permanent and err.value.code == "bad_image"
+        assert err.value.permanent and err.value.code == ErrorCode.BAD_IMAGE
 
 
 def test_a_broken_connection_is_reopened(test_driver, test_golden, uid):
@@ -415,14 +416,14 @@ def test_libvirt_errors_map_to_permanent_or_transient():
         return exc
 
     cases = {
-        (libvirt.VIR_ERR_NO_DOMAIN, 0): (True, "not_found"),
-        (libvirt.VIR_ERR_OPERATION_INVALID, 0): (True, "invalid_state"),
-        (libvirt.VIR_ERR_XML_ERROR, 0): (True, "invalid_spec"),
-        (libvirt.VIR_ERR_AUTH_FAILED, 0): (True, "auth"),
-        (libvirt.VIR_ERR_NO_SUPPORT, 0): (True, "unsupported"),
-        (libvirt.VIR_ERR_OPERATION_TIMEOUT, 0): (False, "busy"),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC): (False, "unreachable"),
-        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC): (False, "unreachable"),
+        (libvirt.VIR_ERR_NO_DOMAIN, 0): (True, ErrorCode.NOT_FOUND),
+        (libvirt.VIR_ERR_OPERATION_INVALID, 0): (True, ErrorCode.INVALID_STATE),
+        (libvirt.VIR_ERR_XML_ERROR, 0): (True, ErrorCode.INVALID_SPEC),
+        (libvirt.VIR_ERR_AUTH_FAILED, 0): (True, ErrorCode.AUTH),
+        (libvirt.VIR_ERR_NO_SUPPORT, 0): (True, ErrorCode.UNSUPPORTED),
+        (libvirt.VIR_ERR_OPERATION_TIMEOUT, 0): (False, ErrorCode.BUSY),
+        (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC): (False, ErrorCode.UNREACHABLE),
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC): (False, ErrorCode.UNREACHABLE),
     }
     for (code, domain), (permanent, expected) in cases.items():
         err = map_error(fake(code, domain), "doing it")
@@ -451,4 +452,4 @@ def test_check_image_refuses_an_overlay(tmp_path):
     )
     with pytest.raises(DriverError) as err:
         check_image(str(overlay))
-    assert err.value.permanent and err.value.code == "bad_image" and "backing file" in err.value.message
+    assert err.value.permanent and err.value.code == ErrorCode.BAD_IMAGE and "backing file" in err.value.message

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from pyVmomi import vim
 
-from compute.drivers import DiskSpec, DriverError, HypervisorDriver, NicSpec, PowerState, VMSpec, open_driver
+from compute.drivers import DiskSpec, DriverError, ErrorCode, HypervisorDriver, NicSpec, PowerState, VMSpec, open_driver
 from compute.drivers.vcenter import VCenterDriver
 
 from .support import Vcsim
@@ -83,16 +83,16 @@ def test_a_taken_name_is_refused(vcenter, cleanup, uid):
     for spec in (spec_for(name, vcpus=4), spec_for("DC0_C0_RP0_VM0")):
         with pytest.raises(DriverError) as err:
             vcenter.create_vm(spec)
-        assert err.value.permanent and err.value.code == "exists"
+        assert err.value.permanent and err.value.code == ErrorCode.EXISTS
 
 
 def test_clone_of_a_missing_template_is_not_found(vcenter, uid):
     with pytest.raises(DriverError) as err:
         vcenter.create_vm(spec_for(f"desk-{uid}", template="no-such-template"))
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
     with pytest.raises(DriverError) as err:
         vcenter.create_vm(VMSpec(name=f"desk-{uid}", vcpus=1, memory_mib=512))
-    assert err.value.code == "invalid_spec"
+    assert err.value.code == ErrorCode.INVALID_SPEC
 
 
 def test_power_operations_map_invalid_power_state_to_permanent(vcenter, cleanup, uid):
@@ -101,7 +101,7 @@ def test_power_operations_map_invalid_power_state_to_permanent(vcenter, cleanup,
     vcenter.create_vm(spec_for(name), start=True)
     with pytest.raises(DriverError) as err:
         vcenter.start(name)
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
     vcenter.suspend(name)
     assert vcenter.get_vm(name).power_state == PowerState.PAUSED
     vcenter.resume(name)
@@ -111,7 +111,7 @@ def test_power_operations_map_invalid_power_state_to_permanent(vcenter, cleanup,
     assert vcenter.get_vm(name).power_state == PowerState.STOPPED
     with pytest.raises(DriverError) as err:
         vcenter.shutdown(name, force=True)
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
     vcenter.start(name)
     vcenter.shutdown(name, force=True)
     assert vcenter.get_vm(name).power_state == PowerState.STOPPED
@@ -128,14 +128,14 @@ def test_snapshots_create_list_revert_delete(vcenter, cleanup, uid):
     assert [(s.name, s.parent, s.current) for s in snaps] == [("clean", "", False), ("week-2", "clean", True)]
     with pytest.raises(DriverError) as err:
         vcenter.snapshot_create(name, "clean")
-    assert err.value.code == "exists"
+    assert err.value.code == ErrorCode.EXISTS
     # vcsim's revert/remove tasks carry a result pyVmomi cannot type: the driver must not read it.
     vcenter.snapshot_revert(name, "clean")
     vcenter.snapshot_delete(name, "week-2")
     assert [s.name for s in vcenter.snapshot_list(name)] == ["clean"]
     with pytest.raises(DriverError) as err:
         vcenter.snapshot_revert(name, "week-2")
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_data_disk_add_and_remove(vcenter, cleanup, uid):
@@ -148,12 +148,12 @@ def test_data_disk_add_and_remove(vcenter, cleanup, uid):
     system = vcenter.get_vm(name).disks[0].target
     with pytest.raises(DriverError) as err:
         vcenter.detach_disk(name, system)
-    assert err.value.code == "invalid_spec"
+    assert err.value.code == ErrorCode.INVALID_SPEC
     vcenter.detach_disk(name, disk.target)
     assert [d.target for d in vcenter.get_vm(name).disks] == [system]
     with pytest.raises(DriverError) as err:
         vcenter.detach_disk(name, disk.target)
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_delete_powers_off_and_destroys(vcenter, uid):
@@ -163,24 +163,24 @@ def test_delete_powers_off_and_destroys(vcenter, uid):
     assert name not in [vm.name for vm in vcenter.list_vms()]
     with pytest.raises(DriverError) as err:
         vcenter.get_vm(name)
-    assert err.value.code == "not_found"
+    assert err.value.code == ErrorCode.NOT_FOUND
     vcenter.delete_vm(name)  # already gone: no error
 
 
 def test_console_is_unsupported_on_vcsim(vcenter):
     with pytest.raises(DriverError) as err:
         vcenter.console_address("DC0_C0_RP0_VM0")
-    assert err.value.permanent and err.value.code == "console_unsupported"
+    assert err.value.permanent and err.value.code == ErrorCode.CONSOLE_UNSUPPORTED
     assert "WebMKS" in err.value.message
 
 
 def test_libvirt_only_operations_are_unsupported(vcenter):
     with pytest.raises(DriverError) as err:
         vcenter.reset_system_disk("DC0_C0_RP0_VM0")
-    assert err.value.code == "unsupported"
+    assert err.value.code == ErrorCode.UNSUPPORTED
     with pytest.raises(DriverError) as err:
         vcenter.dhcp_hosts("VM Network")
-    assert err.value.code == "unsupported"
+    assert err.value.code == ErrorCode.UNSUPPORTED
 
 
 def test_session_is_renewed_after_it_expires(vcenter):
@@ -200,7 +200,7 @@ def test_bad_credentials_are_a_permanent_auth_error():
         for user, password in (("admin", "wrong"), ("root", "s3cret")):
             with pytest.raises(DriverError) as err:
                 sim.driver(user, password).check()
-            assert err.value.permanent and err.value.code == "auth"
+            assert err.value.permanent and err.value.code == ErrorCode.AUTH
     finally:
         sim.stop()
 
@@ -214,7 +214,7 @@ def test_https_with_and_without_certificate_checks():
         insecure.close()
         with pytest.raises(DriverError) as err:
             sim.driver().check()  # the simulator's certificate is self-signed
-        assert err.value.permanent and err.value.code == "auth"
+        assert err.value.permanent and err.value.code == ErrorCode.AUTH
     finally:
         sim.stop()
 
@@ -222,7 +222,7 @@ def test_https_with_and_without_certificate_checks():
 def test_a_wrong_sdk_path_is_a_permanent_error(vcsim):
     with pytest.raises(DriverError) as err:
         VCenterDriver(vcsim.url.replace("/sdk", "/nothing-here"), username="u", password="p").check()
-    assert err.value.permanent and err.value.code == "invalid_spec"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_SPEC
 
 
 def test_lists_300_vms_with_their_disks_and_nics():
@@ -269,20 +269,20 @@ def test_list_vms_is_one_property_collector_call(vcenter, monkeypatch):
 def test_templates_cannot_be_powered_on(vcenter):
     with pytest.raises(DriverError) as err:
         vcenter.start(TEMPLATE)
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
 
 
 def test_fault_types_map_to_codes():
     from compute.drivers.vcenter import map_fault
 
     cases = [
-        (vim.fault.InvalidPowerState(existingState="poweredOn"), True, "invalid_state"),
-        (vim.fault.NotFound(), True, "not_found"),
-        (vim.fault.DuplicateName(), True, "exists"),
-        (vim.fault.InvalidLogin(), True, "auth"),
-        (vim.fault.TaskInProgress(), False, "busy"),
-        (ConnectionResetError(), False, "unreachable"),
-        (TimeoutError(), False, "timeout"),
+        (vim.fault.InvalidPowerState(existingState="poweredOn"), True, ErrorCode.INVALID_STATE),
+        (vim.fault.NotFound(), True, ErrorCode.NOT_FOUND),
+        (vim.fault.DuplicateName(), True, ErrorCode.EXISTS),
+        (vim.fault.InvalidLogin(), True, ErrorCode.AUTH),
+        (vim.fault.TaskInProgress(), False, ErrorCode.BUSY),
+        (ConnectionResetError(), False, ErrorCode.UNREACHABLE),
+        (TimeoutError(), False, ErrorCode.TIMEOUT),
     ]
     for exc, permanent, code in cases:
         err = map_fault(exc, "x")
@@ -298,7 +298,7 @@ def test_clone_goes_to_the_folder_pool_and_datastore_asked_for(vcsim, cleanup, u
     assert vm.disks[0].path.startswith("[LocalDS_0]")
     with pytest.raises(DriverError) as err:
         driver.create_vm(spec_for(f"other-{uid}", resource_pool="no-such-pool"))
-    assert err.value.permanent and err.value.code == "not_found"
+    assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
 def test_resize_reconfigures_a_powered_off_vm_and_refuses_a_running_one(vcenter, cleanup, uid):
@@ -309,7 +309,7 @@ def test_resize_reconfigures_a_powered_off_vm_and_refuses_a_running_one(vcenter,
     vcenter.create_vm(spec_for(name), start=True)
     with pytest.raises(DriverError) as err:
         vcenter.resize(name, vcpus=4, memory_mib=4096)
-    assert err.value.permanent and err.value.code == "invalid_state"
+    assert err.value.permanent and err.value.code == ErrorCode.INVALID_STATE
 
     vcenter.shutdown(name, force=True)
     vm = vcenter.resize(name, vcpus=4, memory_mib=4096, gpu=GpuSpec(mode="vgpu", mdev_type="grid_t4-2q"))
