@@ -242,6 +242,11 @@ def domain_disks(root: ET.Element) -> list[ET.Element]:
     return [d for d in root.findall("devices/disk") if d.get("device", "disk") == "disk"]
 
 
+def disk_at(root: ET.Element, target: str) -> ET.Element | None:
+    """The disk attached at ``target`` (e.g. "vda"), or None."""
+    return next((d for d in domain_disks(root) if d.find(f"target[@dev='{target}']") is not None), None)
+
+
 def disk_source(disk: ET.Element) -> tuple[str, str, str]:
     """(pool, volume, path) of a disk element; path only for file/block disks."""
     src = disk.find("source")
