@@ -1,1 +1,1 @@
-"""The /api/v1/ skeleton: error format, pagination, auth and the per-app routers."""
+"""The /api/v1/ skeleton: token login, the caller's profile, auditors' read-only rule and the per-app routers."""

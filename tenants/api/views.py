@@ -1,4 +1,4 @@
-"""REST API of tenants: tenants, memberships, courses (roster, import, class times), quotas, requests.
+"""Viewsets of the tenants API: tenants, memberships, courses (roster, import, class times), quotas, requests.
 
 Thin views: querysets come from tenants.selectors (another tenant's object is a 404), every
 write goes through one service, and a service's refusal becomes {"code", "message", "detail"}.
@@ -7,265 +7,49 @@ write goes through one service, and a service's refusal becomes {"code", "messag
 from django.db.models import Count, Prefetch
 from django.utils.translation import gettext as _
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import (
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_field,
-    extend_schema_view,
-    inline_serializer,
-)
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from portal.api.parsers import StrictJSONParser
+from common.api.parsers import StrictJSONParser
+from common.api.serializers import ReadWriteSerializers
 from tenants import selectors, services
+from tenants.api.serializers import (
+    ApproveSerializer,
+    ClassTimeSerializer,
+    CourseCreateSerializer,
+    CourseSerializer,
+    CourseUpdateSerializer,
+    MembershipCreateSerializer,
+    MembershipSerializer,
+    QuotaSerializer,
+    QuotaUpdateSerializer,
+    QuotaWriteSerializer,
+    RejectSerializer,
+    RequestCreateSerializer,
+    RequestSerializer,
+    RosterEntrySerializer,
+    RosterImportResult,
+    RosterImportSerializer,
+    TenantCreateSerializer,
+    TenantSerializer,
+    TenantUpdateSerializer,
+)
 from tenants.models import (
     RESOURCES,
     ApprovalRequest,
     ApprovalStep,
-    ClassTime,
     Course,
     Membership,
     Quota,
-    RequestKind,
     RosterEntry,
     Tenant,
     User,
 )
 from tenants.quotas import quota_key
-from tenants.roles import TenantRole
 from tenants.roster import roster_parse
-
-# --- serializers ------------------------------------------------------------------------------
-
-
-def _amount_serializer(name: str, *, nullable: bool):
-    """A {vcpu, ram_gib, disk_gib, gpus, desktops, ips} object (limits may be null: no limit)."""
-    return type(
-        name,
-        (serializers.Serializer,),
-        {
-            field: serializers.IntegerField(min_value=0, max_value=10**6, required=False, allow_null=nullable)
-            for field in RESOURCES
-        },
-    )
-
-
-AmountsSerializer = _amount_serializer("ResourceAmounts", nullable=False)
-LimitsSerializer = _amount_serializer("ResourceLimits", nullable=True)
-
-
-class TenantSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-    name = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = Tenant
-        fields = ["slug", "name", "name_zh", "name_en", "kind", "parent", "path", "is_active", "created_at"]
-        read_only_fields = ["path", "created_at"]
-
-
-class TenantCreateSerializer(serializers.Serializer):
-    slug = serializers.SlugField(max_length=50)
-    name_zh = serializers.CharField(max_length=100)
-    name_en = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
-    kind = serializers.ChoiceField(choices=Tenant.Kind.choices)
-    parent = serializers.SlugField(required=False, allow_null=True, default=None)
-
-
-class TenantUpdateSerializer(serializers.Serializer):
-    name_zh = serializers.CharField(max_length=100, required=False)
-    name_en = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    is_active = serializers.BooleanField(required=False)
-
-
-class MembershipSerializer(serializers.ModelSerializer):
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    user_display_name = serializers.CharField(source="user.get_full_name", read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-
-    class Meta:
-        model = Membership
-        fields = ["id", "user", "user_display_name", "tenant", "role", "created_at"]
-
-
-class MembershipCreateSerializer(serializers.Serializer):
-    user = serializers.CharField(max_length=150, help_text="username")
-    tenant = serializers.SlugField()
-    role = serializers.ChoiceField(choices=TenantRole.choices)
-
-
-class ClassTimeSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = ClassTime
-        fields = ["weekday", "start_time", "end_time"]
-
-
-class CourseSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    teacher = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    teacher_name = serializers.CharField(source="teacher.get_full_name", read_only=True)
-    class_times = ClassTimeSerializer(many=True, read_only=True)
-    roster_size = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = Course
-        fields = [
-            "id",
-            "tenant",
-            "code",
-            "name",
-            "teacher",
-            "teacher_name",
-            "term_start",
-            "term_end",
-            "class_times",
-            "roster_size",
-            "created_at",
-        ]
-
-
-class CourseCreateSerializer(serializers.Serializer):
-    tenant = serializers.SlugField()
-    code = serializers.CharField(max_length=32)
-    name = serializers.CharField(max_length=150)
-    teacher = serializers.CharField(max_length=150, required=False, help_text="username; default: the caller")
-    term_start = serializers.DateField()
-    term_end = serializers.DateField()
-    class_times = ClassTimeSerializer(many=True, required=False, default=list)
-
-
-class CourseUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=150, required=False)
-    teacher = serializers.CharField(max_length=150, required=False)
-    term_start = serializers.DateField(required=False)
-    term_end = serializers.DateField(required=False)
-
-
-class RosterEntrySerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", read_only=True)
-    display_name = serializers.CharField(source="user.display_name", read_only=True)
-
-    class Meta:
-        model = RosterEntry
-        fields = ["student_number", "username", "display_name", "added_at"]
-
-
-class RosterImportSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="CSV or XLSX: student number, name")
-    replace = serializers.BooleanField(required=False, default=False)
-
-
-RosterImportResult = inline_serializer(
-    "RosterImportResult",
-    {name: serializers.IntegerField() for name in ("created_accounts", "added", "unchanged", "removed")},
-)
-
-
-class QuotaSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    limits = serializers.SerializerMethodField()
-    used = serializers.SerializerMethodField()
-    reserved = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Quota
-        fields = ["id", "scope", "tenant", "course", "user", "limits", "used", "reserved", "updated_at"]
-
-    @extend_schema_field(LimitsSerializer)
-    def get_limits(self, quota) -> dict:
-        return quota.limits()
-
-    @extend_schema_field(AmountsSerializer)
-    def get_used(self, quota) -> dict:
-        return quota.amounts("used_")
-
-    @extend_schema_field(AmountsSerializer)
-    def get_reserved(self, quota) -> dict:
-        return quota.amounts("reserved_")
-
-
-class QuotaWriteSerializer(serializers.Serializer):
-    tenant = serializers.SlugField()
-    course = serializers.IntegerField(required=False, allow_null=True, default=None)
-    user = serializers.CharField(max_length=150, required=False, allow_null=True, default=None)
-    limits = LimitsSerializer()
-
-
-class QuotaUpdateSerializer(serializers.Serializer):
-    limits = LimitsSerializer()
-
-
-class ApprovalStepSerializer(serializers.ModelSerializer):
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-
-    class Meta:
-        model = ApprovalStep
-        fields = ["order", "approver_role", "state", "decided_by", "decided_at", "comment"]
-
-
-class RequestSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    requester_name = serializers.CharField(source="requester.get_full_name", read_only=True)
-    course_code = serializers.CharField(source="course.code", read_only=True, default=None, allow_null=True)
-    amounts = serializers.SerializerMethodField()
-    steps = ApprovalStepSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = ApprovalRequest
-        fields = [
-            "id",
-            "tenant",
-            "course",
-            "course_code",
-            "requester",
-            "requester_name",
-            "kind",
-            "title",
-            "payload",
-            "amounts",
-            "estimated_cost",
-            "state",
-            "reason",
-            "rejection_reason",
-            "auto_rule",
-            "steps",
-            "fulfilment_detail",
-            "created_at",
-            "decided_at",
-        ]
-
-    @extend_schema_field(AmountsSerializer)
-    def get_amounts(self, request) -> dict:
-        return request.amounts()
-
-
-class RequestCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=RequestKind.choices)
-    title = serializers.CharField(max_length=200)
-    tenant = serializers.SlugField(required=False, help_text="default: the course's tenant, or the caller's only one")
-    course = serializers.IntegerField(required=False, allow_null=True, default=None)
-    payload = serializers.DictField(required=False, default=dict)
-    amounts = AmountsSerializer()
-    estimated_cost = serializers.DecimalField(
-        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True, default=None
-    )
-    reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=2000)
-
-
-class ApproveSerializer(serializers.Serializer):
-    comment = serializers.CharField(required=False, default="", allow_blank=True, max_length=2000)
-
-
-class RejectSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000)
-
-
-# --- helpers ----------------------------------------------------------------------------------
 
 
 def _visible_tenant(user, slug: str) -> Tenant:
@@ -295,23 +79,6 @@ def _amounts(data: dict) -> services.ResourceAmounts:
     return services.ResourceAmounts(**{name: data.get(name) or 0 for name in RESOURCES})
 
 
-class _ReadWriteSerializers:
-    """Read with `serializer_class`; validate writes with `write_serializers[action]`."""
-
-    write_serializers: dict = {}
-
-    def get_serializer_class(self):
-        return self.write_serializers.get(self.action, self.serializer_class)
-
-    def validated(self, data=None):
-        serializer = self.get_serializer(data=self.request.data if data is None else data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def respond(self, instance, status_code=status.HTTP_200_OK):
-        return Response(self.serializer_class(instance, context=self.get_serializer_context()).data, status=status_code)
-
-
 # --- tenants and memberships --------------------------------------------------------------------
 
 
@@ -328,7 +95,7 @@ class TenantFilter(filters.FilterSet):
     partial_update=extend_schema(request=TenantUpdateSerializer, responses=TenantSerializer),
 )
 class TenantViewSet(
-    _ReadWriteSerializers,
+    ReadWriteSerializers,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -381,7 +148,7 @@ class MembershipFilter(filters.FilterSet):
 
 @extend_schema_view(create=extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer}))
 class MembershipViewSet(
-    _ReadWriteSerializers,
+    ReadWriteSerializers,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -432,7 +199,7 @@ class CourseFilter(filters.FilterSet):
     destroy=extend_schema(responses={204: None}),
 )
 class CourseViewSet(
-    _ReadWriteSerializers,
+    ReadWriteSerializers,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -553,7 +320,7 @@ class QuotaFilter(filters.FilterSet):
     partial_update=extend_schema(request=QuotaUpdateSerializer, responses=QuotaSerializer),
 )
 class QuotaViewSet(
-    _ReadWriteSerializers,
+    ReadWriteSerializers,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -617,7 +384,7 @@ class RequestFilter(filters.FilterSet):
 
 @extend_schema_view(create=extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer}))
 class RequestViewSet(
-    _ReadWriteSerializers,
+    ReadWriteSerializers,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -685,15 +452,3 @@ class RequestViewSet(
         target = self.get_object()
         services.request_cancel(actor=request.user, request=target)
         return self.respond(self._fresh(target))
-
-
-def register(router) -> None:
-    """Add this app's viewsets to the /api/v1/ router."""
-    router.register("tenants", TenantViewSet, basename="tenant")
-    router.register("memberships", MembershipViewSet, basename="membership")
-    router.register("courses", CourseViewSet, basename="course")
-    router.register("quotas", QuotaViewSet, basename="quota")
-    router.register("requests", RequestViewSet, basename="request")
-
-
-urlpatterns: list = []
