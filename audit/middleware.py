@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from audit import context
+from common.http import wants_json
 
 SESSION_LAST_ACTIVITY = "_cc_last_activity"
 # Writing the session on every request costs a write per request; a few seconds of slack do not.
@@ -36,10 +37,6 @@ class AuditContextMiddleware:
             return self.get_response(request)
         finally:
             context.deactivate(token)
-
-
-def _wants_json(request) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", "")
 
 
 def _exempt(request) -> bool:
@@ -69,7 +66,7 @@ class IdleTimeoutMiddleware:
                 message = ngettext(
                     "您已空闲超过 %(n)d 分钟，请重新登录。", "您已空闲超过 %(n)d 分钟，请重新登录。", limit // 60
                 ) % {"n": limit // 60}
-                if _wants_json(request):
+                if wants_json(request):
                     return JsonResponse({"code": "session_expired", "message": message, "detail": {}}, status=401)
                 messages.warning(request, message)
                 return HttpResponseRedirect(f"{reverse('login')}?{urlencode({'next': request.get_full_path()})}")
@@ -98,7 +95,7 @@ class SecondFactorMiddleware:
             if needs_second_factor(user):
                 enrolled = has_second_factor(user)
                 message = _("您的账号需要双因素认证。") if enrolled else _("您的账号需要先绑定动态口令（双因素认证）。")
-                if _wants_json(request):
+                if wants_json(request):
                     return JsonResponse(
                         {"code": "second_factor_required", "message": message, "detail": {}}, status=403
                     )
@@ -125,7 +122,7 @@ class PasswordExpiryMiddleware:
             and not _exempt(request)
         ):
             message = _("您的密码已过期，请先修改密码。")
-            if _wants_json(request):
+            if wants_json(request):
                 return JsonResponse({"code": "password_expired", "message": message, "detail": {}}, status=403)
             return HttpResponseRedirect(
                 f"{reverse('audit:password_change')}?{urlencode({'next': request.get_full_path()})}"

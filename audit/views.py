@@ -19,7 +19,6 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
@@ -30,6 +29,7 @@ from audit.actions import Action
 from audit.forms import EventFilterForm, ManualAssessmentForm, OTPForm, PolicyForm, ReauthForm, ReportForm
 from audit.models import AuditEvent, ManualAssessment
 from common.errors import ServiceError
+from common.http import safe_next
 
 SESSION_PENDING = "_cc_pending_login"
 PENDING_SECONDS = 300
@@ -37,15 +37,6 @@ PENDING_TRIES = 5
 EXPORT_LIMIT = 100_000
 # Without a start date the chart shows the last month: grouping millions of rows per page view is not free.
 TIMELINE_DEFAULT = timedelta(days=31)
-
-
-def _next_url(request, default="/"):
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return default
 
 
 # --- login with a second factor --------------------------------------------------------------
@@ -140,14 +131,14 @@ def otp_enrol(request):
         codes = security.totp_enrolment_confirm(user=request.user, device=device, token=form.cleaned_data["otp"])
         if codes is not None:
             otp_login(request, device)
-            return render(request, "audit/recovery_codes.html", {"codes": codes, "next": _next_url(request)})
+            return render(request, "audit/recovery_codes.html", {"codes": codes, "next": safe_next(request, "/")})
         form.add_error("otp", _("动态口令不正确，请确认手机时间准确后重试。"))
     qr = segno.make(device.config_url, error="m")
     context = {
         "form": form,
         "qr_svg": qr.svg_inline(scale=4, dark="#212529"),
         "secret": _base32(device.bin_key),
-        "next": _next_url(request),
+        "next": safe_next(request, "/"),
         "required": security.needs_second_factor(request.user),
     }
     return render(request, "audit/otp_enrol.html", context)
@@ -168,7 +159,7 @@ def otp_verify(request):
         device = security.otp_verify(request.user, form.cleaned_data["otp"])
         if device is not None:
             otp_login(request, device)
-            return HttpResponseRedirect(_next_url(request))
+            return HttpResponseRedirect(safe_next(request, "/"))
         username = request.user.username
         user_login_failed.send(
             sender=__name__, credentials={"username": username, "second_factor": "wrong one-time code"},
@@ -221,14 +212,14 @@ def password_change(request):
                 update_session_auth_hash(request, request.user)
                 request.session.pop(security.SESSION_PASSWORD_EXPIRED, None)
                 messages.success(request, _("密码已修改。"))
-                return HttpResponseRedirect(_next_url(request))
+                return HttpResponseRedirect(safe_next(request, "/"))
     from django.contrib.auth.password_validation import password_validators_help_texts
 
     context = {
         "errors": errors,
         "expired": expired,
         "help_texts": password_validators_help_texts(),
-        "next": _next_url(request),
+        "next": safe_next(request, "/"),
     }
     return render(request, "audit/password_change.html", context, status=400 if errors else 200)
 
@@ -243,9 +234,9 @@ def reauth(request):
         if security.reauth_confirm(
             request=request, password=form.cleaned_data["password"], otp=form.cleaned_data["otp"]
         ):
-            return HttpResponseRedirect(_next_url(request))
+            return HttpResponseRedirect(safe_next(request, "/"))
         form.add_error(None, _("密码或动态口令不正确。"))
-    return render(request, "audit/reauth.html", {"form": form, "needs_otp": needs_otp, "next": _next_url(request)})
+    return render(request, "audit/reauth.html", {"form": form, "needs_otp": needs_otp, "next": safe_next(request, "/")})
 
 
 # --- auditor pages ---------------------------------------------------------------------------

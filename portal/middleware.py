@@ -8,6 +8,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from common.http import wants_json
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -23,10 +25,6 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
-
-
-def wants_json(request) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", "")
 
 
 class BodySizeMiddleware:

@@ -7,9 +7,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from common.http import wants_json
 from portal.dashboard import panels_for
 from portal.health import health_report
-from portal.middleware import wants_json
 from tenants.selectors import memberships_of, platform_role_of, roles_of
 
 
