@@ -30,6 +30,7 @@ from audit.forms import EventFilterForm, ManualAssessmentForm, OTPForm, PolicyFo
 from audit.models import AuditEvent, ManualAssessment
 from common.errors import ServiceError
 from common.http import safe_next
+from common.ui import service_call
 
 SESSION_PENDING = "_cc_pending_login"
 PENDING_SECONDS = 300
@@ -433,12 +434,14 @@ def report_list(request):
     _require_report_reader(request)
     form = ReportForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            report = services.compliance_report_create(actor=request.user, level=form.cleaned_data["level"])
-        except ServiceError as exc:
-            messages.error(request, exc.message)
-        else:
-            return redirect("audit:report_detail", report_id=report.pk)
+        done = service_call(
+            request,
+            lambda: services.compliance_report_create(actor=request.user, level=form.cleaned_data["level"]),
+            next=lambda report: reverse("audit:report_detail", kwargs={"report_id": report.pk}),
+            back=None,
+        )
+        if done:
+            return done
     paginator = Paginator(selectors.report_list_for(request.user), 20)
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "audit/report_list.html", {"form": form, "page": page})
@@ -482,13 +485,15 @@ def policy_edit(request):
     current = policy.current_policy()
     form = PolicyForm(request.POST or None, policy=current)
     if request.method == "POST" and form.is_valid():
-        try:
-            policy.policy_update(actor=request.user, **form.changes())
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("安全策略已保存。"))
-            return redirect("audit:policy")
+        done = service_call(
+            request,
+            lambda: policy.policy_update(actor=request.user, **form.changes()),
+            success=_("安全策略已保存。"),
+            next="audit:policy",
+            form=form,
+        )
+        if done:
+            return done
     manual = {item.check_id: item for item in ManualAssessment.objects.all()}
     checks = [
         {
@@ -516,17 +521,22 @@ def manual_assessment(request):
     if not form.is_valid():
         messages.error(request, _("请选择符合情况并填写证据。"))
         return redirect("audit:policy")
-    try:
-        services.manual_assessment_record(
+    return service_call(
+        request,
+        lambda: services.manual_assessment_record(
             actor=request.user,
             check_id=check_id,
             status=form.cleaned_data["status"],
             evidence=form.cleaned_data["evidence"],
-        )
-    except ServiceError as exc:
-        if exc.status == 403:
-            raise PermissionDenied
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("已录入人工核查结果。"))
-    return redirect(f"{reverse('audit:policy')}#manual")
+        ),
+        success=_("已录入人工核查结果。"),
+        next=f"{reverse('audit:policy')}#manual",
+        refused=_forbidden_is_403,
+    )
+
+
+def _forbidden_is_403(request, exc: ServiceError) -> None:
+    """Someone who may not record findings gets the 403 page, not a message on a page they cannot use."""
+    if exc.status == 403:
+        raise PermissionDenied
+    messages.error(request, exc.message)

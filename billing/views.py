@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.shortcuts import render as django_render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
@@ -22,6 +23,7 @@ from billing import documents, selectors, services
 from billing.forms import BudgetForm, CreditNoteForm, IssueForm, PricePlanForm, UsageFilterForm
 from billing.models import Invoice
 from common.errors import ServiceError
+from common.ui import service_call
 from tenants.models import Course
 
 PAGE_SIZE = 25
@@ -99,24 +101,22 @@ def invoice_list(request):
 @reauth_required
 def _issue(request):
     form = IssueForm(request.POST)
-    if form.is_valid():
-        try:
-            result = services.invoices_issue(
-                month=form.cleaned_data["month"],
-                actor=request.user,
-                tenants=list(selectors.finance_tenants_for(request.user)),
-            )
-        except ServiceError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(
-                request,
-                _("已开具 %(count)s 张账单，跳过 %(skipped)s 个已开具的租户。")
-                % {"count": len(result.issued), "skipped": result.skipped},
-            )
-    else:
+    if not form.is_valid():
         messages.error(request, _("月份格式应为 YYYY-MM，例如 2026-10。"))
-    return redirect("billing:invoice_list")
+        return redirect("billing:invoice_list")
+    return service_call(
+        request,
+        lambda: services.invoices_issue(
+            month=form.cleaned_data["month"],
+            actor=request.user,
+            tenants=list(selectors.finance_tenants_for(request.user)),
+        ),
+        success=lambda result: (
+            _("已开具 %(count)s 张账单，跳过 %(skipped)s 个已开具的租户。")
+            % {"count": len(result.issued), "skipped": result.skipped}
+        ),
+        next="billing:invoice_list",
+    )
 
 
 @login_required
@@ -166,21 +166,18 @@ def invoice_credit(request, pk: int):
 @reauth_required
 def _credit(request, invoice: Invoice):
     form = CreditNoteForm(request.POST)
-    if form.is_valid():
-        try:
-            note = services.credit_note_issue(
-                actor=request.user,
-                invoice=invoice,
-                amount=form.cleaned_data["amount"],
-                reason=form.cleaned_data["reason"],
-            )
-        except ServiceError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, _("已开具红字冲销单 %(number)s。") % {"number": note.number})
-    else:
+    here = reverse("billing:invoice_detail", args=[invoice.pk])
+    if not form.is_valid():
         messages.error(request, _("请填写冲销金额和原因。"))
-    return redirect("billing:invoice_detail", pk=invoice.pk)
+        return redirect(here)
+    return service_call(
+        request,
+        lambda: services.credit_note_issue(
+            actor=request.user, invoice=invoice, amount=form.cleaned_data["amount"], reason=form.cleaned_data["reason"]
+        ),
+        success=lambda note: _("已开具红字冲销单 %(number)s。") % {"number": note.number},
+        next=here,
+    )
 
 
 @login_required
@@ -193,20 +190,22 @@ def price_plans(request):
         _require(bool(writable))
         if form.is_valid():
             tenant = next(t for t in writable if t.slug == form.cleaned_data["tenant"])
-            try:
-                services.price_plan_create(
+            done = service_call(
+                request,
+                lambda: services.price_plan_create(
                     actor=request.user,
                     tenant=tenant,
                     name=form.cleaned_data["name"],
                     effective_from=form.cleaned_data["effective_from"],
                     rates=form.rates(),
                     discount_percent=form.cleaned_data.get("discount_percent") or 0,
-                )
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("价格方案已保存。"))
-                return redirect("billing:price_plans")
+                ),
+                success=_("价格方案已保存。"),
+                next="billing:price_plans",
+                form=form,
+            )
+            if done:
+                return done
     page = Paginator(selectors.price_plan_list_for(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "billing/price_plans.html", {"page": page, "form": form, "section": "price_plans"})
 
@@ -223,18 +222,20 @@ def budgets(request):
         if form.is_valid():
             tenant = next(t for t in writable if t.slug == form.cleaned_data["tenant"])
             course = next((c for c in courses if str(c.pk) == form.cleaned_data.get("course")), None)
-            try:
-                services.budget_set(
+            done = service_call(
+                request,
+                lambda: services.budget_set(
                     actor=request.user,
                     tenant=tenant,
                     course=course,
                     amount=form.cleaned_data["amount"],
                     block_new_desktops=form.cleaned_data["block_new_desktops"],
-                )
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("预算已保存。"))
-                return redirect("billing:budgets")
+                ),
+                success=_("预算已保存。"),
+                next="billing:budgets",
+                form=form,
+            )
+            if done:
+                return done
     rows = [(b, selectors.budget_spent(b)) for b in selectors.budget_list_for(request.user)[:100]]
     return render(request, "billing/budgets.html", {"rows": rows, "form": form, "section": "budgets"})

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ServiceError
+from common.ui import service_call
 from compute import forms, selectors, services
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, Site, StoragePool
 from compute.reconcile import vcenter_import
@@ -26,10 +27,6 @@ from tenants.selectors import memberships_of
 
 PAGE_SIZE = 20
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _fail(request, exc: ServiceError) -> None:
-    messages.error(request, exc.message)
 
 
 def _system_admin_only(request) -> None:
@@ -92,19 +89,21 @@ def desktop_create(request):
     flavors = selectors.flavor_list_for(request.user)
     form = forms.DesktopCreateForm(request.POST or None, image_versions=versions, flavors=flavors)
     if request.method == "POST" and form.is_valid():
-        try:
-            desktop = services.desktop_create(
+        done = service_call(
+            request,
+            lambda: services.desktop_create(
                 actor=request.user,
                 tenant=tenant,
                 image_version=form.cleaned_data["image_version"],
                 flavor=form.cleaned_data["flavor"],
                 name=form.cleaned_data["name"],
-            )
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("云桌面已提交创建，稍候即可使用。"))
-            return redirect("compute:desktop-detail", pk=desktop.pk)
+            ),
+            success=_("云桌面已提交创建，稍候即可使用。"),
+            next=lambda desktop: reverse("compute:desktop-detail", args=[desktop.pk]),
+            form=form,
+        )
+        if done:
+            return done
     context = {"form": form, "tenant": tenant, "has_images": versions.exists(), "has_flavors": flavors.exists()}
     return render(request, "compute/desktop_create.html", context)
 
@@ -142,37 +141,32 @@ _ACTIONS = {
 def desktop_action(request, pk, verb):
     desktop = get_object_or_404(selectors.desktop_list_for(request.user), pk=pk)
     if verb == "clone":
-        try:
-            clone = services.desktop_clone(actor=request.user, desktop=desktop)
-        except ServiceError as exc:
-            _fail(request, exc)
-            return redirect("compute:desktop-detail", pk=pk)
-        messages.success(request, _("已提交克隆。"))
-        return redirect("compute:desktop-detail", pk=clone.pk)
+        return service_call(
+            request,
+            lambda: services.desktop_clone(actor=request.user, desktop=desktop),
+            success=_("已提交克隆。"),
+            next=lambda clone: reverse("compute:desktop-detail", args=[clone.pk]),
+            back=reverse("compute:desktop-detail", args=[pk]),
+        )
     if verb not in _ACTIONS:
         raise Http404
     service, done = _ACTIONS[verb]
-    try:
-        service(actor=request.user, desktop=desktop)
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(request, done)
+    response = service_call(
+        request,
+        lambda: service(actor=request.user, desktop=desktop),
+        success=done,
+        next=reverse("compute:desktop-detail", args=[pk]),
+    )
     if request.htmx:
         desktop.refresh_from_db()
         return render(request, "compute/_desktop_row.html", {"desktop": desktop})
-    return redirect("compute:desktop-detail", pk=pk)
+    return response
 
 
 def _on_desktop_page(request, pk, call, done: str, *, anchor: str = ""):
     """Run one service call for the desktop page: its refusal or ``done`` as a message, then back to the page."""
-    try:
-        call()
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(request, done)
-    return redirect(reverse("compute:desktop-detail", args=[pk]) + (f"#{anchor}" if anchor else ""))
+    page = reverse("compute:desktop-detail", args=[pk]) + (f"#{anchor}" if anchor else "")
+    return service_call(request, call, success=done, next=page)
 
 
 def _refused(request, pk, message: str, *, anchor: str = ""):
@@ -296,14 +290,21 @@ def endpoint_list(request):
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         site = services.site_ensure(slug=data.pop("site"))
-        try:
-            endpoint = services.endpoint_register(actor=request.user, site=site, **data)
-        except ServiceError as exc:
+
+        def refused(request, exc):
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
             form.add_error(None, f"{exc.message} {reason}".strip())
-        else:
-            messages.success(request, _("端点“%(name)s”已注册并通过检查。") % {"name": endpoint.name})
-            return redirect("compute:endpoint-list")
+
+        done = service_call(
+            request,
+            lambda: services.endpoint_register(actor=request.user, site=site, **data),
+            success=lambda endpoint: _("端点“%(name)s”已注册并通过检查。") % {"name": endpoint.name},
+            next="compute:endpoint-list",
+            form=form,
+            refused=refused,
+        )
+        if done:
+            return done
     endpoints = Endpoint.objects.select_related("site", "cluster").order_by("name")
     return render(
         request, "compute/endpoint_list.html", {"endpoints": endpoints, "form": form, "import_form": forms.ImportForm()}
@@ -319,41 +320,47 @@ def endpoint_import(request, pk):
     if not form.is_valid():
         messages.error(request, _("请填写租户标识。"))
         return redirect("compute:endpoint-list")
-    try:
-        result = vcenter_import(
-            actor=request.user,
-            endpoint_name=endpoint.name,
-            tenant_slug=form.cleaned_data["tenant"],
-            dry_run=form.cleaned_data["dry_run"],
-        )
-    except ServiceError as exc:
-        _fail(request, exc)
-    else:
-        messages.success(
+    return service_call(
+        request,
+        lambda: _import_reported(
             request,
-            _("接管%(dry)s：新建 %(created)s，更新 %(updated)s，未变 %(unchanged)s，错误 %(errors)s。")
+            vcenter_import(
+                actor=request.user,
+                endpoint_name=endpoint.name,
+                tenant_slug=form.cleaned_data["tenant"],
+                dry_run=form.cleaned_data["dry_run"],
+            ),
+        ),
+        next="compute:endpoint-list",
+    )
+
+
+def _import_reported(request, result: dict) -> None:
+    """The takeover's counts, and a warning naming the VMs it took over beyond the tenant's quota."""
+    messages.success(
+        request,
+        _("接管%(dry)s：新建 %(created)s，更新 %(updated)s，未变 %(unchanged)s，错误 %(errors)s。")
+        % {
+            "dry": _("（预览）") if result["dry_run"] else "",
+            "created": result["created"],
+            "updated": result["updated"],
+            "unchanged": result["unchanged"],
+            "errors": len(result["errors"]),
+        },
+    )
+    if result["over_quota"]:
+        messages.warning(
+            request,
+            ngettext(
+                "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
+                "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
+                len(result["over_quota"]),
+            )
             % {
-                "dry": _("（预览）") if result["dry_run"] else "",
-                "created": result["created"],
-                "updated": result["updated"],
-                "unchanged": result["unchanged"],
-                "errors": len(result["errors"]),
+                "count": len(result["over_quota"]),
+                "names": "、".join(item["vm"] for item in result["over_quota"][:10]),
             },
         )
-        if result["over_quota"]:
-            messages.warning(
-                request,
-                ngettext(
-                    "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
-                    "%(count)s 台虚拟机超出租户配额，已接管但未计入配额（提高配额后再次接管即可计入）：%(names)s",
-                    len(result["over_quota"]),
-                )
-                % {
-                    "count": len(result["over_quota"]),
-                    "names": "、".join(item["vm"] for item in result["over_quota"][:10]),
-                },
-            )
-    return redirect("compute:endpoint-list")
 
 
 @login_required
@@ -367,14 +374,14 @@ def image_list(request):
         tenant = Tenant.objects.filter(slug=slug).first() if slug else None
         if slug and tenant is None:
             form.add_error("tenant", _("没有这个租户。"))
-        else:
-            try:
-                services.image_create(actor=request.user, tenant=tenant, **data)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("镜像已创建，请上传或导入第一个版本。"))
-                return redirect("compute:image-list")
+        elif done := service_call(
+            request,
+            lambda: services.image_create(actor=request.user, tenant=tenant, **data),
+            success=_("镜像已创建，请上传或导入第一个版本。"),
+            next="compute:image-list",
+            form=form,
+        ):
+            return done
     images = Image.objects.prefetch_related("versions__endpoint").select_related("tenant").order_by("name")
     endpoints = Endpoint.objects.filter(kind=Endpoint.Kind.LIBVIRT, is_active=True).order_by("name")
     return render(
@@ -439,14 +446,13 @@ def image_template_import(request, pk):
     form = forms.TemplateImportForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("请选择 vCenter 端点并填写模板名。"))
-    else:
-        try:
-            services.image_import_template(actor=request.user, image=image, **form.cleaned_data)
-        except ServiceError as exc:
-            _fail(request, exc)
-        else:
-            messages.success(request, _("模板已导入为新版本。"))
-    return redirect("compute:image-list")
+        return redirect("compute:image-list")
+    return service_call(
+        request,
+        lambda: services.image_import_template(actor=request.user, image=image, **form.cleaned_data),
+        success=_("模板已导入为新版本。"),
+        next="compute:image-list",
+    )
 
 
 @login_required
@@ -455,13 +461,15 @@ def flavor_list(request):
     _system_admin_only(request)
     form = forms.FlavorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            services.flavor_create(actor=request.user, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("规格已创建。"))
-            return redirect("compute:flavor-list")
+        done = service_call(
+            request,
+            lambda: services.flavor_create(actor=request.user, **form.cleaned_data),
+            success=_("规格已创建。"),
+            next="compute:flavor-list",
+            form=form,
+        )
+        if done:
+            return done
     flavors = Flavor.objects.select_related("gpu_profile").order_by("vcpus", "memory_mib")
     return render(request, "compute/flavor_list.html", {"flavors": flavors, "form": form})
 
@@ -543,15 +551,17 @@ def inventory_list(request, kind, pk=None):
     instance = get_object_or_404(model, pk=pk) if pk is not None else None
     form = form_class(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
-        try:
-            services.inventory_save(
+        done = service_call(
+            request,
+            lambda: services.inventory_save(
                 actor=request.user, obj=form.save(commit=False), pool_path=form.cleaned_data.get("path", "")
-            )
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("已保存。"))
-            return redirect("compute:inventory-list", kind=kind)
+            ),
+            success=_("已保存。"),
+            next=reverse("compute:inventory-list", kwargs={"kind": kind}),
+            form=form,
+        )
+        if done:
+            return done
     page = Paginator(queryset(), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "kind": kind,

@@ -3,15 +3,15 @@
 Same services as the API; reads through network.selectors (another tenant's object is a 404).
 """
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from common.errors import ServiceError
+from common.ui import service_call
 from network import rules, selectors, services
 from network.forms import NetworkForm, ReserveForm, RuleForm, SecurityGroupForm, SubnetForm
 from network.models import SecurityGroupRule, Subnet
@@ -52,8 +52,9 @@ def network_list(request):
         if request.method == "POST" and form.is_valid():
             values = form.cleaned_data
             tenant = next((t for t in managed if t.slug == values["tenant"]), None)
-            try:
-                network = services.network_create(
+            done = service_call(
+                request,
+                lambda: services.network_create(
                     actor=user,
                     tenant=tenant,
                     name=values["name"],
@@ -64,12 +65,13 @@ def network_list(request):
                     cidr=values["cidr"],
                     gateway=values["gateway"],
                     dns_servers=values["dns_servers"],
-                )
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("网络“%(name)s”已创建。") % {"name": network.name})
-                return redirect("network:detail", pk=network.pk)
+                ),
+                success=lambda network: _("网络“%(name)s”已创建。") % {"name": network.name},
+                next=lambda network: reverse("network:detail", args=[network.pk]),
+                form=form,
+            )
+            if done:
+                return done
     page = _page(request, queryset)
     for network in page.object_list:
         network.usage = [(s, selectors.subnet_usage(s)) for s in network.subnets.all()]
@@ -86,26 +88,33 @@ def network_detail(request, pk: int):
     subnets = list(selectors.subnet_list_for(user, network_id=network.pk).order_by("id"))
     subnet_form = SubnetForm(prefix="subnet") if can_manage else None
     reserve_form = ReserveForm(prefix="reserve", subnets=subnets) if can_manage else None
-    if request.method == "POST" and can_manage:
-        try:
-            if "subnet-cidr" in request.POST:
-                subnet_form = SubnetForm(request.POST, prefix="subnet")
-                if subnet_form.is_valid():
-                    services.subnet_create(actor=user, network=network, **subnet_form.cleaned_data)
-                    messages.success(request, _("子网已添加。"))
-                    return redirect("network:detail", pk=network.pk)
-            elif "reserve-ip" in request.POST:
-                reserve_form = ReserveForm(request.POST, prefix="reserve", subnets=subnets)
-                if reserve_form.is_valid():
-                    values = reserve_form.cleaned_data
-                    subnet = next(s for s in subnets if str(s.pk) == values["subnet"])
-                    services.address_reserve(
-                        actor=user, subnet=subnet, ip=values["ip"], mac=values["mac"], hostname=values["hostname"]
-                    )
-                    messages.success(request, _("地址已保留。"))
-                    return redirect("network:detail", pk=network.pk)
-        except ServiceError as exc:
-            messages.error(request, exc.message)
+    here, done = reverse("network:detail", args=[network.pk]), None
+    if request.method == "POST" and can_manage and "subnet-cidr" in request.POST:
+        subnet_form = SubnetForm(request.POST, prefix="subnet")
+        if subnet_form.is_valid():
+            done = service_call(
+                request,
+                lambda: services.subnet_create(actor=user, network=network, **subnet_form.cleaned_data),
+                success=_("子网已添加。"),
+                next=here,
+                back=None,
+            )
+    elif request.method == "POST" and can_manage and "reserve-ip" in request.POST:
+        reserve_form = ReserveForm(request.POST, prefix="reserve", subnets=subnets)
+        if reserve_form.is_valid():
+            values = reserve_form.cleaned_data
+            subnet = next(s for s in subnets if str(s.pk) == values["subnet"])
+            done = service_call(
+                request,
+                lambda: services.address_reserve(
+                    actor=user, subnet=subnet, ip=values["ip"], mac=values["mac"], hostname=values["hostname"]
+                ),
+                success=_("地址已保留。"),
+                next=here,
+                back=None,
+            )
+    if done:
+        return done
     addresses = _page(request, selectors.address_list_for(user, network_id=network.pk).order_by("subnet_id", "ip_int"))
     context = {
         "network": network,
@@ -125,25 +134,25 @@ def network_detail(request, pk: int):
 @require_POST
 def network_delete(request, pk: int):
     network = get_object_or_404(selectors.network_list_for(request.user), pk=pk)
-    try:
-        services.network_delete(actor=request.user, network=network)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return redirect("network:detail", pk=pk)
-    messages.success(request, _("网络已删除。"))
-    return redirect("network:list")
+    return service_call(
+        request,
+        lambda: services.network_delete(actor=request.user, network=network),
+        success=_("网络已删除。"),
+        next="network:list",
+        back=reverse("network:detail", args=[pk]),
+    )
 
 
 @login_required
 @require_POST
 def address_unreserve(request, pk: int):
     address = get_object_or_404(selectors.address_list_for(request.user), pk=pk)
-    try:
-        services.address_unreserve(actor=request.user, address=address)
-        messages.success(request, _("保留地址已释放。"))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    return redirect("network:detail", pk=address.subnet.network_id)
+    return service_call(
+        request,
+        lambda: services.address_unreserve(actor=request.user, address=address),
+        success=_("保留地址已释放。"),
+        next=reverse("network:detail", args=[address.subnet.network_id]),
+    )
 
 
 @login_required
@@ -154,15 +163,17 @@ def group_list(request):
     form = SecurityGroupForm(request.POST or None, tenants=managed, prefix="sg") if managed else None
     if form is not None and request.method == "POST" and form.is_valid():
         tenant = next(t for t in managed if t.slug == form.cleaned_data["tenant"])
-        try:
-            group = services.security_group_create(
+        done = service_call(
+            request,
+            lambda: services.security_group_create(
                 actor=user, tenant=tenant, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
-            )
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("安全组“%(name)s”已创建。") % {"name": group.name})
-            return redirect("network:group", pk=group.pk)
+            ),
+            success=lambda group: _("安全组“%(name)s”已创建。") % {"name": group.name},
+            next=lambda group: reverse("network:group", args=[group.pk]),
+            form=form,
+        )
+        if done:
+            return done
     context = {"page": _page(request, groups), "form": form, "section": "groups"}
     return render(request, "network/group_list.html", context)
 
@@ -177,8 +188,9 @@ def group_detail(request, pk: int):
     if form is not None and request.method == "POST" and form.is_valid():
         values = form.cleaned_data
         remote = siblings.filter(pk=values["remote_group"]).first() if values["remote_group"] else None
-        try:
-            services.rule_add(
+        done = service_call(
+            request,
+            lambda: services.rule_add(
                 actor=user,
                 group=group,
                 direction=values["direction"],
@@ -187,12 +199,13 @@ def group_detail(request, pk: int):
                 port_max=values["port_max"],
                 remote_cidr=values["remote_cidr"],
                 remote_group=remote,
-            )
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("规则已添加，使用该安全组的桌面将随即更新。"))
-            return redirect("network:group", pk=group.pk)
+            ),
+            success=_("规则已添加，使用该安全组的桌面将随即更新。"),
+            next=reverse("network:group", args=[group.pk]),
+            form=form,
+        )
+        if done:
+            return done
     nics = selectors.address_list_for(user).filter(security_group=group, state="allocated").count()
     context = {"group": group, "form": form, "can_manage": can_manage, "nics": nics, "section": "groups"}
     return render(request, "network/group_detail.html", context)
@@ -203,25 +216,25 @@ def group_detail(request, pk: int):
 def rule_delete(request, pk: int, rule_id: int):
     group = get_object_or_404(selectors.security_group_list_for(request.user), pk=pk)
     rule = get_object_or_404(SecurityGroupRule.objects.select_related("group__tenant"), pk=rule_id, group=group)
-    try:
-        services.rule_delete(actor=request.user, rule=rule)
-        messages.success(request, _("规则已删除。"))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    return redirect("network:group", pk=group.pk)
+    return service_call(
+        request,
+        lambda: services.rule_delete(actor=request.user, rule=rule),
+        success=_("规则已删除。"),
+        next=reverse("network:group", args=[group.pk]),
+    )
 
 
 @login_required
 @require_POST
 def group_delete(request, pk: int):
     group = get_object_or_404(selectors.security_group_list_for(request.user), pk=pk)
-    try:
-        services.security_group_delete(actor=request.user, group=group)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return redirect("network:group", pk=pk)
-    messages.success(request, _("安全组已删除。"))
-    return redirect("network:groups")
+    return service_call(
+        request,
+        lambda: services.security_group_delete(actor=request.user, group=group),
+        success=_("安全组已删除。"),
+        next="network:groups",
+        back=reverse("network:group", args=[pk]),
+    )
 
 
 @login_required

@@ -14,12 +14,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from common.errors import ServiceError
+from common.ui import service_call
 from compute.classroom.models import DesktopPool
 from compute.models import Flavor, ImageVersion
 from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
@@ -212,18 +213,24 @@ def request_wizard(request):
         if any(not c.ok for c in checks):
             messages.error(request, _("还有未满足的前提条件，请先按提示处理。"))
         else:
-            try:
-                created = _submit(user, course, form.cleaned_data, formset, versions, flavor)
-            except QuotaExceeded as exc:
-                context["checks"] = checks + [
-                    Check(False, s.message, reverse("tenants:quotas"), _("查看配额")) for s in exc.shortfalls
-                ]
+
+            def refused(request, exc: ServiceError) -> None:
+                if isinstance(exc, QuotaExceeded):  # each shortfall becomes a check with a link to the quotas
+                    context["checks"] = checks + [
+                        Check(False, s.message, reverse("tenants:quotas"), _("查看配额")) for s in exc.shortfalls
+                    ]
                 messages.error(request, exc.message)
-            except ServiceError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, _("申请已提交，等待审批。审批结果会通过邮件通知您。"))
-                return redirect("tenants:request", pk=created.pk)
+
+            done = service_call(
+                request,
+                lambda: _submit(user, course, form.cleaned_data, formset, versions, flavor),
+                success=_("申请已提交，等待审批。审批结果会通过邮件通知您。"),
+                next=lambda created: reverse("tenants:request", args=[created.pk]),
+                back=None,
+                refused=refused,
+            )
+            if done:
+                return done
     return render(request, "portal/wizard.html", context)
 
 

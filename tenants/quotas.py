@@ -416,6 +416,34 @@ def quota_add(*, actor, quota: Quota, amounts: ResourceAmounts) -> Quota:
     return quota_set(actor=actor, tenant=quota.tenant, course=quota.course, user=quota.user, limits=limits)
 
 
+def quota_rows(quotas) -> list[dict]:
+    """Per quota and resource: used, reserved, limit and bar widths, for the quota bars."""
+    rows = []
+    for quota in quotas:
+        bars = []
+        for name in RESOURCES:
+            limit = getattr(quota, f"limit_{name}")
+            used, reserved = getattr(quota, f"used_{name}"), getattr(quota, f"reserved_{name}")
+            if limit is None and not used and not reserved:
+                continue
+            scale = limit or max(used + reserved, 1)
+            bars.append(
+                {
+                    "name": name,
+                    "label": RESOURCE_LABELS[name],
+                    "used": used,
+                    "reserved": reserved,
+                    "limit": limit,
+                    "free": None if limit is None else max(0, limit - used - reserved),
+                    "used_pct": min(100, used * 100 // scale),
+                    "reserved_pct": min(100 - min(100, used * 100 // scale), reserved * 100 // scale),
+                    "percent": (used + reserved) * 100 // scale if limit else None,
+                }
+            )
+        rows.append({"quota": quota, "name": quota_scope_name(quota), "bars": bars, "level": quota_level(quota)})
+    return rows
+
+
 # --- 80 % / 100 % notifications ---------------------------------------------------------------
 
 

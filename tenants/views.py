@@ -4,21 +4,24 @@ Same services as the API; querysets come from tenants.selectors, so another tena
 object is a 404 here too. A service's refusal is shown as a message, never a 500.
 """
 
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
 
-from common.errors import ServiceError
+from common.ui import service_call
 from tenants import forms, permissions, selectors, services
 from tenants.approvals import policy_for
 from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
-from tenants.quotas import quota_level, quota_scope_name
+from tenants.quotas import quota_rows
 from tenants.roles import PlatformRole, TenantRole
 from tenants.roster import roster_parse
 
@@ -27,10 +30,6 @@ PAGE_SIZE = 25
 
 def _page(request, queryset, size=PAGE_SIZE):
     return Paginator(queryset, size).get_page(request.GET.get("page"))
-
-
-def _refuse(request, exc: ServiceError) -> None:
-    messages.error(request, exc.message)
 
 
 # --- Tenant tree and members -----------------------------------------------------------------
@@ -45,14 +44,16 @@ def tenant_tree(request):
     form = forms.TenantForm(request.POST or None)
     if request.method == "POST":
         parent = next((t for t in tenants if t.slug == request.POST.get("parent")), None)
-        if form.is_valid():
-            try:
-                services.tenant_create(actor=user, parent=parent, **form.cleaned_data)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("已创建租户“%(name)s”。") % {"name": form.cleaned_data["name_zh"]})
-                return redirect("tenants:tree")
+        if form.is_valid() and (
+            done := service_call(
+                request,
+                lambda: services.tenant_create(actor=user, parent=parent, **form.cleaned_data),
+                success=_("已创建租户“%(name)s”。") % {"name": form.cleaned_data["name_zh"]},
+                next="tenants:tree",
+                form=form,
+            )
+        ):
+            return done
     rows = [
         {
             "tenant": t,
@@ -74,14 +75,13 @@ def tenant_tree(request):
 @require_POST
 def tenant_toggle(request, slug):
     tenant = get_object_or_404(selectors.tenant_list_for(request.user), slug=slug)
-    try:
-        services.tenant_update(actor=request.user, tenant=tenant, is_active=not tenant.is_active)
-    except ServiceError as exc:
-        _refuse(request, exc)
-    else:
-        message = _("已启用“%(name)s”。") if tenant.is_active else _("已停用“%(name)s”。")
-        messages.success(request, message % {"name": tenant.name})
-    return redirect("tenants:tree")
+    switched = _("已停用“%(name)s”。") if tenant.is_active else _("已启用“%(name)s”。")
+    return service_call(
+        request,
+        lambda: services.tenant_update(actor=request.user, tenant=tenant, is_active=not tenant.is_active),
+        success=switched % {"name": tenant.name},
+        next="tenants:tree",
+    )
 
 
 @login_required
@@ -96,16 +96,16 @@ def members(request, slug):
         target = User.objects.filter(username=form.cleaned_data["username"], is_active=True).first()
         if target is None:
             form.add_error("username", _("用户不存在。"))
-        else:
-            try:
-                services.membership_grant(
-                    actor=request.user, user=target, tenant=tenant, role=form.cleaned_data["role"]
-                )
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("已授予 %(user)s 角色。") % {"user": target.get_full_name()})
-                return redirect("tenants:members", slug=slug)
+        elif done := service_call(
+            request,
+            lambda: services.membership_grant(
+                actor=request.user, user=target, tenant=tenant, role=form.cleaned_data["role"]
+            ),
+            success=_("已授予 %(user)s 角色。") % {"user": target.get_full_name()},
+            next=reverse("tenants:members", args=[slug]),
+            form=form,
+        ):
+            return done
     query = request.GET.get("q", "").strip()
     if query:
         visible = visible.filter(Q(user__username__icontains=query) | Q(user__display_name__icontains=query))
@@ -131,13 +131,12 @@ def members(request, slug):
 @require_POST
 def member_revoke(request, pk):
     membership = get_object_or_404(selectors.membership_list_for(request.user), pk=pk)
-    try:
-        services.membership_revoke(actor=request.user, membership=membership)
-    except ServiceError as exc:
-        _refuse(request, exc)
-    else:
-        messages.success(request, _("已撤销该角色。"))
-    return redirect("tenants:members", slug=membership.tenant.slug)
+    return service_call(
+        request,
+        lambda: services.membership_revoke(actor=request.user, membership=membership),
+        success=_("已撤销该角色。"),
+        next=reverse("tenants:members", args=[membership.tenant.slug]),
+    )
 
 
 # --- Courses -------------------------------------------------------------------------------
@@ -168,22 +167,22 @@ def course_list(request):
             teacher = User.objects.filter(username=data["teacher"]).first() if data["teacher"] else user
             if teacher is None:
                 form.add_error("teacher", _("用户不存在。"))
-            else:
-                try:
-                    course = services.course_create(
-                        actor=user,
-                        tenant=tenant,
-                        code=data["code"],
-                        name=data["name"],
-                        teacher=teacher,
-                        term_start=data["term_start"],
-                        term_end=data["term_end"],
-                    )
-                except ServiceError as exc:
-                    form.add_error(None, exc.message)
-                else:
-                    messages.success(request, _("已创建课程 %(code)s。下一步：导入学生名单。") % {"code": course.code})
-                    return redirect("tenants:course", pk=course.pk)
+            elif done := service_call(
+                request,
+                lambda: services.course_create(
+                    actor=user,
+                    tenant=tenant,
+                    code=data["code"],
+                    name=data["name"],
+                    teacher=teacher,
+                    term_start=data["term_start"],
+                    term_end=data["term_end"],
+                ),
+                success=lambda course: _("已创建课程 %(code)s。下一步：导入学生名单。") % {"code": course.code},
+                next=lambda course: reverse("tenants:course", args=[course.pk]),
+                form=form,
+            ):
+                return done
     return render(
         request,
         "tenants/course_list.html",
@@ -196,72 +195,18 @@ def course_detail(request, pk):
     user = request.user
     course = get_object_or_404(selectors.course_list_for(user), pk=pk)
     can_manage = permissions.can_manage_course(user, course)
-    roster_errors = []
-    import_form = forms.RosterImportForm()
     times = [
         {"weekday": t.weekday, "start_time": t.start_time, "end_time": t.end_time} for t in course.class_times.all()
     ]
-    formset = forms.ClassTimeFormSet(initial=times, prefix="ct")
-    if request.method == "POST" and can_manage:
-        if request.POST.get("action") == "import":
-            import_form = forms.RosterImportForm(request.POST, request.FILES)
-            if import_form.is_valid():
-                upload = import_form.cleaned_data["file"]
-                try:
-                    rows = roster_parse(filename=upload.name, content=upload.read())
-                    counts = services.course_roster_import(
-                        actor=user, course=course, rows=rows, replace=import_form.cleaned_data["replace"]
-                    )
-                except ServiceError as exc:
-                    messages.error(request, exc.message)
-                    roster_errors = exc.detail.get("errors", [])
-                else:
-                    messages.success(
-                        request,
-                        _(
-                            "名单已导入：新增 %(added)s 人（新建账号 %(created_accounts)s 个），"
-                            "未变 %(unchanged)s 人，移出 %(removed)s 人。"
-                        )
-                        % counts,
-                    )
-                    return redirect("tenants:course", pk=course.pk)
-        elif request.POST.get("action") == "class_times":
-            formset = forms.ClassTimeFormSet(request.POST, prefix="ct")
-            if formset.is_valid():
-                slots = [
-                    (f.cleaned_data["weekday"], f.cleaned_data["start_time"], f.cleaned_data["end_time"])
-                    for f in formset.forms
-                    if f.cleaned_data and not f.cleaned_data.get("DELETE")
-                ]
-                try:
-                    services.course_class_times_set(actor=user, course=course, slots=slots)
-                except ServiceError as exc:
-                    messages.error(request, exc.message)
-                else:
-                    messages.success(request, _("上课时间已保存。"))
-                    return redirect("tenants:course", pk=course.pk)
-        elif request.POST.get("action") in ("grant", "ungrant"):
-            revoke = request.POST["action"] == "ungrant"
-            helper = User.objects.filter(username=request.POST.get("username", "").strip()).first()
-            if helper is None:
-                messages.error(request, _("用户不存在。"))
-            else:
-                try:
-                    services.course_grant(actor=user, course=course, user=helper, revoke=revoke)
-                except ServiceError as exc:
-                    messages.error(request, exc.message)
-                else:
-                    messages.success(request, _("已更新协助管理的教师。"))
-            return redirect("tenants:course", pk=course.pk)
-        elif request.POST.get("action") == "remove":
-            student = get_object_or_404(RosterEntry, course=course, user_id=request.POST.get("user")).user
-            try:
-                services.course_roster_remove(actor=user, course=course, user=student)
-            except ServiceError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, _("已将 %(name)s 移出名单。") % {"name": student.get_full_name()})
-            return redirect("tenants:course", pk=course.pk)
+    # What the page shows besides the roster; a refused import or set of class times fills it in.
+    state = {
+        "import_form": forms.RosterImportForm(),
+        "roster_errors": [],
+        "formset": forms.ClassTimeFormSet(initial=times, prefix="ct"),
+    }
+    handler = _COURSE_ACTIONS.get(request.POST.get("action", "")) if request.method == "POST" and can_manage else None
+    if handler is not None and (done := handler(request, course, state)):
+        return done
     roster = RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")
     query = request.GET.get("q", "").strip()
     if query:
@@ -275,9 +220,7 @@ def course_detail(request, pk):
             "page": _page(request, roster, 50),
             "roster_total": course.roster.count(),
             "query": query,
-            "import_form": import_form,
-            "roster_errors": roster_errors,
-            "formset": formset,
+            **state,
             "is_teacher": course.teacher_id == user.pk or user.has_perm(permissions.COURSE_PERMISSION, course),
             "helpers": [
                 u
@@ -288,35 +231,91 @@ def course_detail(request, pk):
     )
 
 
-# --- Quotas --------------------------------------------------------------------------------
+def _roster_import(request, course, state: dict):
+    form = state["import_form"] = forms.RosterImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return None
+    upload = form.cleaned_data["file"]
 
+    def refused(request, exc):
+        messages.error(request, exc.message)
+        state["roster_errors"] = exc.detail.get("errors", [])
 
-def quota_rows(quotas) -> list[dict]:
-    """Per quota and resource: used, reserved, limit and bar widths, for the quota bars."""
-    rows = []
-    for quota in quotas:
-        bars = []
-        for name in RESOURCES:
-            limit = getattr(quota, f"limit_{name}")
-            used, reserved = getattr(quota, f"used_{name}"), getattr(quota, f"reserved_{name}")
-            if limit is None and not used and not reserved:
-                continue
-            scale = limit or max(used + reserved, 1)
-            bars.append(
-                {
-                    "name": name,
-                    "label": RESOURCE_LABELS[name],
-                    "used": used,
-                    "reserved": reserved,
-                    "limit": limit,
-                    "free": None if limit is None else max(0, limit - used - reserved),
-                    "used_pct": min(100, used * 100 // scale),
-                    "reserved_pct": min(100 - min(100, used * 100 // scale), reserved * 100 // scale),
-                    "percent": (used + reserved) * 100 // scale if limit else None,
-                }
+    return service_call(
+        request,
+        lambda: services.course_roster_import(
+            actor=request.user,
+            course=course,
+            rows=roster_parse(filename=upload.name, content=upload.read()),
+            replace=form.cleaned_data["replace"],
+        ),
+        success=lambda counts: (
+            _(
+                "名单已导入：新增 %(added)s 人（新建账号 %(created_accounts)s 个），"
+                "未变 %(unchanged)s 人，移出 %(removed)s 人。"
             )
-        rows.append({"quota": quota, "name": quota_scope_name(quota), "bars": bars, "level": quota_level(quota)})
-    return rows
+            % counts
+        ),
+        next=reverse("tenants:course", args=[course.pk]),
+        back=None,
+        refused=refused,
+    )
+
+
+def _class_times_set(request, course, state: dict):
+    formset = state["formset"] = forms.ClassTimeFormSet(request.POST, prefix="ct")
+    if not formset.is_valid():
+        return None
+    slots = [
+        (f.cleaned_data["weekday"], f.cleaned_data["start_time"], f.cleaned_data["end_time"])
+        for f in formset.forms
+        if f.cleaned_data and not f.cleaned_data.get("DELETE")
+    ]
+    return service_call(
+        request,
+        lambda: services.course_class_times_set(actor=request.user, course=course, slots=slots),
+        success=_("上课时间已保存。"),
+        next=reverse("tenants:course", args=[course.pk]),
+        back=None,
+    )
+
+
+def _helper_grant(request, course, state: dict):
+    here = reverse("tenants:course", args=[course.pk])
+    helper = User.objects.filter(username=request.POST.get("username", "").strip()).first()
+    if helper is None:
+        messages.error(request, _("用户不存在。"))
+        return redirect(here)
+    revoke = request.POST["action"] == "ungrant"
+    return service_call(
+        request,
+        lambda: services.course_grant(actor=request.user, course=course, user=helper, revoke=revoke),
+        success=_("已更新协助管理的教师。"),
+        next=here,
+    )
+
+
+def _roster_remove(request, course, state: dict):
+    student = get_object_or_404(RosterEntry, course=course, user_id=request.POST.get("user")).user
+    return service_call(
+        request,
+        lambda: services.course_roster_remove(actor=request.user, course=course, user=student),
+        success=_("已将 %(name)s 移出名单。") % {"name": student.get_full_name()},
+        next=reverse("tenants:course", args=[course.pk]),
+    )
+
+
+# The course page's forms, by their `action` field.
+_COURSE_ACTIONS = {
+    "import": _roster_import,
+    "class_times": _class_times_set,
+    "grant": _helper_grant,
+    "ungrant": _helper_grant,
+    "remove": _roster_remove,
+}
+
+
+# --- Quotas --------------------------------------------------------------------------------
 
 
 @login_required
@@ -374,13 +373,12 @@ def quota_edit(request, pk=None):
     if not form.is_valid():
         messages.error(request, _("配额必须是非负整数。"))
         return redirect("tenants:quotas")
-    try:
-        services.quota_set(actor=user, limits=form.limits(), **target)
-    except ServiceError as exc:
-        _refuse(request, exc)
-    else:
-        messages.success(request, _("配额已保存。"))
-    return redirect("tenants:quotas")
+    return service_call(
+        request,
+        lambda: services.quota_set(actor=user, limits=form.limits(), **target),
+        success=_("配额已保存。"),
+        next="tenants:quotas",
+    )
 
 
 # --- Requests ------------------------------------------------------------------------------
@@ -461,27 +459,22 @@ def request_detail(request, pk):
 def request_action(request, pk, verb):
     user = request.user
     target = get_object_or_404(selectors.request_list_for(user), pk=pk)
-    try:
-        if verb == "approve":
-            form = forms.ApproveForm(request.POST)
-            form.is_valid()
-            services.request_approve(actor=user, request=target, comment=form.cleaned_data.get("comment", ""))
-            messages.success(request, _("已批准。"))
-        elif verb == "reject":
-            form = forms.RejectForm(request.POST)
-            if not form.is_valid():
-                messages.error(request, _("驳回时请说明原因。"))
-                return redirect("tenants:request", pk=pk)
-            services.request_reject(actor=user, request=target, reason=form.cleaned_data["reason"])
-            messages.success(request, _("已驳回。"))
-        elif verb == "cancel":
-            services.request_cancel(actor=user, request=target)
-            messages.success(request, _("申请已撤回。"))
-        else:
-            raise Http404
-    except ServiceError as exc:
-        _refuse(request, exc)
-    return redirect("tenants:request", pk=pk)
+    here = reverse("tenants:request", args=[pk])
+    if verb == "approve":
+        form = forms.ApproveForm(request.POST)
+        form.is_valid()
+        call, done = partial(services.request_approve, comment=form.cleaned_data.get("comment", "")), _("已批准。")
+    elif verb == "reject":
+        form = forms.RejectForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _("驳回时请说明原因。"))
+            return redirect(here)
+        call, done = partial(services.request_reject, reason=form.cleaned_data["reason"]), _("已驳回。")
+    elif verb == "cancel":
+        call, done = services.request_cancel, _("申请已撤回。")
+    else:
+        raise Http404
+    return service_call(request, lambda: call(actor=user, request=target), success=done, next=here)
 
 
 # --- Approval policy -------------------------------------------------------------------------
@@ -510,25 +503,16 @@ def policy(request, slug):
         if not can_edit:
             raise Http404
         if name_form.is_valid() and step_set.is_valid() and rule_set.is_valid():
-            kept_steps = [
-                {k: v for k, v in f.cleaned_data.items() if k != "DELETE"}
-                for f in step_set.forms
-                if f.cleaned_data.get("approver_role") and not f.cleaned_data.get("DELETE")
-            ]
-            kept_rules = [
-                {k: v for k, v in f.cleaned_data.items() if k != "DELETE"}
-                for f in rule_set.forms
-                if f.cleaned_data.get("name") and not f.cleaned_data.get("DELETE")
-            ]
-            try:
-                services.policy_set(
-                    actor=user, tenant=tenant, name=name_form.cleaned_data["name"], steps=kept_steps, rules=kept_rules
-                )
-            except ServiceError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, _("审批策略已保存。"))
-                return redirect("tenants:policy", slug=slug)
+            kept = {"steps": _kept(step_set, "approver_role"), "rules": _kept(rule_set, "name")}
+            done = service_call(
+                request,
+                lambda: services.policy_set(actor=user, tenant=tenant, name=name_form.cleaned_data["name"], **kept),
+                success=_("审批策略已保存。"),
+                next=reverse("tenants:policy", args=[slug]),
+                back=None,
+            )
+            if done:
+                return done
     return render(
         request,
         "tenants/policy.html",
@@ -542,6 +526,12 @@ def policy(request, slug):
             "rule_set": rule_set,
         },
     )
+
+
+def _kept(formset, required: str) -> list[dict]:
+    """The formset's filled-in rows (``required`` set) not marked for deletion, without the DELETE flag."""
+    rows = [f.cleaned_data for f in formset.forms]
+    return [{k: v for k, v in r.items() if k != "DELETE"} for r in rows if r.get(required) and not r.get("DELETE")]
 
 
 # --- Other requests: personal desktop, GPU environment, quota increase --------------------------
@@ -568,20 +558,20 @@ def request_new(request):
         tenant = course.tenant if course else next((t for t in tenants if t.slug == chosen), None)
         if tenant is None:
             form.add_error(None, _("请选择租户。"))
-        else:
-            try:
-                created = services.request_submit(
-                    actor=user,
-                    tenant=tenant,
-                    kind=data["kind"],
-                    title=data["title"],
-                    course=course,
-                    amounts=services.ResourceAmounts(**form.amounts()),
-                    reason=data["reason"],
-                )
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, _("申请已提交。"))
-                return redirect("tenants:request", pk=created.pk)
+        elif done := service_call(
+            request,
+            lambda: services.request_submit(
+                actor=user,
+                tenant=tenant,
+                kind=data["kind"],
+                title=data["title"],
+                course=course,
+                amounts=services.ResourceAmounts(**form.amounts()),
+                reason=data["reason"],
+            ),
+            success=_("申请已提交。"),
+            next=lambda created: reverse("tenants:request", args=[created.pk]),
+            form=form,
+        ):
+            return done
     return render(request, "tenants/request_new.html", {"form": form, "tenants": tenants})

@@ -2,6 +2,7 @@
 authoring) and the noVNC console page. Same services as the API; refusals become messages."""
 
 import datetime
+from functools import partial
 
 from django import forms
 from django.contrib import messages
@@ -9,12 +10,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from common.errors import ServiceError
+from common.ui import service_call
 from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.classroom import selectors, services
@@ -29,6 +32,11 @@ def _refused(request, exc: ServiceError) -> None:
     messages.error(request, exc.message)
     for shortfall in (exc.detail or {}).get("shortfalls", []):
         messages.error(request, shortfall.get("message", ""))
+
+
+def _call(request, fn, **kwargs):
+    """``service_call`` with each quota shortfall of a refusal as a message of its own."""
+    return service_call(request, fn, refused=_refused, **kwargs)
 
 
 @login_required
@@ -50,12 +58,12 @@ def desktop_action(request, pk):
     }.get(request.POST.get("action"))
     if service is None:
         raise Http404
-    try:
-        service(actor=request.user, desktop=desktop)
-        messages.success(request, _("已提交，桌面状态稍后更新。"))
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect(request.POST.get("next") or "classroom:mine")
+    return _call(
+        request,
+        lambda: service(actor=request.user, desktop=desktop),
+        success=_("已提交，桌面状态稍后更新。"),
+        next="classroom:mine",
+    )
 
 
 @login_required
@@ -134,8 +142,9 @@ def pool_new(request):
     form = PoolRequestForm(request.user, request.POST or None, initial={"course": request.GET.get("course")})
     if request.method == "POST" and form.is_valid():
         values = form.cleaned_data
-        try:
-            req = services.course_request_submit(
+        done = _call(
+            request,
+            lambda: services.course_request_submit(
                 actor=request.user,
                 course=values["course"],
                 image_version=values["image_version"],
@@ -145,21 +154,25 @@ def pool_new(request):
                 shutdown_after_minutes=values["shutdown_after_minutes"],
                 shutdown_deadline_minutes=values["shutdown_deadline_minutes"],
                 reason=values["reason"],
-            )
-        except ServiceError as exc:
-            _refused(request, exc)
-        else:
-            if req.state == req.State.APPROVED:
-                messages.success(request, _("申请已自动批准，桌面池正在创建。"))
-            else:
-                messages.success(request, _("申请已提交，等待审批：%(title)s") % {"title": req.title})
-            return redirect("classroom:pools")
+            ),
+            success=_submitted,
+            next="classroom:pools",
+            back=None,
+        )
+        if done:
+            return done
     missing = []
     if not form.fields["course"].queryset.exists():
         missing.append(_("您还没有可管理的课程，请先创建课程并导入名单。"))
     if not form.fields["image_version"].queryset.exists():
         missing.append(_("还没有可用的镜像，请联系系统管理员上传镜像。"))
     return render(request, "classroom/pool_new.html", {"form": form, "missing": missing})
+
+
+def _submitted(req) -> str:
+    if req.state == req.State.APPROVED:
+        return _("申请已自动批准，桌面池正在创建。")
+    return _("申请已提交，等待审批：%(title)s") % {"title": req.title}
 
 
 def _pool_context(request, pool):
@@ -205,36 +218,37 @@ def pool_seats(request, pk):
 def pool_action(request, pk):
     pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
     action = request.POST.get("action")
-    try:
-        if action == "start":
-            n = services.pool_power(actor=request.user, pool=pool, verb=action)
-            messages.success(request, ngettext("正在开启 %(n)s 台桌面。", "正在开启 %(n)s 台桌面。", n) % {"n": n})
-        elif action == "stop":
-            n = services.pool_power(actor=request.user, pool=pool, verb=action)
-            messages.success(request, ngettext("正在关闭 %(n)s 台桌面。", "正在关闭 %(n)s 台桌面。", n) % {"n": n})
-        elif action == "reset":
-            n = services.pool_reset(actor=request.user, pool=pool)
-            messages.success(request, ngettext("正在重置 %(n)s 台桌面。", "正在重置 %(n)s 台桌面。", n) % {"n": n})
-        elif action == "retry":
-            n = services.pool_retry_failed(actor=request.user, pool=pool)
-            messages.success(request, ngettext("正在重试 %(n)s 台桌面。", "正在重试 %(n)s 台桌面。", n) % {"n": n})
-        elif action == "sync":
-            _sync_messages(request, services.pool_sync_roster(actor=request.user, pool=pool))
-        elif action == "settings":
-            services.pool_settings_update(
-                actor=request.user,
-                pool=pool,
-                persistence=request.POST.get("persistence") or None,
-                lead_minutes=_int(request.POST.get("lead_minutes")),
-                shutdown_after_minutes=_int(request.POST.get("shutdown_after_minutes")),
-                shutdown_deadline_minutes=_int(request.POST.get("shutdown_deadline_minutes")),
-            )
-            messages.success(request, _("已保存。"))
-        else:
-            raise Http404
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=pool.pk)
+    return _call(request, lambda: _pool_act(request, pool, action), next=reverse("classroom:pool", args=[pool.pk]))
+
+
+def _pool_act(request, pool, action) -> None:
+    """One button of the pool page: its service call, then what it did as a message (no such button: 404)."""
+    if action == "start":
+        n = services.pool_power(actor=request.user, pool=pool, verb=action)
+        messages.success(request, ngettext("正在开启 %(n)s 台桌面。", "正在开启 %(n)s 台桌面。", n) % {"n": n})
+    elif action == "stop":
+        n = services.pool_power(actor=request.user, pool=pool, verb=action)
+        messages.success(request, ngettext("正在关闭 %(n)s 台桌面。", "正在关闭 %(n)s 台桌面。", n) % {"n": n})
+    elif action == "reset":
+        n = services.pool_reset(actor=request.user, pool=pool)
+        messages.success(request, ngettext("正在重置 %(n)s 台桌面。", "正在重置 %(n)s 台桌面。", n) % {"n": n})
+    elif action == "retry":
+        n = services.pool_retry_failed(actor=request.user, pool=pool)
+        messages.success(request, ngettext("正在重试 %(n)s 台桌面。", "正在重试 %(n)s 台桌面。", n) % {"n": n})
+    elif action == "sync":
+        _sync_messages(request, services.pool_sync_roster(actor=request.user, pool=pool))
+    elif action == "settings":
+        services.pool_settings_update(
+            actor=request.user,
+            pool=pool,
+            persistence=request.POST.get("persistence") or None,
+            lead_minutes=_int(request.POST.get("lead_minutes")),
+            shutdown_after_minutes=_int(request.POST.get("shutdown_after_minutes")),
+            shutdown_deadline_minutes=_int(request.POST.get("shutdown_deadline_minutes")),
+        )
+        messages.success(request, _("已保存。"))
+    else:
+        raise Http404
 
 
 def _sync_messages(request, result: services.SyncResult) -> None:
@@ -280,19 +294,20 @@ def seat_action(request, pk):
     except Exception as exc:  # noqa: BLE001 - DoesNotExist of a scoped queryset: not yours
         raise Http404 from exc
     action = request.POST.get("action")
-    try:
-        if action == "reset":
-            services.seat_reset(actor=request.user, seat=seat)
-        elif action in ("start", "stop", "reboot"):
-            services.seat_power(actor=request.user, seat=seat, verb=action)
-        elif action == "retry":
-            services.seat_retry(actor=request.user, seat=seat)
-        else:
-            raise Http404
-        messages.success(request, _("已提交：%(student)s") % {"student": seat.student.get_full_name()})
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=seat.pool_id)
+    if action == "reset":
+        call = services.seat_reset
+    elif action in ("start", "stop", "reboot"):
+        call = partial(services.seat_power, verb=action)
+    elif action == "retry":
+        call = services.seat_retry
+    else:
+        raise Http404
+    return _call(
+        request,
+        lambda: call(actor=request.user, seat=seat),
+        success=_("已提交：%(student)s") % {"student": seat.student.get_full_name()},
+        next=reverse("classroom:pool", args=[seat.pool_id]),
+    )
 
 
 @login_required
@@ -304,18 +319,18 @@ def pool_skip(request, pk):
     except ValueError:
         messages.error(request, _("请填写正确的日期。"))
         return redirect("classroom:pool", pk=pool.pk)
-    try:
-        services.schedule_exception_add(
+    return _call(
+        request,
+        lambda: services.schedule_exception_add(
             actor=request.user,
             pool=pool,
             date=date,
             class_time_id=request.POST.get("class_time") or None,
             reason=request.POST.get("reason", ""),
-        )
-        messages.success(request, _("已停课：%(date)s") % {"date": date})
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=pool.pk)
+        ),
+        success=_("已停课：%(date)s") % {"date": date},
+        next=reverse("classroom:pool", args=[pool.pk]),
+    )
 
 
 @login_required
@@ -323,11 +338,11 @@ def pool_skip(request, pk):
 def pool_skip_remove(request, pk, exception_pk):
     pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
     exception = get_object_or_404(ScheduleException, pk=exception_pk, pool=pool)
-    try:
-        services.schedule_exception_remove(actor=request.user, exception=exception)
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=pool.pk)
+    return _call(
+        request,
+        lambda: services.schedule_exception_remove(actor=request.user, exception=exception),
+        next=reverse("classroom:pool", args=[pool.pk]),
+    )
 
 
 @login_required
@@ -340,12 +355,14 @@ def authoring_start(request, pk):
     if version is None:
         messages.error(request, _("未知镜像。"))
         return redirect("classroom:pool", pk=pool.pk)
-    try:
-        services.authoring_start(actor=request.user, course=pool.course, image_version=version, flavor=pool.flavor)
-        messages.success(request, _("制作用桌面正在创建，开机后可通过控制台安装软件。"))
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=pool.pk)
+    return _call(
+        request,
+        lambda: services.authoring_start(
+            actor=request.user, course=pool.course, image_version=version, flavor=pool.flavor
+        ),
+        success=_("制作用桌面正在创建，开机后可通过控制台安装软件。"),
+        next=reverse("classroom:pool", args=[pool.pk]),
+    )
 
 
 @login_required
@@ -355,9 +372,9 @@ def authoring_publish(request, pk):
         AuthoringSession.objects.filter(course__in=course_list_for(request.user).values("pk")), pk=pk
     )
     pool = DesktopPool.objects.filter(course=session.course).order_by("-id").first()
-    try:
-        services.authoring_publish(actor=request.user, session=session)
-        messages.success(request, _("正在发布新版本；桌面池将在下次课后重置时换用新版本。"))
-    except ServiceError as exc:
-        _refused(request, exc)
-    return redirect("classroom:pool", pk=pool.pk) if pool else redirect("classroom:pools")
+    return _call(
+        request,
+        lambda: services.authoring_publish(actor=request.user, session=session),
+        success=_("正在发布新版本；桌面池将在下次课后重置时换用新版本。"),
+        next=reverse("classroom:pool", args=[pool.pk]) if pool else "classroom:pools",
+    )
