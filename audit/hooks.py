@@ -5,56 +5,56 @@ Every hook fails closed when nobody registered it: no roles, no tenants in scope
 
 from collections.abc import Callable
 
-# (user) -> (role, tenant_slug): how to describe an actor at the time of the event.
-_actor_describer: Callable[[object], tuple[str, str]] | None = None
-# (user) -> set of role names (tenant roles and the platform role).
-_role_resolver: Callable[[object], set[str]] | None = None
-# (user) -> None for the whole platform, or the set of tenant slugs whose events they may read.
-_audit_scope: Callable[[object], set[str] | None] | None = None
-# () -> queryset/iterable of users who must use a second factor.
-_privileged_users: Callable[[], object] | None = None
+from common.hooks import Registry
+
+# One function per role, registered under these names:
+# - "actor_describer": (user) -> (role, tenant_slug), how to describe an actor at the time of the event;
+# - "role_resolver": (user) -> set of role names (tenant roles and the platform role);
+# - "audit_scope": (user) -> None for the whole platform, or the set of tenant slugs whose events they may read;
+# - "privileged_users": () -> queryset/iterable of users who must use a second factor.
+_hooks = Registry()
 
 PLATFORM = None  # what an audit scope returns for "every tenant and the platform's own events"
 
 
 def register_actor_describer(fn: Callable[[object], tuple[str, str]]) -> None:
-    global _actor_describer
-    _actor_describer = fn
+    _hooks.register(fn, key="actor_describer")
 
 
 def describe_actor(user) -> tuple[str, str]:
-    if user is None or _actor_describer is None or not getattr(user, "pk", None):
+    describer = _hooks.get("actor_describer")
+    if user is None or describer is None or not getattr(user, "pk", None):
         return "", ""
-    return _actor_describer(user)
+    return describer(user)
 
 
 def register_role_resolver(fn: Callable[[object], set[str]]) -> None:
-    global _role_resolver
-    _role_resolver = fn
+    _hooks.register(fn, key="role_resolver")
 
 
 def roles_of(user) -> set[str]:
-    if _role_resolver is None or not getattr(user, "is_authenticated", False):
+    resolver = _hooks.get("role_resolver")
+    if resolver is None or not getattr(user, "is_authenticated", False):
         return set()
-    return set(_role_resolver(user))
+    return set(resolver(user))
 
 
 def register_audit_scope(fn: Callable[[object], set[str] | None]) -> None:
-    global _audit_scope
-    _audit_scope = fn
+    _hooks.register(fn, key="audit_scope")
 
 
 def audit_scope(user) -> set[str] | None:
     """None = the whole platform; a set = those tenant slugs only; empty set = nothing."""
-    if _audit_scope is None or not getattr(user, "is_authenticated", False):
+    scope = _hooks.get("audit_scope")
+    if scope is None or not getattr(user, "is_authenticated", False):
         return set()
-    return _audit_scope(user)
+    return scope(user)
 
 
 def register_privileged_users(fn: Callable[[], object]) -> None:
-    global _privileged_users
-    _privileged_users = fn
+    _hooks.register(fn, key="privileged_users")
 
 
 def privileged_users():
-    return list(_privileged_users()) if _privileged_users else []
+    users = _hooks.get("privileged_users")
+    return list(users()) if users else []

@@ -25,10 +25,12 @@ Nothing registered: changes are not metered and nothing is refused (compute alon
 
 from collections.abc import Callable
 
-_observers: list[Callable] = []
-_batch_observers: dict[Callable, Callable] = {}
-_create_checks: list[Callable] = []
-_volume_observers: list[Callable] = []
+from common.hooks import Registry
+
+_observers = Registry()
+_batch_observers = Registry()  # an observer's function for a batch, under the observer
+_create_checks = Registry()
+_volume_observers = Registry()
 
 
 def register_desktop_observer(fn: Callable, *, many: Callable | None = None) -> None:
@@ -37,16 +39,14 @@ def register_desktop_observer(fn: Callable, *, many: Callable | None = None) -> 
     ``many(*, desktops, at, reason)``, when given, takes a batch of desktops at once
     (``desktops_changed``: a takeover of 1,000 VMs), with the same result as ``fn`` for each.
     """
-    if fn not in _observers:
-        _observers.append(fn)
+    _observers.register(fn)
     if many is not None:
-        _batch_observers[fn] = many
+        _batch_observers.register(many, key=fn)
 
 
 def unregister_desktop_observer(fn: Callable) -> None:
-    if fn in _observers:
-        _observers.remove(fn)
-    _batch_observers.pop(fn, None)
+    _observers.unregister(fn)
+    _batch_observers.unregister(fn)
 
 
 def desktop_changed(*, desktop, at=None, reason: str = "") -> None:
@@ -55,19 +55,17 @@ def desktop_changed(*, desktop, at=None, reason: str = "") -> None:
         from django.utils import timezone
 
         at = timezone.now()
-    for fn in list(_observers):
+    for fn in _observers:
         fn(desktop=desktop, at=at, reason=reason)
 
 
 def register_volume_observer(fn: Callable) -> None:
     """``fn(*, volume, at, reason, desktop_id)``; registering the same function twice keeps one."""
-    if fn not in _volume_observers:
-        _volume_observers.append(fn)
+    _volume_observers.register(fn)
 
 
 def unregister_volume_observer(fn: Callable) -> None:
-    if fn in _volume_observers:
-        _volume_observers.remove(fn)
+    _volume_observers.unregister(fn)
 
 
 def volume_changed(*, volume, at=None, reason: str = "", desktop_id: int | None = None) -> None:
@@ -79,7 +77,7 @@ def volume_changed(*, volume, at=None, reason: str = "", desktop_id: int | None 
         from django.utils import timezone
 
         at = timezone.now()
-    for fn in list(_volume_observers):
+    for fn in _volume_observers:
         fn(volume=volume, at=at, reason=reason, desktop_id=desktop_id)
 
 
@@ -90,7 +88,7 @@ def desktops_changed(*, desktops: list, at=None, reason: str = "") -> None:
         from django.utils import timezone
 
         at = timezone.now()
-    for fn in list(_observers):
+    for fn in _observers:
         many = _batch_observers.get(fn)
         if many is not None:
             many(desktops=desktops, at=at, reason=reason)
@@ -101,15 +99,13 @@ def desktops_changed(*, desktops: list, at=None, reason: str = "") -> None:
 
 def register_create_check(fn: Callable) -> None:
     """``fn(*, tenant, course)`` raising a ServiceError to refuse a new desktop."""
-    if fn not in _create_checks:
-        _create_checks.append(fn)
+    _create_checks.register(fn)
 
 
 def unregister_create_check(fn: Callable) -> None:
-    if fn in _create_checks:
-        _create_checks.remove(fn)
+    _create_checks.unregister(fn)
 
 
 def desktop_create_check(*, tenant, course=None) -> None:
-    for fn in list(_create_checks):
+    for fn in _create_checks:
         fn(tenant=tenant, course=course)

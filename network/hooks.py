@@ -23,23 +23,23 @@ from collections.abc import Callable
 
 from django.db import transaction
 
+from common.hooks import Registry
+
 log = logging.getLogger(__name__)
 
-_handlers: dict[str, list[Callable]] = defaultdict(list)
+_handlers: dict[str, Registry] = defaultdict(Registry)
 
 
 def register(event: str, handler: Callable) -> None:
-    if handler not in _handlers[event]:
-        _handlers[event].append(handler)
+    _handlers[event].register(handler)
 
 
 def unregister(event: str, handler: Callable) -> None:
-    if handler in _handlers[event]:
-        _handlers[event].remove(handler)
+    _handlers[event].unregister(handler)
 
 
 def fire(event: str, **kwargs) -> None:
-    for handler in list(_handlers[event]):
+    for handler in _handlers[event]:
         try:
             handler(**kwargs)
         except Exception:  # a handler failing must not undo a committed change; the sync repairs
@@ -52,5 +52,5 @@ def fire_on_commit(event: str, **kwargs) -> None:
 
 def fire_in_transaction(event: str, **kwargs) -> None:
     """Call the handlers now, in the caller's transaction; their errors propagate (and roll it back)."""
-    for handler in list(_handlers[event]):
+    for handler in _handlers[event]:
         handler(**kwargs)

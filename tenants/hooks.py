@@ -13,15 +13,17 @@ approved requests simply stay approved.
 
 from collections.abc import Callable
 
-_fulfillers: dict[str, Callable] = {}
+from common.hooks import Registry
+
+_fulfillers = Registry()  # by request kind
 
 
 def register_fulfiller(kind: str, fn: Callable) -> None:
-    _fulfillers[str(kind)] = fn
+    _fulfillers.register(fn, key=str(kind))
 
 
 def unregister_fulfiller(kind: str) -> None:
-    _fulfillers.pop(str(kind), None)
+    _fulfillers.unregister(str(kind))
 
 
 def fulfiller_for(kind: str) -> Callable | None:
