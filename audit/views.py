@@ -1,8 +1,6 @@
 """HTML pages of the audit app: login with a second factor, account security, auditor pages, policy."""
 
 import contextlib
-import csv
-import io
 import time
 from datetime import timedelta
 
@@ -28,6 +26,7 @@ from audit import chain, compliance, hooks, policy, security, selectors, service
 from audit.actions import Action
 from audit.forms import EventFilterForm, ManualAssessmentForm, OTPForm, PolicyForm, ReauthForm, ReportForm
 from audit.models import AuditEvent, ManualAssessment
+from common import spreadsheet
 from common.errors import ServiceError
 from common.http import safe_next
 from common.ui import service_call
@@ -307,12 +306,14 @@ def event_export(request, fmt: str):
     count = queryset[:EXPORT_LIMIT].count()
     services.export_record(actor=request.user, fmt=fmt, filters=form.active_filters(), count=count)
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+    sheet = _export_rows(rows)
     if fmt == "csv":
-        response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(spreadsheet.csv_chunks(sheet), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
         return response
     response = HttpResponse(
-        _xlsx(rows), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        spreadsheet.xlsx_bytes(sheet, title=_("审计日志")),
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     )
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.xlsx"'
     return response
@@ -363,35 +364,14 @@ def _export_row(row) -> list:
     with contextlib.suppress(ValueError):
         values[7] = f"{Action(values[7]).label} ({values[7]})"
     values[11] = str(AuditEvent.Result(values[11]).label) if values[11] in AuditEvent.Result.values else values[11]
-    # Spreadsheet formula injection: a cell starting with = + - @ is text, not a formula.
-    return [f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in values]
+    return values
 
 
-def _csv_lines(rows):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    yield "\ufeff"  # BOM: Excel opens UTF-8 Chinese text correctly
-    writer.writerow(_export_headers())
+def _export_rows(rows):
+    """The header, then one row per event, read from the database in chunks as the download goes."""
+    yield _export_headers()
     for row in rows.iterator(chunk_size=2000):
-        writer.writerow(_export_row(row))
-        if buffer.tell() > 65536:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _xlsx(rows) -> bytes:
-    from openpyxl import Workbook
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=_("审计日志"))
-    sheet.append(_export_headers())
-    for row in rows.iterator(chunk_size=2000):
-        sheet.append(_export_row(row))
-    output = io.BytesIO()
-    workbook.save(output)
-    return output.getvalue()
+        yield _export_row(row)
 
 
 @login_required

@@ -17,6 +17,7 @@ from django.db import DatabaseError, transaction
 from billing import documents, services
 from billing.models import CreditNote, Invoice, InvoiceLine, Item, MeterCursor, UsageInterval
 from common.errors import Conflict, InvalidInput
+from tenants.models import Course, Tenant
 from tests.billing.conftest import course_of, desktop_row, plan
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -275,6 +276,40 @@ def test_invoice_csv_has_a_bom_and_the_xlsx_reads_back(scenario, billed):
     assert values[0][1] == invoice.number
     assert Decimal(str(values[-1][-1])) == invoice.total
     assert sum(Decimal(str(v[-1])) for v in values[2:-1]) == invoice.total
+
+
+@pytest.mark.django_db
+def test_invoice_downloads_defuse_formulas_in_names_and_keep_amounts_numbers(scenario, billed, course):
+    from openpyxl import load_workbook
+
+    Tenant.objects.filter(pk=scenario.tenant_a.pk).update(name_zh="+cmd|' /C calc'!A0")
+    Course.objects.filter(pk=course.pk).update(code='=HYPERLINK("http://x.example")', name="@SUM(A1)")
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+    last = invoice.lines.order_by("position").last()
+    InvoiceLine.objects.create(  # a correction: negative quantity and amount
+        invoice=invoice,
+        position=last.position + 1,
+        description="-1 h corrected",
+        item=last.item,
+        unit=last.unit,
+        period_start=last.period_start,
+        period_end=last.period_end,
+        quantity=Decimal("-2"),
+        rate=last.rate,
+        amount=Decimal("-12.50"),
+    )
+
+    rows = list(csv.reader(io.StringIO(documents.invoice_csv(invoice).decode("utf-8-sig"))))
+    assert rows[0][3] == "'+cmd|' /C calc'!A0"
+    assert rows[2][1].startswith("'=HYPERLINK(")
+    assert rows[-2][1] == "'-1 h corrected"
+    assert Decimal(rows[-2][5]) == -2 and rows[-2][-1] == "-12.50"
+
+    values = list(load_workbook(io.BytesIO(documents.invoice_xlsx(invoice))).active.iter_rows(values_only=True))
+    assert values[0][3] == "'+cmd|' /C calc'!A0"
+    assert values[2][1].startswith("'=HYPERLINK(")
+    assert values[-2][1] == "'-1 h corrected"
+    assert values[-2][5] == -2 and values[-2][-1] == -12.5  # numbers, so the sheet can sum them
 
 
 @pytest.mark.django_db
