@@ -68,17 +68,12 @@ def to_quantity(units: int, item: str) -> Decimal:
     return round_fraction(Fraction(units, divisor(item)), QUANTUM)
 
 
-def ancestor_paths(path: str) -> list[str]:
-    """ "/uni/cs/ai/" -> ["/uni/cs/ai/", "/uni/cs/", "/uni/"] (nearest first)."""
-    parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[:n]) + "/" for n in range(len(parts), 0, -1)]
-
-
 class RateBook:
     """Rates and allowances of a set of tenants and their ancestors, loaded in two queries."""
 
     def __init__(self, tenants):
-        self.chains: dict[int, list[str]] = {t.pk: ancestor_paths(t.path) for t in tenants}
+        # Nearest first: a tenant's own plan wins over its parent's.
+        self.chains: dict[int, list[str]] = {t.pk: t.ancestor_paths()[::-1] for t in tenants}
         paths = {p for chain in self.chains.values() for p in chain}
         # path -> plans, latest first, as (effective_from, discount, {item: rate})
         self.plans: dict[str, list[tuple[datetime, Decimal, dict]]] = defaultdict(list)

@@ -82,13 +82,13 @@ def invoice_get_for(user, pk) -> Invoice:
 
 def price_plan_list_for(user) -> QuerySet[PricePlan]:
     """Plans of the tenants the user reads billing for, and of their ancestors (whose rates they inherit)."""
-    tenants = list(billing_tenants_for(user).values_list("path", flat=True))
+    tenants = list(billing_tenants_for(user).only("path"))
     if not tenants:
         return PricePlan.objects.none()
-    paths = {p for path in tenants for p in pricing.ancestor_paths(path)}
+    paths = {path for tenant in tenants for path in tenant.ancestor_paths()}
     condition = Q(tenant__path__in=paths)
-    for path in tenants:
-        condition |= Q(tenant__path__startswith=path)
+    for tenant in tenants:
+        condition |= Q(tenant__path__startswith=tenant.path)
     return (
         PricePlan.objects.filter(condition)
         .select_related("tenant", "created_by")
@@ -337,7 +337,7 @@ def budget_blocks(tenant, course=None, *, now=None) -> Budget | None:
 
     Budgets of the tenant, of its ancestors (their subtree includes it) and of the course count.
     """
-    scope = Q(tenant__path__in=pricing.ancestor_paths(tenant.path), course__isnull=True)
+    scope = Q(tenant__path__in=tenant.ancestor_paths(), course__isnull=True)
     if course is not None:
         scope |= Q(course=course)
     for budget in Budget.objects.filter(scope, block_new_desktops=True).select_related("tenant", "course"):

@@ -17,18 +17,9 @@ def is_system_admin(user) -> bool:
     return platform_role_of(user) == PlatformRole.SYSTEM_ADMIN
 
 
-def _ancestor_paths(tenant_paths: set[str]) -> set[str]:
-    """Every ancestor path of the given paths ("/uni/cs/" → "/uni/", "/uni/cs/")."""
-    result = set()
-    for path in tenant_paths:
-        parts = [p for p in path.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            result.add("/" + "/".join(parts[:i]) + "/")
-    return result
-
-
-def _member_paths(user) -> set[str]:
-    return {m.tenant.path for m in memberships_of(user)}
+def _member_ancestor_paths(user) -> set[str]:
+    """The paths of the user's tenants and of every tenant above them."""
+    return {path for m in memberships_of(user) for path in m.tenant.ancestor_paths()}
 
 
 def desktop_list_for(user, *, state: str = "", search: str = "", include_deleted: bool = False) -> QuerySet[Desktop]:
@@ -90,7 +81,7 @@ def image_list_for(user) -> QuerySet[Image]:
         return Image.objects.none()
     if platform_role_of(user) is not None:
         return Image.objects.all().prefetch_related("versions") if is_system_admin(user) else queryset
-    paths = _ancestor_paths(_member_paths(user))
+    paths = _member_ancestor_paths(user)
     courses = Course.objects.filter(Q(teacher=user) | Q(students=user)).values("pk")
     return queryset.filter(
         Q(visibility=Visibility.PLATFORM)
@@ -119,7 +110,7 @@ def flavor_list_for(user) -> QuerySet[Flavor]:
     queryset = Flavor.objects.select_related("gpu_profile", "tenant")
     if is_system_admin(user):
         return queryset
-    paths = _ancestor_paths(_member_paths(user))
+    paths = _member_ancestor_paths(user)
     return queryset.filter(Q(tenant__isnull=True) | Q(tenant__path__in=paths), is_active=True)
 
 

@@ -20,7 +20,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Forbidden, InvalidInput, InvalidTransition
 from tenants import hooks, permissions
-from tenants.locks import ancestor_paths, request_lock
+from tenants.locks import request_lock
 from tenants.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -61,7 +61,7 @@ def _allow(request: ApprovalRequest, transition: str) -> None:
 
 def policy_for(tenant: Tenant) -> ApprovalPolicy | None:
     """The tenant's own policy, or the nearest one up the tree."""
-    policies = ApprovalPolicy.objects.filter(tenant__path__in=ancestor_paths(tenant.path)).select_related("tenant")
+    policies = ApprovalPolicy.objects.filter(tenant__path__in=tenant.ancestor_paths()).select_related("tenant")
     return max(policies, key=lambda p: len(p.tenant.path), default=None)
 
 
@@ -370,7 +370,7 @@ def _approver_emails(request: ApprovalRequest) -> list[str]:
         emails = PlatformAssignment.objects.filter(role=ApproverRole.SYSTEM_ADMIN).values_list("user__email", flat=True)
     else:
         emails = Membership.objects.filter(
-            role=TenantRole.TENANT_ADMIN, tenant__path__in=ancestor_paths(request.tenant.path)
+            role=TenantRole.TENANT_ADMIN, tenant__path__in=request.tenant.ancestor_paths()
         ).values_list("user__email", flat=True)
     return sorted({e for e in emails if e})
 

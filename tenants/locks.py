@@ -11,7 +11,7 @@ from tenants.models import ApprovalRequest, Quota, Reservation
 
 def quota_rows_lock(*, tenant, course=None, user=None) -> list[Quota]:
     """Lock every quota that binds a scope: the tenant's and its ancestors', the course's, the user's."""
-    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=ancestor_paths(tenant.path))
+    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=tenant.ancestor_paths())
     if course is not None:
         condition |= Q(scope=Quota.Scope.COURSE, course=course)
     if user is not None:
@@ -29,9 +29,3 @@ def reservation_lock(pk: int) -> Reservation:
 
 def request_lock(pk: int) -> ApprovalRequest:
     return ApprovalRequest.objects.select_for_update().select_related("tenant", "course", "requester").get(pk=pk)
-
-
-def ancestor_paths(path: str) -> list[str]:
-    """ "/uni/cs/ai/" -> ["/uni/", "/uni/cs/", "/uni/cs/ai/"]."""
-    parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts))]

@@ -66,6 +66,11 @@ class Tenant(models.Model):
     def depth(self) -> int:
         return self.path.count("/") - 2
 
+    def ancestor_paths(self) -> list[str]:
+        """The paths from the root down to this tenant: "/uni/cs/ai/" -> ["/uni/", "/uni/cs/", "/uni/cs/ai/"]."""
+        parts = [p for p in self.path.split("/") if p]
+        return ["/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+
 
 class Membership(models.Model):
     """A role of a person in a tenant. A person may hold several roles in several tenants."""

@@ -23,7 +23,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
-from tenants.locks import ancestor_paths, quota_row_lock, quota_rows_lock, reservation_lock
+from tenants.locks import quota_row_lock, quota_rows_lock, reservation_lock
 from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant
 from tenants.roles import TenantRole
 
@@ -146,7 +146,7 @@ def _shortfalls(quotas: list[Quota], amounts: ResourceAmounts) -> list[Shortfall
 
 def _binding_quotas(*, tenant: Tenant, course=None, user=None) -> list[Quota]:
     """The same rows quota_rows_lock would lock, read without a lock (for checks and pages)."""
-    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=ancestor_paths(tenant.path))
+    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=tenant.ancestor_paths())
     if course is not None:
         condition |= Q(scope=Quota.Scope.COURSE, course=course)
     if user is not None:
@@ -296,7 +296,7 @@ def quota_key(*, tenant: Tenant, course=None, user=None) -> tuple[str, str]:
 
 def _parent_limits(*, tenant: Tenant, scope: str) -> dict[str, tuple[int, str]]:
     """The tightest limit above a quota, per resource, with the name of the quota that sets it."""
-    paths = ancestor_paths(tenant.path)
+    paths = tenant.ancestor_paths()
     if scope == Quota.Scope.TENANT:
         paths = paths[:-1]
     bounds: dict[str, tuple[int, str]] = {}

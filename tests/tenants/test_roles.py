@@ -29,6 +29,13 @@ def test_a_parents_admin_manages_its_children(scenario):
     assert AuditEvent.objects.filter(action="tenant.created", object_id=str(ai.pk)).exists()
 
 
+def test_a_tenants_ancestor_paths_run_from_the_root_down_to_itself(scenario):
+    ai = Tenant(slug="ai", path="/uni/cs/ai/")
+
+    assert ai.ancestor_paths() == ["/uni/", "/uni/cs/", "/uni/cs/ai/"]
+    assert scenario.university.ancestor_paths() == ["/uni/"]
+
+
 def test_a_tenant_admin_cannot_switch_off_their_own_tenant_or_touch_a_sibling(scenario):
     with pytest.raises(Forbidden):
         tenant_update(actor=scenario.tenant_admin, tenant=scenario.tenant_a, is_active=False)
