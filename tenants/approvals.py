@@ -20,6 +20,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Forbidden, InvalidInput, InvalidTransition
 from tenants import hooks, permissions
+from tenants.errors import TenantsError
 from tenants.locks import ancestor_paths, request_lock
 from tenants.models import (
     ApprovalPolicy,
@@ -115,20 +116,20 @@ def request_submit(
 ) -> ApprovalRequest:
     """Submit a request. Refused at once (409 quota_exceeded) when it would not fit the quotas."""
     if kind not in RequestKind.values:
-        raise InvalidInput(_("未知申请类型：%(kind)s") % {"kind": kind}, code="unknown_request_kind")
+        raise InvalidInput(_("未知申请类型：%(kind)s") % {"kind": kind}, code=TenantsError.UNKNOWN_REQUEST_KIND)
     if not permissions.can_request(actor, tenant, kind):
-        raise Forbidden(_("您不能在该租户提交此类申请。"), code="request_forbidden")
+        raise Forbidden(_("您不能在该租户提交此类申请。"), code=TenantsError.REQUEST_FORBIDDEN)
     if kind == RequestKind.COURSE_DESKTOPS and course is None:
-        raise InvalidInput(_("课程桌面申请必须选择课程。"), code="course_required")
+        raise InvalidInput(_("课程桌面申请必须选择课程。"), code=TenantsError.COURSE_REQUIRED)
     if course is not None:
         if course.tenant_id != tenant.pk:
-            raise InvalidInput(_("课程不属于该租户。"), code="course_not_in_tenant")
+            raise InvalidInput(_("课程不属于该租户。"), code=TenantsError.COURSE_NOT_IN_TENANT)
         if not permissions.can_manage_course(actor, course):
-            raise Forbidden(_("您不是该课程的教师。"), code="request_forbidden")
+            raise Forbidden(_("您不是该课程的教师。"), code=TenantsError.REQUEST_FORBIDDEN)
     if amounts.is_zero():
-        raise InvalidInput(_("申请的资源数量不能全为 0。"), code="empty_request")
+        raise InvalidInput(_("申请的资源数量不能全为 0。"), code=TenantsError.EMPTY_REQUEST)
     if not (title or "").strip():
-        raise InvalidInput(_("请填写申请标题。"), code="title_required")
+        raise InvalidInput(_("请填写申请标题。"), code=TenantsError.TITLE_REQUIRED)
     scope = _quota_scope(kind, course, actor)
     if kind != RequestKind.QUOTA_INCREASE:
         shortfalls = quota_check(tenant=tenant, amounts=amounts, **scope)
@@ -219,7 +220,7 @@ def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> Ap
         _allow(request, "approve")
         step = _pending_step(request)
         if not permissions.can_decide_step(actor, request, step):
-            raise Forbidden(_("这一步不由您审批。"), code="not_your_step")
+            raise Forbidden(_("这一步不由您审批。"), code=TenantsError.NOT_YOUR_STEP)
         step.state = ApprovalStep.State.APPROVED
         step.decided_by = actor
         step.decided_at = timezone.now()
@@ -243,13 +244,13 @@ def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> Ap
 def request_reject(*, actor, request: ApprovalRequest, reason: str) -> ApprovalRequest:
     """Reject at the current step. A rejection always says why."""
     if not (reason or "").strip():
-        raise InvalidInput(_("驳回时请说明原因。"), code="reason_required")
+        raise InvalidInput(_("驳回时请说明原因。"), code=TenantsError.REASON_REQUIRED)
     with transaction.atomic():
         request = request_lock(request.pk)
         _allow(request, "reject")
         step = _pending_step(request)
         if not permissions.can_decide_step(actor, request, step):
-            raise Forbidden(_("这一步不由您审批。"), code="not_your_step")
+            raise Forbidden(_("这一步不由您审批。"), code=TenantsError.NOT_YOUR_STEP)
         now = timezone.now()
         step.state = ApprovalStep.State.REJECTED
         step.decided_by, step.decided_at, step.comment = actor, now, reason.strip()
@@ -269,7 +270,7 @@ def request_cancel(*, actor, request: ApprovalRequest) -> ApprovalRequest:
     with transaction.atomic():
         request = request_lock(request.pk)
         if request.requester_id != actor.pk:
-            raise Forbidden(_("只有申请人可以撤回申请。"), code="not_requester")
+            raise Forbidden(_("只有申请人可以撤回申请。"), code=TenantsError.NOT_REQUESTER)
         _allow(request, "cancel")
         request.steps.filter(state=ApprovalStep.State.PENDING).update(state=ApprovalStep.State.SKIPPED)
         request.state = State.CANCELLED
@@ -337,12 +338,14 @@ def policy_set(*, actor, tenant: Tenant, name: str, steps: list[dict], rules: li
     if actor is not None and not (
         permissions.manages_tenant(actor, tenant) or permissions.is_platform(actor, PlatformRole.SYSTEM_ADMIN)
     ):
-        raise Forbidden(_("您不能修改该租户的审批策略。"), code="policy_forbidden")
+        raise Forbidden(_("您不能修改该租户的审批策略。"), code=TenantsError.POLICY_FORBIDDEN)
     if not steps:
-        raise InvalidInput(_("审批策略至少需要一个步骤。"), code="policy_needs_step")
+        raise InvalidInput(_("审批策略至少需要一个步骤。"), code=TenantsError.POLICY_NEEDS_STEP)
     for step in steps:
         if step.get("approver_role") not in ApproverRole.values:
-            raise InvalidInput(_("未知审批人：%(role)s") % {"role": step.get("approver_role")}, code="unknown_role")
+            raise InvalidInput(
+                _("未知审批人：%(role)s") % {"role": step.get("approver_role")}, code=TenantsError.UNKNOWN_ROLE
+            )
     with transaction.atomic():
         policy, _created = ApprovalPolicy.objects.update_or_create(tenant=tenant, defaults={"name": name})
         policy.steps.all().delete()

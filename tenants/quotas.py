@@ -23,6 +23,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
+from tenants.errors import TenantsError
 from tenants.locks import ancestor_paths, quota_row_lock, quota_rows_lock, reservation_lock
 from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant
 from tenants.roles import TenantRole
@@ -45,7 +46,9 @@ class ResourceAmounts:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or value < 0:
-                raise InvalidInput(_("资源数量必须是非负整数：%(name)s") % {"name": f.name}, code="invalid_amount")
+                raise InvalidInput(
+                    _("资源数量必须是非负整数：%(name)s") % {"name": f.name}, code=TenantsError.INVALID_AMOUNT
+                )
 
     @classmethod
     def of(cls, obj, prefix: str = "") -> "ResourceAmounts":
@@ -100,7 +103,7 @@ class Shortfall:
 
 
 class QuotaExceeded(Conflict):
-    code = "quota_exceeded"
+    code = TenantsError.QUOTA_EXCEEDED
 
     def __init__(self, shortfalls: list[Shortfall]):
         self.shortfalls = shortfalls
@@ -116,7 +119,9 @@ def as_amounts(amounts) -> ResourceAmounts:
         return amounts
     unknown = set(amounts) - set(RESOURCES)
     if unknown:
-        raise InvalidInput(_("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_resource")
+        raise InvalidInput(
+            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
+        )
     return ResourceAmounts(**amounts)
 
 
@@ -156,7 +161,7 @@ def _binding_quotas(*, tenant: Tenant, course=None, user=None) -> list[Quota]:
 
 def _check_scope(tenant: Tenant, course, user) -> None:
     if course is not None and course.tenant_id != tenant.pk:
-        raise InvalidInput(_("课程不属于该租户。"), code="course_not_in_tenant")
+        raise InvalidInput(_("课程不属于该租户。"), code=TenantsError.COURSE_NOT_IN_TENANT)
 
 
 def quota_check(*, tenant: Tenant, course=None, user=None, amounts: ResourceAmounts) -> list[Shortfall]:
@@ -212,7 +217,7 @@ def quota_commit(*, reservation: Reservation, actor=None) -> Reservation:
         if reservation.state == Reservation.State.COMMITTED:
             return reservation
         if reservation.state != Reservation.State.RESERVED:
-            raise InvalidTransition(_("该预留已释放，不能再确认使用。"), code="invalid_transition")
+            raise InvalidTransition(_("该预留已释放，不能再确认使用。"))
         amounts = ResourceAmounts.of(reservation)
         for quota in quota_rows_lock(tenant=reservation.tenant, course=reservation.course, user=reservation.user):
             _apply(quota, amounts, reserved=-1, used=+1)
@@ -342,13 +347,15 @@ def quota_set(
     _check_scope(tenant, course, user)
     scope, key = quota_key(tenant=tenant, course=course, user=user)
     if actor is not None and not permissions.can_set_quota(actor, tenant=tenant, scope=scope):
-        raise Forbidden(_("您不能修改这个配额。"), code="quota_forbidden")
+        raise Forbidden(_("您不能修改这个配额。"), code=TenantsError.QUOTA_FORBIDDEN)
     unknown = set(limits) - set(RESOURCES)
     if unknown:
-        raise InvalidInput(_("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_resource")
+        raise InvalidInput(
+            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
+        )
     for name, value in limits.items():
         if value is not None and (not isinstance(value, int) or value < 0):
-            raise InvalidInput(_("配额必须是非负整数。"), code="invalid_amount", detail={name: value})
+            raise InvalidInput(_("配额必须是非负整数。"), code=TenantsError.INVALID_AMOUNT, detail={name: value})
 
     with transaction.atomic():
         existing = Quota.objects.filter(key=key).values_list("pk", flat=True).first()
@@ -377,7 +384,7 @@ def quota_set(
                         for n, v in over_parent.items()
                     )
                 },
-                code="quota_exceeds_parent",
+                code=TenantsError.QUOTA_EXCEEDS_PARENT,
                 detail=over_parent,
             )
         if quota.pk:
@@ -391,7 +398,7 @@ def quota_set(
                 raise Conflict(
                     _("下级配额高于新的上限，请先调低下级配额：%(items)s")
                     % {"items": "；".join(f"{RESOURCE_LABELS[n]}: {', '.join(c)}" for n, c in below_children.items())},
-                    code="quota_below_children",
+                    code=TenantsError.QUOTA_BELOW_CHILDREN,
                     detail=below_children,
                 )
         _threshold_track(quota)
