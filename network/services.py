@@ -21,6 +21,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from network import hooks, rules
+from network.errors import NetworkError
 from network.models import (
     SEGMENT_LIMITS,
     Address,
@@ -80,7 +81,7 @@ def _scope_lock(tenant) -> None:
 
 def _require_network_admin(actor, tenant) -> None:
     if not rules.can_manage_networks(actor, tenant):
-        raise Forbidden(_("只有租户管理员或系统管理员可以管理网络。"), code="network_manage_forbidden")
+        raise Forbidden(_("只有租户管理员或系统管理员可以管理网络。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
 
 
 # --- networks and subnets ---------------------------------------------------------------------
@@ -92,11 +93,11 @@ def _parse_network(cidr: str) -> ipaddress.IPv4Network:
     except ValueError as exc:
         raise InvalidInput(
             _("网段 %(cidr)s 无效：%(error)s") % {"cidr": cidr, "error": exc},
-            code="cidr_invalid",
+            code=NetworkError.CIDR_INVALID,
             detail={"cidr": cidr},
         ) from exc
     if net.prefixlen > 29 or net.prefixlen < 8:
-        raise InvalidInput(_("网段掩码长度须在 /8 到 /29 之间。"), code="cidr_size", detail={"cidr": cidr})
+        raise InvalidInput(_("网段掩码长度须在 /8 到 /29 之间。"), code=NetworkError.CIDR_SIZE, detail={"cidr": cidr})
     return net
 
 
@@ -105,7 +106,9 @@ def _parse_ip(value: str, field: str) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(str(value).strip())
     except ValueError as exc:
         raise InvalidInput(
-            _("%(field)s 不是有效的 IPv4 地址。") % {"field": field}, code="ip_invalid", detail={"field": field}
+            _("%(field)s 不是有效的 IPv4 地址。") % {"field": field},
+            code=NetworkError.IP_INVALID,
+            detail={"field": field},
         ) from exc
 
 
@@ -119,13 +122,13 @@ def _subnet_addressing(cidr: str, gateway: str, dns: str, dhcp_start: str, dhcp_
         if not hosts_first <= value <= hosts_last:
             raise InvalidInput(
                 _("%(field)s %(ip)s 不在网段 %(cidr)s 的主机地址内。") % {"field": name, "ip": value, "cidr": net},
-                code="ip_outside_subnet",
+                code=NetworkError.IP_OUTSIDE_SUBNET,
                 detail={"field": name},
             )
     if start > end:
-        raise InvalidInput(_("DHCP 起始地址大于结束地址。"), code="dhcp_range_invalid")
+        raise InvalidInput(_("DHCP 起始地址大于结束地址。"), code=NetworkError.DHCP_RANGE_INVALID)
     if start <= gw <= end and start == end:
-        raise InvalidInput(_("DHCP 范围只有网关一个地址。"), code="dhcp_range_invalid")
+        raise InvalidInput(_("DHCP 范围只有网关一个地址。"), code=NetworkError.DHCP_RANGE_INVALID)
     servers = [s.strip() for s in (dns or "").split(",") if s.strip()]
     for server in servers:
         _parse_ip(server, "dns_servers")
@@ -146,7 +149,7 @@ def _check_overlap(tenant, cidr: str) -> None:
         if new.overlaps(ipaddress.IPv4Network(other_cidr)):
             raise Conflict(
                 _("网段 %(new)s 与已有网段 %(old)s 重叠。") % {"new": cidr, "old": other_cidr},
-                code="cidr_overlap",
+                code=NetworkError.CIDR_OVERLAP,
                 detail={"cidr": cidr, "overlaps": other_cidr, "subnet": other_id},
             )
 
@@ -154,7 +157,7 @@ def _check_overlap(tenant, cidr: str) -> None:
 def _segment_allocate(*, site: str, kind: str, wanted: int | None) -> int | None:
     if kind == SegmentType.NONE:
         if wanted is not None:
-            raise InvalidInput(_("未选择隔离方式时不能指定 VLAN/VXLAN 号。"), code="segment_unexpected")
+            raise InvalidInput(_("未选择隔离方式时不能指定 VLAN/VXLAN 号。"), code=NetworkError.SEGMENT_UNEXPECTED)
         return None
     limit_low, limit_high = SEGMENT_LIMITS[kind]
     seg_range = SegmentRange.objects.select_for_update().filter(site=site, kind=kind).first()
@@ -169,32 +172,32 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None) -> int | None
             raise InvalidInput(
                 _("%(kind)s 号 %(id)s 不在站点的范围 %(low)s-%(high)s 内。")
                 % {"kind": kind.upper(), "id": wanted, "low": low, "high": high},
-                code="segment_out_of_range",
+                code=NetworkError.SEGMENT_OUT_OF_RANGE,
                 detail={"segment_id": wanted, "range": [low, high]},
             )
         if wanted in taken:
             raise Conflict(
                 _("%(kind)s 号 %(id)s 已被使用。") % {"kind": kind.upper(), "id": wanted},
-                code="segment_in_use",
+                code=NetworkError.SEGMENT_IN_USE,
                 detail={"segment_id": wanted},
             )
         return wanted
     for candidate in range(low, high + 1):
         if candidate not in taken:
             return candidate
-    raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code="segment_exhausted")
+    raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)
 
 
 def segment_range_set(*, actor, site: str, kind: str, first: int, last: int) -> SegmentRange:
     if not rules.is_system_admin(actor):
-        raise Forbidden(_("只有系统管理员可以设置网段号范围。"), code="network_manage_forbidden")
+        raise Forbidden(_("只有系统管理员可以设置网段号范围。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
     if kind not in SEGMENT_LIMITS:
-        raise InvalidInput(_("类型须为 vlan 或 vxlan。"), code="segment_kind_invalid")
+        raise InvalidInput(_("类型须为 vlan 或 vxlan。"), code=NetworkError.SEGMENT_KIND_INVALID)
     low, high = SEGMENT_LIMITS[kind]
     if not low <= first <= last <= high:
         raise InvalidInput(
             _("范围须在 %(low)s-%(high)s 内且起始不大于结束。") % {"low": low, "high": high},
-            code="segment_range_invalid",
+            code=NetworkError.SEGMENT_RANGE_INVALID,
         )
     with transaction.atomic():
         seg_range, _created = SegmentRange.objects.update_or_create(
@@ -231,22 +234,22 @@ def network_create(
     _require_network_admin(actor, tenant)
     name = (name or "").strip()
     if not name or len(name) > 64:
-        raise InvalidInput(_("请填写网络名称（最多 64 个字符）。"), code="network_name_invalid")
+        raise InvalidInput(_("请填写网络名称（最多 64 个字符）。"), code=NetworkError.NETWORK_NAME_INVALID)
     if kind not in Network.Kind.values:
-        raise InvalidInput(_("网络类型须为 flat 或 router。"), code="network_kind_invalid")
+        raise InvalidInput(_("网络类型须为 flat 或 router。"), code=NetworkError.NETWORK_KIND_INVALID)
     if segment_type not in SegmentType.values:
-        raise InvalidInput(_("隔离方式须为 none、vlan 或 vxlan。"), code="segment_kind_invalid")
+        raise InvalidInput(_("隔离方式须为 none、vlan 或 vxlan。"), code=NetworkError.SEGMENT_KIND_INVALID)
     if kind == Network.Kind.FLAT and not (bridge or portgroup or segment_type == SegmentType.VLAN):
         # A VLAN alone is enough: each endpoint maps it to its bridge (or port group) for that VLAN.
-        raise InvalidInput(_("扁平网络须指定主机网桥、vCenter 端口组或 VLAN。"), code="flat_needs_bridge")
+        raise InvalidInput(_("扁平网络须指定主机网桥、vCenter 端口组或 VLAN。"), code=NetworkError.FLAT_NEEDS_BRIDGE)
     if bridge and (len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum()):
-        raise InvalidInput(_("网桥名无效（最多 15 个字母、数字、-、_）。"), code="bridge_invalid")
+        raise InvalidInput(_("网桥名无效（最多 15 个字母、数字、-、_）。"), code=NetworkError.BRIDGE_INVALID)
     addressing = _subnet_addressing(cidr, gateway, dns_servers, dhcp_start, dhcp_end) if cidr else None
     _scope_row_ensure(tenant)
     with transaction.atomic():
         _scope_lock(tenant)
         if Network.objects.filter(tenant=tenant, name=name).exists():
-            raise Conflict(_("同名网络已存在。"), code="network_name_taken", detail={"name": name})
+            raise Conflict(_("同名网络已存在。"), code=NetworkError.NETWORK_NAME_TAKEN, detail={"name": name})
         if addressing:
             _check_overlap(tenant, addressing["cidr"])
         segment = _segment_allocate(site=site, kind=segment_type, wanted=segment_id)
@@ -265,7 +268,7 @@ def network_create(
                 )
         except IntegrityError as exc:
             # Another transaction took the same id between our check and insert.
-            raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code="segment_in_use") from exc
+            raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code=NetworkError.SEGMENT_IN_USE) from exc
         if addressing:
             Subnet.objects.create(network=network, tenant=tenant, **addressing)
         event_record(
@@ -314,7 +317,7 @@ def network_delete(*, actor, network: Network) -> None:
     with transaction.atomic():
         network = Network.objects.locked(network.pk)
         if Address.objects.filter(subnet__network=network, kind=Address.Kind.NIC).exists():
-            raise Conflict(_("网络中仍有桌面网卡，不能删除。"), code="network_in_use")
+            raise Conflict(_("网络中仍有桌面网卡，不能删除。"), code=NetworkError.NETWORK_IN_USE)
         endpoints = list(network.deployments.values_list("endpoint", flat=True))
         Address.objects.filter(subnet__network=network).delete()
         event_record(
@@ -362,7 +365,7 @@ def _pick_free(subnet: Subnet) -> int:
             return candidate
     raise Conflict(
         _("子网 %(cidr)s 已没有空闲地址。") % {"cidr": subnet.cidr},
-        code="subnet_full",
+        code=NetworkError.SUBNET_FULL,
         detail={"subnet": subnet.pk, "cidr": subnet.cidr},
     )
 
@@ -376,13 +379,15 @@ def _create_with_unique_mac(**fields) -> Address:
         except IntegrityError:
             if Address.objects.filter(subnet=fields["subnet"], ip=fields["ip"]).exists():
                 raise
-    raise Conflict(_("无法生成唯一的 MAC 地址。"), code="mac_exhausted")
+    raise Conflict(_("无法生成唯一的 MAC 地址。"), code=NetworkError.MAC_EXHAUSTED)
 
 
 def _subnet_for(network: Network) -> Subnet:
     subnet = network.subnets.order_by("id").first()
     if subnet is None:
-        raise InvalidInput(_("网络 %(name)s 还没有子网。") % {"name": network.name}, code="network_has_no_subnet")
+        raise InvalidInput(
+            _("网络 %(name)s 还没有子网。") % {"name": network.name}, code=NetworkError.NETWORK_HAS_NO_SUBNET
+        )
     return subnet
 
 
@@ -406,13 +411,13 @@ def address_allocate(
     """
     if subnet is None:
         if network is None:
-            raise InvalidInput(_("请指定网络或子网。"), code="network_required")
+            raise InvalidInput(_("请指定网络或子网。"), code=NetworkError.NETWORK_REQUIRED)
         subnet = _subnet_for(network)
     network = subnet.network
     if network.tenant_id is not None and network.tenant_id != tenant.pk:
-        raise NotFound(_("网络不存在。"), code="network_not_found")
+        raise NotFound(_("网络不存在。"), code=NetworkError.NETWORK_NOT_FOUND)
     if security_group is not None and security_group.tenant_id != tenant.pk:
-        raise NotFound(_("安全组不存在。"), code="security_group_not_found")
+        raise NotFound(_("安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
     with transaction.atomic():
         subnet = Subnet.objects.locked(subnet.pk)
         existing = Address.objects.filter(
@@ -424,9 +429,9 @@ def address_allocate(
         if ip:
             wanted = _parse_ip(ip, "ip")
             if wanted not in subnet.ip_network or int(wanted) in _reserved_ints(subnet):
-                raise InvalidInput(_("地址 %(ip)s 不可分配。") % {"ip": ip}, code="ip_outside_subnet")
+                raise InvalidInput(_("地址 %(ip)s 不可分配。") % {"ip": ip}, code=NetworkError.IP_OUTSIDE_SUBNET)
             if Address.objects.filter(subnet=subnet, ip_int=int(wanted)).exists():
-                raise Conflict(_("地址 %(ip)s 已被占用。") % {"ip": ip}, code="ip_in_use")
+                raise Conflict(_("地址 %(ip)s 已被占用。") % {"ip": ip}, code=NetworkError.IP_IN_USE)
             ip_int = int(wanted)
         else:
             ip_int = _pick_free(subnet)
@@ -457,16 +462,16 @@ def address_reserve(*, actor, subnet: Subnet, ip: str, mac: str = "", hostname: 
     wanted = _parse_ip(ip, "ip")
     mac = (mac or "").strip().lower()
     if mac and not _is_mac(mac):
-        raise InvalidInput(_("MAC 地址格式无效。"), code="mac_invalid")
+        raise InvalidInput(_("MAC 地址格式无效。"), code=NetworkError.MAC_INVALID)
     with transaction.atomic():
         subnet = Subnet.objects.locked(subnet.pk)
         _purge_expired(subnet)
         if wanted not in subnet.ip_network or int(wanted) in _reserved_ints(subnet):
-            raise InvalidInput(_("地址 %(ip)s 不可保留。") % {"ip": ip}, code="ip_outside_subnet")
+            raise InvalidInput(_("地址 %(ip)s 不可保留。") % {"ip": ip}, code=NetworkError.IP_OUTSIDE_SUBNET)
         if Address.objects.filter(subnet=subnet, ip_int=int(wanted)).exists():
-            raise Conflict(_("地址 %(ip)s 已被占用。") % {"ip": ip}, code="ip_in_use")
+            raise Conflict(_("地址 %(ip)s 已被占用。") % {"ip": ip}, code=NetworkError.IP_IN_USE)
         if mac and Address.objects.filter(mac=mac).exists():
-            raise Conflict(_("MAC 地址已被使用。"), code="mac_in_use")
+            raise Conflict(_("MAC 地址已被使用。"), code=NetworkError.MAC_IN_USE)
         address = Address.objects.create(
             subnet=subnet,
             tenant=subnet.network.tenant,
@@ -488,7 +493,7 @@ def address_reserve(*, actor, subnet: Subnet, ip: str, mac: str = "", hostname: 
 def address_unreserve(*, actor, address: Address) -> None:
     _require_network_admin(actor, address.subnet.network.tenant)
     if address.kind != Address.Kind.RESERVED:
-        raise Conflict(_("只能删除保留地址；桌面网卡随桌面释放。"), code="address_not_reserved")
+        raise Conflict(_("只能删除保留地址；桌面网卡随桌面释放。"), code=NetworkError.ADDRESS_NOT_RESERVED)
     with transaction.atomic():
         event_record(
             action=Action.ADDRESS_RELEASED,
@@ -585,18 +590,20 @@ def security_group_default_ensure(*, tenant) -> SecurityGroup:
 
 def _require_group_admin(actor, group_tenant) -> None:
     if not rules.can_manage_networks(actor, group_tenant):
-        raise Forbidden(_("只有租户管理员或系统管理员可以管理安全组。"), code="security_group_manage_forbidden")
+        raise Forbidden(
+            _("只有租户管理员或系统管理员可以管理安全组。"), code=NetworkError.SECURITY_GROUP_MANAGE_FORBIDDEN
+        )
 
 
 def security_group_create(*, actor, tenant, name: str, description: str = "") -> SecurityGroup:
     _require_group_admin(actor, tenant)
     name = (name or "").strip()
     if not name or len(name) > 64:
-        raise InvalidInput(_("请填写安全组名称（最多 64 个字符）。"), code="security_group_name_invalid")
+        raise InvalidInput(_("请填写安全组名称（最多 64 个字符）。"), code=NetworkError.SECURITY_GROUP_NAME_INVALID)
     with transaction.atomic():
         security_group_default_ensure(tenant=tenant)
         if SecurityGroup.objects.filter(tenant=tenant, name=name).exists():
-            raise Conflict(_("同名安全组已存在。"), code="security_group_name_taken")
+            raise Conflict(_("同名安全组已存在。"), code=NetworkError.SECURITY_GROUP_NAME_TAKEN)
         group = SecurityGroup.objects.create(tenant=tenant, name=name, description=description)
         event_record(
             action=Action.SECURITY_GROUP_CHANGED, actor=actor, target=group, tenant=tenant, detail={"op": "created"}
@@ -609,11 +616,11 @@ def security_group_delete(*, actor, group: SecurityGroup) -> None:
     with transaction.atomic():
         group = SecurityGroup.objects.locked(group.pk)
         if group.is_default:
-            raise Conflict(_("默认安全组不能删除。"), code="security_group_default")
+            raise Conflict(_("默认安全组不能删除。"), code=NetworkError.SECURITY_GROUP_DEFAULT)
         if group.addresses.exists():
-            raise Conflict(_("安全组仍被桌面网卡使用，不能删除。"), code="security_group_in_use")
+            raise Conflict(_("安全组仍被桌面网卡使用，不能删除。"), code=NetworkError.SECURITY_GROUP_IN_USE)
         if SecurityGroupRule.objects.filter(remote_group=group).exclude(group=group).exists():
-            raise Conflict(_("安全组被其他安全组的规则引用，不能删除。"), code="security_group_referenced")
+            raise Conflict(_("安全组被其他安全组的规则引用，不能删除。"), code=NetworkError.SECURITY_GROUP_REFERENCED)
         event_record(
             action=Action.SECURITY_GROUP_CHANGED,
             actor=actor,
@@ -631,37 +638,37 @@ def _validate_rule(
     *, group: SecurityGroup, direction: str, protocol: str, port_min, port_max, remote_cidr: str, remote_group
 ) -> dict:
     if direction not in SecurityGroupRule.Direction.values:
-        raise InvalidInput(_("方向须为 in 或 out。"), code="rule_direction_invalid")
+        raise InvalidInput(_("方向须为 in 或 out。"), code=NetworkError.RULE_DIRECTION_INVALID)
     if protocol not in SecurityGroupRule.Protocol.values:
-        raise InvalidInput(_("协议须为 tcp、udp、icmp 或 all。"), code="rule_protocol_invalid")
+        raise InvalidInput(_("协议须为 tcp、udp、icmp 或 all。"), code=NetworkError.RULE_PROTOCOL_INVALID)
     if port_min in ("", None) and port_max not in ("", None):
-        raise InvalidInput(_("请填写起始端口。"), code="rule_port_range_invalid")
+        raise InvalidInput(_("请填写起始端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
     if port_min not in ("", None):
         if protocol not in ("tcp", "udp"):
-            raise InvalidInput(_("只有 TCP 和 UDP 规则可以指定端口。"), code="rule_port_range_invalid")
+            raise InvalidInput(_("只有 TCP 和 UDP 规则可以指定端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
         try:
             port_min = int(port_min)
             port_max = int(port_max) if port_max not in ("", None) else port_min
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(_("端口须为整数。"), code="rule_port_range_invalid") from exc
+            raise InvalidInput(_("端口须为整数。"), code=NetworkError.RULE_PORT_RANGE_INVALID) from exc
         if not (1 <= port_min <= port_max <= 65535):
             raise InvalidInput(
                 _("端口范围须在 1-65535 之间且起始不大于结束。"),
-                code="rule_port_range_invalid",
+                code=NetworkError.RULE_PORT_RANGE_INVALID,
                 detail={"port_min": port_min, "port_max": port_max},
             )
     else:
         port_min = port_max = None
     remote_cidr = (remote_cidr or "").strip()
     if remote_cidr and remote_group is not None:
-        raise InvalidInput(_("远端网段和远端安全组只能二选一。"), code="rule_remote_invalid")
+        raise InvalidInput(_("远端网段和远端安全组只能二选一。"), code=NetworkError.RULE_REMOTE_INVALID)
     if remote_cidr:
         try:
             remote_cidr = str(ipaddress.IPv4Network(remote_cidr, strict=False))
         except ValueError as exc:
-            raise InvalidInput(_("远端网段无效。"), code="rule_remote_invalid") from exc
+            raise InvalidInput(_("远端网段无效。"), code=NetworkError.RULE_REMOTE_INVALID) from exc
     if remote_group is not None and remote_group.tenant_id != group.tenant_id:
-        raise NotFound(_("远端安全组不存在。"), code="security_group_not_found")
+        raise NotFound(_("远端安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
     return {
         "direction": direction,
         "protocol": protocol,
@@ -732,7 +739,7 @@ def rule_delete(*, actor, rule: SecurityGroupRule) -> None:
 def nic_security_group_set(*, actor, address: Address, group: SecurityGroup) -> Address:
     _require_group_admin(actor, address.tenant)
     if address.kind != Address.Kind.NIC or group.tenant_id != address.tenant_id:
-        raise NotFound(_("安全组不存在。"), code="security_group_not_found")
+        raise NotFound(_("安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
     with transaction.atomic():
         Address.objects.filter(pk=address.pk).update(security_group=group)
         address.security_group = group
@@ -752,14 +759,14 @@ def nic_security_group_set(*, actor, address: Address, group: SecurityGroup) -> 
 
 def public_pool_create(*, actor, name: str, cidr: str, site: str = "main") -> PublicPool:
     if not rules.is_system_admin(actor):
-        raise Forbidden(_("只有系统管理员可以管理公网地址池。"), code="network_manage_forbidden")
+        raise Forbidden(_("只有系统管理员可以管理公网地址池。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
     net = _parse_network(cidr)
     with transaction.atomic():
         for other in PublicPool.objects.values_list("cidr", flat=True):
             if net.overlaps(ipaddress.IPv4Network(other)):
-                raise Conflict(_("与已有地址池重叠。"), code="cidr_overlap", detail={"overlaps": other})
+                raise Conflict(_("与已有地址池重叠。"), code=NetworkError.CIDR_OVERLAP, detail={"overlaps": other})
         if PublicPool.objects.filter(name=name).exists():
-            raise Conflict(_("同名地址池已存在。"), code="pool_name_taken")
+            raise Conflict(_("同名地址池已存在。"), code=NetworkError.POOL_NAME_TAKEN)
         pool = PublicPool.objects.create(name=name, cidr=str(net), site=site)
         event_record(
             action=Action.NETWORK_CHANGED,
@@ -777,7 +784,7 @@ def elastic_ip_allocate(*, actor, tenant, pool: PublicPool) -> ElasticIP:
         taken = set(ElasticIP.objects.filter(pool=pool).values_list("ip", flat=True))
         free = next((str(h) for h in ipaddress.IPv4Network(pool.cidr).hosts() if str(h) not in taken), None)
         if free is None:
-            raise Conflict(_("公网地址池已用完。"), code="pool_exhausted")
+            raise Conflict(_("公网地址池已用完。"), code=NetworkError.POOL_EXHAUSTED)
         # An elastic IP is the scarce resource the tenants' "ips" quota counts.
         reservation = quota_reserve(actor=actor, tenant=tenant, amounts={"ips": 1}, reason="elastic_ip")
         quota_commit(actor=actor, reservation=reservation)
@@ -796,11 +803,11 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
     """Bind the elastic IP to a NIC of the same tenant (None unbinds it)."""
     _require_network_admin(actor, eip.tenant)
     if address is not None and (address.tenant_id != eip.tenant_id or address.kind != Address.Kind.NIC):
-        raise NotFound(_("网卡不存在。"), code="address_not_found")
+        raise NotFound(_("网卡不存在。"), code=NetworkError.ADDRESS_NOT_FOUND)
     with transaction.atomic():
         eip = ElasticIP.objects.locked(eip.pk)
         if address is not None and eip.address_id not in (None, address.pk):
-            raise Conflict(_("弹性 IP 已绑定到其他网卡，请先解绑。"), code="eip_in_use")
+            raise Conflict(_("弹性 IP 已绑定到其他网卡，请先解绑。"), code=NetworkError.EIP_IN_USE)
         previous = eip.address
         eip.address = address
         eip.applied = False
@@ -832,7 +839,7 @@ def elastic_ip_release(*, actor, eip: ElasticIP) -> None:
     with transaction.atomic():
         eip = ElasticIP.objects.locked(eip.pk)
         if eip.address_id or eip.port_forwards.exists():
-            raise Conflict(_("弹性 IP 仍在使用（已绑定或有端口转发）。"), code="eip_in_use")
+            raise Conflict(_("弹性 IP 仍在使用（已绑定或有端口转发）。"), code=NetworkError.EIP_IN_USE)
         event_record(
             action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
@@ -852,16 +859,16 @@ def port_forward_create(
 ) -> PortForward:
     _require_network_admin(actor, eip.tenant)
     if address.tenant_id != eip.tenant_id or address.kind != Address.Kind.NIC:
-        raise NotFound(_("网卡不存在。"), code="address_not_found")
+        raise NotFound(_("网卡不存在。"), code=NetworkError.ADDRESS_NOT_FOUND)
     if protocol not in PortForward.Protocol.values:
-        raise InvalidInput(_("协议须为 tcp 或 udp。"), code="rule_protocol_invalid")
+        raise InvalidInput(_("协议须为 tcp 或 udp。"), code=NetworkError.RULE_PROTOCOL_INVALID)
     for port in (public_port, private_port):
         if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InvalidInput(_("端口须在 1-65535 之间。"), code="port_invalid")
+            raise InvalidInput(_("端口须在 1-65535 之间。"), code=NetworkError.PORT_INVALID)
     with transaction.atomic():
         eip = ElasticIP.objects.locked(eip.pk)
         if eip.port_forwards.filter(protocol=protocol, public_port=public_port).exists():
-            raise Conflict(_("该公网端口已有转发。"), code="port_forward_taken")
+            raise Conflict(_("该公网端口已有转发。"), code=NetworkError.PORT_FORWARD_TAKEN)
         forward = PortForward.objects.create(
             elastic_ip=eip,
             tenant=eip.tenant,

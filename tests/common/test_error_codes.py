@@ -3,9 +3,10 @@
 import pytest
 
 from common.errors import ErrorCode, InvalidInput
+from network.errors import NetworkError
 from tenants.errors import TenantsError
 
-APP_ENUMS = [TenantsError]
+APP_ENUMS = [TenantsError, NetworkError]
 
 
 @pytest.mark.parametrize("enum", [ErrorCode, *APP_ENUMS], ids=lambda enum: enum.__name__)
