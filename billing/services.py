@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from billing import metering, pricing
+from billing.errors import BillingError
 from billing.locks import counter_ensure, counter_next, cursor_locked, cursors_locked, volume_cursor_locked
 from billing.models import (
     Budget,
@@ -235,15 +236,21 @@ def rate_parse(value, *, item: str = "") -> Decimal:
     except (InvalidOperation, ValueError):
         rate = None
     if rate is None or not rate.is_finite():
-        raise InvalidInput(_("单价必须是数字。"), code="rate_invalid", detail={"item": item, "value": str(value)})
+        raise InvalidInput(
+            _("单价必须是数字。"), code=BillingError.RATE_INVALID, detail={"item": item, "value": str(value)}
+        )
     if rate < 0:
-        raise InvalidInput(_("单价不能为负数。"), code="rate_negative", detail={"item": item, "value": str(value)})
+        raise InvalidInput(
+            _("单价不能为负数。"), code=BillingError.RATE_NEGATIVE, detail={"item": item, "value": str(value)}
+        )
     if rate.as_tuple().exponent < -4 and rate != rate.quantize(Decimal("0.0001")):
         raise InvalidInput(
-            _("单价最多保留 4 位小数。"), code="rate_too_precise", detail={"item": item, "value": str(value)}
+            _("单价最多保留 4 位小数。"), code=BillingError.RATE_TOO_PRECISE, detail={"item": item, "value": str(value)}
         )
     if rate >= MAX_RATE:
-        raise InvalidInput(_("单价过大。"), code="rate_too_large", detail={"item": item, "value": str(value)})
+        raise InvalidInput(
+            _("单价过大。"), code=BillingError.RATE_TOO_LARGE, detail={"item": item, "value": str(value)}
+        )
     return rate.quantize(Decimal("0.0001"))
 
 
@@ -253,9 +260,9 @@ def _percent(value) -> Decimal:
     except (InvalidOperation, ValueError):
         percent = None
     if percent is None or not percent.is_finite() or not Decimal("0") <= percent <= Decimal("100"):
-        raise InvalidInput(_("折扣必须在 0 到 100 之间。"), code="discount_invalid")
+        raise InvalidInput(_("折扣必须在 0 到 100 之间。"), code=BillingError.DISCOUNT_INVALID)
     if percent != percent.quantize(Decimal("0.01")):
-        raise InvalidInput(_("折扣最多保留 2 位小数。"), code="discount_invalid")
+        raise InvalidInput(_("折扣最多保留 2 位小数。"), code=BillingError.DISCOUNT_INVALID)
     return percent.quantize(Decimal("0.01"))
 
 
@@ -270,12 +277,12 @@ def effective_parse(value) -> datetime:
     elif isinstance(value, date):
         instant = metering.local_midnight(value)
     else:
-        raise InvalidInput(_("请填写生效时间。"), code="price_plan_date_missing")
+        raise InvalidInput(_("请填写生效时间。"), code=BillingError.PRICE_PLAN_DATE_MISSING)
     local = instant.astimezone(metering.local_zone())
     if (local.minute, local.second, local.microsecond) != (0, 0, 0):
         raise InvalidInput(
             _("生效时间必须是整点，例如 2026-11-16 14:00。"),
-            code="effective_not_whole_hour",
+            code=BillingError.EFFECTIVE_NOT_WHOLE_HOUR,
             detail={"effective_from": local.isoformat()},
         )
     return local
@@ -290,20 +297,21 @@ def price_plan_create(
     """
     name = (name or "").strip()
     if not name:
-        raise InvalidInput(_("请填写方案名称。"), code="price_plan_name_missing")
+        raise InvalidInput(_("请填写方案名称。"), code=BillingError.PRICE_PLAN_NAME_MISSING)
     effective_from = effective_parse(effective_from)
     unknown = set(rates) - set(Item.values)
     if unknown:
         raise InvalidInput(
-            _("未知的计费项：%(items)s") % {"items": ", ".join(sorted(map(str, unknown)))}, code="item_unknown"
+            _("未知的计费项：%(items)s") % {"items": ", ".join(sorted(map(str, unknown)))},
+            code=BillingError.ITEM_UNKNOWN,
         )
     parsed = {item: rate_parse(value, item=item) for item, value in rates.items() if value not in (None, "")}
     if not parsed:
-        raise InvalidInput(_("请至少填写一个单价。"), code="price_plan_empty")
+        raise InvalidInput(_("请至少填写一个单价。"), code=BillingError.PRICE_PLAN_EMPTY)
     discount = _percent(discount_percent)
     with transaction.atomic():
         if PricePlan.objects.filter(tenant=tenant, effective_from=effective_from).exists():
-            raise Conflict(_("该租户在此时间已有价格方案。"), code="price_plan_date_taken")
+            raise Conflict(_("该租户在此时间已有价格方案。"), code=BillingError.PRICE_PLAN_DATE_TAKEN)
         plan = PricePlan.objects.create(
             tenant=tenant, name=name[:100], effective_from=effective_from, discount_percent=discount, created_by=actor
         )
@@ -324,13 +332,13 @@ def price_plan_create(
 
 def allowance_set(*, actor, tenant, item: str, hours) -> FreeAllowance:
     if item not in Item.values:
-        raise InvalidInput(_("未知的计费项：%(items)s") % {"items": item}, code="item_unknown")
+        raise InvalidInput(_("未知的计费项：%(items)s") % {"items": item}, code=BillingError.ITEM_UNKNOWN)
     try:
         value = Decimal(str(hours))
     except (InvalidOperation, ValueError):
         value = None
     if value is None or not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.0001")):
-        raise InvalidInput(_("免费额度必须是不超过 4 位小数的非负数。"), code="allowance_invalid")
+        raise InvalidInput(_("免费额度必须是不超过 4 位小数的非负数。"), code=BillingError.ALLOWANCE_INVALID)
     with transaction.atomic():
         allowance, _created = FreeAllowance.objects.update_or_create(
             tenant=tenant, item=item, defaults={"hours": value}
@@ -356,10 +364,10 @@ def month_parse(value) -> date:
         parsed = datetime.strptime(str(value).strip(), "%Y-%m").date()
     except ValueError:
         raise InvalidInput(
-            _("月份格式应为 YYYY-MM，例如 2026-10。"), code="month_invalid", detail={"month": str(value)}
+            _("月份格式应为 YYYY-MM，例如 2026-10。"), code=BillingError.MONTH_INVALID, detail={"month": str(value)}
         )
     if parsed.year < 2000:
-        raise InvalidInput(_("月份无效。"), code="month_invalid", detail={"month": str(value)})
+        raise InvalidInput(_("月份无效。"), code=BillingError.MONTH_INVALID, detail={"month": str(value)})
     return parsed
 
 
@@ -368,7 +376,7 @@ def _require_month_over(month: date, now: datetime) -> tuple[datetime, datetime]
     if end > now:
         raise InvalidInput(
             _("%(month)s 尚未结束，只能为已结束的月份开具账单。") % {"month": month.strftime("%Y-%m")},
-            code="month_not_over",
+            code=BillingError.MONTH_NOT_OVER,
             detail={"month": month.strftime("%Y-%m")},
         )
     return start, end
@@ -482,13 +490,13 @@ def credit_note_issue(*, actor, invoice: Invoice, amount, reason: str) -> Credit
     """Credit back part or all of an issued invoice; the invoice itself never changes."""
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput(_("请填写冲销原因。"), code="credit_reason_missing")
+        raise InvalidInput(_("请填写冲销原因。"), code=BillingError.CREDIT_REASON_MISSING)
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         value = None
     if value is None or not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
-        raise InvalidInput(_("冲销金额必须是最多 2 位小数的正数。"), code="credit_amount_invalid")
+        raise InvalidInput(_("冲销金额必须是最多 2 位小数的正数。"), code=BillingError.CREDIT_AMOUNT_INVALID)
     now = timezone.now()
     year = timezone.localtime(now).year
     counter_ensure(kind="CN", year=year)
@@ -499,7 +507,7 @@ def credit_note_issue(*, actor, invoice: Invoice, amount, reason: str) -> Credit
         if credited + value > invoice.total:
             raise Conflict(
                 _("冲销金额超过账单未冲销余额（%(balance)s 元）。") % {"balance": invoice.total - credited},
-                code="credit_exceeds_balance",
+                code=BillingError.CREDIT_EXCEEDS_BALANCE,
                 detail={"balance": str(invoice.total - credited)},
             )
         note = CreditNote.objects.create(
@@ -525,13 +533,13 @@ def credit_note_issue(*, actor, invoice: Invoice, amount, reason: str) -> Credit
 
 def budget_set(*, actor, tenant, amount, course=None, block_new_desktops: bool = False) -> Budget:
     if course is not None and course.tenant_id != tenant.pk:
-        raise InvalidInput(_("课程不属于该租户。"), code="course_tenant_mismatch")
+        raise InvalidInput(_("课程不属于该租户。"), code=BillingError.COURSE_TENANT_MISMATCH)
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         value = None
     if value is None or not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
-        raise InvalidInput(_("预算必须是最多 2 位小数的正数。"), code="budget_amount_invalid")
+        raise InvalidInput(_("预算必须是最多 2 位小数的正数。"), code=BillingError.BUDGET_AMOUNT_INVALID)
     with transaction.atomic():
         budget, _created = Budget.objects.update_or_create(
             tenant=tenant, course=course, defaults={"amount": value, "block_new_desktops": bool(block_new_desktops)}
@@ -608,6 +616,6 @@ def budget_enforce(*, tenant, course=None) -> None:
     if blocking is not None:
         raise Conflict(
             _("本月预算（%(amount)s 元）已用完，暂不能新建桌面。请联系财务调整预算。") % {"amount": blocking.amount},
-            code="budget_exhausted",
+            code=BillingError.BUDGET_EXHAUSTED,
             detail={"budget": blocking.pk},
         )

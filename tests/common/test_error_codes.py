@@ -2,11 +2,12 @@
 
 import pytest
 
+from billing.errors import BillingError
 from common.errors import ErrorCode, InvalidInput
 from network.errors import NetworkError
 from tenants.errors import TenantsError
 
-APP_ENUMS = [TenantsError, NetworkError]
+APP_ENUMS = [TenantsError, NetworkError, BillingError]
 
 
 @pytest.mark.parametrize("enum", [ErrorCode, *APP_ENUMS], ids=lambda enum: enum.__name__)
