@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from audit import hooks
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.models import SecurityPolicy
 from common.errors import Forbidden, InvalidInput
 
@@ -71,11 +72,11 @@ def policy_update(*, actor, **changes) -> SecurityPolicy:
     from audit.services import event_record
 
     if "security_admin" not in hooks.roles_of(actor):
-        raise Forbidden(_("只有安全管理员可以修改安全策略。"), code="security_admin_only")
+        raise Forbidden(_("只有安全管理员可以修改安全策略。"), code=AuditError.SECURITY_ADMIN_ONLY)
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise InvalidInput(
-            _("未知的策略项：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_policy_field"
+            _("未知的策略项：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=AuditError.UNKNOWN_POLICY_FIELD
         )
     bounds = floor()
     errors = {}
@@ -88,7 +89,7 @@ def policy_update(*, actor, **changes) -> SecurityPolicy:
                 "max": bound.maximum,
             }
     if errors:
-        raise InvalidInput(_("安全策略低于平台底线。"), code="below_platform_floor", detail=errors)
+        raise InvalidInput(_("安全策略低于平台底线。"), code=AuditError.BELOW_PLATFORM_FLOOR, detail=errors)
     with transaction.atomic():
         policy, _created = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
         before = {name: getattr(policy, name) for name in EDITABLE}

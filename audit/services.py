@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from audit import chain, context, hooks
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.models import (
     AuditArchive,
     AuditEvent,
@@ -153,14 +154,14 @@ def manual_assessment_record(*, actor, check_id: str, status: str, evidence: str
     from audit import compliance
 
     if "security_admin" not in hooks.roles_of(actor):
-        raise Forbidden(_("只有安全管理员可以录入人工核查结果。"), code="security_admin_only")
+        raise Forbidden(_("只有安全管理员可以录入人工核查结果。"), code=AuditError.SECURITY_ADMIN_ONLY)
     check = compliance.check_get(check_id)
     if check is None or check.auto is not None:
-        raise InvalidInput(_("该检查项不是人工核查项。"), code="not_a_manual_check")
+        raise InvalidInput(_("该检查项不是人工核查项。"), code=AuditError.NOT_A_MANUAL_CHECK)
     if status not in compliance.Status.values:
-        raise InvalidInput(_("未知的符合情况。"), code="unknown_status")
+        raise InvalidInput(_("未知的符合情况。"), code=AuditError.UNKNOWN_STATUS)
     if not evidence.strip():
-        raise InvalidInput(_("请填写核查证据。"), code="evidence_required")
+        raise InvalidInput(_("请填写核查证据。"), code=AuditError.EVIDENCE_REQUIRED)
     with transaction.atomic():
         item, _created = ManualAssessment.objects.update_or_create(
             check_id=check_id, defaults={"status": status, "evidence": evidence.strip(), "updated_by": actor.username}
@@ -181,9 +182,9 @@ def compliance_report_create(*, actor, level: int) -> ComplianceReport:
     from audit import compliance
 
     if actor is not None and not hooks.roles_of(actor) & (AUDIT_WRITER_ROLES | {"security_admin"}):
-        raise Forbidden(_("只有审计员、审计管理员和安全管理员可以生成自查报告。"), code="report_forbidden")
+        raise Forbidden(_("只有审计员、审计管理员和安全管理员可以生成自查报告。"), code=AuditError.REPORT_FORBIDDEN)
     if level not in (2, 3):
-        raise InvalidInput(_("等级只能是 2 或 3。"), code="invalid_level")
+        raise InvalidInput(_("等级只能是 2 或 3。"), code=AuditError.INVALID_LEVEL)
     results = compliance.run_checks(level)
     counts, rate = compliance.compliance_rate(results)
     with transaction.atomic():

@@ -27,6 +27,7 @@ from django_otp import login as otp_login
 
 from audit import chain, compliance, hooks, policy, security, selectors, services
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.forms import EventFilterForm, ManualAssessmentForm, OTPForm, PolicyForm, ReauthForm, ReportForm
 from audit.models import AuditEvent, ManualAssessment
 from common.errors import ServiceError
@@ -118,7 +119,7 @@ def lockout_response(request, original_response=None, credentials=None):
         minutes,
     ) % {"n": minutes}
     if request.path.startswith("/api/"):
-        return JsonResponse({"code": "account_locked", "message": message, "detail": {}}, status=403)
+        return JsonResponse({"code": AuditError.ACCOUNT_LOCKED, "message": message, "detail": {}}, status=403)
     return render(request, "audit/lockout.html", {"message": message}, status=403)
 
 

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from audit.errors import AuditError
 from billing import services
 from billing.errors import BillingError
 from billing.models import Invoice
@@ -103,7 +104,7 @@ def test_issuing_over_the_api_needs_reauthentication(api, scenario, course):
     )
     teacher = api.as_user(scenario.teacher).post("/api/v1/invoices/issue/", {"month": "2026-10"}, format="json")
 
-    assert refused.status_code == 403 and refused.json()["code"] == "reauthentication_required"
+    assert refused.status_code == 403 and refused.json()["code"] == AuditError.REAUTHENTICATION_REQUIRED
     assert issued.status_code == 200 and len(issued.json()["issued"]) == 1
     assert future.status_code == 400 and future.json()["code"] == BillingError.MONTH_NOT_OVER
     assert teacher.status_code == 403
