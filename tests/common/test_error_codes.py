@@ -2,12 +2,14 @@
 
 import pytest
 
+from audit.errors import AuditError
 from billing.errors import BillingError
 from common.errors import ErrorCode, InvalidInput
 from network.errors import NetworkError
+from portal.errors import PortalError
 from tenants.errors import TenantsError
 
-APP_ENUMS = [TenantsError, NetworkError, BillingError]
+APP_ENUMS = [AuditError, TenantsError, NetworkError, BillingError, PortalError]
 
 
 @pytest.mark.parametrize("enum", [ErrorCode, *APP_ENUMS], ids=lambda enum: enum.__name__)
