@@ -6,11 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from audit import chain, context, hooks
+from audit import chain, context, hooks, policy
 from audit.actions import Action
 from audit.errors import AuditError
 from audit.models import (
@@ -19,6 +20,7 @@ from audit.models import (
     ChainVerification,
     ComplianceReport,
     ManualAssessment,
+    SecurityPolicy,
     canonical_json,
 )
 from common.errors import Forbidden, InvalidInput
@@ -100,9 +102,7 @@ def archive_create(*, older_than_days: int | None = None, directory: Path) -> Au
     archived hash are recorded, so an operator who later removes archived rows (with the
     triggers lifted by a DBA) leaves a chain that still verifies from the archive on.
     """
-    from audit.policy import current_policy
-
-    retention = current_policy().audit_retention_days
+    retention = policy.current_policy().audit_retention_days
     days = max(older_than_days or retention, retention)
     before = timezone.now() - timedelta(days=days)
     last = AuditArchive.objects.order_by("-last_id").first()
@@ -144,6 +144,45 @@ def archive_create(*, older_than_days: int | None = None, directory: Path) -> Au
             detail={"first_id": first_id, "last_id": last_id, "count": len(lines), "file": name},
         )
     return archive
+
+
+# --- security policy -----------------------------------------------------------------------
+
+
+def policy_update(*, actor, **changes) -> SecurityPolicy:
+    """The security admin changes thresholds; each must stay within the floor. Audited with before/after."""
+    if "security_admin" not in hooks.roles_of(actor):
+        raise Forbidden(_("只有安全管理员可以修改安全策略。"), code=AuditError.SECURITY_ADMIN_ONLY)
+    unknown = set(changes) - set(policy.EDITABLE)
+    if unknown:
+        raise InvalidInput(
+            _("未知的策略项：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=AuditError.UNKNOWN_POLICY_FIELD
+        )
+    bounds = policy.floor()
+    errors = {}
+    for name, value in changes.items():
+        bound = bounds[name]
+        if not isinstance(value, int) or value < bound.minimum or (bound.maximum is not None and value > bound.maximum):
+            errors[name] = _("%(label)s 必须在 %(min)s 到 %(max)s 之间（平台底线）。") % {
+                "label": bound.label,
+                "min": bound.minimum,
+                "max": bound.maximum,
+            }
+    if errors:
+        raise InvalidInput(_("安全策略低于平台底线。"), code=AuditError.BELOW_PLATFORM_FLOOR, detail=errors)
+    with transaction.atomic():
+        row, _created = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
+        before = {name: getattr(row, name) for name in policy.EDITABLE}
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.updated_by = actor.username
+        row.save()
+        after = {name: getattr(row, name) for name in policy.EDITABLE}
+        changed = {name: [before[name], after[name]] for name in policy.EDITABLE if before[name] != after[name]}
+        event_record(action=Action.POLICY_CHANGED, actor=actor, target=row, detail={"changed": changed})
+        transaction.on_commit(lambda: cache.delete(policy.CACHE_KEY))
+    cache.delete(policy.CACHE_KEY)
+    return row
 
 
 # --- compliance ------------------------------------------------------------------------------

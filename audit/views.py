@@ -493,7 +493,7 @@ def policy_edit(request):
     form = PolicyForm(request.POST or None, policy=current)
     if request.method == "POST" and form.is_valid():
         try:
-            policy.policy_update(actor=request.user, **form.changes())
+            services.policy_update(actor=request.user, **form.changes())
         except ServiceError as exc:
             form.add_error(None, exc.message)
         else:

@@ -14,8 +14,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from audit.actions import Action
 from audit.errors import AuditError
 from audit.models import AuditEvent
-from audit.policy import policy_update
 from audit.security import password_change
+from audit.services import policy_update
 from common.errors import Forbidden, InvalidInput
 from tests.audit.conftest import totp_now
 from tests.factories import PASSWORD
