@@ -18,8 +18,6 @@ from network.services._shared import parse_ip, require_network_admin
 from network.services.security_groups import security_group_default_ensure
 
 MAC_PREFIX = "52:54:00"
-
-
 MAC_ATTEMPTS = 16
 
 
