@@ -1,13 +1,16 @@
 """Writes of the audit app: recording events, policy changes, manual findings, reports, archives."""
 
+from __future__ import annotations
+
 import gzip
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,6 +28,10 @@ from audit.models import (
 )
 from common.errors import Forbidden, InvalidInput
 
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+
 AUDIT_WRITER_ROLES = {"auditor", "audit_admin"}
 
 
@@ -36,9 +43,9 @@ def _clip(value, length: int) -> str:
 def event_record(
     *,
     action: str,
-    actor=None,
-    target=None,
-    tenant=None,
+    actor: AbstractBaseUser | None = None,
+    target: models.Model | None = None,
+    tenant: models.Model | str | None = None,
     result: str = AuditEvent.Result.SUCCESS,
     reason: str = "",
     detail: dict | None = None,
@@ -149,7 +156,7 @@ def archive_create(*, older_than_days: int | None = None, directory: Path) -> Au
 # --- security policy -----------------------------------------------------------------------
 
 
-def policy_update(*, actor, **changes) -> SecurityPolicy:
+def policy_update(*, actor: AbstractBaseUser, **changes: int) -> SecurityPolicy:
     """The security admin changes thresholds; each must stay within the floor. Audited with before/after."""
     if "security_admin" not in hooks.roles_of(actor):
         raise Forbidden(_("只有安全管理员可以修改安全策略。"), code=AuditError.SECURITY_ADMIN_ONLY)
@@ -188,7 +195,7 @@ def policy_update(*, actor, **changes) -> SecurityPolicy:
 # --- compliance ------------------------------------------------------------------------------
 
 
-def manual_assessment_record(*, actor, check_id: str, status: str, evidence: str) -> ManualAssessment:
+def manual_assessment_record(*, actor: AbstractBaseUser, check_id: str, status: str, evidence: str) -> ManualAssessment:
     """The security admin records the finding of a manual check, with its evidence."""
     from audit import compliance
 
@@ -216,7 +223,7 @@ def manual_assessment_record(*, actor, check_id: str, status: str, evidence: str
     return item
 
 
-def compliance_report_create(*, actor, level: int) -> ComplianceReport:
+def compliance_report_create(*, actor: AbstractBaseUser | None, level: int) -> ComplianceReport:
     """Run every check for `level` and keep the results as they are now."""
     from audit import compliance
 
@@ -244,7 +251,7 @@ def compliance_report_create(*, actor, level: int) -> ComplianceReport:
     return report
 
 
-def export_record(*, actor, fmt: str, filters: dict, count: int) -> AuditEvent:
+def export_record(*, actor: AbstractBaseUser, fmt: str, filters: dict, count: int) -> AuditEvent:
     return event_record(
         action=Action.EXPORT_MADE,
         actor=actor,
@@ -254,7 +261,7 @@ def export_record(*, actor, fmt: str, filters: dict, count: int) -> AuditEvent:
     )
 
 
-def search_record(*, actor, filters: dict, count: int) -> AuditEvent:
+def search_record(*, actor: AbstractBaseUser, filters: dict, count: int) -> AuditEvent:
     return event_record(
         action=Action.AUDIT_SEARCHED,
         actor=actor,

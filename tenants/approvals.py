@@ -35,6 +35,7 @@ from tenants.models import (
     Quota,
     RequestKind,
     Tenant,
+    User,
 )
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_add, quota_check, quota_release, quota_reserve
 from tenants.roles import PlatformRole, TenantRole
@@ -104,7 +105,7 @@ def _quota_scope(kind: str, course: Course | None, requester) -> dict:
 
 def request_submit(
     *,
-    actor,
+    actor: User | None,
     tenant: Tenant,
     kind: str,
     title: str,
@@ -213,7 +214,7 @@ def _pending_step(request: ApprovalRequest) -> ApprovalStep | None:
     return request.steps.filter(state=ApprovalStep.State.PENDING).order_by("order").first()
 
 
-def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> ApprovalRequest:
+def request_approve(*, actor: User | None, request: ApprovalRequest, comment: str = "") -> ApprovalRequest:
     """Approve the current step; after the last one, reserve the quotas and start fulfilment."""
     with transaction.atomic():
         request = request_lock(request.pk)
@@ -241,7 +242,7 @@ def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> Ap
     return request
 
 
-def request_reject(*, actor, request: ApprovalRequest, reason: str) -> ApprovalRequest:
+def request_reject(*, actor: User | None, request: ApprovalRequest, reason: str) -> ApprovalRequest:
     """Reject at the current step. A rejection always says why."""
     if not (reason or "").strip():
         raise InvalidInput(_("驳回时请说明原因。"), code=TenantsError.REASON_REQUIRED)
@@ -265,7 +266,7 @@ def request_reject(*, actor, request: ApprovalRequest, reason: str) -> ApprovalR
     return request
 
 
-def request_cancel(*, actor, request: ApprovalRequest) -> ApprovalRequest:
+def request_cancel(*, actor: User | None, request: ApprovalRequest) -> ApprovalRequest:
     """The requester withdraws a request that is still pending."""
     with transaction.atomic():
         request = request_lock(request.pk)
@@ -280,7 +281,9 @@ def request_cancel(*, actor, request: ApprovalRequest) -> ApprovalRequest:
     return request
 
 
-def request_fulfil(*, request: ApprovalRequest, detail: dict | None = None, actor=None) -> ApprovalRequest:
+def request_fulfil(
+    *, request: ApprovalRequest, detail: dict | None = None, actor: User | None = None
+) -> ApprovalRequest:
     """Called by the fulfilling app when everything asked for exists: the reservation becomes usage."""
     from tenants.quotas import quota_commit
 
@@ -296,7 +299,7 @@ def request_fulfil(*, request: ApprovalRequest, detail: dict | None = None, acto
     return request
 
 
-def request_fail(*, request: ApprovalRequest, reason: str, actor=None) -> ApprovalRequest:
+def request_fail(*, request: ApprovalRequest, reason: str, actor: User | None = None) -> ApprovalRequest:
     """Fulfilment failed for good: the reservation is released and the requester is told why."""
     with transaction.atomic():
         request = request_lock(request.pk)
@@ -333,7 +336,9 @@ def _fulfil(request_pk: int) -> None:
 # --- Policies -------------------------------------------------------------------------------
 
 
-def policy_set(*, actor, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]) -> ApprovalPolicy:
+def policy_set(
+    *, actor: User | None, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]
+) -> ApprovalPolicy:
     """Replace a tenant's policy: `steps` [{approver_role, above_desktops, ...}], `rules` [{name, kind, max_*}]."""
     if actor is not None and not (
         permissions.manages_tenant(actor, tenant) or permissions.is_platform(actor, PlatformRole.SYSTEM_ADMIN)

@@ -12,6 +12,7 @@ A reservation locks the quota rows of its scope (tenants.locks.quota_rows_lock) 
 checks and adds, so N concurrent reservations against room for K let exactly K through.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from django.core.mail import send_mail
@@ -25,7 +26,7 @@ from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
 from tenants.errors import TenantsError
 from tenants.locks import ancestor_paths, quota_row_lock, quota_rows_lock, reservation_lock
-from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant
+from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant, User
 from tenants.roles import TenantRole
 
 THRESHOLDS = (80, 100)
@@ -113,7 +114,7 @@ class QuotaExceeded(Conflict):
         )
 
 
-def as_amounts(amounts) -> ResourceAmounts:
+def as_amounts(amounts: ResourceAmounts | Mapping[str, int]) -> ResourceAmounts:
     """Accept a ResourceAmounts or a plain mapping {"vcpu": 2, ...} (callers from other apps)."""
     if isinstance(amounts, ResourceAmounts):
         return amounts
@@ -164,7 +165,9 @@ def _check_scope(tenant: Tenant, course, user) -> None:
         raise InvalidInput(_("课程不属于该租户。"), code=TenantsError.COURSE_NOT_IN_TENANT)
 
 
-def quota_check(*, tenant: Tenant, course=None, user=None, amounts: ResourceAmounts) -> list[Shortfall]:
+def quota_check(
+    *, tenant: Tenant, course: Course | None = None, user: User | None = None, amounts: ResourceAmounts
+) -> list[Shortfall]:
     """What would not fit, per quota and resource; empty when everything fits. Takes no lock."""
     _check_scope(tenant, course, user)
     amounts = as_amounts(amounts)
@@ -188,7 +191,13 @@ def _save_counters(quota: Quota) -> None:
 
 
 def quota_reserve(
-    *, tenant: Tenant, course: Course | None = None, user=None, amounts: ResourceAmounts, reason: str, actor=None
+    *,
+    tenant: Tenant,
+    course: Course | None = None,
+    user: User | None = None,
+    amounts: ResourceAmounts,
+    reason: str,
+    actor: User | None = None,
 ) -> Reservation:
     """Hold `amounts` against every binding quota, or raise QuotaExceeded (409) listing what is short."""
     _check_scope(tenant, course, user)
@@ -210,7 +219,7 @@ def quota_reserve(
     return reservation
 
 
-def quota_commit(*, reservation: Reservation, actor=None) -> Reservation:
+def quota_commit(*, reservation: Reservation, actor: User | None = None) -> Reservation:
     """Provisioning succeeded: the reserved amounts become used. Committing twice is harmless."""
     with transaction.atomic():
         reservation = reservation_lock(reservation.pk)
@@ -228,7 +237,7 @@ def quota_commit(*, reservation: Reservation, actor=None) -> Reservation:
     return reservation
 
 
-def quota_release(*, reservation: Reservation, actor=None) -> Reservation:
+def quota_release(*, reservation: Reservation, actor: User | None = None) -> Reservation:
     """Give the amounts back: provisioning failed, or the resource was deleted. Releasing twice is harmless."""
     with transaction.atomic():
         reservation = reservation_lock(reservation.pk)
@@ -246,7 +255,7 @@ def quota_release(*, reservation: Reservation, actor=None) -> Reservation:
 
 
 def quota_charge_existing(
-    *, tenant: Tenant, shares: list[ResourceAmounts], reason: str, actor=None
+    *, tenant: Tenant, shares: list[ResourceAmounts], reason: str, actor: User | None = None
 ) -> list[Reservation | None]:
     """Charge resources that already exist (a takeover of running VMs): reserved and committed at once.
 
@@ -291,7 +300,7 @@ def quota_charge_existing(
 # --- Limits -----------------------------------------------------------------------------------
 
 
-def quota_key(*, tenant: Tenant, course=None, user=None) -> tuple[str, str]:
+def quota_key(*, tenant: Tenant, course: Course | None = None, user: User | None = None) -> tuple[str, str]:
     if course is not None:
         return Quota.Scope.COURSE, f"course:{course.pk}"
     if user is not None:
@@ -341,7 +350,12 @@ def _usage_in_scope(scope: str, *, tenant: Tenant, course=None, user=None) -> di
 
 
 def quota_set(
-    *, actor, tenant: Tenant, course: Course | None = None, user=None, limits: dict[str, int | None]
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    course: Course | None = None,
+    user: User | None = None,
+    limits: dict[str, int | None],
 ) -> Quota:
     """Set the limits of a scope (None: no limit at this level). A child never exceeds its parent."""
     _check_scope(tenant, course, user)
@@ -413,7 +427,7 @@ def quota_set(
     return quota
 
 
-def quota_add(*, actor, quota: Quota, amounts: ResourceAmounts) -> Quota:
+def quota_add(*, actor: User | None, quota: Quota, amounts: ResourceAmounts) -> Quota:
     """Raise a quota's limits by `amounts` (an approved quota increase)."""
     limits = {
         name: (quota.limits()[name] or 0) + getattr(amounts, name)
@@ -472,7 +486,7 @@ def _threshold_notify(quota_pk: int, level: int) -> None:
     )
 
 
-def quota_recount(*, actor=None) -> dict:
+def quota_recount(*, actor: User | None = None) -> dict:
     """Recompute every quota's used/reserved counters from the live reservations; fix and audit drift.
 
     The counters are changed only under row locks, so drift means a bug or a manual database

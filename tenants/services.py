@@ -28,7 +28,7 @@ from tenants.roles import PlatformRole, TenantRole
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 
 
-def _require(allowed: bool, actor, message: str, code: str) -> None:
+def _require(allowed: bool, actor: User | None, message: str, code: TenantsError) -> None:
     if actor is not None and not allowed:
         raise Forbidden(message, code=code)
 
@@ -36,7 +36,9 @@ def _require(allowed: bool, actor, message: str, code: str) -> None:
 # --- Tenant tree ----------------------------------------------------------------------------
 
 
-def tenant_create(*, actor, slug: str, name_zh: str, name_en: str = "", kind: str, parent: Tenant | None) -> Tenant:
+def tenant_create(
+    *, actor: User | None, slug: str, name_zh: str, name_en: str = "", kind: str, parent: Tenant | None
+) -> Tenant:
     _require(
         permissions.can_create_child(actor, parent),
         actor,
@@ -66,7 +68,12 @@ def tenant_create(*, actor, slug: str, name_zh: str, name_en: str = "", kind: st
 
 
 def tenant_update(
-    *, actor, tenant: Tenant, name_zh: str | None = None, name_en: str | None = None, is_active: bool | None = None
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    name_zh: str | None = None,
+    name_en: str | None = None,
+    is_active: bool | None = None,
 ) -> Tenant:
     """Rename a tenant, or switch it on or off (only from above: a tenant cannot switch itself off)."""
     _require(permissions.can_edit_tenant(actor, tenant), actor, _("您不能修改该租户。"), TenantsError.TENANT_FORBIDDEN)
@@ -94,7 +101,7 @@ def tenant_update(
 # --- Roles ----------------------------------------------------------------------------------
 
 
-def membership_grant(*, actor, user: User, tenant: Tenant, role: str) -> Membership:
+def membership_grant(*, actor: User | None, user: User, tenant: Tenant, role: str) -> Membership:
     """Give a tenant role. 三员分立 extends to tenants: a platform administrator holds no tenant role,
     so the system admin cannot, for instance, approve as a department admin as well."""
     if role not in TenantRole.values:
@@ -117,7 +124,7 @@ def membership_grant(*, actor, user: User, tenant: Tenant, role: str) -> Members
     return membership
 
 
-def membership_revoke(*, actor, membership: Membership) -> None:
+def membership_revoke(*, actor: User | None, membership: Membership) -> None:
     tenant = membership.tenant
     _require(
         permissions.can_grant_roles(actor, tenant),
@@ -134,7 +141,7 @@ def membership_revoke(*, actor, membership: Membership) -> None:
         event_record(action=Action.ROLE_REVOKED, actor=actor, target=user, tenant=tenant, detail={"role": role})
 
 
-def platform_role_grant(*, actor, user: User, role: str) -> PlatformAssignment:
+def platform_role_grant(*, actor: User | None, user: User, role: str) -> PlatformAssignment:
     """Give one of the three platform roles. 三员分立: an account holds at most one, and no tenant role."""
     if role not in PlatformRole.values:
         raise InvalidInput(_("未知平台角色：%(role)s") % {"role": role}, code=TenantsError.UNKNOWN_ROLE)
@@ -167,7 +174,7 @@ def platform_role_grant(*, actor, user: User, role: str) -> PlatformAssignment:
     return assignment
 
 
-def platform_role_revoke(*, actor, assignment: PlatformAssignment) -> None:
+def platform_role_revoke(*, actor: User | None, assignment: PlatformAssignment) -> None:
     _require(
         permissions.is_platform(actor, PlatformRole.SECURITY_ADMIN),
         actor,
@@ -197,7 +204,7 @@ def _course_checks(*, tenant: Tenant, teacher: User, term_start, term_end) -> No
 
 def course_create(
     *,
-    actor,
+    actor: User | None,
     tenant: Tenant,
     code: str,
     name: str,
@@ -242,7 +249,7 @@ def course_create(
 
 def course_update(
     *,
-    actor,
+    actor: User | None,
     course: Course,
     name: str | None = None,
     teacher: User | None = None,
@@ -279,7 +286,7 @@ def course_update(
     return course
 
 
-def course_grant(*, actor, course: Course, user: User, revoke: bool = False) -> None:
+def course_grant(*, actor: User | None, course: Course, user: User, revoke: bool = False) -> None:
     """Give (or take back) one more person the management of one course: a teaching assistant."""
     _require(
         permissions.manages_tenant(actor, course.tenant) or course.teacher_id == getattr(actor, "pk", None),
@@ -300,7 +307,7 @@ def course_grant(*, actor, course: Course, user: User, revoke: bool = False) -> 
         )
 
 
-def course_delete(*, actor, course: Course) -> None:
+def course_delete(*, actor: User | None, course: Course) -> None:
     _require(
         permissions.manages_tenant(actor, course.tenant),
         actor,
@@ -335,7 +342,9 @@ def _class_times_replace(course: Course, slots) -> list[ClassTime]:
     return ClassTime.objects.bulk_create(parsed)
 
 
-def course_class_times_set(*, actor, course: Course, slots: list[tuple[int, datetime.time, datetime.time]]) -> list:
+def course_class_times_set(
+    *, actor: User | None, course: Course, slots: list[tuple[int, datetime.time, datetime.time]]
+) -> list:
     """Replace the weekly class times of a course; overlapping slots are refused."""
     _require(
         permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
@@ -352,7 +361,7 @@ def course_class_times_set(*, actor, course: Course, slots: list[tuple[int, date
     return created
 
 
-def course_roster_remove(*, actor, course: Course, user: User) -> None:
+def course_roster_remove(*, actor: User | None, course: Course, user: User) -> None:
     _require(
         permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
     )
@@ -369,7 +378,9 @@ def course_roster_remove(*, actor, course: Course, user: User) -> None:
         )
 
 
-def course_roster_import(*, actor, course: Course, rows: list[tuple[int, str, str]], replace: bool = False) -> dict:
+def course_roster_import(
+    *, actor: User | None, course: Course, rows: list[tuple[int, str, str]], replace: bool = False
+) -> dict:
     """Put the (line, student number, name) rows on the roster, all or nothing.
 
     Students missing as accounts are created (campus login sets their password later) and

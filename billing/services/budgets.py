@@ -1,8 +1,11 @@
 """Budgets: a tenant's or course's monthly limit, the alerts at 80% and 100%, and the block on new desktops."""
 
+from __future__ import annotations
+
 import logging
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -16,11 +19,22 @@ from billing.errors import BillingError
 from billing.models import Budget, BudgetAlert
 from common.errors import Conflict, InvalidInput
 
+if TYPE_CHECKING:
+    from tenants.models import Course, Tenant, User
+
+
 log = logging.getLogger(__name__)
 THRESHOLDS = (80, 100)
 
 
-def budget_set(*, actor, tenant, amount, course=None, block_new_desktops: bool = False) -> Budget:
+def budget_set(
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    amount: Decimal | str,
+    course: Course | None = None,
+    block_new_desktops: bool = False,
+) -> Budget:
     if course is not None and course.tenant_id != tenant.pk:
         raise InvalidInput(_("课程不属于该租户。"), code=BillingError.COURSE_TENANT_MISMATCH)
     try:
@@ -97,7 +111,7 @@ def _notify(budget: Budget, threshold: int, spent: Decimal) -> None:
         log.warning("budget notice for budget %s not sent", budget.pk, exc_info=True)
 
 
-def budget_enforce(*, tenant, course=None) -> None:
+def budget_enforce(*, tenant: Tenant, course: Course | None = None) -> None:
     """Refuse a new desktop when a blocking budget of its tenant (or course) is spent (compute hook)."""
     from billing.selectors import budget_blocks
 

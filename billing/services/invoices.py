@@ -1,8 +1,12 @@
 """Invoices of closed months and the credit notes against them; numbers run without gaps."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,8 +21,11 @@ from billing.models import CreditNote, Invoice, InvoiceLine, Item, UsageInterval
 from billing.services.usage import usage_close_until
 from common.errors import Conflict, InvalidInput
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
-def month_parse(value) -> date:
+
+def month_parse(value: str | date) -> date:
     """'YYYY-MM' -> the month's first day, else InvalidInput."""
     if isinstance(value, date):
         return value.replace(day=1)
@@ -50,7 +57,13 @@ class IssueResult:
     skipped: int = 0
 
 
-def invoices_issue(*, month, actor=None, tenants=None, now: datetime | None = None) -> IssueResult:
+def invoices_issue(
+    *,
+    month: str | date,
+    actor: User | None = None,
+    tenants: Iterable[Tenant] | None = None,
+    now: datetime | None = None,
+) -> IssueResult:
     """Issue one invoice per billed tenant for a past month; running it again issues nothing new.
 
     ``tenants`` limits it (a finance user issues for their own subtree). Open intervals
@@ -81,7 +94,14 @@ def invoices_issue(*, month, actor=None, tenants=None, now: datetime | None = No
     return result
 
 
-def invoice_issue(*, actor, tenant, month: date, book=None, now: datetime | None = None) -> Invoice | None:
+def invoice_issue(
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    month: date,
+    book: pricing.RateBook | None = None,
+    now: datetime | None = None,
+) -> Invoice | None:
     """One tenant's invoice for a (closed) month; None if it exists already."""
     now = now or timezone.now()
     first, following = pricing.month_days(month)
@@ -148,7 +168,7 @@ def _line_description(course, item: str) -> str:
     return f"{label} · {Item(item).label}"[:200]
 
 
-def credit_note_issue(*, actor, invoice: Invoice, amount, reason: str) -> CreditNote:
+def credit_note_issue(*, actor: User | None, invoice: Invoice, amount: Decimal | str, reason: str) -> CreditNote:
     """Credit back part or all of an issued invoice; the invoice itself never changes."""
     reason = (reason or "").strip()
     if not reason:

@@ -1,7 +1,10 @@
 """Price plans and free allowances: what a tenant pays per item, from which hour on."""
 
+from __future__ import annotations
+
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,10 +17,14 @@ from billing.errors import BillingError
 from billing.models import FreeAllowance, Item, PricePlan, PriceRate
 from common.errors import Conflict, InvalidInput
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
+
 MAX_RATE = Decimal("100000000")
 
 
-def rate_parse(value, *, item: str = "") -> Decimal:
+def rate_parse(value: Decimal | str, *, item: str = "") -> Decimal:
     """A rate from user input: a number >= 0 with at most 4 decimals, else InvalidInput."""
     try:
         rate = Decimal(str(value).strip())
@@ -54,7 +61,7 @@ def _percent(value) -> Decimal:
     return percent.quantize(Decimal("0.01"))
 
 
-def effective_parse(value) -> datetime:
+def effective_parse(value: date | datetime) -> datetime:
     """When a plan takes effect: a date means its local midnight; a time must be a whole hour.
 
     A naive datetime is local time. Rates change only between two hours (``billing.pricing``),
@@ -77,7 +84,13 @@ def effective_parse(value) -> datetime:
 
 
 def price_plan_create(
-    *, actor, tenant, name: str, effective_from: date | datetime, rates: dict, discount_percent=0
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    name: str,
+    effective_from: date | datetime,
+    rates: dict,
+    discount_percent: Decimal | str = 0,
 ) -> PricePlan:
     """A tenant's rates from a whole hour on (items left out are inherited from the parent tenant).
 
@@ -118,7 +131,7 @@ def price_plan_create(
     return plan
 
 
-def allowance_set(*, actor, tenant, item: str, hours) -> FreeAllowance:
+def allowance_set(*, actor: User | None, tenant: Tenant, item: str, hours: Decimal | str) -> FreeAllowance:
     if item not in Item.values:
         raise InvalidInput(_("未知的计费项：%(items)s") % {"items": item}, code=BillingError.ITEM_UNKNOWN)
     try:

@@ -9,7 +9,11 @@ in the database: the desktop is metered as what the database says until the upda
 (or reconciliation) lands, so no time is lost and none is counted twice.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +21,9 @@ from django.utils import timezone
 from billing import metering
 from billing.locks import cursor_locked, cursors_locked, volume_cursor_locked
 from billing.models import MeterCursor, UsageInterval, VolumeMeterCursor
+
+if TYPE_CHECKING:
+    from compute.models import Desktop, Volume
 
 
 def _pieces(cursor: MeterCursor | VolumeMeterCursor, until: datetime) -> list[UsageInterval]:
@@ -40,7 +47,7 @@ def cursor_allocation(cursor: MeterCursor | VolumeMeterCursor) -> metering.Alloc
     return metering.Allocation(**{name: getattr(cursor, name) for name in metering.ALLOCATION_FIELDS})
 
 
-def desktop_usage_record(*, desktop, at: datetime | None = None, reason: str = "") -> bool:
+def desktop_usage_record(*, desktop: Desktop, at: datetime | None = None, reason: str = "") -> bool:
     """Close the desktop's open usage interval at ``at`` and open the next with what it holds now.
 
     Returns whether anything changed. Called in the caller's transaction (compute's, with
@@ -55,7 +62,7 @@ def desktop_usage_record(*, desktop, at: datetime | None = None, reason: str = "
     )
 
 
-def volume_usage_record(*, volume, at: datetime | None = None) -> bool:
+def volume_usage_record(*, volume: Volume, at: datetime | None = None) -> bool:
     """The same for a data disk on its own (detached): close its interval at ``at``, open the next."""
     return _record(
         VolumeMeterCursor,
@@ -97,12 +104,12 @@ def _record(model, holder: dict, allocation: metering.Allocation, *, at: datetim
     return True
 
 
-def desktop_changed(*, desktop, at, reason: str = "") -> None:
+def desktop_changed(*, desktop: Desktop, at: datetime, reason: str = "") -> None:
     """The observer compute calls (``compute.hooks``): meters the change."""
     desktop_usage_record(desktop=desktop, at=at, reason=reason)
 
 
-def desktops_changed(*, desktops, at, reason: str = "") -> None:
+def desktops_changed(*, desktops: Iterable[Desktop], at: datetime, reason: str = "") -> None:
     """The batch observer (``compute.hooks.desktops_changed``): desktop_changed for each, in a
     handful of queries (a takeover of 1,000 VMs): data disks and elastic IPs read for all at
     once, the open intervals locked in one statement, pieces and cursors written in bulk."""
@@ -155,7 +162,7 @@ def desktops_changed(*, desktops, at, reason: str = "") -> None:
                 desktop_usage_record(desktop=desktop, at=at, reason=reason)
 
 
-def volume_changed(*, volume, at, reason: str = "", desktop_id: int | None = None) -> None:
+def volume_changed(*, volume: Volume, at: datetime, reason: str = "", desktop_id: int | None = None) -> None:
     """The volume observer compute calls (``compute.hooks``): moves a disk between its desktop's meter and its own.
 
     The desktop that holds it (or that it just left, ``desktop_id``) is metered again at the
@@ -174,7 +181,7 @@ def volume_changed(*, volume, at, reason: str = "", desktop_id: int | None = Non
         volume_usage_record(volume=volume, at=at)
 
 
-def usage_close_until(*, until: datetime, tenant_ids=None) -> int:
+def usage_close_until(*, until: datetime, tenant_ids: list[int] | None = None) -> int:
     """Write every open interval (desktops', then detached volumes') up to ``until`` (e.g. a month
     boundary) and reopen it there.
 

@@ -1,6 +1,9 @@
 """What the network services share: the network admin's permission check and parsing of addresses."""
 
+from __future__ import annotations
+
 import ipaddress
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
@@ -8,8 +11,11 @@ from common.errors import Forbidden, InvalidInput
 from network import rules
 from network.errors import NetworkError
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
-def require_network_admin(actor, tenant) -> None:
+
+def require_network_admin(actor: User | None, tenant: Tenant | None) -> None:
     if not rules.can_manage_networks(actor, tenant):
         raise Forbidden(_("只有租户管理员或系统管理员可以管理网络。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
 

@@ -1,6 +1,9 @@
 """Public address pools, elastic IPs (1:1 NAT) and port forwards; compute applies them on the hosts."""
 
+from __future__ import annotations
+
 import ipaddress
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -15,8 +18,11 @@ from network.services._shared import parse_network, require_network_admin
 from tenants.models import Reservation
 from tenants.services import quota_commit, quota_release, quota_reserve
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
-def public_pool_create(*, actor, name: str, cidr: str, site: str = "main") -> PublicPool:
+
+def public_pool_create(*, actor: User | None, name: str, cidr: str, site: str = "main") -> PublicPool:
     if not rules.is_system_admin(actor):
         raise Forbidden(_("只有系统管理员可以管理公网地址池。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
     net = parse_network(cidr)
@@ -36,7 +42,7 @@ def public_pool_create(*, actor, name: str, cidr: str, site: str = "main") -> Pu
     return pool
 
 
-def elastic_ip_allocate(*, actor, tenant, pool: PublicPool) -> ElasticIP:
+def elastic_ip_allocate(*, actor: User | None, tenant: Tenant, pool: PublicPool) -> ElasticIP:
     require_network_admin(actor, tenant)
     with transaction.atomic():
         pool = PublicPool.objects.locked(pool.pk)
@@ -58,7 +64,7 @@ def elastic_ip_allocate(*, actor, tenant, pool: PublicPool) -> ElasticIP:
     return eip
 
 
-def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> ElasticIP:
+def elastic_ip_associate(*, actor: User | None, eip: ElasticIP, address: Address | None) -> ElasticIP:
     """Bind the elastic IP to a NIC of the same tenant (None unbinds it)."""
     require_network_admin(actor, eip.tenant)
     if address is not None and (address.tenant_id != eip.tenant_id or address.kind != Address.Kind.NIC):
@@ -93,7 +99,7 @@ def elastic_ip_associate(*, actor, eip: ElasticIP, address: Address | None) -> E
     return eip
 
 
-def elastic_ip_release(*, actor, eip: ElasticIP) -> None:
+def elastic_ip_release(*, actor: User | None, eip: ElasticIP) -> None:
     require_network_admin(actor, eip.tenant)
     with transaction.atomic():
         eip = ElasticIP.objects.locked(eip.pk)
@@ -114,7 +120,7 @@ def elastic_ip_release(*, actor, eip: ElasticIP) -> None:
 
 
 def port_forward_create(
-    *, actor, eip: ElasticIP, address: Address, public_port: int, private_port: int, protocol: str = "tcp"
+    *, actor: User | None, eip: ElasticIP, address: Address, public_port: int, private_port: int, protocol: str = "tcp"
 ) -> PortForward:
     require_network_admin(actor, eip.tenant)
     if address.tenant_id != eip.tenant_id or address.kind != Address.Kind.NIC:
@@ -147,7 +153,7 @@ def port_forward_create(
     return forward
 
 
-def port_forward_delete(*, actor, forward: PortForward) -> None:
+def port_forward_delete(*, actor: User | None, forward: PortForward) -> None:
     require_network_admin(actor, forward.tenant)
     with transaction.atomic():
         event_record(

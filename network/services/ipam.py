@@ -1,8 +1,11 @@
 """IPAM: the addresses (IP and MAC) of desktops' NICs, and the ones an admin reserves."""
 
+from __future__ import annotations
+
 import ipaddress
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,6 +19,10 @@ from network.errors import NetworkError
 from network.models import Address, ElasticIP, Network, SecurityGroup, Subnet
 from network.services._shared import parse_ip, require_network_admin
 from network.services.security_groups import security_group_default_ensure
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
 
 MAC_PREFIX = "52:54:00"
 MAC_ATTEMPTS = 16
@@ -75,11 +82,11 @@ def _subnet_for(network: Network) -> Subnet:
 
 def address_allocate(
     *,
-    tenant,
+    tenant: Tenant,
     desktop_id: int,
     network: Network | None = None,
     subnet: Subnet | None = None,
-    owner=None,
+    owner: User | None = None,
     nic_index: int = 0,
     hostname: str = "",
     security_group: SecurityGroup | None = None,
@@ -138,7 +145,7 @@ def address_allocate(
     return address
 
 
-def address_reserve(*, actor, subnet: Subnet, ip: str, mac: str = "", hostname: str = "") -> Address:
+def address_reserve(*, actor: User | None, subnet: Subnet, ip: str, mac: str = "", hostname: str = "") -> Address:
     """Keep an address out of the pool (a static host, a printer); with a MAC it gets a DHCP entry."""
     require_network_admin(actor, subnet.network.tenant)
     wanted = parse_ip(ip, "ip")
@@ -172,7 +179,7 @@ def address_reserve(*, actor, subnet: Subnet, ip: str, mac: str = "", hostname: 
     return address
 
 
-def address_unreserve(*, actor, address: Address) -> None:
+def address_unreserve(*, actor: User | None, address: Address) -> None:
     require_network_admin(actor, address.subnet.network.tenant)
     if address.kind != Address.Kind.RESERVED:
         raise Conflict(_("只能删除保留地址；桌面网卡随桌面释放。"), code=NetworkError.ADDRESS_NOT_RESERVED)

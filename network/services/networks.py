@@ -1,6 +1,9 @@
 """Networks, their subnets and VLAN/VXLAN segments, and the endpoints compute deployed them on."""
 
+from __future__ import annotations
+
 import ipaddress
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
@@ -22,6 +25,10 @@ from network.models import (
 )
 from network.services._shared import parse_ip, parse_network, require_network_admin
 from network.services.security_groups import security_group_default_ensure
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
 
 # --- locks ------------------------------------------------------------------------------------
 
@@ -125,7 +132,7 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None) -> int | None
     raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)
 
 
-def segment_range_set(*, actor, site: str, kind: str, first: int, last: int) -> SegmentRange:
+def segment_range_set(*, actor: User | None, site: str, kind: str, first: int, last: int) -> SegmentRange:
     if not rules.is_system_admin(actor):
         raise Forbidden(_("只有系统管理员可以设置网段号范围。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
     if kind not in SEGMENT_LIMITS:
@@ -154,8 +161,8 @@ def segment_range_set(*, actor, site: str, kind: str, first: int, last: int) -> 
 
 def network_create(
     *,
-    actor,
-    tenant=None,
+    actor: User | None,
+    tenant: Tenant | None = None,
     name: str,
     kind: str = Network.Kind.ROUTER,
     site: str = "main",
@@ -226,7 +233,7 @@ def network_create(
 
 def subnet_create(
     *,
-    actor,
+    actor: User | None,
     network: Network,
     cidr: str,
     gateway: str = "",
@@ -252,7 +259,7 @@ def subnet_create(
     return subnet
 
 
-def network_delete(*, actor, network: Network) -> None:
+def network_delete(*, actor: User | None, network: Network) -> None:
     require_network_admin(actor, network.tenant)
     with transaction.atomic():
         network = Network.objects.locked(network.pk)

@@ -1,6 +1,9 @@
 """Security groups and their rules; compute turns them into each desktop's filter after commit."""
 
+from __future__ import annotations
+
 import ipaddress
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -12,6 +15,10 @@ from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from network import hooks, rules
 from network.errors import NetworkError
 from network.models import Address, SecurityGroup, SecurityGroupRule
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
 
 DEFAULT_GROUP_NAME = "default"
 
@@ -31,7 +38,7 @@ def _default_rules() -> list[dict]:
     return result
 
 
-def security_group_default_ensure(*, tenant) -> SecurityGroup:
+def security_group_default_ensure(*, tenant: Tenant) -> SecurityGroup:
     """The tenant's default group, created with the default rules the first time it is needed."""
     group = SecurityGroup.objects.filter(tenant=tenant, is_default=True).first()
     if group is not None:
@@ -62,7 +69,7 @@ def _require_group_admin(actor, group_tenant) -> None:
         )
 
 
-def security_group_create(*, actor, tenant, name: str, description: str = "") -> SecurityGroup:
+def security_group_create(*, actor: User | None, tenant: Tenant, name: str, description: str = "") -> SecurityGroup:
     _require_group_admin(actor, tenant)
     name = (name or "").strip()
     if not name or len(name) > 64:
@@ -78,7 +85,7 @@ def security_group_create(*, actor, tenant, name: str, description: str = "") ->
     return group
 
 
-def security_group_delete(*, actor, group: SecurityGroup) -> None:
+def security_group_delete(*, actor: User | None, group: SecurityGroup) -> None:
     _require_group_admin(actor, group.tenant)
     with transaction.atomic():
         group = SecurityGroup.objects.locked(group.pk)
@@ -153,12 +160,12 @@ def _group_changed(group: SecurityGroup) -> None:
 
 def rule_add(
     *,
-    actor,
+    actor: User | None,
     group: SecurityGroup,
     direction: str,
     protocol: str = "tcp",
-    port_min=None,
-    port_max=None,
+    port_min: int | str | None = None,
+    port_max: int | str | None = None,
     remote_cidr: str = "",
     remote_group: SecurityGroup | None = None,
     description: str = "",
@@ -188,7 +195,7 @@ def rule_add(
     return rule
 
 
-def rule_delete(*, actor, rule: SecurityGroupRule) -> None:
+def rule_delete(*, actor: User | None, rule: SecurityGroupRule) -> None:
     _require_group_admin(actor, rule.group.tenant)
     with transaction.atomic():
         group = SecurityGroup.objects.locked(rule.group_id)
@@ -203,7 +210,7 @@ def rule_delete(*, actor, rule: SecurityGroupRule) -> None:
         _group_changed(group)
 
 
-def nic_security_group_set(*, actor, address: Address, group: SecurityGroup) -> Address:
+def nic_security_group_set(*, actor: User | None, address: Address, group: SecurityGroup) -> Address:
     _require_group_admin(actor, address.tenant)
     if address.kind != Address.Kind.NIC or group.tenant_id != address.tenant_id:
         raise NotFound(_("安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
