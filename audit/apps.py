@@ -7,6 +7,7 @@ class AuditConfig(AppConfig):
     verbose_name = _("审计")
 
     def ready(self):
-        from audit import checks, signals  # noqa: F401 - registers receivers and the built-in checks
+        from audit import checks, compliance, signals  # importing signals connects its receivers
 
+        compliance.register_checks(checks.CATALOGUE)
         signals.connect_axes()

@@ -5,8 +5,9 @@ level 2 clauses are in chapter 7, level 3 in chapter 8). A check with an `auto` 
 evaluated against the running system; the others are manual: the security admin records a
 finding with evidence (ManualAssessment), and an unrecorded manual item counts as 不符合.
 
-Apps register checks that need their data with `register_check` (tenants does, from
-`tenants/compliance.py`), so this module imports nothing of theirs.
+Each app keeps a catalogue of its checks (audit/checks.py, tenants/compliance.py: one table of
+entries) and registers it at start-up with `register_checks`, so this module imports nothing of
+theirs. The helpers at the end answer what several checks ask.
 
 The compliance rate is the portal's own metric, not an official score:
 (符合 + 0.5 × 部分符合) / (checks that apply).
@@ -21,6 +22,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Status(models.TextChoices):
+    """What every check returns, automatic or manual."""
+
     CONFORM = "conform", _("符合")
     PARTIAL = "partial", _("部分符合")
     NONCONFORM = "nonconform", _("不符合")
@@ -28,22 +31,38 @@ class Status(models.TextChoices):
 
 
 # (level) -> (status, evidence text)
-AutoCheck = Callable[[int], tuple[str, str]]
+AutoCheck = Callable[[int], tuple[Status, str]]
+MANUAL = None  # a catalogue entry without a check function: the security admin records the finding
 
 AREA_COMPUTING = _("安全计算环境")
 AREA_MANAGEMENT = _("安全管理中心")
 
+# The controls (安全控制点), named by the prefix of their checks' ids (ia.password is an IA check).
+IA, AC, SA, IP = _("身份鉴别"), _("访问控制"), _("安全审计"), _("入侵防范")
+DI, DC, DB, RI, PI = _("数据完整性"), _("数据保密性"), _("数据备份恢复"), _("剩余信息保护"), _("个人信息保护")
+SM, AM, SEC, CC = _("系统管理"), _("审计管理"), _("安全管理"), _("集中管控")
+
+# The controls a report lists, in the standard's order, even when no check is registered for one.
+CONTROLS = [
+    *((AREA_COMPUTING, control) for control in (IA, AC, SA, IP, DI, DC, DB, RI, PI)),
+    *((AREA_MANAGEMENT, control) for control in (SM, AM, SEC, CC)),
+]
+
 
 @dataclass(frozen=True)
 class Check:
+    """One entry of a catalogue: a 测评指标 of one control, the clause that states it at each level."""
+
     id: str
-    area: str
-    control: str  # 安全控制点, e.g. 身份鉴别
+    control: str  # 安全控制点, one of CONTROLS
     clause: dict  # {level: clause number}; a level missing here means the indicator does not apply
-    indicator: str  # 测评指标
+    auto: AutoCheck | None  # MANUAL (None) when the security admin assesses it
+    indicator: str  # 测评指标, as the standard words it
     advice: str  # remediation advice when not conforming
-    auto: AutoCheck | None = None
-    order: int = 0
+
+    @property
+    def area(self) -> str:
+        return next(area for area, control in CONTROLS if str(control) == str(self.control))
 
     def applies_to(self, level: int) -> bool:
         return level in self.clause
@@ -51,26 +70,10 @@ class Check:
 
 _REGISTRY: dict[str, Check] = {}
 
-# The controls a report lists, in order, even when no check is registered for one.
-CONTROLS = [
-    (AREA_COMPUTING, _("身份鉴别")),
-    (AREA_COMPUTING, _("访问控制")),
-    (AREA_COMPUTING, _("安全审计")),
-    (AREA_COMPUTING, _("入侵防范")),
-    (AREA_COMPUTING, _("数据完整性")),
-    (AREA_COMPUTING, _("数据保密性")),
-    (AREA_COMPUTING, _("数据备份恢复")),
-    (AREA_COMPUTING, _("剩余信息保护")),
-    (AREA_COMPUTING, _("个人信息保护")),
-    (AREA_MANAGEMENT, _("系统管理")),
-    (AREA_MANAGEMENT, _("审计管理")),
-    (AREA_MANAGEMENT, _("安全管理")),
-    (AREA_MANAGEMENT, _("集中管控")),
-]
 
-
-def register_check(check: Check) -> None:
-    _REGISTRY[check.id] = check
+def register_checks(catalogue: list[Check]) -> None:
+    for check in catalogue:
+        _REGISTRY[check.id] = check
 
 
 def check_get(check_id: str) -> Check | None:
@@ -78,10 +81,11 @@ def check_get(check_id: str) -> Check | None:
 
 
 def checks_for(level: int) -> list[Check]:
+    """The checks of `level` by control, then in the order the standard states them (its clauses)."""
     order = {str(control): index for index, (_area, control) in enumerate(CONTROLS)}
     return sorted(
         (check for check in _REGISTRY.values() if check.applies_to(level)),
-        key=lambda c: (order.get(str(c.control), 99), c.order, c.id),
+        key=lambda c: (order.get(str(c.control), 99), c.clause[level], c.id),
     )
 
 
@@ -134,3 +138,33 @@ def compliance_rate(results: list[dict]) -> tuple[dict, Decimal]:
     score = Decimal(counts[Status.CONFORM]) + Decimal("0.5") * counts[Status.PARTIAL]
     rate = (score * 100 / applicable).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return counts, rate
+
+
+# --- what several checks ask -------------------------------------------------------------------
+
+
+def verdict(met: bool, *, partly: bool = True) -> Status:
+    """CONFORM when the indicator is met, else PARTIAL when it is `partly` met, else NONCONFORM."""
+    if met:
+        return Status.CONFORM
+    return Status.PARTIAL if partly else Status.NONCONFORM
+
+
+def beat_has(task: str) -> bool:
+    """Whether Celery beat's schedule runs the task named `task`."""
+    from celery import current_app
+
+    schedule = current_app.conf.beat_schedule or {}
+    return any(entry.get("task") == task for entry in schedule.values())
+
+
+def second_factor_coverage(*roles: str) -> tuple[int, int]:
+    """How many active accounts hold one of `roles`, and how many of them confirmed a second factor.
+
+    The accounts are those the privileged-users hook lists: the ones that must use one.
+    """
+    from audit import hooks
+    from audit.security import has_second_factor
+
+    users = [user for user in hooks.privileged_users() if hooks.roles_of(user) & set(roles)]
+    return len(users), sum(1 for user in users if has_second_factor(user))

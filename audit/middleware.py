@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from audit import context
+from audit.errors import AuditError
 from common.http import wants_json
 
 SESSION_LAST_ACTIVITY = "_cc_last_activity"
@@ -67,7 +68,9 @@ class IdleTimeoutMiddleware:
                     "您已空闲超过 %(n)d 分钟，请重新登录。", "您已空闲超过 %(n)d 分钟，请重新登录。", limit // 60
                 ) % {"n": limit // 60}
                 if wants_json(request):
-                    return JsonResponse({"code": "session_expired", "message": message, "detail": {}}, status=401)
+                    return JsonResponse(
+                        {"code": AuditError.SESSION_EXPIRED, "message": message, "detail": {}}, status=401
+                    )
                 messages.warning(request, message)
                 return HttpResponseRedirect(f"{reverse('login')}?{urlencode({'next': request.get_full_path()})}")
             if last is None or now - last >= ACTIVITY_RESOLUTION:
@@ -97,7 +100,7 @@ class SecondFactorMiddleware:
                 message = _("您的账号需要双因素认证。") if enrolled else _("您的账号需要先绑定动态口令（双因素认证）。")
                 if wants_json(request):
                     return JsonResponse(
-                        {"code": "second_factor_required", "message": message, "detail": {}}, status=403
+                        {"code": AuditError.SECOND_FACTOR_REQUIRED, "message": message, "detail": {}}, status=403
                     )
                 target = reverse("audit:otp_verify") if enrolled else reverse("audit:otp_enrol")
                 return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
@@ -123,7 +126,7 @@ class PasswordExpiryMiddleware:
         ):
             message = _("您的密码已过期，请先修改密码。")
             if wants_json(request):
-                return JsonResponse({"code": "password_expired", "message": message, "detail": {}}, status=403)
+                return JsonResponse({"code": AuditError.PASSWORD_EXPIRED, "message": message, "detail": {}}, status=403)
             return HttpResponseRedirect(
                 f"{reverse('audit:password_change')}?{urlencode({'next': request.get_full_path()})}"
             )

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from audit.errors import AuditError
 from audit.models import PasswordHistory
 from audit.policy import current_policy
 
@@ -32,7 +33,7 @@ class PolicyMinimumLengthValidator:
         if len(password) < minimum:
             raise ValidationError(
                 ngettext("密码至少需要 %(min)d 个字符。", "密码至少需要 %(min)d 个字符。", minimum) % {"min": minimum},
-                code="password_too_short",
+                code=AuditError.PASSWORD_TOO_SHORT,
             )
 
     def get_help_text(self):
@@ -50,7 +51,7 @@ class CharacterClassesValidator:
                     needed,
                 )
                 % {"n": needed},
-                code="password_too_simple",
+                code=AuditError.PASSWORD_TOO_SIMPLE,
             )
 
     def get_help_text(self):
@@ -65,7 +66,7 @@ class NotUsernameValidator:
     def validate(self, password, user=None):
         username = (getattr(user, "username", "") or "").lower()
         if username and len(username) >= 3 and (username in password.lower() or password.lower() in username):
-            raise ValidationError(_("密码不能包含用户名。"), code="password_contains_username")
+            raise ValidationError(_("密码不能包含用户名。"), code=AuditError.PASSWORD_CONTAINS_USERNAME)
 
     def get_help_text(self):
         return _("不能包含用户名。")
@@ -92,7 +93,7 @@ class PasswordHistoryValidator:
                     "新密码不能与最近 %(n)d 次使用过的密码相同。", "新密码不能与最近 %(n)d 次使用过的密码相同。", keep
                 )
                 % {"n": keep},
-                code="password_reused",
+                code=AuditError.PASSWORD_REUSED,
             )
 
     def password_changed(self, password, user=None):

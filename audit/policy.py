@@ -2,7 +2,8 @@
 
 The floor is the 等保 level-3 baseline (settings.SECURITY_POLICY_FLOOR may tighten it, never
 loosen it below what the code accepts). django-axes reads its limits from here through the
-callables below, so a policy change applies without a restart.
+callables below, so a policy change applies without a restart. The security admin changes it
+through audit.services.policy_update; this module only reads.
 """
 
 from dataclasses import dataclass
@@ -10,14 +11,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from audit import hooks
-from audit.actions import Action
 from audit.models import SecurityPolicy
-from common.errors import Forbidden, InvalidInput
 
 CACHE_KEY = "audit:security-policy:v1"
 CACHE_SECONDS = 30
@@ -63,44 +59,6 @@ def current_policy() -> SecurityPolicy:
     if policy is None:
         policy = SecurityPolicy.objects.filter(pk=1).first() or SecurityPolicy(pk=1)
         cache.set(CACHE_KEY, policy, CACHE_SECONDS)
-    return policy
-
-
-def policy_update(*, actor, **changes) -> SecurityPolicy:
-    """The security admin changes thresholds; each must stay within the floor. Audited with before/after."""
-    from audit.services import event_record
-
-    if "security_admin" not in hooks.roles_of(actor):
-        raise Forbidden(_("只有安全管理员可以修改安全策略。"), code="security_admin_only")
-    unknown = set(changes) - set(EDITABLE)
-    if unknown:
-        raise InvalidInput(
-            _("未知的策略项：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_policy_field"
-        )
-    bounds = floor()
-    errors = {}
-    for name, value in changes.items():
-        bound = bounds[name]
-        if not isinstance(value, int) or value < bound.minimum or (bound.maximum is not None and value > bound.maximum):
-            errors[name] = _("%(label)s 必须在 %(min)s 到 %(max)s 之间（平台底线）。") % {
-                "label": bound.label,
-                "min": bound.minimum,
-                "max": bound.maximum,
-            }
-    if errors:
-        raise InvalidInput(_("安全策略低于平台底线。"), code="below_platform_floor", detail=errors)
-    with transaction.atomic():
-        policy, _created = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
-        before = {name: getattr(policy, name) for name in EDITABLE}
-        for name, value in changes.items():
-            setattr(policy, name, value)
-        policy.updated_by = actor.username
-        policy.save()
-        after = {name: getattr(policy, name) for name in EDITABLE}
-        changed = {name: [before[name], after[name]] for name in EDITABLE if before[name] != after[name]}
-        event_record(action=Action.POLICY_CHANGED, actor=actor, target=policy, detail={"changed": changed})
-        transaction.on_commit(lambda: cache.delete(CACHE_KEY))
-    cache.delete(CACHE_KEY)
     return policy
 
 

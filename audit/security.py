@@ -25,6 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import hooks
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.models import PasswordHistory
 from audit.policy import current_policy
 
@@ -207,7 +208,9 @@ def reauth_required(view):
             return view(*args, **kwargs)
         message = _("此操作需要重新验证身份（密码和动态口令）。")
         if request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", ""):
-            return JsonResponse({"code": "reauthentication_required", "message": message, "detail": {}}, status=403)
+            return JsonResponse(
+                {"code": AuditError.REAUTHENTICATION_REQUIRED, "message": message, "detail": {}}, status=403
+            )
         back = request.get_full_path() if request.method == "GET" else request.META.get("HTTP_REFERER", "/")
         return HttpResponseRedirect(f"{reverse('audit:reauth')}?{urlencode({'next': back})}")
 
@@ -224,11 +227,12 @@ def second_factor_check(*, user, otp: str) -> None:
     if not getattr(settings, "SECOND_FACTOR_REQUIRED", True) or not needs_second_factor(user):
         return
     if not has_second_factor(user):
-        raise Forbidden(_("该账号须先在网页上绑定动态口令（双因素认证）。"), code="second_factor_not_enrolled")
+        raise Forbidden(_("该账号须先在网页上绑定动态口令（双因素认证）。"), code=AuditError.SECOND_FACTOR_NOT_ENROLLED)
     if otp_verify(user, otp) is None:
         event_record(
             action=Action.SECOND_FACTOR_FAILED, actor=user, target=user, result="failure", reason="API token: bad otp"
         )
         raise InvalidInput(
-            _("请提供正确的动态口令（otp）。"), code="otp_required" if not (otp or "").strip() else "invalid_otp"
+            _("请提供正确的动态口令（otp）。"),
+            code=AuditError.OTP_REQUIRED if not (otp or "").strip() else AuditError.INVALID_OTP,
         )

@@ -1,26 +1,36 @@
 """Writes of the audit app: recording events, policy changes, manual findings, reports, archives."""
 
+from __future__ import annotations
+
 import gzip
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from audit import chain, context, hooks
+from audit import chain, context, hooks, policy
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.models import (
     AuditArchive,
     AuditEvent,
     ChainVerification,
     ComplianceReport,
     ManualAssessment,
+    SecurityPolicy,
     canonical_json,
 )
 from common.errors import Forbidden, InvalidInput
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
 
 AUDIT_WRITER_ROLES = {"auditor", "audit_admin"}
 
@@ -33,9 +43,9 @@ def _clip(value, length: int) -> str:
 def event_record(
     *,
     action: str,
-    actor=None,
-    target=None,
-    tenant=None,
+    actor: AbstractBaseUser | None = None,
+    target: models.Model | None = None,
+    tenant: models.Model | str | None = None,
     result: str = AuditEvent.Result.SUCCESS,
     reason: str = "",
     detail: dict | None = None,
@@ -99,9 +109,7 @@ def archive_create(*, older_than_days: int | None = None, directory: Path) -> Au
     archived hash are recorded, so an operator who later removes archived rows (with the
     triggers lifted by a DBA) leaves a chain that still verifies from the archive on.
     """
-    from audit.policy import current_policy
-
-    retention = current_policy().audit_retention_days
+    retention = policy.current_policy().audit_retention_days
     days = max(older_than_days or retention, retention)
     before = timezone.now() - timedelta(days=days)
     last = AuditArchive.objects.order_by("-last_id").first()
@@ -145,22 +153,61 @@ def archive_create(*, older_than_days: int | None = None, directory: Path) -> Au
     return archive
 
 
+# --- security policy -----------------------------------------------------------------------
+
+
+def policy_update(*, actor: AbstractBaseUser, **changes: int) -> SecurityPolicy:
+    """The security admin changes thresholds; each must stay within the floor. Audited with before/after."""
+    if "security_admin" not in hooks.roles_of(actor):
+        raise Forbidden(_("只有安全管理员可以修改安全策略。"), code=AuditError.SECURITY_ADMIN_ONLY)
+    unknown = set(changes) - set(policy.EDITABLE)
+    if unknown:
+        raise InvalidInput(
+            _("未知的策略项：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=AuditError.UNKNOWN_POLICY_FIELD
+        )
+    bounds = policy.floor()
+    errors = {}
+    for name, value in changes.items():
+        bound = bounds[name]
+        if not isinstance(value, int) or value < bound.minimum or (bound.maximum is not None and value > bound.maximum):
+            errors[name] = _("%(label)s 必须在 %(min)s 到 %(max)s 之间（平台底线）。") % {
+                "label": bound.label,
+                "min": bound.minimum,
+                "max": bound.maximum,
+            }
+    if errors:
+        raise InvalidInput(_("安全策略低于平台底线。"), code=AuditError.BELOW_PLATFORM_FLOOR, detail=errors)
+    with transaction.atomic():
+        row, _created = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
+        before = {name: getattr(row, name) for name in policy.EDITABLE}
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.updated_by = actor.username
+        row.save()
+        after = {name: getattr(row, name) for name in policy.EDITABLE}
+        changed = {name: [before[name], after[name]] for name in policy.EDITABLE if before[name] != after[name]}
+        event_record(action=Action.POLICY_CHANGED, actor=actor, target=row, detail={"changed": changed})
+        transaction.on_commit(lambda: cache.delete(policy.CACHE_KEY))
+    cache.delete(policy.CACHE_KEY)
+    return row
+
+
 # --- compliance ------------------------------------------------------------------------------
 
 
-def manual_assessment_record(*, actor, check_id: str, status: str, evidence: str) -> ManualAssessment:
+def manual_assessment_record(*, actor: AbstractBaseUser, check_id: str, status: str, evidence: str) -> ManualAssessment:
     """The security admin records the finding of a manual check, with its evidence."""
     from audit import compliance
 
     if "security_admin" not in hooks.roles_of(actor):
-        raise Forbidden(_("只有安全管理员可以录入人工核查结果。"), code="security_admin_only")
+        raise Forbidden(_("只有安全管理员可以录入人工核查结果。"), code=AuditError.SECURITY_ADMIN_ONLY)
     check = compliance.check_get(check_id)
     if check is None or check.auto is not None:
-        raise InvalidInput(_("该检查项不是人工核查项。"), code="not_a_manual_check")
+        raise InvalidInput(_("该检查项不是人工核查项。"), code=AuditError.NOT_A_MANUAL_CHECK)
     if status not in compliance.Status.values:
-        raise InvalidInput(_("未知的符合情况。"), code="unknown_status")
+        raise InvalidInput(_("未知的符合情况。"), code=AuditError.UNKNOWN_STATUS)
     if not evidence.strip():
-        raise InvalidInput(_("请填写核查证据。"), code="evidence_required")
+        raise InvalidInput(_("请填写核查证据。"), code=AuditError.EVIDENCE_REQUIRED)
     with transaction.atomic():
         item, _created = ManualAssessment.objects.update_or_create(
             check_id=check_id, defaults={"status": status, "evidence": evidence.strip(), "updated_by": actor.username}
@@ -176,14 +223,14 @@ def manual_assessment_record(*, actor, check_id: str, status: str, evidence: str
     return item
 
 
-def compliance_report_create(*, actor, level: int) -> ComplianceReport:
+def compliance_report_create(*, actor: AbstractBaseUser | None, level: int) -> ComplianceReport:
     """Run every check for `level` and keep the results as they are now."""
     from audit import compliance
 
     if actor is not None and not hooks.roles_of(actor) & (AUDIT_WRITER_ROLES | {"security_admin"}):
-        raise Forbidden(_("只有审计员、审计管理员和安全管理员可以生成自查报告。"), code="report_forbidden")
+        raise Forbidden(_("只有审计员、审计管理员和安全管理员可以生成自查报告。"), code=AuditError.REPORT_FORBIDDEN)
     if level not in (2, 3):
-        raise InvalidInput(_("等级只能是 2 或 3。"), code="invalid_level")
+        raise InvalidInput(_("等级只能是 2 或 3。"), code=AuditError.INVALID_LEVEL)
     results = compliance.run_checks(level)
     counts, rate = compliance.compliance_rate(results)
     with transaction.atomic():
@@ -204,7 +251,7 @@ def compliance_report_create(*, actor, level: int) -> ComplianceReport:
     return report
 
 
-def export_record(*, actor, fmt: str, filters: dict, count: int) -> AuditEvent:
+def export_record(*, actor: AbstractBaseUser, fmt: str, filters: dict, count: int) -> AuditEvent:
     return event_record(
         action=Action.EXPORT_MADE,
         actor=actor,
@@ -214,7 +261,7 @@ def export_record(*, actor, fmt: str, filters: dict, count: int) -> AuditEvent:
     )
 
 
-def search_record(*, actor, filters: dict, count: int) -> AuditEvent:
+def search_record(*, actor: AbstractBaseUser, filters: dict, count: int) -> AuditEvent:
     return event_record(
         action=Action.AUDIT_SEARCHED,
         actor=actor,

@@ -24,6 +24,7 @@ from django_otp import login as otp_login
 
 from audit import chain, compliance, hooks, policy, security, selectors, services
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.forms import EventFilterForm, ManualAssessmentForm, OTPForm, PolicyForm, ReauthForm, ReportForm
 from audit.models import AuditEvent, ManualAssessment
 from common import spreadsheet
@@ -109,7 +110,7 @@ def lockout_response(request, original_response=None, credentials=None):
         minutes,
     ) % {"n": minutes}
     if request.path.startswith("/api/"):
-        return JsonResponse({"code": "account_locked", "message": message, "detail": {}}, status=403)
+        return JsonResponse({"code": AuditError.ACCOUNT_LOCKED, "message": message, "detail": {}}, status=403)
     return render(request, "audit/lockout.html", {"message": message}, status=403)
 
 
@@ -467,7 +468,7 @@ def policy_edit(request):
     if request.method == "POST" and form.is_valid():
         done = service_call(
             request,
-            lambda: policy.policy_update(actor=request.user, **form.changes()),
+            lambda: services.policy_update(actor=request.user, **form.changes()),
             success=_("安全策略已保存。"),
             next="audit:policy",
             form=form,

@@ -3,6 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from billing.errors import BillingError
 from billing.models import Item
 from billing.selectors import GROUPS
 
@@ -18,7 +19,7 @@ class UsageFilterForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise forms.ValidationError(_("结束日期早于开始日期。"), code="date_range_reversed")
+            raise forms.ValidationError(_("结束日期早于开始日期。"), code=BillingError.DATE_RANGE_REVERSED)
         return data
 
 

@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from billing.errors import BillingError
 from common.errors import Conflict
 
 
@@ -258,11 +259,11 @@ class ImmutableModel(models.Model):
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise Conflict(_("已开具的单据不能修改，请开具红字冲销单。"), code="invoice_immutable")
+            raise Conflict(_("已开具的单据不能修改，请开具红字冲销单。"), code=BillingError.INVOICE_IMMUTABLE)
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise Conflict(_("已开具的单据不能删除，请开具红字冲销单。"), code="invoice_immutable")
+        raise Conflict(_("已开具的单据不能删除，请开具红字冲销单。"), code=BillingError.INVOICE_IMMUTABLE)
 
 
 class Invoice(ImmutableModel):

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import metering, pricing
+from billing.errors import BillingError
 from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval, VolumeMeterCursor
 from common.errors import InvalidInput
 from tenants.models import Course, Tenant, User
@@ -138,15 +139,19 @@ def date_range_parse(start, end) -> tuple[date, date]:
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            raise InvalidInput(_("日期格式应为 YYYY-MM-DD。"), code="date_invalid", detail={name: str(value)})
+            raise InvalidInput(
+                _("日期格式应为 YYYY-MM-DD。"), code=BillingError.DATE_INVALID, detail={name: str(value)}
+            )
 
     first, last = parse(start, "from"), parse(end, "to")
     if last < first:
         raise InvalidInput(
-            _("结束日期早于开始日期。"), code="date_range_reversed", detail={"from": str(first), "to": str(last)}
+            _("结束日期早于开始日期。"),
+            code=BillingError.DATE_RANGE_REVERSED,
+            detail={"from": str(first), "to": str(last)},
         )
     if (last - first).days > MAX_RANGE_DAYS:
-        raise InvalidInput(_("日期范围不能超过 400 天。"), code="date_range_too_long")
+        raise InvalidInput(_("日期范围不能超过 400 天。"), code=BillingError.DATE_RANGE_TOO_LONG)
     return first, last
 
 
@@ -210,7 +215,7 @@ def usage_report_for(
     """
     first, last = date_range_parse(start, end)
     if group_by not in GROUPS:
-        raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code="group_by_invalid")
+        raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code=BillingError.GROUP_BY_INVALID)
     now = now or timezone.now()
     queryset = usage_queryset_for(user)
     cursor_sets = [cursor_queryset_for(user, model) for model in (MeterCursor, VolumeMeterCursor)]
@@ -221,7 +226,7 @@ def usage_report_for(
         try:
             course_id = int(course_id)
         except (TypeError, ValueError):
-            raise InvalidInput(_("课程编号无效。"), code="course_invalid")
+            raise InvalidInput(_("课程编号无效。"), code=BillingError.COURSE_INVALID)
         queryset = queryset.filter(course_id=course_id)
         cursor_sets = [c.filter(course_id=course_id) for c in cursor_sets]
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))

@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from common.errors import ErrorCode
 from common.http import wants_json
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -41,6 +42,6 @@ class BodySizeMiddleware:
         if length > settings.MAX_REQUEST_BODY:
             message = _("请求内容过大（上限 %(limit)d MB）。") % {"limit": settings.MAX_REQUEST_BODY // (1024 * 1024)}
             if wants_json(request):
-                return JsonResponse({"code": "request_too_large", "message": message, "detail": {}}, status=413)
+                return JsonResponse({"code": ErrorCode.REQUEST_TOO_LARGE, "message": message, "detail": {}}, status=413)
             return render(request, "errors/error.html", {"status": 413, "message": message}, status=413)
         return self.get_response(request)

@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from common.errors import ErrorCode
 from common.http import wants_json
 from portal.dashboard import panels_for
 from portal.health import health_report
@@ -35,8 +36,13 @@ def dashboard(request):
 
 def _error(request, status: int, message: str):
     if wants_json(request):
-        codes = {400: "invalid", 403: "permission_denied", 404: "not_found", 500: "server_error"}
-        return JsonResponse({"code": codes.get(status, "error"), "message": message, "detail": {}}, status=status)
+        codes = {
+            400: ErrorCode.INVALID,
+            403: ErrorCode.PERMISSION_DENIED,
+            404: ErrorCode.NOT_FOUND,
+            500: ErrorCode.SERVER_ERROR,
+        }
+        return JsonResponse({"code": codes[status], "message": message, "detail": {}}, status=status)
     return render(request, "errors/error.html", {"status": status, "message": message}, status=status)
 
 

@@ -20,6 +20,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Forbidden, InvalidInput, InvalidTransition
 from tenants import hooks, permissions
+from tenants.errors import TenantsError
 from tenants.locks import request_lock
 from tenants.models import (
     ApprovalPolicy,
@@ -34,6 +35,7 @@ from tenants.models import (
     Quota,
     RequestKind,
     Tenant,
+    User,
 )
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_add, quota_check, quota_release, quota_reserve
 from tenants.roles import PlatformRole, TenantRole
@@ -103,7 +105,7 @@ def _quota_scope(kind: str, course: Course | None, requester) -> dict:
 
 def request_submit(
     *,
-    actor,
+    actor: User | None,
     tenant: Tenant,
     kind: str,
     title: str,
@@ -115,20 +117,20 @@ def request_submit(
 ) -> ApprovalRequest:
     """Submit a request. Refused at once (409 quota_exceeded) when it would not fit the quotas."""
     if kind not in RequestKind.values:
-        raise InvalidInput(_("未知申请类型：%(kind)s") % {"kind": kind}, code="unknown_request_kind")
+        raise InvalidInput(_("未知申请类型：%(kind)s") % {"kind": kind}, code=TenantsError.UNKNOWN_REQUEST_KIND)
     if not permissions.can_request(actor, tenant, kind):
-        raise Forbidden(_("您不能在该租户提交此类申请。"), code="request_forbidden")
+        raise Forbidden(_("您不能在该租户提交此类申请。"), code=TenantsError.REQUEST_FORBIDDEN)
     if kind == RequestKind.COURSE_DESKTOPS and course is None:
-        raise InvalidInput(_("课程桌面申请必须选择课程。"), code="course_required")
+        raise InvalidInput(_("课程桌面申请必须选择课程。"), code=TenantsError.COURSE_REQUIRED)
     if course is not None:
         if course.tenant_id != tenant.pk:
-            raise InvalidInput(_("课程不属于该租户。"), code="course_not_in_tenant")
+            raise InvalidInput(_("课程不属于该租户。"), code=TenantsError.COURSE_NOT_IN_TENANT)
         if not permissions.can_manage_course(actor, course):
-            raise Forbidden(_("您不是该课程的教师。"), code="request_forbidden")
+            raise Forbidden(_("您不是该课程的教师。"), code=TenantsError.REQUEST_FORBIDDEN)
     if amounts.is_zero():
-        raise InvalidInput(_("申请的资源数量不能全为 0。"), code="empty_request")
+        raise InvalidInput(_("申请的资源数量不能全为 0。"), code=TenantsError.EMPTY_REQUEST)
     if not (title or "").strip():
-        raise InvalidInput(_("请填写申请标题。"), code="title_required")
+        raise InvalidInput(_("请填写申请标题。"), code=TenantsError.TITLE_REQUIRED)
     scope = _quota_scope(kind, course, actor)
     if kind != RequestKind.QUOTA_INCREASE:
         shortfalls = quota_check(tenant=tenant, amounts=amounts, **scope)
@@ -212,14 +214,14 @@ def _pending_step(request: ApprovalRequest) -> ApprovalStep | None:
     return request.steps.filter(state=ApprovalStep.State.PENDING).order_by("order").first()
 
 
-def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> ApprovalRequest:
+def request_approve(*, actor: User | None, request: ApprovalRequest, comment: str = "") -> ApprovalRequest:
     """Approve the current step; after the last one, reserve the quotas and start fulfilment."""
     with transaction.atomic():
         request = request_lock(request.pk)
         _allow(request, "approve")
         step = _pending_step(request)
         if not permissions.can_decide_step(actor, request, step):
-            raise Forbidden(_("这一步不由您审批。"), code="not_your_step")
+            raise Forbidden(_("这一步不由您审批。"), code=TenantsError.NOT_YOUR_STEP)
         step.state = ApprovalStep.State.APPROVED
         step.decided_by = actor
         step.decided_at = timezone.now()
@@ -240,16 +242,16 @@ def request_approve(*, actor, request: ApprovalRequest, comment: str = "") -> Ap
     return request
 
 
-def request_reject(*, actor, request: ApprovalRequest, reason: str) -> ApprovalRequest:
+def request_reject(*, actor: User | None, request: ApprovalRequest, reason: str) -> ApprovalRequest:
     """Reject at the current step. A rejection always says why."""
     if not (reason or "").strip():
-        raise InvalidInput(_("驳回时请说明原因。"), code="reason_required")
+        raise InvalidInput(_("驳回时请说明原因。"), code=TenantsError.REASON_REQUIRED)
     with transaction.atomic():
         request = request_lock(request.pk)
         _allow(request, "reject")
         step = _pending_step(request)
         if not permissions.can_decide_step(actor, request, step):
-            raise Forbidden(_("这一步不由您审批。"), code="not_your_step")
+            raise Forbidden(_("这一步不由您审批。"), code=TenantsError.NOT_YOUR_STEP)
         now = timezone.now()
         step.state = ApprovalStep.State.REJECTED
         step.decided_by, step.decided_at, step.comment = actor, now, reason.strip()
@@ -264,12 +266,12 @@ def request_reject(*, actor, request: ApprovalRequest, reason: str) -> ApprovalR
     return request
 
 
-def request_cancel(*, actor, request: ApprovalRequest) -> ApprovalRequest:
+def request_cancel(*, actor: User | None, request: ApprovalRequest) -> ApprovalRequest:
     """The requester withdraws a request that is still pending."""
     with transaction.atomic():
         request = request_lock(request.pk)
         if request.requester_id != actor.pk:
-            raise Forbidden(_("只有申请人可以撤回申请。"), code="not_requester")
+            raise Forbidden(_("只有申请人可以撤回申请。"), code=TenantsError.NOT_REQUESTER)
         _allow(request, "cancel")
         request.steps.filter(state=ApprovalStep.State.PENDING).update(state=ApprovalStep.State.SKIPPED)
         request.state = State.CANCELLED
@@ -279,7 +281,9 @@ def request_cancel(*, actor, request: ApprovalRequest) -> ApprovalRequest:
     return request
 
 
-def request_fulfil(*, request: ApprovalRequest, detail: dict | None = None, actor=None) -> ApprovalRequest:
+def request_fulfil(
+    *, request: ApprovalRequest, detail: dict | None = None, actor: User | None = None
+) -> ApprovalRequest:
     """Called by the fulfilling app when everything asked for exists: the reservation becomes usage."""
     from tenants.quotas import quota_commit
 
@@ -295,7 +299,7 @@ def request_fulfil(*, request: ApprovalRequest, detail: dict | None = None, acto
     return request
 
 
-def request_fail(*, request: ApprovalRequest, reason: str, actor=None) -> ApprovalRequest:
+def request_fail(*, request: ApprovalRequest, reason: str, actor: User | None = None) -> ApprovalRequest:
     """Fulfilment failed for good: the reservation is released and the requester is told why."""
     with transaction.atomic():
         request = request_lock(request.pk)
@@ -332,17 +336,21 @@ def _fulfil(request_pk: int) -> None:
 # --- Policies -------------------------------------------------------------------------------
 
 
-def policy_set(*, actor, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]) -> ApprovalPolicy:
+def policy_set(
+    *, actor: User | None, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]
+) -> ApprovalPolicy:
     """Replace a tenant's policy: `steps` [{approver_role, above_desktops, ...}], `rules` [{name, kind, max_*}]."""
     if actor is not None and not (
         permissions.manages_tenant(actor, tenant) or permissions.is_platform(actor, PlatformRole.SYSTEM_ADMIN)
     ):
-        raise Forbidden(_("您不能修改该租户的审批策略。"), code="policy_forbidden")
+        raise Forbidden(_("您不能修改该租户的审批策略。"), code=TenantsError.POLICY_FORBIDDEN)
     if not steps:
-        raise InvalidInput(_("审批策略至少需要一个步骤。"), code="policy_needs_step")
+        raise InvalidInput(_("审批策略至少需要一个步骤。"), code=TenantsError.POLICY_NEEDS_STEP)
     for step in steps:
         if step.get("approver_role") not in ApproverRole.values:
-            raise InvalidInput(_("未知审批人：%(role)s") % {"role": step.get("approver_role")}, code="unknown_role")
+            raise InvalidInput(
+                _("未知审批人：%(role)s") % {"role": step.get("approver_role")}, code=TenantsError.UNKNOWN_ROLE
+            )
     with transaction.atomic():
         policy, _created = ApprovalPolicy.objects.update_or_create(tenant=tenant, defaults={"name": name})
         policy.steps.all().delete()

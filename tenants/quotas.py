@@ -12,6 +12,7 @@ A reservation locks the quota rows of its scope (tenants.locks.quota_rows_lock) 
 checks and adds, so N concurrent reservations against room for K let exactly K through.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from django.core.mail import send_mail
@@ -23,8 +24,9 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
+from tenants.errors import TenantsError
 from tenants.locks import quota_row_lock, quota_rows_lock, reservation_lock
-from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant
+from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant, User
 from tenants.roles import TenantRole
 
 THRESHOLDS = (80, 100)
@@ -45,7 +47,9 @@ class ResourceAmounts:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int) or value < 0:
-                raise InvalidInput(_("资源数量必须是非负整数：%(name)s") % {"name": f.name}, code="invalid_amount")
+                raise InvalidInput(
+                    _("资源数量必须是非负整数：%(name)s") % {"name": f.name}, code=TenantsError.INVALID_AMOUNT
+                )
 
     @classmethod
     def of(cls, obj, prefix: str = "") -> "ResourceAmounts":
@@ -100,7 +104,7 @@ class Shortfall:
 
 
 class QuotaExceeded(Conflict):
-    code = "quota_exceeded"
+    code = TenantsError.QUOTA_EXCEEDED
 
     def __init__(self, shortfalls: list[Shortfall]):
         self.shortfalls = shortfalls
@@ -110,13 +114,15 @@ class QuotaExceeded(Conflict):
         )
 
 
-def as_amounts(amounts) -> ResourceAmounts:
+def as_amounts(amounts: ResourceAmounts | Mapping[str, int]) -> ResourceAmounts:
     """Accept a ResourceAmounts or a plain mapping {"vcpu": 2, ...} (callers from other apps)."""
     if isinstance(amounts, ResourceAmounts):
         return amounts
     unknown = set(amounts) - set(RESOURCES)
     if unknown:
-        raise InvalidInput(_("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_resource")
+        raise InvalidInput(
+            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
+        )
     return ResourceAmounts(**amounts)
 
 
@@ -156,10 +162,12 @@ def _binding_quotas(*, tenant: Tenant, course=None, user=None) -> list[Quota]:
 
 def _check_scope(tenant: Tenant, course, user) -> None:
     if course is not None and course.tenant_id != tenant.pk:
-        raise InvalidInput(_("课程不属于该租户。"), code="course_not_in_tenant")
+        raise InvalidInput(_("课程不属于该租户。"), code=TenantsError.COURSE_NOT_IN_TENANT)
 
 
-def quota_check(*, tenant: Tenant, course=None, user=None, amounts: ResourceAmounts) -> list[Shortfall]:
+def quota_check(
+    *, tenant: Tenant, course: Course | None = None, user: User | None = None, amounts: ResourceAmounts
+) -> list[Shortfall]:
     """What would not fit, per quota and resource; empty when everything fits. Takes no lock."""
     _check_scope(tenant, course, user)
     amounts = as_amounts(amounts)
@@ -183,7 +191,13 @@ def _save_counters(quota: Quota) -> None:
 
 
 def quota_reserve(
-    *, tenant: Tenant, course: Course | None = None, user=None, amounts: ResourceAmounts, reason: str, actor=None
+    *,
+    tenant: Tenant,
+    course: Course | None = None,
+    user: User | None = None,
+    amounts: ResourceAmounts,
+    reason: str,
+    actor: User | None = None,
 ) -> Reservation:
     """Hold `amounts` against every binding quota, or raise QuotaExceeded (409) listing what is short."""
     _check_scope(tenant, course, user)
@@ -205,14 +219,14 @@ def quota_reserve(
     return reservation
 
 
-def quota_commit(*, reservation: Reservation, actor=None) -> Reservation:
+def quota_commit(*, reservation: Reservation, actor: User | None = None) -> Reservation:
     """Provisioning succeeded: the reserved amounts become used. Committing twice is harmless."""
     with transaction.atomic():
         reservation = reservation_lock(reservation.pk)
         if reservation.state == Reservation.State.COMMITTED:
             return reservation
         if reservation.state != Reservation.State.RESERVED:
-            raise InvalidTransition(_("该预留已释放，不能再确认使用。"), code="invalid_transition")
+            raise InvalidTransition(_("该预留已释放，不能再确认使用。"))
         amounts = ResourceAmounts.of(reservation)
         for quota in quota_rows_lock(tenant=reservation.tenant, course=reservation.course, user=reservation.user):
             _apply(quota, amounts, reserved=-1, used=+1)
@@ -223,7 +237,7 @@ def quota_commit(*, reservation: Reservation, actor=None) -> Reservation:
     return reservation
 
 
-def quota_release(*, reservation: Reservation, actor=None) -> Reservation:
+def quota_release(*, reservation: Reservation, actor: User | None = None) -> Reservation:
     """Give the amounts back: provisioning failed, or the resource was deleted. Releasing twice is harmless."""
     with transaction.atomic():
         reservation = reservation_lock(reservation.pk)
@@ -241,7 +255,7 @@ def quota_release(*, reservation: Reservation, actor=None) -> Reservation:
 
 
 def quota_charge_existing(
-    *, tenant: Tenant, shares: list[ResourceAmounts], reason: str, actor=None
+    *, tenant: Tenant, shares: list[ResourceAmounts], reason: str, actor: User | None = None
 ) -> list[Reservation | None]:
     """Charge resources that already exist (a takeover of running VMs): reserved and committed at once.
 
@@ -286,7 +300,7 @@ def quota_charge_existing(
 # --- Limits -----------------------------------------------------------------------------------
 
 
-def quota_key(*, tenant: Tenant, course=None, user=None) -> tuple[str, str]:
+def quota_key(*, tenant: Tenant, course: Course | None = None, user: User | None = None) -> tuple[str, str]:
     if course is not None:
         return Quota.Scope.COURSE, f"course:{course.pk}"
     if user is not None:
@@ -336,19 +350,26 @@ def _usage_in_scope(scope: str, *, tenant: Tenant, course=None, user=None) -> di
 
 
 def quota_set(
-    *, actor, tenant: Tenant, course: Course | None = None, user=None, limits: dict[str, int | None]
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    course: Course | None = None,
+    user: User | None = None,
+    limits: dict[str, int | None],
 ) -> Quota:
     """Set the limits of a scope (None: no limit at this level). A child never exceeds its parent."""
     _check_scope(tenant, course, user)
     scope, key = quota_key(tenant=tenant, course=course, user=user)
     if actor is not None and not permissions.can_set_quota(actor, tenant=tenant, scope=scope):
-        raise Forbidden(_("您不能修改这个配额。"), code="quota_forbidden")
+        raise Forbidden(_("您不能修改这个配额。"), code=TenantsError.QUOTA_FORBIDDEN)
     unknown = set(limits) - set(RESOURCES)
     if unknown:
-        raise InvalidInput(_("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code="unknown_resource")
+        raise InvalidInput(
+            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
+        )
     for name, value in limits.items():
         if value is not None and (not isinstance(value, int) or value < 0):
-            raise InvalidInput(_("配额必须是非负整数。"), code="invalid_amount", detail={name: value})
+            raise InvalidInput(_("配额必须是非负整数。"), code=TenantsError.INVALID_AMOUNT, detail={name: value})
 
     with transaction.atomic():
         existing = Quota.objects.filter(key=key).values_list("pk", flat=True).first()
@@ -377,7 +398,7 @@ def quota_set(
                         for n, v in over_parent.items()
                     )
                 },
-                code="quota_exceeds_parent",
+                code=TenantsError.QUOTA_EXCEEDS_PARENT,
                 detail=over_parent,
             )
         if quota.pk:
@@ -391,7 +412,7 @@ def quota_set(
                 raise Conflict(
                     _("下级配额高于新的上限，请先调低下级配额：%(items)s")
                     % {"items": "；".join(f"{RESOURCE_LABELS[n]}: {', '.join(c)}" for n, c in below_children.items())},
-                    code="quota_below_children",
+                    code=TenantsError.QUOTA_BELOW_CHILDREN,
                     detail=below_children,
                 )
         _threshold_track(quota)
@@ -406,7 +427,7 @@ def quota_set(
     return quota
 
 
-def quota_add(*, actor, quota: Quota, amounts: ResourceAmounts) -> Quota:
+def quota_add(*, actor: User | None, quota: Quota, amounts: ResourceAmounts) -> Quota:
     """Raise a quota's limits by `amounts` (an approved quota increase)."""
     limits = {
         name: (quota.limits()[name] or 0) + getattr(amounts, name)
@@ -493,7 +514,7 @@ def _threshold_notify(quota_pk: int, level: int) -> None:
     )
 
 
-def quota_recount(*, actor=None) -> dict:
+def quota_recount(*, actor: User | None = None) -> dict:
     """Recompute every quota's used/reserved counters from the live reservations; fix and audit drift.
 
     The counters are changed only under row locks, so drift means a bug or a manual database

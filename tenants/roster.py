@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from common.errors import InvalidInput
+from tenants.errors import TenantsError
 
 MAX_ROWS = 2000
 MAX_BYTES = 2 * 1024 * 1024
@@ -35,7 +36,7 @@ def _csv_lines(content: bytes):
         except UnicodeDecodeError:
             continue
     else:
-        raise InvalidInput(_("无法识别文件编码，请另存为 UTF-8 编码的 CSV。"), code="roster_unreadable")
+        raise InvalidInput(_("无法识别文件编码，请另存为 UTF-8 编码的 CSV。"), code=TenantsError.ROSTER_UNREADABLE)
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         yield number, [_cell(c) for c in row]
 
@@ -46,7 +47,9 @@ def _xlsx_lines(content: bytes):
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise InvalidInput(_("无法读取该 Excel 文件，请确认是 .xlsx 格式。"), code="roster_unreadable") from exc
+        raise InvalidInput(
+            _("无法读取该 Excel 文件，请确认是 .xlsx 格式。"), code=TenantsError.ROSTER_UNREADABLE
+        ) from exc
     try:
         sheet = workbook.worksheets[0]
         for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
@@ -58,14 +61,14 @@ def _xlsx_lines(content: bytes):
 def roster_parse(*, filename: str, content: bytes) -> list[tuple[int, str, str]]:
     """(line, student number, name) for every data line; raises InvalidInput listing every bad line."""
     if len(content) > MAX_BYTES:
-        raise InvalidInput(_("文件过大（上限 2 MB）。"), code="roster_too_large")
+        raise InvalidInput(_("文件过大（上限 2 MB）。"), code=TenantsError.ROSTER_TOO_LARGE)
     lower = (filename or "").lower()
     if lower.endswith(".xlsx"):
         lines = _xlsx_lines(content)
     elif lower.endswith((".csv", ".txt")):
         lines = _csv_lines(content)
     else:
-        raise InvalidInput(_("只支持 CSV 或 XLSX 文件。"), code="roster_format")
+        raise InvalidInput(_("只支持 CSV 或 XLSX 文件。"), code=TenantsError.ROSTER_FORMAT)
 
     rows, errors, seen = [], [], {}
     for line, cells in lines:
@@ -96,7 +99,7 @@ def roster_parse(*, filename: str, content: bytes) -> list[tuple[int, str, str]]
         if len(rows) + len(errors) > MAX_ROWS:
             raise InvalidInput(
                 ngettext("名单过长（上限 %(n)s 行）。", "名单过长（上限 %(n)s 行）。", MAX_ROWS) % {"n": MAX_ROWS},
-                code="roster_too_large",
+                code=TenantsError.ROSTER_TOO_LARGE,
             )
     if errors:
         raise InvalidInput(
@@ -106,9 +109,9 @@ def roster_parse(*, filename: str, content: bytes) -> list[tuple[int, str, str]]
                 len(errors),
             )
             % {"n": len(errors)},
-            code="roster_invalid",
+            code=TenantsError.ROSTER_INVALID,
             detail={"errors": errors},
         )
     if not rows:
-        raise InvalidInput(_("文件中没有学生。每行应为：学号,姓名。"), code="roster_empty")
+        raise InvalidInput(_("文件中没有学生。每行应为：学号,姓名。"), code=TenantsError.ROSTER_EMPTY)
     return rows

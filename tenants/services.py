@@ -21,13 +21,14 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants import permissions
+from tenants.errors import TenantsError
 from tenants.models import ClassTime, Course, Membership, PlatformAssignment, RosterEntry, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 
 
-def _require(allowed: bool, actor, message: str, code: str) -> None:
+def _require(allowed: bool, actor: User | None, message: str, code: TenantsError) -> None:
     if actor is not None and not allowed:
         raise Forbidden(message, code=code)
 
@@ -35,24 +36,26 @@ def _require(allowed: bool, actor, message: str, code: str) -> None:
 # --- Tenant tree ----------------------------------------------------------------------------
 
 
-def tenant_create(*, actor, slug: str, name_zh: str, name_en: str = "", kind: str, parent: Tenant | None) -> Tenant:
+def tenant_create(
+    *, actor: User | None, slug: str, name_zh: str, name_en: str = "", kind: str, parent: Tenant | None
+) -> Tenant:
     _require(
         permissions.can_create_child(actor, parent),
         actor,
         _("您不能在这里创建下级租户。"),
-        "tenant_forbidden",
+        TenantsError.TENANT_FORBIDDEN,
     )
     if not SLUG_RE.match(slug or ""):
-        raise InvalidInput(_("标识只能包含小写字母、数字和连字符。"), code="invalid_slug")
+        raise InvalidInput(_("标识只能包含小写字母、数字和连字符。"), code=TenantsError.INVALID_SLUG)
     if kind not in Tenant.Kind.values:
-        raise InvalidInput(_("未知租户类型：%(kind)s") % {"kind": kind}, code="invalid_kind")
+        raise InvalidInput(_("未知租户类型：%(kind)s") % {"kind": kind}, code=TenantsError.INVALID_KIND)
     if parent is not None and not parent.is_active:
-        raise Conflict(_("上级租户已停用。"), code="parent_inactive")
+        raise Conflict(_("上级租户已停用。"), code=TenantsError.PARENT_INACTIVE)
     if Tenant.objects.filter(slug=slug).exists():
-        raise Conflict(_("标识“%(slug)s”已被使用。") % {"slug": slug}, code="tenant_slug_taken")
+        raise Conflict(_("标识“%(slug)s”已被使用。") % {"slug": slug}, code=TenantsError.TENANT_SLUG_TAKEN)
     path = f"{parent.path if parent else '/'}{slug}/"
     if len(path) > Tenant._meta.get_field("path").max_length:
-        raise InvalidInput(_("租户层级过深。"), code="tenant_too_deep")
+        raise InvalidInput(_("租户层级过深。"), code=TenantsError.TENANT_TOO_DEEP)
     try:
         with transaction.atomic():
             tenant = Tenant.objects.create(
@@ -60,21 +63,26 @@ def tenant_create(*, actor, slug: str, name_zh: str, name_en: str = "", kind: st
             )
             event_record(action=Action.TENANT_CREATED, actor=actor, target=tenant, tenant=tenant)
     except IntegrityError as exc:  # a concurrent create took the slug
-        raise Conflict(_("标识“%(slug)s”已被使用。") % {"slug": slug}, code="tenant_slug_taken") from exc
+        raise Conflict(_("标识“%(slug)s”已被使用。") % {"slug": slug}, code=TenantsError.TENANT_SLUG_TAKEN) from exc
     return tenant
 
 
 def tenant_update(
-    *, actor, tenant: Tenant, name_zh: str | None = None, name_en: str | None = None, is_active: bool | None = None
+    *,
+    actor: User | None,
+    tenant: Tenant,
+    name_zh: str | None = None,
+    name_en: str | None = None,
+    is_active: bool | None = None,
 ) -> Tenant:
     """Rename a tenant, or switch it on or off (only from above: a tenant cannot switch itself off)."""
-    _require(permissions.can_edit_tenant(actor, tenant), actor, _("您不能修改该租户。"), "tenant_forbidden")
+    _require(permissions.can_edit_tenant(actor, tenant), actor, _("您不能修改该租户。"), TenantsError.TENANT_FORBIDDEN)
     if is_active is not None and is_active != tenant.is_active:
         _require(
             permissions.can_deactivate_tenant(actor, tenant),
             actor,
             _("只有上级租户的管理员或系统管理员可以停用或启用租户。"),
-            "tenant_forbidden",
+            TenantsError.TENANT_FORBIDDEN,
         )
     changes = {}
     for field, value in (("name_zh", name_zh), ("name_en", name_en), ("is_active", is_active)):
@@ -82,7 +90,7 @@ def tenant_update(
             changes[field] = [getattr(tenant, field), value]
             setattr(tenant, field, value)
     if not tenant.name_zh:
-        raise InvalidInput(_("中文名称不能为空。"), code="invalid_name")
+        raise InvalidInput(_("中文名称不能为空。"), code=TenantsError.INVALID_NAME)
     if changes:
         with transaction.atomic():
             tenant.save(update_fields=list(changes))
@@ -93,21 +101,21 @@ def tenant_update(
 # --- Roles ----------------------------------------------------------------------------------
 
 
-def membership_grant(*, actor, user: User, tenant: Tenant, role: str) -> Membership:
+def membership_grant(*, actor: User | None, user: User, tenant: Tenant, role: str) -> Membership:
     """Give a tenant role. 三员分立 extends to tenants: a platform administrator holds no tenant role,
     so the system admin cannot, for instance, approve as a department admin as well."""
     if role not in TenantRole.values:
-        raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code="unknown_role")
+        raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code=TenantsError.UNKNOWN_ROLE)
     _require(
         permissions.can_grant_roles(actor, tenant),
         actor,
         _("您不能在该租户中授予角色。"),
-        "role_grant_forbidden",
+        TenantsError.ROLE_GRANT_FORBIDDEN,
     )
     if PlatformAssignment.objects.filter(user=user).exists():
         raise Conflict(
             _("三员分立：%(user)s 是平台管理员，不能再担任租户角色。") % {"user": user.username},
-            code="platform_roles_separated",
+            code=TenantsError.PLATFORM_ROLES_SEPARATED,
         )
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(user=user, tenant=tenant, role=role)
@@ -116,32 +124,32 @@ def membership_grant(*, actor, user: User, tenant: Tenant, role: str) -> Members
     return membership
 
 
-def membership_revoke(*, actor, membership: Membership) -> None:
+def membership_revoke(*, actor: User | None, membership: Membership) -> None:
     tenant = membership.tenant
     _require(
         permissions.can_grant_roles(actor, tenant),
         actor,
         _("您不能在该租户中撤销角色。"),
-        "role_revoke_forbidden",
+        TenantsError.ROLE_REVOKE_FORBIDDEN,
     )
     if actor is not None and membership.user_id == actor.pk and membership.role == TenantRole.TENANT_ADMIN:
         # Locking oneself out is never what an admin means; another admin (or the security admin) does it.
-        raise Conflict(_("不能撤销自己的管理员角色。"), code="cannot_revoke_own_admin")
+        raise Conflict(_("不能撤销自己的管理员角色。"), code=TenantsError.CANNOT_REVOKE_OWN_ADMIN)
     with transaction.atomic():
         user, role = membership.user, membership.role
         membership.delete()
         event_record(action=Action.ROLE_REVOKED, actor=actor, target=user, tenant=tenant, detail={"role": role})
 
 
-def platform_role_grant(*, actor, user: User, role: str) -> PlatformAssignment:
+def platform_role_grant(*, actor: User | None, user: User, role: str) -> PlatformAssignment:
     """Give one of the three platform roles. 三员分立: an account holds at most one, and no tenant role."""
     if role not in PlatformRole.values:
-        raise InvalidInput(_("未知平台角色：%(role)s") % {"role": role}, code="unknown_role")
+        raise InvalidInput(_("未知平台角色：%(role)s") % {"role": role}, code=TenantsError.UNKNOWN_ROLE)
     _require(
         permissions.is_platform(actor, PlatformRole.SECURITY_ADMIN),
         actor,
         _("只有安全管理员可以授予平台角色。"),
-        "role_grant_forbidden",
+        TenantsError.ROLE_GRANT_FORBIDDEN,
     )
     existing = PlatformAssignment.objects.filter(user=user).first()
     if existing and existing.role == role:
@@ -150,31 +158,31 @@ def platform_role_grant(*, actor, user: User, role: str) -> PlatformAssignment:
         raise Conflict(
             _("三员分立：%(user)s 已是%(role)s，不能再兼任其他平台角色。")
             % {"user": user.username, "role": PlatformRole(existing.role).label},
-            code="platform_roles_separated",
+            code=TenantsError.PLATFORM_ROLES_SEPARATED,
         )
     if Membership.objects.filter(user=user).exists():
         raise Conflict(
             _("三员分立：%(user)s 担任着租户角色，不能再成为平台管理员。") % {"user": user.username},
-            code="platform_roles_separated",
+            code=TenantsError.PLATFORM_ROLES_SEPARATED,
         )
     try:
         with transaction.atomic():
             assignment = PlatformAssignment.objects.create(user=user, role=role)
             event_record(action=Action.ROLE_GRANTED, actor=actor, target=user, detail={"platform_role": role})
     except IntegrityError as exc:  # a concurrent grant won the race; the unique key refused this one
-        raise Conflict(_("三员分立：该账号已有平台角色。"), code="platform_roles_separated") from exc
+        raise Conflict(_("三员分立：该账号已有平台角色。"), code=TenantsError.PLATFORM_ROLES_SEPARATED) from exc
     return assignment
 
 
-def platform_role_revoke(*, actor, assignment: PlatformAssignment) -> None:
+def platform_role_revoke(*, actor: User | None, assignment: PlatformAssignment) -> None:
     _require(
         permissions.is_platform(actor, PlatformRole.SECURITY_ADMIN),
         actor,
         _("只有安全管理员可以撤销平台角色。"),
-        "role_revoke_forbidden",
+        TenantsError.ROLE_REVOKE_FORBIDDEN,
     )
     if actor is not None and assignment.user_id == actor.pk:
-        raise Conflict(_("不能撤销自己的平台角色。"), code="cannot_revoke_own_admin")
+        raise Conflict(_("不能撤销自己的平台角色。"), code=TenantsError.CANNOT_REVOKE_OWN_ADMIN)
     with transaction.atomic():
         user, role = assignment.user, assignment.role
         assignment.delete()
@@ -186,16 +194,17 @@ def platform_role_revoke(*, actor, assignment: PlatformAssignment) -> None:
 
 def _course_checks(*, tenant: Tenant, teacher: User, term_start, term_end) -> None:
     if term_end < term_start:
-        raise InvalidInput(_("学期结束日期不能早于开始日期。"), code="invalid_term")
+        raise InvalidInput(_("学期结束日期不能早于开始日期。"), code=TenantsError.INVALID_TERM)
     if not permissions.holds_role_over(teacher, tenant, TenantRole.TEACHER):
         raise InvalidInput(
-            _("%(user)s 不是该租户的教师。") % {"user": teacher.get_full_name()}, code="teacher_not_in_tenant"
+            _("%(user)s 不是该租户的教师。") % {"user": teacher.get_full_name()},
+            code=TenantsError.TEACHER_NOT_IN_TENANT,
         )
 
 
 def course_create(
     *,
-    actor,
+    actor: User | None,
     tenant: Tenant,
     code: str,
     name: str,
@@ -207,16 +216,21 @@ def course_create(
     """Create a course. Its teacher is granted the course itself (guardian), whatever their roles later."""
     if actor is not None:
         _require(
-            permissions.can_create_course(actor, tenant), actor, _("您不能在该租户中创建课程。"), "course_forbidden"
+            permissions.can_create_course(actor, tenant),
+            actor,
+            _("您不能在该租户中创建课程。"),
+            TenantsError.COURSE_FORBIDDEN,
         )
         if teacher.pk != actor.pk and not permissions.manages_tenant(actor, tenant):
-            raise Forbidden(_("教师只能为自己创建课程。"), code="course_forbidden")
+            raise Forbidden(_("教师只能为自己创建课程。"), code=TenantsError.COURSE_FORBIDDEN)
     code = (code or "").strip().upper()
     if not re.match(r"^[A-Z0-9][A-Z0-9_-]{0,31}$", code):
-        raise InvalidInput(_("课程代码只能包含字母、数字、下划线和连字符，例如 CS101。"), code="invalid_course_code")
+        raise InvalidInput(
+            _("课程代码只能包含字母、数字、下划线和连字符，例如 CS101。"), code=TenantsError.INVALID_COURSE_CODE
+        )
     _course_checks(tenant=tenant, teacher=teacher, term_start=term_start, term_end=term_end)
     if Course.objects.filter(tenant=tenant, code=code).exists():
-        raise Conflict(_("课程代码 %(code)s 已存在。") % {"code": code}, code="course_code_taken")
+        raise Conflict(_("课程代码 %(code)s 已存在。") % {"code": code}, code=TenantsError.COURSE_CODE_TAKEN)
     with transaction.atomic():
         course = Course.objects.create(
             tenant=tenant, code=code, name=name, teacher=teacher, term_start=term_start, term_end=term_end
@@ -235,20 +249,22 @@ def course_create(
 
 def course_update(
     *,
-    actor,
+    actor: User | None,
     course: Course,
     name: str | None = None,
     teacher: User | None = None,
     term_start: datetime.date | None = None,
     term_end: datetime.date | None = None,
 ) -> Course:
-    _require(permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), "course_forbidden")
+    _require(
+        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
+    )
     if teacher is not None and teacher.pk != course.teacher_id and actor is not None:
         _require(
             permissions.manages_tenant(actor, course.tenant),
             actor,
             _("只有院系管理员可以更换教师。"),
-            "course_forbidden",
+            TenantsError.COURSE_FORBIDDEN,
         )
     changes = {}
     for field, value in (("name", name), ("term_start", term_start), ("term_end", term_end)):
@@ -270,16 +286,16 @@ def course_update(
     return course
 
 
-def course_grant(*, actor, course: Course, user: User, revoke: bool = False) -> None:
+def course_grant(*, actor: User | None, course: Course, user: User, revoke: bool = False) -> None:
     """Give (or take back) one more person the management of one course: a teaching assistant."""
     _require(
         permissions.manages_tenant(actor, course.tenant) or course.teacher_id == getattr(actor, "pk", None),
         actor,
         _("只有课程教师或院系管理员可以授权。"),
-        "course_forbidden",
+        TenantsError.COURSE_FORBIDDEN,
     )
     if not revoke and not permissions.holds_role_over(user, course.tenant, TenantRole.TEACHER):
-        raise InvalidInput(_("只能授权给该租户的教师。"), code="teacher_not_in_tenant")
+        raise InvalidInput(_("只能授权给该租户的教师。"), code=TenantsError.TEACHER_NOT_IN_TENANT)
     with transaction.atomic():
         (remove_perm if revoke else assign_perm)(permissions.COURSE_PERMISSION, user, course)
         event_record(
@@ -291,41 +307,48 @@ def course_grant(*, actor, course: Course, user: User, revoke: bool = False) -> 
         )
 
 
-def course_delete(*, actor, course: Course) -> None:
+def course_delete(*, actor: User | None, course: Course) -> None:
     _require(
-        permissions.manages_tenant(actor, course.tenant), actor, _("只有院系管理员可以删除课程。"), "course_forbidden"
+        permissions.manages_tenant(actor, course.tenant),
+        actor,
+        _("只有院系管理员可以删除课程。"),
+        TenantsError.COURSE_FORBIDDEN,
     )
     if course.requests.exists():
-        raise Conflict(_("该课程已有申请记录，不能删除。"), code="course_in_use")
+        raise Conflict(_("该课程已有申请记录，不能删除。"), code=TenantsError.COURSE_IN_USE)
     try:
         with transaction.atomic():
             event_record(action=Action.COURSE_DELETED, actor=actor, target=course, tenant=course.tenant)
             course.delete()
     except ProtectedError as exc:  # desktops or usage still point at the course
-        raise Conflict(_("该课程仍有云桌面或用量记录，不能删除。"), code="course_in_use") from exc
+        raise Conflict(_("该课程仍有云桌面或用量记录，不能删除。"), code=TenantsError.COURSE_IN_USE) from exc
 
 
 def _class_times_replace(course: Course, slots) -> list[ClassTime]:
     parsed = []
     for weekday, start, end in slots:
         if weekday not in ClassTime.Weekday.values:
-            raise InvalidInput(_("星期必须在 1（周一）到 7（周日）之间。"), code="invalid_class_time")
+            raise InvalidInput(_("星期必须在 1（周一）到 7（周日）之间。"), code=TenantsError.INVALID_CLASS_TIME)
         if end <= start:
-            raise InvalidInput(_("下课时间必须晚于上课时间。"), code="invalid_class_time")
+            raise InvalidInput(_("下课时间必须晚于上课时间。"), code=TenantsError.INVALID_CLASS_TIME)
         slot = ClassTime(course=course, weekday=weekday, start_time=start, end_time=end)
         clash = next((other for other in parsed if other.overlaps(slot)), None)
         if clash:
             raise InvalidInput(
-                _("上课时间重叠：%(a)s 与 %(b)s。") % {"a": clash, "b": slot}, code="class_times_overlap"
+                _("上课时间重叠：%(a)s 与 %(b)s。") % {"a": clash, "b": slot}, code=TenantsError.CLASS_TIMES_OVERLAP
             )
         parsed.append(slot)
     course.class_times.all().delete()
     return ClassTime.objects.bulk_create(parsed)
 
 
-def course_class_times_set(*, actor, course: Course, slots: list[tuple[int, datetime.time, datetime.time]]) -> list:
+def course_class_times_set(
+    *, actor: User | None, course: Course, slots: list[tuple[int, datetime.time, datetime.time]]
+) -> list:
     """Replace the weekly class times of a course; overlapping slots are refused."""
-    _require(permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), "course_forbidden")
+    _require(
+        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
+    )
     with transaction.atomic():
         created = _class_times_replace(course, slots)
         event_record(
@@ -338,12 +361,14 @@ def course_class_times_set(*, actor, course: Course, slots: list[tuple[int, date
     return created
 
 
-def course_roster_remove(*, actor, course: Course, user: User) -> None:
-    _require(permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), "course_forbidden")
+def course_roster_remove(*, actor: User | None, course: Course, user: User) -> None:
+    _require(
+        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
+    )
     with transaction.atomic():
         deleted, _detail = RosterEntry.objects.filter(course=course, user=user).delete()
         if not deleted:
-            raise NotFound(_("该学生不在名单中。"), code="not_on_roster")
+            raise NotFound(_("该学生不在名单中。"), code=TenantsError.NOT_ON_ROSTER)
         event_record(
             action=Action.ROSTER_CHANGED,
             actor=actor,
@@ -353,14 +378,18 @@ def course_roster_remove(*, actor, course: Course, user: User) -> None:
         )
 
 
-def course_roster_import(*, actor, course: Course, rows: list[tuple[int, str, str]], replace: bool = False) -> dict:
+def course_roster_import(
+    *, actor: User | None, course: Course, rows: list[tuple[int, str, str]], replace: bool = False
+) -> dict:
     """Put the (line, student number, name) rows on the roster, all or nothing.
 
     Students missing as accounts are created (campus login sets their password later) and
     become students of the course's tenant. With `replace`, students not in the rows leave.
     The rows come from tenants.roster.roster_parse, which already refused malformed lines.
     """
-    _require(permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), "course_forbidden")
+    _require(
+        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
+    )
     numbers = [number for _line, number, _name in rows]
     # The course's own roster first (its numbers are what the teacher imported before), then accounts.
     existing = {u.student_number: u for u in User.objects.filter(student_number__in=numbers)}
@@ -385,7 +414,7 @@ def course_roster_import(*, actor, course: Course, rows: list[tuple[int, str, st
         message = ngettext(
             "名单有 %(n)s 行有误，未导入任何学生。", "名单有 %(n)s 行有误，未导入任何学生。", len(errors)
         ) % {"n": len(errors)}
-        raise InvalidInput(message, code="roster_invalid", detail={"errors": errors})
+        raise InvalidInput(message, code=TenantsError.ROSTER_INVALID, detail={"errors": errors})
 
     unusable = make_password(None)
     counts = {"created_accounts": 0, "added": 0, "unchanged": 0, "removed": 0}

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from audit.security import second_factor_check
 from common.errors import ServiceError
+from portal.errors import PortalError
 from tenants.selectors import memberships_of, platform_role_of
 
 
@@ -39,7 +40,7 @@ class TokenView(APIView):
         user = authenticate(request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
             # Never say which half was wrong.
-            raise ServiceError(_("用户名或密码错误。"), code="invalid_credentials", status=400)
+            raise ServiceError(_("用户名或密码错误。"), code=PortalError.INVALID_CREDENTIALS, status=400)
         second_factor_check(user=user, otp=data.get("otp", ""))  # platform admins, finance, auditors
         token, _created = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

@@ -16,6 +16,7 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 import tests
+from common.errors import ErrorCode
 
 METHODS = ("get", "put", "patch", "delete", "post")
 
@@ -74,4 +75,4 @@ def test_another_tenants_object_is_a_404(scenario, path, method, who):
     answer = f"{method.upper()} {url} as {who}: {response.status_code} {response.content[:300]!r}"
     assert response.status_code == 404, answer
     body = response.json()
-    assert body["code"] == "not_found"
+    assert body["code"] == ErrorCode.NOT_FOUND

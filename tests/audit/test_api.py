@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from audit.actions import Action
 from audit.models import AuditEvent
 from audit.services import event_record
+from common.errors import ErrorCode
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_people_without_an_audit_role_see_nothing(scenario, events, api):
 @pytest.mark.django_db
 def test_another_tenants_event_is_a_404(scenario, events, api):
     response = api.as_user(scenario.auditor).get(f"/api/v1/audit-events/{events[1].id}/")
-    assert response.status_code == 404 and response.json()["code"] == "not_found"
+    assert response.status_code == 404 and response.json()["code"] == ErrorCode.NOT_FOUND
 
 
 @pytest.mark.django_db

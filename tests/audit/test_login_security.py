@@ -1,5 +1,6 @@
 """Login security: lockout, idle timeout, TOTP (with replay refused), password policy, history and expiry."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,9 +12,10 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.actions import Action
+from audit.errors import AuditError
 from audit.models import AuditEvent
-from audit.policy import policy_update
 from audit.security import password_change
+from audit.services import policy_update
 from common.errors import Forbidden, InvalidInput
 from tests.audit.conftest import totp_now
 from tests.factories import PASSWORD
@@ -145,7 +147,7 @@ def test_a_recovery_code_works_once(scenario, auditor_device):
 def test_the_api_token_needs_the_one_time_code_for_an_auditor(scenario, auditor_device, api):
     url = "/api/v1/auth/token/"
     missing = api.post(url, {"username": "a_auditor", "password": PASSWORD}, format="json")
-    assert missing.status_code == 400 and missing.json()["code"] == "otp_required"
+    assert missing.status_code == 400 and missing.json()["code"] == AuditError.OTP_REQUIRED
     ok = api.post(url, {"username": "a_auditor", "password": PASSWORD, "otp": totp_now(auditor_device)}, format="json")
     assert ok.status_code == 200 and ok.json()["token"]
     teacher = api.post(url, {"username": "a_teacher", "password": PASSWORD}, format="json")
@@ -156,9 +158,9 @@ def test_the_api_token_needs_the_one_time_code_for_an_auditor(scenario, auditor_
 @pytest.mark.parametrize(
     ("password", "code"),
     [
-        ("Sh0rt!", "password_too_short"),
-        ("alllowercase1", "password_too_simple"),
-        ("A_teacher#2026", "password_contains_username"),
+        ("Sh0rt!", AuditError.PASSWORD_TOO_SHORT),
+        ("alllowercase1", AuditError.PASSWORD_TOO_SIMPLE),
+        ("A_teacher#2026", AuditError.PASSWORD_CONTAINS_USERNAME),
     ],
 )
 def test_weak_passwords_are_refused(scenario, password, code):
@@ -265,7 +267,7 @@ def test_reauthentication_is_needed_before_a_dangerous_action(scenario, rf):
     refused = rf.delete("/api/v1/desktops/1/")
     refused.user, refused.session = scenario.teacher, SessionStore()
     response = delete_desktop(refused)
-    assert response.status_code == 403 and b"reauthentication_required" in response.content
+    assert response.status_code == 403 and json.loads(response.content)["code"] == AuditError.REAUTHENTICATION_REQUIRED
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from audit.actions import Action
-from audit.compliance import CONTROLS, Status, compliance_rate, run_checks
+from audit.compliance import CONTROLS, Status, checks_for, compliance_rate, run_checks
 from audit.models import AuditEvent, ComplianceReport
 from audit.services import compliance_report_create, manual_assessment_record
 from common.errors import Forbidden
@@ -98,3 +98,50 @@ def test_manual_findings_are_recorded_by_the_security_admin_only(scenario):
 def test_teachers_cannot_generate_reports(scenario):
     with pytest.raises(Forbidden):
         compliance_report_create(actor=scenario.teacher, level=3)
+
+
+@pytest.mark.django_db
+def test_every_automatic_check_answers_with_a_status_member(scenario):
+    automatic = [check for check in checks_for(3) if check.auto is not None]
+    assert {check.id for check in automatic} >= {"ia.password", "ac.accounts", "sm.sysadmin", "cc.events"}
+    for check in automatic:
+        status, evidence = check.auto(3)
+        assert isinstance(status, Status), (check.id, status)
+        assert evidence, check.id
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("level", [2, 3])
+def test_a_report_lists_each_controls_indicators_in_the_order_of_their_clauses(scenario, level):
+    rows = run_checks(level)
+    controls = [str(control) for _area, control in CONTROLS]
+    assert [controls.index(row["control"]) for row in rows] == sorted(controls.index(row["control"]) for row in rows)
+    for control in controls:
+        clauses = [row["clause"] for row in rows if row["control"] == control]
+        assert clauses == sorted(clauses), control
+    assert [row["id"] for row in rows if row["id"].startswith("am.")] == ["am.auditadmin", "am.analysis"]
+
+
+@pytest.mark.django_db
+def test_without_the_periodic_chain_verification_the_audit_process_is_unprotected(scenario, settings, monkeypatch):
+    from celery import current_app
+
+    settings.ADMINS = [("Security", "security@example.edu")]
+    assert _status(run_checks(3), "sa.process") == Status.CONFORM
+    assert _status(run_checks(3), "cc.events") == Status.CONFORM
+
+    monkeypatch.setitem(current_app.conf, "beat_schedule", {})
+
+    assert _status(run_checks(3), "sa.process") == Status.NONCONFORM
+    assert _status(run_checks(3), "cc.events") == Status.PARTIAL
+
+
+@pytest.mark.django_db
+def test_a_platform_admin_conforms_once_every_holder_of_the_role_has_a_second_factor(scenario):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    assert _status(run_checks(3), "sm.sysadmin") == Status.PARTIAL
+    TOTPDevice.objects.create(user=scenario.sysadmin, name="phone", confirmed=True)
+
+    assert _status(run_checks(3), "sm.sysadmin") == Status.CONFORM
+    assert _status(run_checks(3), "sec.secadmin") == Status.PARTIAL  # another role, another holder

@@ -5,7 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from audit.errors import AuditError
 from billing import services
+from billing.errors import BillingError
 from billing.models import Invoice
 from tests.billing.conftest import course_of, desktop_row, plan
 from tests.factories import PASSWORD
@@ -78,9 +80,9 @@ def test_usage_by_user_and_daily_cost(api, scenario, october):
 @pytest.mark.parametrize(
     ("params", "code"),
     [
-        ({"from": "2026-10-31", "to": "2026-10-01"}, "date_range_reversed"),
-        ({"from": "31/10/2026"}, "date_invalid"),
-        ({"group_by": "planet"}, "group_by_invalid"),
+        ({"from": "2026-10-31", "to": "2026-10-01"}, BillingError.DATE_RANGE_REVERSED),
+        ({"from": "31/10/2026"}, BillingError.DATE_INVALID),
+        ({"group_by": "planet"}, BillingError.GROUP_BY_INVALID),
     ],
 )
 def test_usage_refuses_bad_ranges(api, scenario, params, code):
@@ -102,9 +104,9 @@ def test_issuing_over_the_api_needs_reauthentication(api, scenario, course):
     )
     teacher = api.as_user(scenario.teacher).post("/api/v1/invoices/issue/", {"month": "2026-10"}, format="json")
 
-    assert refused.status_code == 403 and refused.json()["code"] == "reauthentication_required"
+    assert refused.status_code == 403 and refused.json()["code"] == AuditError.REAUTHENTICATION_REQUIRED
     assert issued.status_code == 200 and len(issued.json()["issued"]) == 1
-    assert future.status_code == 400 and future.json()["code"] == "month_not_over"
+    assert future.status_code == 400 and future.json()["code"] == BillingError.MONTH_NOT_OVER
     assert teacher.status_code == 403
 
 
@@ -135,8 +137,8 @@ def test_finance_creates_a_price_plan_and_bad_rates_are_refused(api, scenario):
     teacher = api.as_user(scenario.teacher).post("/api/v1/price-plans/", body, format="json")
 
     assert created.status_code == 201 and created.json()["rates"][0]["rate"] == "0.0600"
-    assert precise.status_code == 400 and precise.json()["code"] == "rate_too_precise"
-    assert negative.status_code == 400 and negative.json()["code"] == "rate_negative"
+    assert precise.status_code == 400 and precise.json()["code"] == BillingError.RATE_TOO_PRECISE
+    assert negative.status_code == 400 and negative.json()["code"] == BillingError.RATE_NEGATIVE
     assert other.status_code == 404
     assert teacher.status_code == 403
 
@@ -198,16 +200,16 @@ def test_a_price_plan_takes_effect_at_a_whole_hour_or_a_dates_midnight(api, scen
     assert hour.status_code == 201 and hour.json()["effective_from"] == "2026-11-16T14:00:00+08:00"
     assert day.status_code == 201 and day.json()["effective_from"] == "2026-12-01T00:00:00+08:00"
     assert utc.status_code == 201 and utc.json()["effective_from"] == "2026-12-02T14:00:00+08:00"
-    assert half.status_code == 400 and half.json()["code"] == "effective_not_whole_hour"
-    assert taken.status_code == 409 and taken.json()["code"] == "price_plan_date_taken"  # the same instant
+    assert half.status_code == 400 and half.json()["code"] == BillingError.EFFECTIVE_NOT_WHOLE_HOUR
+    assert taken.status_code == 409 and taken.json()["code"] == BillingError.PRICE_PLAN_DATE_TAKEN  # the same instant
 
 
 @pytest.mark.parametrize(
     ("path", "params", "code"),
     [
-        ("/api/v1/invoices/", {"month": "2026/10"}, "month_invalid"),
-        ("/api/v1/usage/daily/", {"from": "2026-10-31", "to": "2026-10-01"}, "date_range_reversed"),
-        ("/api/v1/usage/", {"from": "2025-01-01", "to": "2026-10-01"}, "date_range_too_long"),
+        ("/api/v1/invoices/", {"month": "2026/10"}, BillingError.MONTH_INVALID),
+        ("/api/v1/usage/daily/", {"from": "2026-10-31", "to": "2026-10-01"}, BillingError.DATE_RANGE_REVERSED),
+        ("/api/v1/usage/", {"from": "2025-01-01", "to": "2026-10-01"}, BillingError.DATE_RANGE_TOO_LONG),
     ],
 )
 def test_bad_filters_are_a_400_with_a_code(api, scenario, path, params, code):

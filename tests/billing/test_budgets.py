@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from billing import metering, services
+from billing.errors import BillingError
 from billing.models import BudgetAlert
 from common.errors import Conflict
 from compute import hooks
@@ -51,7 +52,7 @@ def test_a_blocking_budget_past_100_percent_refuses_new_desktops_through_compute
 
     with pytest.raises(Conflict) as err:
         hooks.desktop_create_check(tenant=scenario.tenant_a, course=course)
-    assert err.value.code == "budget_exhausted"
+    assert err.value.code == BillingError.BUDGET_EXHAUSTED
     hooks.desktop_create_check(tenant=scenario.tenant_b, course=None)  # another tenant is not blocked
 
 

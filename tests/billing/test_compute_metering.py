@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from billing import services as billing
+from billing.errors import BillingError
 from billing.models import MeterCursor, UsageInterval
 from common.errors import Conflict
 from compute import services
@@ -82,5 +83,5 @@ def test_compute_refuses_a_new_desktop_past_a_blocking_budget(scenario, env, eag
         services.desktop_create(
             actor=scenario.student, tenant=scenario.tenant_a, image_version=env.version, flavor=env.flavor
         )
-    assert err.value.code == "budget_exhausted"
+    assert err.value.code == BillingError.BUDGET_EXHAUSTED
     assert Desktop.objects.filter(tenant=scenario.tenant_a).count() == 1

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, transaction
 
 from billing import documents, services
+from billing.errors import BillingError
 from billing.models import CreditNote, Invoice, InvoiceLine, Item, MeterCursor, UsageInterval
 from common.errors import Conflict, InvalidInput
 from tenants.models import Course, Tenant
@@ -128,12 +129,12 @@ def test_invoice_numbers_are_sequential_per_year_without_gaps(scenario, billed):
 @pytest.mark.parametrize(
     ("month", "code"),
     [
-        ("2099-01", "month_not_over"),
-        ("this month", "month_not_over"),  # not over until its last microsecond has passed
-        ("2026-13", "month_invalid"),
-        ("last month", "month_invalid"),
-        ("", "month_invalid"),
-        ("1999-12", "month_invalid"),
+        ("2099-01", BillingError.MONTH_NOT_OVER),
+        ("this month", BillingError.MONTH_NOT_OVER),  # not over until its last microsecond has passed
+        ("2026-13", BillingError.MONTH_INVALID),
+        ("last month", BillingError.MONTH_INVALID),
+        ("", BillingError.MONTH_INVALID),
+        ("1999-12", BillingError.MONTH_INVALID),
     ],
 )
 def test_a_month_not_over_or_malformed_is_refused_and_nothing_is_issued(scenario, billed, month, code):
@@ -180,7 +181,7 @@ def test_an_issued_invoice_is_immutable_and_corrected_by_credit_notes(scenario, 
     assert invoice.total == Decimal("11.33")
     with pytest.raises(Conflict) as err:
         services.credit_note_issue(actor=scenario.finance, invoice=invoice, amount="10.34", reason="too much")
-    assert err.value.code == "credit_exceeds_balance"
+    assert err.value.code == BillingError.CREDIT_EXCEEDS_BALANCE
     with pytest.raises(DatabaseError), transaction.atomic():
         CreditNote.objects.filter(pk=note.pk).update(amount=Decimal("5"))
 
@@ -210,7 +211,12 @@ def test_free_allowance_per_course_per_term_and_discounts(scenario, course):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("rate", "code"),
-    [("0.00001", "rate_too_precise"), ("-1", "rate_negative"), ("abc", "rate_invalid"), ("NaN", "rate_invalid")],
+    [
+        ("0.00001", BillingError.RATE_TOO_PRECISE),
+        ("-1", BillingError.RATE_NEGATIVE),
+        ("abc", BillingError.RATE_INVALID),
+        ("NaN", BillingError.RATE_INVALID),
+    ],
 )
 def test_bad_rates_are_refused(scenario, rate, code):
     with pytest.raises(InvalidInput) as err:
@@ -229,7 +235,7 @@ def test_issue_invoices_command_prints_json_and_refuses_a_future_month(scenario,
 
     assert json.loads(out.getvalue())["issued"] == [Invoice.objects.get().number]
     assert json.loads(again.getvalue()) == {"issued": [], "skipped": 1}
-    with pytest.raises(CommandError, match="month_not_over"):
+    with pytest.raises(CommandError, match=BillingError.MONTH_NOT_OVER):
         call_command("issue_invoices", "--month", "2099-12")
 
 
@@ -403,4 +409,4 @@ def test_the_usage_report_and_the_running_estimate_cut_at_the_hour_a_rate_change
 def test_a_plan_that_does_not_start_on_a_whole_hour_is_refused(scenario, when):
     with pytest.raises(InvalidInput) as err:
         plan(scenario.finance, scenario.tenant_a, when, vcpu="0.1")
-    assert err.value.code == "effective_not_whole_hour"
+    assert err.value.code == BillingError.EFFECTIVE_NOT_WHOLE_HOUR

@@ -14,6 +14,7 @@ from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.hypervisor import driver_for
 from compute.models import Desktop, GpuProfile, Host
+from tenants.errors import TenantsError
 from tenants.models import ApprovalRequest, ClassTime, Quota, RosterEntry
 from tenants.quotas import QuotaExceeded, quota_set
 from tenants.services import course_class_times_set, request_approve
@@ -286,7 +287,7 @@ def test_a_class_time_overlapping_another_of_the_same_course_is_refused(scenario
             course=course,
             slots=[(1, datetime.time(10), datetime.time(11, 40)), (1, datetime.time(11), datetime.time(12))],
         )
-    assert refused.value.code == "class_times_overlap"
+    assert refused.value.code == TenantsError.CLASS_TIMES_OVERLAP
     assert ClassTime.objects.filter(course=course).count() == 1  # unchanged
 
 

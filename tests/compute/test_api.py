@@ -3,6 +3,7 @@
 import pytest
 
 from compute.models import Desktop, Flavor
+from tenants.errors import TenantsError
 from tests.compute.conftest import desktop_of
 from tests.querycount import assert_constant_queries
 
@@ -168,7 +169,7 @@ def test_over_quota_is_a_409_and_nothing_is_created(scenario, compute_env, api):
     )
 
     assert response.status_code == 409, response.content
-    assert response.json()["code"] == "quota_exceeded"
+    assert response.json()["code"] == TenantsError.QUOTA_EXCEEDED
     assert not Desktop.objects.exists()
 
 

@@ -4,7 +4,9 @@ elastic IPs and port forwards; refusals as {"code", "message"}; constant query c
 import itertools
 
 from network import selectors, services
+from network.errors import NetworkError
 from network.models import Address, Network, PublicPool, SecurityGroup, SecurityGroupRule
+from tenants.errors import TenantsError
 from tests.network.conftest import tenant_network
 from tests.querycount import assert_constant_queries
 
@@ -37,14 +39,14 @@ def test_bad_network_input_is_a_4xx_with_a_code_and_nothing_is_created(scenario,
     client = api.as_user(scenario.tenant_admin)
     tenant_network(scenario, cidr="10.231.6.0/24")
     cases = [
-        ({"name": "x", "cidr": "10.231.6.128/25"}, 409, "cidr_overlap"),
-        ({"name": "x", "cidr": "not-a-cidr"}, 400, "cidr_invalid"),
+        ({"name": "x", "cidr": "10.231.6.128/25"}, 409, NetworkError.CIDR_OVERLAP),
+        ({"name": "x", "cidr": "not-a-cidr"}, 400, NetworkError.CIDR_INVALID),
         (
             {"name": "x", "cidr": "10.231.7.0/24", "segment_type": "vlan", "segment_id": 5000},
             400,
-            "segment_out_of_range",
+            NetworkError.SEGMENT_OUT_OF_RANGE,
         ),
-        ({"name": "x", "cidr": "10.231.7.0/24", "kind": "flat"}, 400, "flat_needs_bridge"),
+        ({"name": "x", "cidr": "10.231.7.0/24", "kind": "flat"}, 400, NetworkError.FLAT_NEEDS_BRIDGE),
     ]
     for payload, status, code in cases:
         response = client.post("/api/v1/networks/", payload, format="json")
@@ -83,7 +85,7 @@ def test_a_rule_with_a_bad_port_range_is_refused_and_a_good_one_added_and_delete
     ):
         response = client.post(url, payload, format="json")
         assert response.status_code == 400, response.content
-        assert response.json()["code"] == "rule_port_range_invalid"
+        assert response.json()["code"] == NetworkError.RULE_PORT_RANGE_INVALID
     assert not SecurityGroupRule.objects.filter(group=group).exists()
 
     response = client.post(
@@ -114,8 +116,8 @@ def test_the_default_group_cannot_be_deleted_and_a_used_group_neither(scenario, 
     web = services.security_group_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="web")
     services.address_allocate(tenant=scenario.tenant_a, desktop_id=1, network=network, security_group=web)
     client = api.as_user(scenario.tenant_admin)
-    assert client.delete(f"/api/v1/security-groups/{default.pk}/").json()["code"] == "security_group_default"
-    assert client.delete(f"/api/v1/security-groups/{web.pk}/").json()["code"] == "security_group_in_use"
+    assert client.delete(f"/api/v1/security-groups/{default.pk}/").json()["code"] == NetworkError.SECURITY_GROUP_DEFAULT
+    assert client.delete(f"/api/v1/security-groups/{web.pk}/").json()["code"] == NetworkError.SECURITY_GROUP_IN_USE
 
 
 def test_a_desktops_nics_are_listed_with_mac_ip_and_network(scenario, api):
@@ -134,11 +136,11 @@ def test_a_full_subnet_is_a_409_when_reserving(scenario, api):
     subnet = network.subnets.get()
     client = api.as_user(scenario.tenant_admin)
     response = client.post(f"/api/v1/subnets/{subnet.pk}/reserve/", {"ip": "10.231.8.1"}, format="json")
-    assert response.status_code == 400 and response.json()["code"] == "ip_outside_subnet"  # the gateway
+    assert response.status_code == 400 and response.json()["code"] == NetworkError.IP_OUTSIDE_SUBNET  # the gateway
     response = client.post(f"/api/v1/subnets/{subnet.pk}/reserve/", {"ip": "10.231.8.3"}, format="json")
     assert response.status_code == 201
     response = client.post(f"/api/v1/subnets/{subnet.pk}/reserve/", {"ip": "10.231.8.3"}, format="json")
-    assert response.status_code == 409 and response.json()["code"] == "ip_in_use"
+    assert response.status_code == 409 and response.json()["code"] == NetworkError.IP_IN_USE
 
 
 def test_elastic_ip_and_port_forward_through_the_api_start_unapplied(scenario, api):
@@ -155,8 +157,8 @@ def test_elastic_ip_and_port_forward_through_the_api_start_unapplied(scenario, a
     payload = {"elastic_ip": eip["id"], "address": nic.pk, "public_port": 2222, "private_port": 22}
     assert client.post("/api/v1/port-forwards/", payload, format="json").status_code == 201
     again = client.post("/api/v1/port-forwards/", payload, format="json")
-    assert again.status_code == 409 and again.json()["code"] == "port_forward_taken"
-    assert client.delete(f"/api/v1/elastic-ips/{eip['id']}/").json()["code"] == "eip_in_use"
+    assert again.status_code == 409 and again.json()["code"] == NetworkError.PORT_FORWARD_TAKEN
+    assert client.delete(f"/api/v1/elastic-ips/{eip['id']}/").json()["code"] == NetworkError.EIP_IN_USE
 
 
 def test_list_endpoints_cost_a_constant_number_of_queries(scenario, api):
@@ -210,6 +212,6 @@ def test_elastic_ips_count_against_the_tenants_ip_quota_and_release_it(scenario,
     first = client.post("/api/v1/elastic-ips/", {}, format="json")
     assert first.status_code == 201
     second = client.post("/api/v1/elastic-ips/", {}, format="json")
-    assert second.status_code == 409 and second.json()["code"] == "quota_exceeded"
+    assert second.status_code == 409 and second.json()["code"] == TenantsError.QUOTA_EXCEEDED
     assert client.delete(f"/api/v1/elastic-ips/{first.json()['id']}/").status_code == 204
     assert client.post("/api/v1/elastic-ips/", {}, format="json").status_code == 201

@@ -7,7 +7,7 @@ Each endpoint stands for one host; its libvirt objects carry its own prefix, so 
 import pytest
 
 from compute import networking
-from compute.drivers.base import DhcpHost, DriverError
+from compute.drivers.base import DhcpHost, DriverError, ErrorCode
 from compute.hypervisor import driver_for
 from network import services
 from network.models import Address, NetworkDeployment
@@ -161,4 +161,4 @@ def test_a_deleted_network_leaves_the_endpoints_that_had_it(
 
     with pytest.raises(DriverError) as info:
         driver_for(a).dhcp_hosts(name)
-    assert info.value.code == "not_found"
+    assert info.value.code == ErrorCode.NOT_FOUND

@@ -8,6 +8,7 @@ from compute import services as compute_services
 from compute.hypervisor import driver_for
 from compute.models import Desktop
 from network import services
+from network.errors import NetworkError
 from network.models import Address
 from tests.compute.conftest import compute_env  # noqa: F401 - compute's fixtures
 from tests.network.conftest import tenant_network
@@ -75,7 +76,7 @@ def test_a_full_subnet_refuses_the_desktop_and_nothing_is_created(
         services.address_allocate(tenant=scenario.tenant_a, desktop_id=desktop_id, network=network)
     with pytest.raises(Conflict) as info:
         _create(compute_env, scenario.student, scenario.tenant_a, django_capture_on_commit_callbacks)
-    assert info.value.code == "subnet_full"
+    assert info.value.code == NetworkError.SUBNET_FULL
     assert not Desktop.objects.exists()
 
 

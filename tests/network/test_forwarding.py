@@ -5,7 +5,7 @@ endpoints are libvirt's test driver and the vCenter kind, which have no host fir
 """
 
 from compute import networking
-from compute.drivers.base import ForwardSpec
+from compute.drivers.base import ErrorCode, ForwardSpec
 from compute.drivers.hostfw import HostFirewall, is_local_uri
 from network import services
 from network.models import ElasticIP, Network, PortForward, PublicPool
@@ -52,7 +52,7 @@ def test_a_forward_spec_becomes_dnat_and_accept_rules_and_a_bad_one_is_refused()
         try:
             fw.rules(ForwardSpec(**fields))
         except Exception as exc:  # noqa: BLE001 - the type is asserted below
-            assert getattr(exc, "code", "") == "invalid_spec", (bad, exc)
+            assert getattr(exc, "code", "") == ErrorCode.INVALID_SPEC, (bad, exc)
         else:
             raise AssertionError(f"{bad} was accepted")
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from compute import networking
-from compute.drivers.base import DriverError, ForwardSpec
+from compute.drivers.base import DriverError, ErrorCode, ForwardSpec
 from compute.drivers.hostfw import HostFirewall
 from compute.hypervisor import driver_for
 from compute.models import Desktop
@@ -180,7 +180,7 @@ def test_a_remote_endpoint_is_refused_clearly_and_the_row_says_why(scenario, qem
     remote.save(update_fields=["url"])
     with pytest.raises(DriverError) as caught:
         driver_for(remote).forward_keys()
-    assert caught.value.permanent and caught.value.code == "unsupported"
+    assert caught.value.permanent and caught.value.code == ErrorCode.UNSUPPORTED
     assert "only be applied on the portal's own host" in caught.value.message
 
     desktop = desktop_row(scenario.tenant_a, remote)

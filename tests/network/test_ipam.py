@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from common.errors import Conflict, Forbidden, InvalidInput
 from network import selectors, services
+from network.errors import NetworkError
 from network.models import Address, Network, SegmentRange, Subnet
 from tests.network.conftest import in_threads, tenant_network
 
@@ -26,7 +27,7 @@ def test_overlapping_cidr_in_one_tenant_is_refused_and_nothing_is_created(scenar
     tenant_network(scenario, cidr="10.231.0.0/23")
     with pytest.raises(Conflict) as info:
         tenant_network(scenario, cidr="10.231.1.0/24", name="second")
-    assert info.value.code == "cidr_overlap"
+    assert info.value.code == NetworkError.CIDR_OVERLAP
     assert not Network.objects.filter(name="second").exists()
     # Another tenant may use the same range: tenants are isolated from each other.
     tenant_network(scenario, cidr="10.231.1.0/24", name="other", tenant=scenario.tenant_b)
@@ -34,10 +35,13 @@ def test_overlapping_cidr_in_one_tenant_is_refused_and_nothing_is_created(scenar
 
 def test_bad_addressing_is_refused_with_a_code(scenario):
     for kwargs, code in [
-        ({"cidr": "10.231.1.0/33"}, "cidr_invalid"),
-        ({"cidr": "10.231.1.5/24"}, "cidr_invalid"),
-        ({"cidr": "10.231.1.0/24", "gateway": "10.231.2.1"}, "ip_outside_subnet"),
-        ({"cidr": "10.231.1.0/24", "dhcp_start": "10.231.1.200", "dhcp_end": "10.231.1.100"}, "dhcp_range_invalid"),
+        ({"cidr": "10.231.1.0/33"}, NetworkError.CIDR_INVALID),
+        ({"cidr": "10.231.1.5/24"}, NetworkError.CIDR_INVALID),
+        ({"cidr": "10.231.1.0/24", "gateway": "10.231.2.1"}, NetworkError.IP_OUTSIDE_SUBNET),
+        (
+            {"cidr": "10.231.1.0/24", "dhcp_start": "10.231.1.200", "dhcp_end": "10.231.1.100"},
+            NetworkError.DHCP_RANGE_INVALID,
+        ),
     ]:
         with pytest.raises(InvalidInput) as info:
             tenant_network(scenario, **kwargs)
@@ -52,13 +56,13 @@ def test_vlan_ids_come_from_the_sites_range_without_collision(scenario):
     assert (a.segment_id, b.segment_id) == (100, 101)
     with pytest.raises(Conflict) as info:
         tenant_network(scenario, cidr="10.231.3.0/24", name="c", segment_type="vlan")
-    assert info.value.code == "segment_exhausted"
+    assert info.value.code == NetworkError.SEGMENT_EXHAUSTED
     with pytest.raises(InvalidInput) as info:
         tenant_network(scenario, cidr="10.231.3.0/24", name="c", segment_type="vlan", segment_id=4000)
-    assert info.value.code == "segment_out_of_range"
+    assert info.value.code == NetworkError.SEGMENT_OUT_OF_RANGE
     with pytest.raises(Conflict) as info:
         tenant_network(scenario, cidr="10.231.3.0/24", name="c", segment_type="vlan", segment_id=100)
-    assert info.value.code == "segment_in_use"
+    assert info.value.code == NetworkError.SEGMENT_IN_USE
     assert Network.objects.count() == 2
 
 
@@ -89,7 +93,7 @@ def test_a_full_subnet_is_a_conflict_with_a_code(scenario):
         services.address_allocate(tenant=scenario.tenant_a, desktop_id=desktop_id + 1, network=network)
     with pytest.raises(Conflict) as info:
         services.address_allocate(tenant=scenario.tenant_a, desktop_id=99, network=network)
-    assert info.value.code == "subnet_full"
+    assert info.value.code == NetworkError.SUBNET_FULL
     assert Address.objects.count() == 5
 
 
@@ -113,7 +117,7 @@ def test_another_tenants_network_cannot_be_allocated_from(scenario):
     network = tenant_network(scenario, cidr="10.231.1.0/24")
     with pytest.raises(Exception) as info:
         services.address_allocate(tenant=scenario.tenant_b, desktop_id=1, network=network)
-    assert getattr(info.value, "code", "") == "network_not_found"
+    assert getattr(info.value, "code", "") == NetworkError.NETWORK_NOT_FOUND
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,5 +154,5 @@ def test_concurrent_networks_never_share_a_vlan_id_or_overlap(scenario):
     refused = [r for r in results if isinstance(r, Conflict)]
     assert len(created) == 5 and len(refused) == 5, results
     assert len(set(created)) == 5
-    assert {r.code for r in refused} == {"cidr_overlap"}
+    assert {r.code for r in refused} == {NetworkError.CIDR_OVERLAP}
     assert Subnet.objects.count() == 5

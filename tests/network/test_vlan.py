@@ -9,10 +9,11 @@ import pytest
 
 from compute import networking
 from compute.drivers import xml as lx
-from compute.drivers.base import DriverError, ForwardMode, NetworkSpec
+from compute.drivers.base import DriverError, ErrorCode, ForwardMode, NetworkSpec
 from compute.hypervisor import driver_for
 from compute.models import Endpoint
 from network import services
+from network.errors import NetworkError
 from network.models import Network
 from tests.network.conftest import endpoint_make, tenant_network
 
@@ -45,7 +46,7 @@ def test_a_vlan_on_an_open_vswitch_bridge_is_tagged_and_a_linux_bridge_is_chosen
     assert (linux.bridge, linux.virtualport, linux.vlan) == ("br120", "", None)
     with pytest.raises(DriverError) as caught:
         networking.network_spec(flat, _endpoint())
-    assert caught.value.code == "invalid_spec" and "vlan_bridges" in caught.value.message
+    assert caught.value.code == ErrorCode.INVALID_SPEC and "vlan_bridges" in caught.value.message
 
     # The network's own bridge wins; it is tagged only when the endpoint says it is Open vSwitch.
     named = _flat(scenario, bridge="br0", segment_id=121, name="named")
@@ -64,7 +65,7 @@ def test_a_flat_network_may_name_only_its_vlan(scenario, api):
     response = client.post("/api/v1/networks/", payload, format="json")
     assert response.status_code == 201, response.content
     response = client.post("/api/v1/networks/", {"name": "w", "kind": "flat", "cidr": "10.231.41.0/24"}, format="json")
-    assert response.status_code == 400 and response.json()["code"] == "flat_needs_bridge"
+    assert response.status_code == 400 and response.json()["code"] == NetworkError.FLAT_NEEDS_BRIDGE
 
 
 def test_the_tag_is_in_the_network_xml_on_libvirts_test_driver(scenario, run_id):
@@ -87,7 +88,7 @@ def test_the_tag_is_in_the_network_xml_on_libvirts_test_driver(scenario, run_id)
     other = NetworkSpec(name=name, forward=ForwardMode.BRIDGE, bridge="ovsbr0", virtualport="openvswitch", vlan=121)
     with pytest.raises(DriverError) as caught:
         driver_for(endpoint).network_ensure(other)
-    assert caught.value.code == "exists"
+    assert caught.value.code == ErrorCode.EXISTS
     driver_for(endpoint).network_delete(name)
 
 
@@ -118,4 +119,4 @@ def test_the_real_daemon_takes_our_tagged_xml_and_refuses_a_tag_we_never_write(q
     ):
         with pytest.raises(DriverError) as caught:
             lx.network_xml(bad)
-        assert caught.value.code == "invalid_spec"
+        assert caught.value.code == ErrorCode.INVALID_SPEC

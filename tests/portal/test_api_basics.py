@@ -2,6 +2,9 @@
 
 import pytest
 
+from common.errors import ErrorCode
+from portal.errors import PortalError
+
 pytestmark = pytest.mark.django_db
 
 
@@ -36,7 +39,7 @@ def test_a_wrong_password_does_not_say_which_half_was_wrong(scenario, client):
 
     assert wrong_password.status_code == unknown_user.status_code == 400
     assert wrong_password.json() == unknown_user.json()
-    assert wrong_password.json()["code"] == "invalid_credentials"
+    assert wrong_password.json()["code"] == PortalError.INVALID_CREDENTIALS
 
 
 def test_platform_admin_profile_names_the_platform_role(scenario, api):
@@ -51,7 +54,7 @@ def test_anonymous_caller_gets_401_in_the_error_format(client):
     response = client.get("/api/v1/users/me/")
 
     assert response.status_code == 401
-    assert response.json()["code"] == "not_authenticated"
+    assert response.json()["code"] == ErrorCode.NOT_AUTHENTICATED
     assert set(response.json()) == {"code", "message", "detail"}
 
 
@@ -59,14 +62,14 @@ def test_malformed_json_is_a_400_with_a_code(client, db):
     response = client.post("/api/v1/auth/token/", "{not json", content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json()["code"] == "malformed_request"
+    assert response.json()["code"] == ErrorCode.MALFORMED_REQUEST
 
 
 def test_missing_fields_are_listed_in_the_detail(client, db):
     response = client.post("/api/v1/auth/token/", {}, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid"
+    assert response.json()["code"] == ErrorCode.INVALID
     assert set(response.json()["detail"]) == {"username", "password"}
 
 
@@ -84,14 +87,14 @@ def test_an_oversized_body_is_refused_with_413(client, settings, db):
     response = client.post("/api/v1/auth/token/", "x" * 2048, content_type="application/json")
 
     assert response.status_code == 413
-    assert response.json()["code"] == "request_too_large"
+    assert response.json()["code"] == ErrorCode.REQUEST_TOO_LARGE
 
 
 def test_an_unknown_api_url_is_a_json_404(client, db):
     response = client.get("/api/v1/no-such-thing/")
 
     assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.json()["code"] == ErrorCode.NOT_FOUND
 
 
 def test_auditors_cannot_write_through_the_api(scenario, api):

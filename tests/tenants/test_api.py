@@ -5,6 +5,8 @@ import datetime
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from common.errors import ErrorCode
+from tenants.errors import TenantsError
 from tenants.models import ApprovalRequest, Course, Membership, Quota, RequestKind
 from tenants.quotas import quota_set
 from tests import factories
@@ -215,7 +217,7 @@ def test_approving_a_decided_request_is_a_409_with_a_code(world, api):
     assert first.status_code == 200 and first.json()["state"] == "approved"
     assert first.json()["steps"][0]["decided_by"] == "a_admin"
     again = client.post(f"/api/v1/requests/{pending.pk}/approve/", {}, format="json")
-    assert again.status_code == 409 and again.json()["code"] == "invalid_transition"
+    assert again.status_code == 409 and again.json()["code"] == ErrorCode.INVALID_TRANSITION
 
 
 def test_a_request_over_quota_is_refused_with_the_shortfall(world, api):
@@ -228,7 +230,7 @@ def test_a_request_over_quota_is_refused_with_the_shortfall(world, api):
     )
     assert response.status_code == 409
     body = response.json()
-    assert body["code"] == "quota_exceeded"
+    assert body["code"] == TenantsError.QUOTA_EXCEEDED
     assert body["detail"]["shortfalls"][0]["short_by"] == 2
     assert "还差 2" in body["message"]
 
@@ -254,7 +256,7 @@ def test_overlapping_class_times_are_refused(world, api):
         ],
         format="json",
     )
-    assert response.status_code == 400 and response.json()["code"] == "class_times_overlap"
+    assert response.status_code == 400 and response.json()["code"] == TenantsError.CLASS_TIMES_OVERLAP
 
 
 def test_the_approver_queue_filter_lists_what_waits_for_me(world, api):

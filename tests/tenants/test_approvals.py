@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 
-from common.errors import Forbidden, InvalidInput, InvalidTransition
+from common.errors import ErrorCode, Forbidden, InvalidInput, InvalidTransition
 from tenants import hooks
 from tenants.approvals import policy_set, request_approve, request_cancel, request_fail, request_reject, request_submit
 from tenants.models import ApprovalRequest, ApprovalStep, Quota, RequestKind, Reservation
@@ -169,7 +169,7 @@ def test_approving_an_already_decided_request_is_an_invalid_transition(scenario,
     assert request.steps.get().state == ApprovalStep.State.REJECTED
     with pytest.raises(InvalidTransition) as refused:
         request_approve(actor=scenario.tenant_admin, request=request)
-    assert refused.value.status == 409 and refused.value.code == "invalid_transition"
+    assert refused.value.status == 409 and refused.value.code == ErrorCode.INVALID_TRANSITION
     with pytest.raises(InvalidTransition):
         request_cancel(actor=scenario.teacher, request=request)
 

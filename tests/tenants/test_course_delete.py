@@ -4,6 +4,7 @@ import pytest
 
 from common.errors import Conflict
 from compute.models import Cluster, Desktop, Endpoint, Site
+from tenants.errors import TenantsError
 from tenants.models import Course
 from tenants.services import course_delete
 
@@ -34,5 +35,5 @@ def test_a_course_with_a_desktop_cannot_be_deleted(scenario):
     with pytest.raises(Conflict) as refused:
         course_delete(actor=scenario.tenant_admin, course=course)
 
-    assert refused.value.code == "course_in_use"
+    assert refused.value.code == TenantsError.COURSE_IN_USE
     assert Course.objects.filter(pk=course.pk).exists()

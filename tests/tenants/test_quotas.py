@@ -7,6 +7,7 @@ from django.core import mail
 from django.db import connection
 
 from common.errors import Forbidden, InvalidInput
+from tenants.errors import TenantsError
 from tenants.models import Quota, Reservation
 from tenants.quotas import (
     QuotaExceeded,
@@ -52,7 +53,7 @@ def test_quota_refuses_the_11th_desktop_and_says_by_how_much(scenario, course):
 
     (shortfall,) = refused.value.shortfalls
     assert (shortfall.resource, shortfall.available, shortfall.short_by) == ("desktops", 2, 1)
-    assert refused.value.status == 409 and refused.value.code == "quota_exceeded"
+    assert refused.value.status == 409 and refused.value.code == TenantsError.QUOTA_EXCEEDED
     assert refused.value.detail["shortfalls"][0]["short_by"] == 1
     assert "还差 1" in refused.value.message
     assert Reservation.objects.count() == 1
@@ -68,7 +69,7 @@ def test_child_quota_cannot_exceed_its_parent(scenario):
     quota_set(actor=None, tenant=scenario.university, limits={"vcpu": 100})
     with pytest.raises(InvalidInput) as refused:
         quota_set(actor=None, tenant=scenario.tenant_a, limits={"vcpu": 101})
-    assert refused.value.code == "quota_exceeds_parent"
+    assert refused.value.code == TenantsError.QUOTA_EXCEEDS_PARENT
 
 
 def test_parent_quota_cannot_drop_below_a_child(scenario):
@@ -76,7 +77,7 @@ def test_parent_quota_cannot_drop_below_a_child(scenario):
     quota_set(actor=None, tenant=scenario.tenant_a, limits={"vcpu": 80})
     with pytest.raises(Exception) as refused:
         quota_set(actor=None, tenant=scenario.university, limits={"vcpu": 50})
-    assert refused.value.code == "quota_below_children"
+    assert refused.value.code == TenantsError.QUOTA_BELOW_CHILDREN
 
 
 def test_a_new_quota_starts_with_the_usage_already_in_its_scope(scenario, course):

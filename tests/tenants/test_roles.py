@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from audit.models import AuditEvent
 from common.errors import Conflict, Forbidden
 from tenants import selectors
+from tenants.errors import TenantsError
 from tenants.models import Membership, PlatformAssignment, Tenant
 from tenants.services import (
     course_grant,
@@ -80,7 +81,7 @@ def test_a_tenant_admin_grants_roles_only_in_their_subtree(scenario):
 def test_no_account_holds_two_platform_roles(scenario):
     with pytest.raises(Conflict) as refused:
         platform_role_grant(actor=scenario.secadmin, user=scenario.sysadmin, role="audit_admin")
-    assert refused.value.code == "platform_roles_separated"
+    assert refused.value.code == TenantsError.PLATFORM_ROLES_SEPARATED
     with pytest.raises(IntegrityError), transaction.atomic():
         PlatformAssignment.objects.create(user=scenario.sysadmin, role="audit_admin")
 

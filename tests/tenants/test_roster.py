@@ -6,6 +6,7 @@ import pytest
 from openpyxl import Workbook
 
 from common.errors import Forbidden, InvalidInput
+from tenants.errors import TenantsError
 from tenants.models import Membership, RosterEntry, User
 from tenants.roster import roster_parse
 from tenants.services import course_roster_import
@@ -33,7 +34,7 @@ def test_every_bad_row_is_reported_by_line_and_nothing_is_imported(scenario, cou
     errors = refused.value.detail["errors"]
     assert [e["line"] for e in errors] == [3, 4, 5, 6, 7]
     assert "第 2 行重复" in errors[2]["message"]
-    assert refused.value.code == "roster_invalid"
+    assert refused.value.code == TenantsError.ROSTER_INVALID
     assert not User.objects.filter(student_number__startswith="20269").exists()
     assert RosterEntry.objects.filter(course=course).count() == 2
 
@@ -59,13 +60,13 @@ def test_gbk_csv_from_excel_is_read(scenario, course):
 def test_unreadable_files_are_refused_in_plain_words(scenario, course):
     with pytest.raises(InvalidInput) as refused:
         roster_parse(filename="roster.xlsx", content=b"not a zip")
-    assert refused.value.code == "roster_unreadable"
+    assert refused.value.code == TenantsError.ROSTER_UNREADABLE
     with pytest.raises(InvalidInput) as refused:
         roster_parse(filename="roster.pdf", content=b"%PDF")
-    assert refused.value.code == "roster_format"
+    assert refused.value.code == TenantsError.ROSTER_FORMAT
     with pytest.raises(InvalidInput) as refused:
         roster_parse(filename="roster.csv", content=b"\n\n")
-    assert refused.value.code == "roster_empty"
+    assert refused.value.code == TenantsError.ROSTER_EMPTY
 
 
 def test_a_platform_admin_cannot_be_put_on_a_roster(scenario, course):
