@@ -33,6 +33,7 @@ from django.db import transaction
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import ServiceError
+from common.tasks import enqueue
 from compute import hooks as compute_hooks
 from compute.drivers.base import (
     DhcpHost,
@@ -833,31 +834,25 @@ def forwarding_sync() -> dict:
 # --- hooks --------------------------------------------------------------------------------------
 
 
-def _tasks():
-    import importlib
-
-    return importlib.import_module("compute.network_tasks")
-
-
 def _on_network_changed(*, network_id: int) -> None:
     # Another tenant's new subnet changes what default groups keep out.
-    _tasks().security_groups_sync_task.delay()
+    enqueue("compute.tasks.network.security_groups_sync")
 
 
 def _on_network_deleted(*, network_id: int, endpoints: list[str]) -> None:
-    _tasks().network_remove_task.delay(network_id, endpoints)
+    enqueue("compute.tasks.network.network_remove", network_id, endpoints)
 
 
 def _on_security_group_changed(*, group_id: int) -> None:
-    _tasks().security_group_apply_task.delay(group_id)
+    enqueue("compute.tasks.network.security_group_apply", group_id)
 
 
 def _on_nic_changed(*, desktop_id: int) -> None:
-    _tasks().desktop_filters_apply_task.delay(desktop_id)
+    enqueue("compute.tasks.network.desktop_filters_apply", desktop_id)
 
 
 def _on_forwarding_changed(*, eip_id: int) -> None:
-    _tasks().forwarding_apply_task.delay(eip_id)
+    enqueue("compute.tasks.network.forwarding_apply", eip_id)
 
 
 def _on_elastic_ip_rebound(*, desktop_id: int, reason: str) -> None:
@@ -869,6 +864,7 @@ def _on_elastic_ip_rebound(*, desktop_id: int, reason: str) -> None:
 
 
 def register_hooks() -> None:
+    """Called once at start-up (``ComputeConfig.ready``), in web and worker alike."""
     hooks.register("network_changed", _on_network_changed)
     hooks.register("network_deleted", _on_network_deleted)
     hooks.register("security_group_changed", _on_security_group_changed)
@@ -880,12 +876,6 @@ def register_hooks() -> None:
 def with_nics(spec, nics: tuple[NicSpec, ...]):
     """The VMSpec with the desktop's NICs (unchanged when it has none allocated)."""
     return dataclasses.replace(spec, nics=nics) if nics else spec
-
-
-# Wherever compute's orchestration is loaded (web, worker), network's hooks reach it and the
-# worker knows its tasks.
-register_hooks()
-from compute import network_tasks  # noqa: E402, F401, I001
 
 
 # --- demo ---------------------------------------------------------------------------------------

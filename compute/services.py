@@ -24,6 +24,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.db import retry_on_deadlock, share_lock_status
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
+from common.tasks import enqueue
 from compute import hooks, networking, quota, selectors
 from compute.drivers.base import DriverError, ErrorCode, HostInfo, VMInfo
 from compute.hypervisor import driver_for, driver_forget, driver_open
@@ -49,19 +50,6 @@ log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 POWER = {"running": Desktop.Power.RUNNING, "stopped": Desktop.Power.STOPPED, "paused": Desktop.Power.PAUSED}
-
-
-def _dispatch(task, *args, queue: str) -> str:
-    """Queue a task once the transaction commits; returns the task id recorded on the row."""
-    task_id = secrets.token_hex(16)
-    transaction.on_commit(lambda: task.apply_async(args=args, task_id=task_id, queue=queue))
-    return task_id
-
-
-def _tasks():
-    from compute import tasks  # tasks import services; import lazily to keep the cycle open
-
-    return tasks
 
 
 # --- sites, endpoints ---------------------------------------------------------------------
@@ -399,7 +387,7 @@ def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: st
             target=version,
             detail={"endpoint": endpoint.name, "format": version.format, "size_bytes": size},
         )
-        _dispatch(_tasks().image_import, version.pk, queue=endpoint.site.celery_queue)
+        enqueue("compute.tasks.images.image_import", version.pk, queue=endpoint.site.celery_queue)
     return version
 
 
@@ -542,7 +530,9 @@ def desktop_create(
         desktop.save()
         # Its NIC's IP and MAC from the tenant's network (none: the endpoint's default network).
         networking.desktop_nics_allocate(desktop=desktop)
-        desktop.task_id = _dispatch(_tasks().desktop_provision, desktop.pk, queue=placement.endpoint.site.celery_queue)
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_provision", desktop.pk, queue=placement.endpoint.site.celery_queue
+        )
         desktop.save(update_fields=["task_id"])
         hooks.desktop_changed(desktop=desktop, reason="created")
         event_record(
@@ -603,20 +593,20 @@ def desktop_clone_source_release(*, desktop_id: int) -> None:
 
 
 _VERB_ACTIONS = {
-    "start": (Action.DESKTOP_STARTED, "desktop_power"),
-    "stop": (Action.DESKTOP_STOPPED, "desktop_power"),
-    "reboot": (Action.DESKTOP_REBOOTED, "desktop_power"),
+    "start": Action.DESKTOP_STARTED,
+    "stop": Action.DESKTOP_STOPPED,
+    "reboot": Action.DESKTOP_REBOOTED,
 }
 
 
 def _power(*, actor, desktop: Desktop, verb: str) -> Desktop:
     _require_manage(actor, desktop)
-    action, task_name = _VERB_ACTIONS[verb]
+    action = _VERB_ACTIONS[verb]
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         getattr(desktop, verb)()
-        desktop.task_id = _dispatch(
-            getattr(_tasks(), task_name), desktop.pk, verb, queue=desktop.endpoint.site.celery_queue
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_power", desktop.pk, verb, queue=desktop.endpoint.site.celery_queue
         )
         desktop.save()
         event_record(action=action, actor=actor, target=desktop, tenant=desktop.tenant)
@@ -643,7 +633,9 @@ def desktop_reset(*, actor, desktop: Desktop) -> Desktop:
         if desktop.image_version is None:
             raise InvalidInput(_("接管的虚拟机没有黄金镜像，不能重置。"), code="desktop_not_resettable")
         desktop.occupy(action=_("重置"))
-        desktop.task_id = _dispatch(_tasks().desktop_reset, desktop.pk, queue=desktop.endpoint.site.celery_queue)
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_reset", desktop.pk, queue=desktop.endpoint.site.celery_queue
+        )
         desktop.save()
         event_record(action=Action.DESKTOP_RESET, actor=actor, target=desktop, tenant=desktop.tenant)
     return desktop
@@ -674,8 +666,13 @@ def desktop_resize(*, actor, desktop: Desktop, flavor: Flavor) -> Desktop:
         hold = quota.resize_quota_hold(
             actor=actor, desktop=desktop, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib, gpus=flavor.gpus
         )
-        desktop.task_id = _dispatch(
-            _tasks().desktop_resize, desktop.pk, flavor.pk, gpu_device, hold, queue=desktop.endpoint.site.celery_queue
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_resize",
+            desktop.pk,
+            flavor.pk,
+            gpu_device,
+            hold,
+            queue=desktop.endpoint.site.celery_queue,
         )
         desktop.save()
         event_record(
@@ -746,7 +743,9 @@ def desktop_retry(*, actor, desktop: Desktop) -> Desktop:
             )
         desktop.provision()
         desktop.attempts = 0
-        desktop.task_id = _dispatch(_tasks().desktop_provision, desktop.pk, queue=desktop.endpoint.site.celery_queue)
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_provision", desktop.pk, queue=desktop.endpoint.site.celery_queue
+        )
         desktop.save()
         hooks.desktop_changed(desktop=desktop, reason="retried")
         event_record(action=Action.DESKTOP_RETRIED, actor=actor, target=desktop, tenant=desktop.tenant)
@@ -759,7 +758,9 @@ def desktop_delete(*, actor, desktop: Desktop) -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         desktop.begin_deletion()
-        desktop.task_id = _dispatch(_tasks().desktop_destroy, desktop.pk, queue=desktop.endpoint.site.celery_queue)
+        desktop.task_id = enqueue(
+            "compute.tasks.desktops.desktop_destroy", desktop.pk, queue=desktop.endpoint.site.celery_queue
+        )
         desktop.save()
         event_record(action=Action.DESKTOP_DELETED, actor=actor, target=desktop, tenant=desktop.tenant)
     return desktop
@@ -895,8 +896,8 @@ def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = ""
         desktop.snapshots.filter(name=name, state=Snapshot.State.DELETED).delete()
         desktop.occupy(action=_("创建快照"))
         snapshot = Snapshot.objects.create(desktop=desktop, name=name, description=description, created_by=actor)
-        desktop.task_id = snapshot.task_id = _dispatch(
-            _tasks().snapshot_run, snapshot.pk, "create", queue=desktop.endpoint.site.celery_queue
+        desktop.task_id = snapshot.task_id = enqueue(
+            "compute.tasks.snapshots.snapshot_run", snapshot.pk, "create", queue=desktop.endpoint.site.celery_queue
         )
         desktop.save()
         snapshot.save(update_fields=["task_id"])
@@ -919,8 +920,8 @@ def _snapshot_operation(*, actor, snapshot: Snapshot, op: str, action: str, labe
             raise Conflict(_("快照当前不可用。"), code="snapshot_not_ready", detail={"state": snapshot.state})
         desktop.occupy(action=label)
         snapshot.state = Snapshot.State.REVERTING if op == "revert" else Snapshot.State.DELETING
-        desktop.task_id = snapshot.task_id = _dispatch(
-            _tasks().snapshot_run, snapshot.pk, op, queue=desktop.endpoint.site.celery_queue
+        desktop.task_id = snapshot.task_id = enqueue(
+            "compute.tasks.snapshots.snapshot_run", snapshot.pk, op, queue=desktop.endpoint.site.celery_queue
         )
         desktop.save()
         snapshot.save()
@@ -963,7 +964,7 @@ def snapshot_finish(*, snapshot_id: int, op: str, info: VMInfo | None, error: st
 
 
 def _volume_task(volume: Volume, op: str, endpoint: Endpoint) -> str:
-    return _dispatch(_tasks().volume_run, volume.pk, op, queue=endpoint.site.celery_queue)
+    return enqueue("compute.tasks.volumes.volume_run", volume.pk, op, queue=endpoint.site.celery_queue)
 
 
 def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> Volume:
