@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from common.db import LockingManager
 from common.errors import InvalidTransition
+from compute.errors import ComputeError
 
 
 def _fernet() -> Fernet:
@@ -469,7 +470,7 @@ class Desktop(models.Model):
         if self.state not in states:
             raise InvalidTransition(
                 _("桌面当前为“%(state)s”，不能%(action)s。") % {"state": self.get_state_display(), "action": action},
-                code="desktop_invalid_transition",
+                code=ComputeError.DESKTOP_INVALID_TRANSITION,
                 detail={"state": self.state, "action": action},
             )
 

@@ -18,6 +18,7 @@ from audit.services import event_record
 from common.errors import InvalidInput, NotFound
 from compute import hooks, quota
 from compute.drivers.base import DriverError, VMInfo
+from compute.errors import ComputeError
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
 from compute.services import POWER, endpoint_refresh
@@ -166,16 +167,18 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
 
     endpoint = Endpoint.objects.select_related("site").filter(name=endpoint_name).first()
     if endpoint is None:
-        raise NotFound(_("没有名为“%(name)s”的端点。") % {"name": endpoint_name}, code="endpoint_not_found")
+        raise NotFound(_("没有名为“%(name)s”的端点。") % {"name": endpoint_name}, code=ComputeError.ENDPOINT_NOT_FOUND)
     tenant = Tenant.objects.filter(slug=tenant_slug).first()
     if tenant is None:
-        raise NotFound(_("没有标识为“%(slug)s”的租户。") % {"slug": tenant_slug}, code="tenant_not_found")
+        raise NotFound(_("没有标识为“%(slug)s”的租户。") % {"slug": tenant_slug}, code=ComputeError.TENANT_NOT_FOUND)
     started = time.monotonic()
     try:
         vms = [vm for vm in driver_for(endpoint).list_vms() if not vm.template]
     except DriverError as exc:
         driver_error_note(endpoint, exc)
-        raise InvalidInput(_("无法读取虚拟化平台的清单。"), code="endpoint_unreachable", detail={"reason": exc.message})
+        raise InvalidInput(
+            _("无法读取虚拟化平台的清单。"), code=ComputeError.ENDPOINT_UNREACHABLE, detail={"reason": exc.message}
+        )
     listed = time.monotonic()
     errors: list[dict] = []
     existing = {d.vm_name: d for d in Desktop.objects.filter(endpoint=endpoint).exclude(state=Desktop.State.DELETED)}

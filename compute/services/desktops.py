@@ -12,6 +12,7 @@ from common.db import retry_on_deadlock, share_lock_status
 from common.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from common.tasks import enqueue
 from compute import hooks, networking, quota, selectors
+from compute.errors import ComputeError
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
 from compute.placement import place
 from compute.placement import resize_fit as place_resize
@@ -38,26 +39,26 @@ def desktop_create(
     """Request a desktop: validate, place, reserve quota, and queue its provisioning."""
     owner = owner or actor
     if not selectors.tenant_creatable_for(actor, tenant):
-        raise NotFound(_("租户不存在。"), code="tenant_not_found")
+        raise NotFound(_("租户不存在。"), code=ComputeError.TENANT_NOT_FOUND)
     if owner.pk != actor.pk and not (
         selectors.is_system_admin(actor)
         or selectors.tenants_with_role(actor, "tenant_admin").filter(pk=tenant.pk).exists()
         or (course is not None and course.teacher_id == actor.pk)
     ):
-        raise Forbidden(_("只能为自己创建桌面。"), code="desktop_owner_forbidden")
+        raise Forbidden(_("只能为自己创建桌面。"), code=ComputeError.DESKTOP_OWNER_FORBIDDEN)
     if course is not None and course.tenant_id != tenant.pk:
-        raise InvalidInput(_("课程不属于该租户。"), code="course_tenant_mismatch")
+        raise InvalidInput(_("课程不属于该租户。"), code=ComputeError.COURSE_TENANT_MISMATCH)
     if image_version.status != ImageVersion.Status.READY:
-        raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
+        raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
     if not selectors.image_visible_to_tenant(image_version.image, tenant=tenant, course=course):
-        raise InvalidInput(_("未知镜像。"), code="image_not_found")
+        raise InvalidInput(_("未知镜像。"), code=ComputeError.IMAGE_NOT_FOUND)
     if not selectors.flavor_usable_by_tenant(flavor, tenant=tenant):
-        raise InvalidInput(_("未知规格。"), code="flavor_not_found")
+        raise InvalidInput(_("未知规格。"), code=ComputeError.FLAVOR_NOT_FOUND)
     if image_version.size_gib > flavor.disk_gib:
         raise InvalidInput(
             _("规格的系统盘（%(flavor)s GiB）小于镜像（%(image)s GiB）。")
             % {"flavor": flavor.disk_gib, "image": image_version.size_gib},
-            code="flavor_disk_too_small",
+            code=ComputeError.FLAVOR_DISK_TOO_SMALL,
         )
     name = (name or f"{image_version.image.name}-{getattr(owner, 'username', '')}")[:100]
     hooks.desktop_create_check(tenant=tenant, course=course)  # e.g. billing's blocking budgets
@@ -65,7 +66,7 @@ def desktop_create(
         # Checked again under a shared lock: the version may have been retired since (the
         # classroom retires superseded course images once no desktop uses them).
         if share_lock_status(ImageVersion, image_version.pk) != ImageVersion.Status.READY:
-            raise InvalidInput(_("镜像版本尚不可用。"), code="image_not_ready")
+            raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
         placement = place(flavor=flavor, image_version=image_version, endpoint=endpoint)
         reservation = quota.desktop_quota_reserve(
             actor=actor,
@@ -123,13 +124,13 @@ def desktop_clone(*, actor, desktop: Desktop, name: str = "") -> Desktop:
     """
     require_manage(actor, desktop)
     if desktop.image_version is None or desktop.flavor is None:
-        raise InvalidInput(_("接管的虚拟机没有镜像和规格，不能克隆。"), code="desktop_not_clonable")
+        raise InvalidInput(_("接管的虚拟机没有镜像和规格，不能克隆。"), code=ComputeError.DESKTOP_NOT_CLONABLE)
     with transaction.atomic():
         source = Desktop.objects.locked(desktop.pk)
         if source.state != Desktop.State.STOPPED:
             raise InvalidTransition(
                 _("请先关机再克隆：运行中的磁盘无法得到一致的副本。"),
-                code="desktop_must_be_stopped",
+                code=ComputeError.DESKTOP_MUST_BE_STOPPED,
                 detail={"state": source.state, "action": "clone"},
             )
         clone = desktop_create(
@@ -196,7 +197,7 @@ def desktop_reset(*, actor, desktop: Desktop) -> Desktop:
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         if desktop.image_version is None:
-            raise InvalidInput(_("接管的虚拟机没有黄金镜像，不能重置。"), code="desktop_not_resettable")
+            raise InvalidInput(_("接管的虚拟机没有黄金镜像，不能重置。"), code=ComputeError.DESKTOP_NOT_RESETTABLE)
         desktop.occupy(action=_("重置"))
         desktop.task_id = enqueue(
             "compute.tasks.desktops.desktop_reset", desktop.pk, queue=desktop.endpoint.site.celery_queue
@@ -216,7 +217,7 @@ def desktop_resize(*, actor, desktop: Desktop, flavor: Flavor) -> Desktop:
     """
     require_manage(actor, desktop)
     if not selectors.flavor_usable_by_tenant(flavor, tenant=desktop.tenant):
-        raise InvalidInput(_("未知规格。"), code="flavor_not_found")
+        raise InvalidInput(_("未知规格。"), code=ComputeError.FLAVOR_NOT_FOUND)
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         if (desktop.vcpus, desktop.memory_mib, desktop.gpus, desktop.flavor_id) == (
@@ -225,7 +226,7 @@ def desktop_resize(*, actor, desktop: Desktop, flavor: Flavor) -> Desktop:
             flavor.gpus,
             flavor.pk,
         ):
-            raise InvalidInput(_("桌面已经是这个规格。"), code="desktop_same_flavor")
+            raise InvalidInput(_("桌面已经是这个规格。"), code=ComputeError.DESKTOP_SAME_FLAVOR)
         desktop.begin_resize()
         gpu_device = place_resize(desktop=desktop, flavor=flavor)
         hold = quota.resize_quota_hold(

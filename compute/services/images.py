@@ -13,6 +13,7 @@ from audit.services import event_record
 from common.errors import Conflict, InvalidInput
 from common.tasks import enqueue
 from compute.drivers.base import DriverError
+from compute.errors import ComputeError
 from compute.hypervisor import driver_open
 from compute.models import Endpoint, Flavor, GpuProfile, Image, ImageVersion, StoragePool, Visibility
 from compute.services.rules import driver_error_message
@@ -29,11 +30,11 @@ def image_create(
     description: str = "",
 ) -> Image:
     if not name:
-        raise InvalidInput(_("请填写镜像名称。"), code="image_name_missing")
+        raise InvalidInput(_("请填写镜像名称。"), code=ComputeError.IMAGE_NAME_MISSING)
     if visibility == Visibility.TENANT and tenant is None:
-        raise InvalidInput(_("租户可见的镜像需要指定租户。"), code="image_tenant_missing")
+        raise InvalidInput(_("租户可见的镜像需要指定租户。"), code=ComputeError.IMAGE_TENANT_MISSING)
     if visibility == Visibility.COURSE and course is None:
-        raise InvalidInput(_("课程可见的镜像需要指定课程。"), code="image_course_missing")
+        raise InvalidInput(_("课程可见的镜像需要指定课程。"), code=ComputeError.IMAGE_COURSE_MISSING)
     with transaction.atomic():
         image = Image.objects.create(
             name=name,
@@ -56,9 +57,9 @@ def image_version_register(
 ) -> ImageVersion:
     """Record a golden image already on the hypervisor (a volume in a pool, or a vCenter template)."""
     if endpoint.kind == Endpoint.Kind.LIBVIRT and not (pool and volume):
-        raise InvalidInput(_("libvirt 镜像需要存储池和卷名。"), code="image_volume_missing")
+        raise InvalidInput(_("libvirt 镜像需要存储池和卷名。"), code=ComputeError.IMAGE_VOLUME_MISSING)
     if endpoint.kind == Endpoint.Kind.VCENTER and not template:
-        raise InvalidInput(_("vCenter 镜像需要模板名。"), code="image_template_missing")
+        raise InvalidInput(_("vCenter 镜像需要模板名。"), code=ComputeError.IMAGE_TEMPLATE_MISSING)
     with transaction.atomic():
         Image.objects.select_for_update().get(pk=image.pk)
         version = ImageVersion.objects.create(
@@ -94,21 +95,24 @@ def qemu_img_check(path: str) -> tuple[str, int]:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InvalidInput(_("无法检查镜像文件：%(error)s") % {"error": exc}, code="image_check_failed") from exc
+        raise InvalidInput(
+            _("无法检查镜像文件：%(error)s") % {"error": exc}, code=ComputeError.IMAGE_CHECK_FAILED
+        ) from exc
     if proc.returncode != 0:
         raise InvalidInput(
-            _("文件不是可用的磁盘镜像。"), code="image_bad_format", detail={"reason": proc.stderr[-500:]}
+            _("文件不是可用的磁盘镜像。"), code=ComputeError.IMAGE_BAD_FORMAT, detail={"reason": proc.stderr[-500:]}
         )
     info = json.loads(proc.stdout)
     fmt, size = info.get("format", ""), int(info.get("virtual-size", 0))
     if fmt not in ("qcow2", "raw"):
         raise InvalidInput(
-            _("不支持的镜像格式“%(format)s”，只接受 qcow2、raw 或 ISO。") % {"format": fmt}, code="image_bad_format"
+            _("不支持的镜像格式“%(format)s”，只接受 qcow2、raw 或 ISO。") % {"format": fmt},
+            code=ComputeError.IMAGE_BAD_FORMAT,
         )
     if info.get("backing-filename"):
-        raise InvalidInput(_("镜像依赖其他文件（backing file），请先合并。"), code="image_has_backing_file")
+        raise InvalidInput(_("镜像依赖其他文件（backing file），请先合并。"), code=ComputeError.IMAGE_HAS_BACKING_FILE)
     if size < 1024 * 1024:
-        raise InvalidInput(_("镜像太小，不是可用的磁盘镜像。"), code="image_too_small")
+        raise InvalidInput(_("镜像太小，不是可用的磁盘镜像。"), code=ComputeError.IMAGE_TOO_SMALL)
     return fmt, size
 
 
@@ -123,13 +127,15 @@ def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: st
     fmt, size = qemu_img_check(path)
     is_iso = path.lower().endswith(".iso")
     if endpoint.kind != Endpoint.Kind.LIBVIRT:
-        raise InvalidInput(_("只能向 libvirt 端点上传镜像文件；vCenter 请导入模板。"), code="image_upload_unsupported")
+        raise InvalidInput(
+            _("只能向 libvirt 端点上传镜像文件；vCenter 请导入模板。"), code=ComputeError.IMAGE_UPLOAD_UNSUPPORTED
+        )
     pool = pool or (
         StoragePool.objects.filter(endpoint=endpoint).order_by("-is_default").values_list("name", flat=True).first()
         or ""
     )
     if not pool:
-        raise InvalidInput(_("端点没有存储池。"), code="endpoint_has_no_pool")
+        raise InvalidInput(_("端点没有存储池。"), code=ComputeError.ENDPOINT_HAS_NO_POOL)
     with transaction.atomic():
         Image.objects.select_for_update().get(pk=image.pk)
         number = _next_version(image)
@@ -163,9 +169,13 @@ def image_import_template(*, actor, image: Image, endpoint: Endpoint, template: 
         finally:
             driver.close()
     except DriverError as exc:
-        raise InvalidInput(driver_error_message(exc), code="endpoint_unreachable", detail={"reason": exc.message})
+        raise InvalidInput(
+            driver_error_message(exc), code=ComputeError.ENDPOINT_UNREACHABLE, detail={"reason": exc.message}
+        )
     if template not in templates:
-        raise InvalidInput(_("vCenter 中没有模板“%(name)s”。") % {"name": template}, code="image_template_not_found")
+        raise InvalidInput(
+            _("vCenter 中没有模板“%(name)s”。") % {"name": template}, code=ComputeError.IMAGE_TEMPLATE_NOT_FOUND
+        )
     size = sum(d.size_bytes for d in templates[template].disks)
     return image_version_register(actor=actor, image=image, endpoint=endpoint, template=template, size_bytes=size)
 
@@ -185,7 +195,7 @@ def flavor_create(
     *, actor, name: str, vcpus: int, memory_mib: int, disk_gib: int, gpu_profile: GpuProfile | None = None, tenant=None
 ) -> Flavor:
     if vcpus < 1 or memory_mib < 64 or disk_gib < 1:
-        raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code="flavor_invalid")
+        raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code=ComputeError.FLAVOR_INVALID)
     with transaction.atomic():
         flavor, created = Flavor.objects.get_or_create(
             name=name,
@@ -198,6 +208,6 @@ def flavor_create(
             },
         )
         if not created:
-            raise Conflict(_("规格名称“%(name)s”已被使用。") % {"name": name}, code="flavor_name_taken")
+            raise Conflict(_("规格名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.FLAVOR_NAME_TAKEN)
         event_record(action=Action.FLAVOR_CHANGED, actor=actor, target=flavor, detail={"created": True})
     return flavor

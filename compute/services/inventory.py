@@ -11,6 +11,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput
 from compute.drivers.base import DriverError, ErrorCode, HostInfo
+from compute.errors import ComputeError
 from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import Cluster, Endpoint, GpuProfile, Host, Site, StoragePool
 from compute.services.rules import driver_error_message, require_system_admin
@@ -59,15 +60,15 @@ def endpoint_register(
 ) -> Endpoint:
     """Register a hypervisor after checking that it answers and accepts the credentials."""
     if not NAME_RE.match(name or ""):
-        raise InvalidInput(_("名称只能包含字母、数字、点、横线和下划线。"), code="endpoint_name_invalid")
+        raise InvalidInput(_("名称只能包含字母、数字、点、横线和下划线。"), code=ComputeError.ENDPOINT_NAME_INVALID)
     if kind not in Endpoint.Kind.values:
-        raise InvalidInput(_("未知的虚拟化类型：%(kind)s") % {"kind": kind}, code="endpoint_kind_invalid")
+        raise InvalidInput(_("未知的虚拟化类型：%(kind)s") % {"kind": kind}, code=ComputeError.ENDPOINT_KIND_INVALID)
     if domain_type not in Endpoint.DomainType.values:
-        raise InvalidInput(_("虚拟化类型只能是 qemu 或 kvm。"), code="endpoint_domain_type_invalid")
+        raise InvalidInput(_("虚拟化类型只能是 qemu 或 kvm。"), code=ComputeError.ENDPOINT_DOMAIN_TYPE_INVALID)
     if not url:
-        raise InvalidInput(_("请填写地址。"), code="endpoint_url_missing")
+        raise InvalidInput(_("请填写地址。"), code=ComputeError.ENDPOINT_URL_MISSING)
     if Endpoint.objects.filter(name=name).exists():
-        raise Conflict(_("端点名称“%(name)s”已被使用。") % {"name": name}, code="endpoint_name_taken")
+        raise Conflict(_("端点名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.ENDPOINT_NAME_TAKEN)
     endpoint = Endpoint(
         name=name,
         kind=kind,
@@ -89,7 +90,9 @@ def endpoint_register(
     except DriverError as exc:
         raise InvalidInput(
             driver_error_message(exc),
-            code="endpoint_credentials_refused" if exc.code == ErrorCode.AUTH else "endpoint_unreachable",
+            code=ComputeError.ENDPOINT_CREDENTIALS_REFUSED
+            if exc.code == ErrorCode.AUTH
+            else ComputeError.ENDPOINT_UNREACHABLE,
             detail={"reason": exc.message},
         ) from exc
     with transaction.atomic():
@@ -101,7 +104,9 @@ def endpoint_register(
         try:
             endpoint.save()
         except IntegrityError as exc:
-            raise Conflict(_("端点名称“%(name)s”已被使用。") % {"name": name}, code="endpoint_name_taken") from exc
+            raise Conflict(
+                _("端点名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.ENDPOINT_NAME_TAKEN
+            ) from exc
         _host_record(endpoint, info)
         pool_name = storage_pool or ("default" if kind == Endpoint.Kind.LIBVIRT else "")
         if pool_name:
@@ -142,7 +147,7 @@ def endpoint_update(
             changed.append("password")
         if max_concurrency is not None:
             if not 1 <= max_concurrency <= 64:
-                raise InvalidInput(_("并发数必须在 1 到 64 之间。"), code="endpoint_concurrency_invalid")
+                raise InvalidInput(_("并发数必须在 1 到 64 之间。"), code=ComputeError.ENDPOINT_CONCURRENCY_INVALID)
             endpoint.max_concurrency = max_concurrency
             changed.append("max_concurrency")
         if is_active is not None:
@@ -167,18 +172,20 @@ def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, poo
     except ValidationError as exc:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         message = " ".join(m for messages in detail.values() for m in messages)
-        raise InvalidInput(message, code="inventory_invalid", detail=detail) from exc
+        raise InvalidInput(message, code=ComputeError.INVENTORY_INVALID, detail=detail) from exc
     if isinstance(obj, StoragePool) and created and pool_path:
         if obj.endpoint.kind != Endpoint.Kind.LIBVIRT:
             raise InvalidInput(
                 _("只能在 libvirt 端点上创建存储池；vCenter 的数据存储在 vCenter 中管理。"),
-                code="pool_create_unsupported",
+                code=ComputeError.POOL_CREATE_UNSUPPORTED,
             )
         try:
             driver_for(obj.endpoint).pool_ensure(obj.name, pool_path)
         except DriverError as exc:
             raise InvalidInput(
-                _("无法在虚拟化平台上创建存储池。"), code="pool_create_failed", detail={"reason": exc.message}
+                _("无法在虚拟化平台上创建存储池。"),
+                code=ComputeError.POOL_CREATE_FAILED,
+                detail={"reason": exc.message},
             ) from exc
     with transaction.atomic():
         if isinstance(obj, StoragePool) and obj.is_default:
@@ -189,7 +196,7 @@ def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, poo
         try:
             obj.save()
         except IntegrityError as exc:
-            raise Conflict(_("名称已被使用。"), code="inventory_name_taken") from exc
+            raise Conflict(_("名称已被使用。"), code=ComputeError.INVENTORY_NAME_TAKEN) from exc
         event_record(
             action=Action.INVENTORY_CHANGED,
             actor=actor,

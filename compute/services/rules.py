@@ -6,17 +6,18 @@ from django.utils.translation import gettext as _
 from common.errors import Forbidden
 from compute import selectors
 from compute.drivers.base import DriverError, ErrorCode
+from compute.errors import ComputeError
 from compute.models import Desktop
 
 
 def require_manage(actor, desktop: Desktop) -> None:
     if not selectors.desktop_manageable_by(actor, desktop):
-        raise Forbidden(_("您只能查看此桌面，不能操作它。"), code="desktop_read_only")
+        raise Forbidden(_("您只能查看此桌面，不能操作它。"), code=ComputeError.DESKTOP_READ_ONLY)
 
 
 def require_system_admin(actor) -> None:
     if not selectors.is_system_admin(actor):
-        raise Forbidden(_("只有系统管理员可以管理虚拟化资源。"), code="system_admin_only")
+        raise Forbidden(_("只有系统管理员可以管理虚拟化资源。"), code=ComputeError.SYSTEM_ADMIN_ONLY)
 
 
 def driver_error_message(exc: DriverError) -> str:

@@ -10,6 +10,7 @@ from audit.services import event_record
 from common.errors import Conflict, InvalidInput
 from common.tasks import enqueue
 from compute.drivers.base import VMInfo
+from compute.errors import ComputeError
 from compute.models import Desktop, Snapshot
 from compute.services.callbacks import desktop_operation_fail, desktop_settle
 from compute.services.rules import require_manage
@@ -20,11 +21,13 @@ SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u
 def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = "") -> Snapshot:
     require_manage(actor, desktop)
     if not SNAPSHOT_NAME_RE.match(name or ""):
-        raise InvalidInput(_("快照名称只能包含中文、字母、数字、点、横线和下划线。"), code="snapshot_name_invalid")
+        raise InvalidInput(
+            _("快照名称只能包含中文、字母、数字、点、横线和下划线。"), code=ComputeError.SNAPSHOT_NAME_INVALID
+        )
     with transaction.atomic():
         desktop = Desktop.objects.locked(desktop.pk)
         if desktop.snapshots.filter(name=name).exclude(state=Snapshot.State.DELETED).exists():
-            raise Conflict(_("已有同名快照。"), code="snapshot_name_taken")
+            raise Conflict(_("已有同名快照。"), code=ComputeError.SNAPSHOT_NAME_TAKEN)
         desktop.snapshots.filter(name=name, state=Snapshot.State.DELETED).delete()
         desktop.occupy(action=_("创建快照"))
         snapshot = Snapshot.objects.create(desktop=desktop, name=name, description=description, created_by=actor)
@@ -49,7 +52,9 @@ def _snapshot_operation(*, actor, snapshot: Snapshot, op: str, action: str, labe
         desktop = Desktop.objects.locked(snapshot.desktop_id)
         snapshot = Snapshot.objects.locked(snapshot.pk)
         if snapshot.state != Snapshot.State.READY:
-            raise Conflict(_("快照当前不可用。"), code="snapshot_not_ready", detail={"state": snapshot.state})
+            raise Conflict(
+                _("快照当前不可用。"), code=ComputeError.SNAPSHOT_NOT_READY, detail={"state": snapshot.state}
+            )
         desktop.occupy(action=label)
         snapshot.state = Snapshot.State.REVERTING if op == "revert" else Snapshot.State.DELETING
         desktop.task_id = snapshot.task_id = enqueue(

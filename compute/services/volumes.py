@@ -15,6 +15,7 @@ from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from common.tasks import enqueue
 from compute import hooks, quota, selectors
+from compute.errors import ComputeError
 from compute.models import Desktop, Endpoint, Volume
 from compute.services.callbacks import desktop_operation_fail, desktop_settle
 from compute.services.rules import require_manage
@@ -57,7 +58,7 @@ def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> 
     """A new data disk for the desktop: its size is reserved from the disk quota until the disk is deleted."""
     require_manage(actor, desktop)
     if not 1 <= int(size_gib) <= 2048:
-        raise InvalidInput(_("数据盘容量必须在 1 到 2048 GiB 之间。"), code="volume_size_invalid")
+        raise InvalidInput(_("数据盘容量必须在 1 到 2048 GiB 之间。"), code=ComputeError.VOLUME_SIZE_INVALID)
 
     def create(desktop: Desktop, _none) -> Volume:
         desktop.occupy(action=_("挂载数据盘"))
@@ -94,14 +95,14 @@ def volume_attach_existing(*, actor, desktop: Desktop, volume: Volume) -> Volume
     """Attach a detached data disk of the same tenant (and endpoint, where it lives) to the desktop."""
     require_manage(actor, desktop)
     if not selectors.volume_manageable_by(actor, volume) or volume.tenant_id != desktop.tenant_id:
-        raise NotFound(_("数据盘不存在。"), code="volume_not_found")
+        raise NotFound(_("数据盘不存在。"), code=ComputeError.VOLUME_NOT_FOUND)
 
     def attach(desktop: Desktop, volume: Volume) -> Volume:
         if volume.state != Volume.State.DETACHED or volume.desktop_id is not None:
-            raise Conflict(_("数据盘正在使用中。"), code="volume_in_use", detail={"state": volume.state})
+            raise Conflict(_("数据盘正在使用中。"), code=ComputeError.VOLUME_IN_USE, detail={"state": volume.state})
         if volume.endpoint_id != desktop.endpoint_id:
             raise InvalidInput(
-                _("数据盘在另一个虚拟化端点上，只能挂载到同一端点的桌面。"), code="volume_other_endpoint"
+                _("数据盘在另一个虚拟化端点上，只能挂载到同一端点的桌面。"), code=ComputeError.VOLUME_OTHER_ENDPOINT
             )
         desktop.occupy(action=_("挂载数据盘"))
         volume.desktop = desktop
@@ -128,7 +129,9 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
 
     def detach(desktop: Desktop, volume: Volume) -> Volume:
         if volume.state not in (Volume.State.ATTACHED, Volume.State.ERROR):
-            raise Conflict(_("数据盘当前不能卸载。"), code="volume_not_attached", detail={"state": volume.state})
+            raise Conflict(
+                _("数据盘当前不能卸载。"), code=ComputeError.VOLUME_NOT_ATTACHED, detail={"state": volume.state}
+            )
         desktop.occupy(action=_("卸载数据盘"))
         volume.state = Volume.State.DETACHING
         return volume
@@ -148,11 +151,13 @@ def volume_detach(*, actor, volume: Volume) -> Volume:
 def volume_delete(*, actor, volume: Volume) -> Volume:
     """Delete a detached data disk for good; its disk quota is released when it is gone."""
     if not selectors.volume_manageable_by(actor, volume):
-        raise Forbidden(_("您不能删除这块数据盘。"), code="volume_read_only")
+        raise Forbidden(_("您不能删除这块数据盘。"), code=ComputeError.VOLUME_READ_ONLY)
 
     def delete(_none, volume: Volume) -> Volume:
         if volume.state not in (Volume.State.DETACHED, Volume.State.ERROR) or volume.desktop_id is not None:
-            raise Conflict(_("数据盘仍挂载在桌面上，请先卸载。"), code="volume_in_use", detail={"state": volume.state})
+            raise Conflict(
+                _("数据盘仍挂载在桌面上，请先卸载。"), code=ComputeError.VOLUME_IN_USE, detail={"state": volume.state}
+            )
         volume.state = Volume.State.DELETING
         return volume
 
