@@ -42,6 +42,8 @@ class ComputeError(StrEnum):
     UPLOAD_OFFSET_MISMATCH = "upload_offset_mismatch"
     IMAGE_NOT_FOUND = "image_not_found"
     IMAGE_NOT_READY = "image_not_ready"
+    IMAGE_VERSION_INVALID_TRANSITION = "image_version_invalid_transition"
+    IMAGE_VERSION_IN_USE = "image_version_in_use"
     FLAVOR_INVALID = "flavor_invalid"
     FLAVOR_NAME_TAKEN = "flavor_name_taken"
     FLAVOR_NOT_FOUND = "flavor_not_found"
@@ -62,6 +64,7 @@ class ComputeError(StrEnum):
     DESKTOP_NOT_CLONABLE = "desktop_not_clonable"
     DESKTOP_NOT_RESETTABLE = "desktop_not_resettable"
     DESKTOP_SAME_FLAVOR = "desktop_same_flavor"
+    POWER_VERB_INVALID = "power_verb_invalid"
 
     # snapshots and data disks
     SNAPSHOT_NAME_INVALID = "snapshot_name_invalid"

@@ -1,8 +1,8 @@
 """Compute inventory and desktops: sites, endpoints, clusters, hosts, images, flavors, desktops.
 
-Lifecycle changes are verbs on the models (``Desktop.provision()``, ``.fail()``...): they
-check the state machine and change fields, nothing else. Services call them under the
-row lock of ``Desktop.objects.locked(pk)`` and save.
+Lifecycle changes are verbs on the models (``Desktop.provision()``, ``Volume.begin_detach()``,
+``Snapshot.finished()``...): they check the state machine and change fields, nothing else.
+Services call them under the row's lock (``compute.locks``) and save.
 """
 
 import base64
@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from common.db import LockingManager
-from common.errors import InvalidTransition
+from common.errors import Conflict, InvalidInput, InvalidTransition
 from compute.errors import ComputeError
 
 
@@ -247,6 +247,8 @@ class Image(models.Model):
     is_active = models.BooleanField(_("启用"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = LockingManager()
+
     class Meta:
         verbose_name = _("镜像")
         verbose_name_plural = _("镜像")
@@ -306,6 +308,21 @@ class ImageVersion(models.Model):
     @property
     def size_gib(self) -> int:
         return -(-self.size_bytes // 1024**3)
+
+    def imported(self, *, error: str = "") -> None:
+        """The upload's import into the pool ended: ready, or failed with the reason."""
+        self.status = self.Status.FAILED if error else self.Status.READY
+        self.last_error = error
+
+    def retire(self) -> None:
+        """No new desktop is made from this version any more (those made from it keep it)."""
+        if self.status not in (self.Status.READY, self.Status.FAILED):
+            raise InvalidTransition(
+                _("镜像版本当前为“%(status)s”，不能停用。") % {"status": self.get_status_display()},
+                code=ComputeError.IMAGE_VERSION_INVALID_TRANSITION,
+                detail={"status": self.status},
+            )
+        self.status = self.Status.RETIRED
 
 
 class GpuProfile(models.Model):
@@ -379,8 +396,20 @@ class Desktop(models.Model):
         PAUSED = "paused", _("暂停")
         UNKNOWN = "unknown", _("未知")
 
+        @classmethod
+        def of(cls, state) -> "Desktop.Power":
+            """The power state a driver reports ("running", "stopped", ...), as the desktop records it."""
+            return cls(str(state)) if str(state) in cls.values else cls.UNKNOWN
+
     TRANSIENT = (State.PROVISIONING, State.STARTING, State.STOPPING, State.REBOOTING, State.BUSY, State.DELETING)
     LIVE = (State.RUNNING, State.STOPPED)
+    # The power verbs: the state each starts from, the state the desktop is in until the hypervisor
+    # has done it, and its name in a refusal. Services, tasks and views take the verbs from here.
+    POWER_VERBS = {
+        "start": (State.STOPPED, State.STARTING, _("开机")),
+        "stop": (State.RUNNING, State.STOPPING, _("关机")),
+        "reboot": (State.RUNNING, State.REBOOTING, _("重启")),
+    }
 
     name = models.CharField(_("名称"), max_length=100)
     vm_name = models.CharField(_("虚拟机名"), max_length=100)
@@ -492,17 +521,23 @@ class Desktop(models.Model):
         self.last_error = ""
         self.attempts = 0
 
+    def can_power(self, verb: str) -> bool:
+        return self.state == self.POWER_VERBS[verb][0]
+
+    def power(self, verb: str) -> None:
+        """Start, stop or reboot: the desktop is in the verb's state until the hypervisor answers."""
+        source, through, label = self.POWER_VERBS[verb]
+        self._require(source, action=label)
+        self.stable_state, self.state = self.state, through
+
     def start(self) -> None:
-        self._require(self.State.STOPPED, action=_("开机"))
-        self.stable_state, self.state = self.state, self.State.STARTING
+        self.power("start")
 
     def stop(self) -> None:
-        self._require(self.State.RUNNING, action=_("关机"))
-        self.stable_state, self.state = self.state, self.State.STOPPING
+        self.power("stop")
 
     def reboot(self) -> None:
-        self._require(self.State.RUNNING, action=_("重启"))
-        self.stable_state, self.state = self.state, self.State.REBOOTING
+        self.power("reboot")
 
     def occupy(self, *, action: str) -> None:
         """A snapshot, revert, disk or reset operation holds the desktop until it finishes."""
@@ -570,6 +605,16 @@ class Desktop(models.Model):
         self.vnc_port = None
 
 
+class SnapshotManager(LockingManager):
+    def gone_with_disk(self, *, desktop_id: int) -> int:
+        """The desktop's VM or system disk is gone (deleted, reset): its snapshots went with it."""
+        return (
+            self.filter(desktop_id=desktop_id)
+            .exclude(state=Snapshot.State.DELETED)
+            .update(state=Snapshot.State.DELETED)
+        )
+
+
 class Snapshot(models.Model):
     class State(models.TextChoices):
         CREATING = "creating", _("创建中")
@@ -578,6 +623,9 @@ class Snapshot(models.Model):
         DELETING = "deleting", _("删除中")
         DELETED = "deleted", _("已删除")
         ERROR = "error", _("错误")
+
+    # The state a snapshot is in while the task of each operation runs.
+    IN_PROGRESS = {"create": State.CREATING, "revert": State.REVERTING, "delete": State.DELETING}
 
     desktop = models.ForeignKey(Desktop, verbose_name=_("桌面"), on_delete=models.CASCADE, related_name="snapshots")
     name = models.CharField(_("名称"), max_length=64)
@@ -590,7 +638,7 @@ class Snapshot(models.Model):
     )
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
-    objects = LockingManager()
+    objects = SnapshotManager()
 
     class Meta:
         verbose_name = _("快照")
@@ -600,6 +648,24 @@ class Snapshot(models.Model):
 
     def __str__(self):
         return self.name
+
+    def begin(self, op: str) -> None:
+        """Revert to a ready snapshot, or delete it: it is in the operation's state until the task reports."""
+        if self.state != self.State.READY:
+            raise Conflict(_("快照当前不可用。"), code=ComputeError.SNAPSHOT_NOT_READY, detail={"state": self.state})
+        self.state = self.IN_PROGRESS[op]
+
+    def finished(self, *, op: str, error: str = "") -> None:
+        """The task reported. A failed create leaves a snapshot that cannot be used; a failed revert or
+        delete leaves it as it was, ready."""
+        if error:
+            self.last_error = error
+            self.state = self.State.ERROR if op == "create" else self.State.READY
+        elif op == "delete":
+            self.state = self.State.DELETED
+        else:
+            self.state = self.State.READY
+            self.last_error = ""
 
 
 class Volume(models.Model):
@@ -657,3 +723,53 @@ class Volume(models.Model):
 
     def __str__(self):
         return self.name
+
+    # The state a volume is in while the task of each operation runs.
+    IN_PROGRESS = {"attach": State.ATTACHING, "detach": State.DETACHING, "delete": State.DELETING}
+
+    def begin_attach(self, desktop: Desktop) -> None:
+        """A detached disk goes onto ``desktop``, which must be on the disk's endpoint (where its file is)."""
+        if self.state != self.State.DETACHED or self.desktop_id is not None:
+            raise Conflict(_("数据盘正在使用中。"), code=ComputeError.VOLUME_IN_USE, detail={"state": self.state})
+        if self.endpoint_id != desktop.endpoint_id:
+            raise InvalidInput(
+                _("数据盘在另一个虚拟化端点上，只能挂载到同一端点的桌面。"), code=ComputeError.VOLUME_OTHER_ENDPOINT
+            )
+        self.desktop = desktop
+        self.state = self.State.ATTACHING
+        self.last_error = ""
+
+    def begin_detach(self) -> None:
+        if self.state not in (self.State.ATTACHED, self.State.ERROR):
+            raise Conflict(
+                _("数据盘当前不能卸载。"), code=ComputeError.VOLUME_NOT_ATTACHED, detail={"state": self.state}
+            )
+        self.state = self.State.DETACHING
+
+    def begin_deletion(self) -> None:
+        if self.state not in (self.State.DETACHED, self.State.ERROR) or self.desktop_id is not None:
+            raise Conflict(
+                _("数据盘仍挂载在桌面上，请先卸载。"), code=ComputeError.VOLUME_IN_USE, detail={"state": self.state}
+            )
+        self.state = self.State.DELETING
+
+    def attached(self, *, target: str, path: str, volume_name: str = "") -> None:
+        self.state, self.target, self.path = self.State.ATTACHED, target, path
+        self.volume_name = volume_name or self.volume_name
+        self.last_error = ""
+
+    def detached(self) -> None:
+        """Off its desktop and kept, to be attached elsewhere or deleted."""
+        self.state, self.desktop, self.target = self.State.DETACHED, None, ""
+
+    def deleted(self) -> None:
+        self.state, self.desktop, self.target = self.State.DELETED, None, ""
+
+    def gone_with_desktop(self) -> None:
+        """Its desktop was deleted while the disk was on it: the disk was deleted with the VM."""
+        self.state = self.State.DELETED
+
+    def fail(self, *, op: str, reason: str) -> None:
+        """The task failed for good; a disk that could not be deleted is still there (and detached)."""
+        self.last_error = reason
+        self.state = self.State.DETACHED if op == "delete" else self.State.ERROR

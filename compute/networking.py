@@ -35,6 +35,7 @@ from audit.services import event_record
 from common.errors import ServiceError
 from common.tasks import enqueue
 from compute import hooks as compute_hooks
+from compute import locks
 from compute.drivers.base import (
     DhcpHost,
     DriverError,
@@ -420,7 +421,7 @@ def desktop_failover(*, desktop: Desktop, target: Endpoint) -> dict:
     the same name on ``target`` (shared storage, or a copy per host).
     """
     with transaction.atomic():
-        row = Desktop.objects.locked(desktop.pk)
+        row = locks.desktop_lock(desktop.pk)
         source = row.endpoint.name
         row.endpoint = target
         row.host = target.hosts.order_by("pk").first()
@@ -860,7 +861,7 @@ def _on_elastic_ip_rebound(*, desktop_id: int, reason: str) -> None:
     so billing meters its IP addresses with the elastic IP from this moment on."""
     if not Desktop.objects.filter(pk=desktop_id).exists():
         return  # a NIC of a desktop that is gone: nothing to meter
-    compute_hooks.desktop_changed(desktop=Desktop.objects.locked(desktop_id), reason=reason)
+    compute_hooks.desktop_changed(desktop=locks.desktop_lock(desktop_id), reason=reason)
 
 
 def register_hooks() -> None:

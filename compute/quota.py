@@ -8,25 +8,37 @@ reaches the caller unchanged.
 
 from django.db import transaction
 
+from compute.models import Desktop, Flavor
 from tenants.models import Reservation
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
 from tenants.services import quota_charge_existing, quota_commit, quota_release, quota_reserve
 
 
+def ram_gib(memory_mib: int) -> int:
+    """What ``memory_mib`` of memory takes from a RAM quota: whole GiB, rounded up (1536 MiB takes 2)."""
+    return -(-memory_mib // 1024)
+
+
 def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> dict[str, int]:
-    return {"vcpu": vcpus, "ram_gib": -(-memory_mib // 1024), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
+    return {"vcpu": vcpus, "ram_gib": ram_gib(memory_mib), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
 
 
-def desktop_quota_reserve(
-    *, actor, tenant, course, owner, vcpus: int, memory_mib: int, disk_gib: int, gpus: int
-) -> str:
-    """Reserve one desktop's resources; returns the reservation's id as stored on the desktop."""
+def flavor_share(flavor: Flavor, *, count: int = 1) -> ResourceAmounts:
+    """What ``count`` desktops of this flavor take from the quotas, as ``desktop_quota_reserve`` reserves them
+    (for checking a whole pool's seats before any is made)."""
+    one = desktop_amounts(vcpus=flavor.vcpus, memory_mib=flavor.memory_mib, disk_gib=flavor.disk_gib, gpus=flavor.gpus)
+    return ResourceAmounts(**one) * int(count)
+
+
+def desktop_quota_reserve(*, actor, desktop: Desktop) -> str:
+    """Reserve the desktop's resources for its tenant, course and owner; returns the reservation's id as
+    stored on the desktop."""
     reservation = quota_reserve(
         actor=actor,
-        tenant=tenant,
-        course=course,
-        user=owner,
-        amounts=desktop_amounts(vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib, gpus=gpus),
+        tenant=desktop.tenant,
+        course=desktop.course,
+        user=desktop.owner,
+        amounts=_amounts_of(desktop),
         reason="desktop",
     )
     return str(reservation.pk)
@@ -54,7 +66,7 @@ def desktop_quota_release(*, reservation_id: str) -> None:
         quota_release(reservation=reservation)
 
 
-def _amounts_of(desktop) -> dict[str, int]:
+def _amounts_of(desktop: Desktop) -> dict[str, int]:
     return desktop_amounts(
         vcpus=desktop.vcpus, memory_mib=desktop.memory_mib, disk_gib=desktop.disk_gib, gpus=desktop.gpus
     )

@@ -16,12 +16,12 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import InvalidInput, NotFound
-from compute import hooks, quota
+from compute import hooks, locks, quota
 from compute.drivers.base import DriverError, VMInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
-from compute.services import POWER, endpoint_refresh
+from compute.services import endpoint_refresh
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _reconcile_endpoint(endpoint: Endpoint, summary: dict) -> None:
     )
     golden = set(ImageVersion.objects.filter(endpoint=endpoint).exclude(template="").values_list("template", flat=True))
     with transaction.atomic():
-        desktops = list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=_CHECKED))
+        desktops = locks.endpoint_desktops_lock(endpoint, states=_CHECKED)
         changed = []
         for desktop in desktops:
             vm = real.get(desktop.vm_name)
@@ -63,7 +63,7 @@ def _reconcile_endpoint(endpoint: Endpoint, summary: dict) -> None:
                     reason="vm_missing",
                 )
                 continue
-            power = POWER.get(str(vm.power_state), Desktop.Power.UNKNOWN)
+            power = Desktop.Power.of(vm.power_state)
             if power != Desktop.Power.UNKNOWN and desktop.drift(power=power):
                 desktop.vnc_port = vm.vnc_port
                 summary["drift_fixed"] += 1
@@ -110,7 +110,7 @@ def _hardware(vm: VMInfo) -> dict:
 
 
 def _imported_fields(vm: VMInfo) -> dict:
-    power = POWER.get(str(vm.power_state), Desktop.Power.UNKNOWN)
+    power = Desktop.Power.of(vm.power_state)
     disk_gib = -(-sum(d.size_bytes for d in vm.disks) // 1024**3)
     return {
         "vcpus": vm.vcpus,

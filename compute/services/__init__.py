@@ -16,26 +16,30 @@ hypervisor's answer.
 """
 
 from compute.services.callbacks import (
-    POWER,
     desktop_clone_source_release,
     desktop_destroy_finish,
     desktop_note_error,
     desktop_operation_fail,
     desktop_provision_finish,
+    desktop_reset_finish,
     desktop_resize_fail,
     desktop_resize_finish,
     desktop_settle,
 )
 from compute.services.desktops import (
+    POWER_SERVICES,
     desktop_clone,
     desktop_create,
     desktop_delete,
+    desktop_hand_over,
     desktop_reboot,
     desktop_reset,
     desktop_resize,
     desktop_retry,
     desktop_start,
     desktop_stop,
+    desktops_power,
+    desktops_reset,
 )
 from compute.services.images import (
     flavor_create,
@@ -44,6 +48,8 @@ from compute.services.images import (
     image_upload,
     image_version_finish,
     image_version_register,
+    image_version_retire,
+    image_version_volume_deleted,
     qemu_img_check,
     upload_dir,
 )
@@ -59,18 +65,20 @@ from compute.services.snapshots import snapshot_create, snapshot_delete, snapsho
 from compute.services.volumes import volume_attach, volume_attach_existing, volume_delete, volume_detach, volume_finish
 
 __all__ = [
-    "POWER",
+    "POWER_SERVICES",
     "cluster_ensure",
     "desktop_clone",
     "desktop_clone_source_release",
     "desktop_create",
     "desktop_delete",
     "desktop_destroy_finish",
+    "desktop_hand_over",
     "desktop_note_error",
     "desktop_operation_fail",
     "desktop_provision_finish",
     "desktop_reboot",
     "desktop_reset",
+    "desktop_reset_finish",
     "desktop_resize",
     "desktop_resize_fail",
     "desktop_resize_finish",
@@ -78,6 +86,8 @@ __all__ = [
     "desktop_settle",
     "desktop_start",
     "desktop_stop",
+    "desktops_power",
+    "desktops_reset",
     "endpoint_refresh",
     "endpoint_register",
     "endpoint_update",
@@ -87,6 +97,8 @@ __all__ = [
     "image_upload",
     "image_version_finish",
     "image_version_register",
+    "image_version_retire",
+    "image_version_volume_deleted",
     "inventory_save",
     "qemu_img_check",
     "site_ensure",

@@ -6,11 +6,9 @@ from django.db import transaction
 from audit.actions import Action
 from audit.services import event_record
 from common.db import retry_on_deadlock
-from compute import hooks, quota
+from compute import hooks, locks, quota
 from compute.drivers.base import VMInfo
 from compute.models import Desktop, Flavor, Snapshot, Volume
-
-POWER = {"running": Desktop.Power.RUNNING, "stopped": Desktop.Power.STOPPED, "paused": Desktop.Power.PAUSED}
 
 
 def apply_vm_info(desktop: Desktop, info: VMInfo) -> None:
@@ -29,7 +27,7 @@ def apply_vm_info(desktop: Desktop, info: VMInfo) -> None:
 @retry_on_deadlock
 def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         if desktop.state != Desktop.State.PROVISIONING:
             return desktop
         apply_vm_info(desktop, info)
@@ -45,7 +43,7 @@ def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
 def desktop_note_error(*, desktop_id: int, error: str) -> None:
     """A transient failure: keep the state, remember the error and count the attempt."""
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         desktop.last_error = error[:2000]
         desktop.attempts += 1
         desktop.save(update_fields=["last_error", "attempts", "updated_at"])
@@ -57,7 +55,7 @@ def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
     deletion ends in error (the VM may be there); other operations return the desktop to
     where it was with the error noted."""
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         state = desktop.state
         if state == Desktop.State.PROVISIONING:
             desktop.fail(reason=error[:2000])
@@ -85,7 +83,7 @@ def desktop_operation_fail(*, desktop_id: int, error: str) -> Desktop:
 @retry_on_deadlock
 def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = "", reason: str = "settled") -> Desktop:
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         if desktop.state not in Desktop.TRANSIENT or desktop.state in (
             Desktop.State.PROVISIONING,
             Desktop.State.DELETING,
@@ -94,11 +92,20 @@ def desktop_settle(*, desktop_id: int, info: VMInfo | None = None, power: str = 
         if info is not None:
             apply_vm_info(desktop, info)
             power = info.power_state
-        desktop.settle(power=POWER.get(str(power), Desktop.Power.UNKNOWN))
+        desktop.settle(power=Desktop.Power.of(power))
         if desktop.power_state != Desktop.Power.RUNNING:
             desktop.vnc_port = None
         desktop.save()
         hooks.desktop_changed(desktop=desktop, reason=reason)
+    return desktop
+
+
+@retry_on_deadlock
+def desktop_reset_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
+    """The system disk is a fresh copy of the golden image: the desktop settles, its snapshots are gone."""
+    with transaction.atomic():
+        desktop = desktop_settle(desktop_id=desktop_id, info=info)
+        Snapshot.objects.gone_with_disk(desktop_id=desktop_id)
     return desktop
 
 
@@ -111,13 +118,13 @@ def desktop_clone_source_release(*, desktop_id: int) -> None:
 def desktop_resize_finish(*, desktop_id: int, flavor_id: int, gpu_device: str, hold: str, info: VMInfo) -> Desktop:
     """The hypervisor applied the flavor: new sizes, the quota share swapped, metering told."""
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         if desktop.state != Desktop.State.BUSY:
             return desktop
         desktop.resized(flavor=Flavor.objects.select_related("gpu_profile").get(pk=flavor_id), gpu_device=gpu_device)
         desktop.quota_reservation = quota.resize_quota_settle(desktop=desktop, hold=hold)
         apply_vm_info(desktop, info)
-        desktop.settle(power=POWER.get(str(info.power_state), Desktop.Power.UNKNOWN))
+        desktop.settle(power=Desktop.Power.of(info.power_state))
         desktop.save()
         hooks.desktop_changed(desktop=desktop, reason="resized")
     return desktop
@@ -133,16 +140,16 @@ def desktop_resize_fail(*, desktop_id: int, hold: str, error: str) -> Desktop:
 @retry_on_deadlock
 def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id)
+        desktop = locks.desktop_lock(desktop_id)
         if desktop.state != Desktop.State.DELETING:
             return desktop
         desktop.deleted()
         desktop.save()
-        desktop.snapshots.exclude(state=Snapshot.State.DELETED).update(state=Snapshot.State.DELETED)
+        Snapshot.objects.gone_with_disk(desktop_id=desktop.pk)
         # Its data disks went with it (the task deleted them): their disk quota comes back.
-        for volume in desktop.volumes.select_for_update().exclude(state=Volume.State.DELETED):
+        for volume in locks.desktop_volumes_lock(desktop.pk, exclude_state=Volume.State.DELETED):
             quota.desktop_quota_release(reservation_id=volume.quota_reservation)
-            volume.state = Volume.State.DELETED
+            volume.gone_with_desktop()
             volume.save(update_fields=["state"])
             hooks.volume_changed(volume=volume, reason="deleted")
         quota.desktop_quota_release(reservation_id=desktop.quota_reservation)

@@ -1,7 +1,12 @@
-"""Writes of golden images and flavors: images, their versions (registered, uploaded, vCenter templates), flavors."""
+"""Writes of golden images and flavors: images, their versions (registered, uploaded, vCenter templates,
+retired) and flavors."""
+
+from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -12,11 +17,15 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput
 from common.tasks import enqueue
+from compute import locks
 from compute.drivers.base import DriverError
 from compute.errors import ComputeError
 from compute.hypervisor import driver_open
-from compute.models import Endpoint, Flavor, GpuProfile, Image, ImageVersion, StoragePool, Visibility
+from compute.models import Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, StoragePool, Visibility
 from compute.services.rules import driver_error_message
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
 
 def image_create(
@@ -61,7 +70,7 @@ def image_version_register(
     if endpoint.kind == Endpoint.Kind.VCENTER and not template:
         raise InvalidInput(_("vCenter 镜像需要模板名。"), code=ComputeError.IMAGE_TEMPLATE_MISSING)
     with transaction.atomic():
-        Image.objects.select_for_update().get(pk=image.pk)
+        locks.image_lock(image.pk)  # the next version number is ours until the commit
         version = ImageVersion.objects.create(
             image=image,
             version=_next_version(image),
@@ -137,7 +146,7 @@ def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: st
     if not pool:
         raise InvalidInput(_("端点没有存储池。"), code=ComputeError.ENDPOINT_HAS_NO_POOL)
     with transaction.atomic():
-        Image.objects.select_for_update().get(pk=image.pk)
+        locks.image_lock(image.pk)  # the next version number is ours until the commit
         number = _next_version(image)
         version = ImageVersion.objects.create(
             image=image,
@@ -182,9 +191,8 @@ def image_import_template(*, actor, image: Image, endpoint: Endpoint, template: 
 
 def image_version_finish(*, version_id: int, error: str = "") -> ImageVersion:
     with transaction.atomic():
-        version = ImageVersion.objects.locked(version_id)
-        version.status = ImageVersion.Status.FAILED if error else ImageVersion.Status.READY
-        version.last_error = error[:2000]
+        version = locks.image_version_lock(version_id)
+        version.imported(error=error[:2000])
         version.save(update_fields=["status", "last_error"])
     if not error and version.source_path:
         Path(version.source_path).unlink(missing_ok=True)
@@ -211,3 +219,63 @@ def flavor_create(
             raise Conflict(_("规格名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.FLAVOR_NAME_TAKEN)
         event_record(action=Action.FLAVOR_CHANGED, actor=actor, target=flavor, detail={"created": True})
     return flavor
+
+
+def _used_by_desktops(version: ImageVersion) -> bool:
+    return Desktop.objects.filter(image_version=version).exclude(state=Desktop.State.DELETED).exists()
+
+
+def image_version_retire(
+    *,
+    actor: User | None,
+    version: ImageVersion,
+    tenant: Tenant | None = None,
+    in_use: Callable[[ImageVersion], bool] | None = None,
+) -> ImageVersion:
+    """Retire a version: no desktop is made from it any more (``desktop_create`` reads its status under a
+    shared lock, so one being made from it now is made first, and this waits for it).
+
+    Refused while a desktop that is not deleted uses it, or while ``in_use(version)`` (asked under the
+    version's lock) says something else still does: the classroom's pools, whose next reset needs it.
+    ``actor`` None is the platform; ``tenant`` is whose audit trail the retirement belongs to. The
+    golden volume stays: deleting it is the caller's next step (``image_version_volume_deleted``).
+    """
+    with transaction.atomic():
+        version = locks.image_version_lock(version.pk)
+        version.retire()
+        if _used_by_desktops(version) or (in_use is not None and in_use(version)):
+            raise Conflict(_("镜像版本仍在使用中，不能停用。"), code=ComputeError.IMAGE_VERSION_IN_USE)
+        version.save(update_fields=["status"])
+        event_record(
+            action=Action.IMAGE_VERSION_RETIRED,
+            actor=actor,
+            target=version,
+            tenant=tenant,
+            detail={"volume": version.volume, "pool": version.pool},
+        )
+    return version
+
+
+def image_version_volume_deleted(
+    *, version_id: int, tenant: Tenant | None = None, error: str = "", kept: str = ""
+) -> ImageVersion:
+    """What deleting a retired version's golden volume came to: deleted, kept (``kept`` says why: it is
+    still the backing file of a disk) or failed (``error``, also kept on the version); audited."""
+    with transaction.atomic():
+        version = locks.image_version_lock(version_id)
+        if error:
+            version.last_error = error[:2000]
+            version.save(update_fields=["last_error"])
+        event_record(
+            action=Action.IMAGE_VOLUME_DELETED,
+            target=version,
+            tenant=tenant,
+            result="failure" if error or kept else "success",
+            reason=(error or kept)[:500],
+            detail={
+                "step": "image_volume_deleted" if not (error or kept) else "image_volume_kept",
+                "volume": version.volume,
+                "pool": version.pool,
+            },
+        )
+    return version

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput
+from compute import locks
 from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_for, driver_forget, driver_open
@@ -123,7 +124,7 @@ def endpoint_register(
 def endpoint_refresh(*, endpoint: Endpoint, info: HostInfo | None, error: str = "") -> Endpoint:
     """Record what a check found: capacity when reachable, the reason when not."""
     with transaction.atomic():
-        endpoint = Endpoint.objects.locked(endpoint.pk)
+        endpoint = locks.endpoint_lock(endpoint.pk)
         endpoint.last_checked_at = timezone.now()
         if info is None:
             endpoint.status = Endpoint.Status.UNREACHABLE
@@ -140,7 +141,7 @@ def endpoint_update(
     *, actor, endpoint: Endpoint, password: str | None = None, max_concurrency: int | None = None, is_active=None
 ) -> Endpoint:
     with transaction.atomic():
-        endpoint = Endpoint.objects.locked(endpoint.pk)
+        endpoint = locks.endpoint_lock(endpoint.pk)
         changed = []
         if password is not None:
             endpoint.set_password(password)

@@ -9,6 +9,7 @@ from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput
 from common.tasks import enqueue
+from compute import locks
 from compute.drivers.base import VMInfo
 from compute.errors import ComputeError
 from compute.models import Desktop, Snapshot
@@ -18,6 +19,10 @@ from compute.services.rules import require_manage
 SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$")
 
 
+def _snapshot_task(snapshot: Snapshot, op: str, desktop: Desktop) -> str:
+    return enqueue("compute.tasks.snapshots.snapshot_run", snapshot.pk, op, queue=desktop.endpoint.site.celery_queue)
+
+
 def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = "") -> Snapshot:
     require_manage(actor, desktop)
     if not SNAPSHOT_NAME_RE.match(name or ""):
@@ -25,15 +30,13 @@ def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = ""
             _("快照名称只能包含中文、字母、数字、点、横线和下划线。"), code=ComputeError.SNAPSHOT_NAME_INVALID
         )
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop.pk)
+        desktop = locks.desktop_lock(desktop.pk)
         if desktop.snapshots.filter(name=name).exclude(state=Snapshot.State.DELETED).exists():
             raise Conflict(_("已有同名快照。"), code=ComputeError.SNAPSHOT_NAME_TAKEN)
         desktop.snapshots.filter(name=name, state=Snapshot.State.DELETED).delete()
         desktop.occupy(action=_("创建快照"))
         snapshot = Snapshot.objects.create(desktop=desktop, name=name, description=description, created_by=actor)
-        desktop.task_id = snapshot.task_id = enqueue(
-            "compute.tasks.snapshots.snapshot_run", snapshot.pk, "create", queue=desktop.endpoint.site.celery_queue
-        )
+        desktop.task_id = snapshot.task_id = _snapshot_task(snapshot, "create", desktop)
         desktop.save()
         snapshot.save(update_fields=["task_id"])
         event_record(
@@ -49,17 +52,11 @@ def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = ""
 def _snapshot_operation(*, actor, snapshot: Snapshot, op: str, action: str, label: str) -> Snapshot:
     require_manage(actor, snapshot.desktop)
     with transaction.atomic():
-        desktop = Desktop.objects.locked(snapshot.desktop_id)
-        snapshot = Snapshot.objects.locked(snapshot.pk)
-        if snapshot.state != Snapshot.State.READY:
-            raise Conflict(
-                _("快照当前不可用。"), code=ComputeError.SNAPSHOT_NOT_READY, detail={"state": snapshot.state}
-            )
+        desktop = locks.desktop_lock(snapshot.desktop_id)
+        snapshot = locks.snapshot_lock(snapshot.pk)
+        snapshot.begin(op)
         desktop.occupy(action=label)
-        snapshot.state = Snapshot.State.REVERTING if op == "revert" else Snapshot.State.DELETING
-        desktop.task_id = snapshot.task_id = enqueue(
-            "compute.tasks.snapshots.snapshot_run", snapshot.pk, op, queue=desktop.endpoint.site.celery_queue
-        )
+        desktop.task_id = snapshot.task_id = _snapshot_task(snapshot, op, desktop)
         desktop.save()
         snapshot.save()
         event_record(action=action, actor=actor, target=snapshot, tenant=desktop.tenant, detail={"desktop": desktop.pk})
@@ -80,15 +77,8 @@ def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
 
 def snapshot_finish(*, snapshot_id: int, op: str, info: VMInfo | None, error: str = "") -> Snapshot:
     with transaction.atomic():
-        snapshot = Snapshot.objects.locked(snapshot_id)
-        if error:
-            snapshot.last_error = error[:2000]
-            snapshot.state = Snapshot.State.ERROR if op == "create" else Snapshot.State.READY
-        elif op == "delete":
-            snapshot.state = Snapshot.State.DELETED
-        else:
-            snapshot.state = Snapshot.State.READY
-            snapshot.last_error = ""
+        snapshot = locks.snapshot_lock(snapshot_id)
+        snapshot.finished(op=op, error=error[:2000])
         snapshot.save()
     if error:
         desktop_operation_fail(desktop_id=snapshot.desktop_id, error=error)

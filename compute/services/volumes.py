@@ -4,44 +4,61 @@ A disk holds disk quota from its creation until it is deleted. Every change of i
 tells ``compute.hooks.volume_changed`` (billing meters a detached disk on its own).
 """
 
+from __future__ import annotations
+
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput, NotFound
+from common.errors import Forbidden, InvalidInput, NotFound
 from common.tasks import enqueue
-from compute import hooks, quota, selectors
+from compute import hooks, locks, quota, selectors
 from compute.errors import ComputeError
 from compute.models import Desktop, Endpoint, Volume
 from compute.services.callbacks import desktop_operation_fail, desktop_settle
 from compute.services.rules import require_manage
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
+# Each operation: the task's op, the reason the volume's observers hear, the audit action.
+_OPERATIONS = {
+    "create": ("attach", "created", Action.VOLUME_ATTACHED),
+    "attach": ("attach", "attaching", Action.VOLUME_ATTACHED),
+    "detach": ("detach", "detaching", Action.VOLUME_DETACHED),
+    "delete": ("delete", "deleting", Action.VOLUME_DELETED),
+}
+
+
+def _detail(operation: str, desktop: Desktop | None, volume: Volume) -> dict:
+    if operation == "delete":
+        return {"deleted": True, "size_gib": volume.size_gib}
+    if operation == "detach":
+        return {"desktop": desktop.pk}
+    return {"desktop": desktop.pk, "size_gib": volume.size_gib, "new": operation == "create"}
+
 
 def _volume_operation(
+    operation: str,
     *,
-    actor,
+    actor: User,
     desktop_id: int | None,
     volume_id: int | None,
-    op: str,
     change: Callable[[Desktop | None, Volume | None], Volume],
-    reason: str,
-    action: str,
-    detail: dict,
 ) -> Volume:
     """What the volume services share, in one transaction: the desktop the disk is on (if any) and the
     volume locked, in that order; ``change`` checks them and moves them on (the volume's verb, the
-    desktop held); then the task for ``op`` is queued, both rows saved, the observers told and the
-    audit event written."""
+    desktop held); then the volume's task is queued, both rows saved, the observers told and the audit
+    event written."""
+    op, reason, action = _OPERATIONS[operation]
     with transaction.atomic():
-        desktop = Desktop.objects.locked(desktop_id) if desktop_id else None
-        volume = (
-            Volume.objects.select_related("endpoint__site").select_for_update().get(pk=volume_id) if volume_id else None
-        )
-        volume = change(desktop, volume)
+        desktop = locks.desktop_lock(desktop_id) if desktop_id else None
+        volume = change(desktop, locks.volume_lock(volume_id) if volume_id else None)
         endpoint = desktop.endpoint if desktop is not None else volume.endpoint
         volume.task_id = enqueue("compute.tasks.volumes.volume_run", volume.pk, op, queue=endpoint.site.celery_queue)
         if desktop is not None:
@@ -49,12 +66,17 @@ def _volume_operation(
             desktop.save()
         volume.save()
         hooks.volume_changed(volume=volume, reason=reason)
-        tenant = desktop.tenant if desktop is not None else volume.tenant
-        event_record(action=action, actor=actor, target=volume, tenant=tenant, detail=detail)
+        event_record(
+            action=action,
+            actor=actor,
+            target=volume,
+            tenant=desktop.tenant if desktop is not None else volume.tenant,
+            detail=_detail(operation, desktop, volume),
+        )
     return volume
 
 
-def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> Volume:
+def volume_attach(*, actor: User, desktop: Desktop, size_gib: int, name: str = "") -> Volume:
     """A new data disk for the desktop: its size is reserved from the disk quota until the disk is deleted."""
     require_manage(actor, desktop)
     if not 1 <= int(size_gib) <= 2048:
@@ -79,119 +101,63 @@ def volume_attach(*, actor, desktop: Desktop, size_gib: int, name: str = "") -> 
             quota_reservation=reservation,
         )
 
-    return _volume_operation(
-        actor=actor,
-        desktop_id=desktop.pk,
-        volume_id=None,
-        op="attach",
-        change=create,
-        reason="created",
-        action=Action.VOLUME_ATTACHED,
-        detail={"desktop": desktop.pk, "size_gib": size_gib, "new": True},
-    )
+    return _volume_operation("create", actor=actor, desktop_id=desktop.pk, volume_id=None, change=create)
 
 
-def volume_attach_existing(*, actor, desktop: Desktop, volume: Volume) -> Volume:
+def volume_attach_existing(*, actor: User, desktop: Desktop, volume: Volume) -> Volume:
     """Attach a detached data disk of the same tenant (and endpoint, where it lives) to the desktop."""
     require_manage(actor, desktop)
     if not selectors.volume_manageable_by(actor, volume) or volume.tenant_id != desktop.tenant_id:
         raise NotFound(_("数据盘不存在。"), code=ComputeError.VOLUME_NOT_FOUND)
 
     def attach(desktop: Desktop, volume: Volume) -> Volume:
-        if volume.state != Volume.State.DETACHED or volume.desktop_id is not None:
-            raise Conflict(_("数据盘正在使用中。"), code=ComputeError.VOLUME_IN_USE, detail={"state": volume.state})
-        if volume.endpoint_id != desktop.endpoint_id:
-            raise InvalidInput(
-                _("数据盘在另一个虚拟化端点上，只能挂载到同一端点的桌面。"), code=ComputeError.VOLUME_OTHER_ENDPOINT
-            )
+        volume.begin_attach(desktop)
         desktop.occupy(action=_("挂载数据盘"))
-        volume.desktop = desktop
-        volume.state = Volume.State.ATTACHING
-        volume.last_error = ""
         return volume
 
-    return _volume_operation(
-        actor=actor,
-        desktop_id=desktop.pk,
-        volume_id=volume.pk,
-        op="attach",
-        change=attach,
-        reason="attaching",
-        action=Action.VOLUME_ATTACHED,
-        detail={"desktop": desktop.pk, "size_gib": volume.size_gib, "new": False},
-    )
+    return _volume_operation("attach", actor=actor, desktop_id=desktop.pk, volume_id=volume.pk, change=attach)
 
 
-def volume_detach(*, actor, volume: Volume) -> Volume:
+def volume_detach(*, actor: User, volume: Volume) -> Volume:
     """Take a data disk off its desktop. On libvirt the disk is kept (detached) to attach elsewhere or
     delete; on vCenter a disk is a file of its VM and goes with it."""
     require_manage(actor, volume.desktop)
 
     def detach(desktop: Desktop, volume: Volume) -> Volume:
-        if volume.state not in (Volume.State.ATTACHED, Volume.State.ERROR):
-            raise Conflict(
-                _("数据盘当前不能卸载。"), code=ComputeError.VOLUME_NOT_ATTACHED, detail={"state": volume.state}
-            )
+        volume.begin_detach()
         desktop.occupy(action=_("卸载数据盘"))
-        volume.state = Volume.State.DETACHING
         return volume
 
-    return _volume_operation(
-        actor=actor,
-        desktop_id=volume.desktop_id,
-        volume_id=volume.pk,
-        op="detach",
-        change=detach,
-        reason="detaching",
-        action=Action.VOLUME_DETACHED,
-        detail={"desktop": volume.desktop_id},
-    )
+    return _volume_operation("detach", actor=actor, desktop_id=volume.desktop_id, volume_id=volume.pk, change=detach)
 
 
-def volume_delete(*, actor, volume: Volume) -> Volume:
+def volume_delete(*, actor: User, volume: Volume) -> Volume:
     """Delete a detached data disk for good; its disk quota is released when it is gone."""
     if not selectors.volume_manageable_by(actor, volume):
         raise Forbidden(_("您不能删除这块数据盘。"), code=ComputeError.VOLUME_READ_ONLY)
 
     def delete(_none, volume: Volume) -> Volume:
-        if volume.state not in (Volume.State.DETACHED, Volume.State.ERROR) or volume.desktop_id is not None:
-            raise Conflict(
-                _("数据盘仍挂载在桌面上，请先卸载。"), code=ComputeError.VOLUME_IN_USE, detail={"state": volume.state}
-            )
-        volume.state = Volume.State.DELETING
+        volume.begin_deletion()
         return volume
 
-    return _volume_operation(
-        actor=actor,
-        desktop_id=None,
-        volume_id=volume.pk,
-        op="delete",
-        change=delete,
-        reason="deleting",
-        action=Action.VOLUME_DELETED,
-        detail={"deleted": True, "size_gib": volume.size_gib},
-    )
+    return _volume_operation("delete", actor=actor, desktop_id=None, volume_id=volume.pk, change=delete)
 
 
 def volume_finish(
     *, volume_id: int, op: str, target: str = "", path: str = "", volume_name: str = "", error: str = ""
 ) -> Volume:
     with transaction.atomic():
-        volume = Volume.objects.select_related("endpoint").select_for_update().get(pk=volume_id)
+        volume = locks.volume_lock(volume_id)
         desktop_id = volume.desktop_id
         if error:
-            volume.last_error = error[:2000]
-            # A disk that could not be deleted is still there (and still detached).
-            volume.state = Volume.State.DETACHED if op == "delete" else Volume.State.ERROR
+            volume.fail(op=op, reason=error[:2000])
         elif op == "attach":
-            volume.state, volume.target, volume.path = Volume.State.ATTACHED, target, path
-            volume.volume_name = volume_name or volume.volume_name
-            volume.last_error = ""
+            volume.attached(target=target, path=path, volume_name=volume_name)
             quota.desktop_quota_commit(reservation_id=volume.quota_reservation)
         elif op == "detach" and volume.endpoint_id and volume.endpoint.kind == Endpoint.Kind.LIBVIRT:
-            volume.state, volume.desktop, volume.target = Volume.State.DETACHED, None, ""
+            volume.detached()
         else:  # deleted, or detached from a vCenter VM (which destroys the disk file)
-            volume.state, volume.desktop, volume.target = Volume.State.DELETED, None, ""
+            volume.deleted()
             quota.desktop_quota_release(reservation_id=volume.quota_reservation)
         volume.save()
         hooks.volume_changed(

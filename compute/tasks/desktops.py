@@ -1,11 +1,11 @@
-"""Celery tasks of a desktop's lifecycle: provision (or clone), power, reset, resize, destroy."""
+"""Celery tasks of a desktop's lifecycle: provision (or clone), power, reset, rebuild, resize, destroy."""
 
 from celery import shared_task
 
 from compute import networking, services
 from compute.drivers.base import DriverError, ErrorCode, PowerState
 from compute.hypervisor import vm_spec
-from compute.models import Desktop, Flavor, Snapshot, Volume
+from compute.models import Desktop, Flavor, Volume
 from compute.tasks.runner import TASK_OPTIONS, held_by, load_desktop, run_for_desktop
 
 
@@ -59,9 +59,6 @@ def desktop_provision(self, desktop_id: int, failures: int = 0):
     return "done" if ok else "failed"
 
 
-_POWER_STATES = {"start": Desktop.State.STARTING, "stop": Desktop.State.STOPPING, "reboot": Desktop.State.REBOOTING}
-
-
 def _power_call(driver, name: str, verb: str):
     try:
         if verb == "start":
@@ -81,7 +78,7 @@ def _power_call(driver, name: str, verb: str):
 @shared_task(**TASK_OPTIONS)
 def desktop_power(self, desktop_id: int, verb: str, failures: int = 0):
     desktop = load_desktop(desktop_id)
-    if desktop is None or desktop.state != _POWER_STATES[verb]:
+    if desktop is None or desktop.state != Desktop.POWER_VERBS[verb][1]:  # the state the verb went into
         return "skipped"
     info, ok = run_for_desktop(
         self, desktop, what="power", fn=lambda driver: _power_call(driver, desktop.vm_name, verb), failures=failures
@@ -111,8 +108,33 @@ def desktop_reset(self, desktop_id: int, failures: int = 0):
         self, desktop, what="reset", fn=lambda driver: _reset_call(driver, desktop.vm_name), failures=failures
     )
     if ok:
+        services.desktop_reset_finish(desktop_id=desktop_id, info=info)
+    return "done" if ok else "failed"
+
+
+def _rebuild_call(driver, desktop: Desktop):
+    """Delete the VM with its disks and make it again from the desktop's (new) image version."""
+    try:
+        running = driver.get_vm(desktop.vm_name).power_state == PowerState.RUNNING
+        driver.delete_vm(desktop.vm_name)
+    except DriverError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:  # gone already: a redelivered task after the delete
+            raise
+        running = desktop.stable_state == Desktop.State.RUNNING
+    return driver.create_vm(vm_spec(desktop), start=running)
+
+
+@shared_task(**TASK_OPTIONS)
+def desktop_rebuild(self, desktop_id: int, failures: int = 0):
+    """A reset onto another image version (``desktops_reset``, ``desktop_hand_over``)."""
+    desktop = load_desktop(desktop_id)
+    if not held_by(self, desktop):
+        return "skipped"
+    info, ok = run_for_desktop(
+        self, desktop, what="rebuild", fn=lambda driver: _rebuild_call(driver, desktop), failures=failures
+    )
+    if ok:
         services.desktop_settle(desktop_id=desktop_id, info=info)
-        desktop.snapshots.exclude(state=Snapshot.State.DELETED).update(state=Snapshot.State.DELETED)
     return "done" if ok else "failed"
 
 
