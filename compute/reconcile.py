@@ -7,8 +7,11 @@ call (the driver's PropertyCollector listing), one query for what exists, then
 ``bulk_create``/``bulk_update``.
 """
 
+from __future__ import annotations
+
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -22,6 +25,9 @@ from compute.errors import ComputeError
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
 from compute.services import endpoint_refresh
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +138,7 @@ def _shares(desktops: list[Desktop]) -> list[dict[str, int]]:
     ]
 
 
-def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
+def _quota_charge(tenant: Tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
     """Charge each desktop's share; one that does not fit is imported uncharged and reported.
 
     A takeover never refuses a VM that already runs: refusing would leave it unmanaged.
@@ -155,13 +161,45 @@ def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
     return len(changed), over
 
 
-def _quota_preview(tenant, desktops: list[Desktop]) -> list[dict]:
+def _quota_preview(tenant: Tenant, desktops: list[Desktop]) -> list[dict]:
     """What _quota_charge would report as over quota, changing nothing."""
     messages = quota.imported_quota_preview(tenant=tenant, shares=_shares(desktops))
     return [{"vm": d.vm_name, "message": m} for d, m in zip(desktops, messages, strict=True) if m]
 
 
-def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool = False) -> dict:
+def _sort_out(vms: list[VMInfo], existing: dict[str, Desktop], *, new) -> tuple[list, list, int, list[dict]]:
+    """(desktops to create, desktops to update, how many are unchanged, errors) for an endpoint's VMs;
+    ``new()`` is a new desktop of the tenant taking them over."""
+    errors: list[dict] = []
+    to_create, to_update, unchanged = [], [], 0
+    seen = set()
+    for vm in vms:
+        if not vm.name or vm.name in seen:
+            errors.append({"vm": vm.name, "error": "duplicate or empty name"})
+            continue
+        seen.add(vm.name)
+        fields = _imported_fields(vm)
+        desktop = existing.get(vm.name)
+        if desktop is None:
+            desktop = new()
+            desktop.name, desktop.vm_name = vm.name[:100], vm.name
+            for key, value in fields.items():
+                setattr(desktop, key, value)
+            to_create.append(desktop)
+            continue
+        if desktop.state not in (Desktop.State.RUNNING, Desktop.State.STOPPED):
+            unchanged += 1  # the portal is acting on it: leave it to that task
+            continue
+        if any(getattr(desktop, k) != v for k, v in fields.items()):
+            for key, value in fields.items():
+                setattr(desktop, key, value)
+            to_update.append(desktop)
+        else:
+            unchanged += 1
+    return to_create, to_update, unchanged, errors
+
+
+def vcenter_import(*, actor: User | None, endpoint_name: str, tenant_slug: str, dry_run: bool = False) -> dict:
     """Take an endpoint's VMs over into a tenant; {"created", "updated", "unchanged", "errors"}."""
     from tenants.models import Tenant
 
@@ -180,39 +218,10 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
             _("无法读取虚拟化平台的清单。"), code=ComputeError.ENDPOINT_UNREACHABLE, detail={"reason": exc.message}
         )
     listed = time.monotonic()
-    errors: list[dict] = []
     existing = {d.vm_name: d for d in Desktop.objects.filter(endpoint=endpoint).exclude(state=Desktop.State.DELETED)}
-    to_create, to_update, unchanged = [], [], 0
-    seen = set()
-    for vm in vms:
-        if not vm.name or vm.name in seen:
-            errors.append({"vm": vm.name, "error": "duplicate or empty name"})
-            continue
-        seen.add(vm.name)
-        fields = _imported_fields(vm)
-        desktop = existing.get(vm.name)
-        if desktop is None:
-            to_create.append(
-                Desktop(
-                    name=vm.name[:100],
-                    vm_name=vm.name,
-                    tenant=tenant,
-                    endpoint=endpoint,
-                    imported=True,
-                    created_by=actor,
-                    **fields,
-                )
-            )
-            continue
-        if desktop.state not in (Desktop.State.RUNNING, Desktop.State.STOPPED):
-            unchanged += 1  # the portal is acting on it: leave it to that task
-            continue
-        if any(getattr(desktop, k) != v for k, v in fields.items()):
-            for key, value in fields.items():
-                setattr(desktop, key, value)
-            to_update.append(desktop)
-        else:
-            unchanged += 1
+    to_create, to_update, unchanged, errors = _sort_out(
+        vms, existing, new=lambda: Desktop(tenant=tenant, endpoint=endpoint, imported=True, created_by=actor)
+    )
     # Imported desktops take the tenant's quota like any other; earlier imports left uncharged
     # (over quota then) are charged now if they fit.
     uncharged = [

@@ -25,16 +25,16 @@ from compute.models import Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVe
 from compute.services.rules import driver_error_message
 
 if TYPE_CHECKING:
-    from tenants.models import Tenant, User
+    from tenants.models import Course, Tenant, User
 
 
 def image_create(
     *,
-    actor,
+    actor: User,
     name: str,
     visibility: str = Visibility.PLATFORM,
-    tenant=None,
-    course=None,
+    tenant: Tenant | None = None,
+    course: Course | None = None,
     os_type: str = "",
     description: str = "",
 ) -> Image:
@@ -62,7 +62,7 @@ def _next_version(image: Image) -> int:
 
 
 def image_version_register(
-    *, actor, image: Image, endpoint: Endpoint, pool: str = "", volume: str = "", template: str = "", size_bytes=0
+    *, actor: User, image: Image, endpoint: Endpoint, pool: str = "", volume: str = "", template: str = "", size_bytes=0
 ) -> ImageVersion:
     """Record a golden image already on the hypervisor (a volume in a pool, or a vCenter template)."""
     if endpoint.kind == Endpoint.Kind.LIBVIRT and not (pool and volume):
@@ -131,7 +131,7 @@ def upload_dir() -> Path:
     return path
 
 
-def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: str = "") -> ImageVersion:
+def image_upload(*, actor: User, image: Image, endpoint: Endpoint, path: str, pool: str = "") -> ImageVersion:
     """Accept an uploaded qcow2/raw/ISO file (checked with qemu-img) and import it into the endpoint's pool."""
     fmt, size = qemu_img_check(path)
     is_iso = path.lower().endswith(".iso")
@@ -169,7 +169,7 @@ def image_upload(*, actor, image: Image, endpoint: Endpoint, path: str, pool: st
     return version
 
 
-def image_import_template(*, actor, image: Image, endpoint: Endpoint, template: str) -> ImageVersion:
+def image_import_template(*, actor: User, image: Image, endpoint: Endpoint, template: str) -> ImageVersion:
     """Use a vCenter template as a new version of ``image`` after checking the template exists."""
     try:
         driver = driver_open(endpoint)
@@ -200,7 +200,14 @@ def image_version_finish(*, version_id: int, error: str = "") -> ImageVersion:
 
 
 def flavor_create(
-    *, actor, name: str, vcpus: int, memory_mib: int, disk_gib: int, gpu_profile: GpuProfile | None = None, tenant=None
+    *,
+    actor: User,
+    name: str,
+    vcpus: int,
+    memory_mib: int,
+    disk_gib: int,
+    gpu_profile: GpuProfile | None = None,
+    tenant: Tenant | None = None,
 ) -> Flavor:
     if vcpus < 1 or memory_mib < 64 or disk_gib < 1:
         raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code=ComputeError.FLAVOR_INVALID)

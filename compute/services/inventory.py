@@ -1,6 +1,9 @@
 """Writes of the inventory: sites, endpoints (hypervisors), clusters, hosts, storage pools and GPU profiles."""
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -16,6 +19,9 @@ from compute.errors import ComputeError
 from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import Cluster, Endpoint, GpuProfile, Host, Site, StoragePool
 from compute.services.rules import driver_error_message, require_system_admin
+
+if TYPE_CHECKING:
+    from tenants.models import User
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -46,7 +52,7 @@ def _host_record(endpoint: Endpoint, info: HostInfo) -> Host:
 
 def endpoint_register(
     *,
-    actor,
+    actor: User,
     name: str,
     kind: str,
     url: str,
@@ -138,7 +144,12 @@ def endpoint_refresh(*, endpoint: Endpoint, info: HostInfo | None, error: str = 
 
 
 def endpoint_update(
-    *, actor, endpoint: Endpoint, password: str | None = None, max_concurrency: int | None = None, is_active=None
+    *,
+    actor: User,
+    endpoint: Endpoint,
+    password: str | None = None,
+    max_concurrency: int | None = None,
+    is_active: bool | None = None,
 ) -> Endpoint:
     with transaction.atomic():
         endpoint = locks.endpoint_lock(endpoint.pk)
@@ -160,7 +171,9 @@ def endpoint_update(
     return endpoint
 
 
-def inventory_save(*, actor, obj: Site | Cluster | StoragePool | GpuProfile, pool_path: str = ""):
+def inventory_save(
+    *, actor: User, obj: Site | Cluster | StoragePool | GpuProfile, pool_path: str = ""
+) -> Site | Cluster | StoragePool | GpuProfile:
     """Create or change a site, cluster, storage pool or GPU profile: checked against the model's rules
     (a distributed pool keeps 2-6 replicas, a local one 1), saved and audited in one transaction.
 

@@ -1,6 +1,9 @@
 """Writes of a desktop's snapshots: take one, revert to it, delete it, and what the task reports."""
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -16,6 +19,9 @@ from compute.models import Desktop, Snapshot
 from compute.services.callbacks import desktop_operation_fail, desktop_settle
 from compute.services.rules import require_manage
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 SNAPSHOT_NAME_RE = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$")
 
 
@@ -23,7 +29,7 @@ def _snapshot_task(snapshot: Snapshot, op: str, desktop: Desktop) -> str:
     return enqueue("compute.tasks.snapshots.snapshot_run", snapshot.pk, op, queue=desktop.endpoint.site.celery_queue)
 
 
-def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = "") -> Snapshot:
+def snapshot_create(*, actor: User, desktop: Desktop, name: str, description: str = "") -> Snapshot:
     require_manage(actor, desktop)
     if not SNAPSHOT_NAME_RE.match(name or ""):
         raise InvalidInput(
@@ -49,7 +55,7 @@ def snapshot_create(*, actor, desktop: Desktop, name: str, description: str = ""
     return snapshot
 
 
-def _snapshot_operation(*, actor, snapshot: Snapshot, op: str, action: str, label: str) -> Snapshot:
+def _snapshot_operation(*, actor: User, snapshot: Snapshot, op: str, action: str, label: str) -> Snapshot:
     require_manage(actor, snapshot.desktop)
     with transaction.atomic():
         desktop = locks.desktop_lock(snapshot.desktop_id)
@@ -63,13 +69,13 @@ def _snapshot_operation(*, actor, snapshot: Snapshot, op: str, action: str, labe
     return snapshot
 
 
-def snapshot_revert(*, actor, snapshot: Snapshot) -> Snapshot:
+def snapshot_revert(*, actor: User, snapshot: Snapshot) -> Snapshot:
     return _snapshot_operation(
         actor=actor, snapshot=snapshot, op="revert", action=Action.SNAPSHOT_REVERTED, label=_("恢复快照")
     )
 
 
-def snapshot_delete(*, actor, snapshot: Snapshot) -> Snapshot:
+def snapshot_delete(*, actor: User, snapshot: Snapshot) -> Snapshot:
     return _snapshot_operation(
         actor=actor, snapshot=snapshot, op="delete", action=Action.SNAPSHOT_DELETED, label=_("删除快照")
     )
