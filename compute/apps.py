@@ -1,3 +1,5 @@
+"""The compute app: at start-up it registers its handlers of network's hooks."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -7,6 +9,8 @@ class ComputeConfig(AppConfig):
     verbose_name = _("计算")
 
     def ready(self):
-        # Network's orchestration: registers network's hooks and loads its Celery tasks, in web
-        # and worker alike.
-        from compute import networking  # noqa: F401
+        # network tells compute what to push to the hypervisors through its hooks (network may not
+        # import compute); registered here, in web and worker alike, rather than on some import.
+        from compute import networking
+
+        networking.register_hooks()

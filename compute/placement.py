@@ -13,6 +13,7 @@ from django.db.models import Count, Q, Sum
 from django.utils.translation import gettext as _
 
 from common.errors import InvalidInput
+from compute.errors import ComputeError
 from compute.models import Cluster, Desktop, Endpoint, Flavor, Host, ImageVersion, StoragePool
 
 # Desktops that hold capacity on their host: everything not deleted.
@@ -63,11 +64,11 @@ def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpo
     if not candidates:
         raise InvalidInput(
             _("没有可用的%(kind)s集群主机承载该镜像。") % {"kind": Cluster.Kind(kind).label},
-            code="no_host",
+            code=ComputeError.NO_HOST,
         )
     if all(flavor.memory_mib > h.memory_mib or flavor.vcpus > h.cpus * 4 for h in candidates if h.memory_mib):
         raise InvalidInput(
-            _("规格“%(flavor)s”超过了所有主机的容量。") % {"flavor": flavor.name}, code="flavor_too_large"
+            _("规格“%(flavor)s”超过了所有主机的容量。") % {"flavor": flavor.name}, code=ComputeError.FLAVOR_TOO_LARGE
         )
     fitting = []
     for host in candidates:
@@ -85,7 +86,7 @@ def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpo
                 continue
         fitting.append((free_mib, host, gpu_device))
     if not fitting:
-        raise InvalidInput(_("所有主机的剩余容量都不足，请稍后再试或联系管理员。"), code="no_capacity")
+        raise InvalidInput(_("所有主机的剩余容量都不足，请稍后再试或联系管理员。"), code=ComputeError.NO_CAPACITY)
     policy = candidates[0].endpoint.cluster.policy
     if policy == Cluster.Policy.PACK:
         free_mib, host, gpu_device = min(fitting, key=lambda item: (item[0], item[1].pk))
@@ -107,13 +108,15 @@ def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
     if flavor.gpu_profile_id and endpoint.cluster.kind != Cluster.Kind.GPU:
         raise InvalidInput(
             _("规格“%(flavor)s”需要 GPU 集群，而该桌面所在的集群没有 GPU。") % {"flavor": flavor.name},
-            code="flavor_needs_gpu_cluster",
+            code=ComputeError.FLAVOR_NEEDS_GPU_CLUSTER,
         )
     host = desktop.host
     if host is None:
         return ""  # an imported VM, placed by vCenter: capacity is vCenter's to judge
     if host.memory_mib and (flavor.memory_mib > host.memory_mib or flavor.vcpus > host.cpus * 4):
-        raise InvalidInput(_("规格“%(flavor)s”超过了主机的容量。") % {"flavor": flavor.name}, code="flavor_too_large")
+        raise InvalidInput(
+            _("规格“%(flavor)s”超过了主机的容量。") % {"flavor": flavor.name}, code=ComputeError.FLAVOR_TOO_LARGE
+        )
     others = Desktop.objects.filter(host=host).exclude(state=Desktop.State.DELETED).exclude(pk=desktop.pk)
     placed = others.aggregate(mib=Sum("memory_mib", default=0), vcpus=Sum("vcpus", default=0))
     cluster = endpoint.cluster
@@ -121,7 +124,7 @@ def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
         float(host.memory_mib) * float(cluster.memory_overcommit) - placed["mib"] < flavor.memory_mib
         or float(host.cpus) * float(cluster.cpu_overcommit) - placed["vcpus"] < flavor.vcpus
     ):
-        raise InvalidInput(_("主机剩余容量不足，无法调整到该规格。"), code="no_capacity")
+        raise InvalidInput(_("主机剩余容量不足，无法调整到该规格。"), code=ComputeError.NO_CAPACITY)
     if not flavor.gpu_profile_id:
         return ""
     used = set()
@@ -129,7 +132,7 @@ def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
         used.update(filter(None, device.split(",")))
     free = [d for d in host.gpu_devices if d not in used]
     if len(free) < flavor.gpus:
-        raise InvalidInput(_("主机上空闲的 GPU 不足。"), code="no_capacity")
+        raise InvalidInput(_("主机上空闲的 GPU 不足。"), code=ComputeError.NO_CAPACITY)
     own = [d for d in desktop.gpu_device.split(",") if d in free]
     chosen = own[: flavor.gpus] + [d for d in free if d not in own][: max(0, flavor.gpus - len(own))]
     return ",".join(chosen)

@@ -6,33 +6,52 @@ Over quota, ``tenants.quotas.QuotaExceeded`` (409 ``quota_exceeded``, with the s
 reaches the caller unchanged.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 
+from compute.models import Desktop, Flavor
 from tenants.models import Reservation
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
 from tenants.services import quota_charge_existing, quota_commit, quota_release, quota_reserve
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
+
+def ram_gib(memory_mib: int) -> int:
+    """What ``memory_mib`` of memory takes from a RAM quota: whole GiB, rounded up (1536 MiB takes 2)."""
+    return -(-memory_mib // 1024)
+
 
 def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> dict[str, int]:
-    return {"vcpu": vcpus, "ram_gib": -(-memory_mib // 1024), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
+    return {"vcpu": vcpus, "ram_gib": ram_gib(memory_mib), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
 
 
-def desktop_quota_reserve(
-    *, actor, tenant, course, owner, vcpus: int, memory_mib: int, disk_gib: int, gpus: int
-) -> str:
-    """Reserve one desktop's resources; returns the reservation's id as stored on the desktop."""
+def flavor_share(flavor: Flavor, *, count: int = 1) -> ResourceAmounts:
+    """What ``count`` desktops of this flavor take from the quotas, as ``desktop_quota_reserve`` reserves them
+    (for checking a whole pool's seats before any is made)."""
+    one = desktop_amounts(vcpus=flavor.vcpus, memory_mib=flavor.memory_mib, disk_gib=flavor.disk_gib, gpus=flavor.gpus)
+    return ResourceAmounts(**one) * int(count)
+
+
+def desktop_quota_reserve(*, actor: User | None, desktop: Desktop) -> str:
+    """Reserve the desktop's resources for its tenant, course and owner; returns the reservation's id as
+    stored on the desktop."""
     reservation = quota_reserve(
         actor=actor,
-        tenant=tenant,
-        course=course,
-        user=owner,
-        amounts=desktop_amounts(vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib, gpus=gpus),
+        tenant=desktop.tenant,
+        course=desktop.course,
+        user=desktop.owner,
+        amounts=_amounts_of(desktop),
         reason="desktop",
     )
     return str(reservation.pk)
 
 
-def volume_quota_reserve(*, actor, tenant, owner, size_gib: int) -> str:
+def volume_quota_reserve(*, actor: User, tenant: Tenant, owner: User | None, size_gib: int) -> str:
     """Reserve a data disk's size from the disk quota (committed once the disk exists)."""
     reservation = quota_reserve(actor=actor, tenant=tenant, user=owner, amounts={"disk_gib": size_gib}, reason="volume")
     return str(reservation.pk)
@@ -54,13 +73,13 @@ def desktop_quota_release(*, reservation_id: str) -> None:
         quota_release(reservation=reservation)
 
 
-def _amounts_of(desktop) -> dict[str, int]:
+def _amounts_of(desktop: Desktop) -> dict[str, int]:
     return desktop_amounts(
         vcpus=desktop.vcpus, memory_mib=desktop.memory_mib, disk_gib=desktop.disk_gib, gpus=desktop.gpus
     )
 
 
-def resize_quota_hold(*, actor, desktop, vcpus: int, memory_mib: int, gpus: int) -> str:
+def resize_quota_hold(*, actor: User, desktop: Desktop, vcpus: int, memory_mib: int, gpus: int) -> str:
     """Reserve what a resize adds (only the growth counts: the desktop already holds its current share).
 
     Raises QuotaExceeded when the growth does not fit; returns "" when nothing grows.
@@ -76,7 +95,7 @@ def resize_quota_hold(*, actor, desktop, vcpus: int, memory_mib: int, gpus: int)
     return str(reservation.pk)
 
 
-def resize_quota_settle(*, desktop, hold: str) -> str:
+def resize_quota_settle(*, desktop: Desktop, hold: str) -> str:
     """The resize happened: the desktop's share becomes its new size. Returns the ids to store on it.
 
     The old share and the growth are released and the new size reserved and committed in
@@ -110,7 +129,7 @@ def resize_quota_release(*, hold: str) -> None:
     desktop_quota_release(reservation_id=hold)
 
 
-def imported_quota_charge_many(*, tenant, shares: list[dict[str, int]]) -> list[str | None]:
+def imported_quota_charge_many(*, tenant: Tenant, shares: list[dict[str, int]]) -> list[str | None]:
     """Charge imported VMs' shares to the tenant (reserved and committed at once: the VMs exist), in
     one batch: each share's reservation id, or None for one that does not fit beside the ones before it."""
     charged = quota_charge_existing(
@@ -119,7 +138,7 @@ def imported_quota_charge_many(*, tenant, shares: list[dict[str, int]]) -> list[
     return [str(reservation.pk) if reservation is not None else None for reservation in charged]
 
 
-def imported_quota_preview(*, tenant, shares: list[dict[str, int]]) -> list[str]:
+def imported_quota_preview(*, tenant: Tenant, shares: list[dict[str, int]]) -> list[str]:
     """For each share (desktop_amounts) in turn: "" when it would be charged, else why it would not fit."""
     result, fitted = [], ResourceAmounts()
     for share in shares:

@@ -7,8 +7,11 @@ call (the driver's PropertyCollector listing), one query for what exists, then
 ``bulk_create``/``bulk_update``.
 """
 
+from __future__ import annotations
+
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -16,11 +19,15 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import InvalidInput, NotFound
-from compute import hooks, quota
+from compute import hooks, locks, quota
 from compute.drivers.base import DriverError, VMInfo
+from compute.errors import ComputeError
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint, ImageVersion
-from compute.services import POWER, endpoint_refresh
+from compute.services import endpoint_refresh
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ def _reconcile_endpoint(endpoint: Endpoint, summary: dict) -> None:
     )
     golden = set(ImageVersion.objects.filter(endpoint=endpoint).exclude(template="").values_list("template", flat=True))
     with transaction.atomic():
-        desktops = list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=_CHECKED))
+        desktops = locks.endpoint_desktops_lock(endpoint, states=_CHECKED)
         changed = []
         for desktop in desktops:
             vm = real.get(desktop.vm_name)
@@ -62,7 +69,7 @@ def _reconcile_endpoint(endpoint: Endpoint, summary: dict) -> None:
                     reason="vm_missing",
                 )
                 continue
-            power = POWER.get(str(vm.power_state), Desktop.Power.UNKNOWN)
+            power = Desktop.Power.of(vm.power_state)
             if power != Desktop.Power.UNKNOWN and desktop.drift(power=power):
                 desktop.vnc_port = vm.vnc_port
                 summary["drift_fixed"] += 1
@@ -109,7 +116,7 @@ def _hardware(vm: VMInfo) -> dict:
 
 
 def _imported_fields(vm: VMInfo) -> dict:
-    power = POWER.get(str(vm.power_state), Desktop.Power.UNKNOWN)
+    power = Desktop.Power.of(vm.power_state)
     disk_gib = -(-sum(d.size_bytes for d in vm.disks) // 1024**3)
     return {
         "vcpus": vm.vcpus,
@@ -131,7 +138,7 @@ def _shares(desktops: list[Desktop]) -> list[dict[str, int]]:
     ]
 
 
-def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
+def _quota_charge(tenant: Tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
     """Charge each desktop's share; one that does not fit is imported uncharged and reported.
 
     A takeover never refuses a VM that already runs: refusing would leave it unmanaged.
@@ -154,31 +161,16 @@ def _quota_charge(tenant, desktops: list[Desktop]) -> tuple[int, list[dict]]:
     return len(changed), over
 
 
-def _quota_preview(tenant, desktops: list[Desktop]) -> list[dict]:
+def _quota_preview(tenant: Tenant, desktops: list[Desktop]) -> list[dict]:
     """What _quota_charge would report as over quota, changing nothing."""
     messages = quota.imported_quota_preview(tenant=tenant, shares=_shares(desktops))
     return [{"vm": d.vm_name, "message": m} for d, m in zip(desktops, messages, strict=True) if m]
 
 
-def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool = False) -> dict:
-    """Take an endpoint's VMs over into a tenant; {"created", "updated", "unchanged", "errors"}."""
-    from tenants.models import Tenant
-
-    endpoint = Endpoint.objects.select_related("site").filter(name=endpoint_name).first()
-    if endpoint is None:
-        raise NotFound(_("没有名为“%(name)s”的端点。") % {"name": endpoint_name}, code="endpoint_not_found")
-    tenant = Tenant.objects.filter(slug=tenant_slug).first()
-    if tenant is None:
-        raise NotFound(_("没有标识为“%(slug)s”的租户。") % {"slug": tenant_slug}, code="tenant_not_found")
-    started = time.monotonic()
-    try:
-        vms = [vm for vm in driver_for(endpoint).list_vms() if not vm.template]
-    except DriverError as exc:
-        driver_error_note(endpoint, exc)
-        raise InvalidInput(_("无法读取虚拟化平台的清单。"), code="endpoint_unreachable", detail={"reason": exc.message})
-    listed = time.monotonic()
+def _sort_out(vms: list[VMInfo], existing: dict[str, Desktop], *, new) -> tuple[list, list, int, list[dict]]:
+    """(desktops to create, desktops to update, how many are unchanged, errors) for an endpoint's VMs;
+    ``new()`` is a new desktop of the tenant taking them over."""
     errors: list[dict] = []
-    existing = {d.vm_name: d for d in Desktop.objects.filter(endpoint=endpoint).exclude(state=Desktop.State.DELETED)}
     to_create, to_update, unchanged = [], [], 0
     seen = set()
     for vm in vms:
@@ -189,17 +181,11 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
         fields = _imported_fields(vm)
         desktop = existing.get(vm.name)
         if desktop is None:
-            to_create.append(
-                Desktop(
-                    name=vm.name[:100],
-                    vm_name=vm.name,
-                    tenant=tenant,
-                    endpoint=endpoint,
-                    imported=True,
-                    created_by=actor,
-                    **fields,
-                )
-            )
+            desktop = new()
+            desktop.name, desktop.vm_name = vm.name[:100], vm.name
+            for key, value in fields.items():
+                setattr(desktop, key, value)
+            to_create.append(desktop)
             continue
         if desktop.state not in (Desktop.State.RUNNING, Desktop.State.STOPPED):
             unchanged += 1  # the portal is acting on it: leave it to that task
@@ -210,6 +196,32 @@ def vcenter_import(*, actor, endpoint_name: str, tenant_slug: str, dry_run: bool
             to_update.append(desktop)
         else:
             unchanged += 1
+    return to_create, to_update, unchanged, errors
+
+
+def vcenter_import(*, actor: User | None, endpoint_name: str, tenant_slug: str, dry_run: bool = False) -> dict:
+    """Take an endpoint's VMs over into a tenant; {"created", "updated", "unchanged", "errors"}."""
+    from tenants.models import Tenant
+
+    endpoint = Endpoint.objects.select_related("site").filter(name=endpoint_name).first()
+    if endpoint is None:
+        raise NotFound(_("没有名为“%(name)s”的端点。") % {"name": endpoint_name}, code=ComputeError.ENDPOINT_NOT_FOUND)
+    tenant = Tenant.objects.filter(slug=tenant_slug).first()
+    if tenant is None:
+        raise NotFound(_("没有标识为“%(slug)s”的租户。") % {"slug": tenant_slug}, code=ComputeError.TENANT_NOT_FOUND)
+    started = time.monotonic()
+    try:
+        vms = [vm for vm in driver_for(endpoint).list_vms() if not vm.template]
+    except DriverError as exc:
+        driver_error_note(endpoint, exc)
+        raise InvalidInput(
+            _("无法读取虚拟化平台的清单。"), code=ComputeError.ENDPOINT_UNREACHABLE, detail={"reason": exc.message}
+        )
+    listed = time.monotonic()
+    existing = {d.vm_name: d for d in Desktop.objects.filter(endpoint=endpoint).exclude(state=Desktop.State.DELETED)}
+    to_create, to_update, unchanged, errors = _sort_out(
+        vms, existing, new=lambda: Desktop(tenant=tenant, endpoint=endpoint, imported=True, created_by=actor)
+    )
     # Imported desktops take the tenant's quota like any other; earlier imports left uncharged
     # (over quota then) are charged now if they fit.
     uncharged = [

@@ -127,9 +127,9 @@ def desktop_detail(request, pk):
 
 
 _ACTIONS = {
-    "start": (services.desktop_start, gettext_lazy("已发送开机指令。")),
-    "stop": (services.desktop_stop, gettext_lazy("已发送关机指令。")),
-    "reboot": (services.desktop_reboot, gettext_lazy("已发送重启指令。")),
+    "start": (services.POWER_SERVICES["start"], gettext_lazy("已发送开机指令。")),
+    "stop": (services.POWER_SERVICES["stop"], gettext_lazy("已发送关机指令。")),
+    "reboot": (services.POWER_SERVICES["reboot"], gettext_lazy("已发送重启指令。")),
     "reset": (services.desktop_reset, gettext_lazy("正在重置为黄金镜像。")),
     "retry": (services.desktop_retry, gettext_lazy("已重新提交创建。")),
     "delete": (services.desktop_delete, gettext_lazy("正在删除云桌面。")),

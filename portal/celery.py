@@ -27,7 +27,6 @@ app.conf.update(
     # without a site it goes to the shared "hypervisor" queue.
     task_routes={
         "compute.tasks.*": {"queue": "hypervisor"},
-        "network.tasks.*": {"queue": "hypervisor"},
         "billing.tasks.*": {"queue": "billing"},
         "audit.tasks.*": {"queue": "audit"},
     },
@@ -60,11 +59,12 @@ app.conf.beat_schedule = {
     # Audit: verify the whole hash chain every night (02:30 Shanghai); a broken chain raises an alert.
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": crontab(hour=2, minute=30)},
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
-    "compute-reconcile": {"task": "compute.tasks.reconcile_all", "schedule": 300.0},
+    "compute-reconcile": {"task": "compute.tasks.inventory.reconcile_all", "schedule": 300.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
-    # Network: repair DHCP bindings drift on every libvirt endpoint; free addresses whose hold is over.
-    "network-dhcp-sync": {"task": "network.tasks.dhcp_sync", "schedule": 300.0},
-    "network-addresses-purge": {"task": "network.tasks.addresses_purge", "schedule": 600.0},
+    # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
+    # libvirt endpoint; free addresses whose hold is over.
+    "network-dhcp-sync": {"task": "compute.tasks.network.dhcp_sync", "schedule": 300.0},
+    "network-addresses-purge": {"task": "compute.tasks.network.addresses_purge", "schedule": 600.0},
     # Tenants: quota counters agree with the reservations (03:10 Shanghai); drift is fixed and audited.
     "tenants-quota-recount": {"task": "tenants.tasks.quota_recount", "schedule": crontab(hour=3, minute=10)},
     # Billing (Asia/Shanghai): open usage intervals written up to midnight (where they are cut

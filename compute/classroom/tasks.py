@@ -12,7 +12,11 @@ from compute.classroom.services.authoring import system_volume
 from compute.drivers.base import DriverError, ErrorCode
 from compute.hypervisor import vm_spec
 from compute.models import Desktop, ImageVersion
-from compute.tasks import TASK_OPTIONS, _desktop, _fail_desktop, _note_desktop, _run
+from compute.tasks.runner import TASK_OPTIONS
+from compute.tasks.runner import fail_desktop as _fail_desktop
+from compute.tasks.runner import load_desktop as _desktop
+from compute.tasks.runner import note_desktop as _note_desktop
+from compute.tasks.runner import run as _run
 
 log = logging.getLogger(__name__)
 

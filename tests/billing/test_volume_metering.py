@@ -71,7 +71,7 @@ def finish(at, **task_result) -> Volume:
             clock.shift(timedelta(seconds=1))
             return settle(**kwargs)
 
-        with mock.patch.object(compute, "desktop_settle", settle_later):
+        with mock.patch.object(compute.volumes, "desktop_settle", settle_later):
             return compute.volume_finish(**task_result)
 
 

@@ -297,7 +297,7 @@ def test_a_gpu_flavor_goes_to_the_gpu_cluster_and_counts_gpus(
     from tests.compute.conftest import make_env
 
     gpu_env = make_env(scenario, name="gpudrv", pool="gpu-pool", volume="cc-gpu-golden.qcow2")
-    gpu_env.endpoint.cluster = compute_services._cluster_for(gpu_env.endpoint.site, "gpu")
+    gpu_env.endpoint.cluster = compute_services.cluster_ensure(gpu_env.endpoint.site, "gpu")
     gpu_env.endpoint.save(update_fields=["cluster"])
     Host.objects.filter(endpoint=gpu_env.endpoint).update(gpu_devices=["0000:3b:00.0", "0000:3c:00.0"])
     profile = GpuProfile.objects.create(name="A100 直通", mode="passthrough", gpus=1)

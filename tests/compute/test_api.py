@@ -2,6 +2,8 @@
 
 import pytest
 
+from common.errors import ErrorCode
+from compute.errors import ComputeError
 from compute.models import Desktop, Flavor
 from tenants.errors import TenantsError
 from tests.compute.conftest import desktop_of
@@ -127,7 +129,7 @@ def test_an_illegal_action_is_a_409_with_a_code(scenario, compute_env, api):
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/stop/")
 
     assert response.status_code == 409
-    assert response.json()["code"] == "desktop_invalid_transition"
+    assert response.json()["code"] == ComputeError.DESKTOP_INVALID_TRANSITION
     assert response.json()["message"]
 
 
@@ -147,7 +149,7 @@ def test_unknown_image_or_missing_fields_are_a_400(scenario, compute_env, api, p
     response = api.as_user(scenario.student).post("/api/v1/desktops/", payload, format="json")
 
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid"
+    assert response.json()["code"] == ErrorCode.INVALID
     assert field in response.json()["detail"]
 
 
@@ -201,7 +203,7 @@ def test_registering_an_endpoint_that_cannot_be_reached_is_a_400_with_a_code(sce
         format="json",
     )
     assert response.status_code == 400
-    assert response.json()["code"] == "endpoint_unreachable"
+    assert response.json()["code"] == ComputeError.ENDPOINT_UNREACHABLE
 
 
 def test_only_the_system_admin_registers_endpoints(scenario, api):

@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_desktop_ends_consistent(
 
 def test_a_running_task_run_twice_does_no_harm(scenario, qemu_env, celery_worker):
     """The provisioning task delivered again after it finished: it sees the state and does nothing."""
-    from compute.tasks import desktop_provision
+    from compute.tasks.desktops import desktop_provision
 
     desktop = _create(scenario, qemu_env)
     wait_state(desktop, Desktop.State.RUNNING, Desktop.State.ERROR)

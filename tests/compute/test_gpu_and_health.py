@@ -5,6 +5,7 @@ import pytest
 from common.errors import InvalidInput
 from compute import services
 from compute.drivers.base import GpuSpec
+from compute.errors import ComputeError
 from compute.health import hypervisor_health
 from compute.hypervisor import vm_spec
 from compute.models import Cluster, Endpoint, Flavor, GpuProfile, Host
@@ -48,7 +49,7 @@ def test_each_gpu_desktop_gets_its_own_device_on_the_gpu_cluster(scenario, gpu_e
     assert vm_spec(first).gpu == GpuSpec(mode="passthrough", pci_addresses=(first.gpu_device,))
     with pytest.raises(InvalidInput) as excinfo:
         create()
-    assert excinfo.value.code == "no_capacity"
+    assert excinfo.value.code == ComputeError.NO_CAPACITY
 
 
 def test_a_vgpu_profile_becomes_a_mediated_device_spec(scenario, gpu_env):

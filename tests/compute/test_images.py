@@ -6,6 +6,7 @@ import pytest
 
 from common.errors import InvalidInput
 from compute import services
+from compute.errors import ComputeError
 from compute.models import ImageVersion
 from tests.compute.conftest import qemu_volumes
 
@@ -48,5 +49,5 @@ def test_a_qcow2_with_a_backing_file_is_refused(scenario, qemu_endpoint, tmp_pat
     with pytest.raises(InvalidInput) as excinfo:
         services.image_upload(actor=scenario.sysadmin, image=image, endpoint=qemu_endpoint, path=str(overlay))
 
-    assert excinfo.value.code == "image_has_backing_file"
+    assert excinfo.value.code == ComputeError.IMAGE_HAS_BACKING_FILE
     assert not ImageVersion.objects.filter(image=image).exists()

@@ -8,6 +8,7 @@ import pytest
 
 from audit.models import AuditEvent
 from billing.models import UsageInterval, VolumeMeterCursor
+from compute.errors import ComputeError
 from compute.models import Desktop, EndpointLease, Snapshot, Volume
 from tests.compute.conftest import qemu_domains, qemu_volumes
 from tests.compute.support import wait_for, wait_state
@@ -36,7 +37,7 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     assert client.post(f"/api/v1/desktops/{desktop.pk}/stop/").status_code == 202
     wait_state(desktop, Desktop.State.STOPPED)
     assert desktop.vnc_port is None
-    assert client.post(f"/api/v1/desktops/{desktop.pk}/stop/").json()["code"] == "desktop_invalid_transition"
+    assert client.post(f"/api/v1/desktops/{desktop.pk}/stop/").json()["code"] == ComputeError.DESKTOP_INVALID_TRANSITION
     assert client.post(f"/api/v1/desktops/{desktop.pk}/start/").status_code == 202
     wait_state(desktop, Desktop.State.RUNNING)
 
@@ -252,7 +253,7 @@ def test_a_detached_disk_is_kept_moves_to_another_desktop_and_is_deleted_on_requ
     assert (volume.state, volume.desktop) == (Volume.State.ATTACHED, second)
     assert volume.volume_name in {d.volume for d in driver_for(qemu_env.endpoint).get_vm(second.vm_name).disks}
     in_use = client.delete(f"/api/v1/volumes/{volume.pk}/")
-    assert in_use.status_code == 409 and in_use.json()["code"] == "volume_in_use"
+    assert in_use.status_code == 409 and in_use.json()["code"] == ComputeError.VOLUME_IN_USE
 
     run(services.volume_detach, actor=scenario.student, volume=volume)
     with django_capture_on_commit_callbacks(execute=True):

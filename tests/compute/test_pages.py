@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from compute.errors import ComputeError
 from compute.models import Desktop, Endpoint, Image, ImageVersion
 from tests.compute.conftest import desktop_of
 
@@ -230,7 +231,7 @@ def test_a_file_that_is_not_a_disk_image_is_refused(scenario, tmp_path, settings
     )
 
     assert response.status_code == 400
-    assert response.json()["code"] in ("image_too_small", "image_bad_format")
+    assert response.json()["code"] in (ComputeError.IMAGE_TOO_SMALL, ComputeError.IMAGE_BAD_FORMAT)
     assert not ImageVersion.objects.filter(image=image).exists()
 
 

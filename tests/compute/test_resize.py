@@ -7,6 +7,7 @@ from common.errors import InvalidInput, InvalidTransition
 from compute import hooks, services
 from compute.drivers import xml as lx
 from compute.drivers.base import GpuSpec
+from compute.errors import ComputeError
 from compute.hypervisor import driver_for
 from compute.models import Cluster, Desktop, Flavor, GpuProfile
 from tenants.models import Quota
@@ -142,7 +143,7 @@ def test_a_running_desktop_cannot_be_resized(scenario, compute_env, eager, djang
 
     with pytest.raises(InvalidTransition) as excinfo:
         services.desktop_resize(actor=scenario.student, desktop=desktop, flavor=_medium())
-    assert excinfo.value.code == "desktop_invalid_transition"
+    assert excinfo.value.code == ComputeError.DESKTOP_INVALID_TRANSITION
 
 
 def test_the_same_flavor_and_a_gpu_flavor_off_a_gpu_cluster_are_refused(
@@ -156,8 +157,8 @@ def test_the_same_flavor_and_a_gpu_flavor_off_a_gpu_cluster_are_refused(
     with pytest.raises(InvalidInput) as off_cluster:
         services.desktop_resize(actor=scenario.student, desktop=desktop, flavor=gpu)
 
-    assert same.value.code == "desktop_same_flavor"
-    assert off_cluster.value.code == "flavor_needs_gpu_cluster"
+    assert same.value.code == ComputeError.DESKTOP_SAME_FLAVOR
+    assert off_cluster.value.code == ComputeError.FLAVOR_NEEDS_GPU_CLUSTER
     desktop.refresh_from_db()
     assert desktop.state == Desktop.State.STOPPED
 

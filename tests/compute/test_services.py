@@ -5,6 +5,7 @@ import pytest
 from audit.models import AuditEvent
 from common.errors import Forbidden, InvalidInput, InvalidTransition
 from compute import services
+from compute.errors import ComputeError
 from compute.hypervisor import driver_for
 from compute.models import Desktop, Endpoint, Flavor, Snapshot
 from tests import factories
@@ -46,7 +47,7 @@ def test_stop_start_reboot_follow_the_state_machine(scenario, compute_env, eager
 
     with pytest.raises(InvalidTransition) as excinfo:
         services.desktop_stop(actor=scenario.student, desktop=desktop)
-    assert excinfo.value.code == "desktop_invalid_transition"
+    assert excinfo.value.code == ComputeError.DESKTOP_INVALID_TRANSITION
     assert excinfo.value.status == 409
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -111,7 +112,7 @@ def test_a_flavor_larger_than_any_host_is_refused(scenario, compute_env):
             actor=scenario.student, tenant=scenario.tenant_a, image_version=compute_env.version, flavor=huge
         )
 
-    assert excinfo.value.code == "flavor_too_large"
+    assert excinfo.value.code == ComputeError.FLAVOR_TOO_LARGE
     assert not Desktop.objects.exists()
 
 
@@ -127,7 +128,7 @@ def test_an_image_of_another_tenant_is_refused_as_unknown(scenario, compute_env)
         services.desktop_create(
             actor=scenario.student, tenant=scenario.tenant_a, image_version=version, flavor=compute_env.flavor
         )
-    assert excinfo.value.code == "image_not_found"
+    assert excinfo.value.code == ComputeError.IMAGE_NOT_FOUND
 
 
 def test_a_flavor_of_another_tenant_is_refused_as_unknown(scenario, compute_env):
@@ -137,7 +138,7 @@ def test_a_flavor_of_another_tenant_is_refused_as_unknown(scenario, compute_env)
         services.desktop_create(
             actor=scenario.student, tenant=scenario.tenant_a, image_version=compute_env.version, flavor=flavor
         )
-    assert excinfo.value.code == "flavor_not_found"
+    assert excinfo.value.code == ComputeError.FLAVOR_NOT_FOUND
 
 
 def test_a_student_cannot_create_a_desktop_for_someone_else(scenario, compute_env):
@@ -166,7 +167,7 @@ def test_an_unreachable_endpoint_is_refused_with_a_clear_error(scenario):
             actor=scenario.sysadmin, name="dead", kind="libvirt", url="qemu+tcp://127.0.0.1:1/system"
         )
 
-    assert excinfo.value.code == "endpoint_unreachable"
+    assert excinfo.value.code == ComputeError.ENDPOINT_UNREACHABLE
     assert "无法连接" in excinfo.value.message
     assert not Endpoint.objects.filter(name="dead").exists()
 
@@ -209,7 +210,7 @@ def test_a_gpu_flavor_goes_to_a_gpu_cluster_only(scenario, compute_env):
         services.desktop_create(
             actor=scenario.student, tenant=scenario.tenant_a, image_version=compute_env.version, flavor=gpu_flavor
         )
-    assert excinfo.value.code == "no_host"
+    assert excinfo.value.code == ComputeError.NO_HOST
 
 
 def test_reconcile_fixes_drift_marks_missing_and_lists_orphans(
@@ -257,7 +258,7 @@ def test_a_clone_copies_the_stopped_desktop_and_holds_it_until_the_copy_is_made(
     desktop = _create(compute_env, scenario.student, scenario.tenant_a, django_capture_on_commit_callbacks)
     with pytest.raises(InvalidTransition) as running:
         services.desktop_clone(actor=scenario.student, desktop=desktop)
-    assert running.value.code == "desktop_must_be_stopped" and running.value.status == 409
+    assert running.value.code == ComputeError.DESKTOP_MUST_BE_STOPPED and running.value.status == 409
     assert Desktop.objects.count() == 1
     with django_capture_on_commit_callbacks(execute=True):
         services.desktop_stop(actor=scenario.student, desktop=desktop)
@@ -297,5 +298,5 @@ def test_a_version_retired_after_the_caller_read_it_is_refused_under_the_lock(sc
         services.desktop_create(
             actor=scenario.student, tenant=scenario.tenant_a, image_version=version, flavor=compute_env.flavor
         )
-    assert refused.value.code == "image_not_ready"
+    assert refused.value.code == ComputeError.IMAGE_NOT_READY
     assert not Desktop.objects.exists() and not Reservation.objects.exists()

@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from compute import services
+from compute.errors import ComputeError
 from compute.models import Desktop
 from compute.reconcile import reconcile, vcenter_import
 
@@ -151,7 +152,7 @@ def test_a_wrong_vcenter_url_is_refused_when_registering(scenario):
         services.endpoint_register(
             actor=scenario.sysadmin, name="vc-dead", kind="vcenter", url="http://127.0.0.1:1/sdk", username="u"
         )
-    assert excinfo.value.code == "endpoint_unreachable"
+    assert excinfo.value.code == ComputeError.ENDPOINT_UNREACHABLE
 
 
 def test_a_desktop_cloned_from_a_vcenter_template_runs(scenario, vcenter, eager, django_capture_on_commit_callbacks):
@@ -225,4 +226,4 @@ def test_an_unknown_template_is_refused(scenario, vcenter):
     image = services.image_create(actor=scenario.sysadmin, name="Nope")
     with pytest.raises(InvalidInput) as excinfo:
         services.image_import_template(actor=scenario.sysadmin, image=image, endpoint=vcenter, template="no-such")
-    assert excinfo.value.code == "image_template_not_found"
+    assert excinfo.value.code == ComputeError.IMAGE_TEMPLATE_NOT_FOUND

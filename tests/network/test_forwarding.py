@@ -96,7 +96,7 @@ def test_vcenter_and_flat_networks_are_not_forwarded_and_say_so(scenario, run_id
 
 
 def test_the_periodic_network_task_also_converges_forwards(scenario, run_id):
-    from compute.network_tasks import dhcp_sync_task
+    from compute.tasks.network import dhcp_sync as dhcp_sync_task
 
     tenant_network(scenario)
     endpoint = endpoint_make(scenario, name=f"t-{run_id}", prefix=f"t{run_id}")

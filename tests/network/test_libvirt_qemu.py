@@ -232,7 +232,7 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_dhcp_sync_runs_on_a_real_worker_and_repairs_drift(scenario, qemu_prefix, celery_worker):
     from compute.drivers.base import DhcpHost
-    from compute.network_tasks import dhcp_sync_task
+    from compute.tasks.network import dhcp_sync as dhcp_sync_task
 
     network = tenant_network(scenario, cidr=free_cidr())
     endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)

@@ -1,0 +1,64 @@
+"""Row locks of the compute app: one named helper per kind of row, the only places compute locks rows.
+
+Each returns its row locked FOR UPDATE until the transaction ends (built on
+``common.db.LockingManager``). Several rows of one kind are locked in primary-key order, so
+two transactions that lock overlapping sets queue behind each other instead of
+deadlocking; a desktop is locked before its snapshots and volumes. ``image_version_share_lock``
+is the one shared lock: many desktops may be created from a version at once, while its
+retirement waits for them.
+"""
+
+from collections.abc import Iterable
+
+from common.db import share_lock_status
+from compute.models import Desktop, Endpoint, Image, ImageVersion, Snapshot, Volume
+
+
+def endpoint_lock(pk: int) -> Endpoint:
+    return Endpoint.objects.locked(pk)
+
+
+def image_lock(pk: int) -> Image:
+    """The image, so that two new versions of it do not take the same number."""
+    return Image.objects.locked(pk)
+
+
+def image_version_lock(pk: int) -> ImageVersion:
+    return ImageVersion.objects.locked(pk)
+
+
+def image_version_share_lock(pk: int) -> str | None:
+    """The version's status, read under a shared lock held until the transaction ends (None: no such version)."""
+    return share_lock_status(ImageVersion, pk)
+
+
+def desktop_lock(pk: int) -> Desktop:
+    return Desktop.objects.locked(pk)
+
+
+def desktops_lock(pks: Iterable[int]) -> list[Desktop]:
+    """The desktops, locked in primary-key order, with the site whose queue their tasks go to."""
+    return list(
+        Desktop.objects.select_related("endpoint__site").select_for_update().filter(pk__in=list(pks)).order_by("pk")
+    )
+
+
+def endpoint_desktops_lock(endpoint: Endpoint, *, states: Iterable[str]) -> list[Desktop]:
+    """The endpoint's desktops in these states (reconciliation compares them with the hypervisor)."""
+    return list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=list(states)).order_by("pk"))
+
+
+def snapshot_lock(pk: int) -> Snapshot:
+    return Snapshot.objects.locked(pk)
+
+
+def volume_lock(pk: int) -> Volume:
+    """The volume with the endpoint (and site) it lives on."""
+    return Volume.objects.select_related("endpoint__site").select_for_update().get(pk=pk)
+
+
+def desktop_volumes_lock(desktop_id: int, *, exclude_state: str) -> list[Volume]:
+    """The volumes on the desktop (but those in ``exclude_state``), in primary-key order."""
+    return list(
+        Volume.objects.select_for_update().filter(desktop_id=desktop_id).exclude(state=exclude_state).order_by("pk")
+    )

@@ -1,0 +1,41 @@
+"""Compute's data: the inventory, images and flavors, desktops, and their snapshots and data disks.
+
+Lifecycle changes are verbs on the models (``Desktop.provision()``, ``Volume.begin_detach()``,
+``Snapshot.finished()``...): they check the state machine and change fields, nothing else.
+Services call them under the row's lock (``compute.locks``) and save.
+"""
+
+from compute.models.desktops import Desktop
+from compute.models.disks import Snapshot, SnapshotManager, Volume
+from compute.models.images import Flavor, Image, ImageVersion, Visibility
+from compute.models.inventory import (
+    Cluster,
+    Endpoint,
+    EndpointLease,
+    GpuProfile,
+    Host,
+    Site,
+    StoragePool,
+    secret_decrypt,
+    secret_encrypt,
+)
+
+__all__ = [
+    "Cluster",
+    "Desktop",
+    "Endpoint",
+    "EndpointLease",
+    "Flavor",
+    "GpuProfile",
+    "Host",
+    "Image",
+    "ImageVersion",
+    "Site",
+    "Snapshot",
+    "SnapshotManager",
+    "StoragePool",
+    "Visibility",
+    "Volume",
+    "secret_decrypt",
+    "secret_encrypt",
+]

@@ -1,0 +1,379 @@
+"""Writes of a desktop's life as people ask for it: create, clone, power, reset, resize, retry, delete;
+and for the classroom, which acts on many desktops for a course: power and reset in bulk, hand-over.
+
+``actor`` is the person acting; the bulk services also take ``None``, the platform itself (the
+class schedule), and record no audit event of their own: their caller records one for the whole
+step (a pool powered on, a seat handed over) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from audit.actions import Action
+from audit.services import event_record
+from common.db import retry_on_deadlock
+from common.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
+from common.tasks import enqueue
+from compute import hooks, locks, networking, quota, selectors
+from compute.errors import ComputeError
+from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from compute.placement import place
+from compute.placement import resize_fit as place_resize
+from compute.services.rules import require_manage
+
+if TYPE_CHECKING:
+    from tenants.models import Course, Tenant, User
+
+
+def _vm_name(tenant: Tenant, owner: User | None) -> str:
+    who = re.sub(r"[^a-z0-9]+", "-", (getattr(owner, "username", "") or "shared").lower()).strip("-")[:20]
+    return f"cc-{tenant.slug[:12]}-{who}-{secrets.token_hex(3)}"
+
+
+def _desktop_task(desktop: Desktop, name: str, *args) -> str:
+    """Start ``compute.tasks.desktops.<name>`` for the desktop after the commit, on its site's queue."""
+    return enqueue(f"compute.tasks.desktops.{name}", desktop.pk, *args, queue=desktop.endpoint.site.celery_queue)
+
+
+def _require_version_ready(image_version: ImageVersion) -> None:
+    """Under a shared lock on the version: it may have been retired since it was read (the classroom
+    retires superseded course images once no desktop uses them); one retiring it now waits for us."""
+    if locks.image_version_share_lock(image_version.pk) != ImageVersion.Status.READY:
+        raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
+
+
+def _check_request(
+    *, actor: User, tenant: Tenant, image_version: ImageVersion, flavor: Flavor, owner: User, course: Course | None
+) -> None:
+    """Whether ``actor`` may have this desktop made for ``owner``: refused with the reason otherwise."""
+    if not selectors.tenant_creatable_for(actor, tenant):
+        raise NotFound(_("租户不存在。"), code=ComputeError.TENANT_NOT_FOUND)
+    if owner.pk != actor.pk and not (
+        selectors.is_system_admin(actor)
+        or selectors.tenants_with_role(actor, "tenant_admin").filter(pk=tenant.pk).exists()
+        or (course is not None and course.teacher_id == actor.pk)
+    ):
+        raise Forbidden(_("只能为自己创建桌面。"), code=ComputeError.DESKTOP_OWNER_FORBIDDEN)
+    if course is not None and course.tenant_id != tenant.pk:
+        raise InvalidInput(_("课程不属于该租户。"), code=ComputeError.COURSE_TENANT_MISMATCH)
+    if image_version.status != ImageVersion.Status.READY:
+        raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
+    if not selectors.image_visible_to_tenant(image_version.image, tenant=tenant, course=course):
+        raise InvalidInput(_("未知镜像。"), code=ComputeError.IMAGE_NOT_FOUND)
+    if not selectors.flavor_usable_by_tenant(flavor, tenant=tenant):
+        raise InvalidInput(_("未知规格。"), code=ComputeError.FLAVOR_NOT_FOUND)
+    if image_version.size_gib > flavor.disk_gib:
+        raise InvalidInput(
+            _("规格的系统盘（%(flavor)s GiB）小于镜像（%(image)s GiB）。")
+            % {"flavor": flavor.disk_gib, "image": image_version.size_gib},
+            code=ComputeError.FLAVOR_DISK_TOO_SMALL,
+        )
+
+
+@retry_on_deadlock
+def desktop_create(
+    *,
+    actor: User,
+    tenant: Tenant,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    owner: User | None = None,
+    course: Course | None = None,
+    name: str = "",
+    endpoint: Endpoint | None = None,
+) -> Desktop:
+    """Request a desktop: validate, place, reserve quota, and queue its provisioning."""
+    owner = owner or actor
+    _check_request(actor=actor, tenant=tenant, image_version=image_version, flavor=flavor, owner=owner, course=course)
+    name = (name or f"{image_version.image.name}-{getattr(owner, 'username', '')}")[:100]
+    hooks.desktop_create_check(tenant=tenant, course=course)  # e.g. billing's blocking budgets
+    with transaction.atomic():
+        _require_version_ready(image_version)
+        placement = place(flavor=flavor, image_version=image_version, endpoint=endpoint)
+        desktop = Desktop(
+            name=name,
+            vm_name=_vm_name(tenant, owner),
+            tenant=tenant,
+            owner=owner,
+            course=course,
+            image_version=image_version,
+            flavor=flavor,
+            endpoint=placement.endpoint,
+            host=placement.host,
+            storage_pool=placement.storage_pool,
+            vcpus=flavor.vcpus,
+            memory_mib=flavor.memory_mib,
+            disk_gib=flavor.disk_gib,
+            gpus=flavor.gpus,
+            gpu_device=placement.gpu_device,
+            created_by=actor,
+        )
+        desktop.quota_reservation = quota.desktop_quota_reserve(actor=actor, desktop=desktop)
+        desktop.provision()
+        desktop.save()
+        # Its NIC's IP and MAC from the tenant's network (none: the endpoint's default network).
+        networking.desktop_nics_allocate(desktop=desktop)
+        desktop.task_id = _desktop_task(desktop, "desktop_provision")
+        desktop.save(update_fields=["task_id"])
+        hooks.desktop_changed(desktop=desktop, reason="created")
+        event_record(
+            action=Action.DESKTOP_CREATED,
+            actor=actor,
+            target=desktop,
+            tenant=tenant,
+            detail={"flavor": flavor.name, "image": str(image_version), "endpoint": placement.endpoint.name},
+        )
+    return desktop
+
+
+def desktop_clone(*, actor: User, desktop: Desktop, name: str = "") -> Desktop:
+    """A new desktop whose system disk is a copy of this (stopped) desktop's, for the same owner and course.
+
+    The source is held (busy) until the copy is made, so nobody starts it halfway; the
+    clone is placed on the source's endpoint, where the disk is, and takes its own quota.
+    """
+    require_manage(actor, desktop)
+    if desktop.image_version is None or desktop.flavor is None:
+        raise InvalidInput(_("接管的虚拟机没有镜像和规格，不能克隆。"), code=ComputeError.DESKTOP_NOT_CLONABLE)
+    with transaction.atomic():
+        source = locks.desktop_lock(desktop.pk)
+        if source.state != Desktop.State.STOPPED:
+            raise InvalidTransition(
+                _("请先关机再克隆：运行中的磁盘无法得到一致的副本。"),
+                code=ComputeError.DESKTOP_MUST_BE_STOPPED,
+                detail={"state": source.state, "action": "clone"},
+            )
+        clone = desktop_create(
+            actor=actor,
+            tenant=source.tenant,
+            image_version=source.image_version,
+            flavor=source.flavor,
+            owner=source.owner or actor,
+            course=source.course,
+            name=name or f"{source.name}-clone",
+            endpoint=source.endpoint,
+        )
+        clone.cloned_from = source
+        clone.save(update_fields=["cloned_from"])
+        source.occupy(action=_("克隆"))
+        source.task_id = clone.task_id
+        source.save()
+        event_record(
+            action=Action.DESKTOP_CLONED,
+            actor=actor,
+            target=clone,
+            tenant=source.tenant,
+            detail={"source": source.pk},
+        )
+    return clone
+
+
+# --- power ---------------------------------------------------------------------------------------
+
+_POWER_ACTIONS = {"start": Action.DESKTOP_STARTED, "stop": Action.DESKTOP_STOPPED, "reboot": Action.DESKTOP_REBOOTED}
+
+
+def _power_locked(desktop: Desktop, verb: str) -> None:
+    desktop.power(verb)
+    desktop.task_id = _desktop_task(desktop, "desktop_power", verb)
+    desktop.save()
+
+
+def _power(*, actor: User, desktop: Desktop, verb: str) -> Desktop:
+    require_manage(actor, desktop)
+    with transaction.atomic():
+        desktop = locks.desktop_lock(desktop.pk)
+        _power_locked(desktop, verb)
+        event_record(action=_POWER_ACTIONS[verb], actor=actor, target=desktop, tenant=desktop.tenant)
+    return desktop
+
+
+def desktop_start(*, actor: User, desktop: Desktop) -> Desktop:
+    return _power(actor=actor, desktop=desktop, verb="start")
+
+
+def desktop_stop(*, actor: User, desktop: Desktop) -> Desktop:
+    return _power(actor=actor, desktop=desktop, verb="stop")
+
+
+def desktop_reboot(*, actor: User, desktop: Desktop) -> Desktop:
+    return _power(actor=actor, desktop=desktop, verb="reboot")
+
+
+# The one map from a power verb to its service: compute's and the classroom's views and services use it.
+POWER_SERVICES = {"start": desktop_start, "stop": desktop_stop, "reboot": desktop_reboot}
+
+
+def _locked_for(actor: User | None, desktops: Iterable[Desktop | int]) -> list[Desktop]:
+    """The desktops (rows or ids) locked in id order; a person must be allowed to act on each."""
+    locked = locks.desktops_lock(getattr(d, "pk", d) for d in desktops)
+    if actor is not None:
+        for desktop in locked:
+            require_manage(actor, desktop)
+    return locked
+
+
+def desktops_power(*, actor: User | None, desktops: Iterable[Desktop | int], verb: str) -> list[Desktop]:
+    """Start, stop or reboot many desktops at once (a teacher's whole pool, the class schedule): each whose
+    state allows the verb changes, the others are left as they are. Returns the desktops that changed."""
+    if verb not in Desktop.POWER_VERBS:
+        raise InvalidInput(_("未知操作。"), code=ComputeError.POWER_VERB_INVALID, detail={"verb": verb})
+    with transaction.atomic():
+        changed = [d for d in _locked_for(actor, desktops) if d.can_power(verb)]
+        for desktop in changed:
+            _power_locked(desktop, verb)
+    return changed
+
+
+# --- reset and hand-over ----------------------------------------------------------------------------
+
+
+def _reset_locked(desktop: Desktop, *, image_version: ImageVersion | None = None) -> None:
+    """A fresh system disk for a locked, live desktop: a new linked clone of its golden image, or, when
+    ``image_version`` is another version, the VM made again from that one. The old disk is destroyed."""
+    if image_version is not None and image_version.pk != desktop.image_version_id:
+        _require_version_ready(image_version)
+        desktop.occupy(action=_("重置"))
+        desktop.image_version = image_version
+        desktop.task_id = _desktop_task(desktop, "desktop_rebuild")
+    else:
+        if desktop.image_version_id is None:
+            raise InvalidInput(_("接管的虚拟机没有黄金镜像，不能重置。"), code=ComputeError.DESKTOP_NOT_RESETTABLE)
+        desktop.occupy(action=_("重置"))
+        desktop.task_id = _desktop_task(desktop, "desktop_reset")
+    desktop.save()
+
+
+def desktop_reset(*, actor: User, desktop: Desktop) -> Desktop:
+    """Put a fresh linked clone of the golden image in place of the system disk (the VM stops first)."""
+    require_manage(actor, desktop)
+    with transaction.atomic():
+        desktop = locks.desktop_lock(desktop.pk)
+        _reset_locked(desktop)
+        event_record(action=Action.DESKTOP_RESET, actor=actor, target=desktop, tenant=desktop.tenant)
+    return desktop
+
+
+def desktops_reset(
+    *, actor: User | None, desktops: Iterable[Desktop | int], image_version: ImageVersion | None = None
+) -> list[Desktop]:
+    """Reset many desktops to the golden image (a pool after class): each live one gets a fresh system disk,
+    from ``image_version`` when that is another version than its own; the others (busy, in error) are left.
+    Returns the desktops reset."""
+    with transaction.atomic():
+        reset = [d for d in _locked_for(actor, desktops) if d.is_live]
+        for desktop in reset:
+            _reset_locked(desktop, image_version=image_version)
+    return reset
+
+
+def desktop_hand_over(
+    *, actor: User | None, desktop: Desktop, owner: User, name: str = "", image_version: ImageVersion | None = None
+) -> Desktop:
+    """Give a live desktop to another person, its system disk reset first so that nothing of the previous
+    owner's stays (等保 剩余信息保护); from ``image_version`` when that is another version than its own.
+
+    Usage is metered to the owner of the moment: billing closes the previous owner's interval and
+    opens the new one's here, in this transaction. A desktop that is not live is refused.
+    """
+    with transaction.atomic():
+        (desktop,) = _locked_for(actor, [desktop])
+        _reset_locked(desktop, image_version=image_version)
+        desktop.owner = owner
+        desktop.name = (name or desktop.name)[:100]
+        desktop.save()
+        hooks.desktop_changed(desktop=desktop, at=timezone.now(), reason="handed_over")
+    return desktop
+
+
+# --- resize, retry, delete ---------------------------------------------------------------------------
+
+
+@retry_on_deadlock
+def desktop_resize(*, actor: User, desktop: Desktop, flavor: Flavor) -> Desktop:
+    """Give a stopped desktop another flavor's vCPU, memory and GPU profile (its system disk keeps its size).
+
+    Only the growth is checked against the quotas (the desktop already holds its current
+    share); the hypervisor change runs in a task, and the desktop's sizes, quota share and
+    metering change when it has happened.
+    """
+    require_manage(actor, desktop)
+    if not selectors.flavor_usable_by_tenant(flavor, tenant=desktop.tenant):
+        raise InvalidInput(_("未知规格。"), code=ComputeError.FLAVOR_NOT_FOUND)
+    with transaction.atomic():
+        desktop = locks.desktop_lock(desktop.pk)
+        if (desktop.vcpus, desktop.memory_mib, desktop.gpus, desktop.flavor_id) == (
+            flavor.vcpus,
+            flavor.memory_mib,
+            flavor.gpus,
+            flavor.pk,
+        ):
+            raise InvalidInput(_("桌面已经是这个规格。"), code=ComputeError.DESKTOP_SAME_FLAVOR)
+        desktop.begin_resize()
+        gpu_device = place_resize(desktop=desktop, flavor=flavor)
+        hold = quota.resize_quota_hold(
+            actor=actor, desktop=desktop, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib, gpus=flavor.gpus
+        )
+        desktop.task_id = _desktop_task(desktop, "desktop_resize", flavor.pk, gpu_device, hold)
+        desktop.save()
+        event_record(
+            action=Action.DESKTOP_RESIZED,
+            actor=actor,
+            target=desktop,
+            tenant=desktop.tenant,
+            detail={
+                "desktop": desktop.pk,
+                "from": {
+                    "flavor": desktop.flavor.name if desktop.flavor_id else "",
+                    "vcpus": desktop.vcpus,
+                    "memory_mib": desktop.memory_mib,
+                    "gpus": desktop.gpus,
+                },
+                "to": {
+                    "flavor": flavor.name,
+                    "vcpus": flavor.vcpus,
+                    "memory_mib": flavor.memory_mib,
+                    "gpus": flavor.gpus,
+                },
+            },
+        )
+    return desktop
+
+
+@retry_on_deadlock
+def desktop_retry(*, actor: User, desktop: Desktop) -> Desktop:
+    """Provision a desktop in error again (its VM, if half made, is reused or recreated)."""
+    require_manage(actor, desktop)
+    with transaction.atomic():
+        desktop = locks.desktop_lock(desktop.pk)
+        if desktop.state != Desktop.State.ERROR:
+            desktop._require(Desktop.State.ERROR, action=_("重试"))
+        if not desktop.quota_reservation:
+            desktop.quota_reservation = quota.desktop_quota_reserve(actor=actor, desktop=desktop)
+        desktop.provision()
+        desktop.attempts = 0
+        desktop.task_id = _desktop_task(desktop, "desktop_provision")
+        desktop.save()
+        hooks.desktop_changed(desktop=desktop, reason="retried")
+        event_record(action=Action.DESKTOP_RETRIED, actor=actor, target=desktop, tenant=desktop.tenant)
+    return desktop
+
+
+@retry_on_deadlock
+def desktop_delete(*, actor: User, desktop: Desktop) -> Desktop:
+    require_manage(actor, desktop)
+    with transaction.atomic():
+        desktop = locks.desktop_lock(desktop.pk)
+        desktop.begin_deletion()
+        desktop.task_id = _desktop_task(desktop, "desktop_destroy")
+        desktop.save()
+        event_record(action=Action.DESKTOP_DELETED, actor=actor, target=desktop, tenant=desktop.tenant)
+    return desktop

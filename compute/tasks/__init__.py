@@ -1,0 +1,13 @@
+"""compute's Celery tasks, one module per family, each named by its module path
+(``compute.tasks.desktops.desktop_provision``); portal/celery.py routes ``compute.tasks.*`` to the
+hypervisor queue. Services start them by that name (``common.tasks.enqueue``); the shared way a
+task calls the hypervisor is ``compute.tasks.runner``.
+
+Importing the package loads every module, so the worker's autodiscovery registers all of them.
+"""
+
+from compute.tasks import desktops, images, inventory, network, snapshots, volumes  # noqa: F401
+
+# compute.classroom.services still starts these two itself (``compute.tasks.desktop_power``); it moves
+# to compute's ``desktops_power`` and ``desktops_reset``, and then these lines go.
+from compute.tasks.desktops import desktop_power, desktop_reset  # noqa: E402, F401, I001
