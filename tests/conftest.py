@@ -1,8 +1,10 @@
-"""Fixtures every test may use: the shared scenario and API clients.
+"""Fixtures every test may use: the shared scenario and API clients; the harness plugins.
 
 The scenario (STYLE.md): tenant A (`cs`, under a university) with a tenant admin, a
 teacher, two students, finance and an auditor; tenant B (`me`) with a stranger; and the
-three platform admins.
+three platform admins. The real components (Celery worker, uvicorn, Chromium, libvirtd, vcsim) are
+tests/harness/'s, loaded below as plugins so that each session-scoped fixture exists once per test
+process.
 """
 
 import os
@@ -14,7 +16,13 @@ from rest_framework.test import APIClient
 
 from tests import factories
 
-pytest_plugins = ["tests.browser_harness", "tests.classroom_harness"]
+pytest_plugins = [
+    "tests.harness.worker",
+    "tests.harness.asgi",
+    "tests.harness.browser",
+    "tests.harness.qemu",
+    "tests.harness.vcsim",
+]
 
 # CI (CI=true make test) explores the same examples on every run, so main does not turn red on a
 # draw; on a developer's machine hypothesis keeps drawing new ones and prints how to replay a failure.
@@ -120,77 +128,3 @@ def api():
             return self
 
     return Client()
-
-
-def _worker_database_url() -> str:
-    from urllib.parse import quote
-
-    from django.db import connection
-
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.mysql":
-        pytest.fail("a real Celery worker shares the test database: run the suite on MariaDB (make test)")
-    auth = quote(db["USER"] or "root") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
-
-
-@pytest.fixture
-def celery_worker(transactional_db):
-    """A real Celery worker process on the configured broker, using the test database.
-
-    Yields the process; waits until its heartbeat row shows it consuming. Tests that use
-    it see committed data only, hence `transactional_db`.
-    """
-    import os
-    import subprocess
-    import sys
-    import time
-    import uuid
-    from pathlib import Path
-
-    from portal.celery import app
-    from portal.models import WorkerHeartbeat
-
-    app.control.purge()
-    name = f"test-{uuid.uuid4().hex[:8]}@%h"
-    env = {**os.environ, "DATABASE_URL": _worker_database_url()}
-    root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "-Q",
-            "default,hypervisor,billing,audit",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "--loglevel",
-            "WARNING",
-            "-n",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=root,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while not WorkerHeartbeat.objects.filter(hostname__startswith=name.split("@")[0]).exists():
-        if process.poll() is not None:
-            pytest.fail(f"the Celery worker exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the Celery worker did not report within 60 s")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

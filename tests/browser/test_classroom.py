@@ -13,8 +13,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from compute import services as compute_services
 from compute.models import Cluster, Desktop
 from tenants.models import Course, User
-from tests.browser_harness import ARTIFACTS
-from tests.classroom_harness import qemu_cleanup
+from tests.harness.browser import ARTIFACTS
+from tests.harness.qemu import qemu_cleanup
 
 
 @pytest.fixture

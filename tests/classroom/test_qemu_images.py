@@ -8,7 +8,7 @@ from compute.classroom.models import AuthoringSession
 from compute.classroom.tasks import image_version_volume_delete
 from compute.models import Desktop, ImageVersion
 from tests.classroom.conftest import make_course
-from tests.classroom_harness import GOLDEN, POOL_DIR, pool_volumes
+from tests.harness.qemu import GOLDEN, POOL_DIR, pool_volumes
 
 
 def _publish(scenario, course, version, flavor, capture) -> AuthoringSession:

@@ -12,7 +12,7 @@ from compute.classroom.models import Seat
 from compute.classroom.tasks import schedule_tick
 from compute.models import Cluster, Desktop
 from tests.classroom.conftest import MONDAY, at, make_course
-from tests.classroom_harness import GOLDEN, POOL_DIR, pool_volumes
+from tests.harness.qemu import GOLDEN, POOL_DIR, pool_volumes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ import pytest
 from common.errors import InvalidInput
 from compute import services
 from compute.models import ImageVersion
-from tests.compute.conftest import qemu_volumes
+from tests.harness.qemu import qemu_volumes
 
 pytestmark = pytest.mark.libvirt
 

@@ -9,8 +9,8 @@ import pytest
 from audit.models import AuditEvent
 from billing.models import UsageInterval, VolumeMeterCursor
 from compute.models import Desktop, EndpointLease, Snapshot, Volume
-from tests.compute.conftest import qemu_domains, qemu_volumes
-from tests.compute.support import wait_for, wait_state
+from tests.harness.qemu import qemu_domains, qemu_volumes
+from tests.harness.waiting import wait_for, wait_state
 
 pytestmark = pytest.mark.libvirt
 
@@ -159,7 +159,7 @@ def test_a_clone_carries_what_was_written_to_its_sources_disk(
     import json
 
     from compute import services
-    from tests.compute.conftest import POOL_DIR
+    from tests.harness.qemu import POOL_DIR
 
     with django_capture_on_commit_callbacks(execute=True):
         source = services.desktop_create(

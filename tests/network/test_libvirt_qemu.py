@@ -19,8 +19,8 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
-from tests.compute.conftest import make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
-from tests.compute.support import LibvirtPath
+from tests.compute.conftest import make_env
+from tests.harness.qemu import LibvirtPath
 from tests.network.conftest import (
     desktop_row,
     dnsmasq_hosts,
@@ -114,7 +114,7 @@ def test_twenty_concurrent_allocations_land_in_a_real_networks_dhcp(scenario, qe
 def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
     scenario,
     qemu_prefix,
-    qemu_pool,  # noqa: F811
+    qemu_pool,
     eager,  # noqa: F811
     request,
 ):
@@ -188,7 +188,7 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
 def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live(
     scenario,
     qemu_prefix,
-    qemu_pool,  # noqa: F811
+    qemu_pool,
     celery_worker,
 ):
     """The rule change goes the production way: service → hook → task on a real worker → nwfilter."""

@@ -15,8 +15,8 @@ import pytest
 
 from compute.drivers import DriverError, VMSpec, open_driver
 from compute.drivers.libvirt import LibvirtDriver
-
-from .support import QEMU_URI, Vcsim
+from tests.harness.qemu import QEMU_URI
+from tests.harness.vcsim import Vcsim
 
 
 def free_port() -> int:

@@ -1,0 +1,11 @@
+"""The real components the tests drive: one module each, loaded as plugins by tests/conftest.py.
+
+- ``worker``: a real Celery worker on the test database (``celery_worker``, ``start_worker``).
+- ``asgi``: the portal under uvicorn (HTTP + WebSockets) on a free loopback port (``asgi_server``).
+- ``browser``: Debian's Chromium through Playwright on pytest-django's live server (``page``, ``login``).
+- ``qemu``: the real libvirtd: this test process's storage pool and golden qcow2 (``qemu_pool``,
+  ``qemu_env``), a breakable path to the daemon (``LibvirtPath``).
+- ``vcsim``: private vCenter simulators (``Vcsim``, ``vcsim``) and the shared one of ``make test``.
+- ``processes`` and ``waiting``: what those share: the worker's database URL, free ports, stopping a
+  process, waiting for a row to change.
+"""
