@@ -17,6 +17,8 @@ from rest_framework.test import APIClient
 from tests import factories
 
 pytest_plugins = [
+    "pytester",
+    "tests.harness.markers",
     "tests.harness.worker",
     "tests.harness.asgi",
     "tests.harness.browser",

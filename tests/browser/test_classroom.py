@@ -16,6 +16,8 @@ from tenants.models import Course, User
 from tests.harness.browser import ARTIFACTS
 from tests.harness.qemu import qemu_cleanup
 
+pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.worker]
+
 
 @pytest.fixture
 def student1_desktop(demo_data, qemu_pool):

@@ -15,7 +15,7 @@ from tests import factories
 from tests.harness.qemu import qemu_volumes
 from tests.harness.waiting import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.libvirt]
+pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.worker]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -17,7 +17,7 @@ from tests.harness.qemu import LibvirtPath, qemu_domains
 from tests.harness.waiting import wait_for, wait_state
 from tests.harness.worker import start_worker, stop_worker
 
-pytestmark = pytest.mark.libvirt
+pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from tests.harness.waiting import wait_for, wait_state
 pytestmark = pytest.mark.libvirt
 
 
+@pytest.mark.worker
 def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, celery_worker, api):
     client = api.as_user(scenario.student)
 
@@ -86,6 +87,7 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     assert not EndpointLease.objects.exists()
 
 
+@pytest.mark.worker
 def test_reset_gives_a_new_overlay_on_the_same_golden_image(scenario, qemu_env, celery_worker):
     from compute import services
 
@@ -105,6 +107,7 @@ def test_reset_gives_a_new_overlay_on_the_same_golden_image(scenario, qemu_env, 
     wait_state(desktop, Desktop.State.DELETED)
 
 
+@pytest.mark.worker
 def test_the_endpoint_concurrency_limit_holds_for_many_clones(scenario, qemu_env, celery_worker):
     """Eight desktops on an endpoint limited to two: never more than two leases at once, all run."""
     import threading

@@ -1,5 +1,7 @@
 """The real components the tests drive: one module each, loaded as plugins by tests/conftest.py.
 
+- ``markers``: every test that needs a real component carries its marker (libvirt, vcsim, browser,
+  worker); a test that touches one without it fails.
 - ``worker``: a real Celery worker on the test database (``celery_worker``, ``start_worker``).
 - ``asgi``: the portal under uvicorn (HTTP + WebSockets) on a free loopback port (``asgi_server``).
 - ``browser``: Debian's Chromium through Playwright on pytest-django's live server (``page``, ``login``).

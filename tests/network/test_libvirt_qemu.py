@@ -33,6 +33,8 @@ from tests.network.conftest import (
     tenant_network,
 )
 
+pytestmark = pytest.mark.libvirt
+
 URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 
 
@@ -184,6 +186,7 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
         path_a.close()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live(
     scenario,
@@ -229,6 +232,7 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     driver_for(endpoint).delete_vm(desktop.vm_name)
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_dhcp_sync_runs_on_a_real_worker_and_repairs_drift(scenario, qemu_prefix, celery_worker):
     from compute.drivers.base import DhcpHost
