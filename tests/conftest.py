@@ -59,6 +59,32 @@ def _broker_per_xdist_worker():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_listed_once():
+    """WhiteNoise lists and stats every static file (node_modules: ~3,000) each time its middleware
+    starts, which is once per test client: 0.7 s for every test that makes a request. The files do
+    not change during a run, so the list is made once per process (and per static settings) and
+    each middleware gets a copy."""
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    original = WhiteNoiseMiddleware.add_files_from_finders
+    listed: dict[tuple, dict] = {}
+
+    def add_files_from_finders(self):
+        from django.conf import settings
+
+        names = sorted(n for n in dir(settings) if n.startswith(("WHITENOISE_", "STATIC")) or n == "DEBUG")
+        key = tuple((name, repr(getattr(settings, name))) for name in names)
+        if key not in listed:
+            original(self)
+            listed[key] = dict(self.files)
+        self.files.update(listed[key])
+
+    WhiteNoiseMiddleware.add_files_from_finders = add_files_from_finders
+    yield
+    WhiteNoiseMiddleware.add_files_from_finders = original
+
+
 @pytest.fixture
 def eager():
     """Celery tasks run in-process, at once, their errors raised (the layer above the worker)."""
