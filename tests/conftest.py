@@ -1,20 +1,17 @@
-"""Fixtures every test may use: the shared scenario and API clients; the harness plugins.
+"""Fixtures every test may use: the shared scenario, API clients, eager Celery; the harness plugins.
 
-The scenario (STYLE.md): tenant A (`cs`, under a university) with a tenant admin, a
-teacher, two students, finance and an auditor; tenant B (`me`) with a stranger; and the
-three platform admins. The real components (Celery worker, uvicorn, Chromium, libvirtd, vcsim) are
-tests/harness/'s, loaded below as plugins so that each session-scoped fixture exists once per test
-process.
+The real components (Celery worker, uvicorn, Chromium, libvirtd, vcsim) are tests/harness/'s,
+loaded below as plugins so that each session-scoped fixture exists once per test process.
 """
 
 import os
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from tests import factories
+from tests.scenario import Scenario, scenario_build, scenario_load
 
 pytest_plugins = [
     "pytester",
@@ -42,8 +39,6 @@ def _broker_per_xdist_worker():
     Real Celery workers started by one process must never take tasks sent by another
     (whose rows live in another test database).
     """
-    import os
-
     from django.conf import settings as django_settings
 
     from portal.celery import app
@@ -103,47 +98,45 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = FAST_HASHERS
 
 
-@dataclass
-class Scenario:
-    university: object
-    tenant_a: object
-    tenant_b: object
-    tenant_admin: object
-    teacher: object
-    student: object
-    student2: object
-    finance: object
-    auditor: object
-    stranger: object
-    stranger_admin: object
-    sysadmin: object
-    secadmin: object
-    auditadmin: object
+def _scenario_commit() -> None:
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+        factories._PASSWORD_HASH = None
+        scenario_build()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb, django_db_createdb):
+    """The test database with the scenario committed in it, once per test process.
+
+    A reused database (``--reuse-db``, ``make test-fast``) is emptied first: a run killed halfway
+    leaves what its transactional test had committed. A transactional test ends with Django
+    emptying the database (TransactionTestCase's flush); the scenario is built again right after.
+    """
+    from django.core.management import call_command
+    from django.test import TransactionTestCase
+
+    with django_db_blocker.unblock():
+        if django_db_keepdb and not django_db_createdb:
+            call_command("flush", interactive=False, verbosity=0)
+        _scenario_commit()
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def flush_then_scenario(self):
+        flush(self)
+        _scenario_commit()
+
+    TransactionTestCase._fixture_teardown = flush_then_scenario
+    yield
+    TransactionTestCase._fixture_teardown = flush
 
 
 @pytest.fixture
-def scenario(db, settings) -> Scenario:
-    settings.PASSWORD_HASHERS = FAST_HASHERS
+def scenario(db) -> Scenario:
     factories._PASSWORD_HASH = None
-    uni = factories.TenantFactory(slug="uni", name_zh="示范大学", kind="university")
-    a = factories.TenantFactory(slug="cs", name_zh="计算机学院", name_en="Computer Science", parent=uni)
-    b = factories.TenantFactory(slug="me", name_zh="机械学院", name_en="Mechanical Engineering", parent=uni)
-    return Scenario(
-        university=uni,
-        tenant_a=a,
-        tenant_b=b,
-        tenant_admin=factories.member("a_admin", a, "tenant_admin"),
-        teacher=factories.member("a_teacher", a, "teacher"),
-        student=factories.member("a_student", a, "student"),
-        student2=factories.member("a_student2", a, "student"),
-        finance=factories.member("a_finance", a, "finance"),
-        auditor=factories.member("a_auditor", a, "auditor"),
-        stranger=factories.member("b_teacher", b, "teacher"),
-        stranger_admin=factories.member("b_admin", b, "tenant_admin"),
-        sysadmin=factories.platform_admin("p_sysadmin", "system_admin"),
-        secadmin=factories.platform_admin("p_secadmin", "security_admin"),
-        auditadmin=factories.platform_admin("p_auditadmin", "audit_admin"),
-    )
+    return scenario_load()
 
 
 @pytest.fixture
