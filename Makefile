@@ -1,9 +1,10 @@
 # CampusCloud. The logic lives in scripts/; see README.md.
-#   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
+#   make run        install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
 #   make test       install what is missing, start MariaDB/Redis/libvirtd/vcsim, run every test
 #                   (make test PYTEST_ARGS="-k billing -x")
 #   make test-fast  the tests that need no real component (libvirtd, vcsim, Chromium, a worker):
 #                   MariaDB and Redis only, the test database kept between runs
+#   make lint       ruff and import-linter
 .PHONY: run test test-fast setup lint bench clean-run
 
 PYTEST_ARGS ?=
@@ -28,6 +29,8 @@ setup:
 lint:
 	scripts/setup.sh run
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
 
 # every bench/*.py that is a script, or only some: make bench BENCH="api billing"
 bench:
