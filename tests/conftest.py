@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.harness.asgi",
     "tests.harness.browser",
     "tests.harness.qemu",
+    "tests.harness.hostnet",
     "tests.harness.vcsim",
 ]
 

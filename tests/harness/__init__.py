@@ -7,7 +7,9 @@
 - ``browser``: Debian's Chromium through Playwright on pytest-django's live server (``page``, ``login``).
 - ``qemu``: the real libvirtd: this test process's storage pool and golden qcow2 (``qemu_pool``,
   ``qemu_env``), a breakable path to the daemon (``LibvirtPath``).
-- ``vcsim``: private vCenter simulators (``Vcsim``, ``vcsim``) and the shared one of ``make test``.
+- ``hostnet``: libvirt networks and nwfilters, dnsmasq's hosts files and the host firewall that the
+  network tests make under a name prefix of their own (``qemu_prefix``) and read back.
+- ``vcsim``: private vCenter simulators (``Vcsim``, and ``vcsim`` for a test module).
 - ``processes`` and ``waiting``: what those share: the worker's database URL, free ports, stopping a
   process, waiting for a row to change.
 """

@@ -18,13 +18,8 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop
 from network import services
 from network.models import ElasticIP, PortForward, PublicPool
-from tests.network.conftest import (
-    desktop_row,
-    endpoint_make,
-    firewall_chains,
-    free_cidr,
-    tenant_network,
-)
+from tests.harness.hostnet import firewall_chains, free_cidr
+from tests.network.conftest import desktop_row, endpoint_make, tenant_network
 
 pytestmark = pytest.mark.libvirt
 

@@ -20,18 +20,9 @@ from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
 from tests.compute.conftest import make_env
+from tests.harness.hostnet import dnsmasq_hosts, free_cidr, libvirt_sweep, network_xml
 from tests.harness.qemu import LibvirtPath
-from tests.network.conftest import (
-    desktop_row,
-    dnsmasq_hosts,
-    endpoint_make,
-    free_cidr,
-    in_threads,
-    libvirt_sweep,
-    network_xml,
-    prefixed,
-    tenant_network,
-)
+from tests.network.conftest import desktop_row, endpoint_make, in_threads, prefixed, tenant_network
 
 pytestmark = pytest.mark.libvirt
 
