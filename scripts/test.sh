@@ -77,6 +77,12 @@ say "Compiling translations"
 # messages that Redis would otherwise deliver again into this run.
 for db in "$broker_db" $((broker_db - 1)) $((broker_db - 2)); do "$PY" -c "import redis, sys; redis.Redis.from_url(sys.argv[1]).flushdb()" "redis://127.0.0.1:6379/$db"; done
 
+# Two test processes on the two cores (PYTEST_WORKERS=0 runs in one); a test file stays in one
+# process, so its module fixtures (libvirt pools, simulators) are made once.
+workers=${PYTEST_WORKERS:-2}
+xdist=()
+[ "$workers" != 0 ] && xdist=(-n "$workers" --dist loadfile)
+
 args=()
 if $fast; then
   # The marked tests need a real component (tests/harness/markers.py); the rest share the test
@@ -84,17 +90,13 @@ if $fast; then
   args+=(-m "not libvirt and not vcsim and not browser and not worker" --reuse-db)
   schema=$(find . -path ./.venv -prune -o -path ./node_modules -prune -o -path '*/migrations/*.py' -print |
     LC_ALL=C sort | xargs cat requirements.txt | sha256sum | cut -d' ' -f1)
-  stamp="$RUN_DIR/test-fast-db.$(printf '%s' "$DATABASE_URL" | sha256sum | cut -c1-12)"
+  stamp="$RUN_DIR/test-fast-db.$(printf '%s %s' "$DATABASE_URL" "$workers" | sha256sum | cut -c1-12)"
   [ "$(cat "$stamp" 2>/dev/null)" = "$schema" ] || args+=(--create-db)
+  rm -f "$stamp"  # a run stopped while migrating leaves a database the next one must not trust
 fi
 
 say "Running the tests (DATABASE_URL=${DATABASE_URL%%:*}://…@127.0.0.1, VCSIM_URL=${VCSIM_URL:-unset})"
 rc=0
-# Two test processes on the two cores (PYTEST_WORKERS=0 runs in one); a test file stays in one
-# process, so its module fixtures (libvirt pools, simulators) are made once.
-workers=${PYTEST_WORKERS:-2}
-xdist=()
-[ "$workers" != 0 ] && xdist=(-n "$workers" --dist loadfile)
 # --durations: keep an eye on the slow tests (the whole run has a budget of 20 minutes on 2 cores).
 "$VENV/bin/pytest" "${xdist[@]}" --durations=15 "${args[@]}" "$@" || rc=$?
 if $fast && { [ "$rc" = 0 ] || [ "$rc" = 1 ]; }; then
