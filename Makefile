@@ -1,8 +1,11 @@
 # CampusCloud. The logic lives in scripts/; see README.md.
-#   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
-#   make test    install what is missing, start MariaDB/Redis/libvirtd/vcsim, run pytest
-#                (make test PYTEST_ARGS="-k billing -x")
-.PHONY: run test setup lint bench clean-run
+#   make run        install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
+#   make test       install what is missing, start MariaDB/Redis/libvirtd/vcsim, run every test
+#                   (make test PYTEST_ARGS="-k billing -x")
+#   make test-fast  the tests that need no real component (libvirtd, vcsim, Chromium, a worker):
+#                   MariaDB and Redis only, the test database kept between runs
+#   make lint       ruff and import-linter
+.PHONY: run test test-fast setup lint bench clean-run
 
 PYTEST_ARGS ?=
 BENCH ?=
@@ -16,12 +19,18 @@ test:
 	scripts/setup.sh test
 	scripts/test.sh $(PYTEST_ARGS)
 
+test-fast:
+	scripts/setup.sh test
+	scripts/test.sh --fast $(PYTEST_ARGS)
+
 setup:
 	scripts/setup.sh $(PROFILE)
 
 lint:
 	scripts/setup.sh run
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
 
 # every bench/*.py that is a script, or only some: make bench BENCH="api billing"
 bench:

@@ -1,20 +1,28 @@
-"""Fixtures every test may use: the shared scenario and API clients.
+"""Fixtures every test may use: the shared scenario, API clients, eager Celery; the harness plugins.
 
-The scenario (STYLE.md): tenant A (`cs`, under a university) with a tenant admin, a
-teacher, two students, finance and an auditor; tenant B (`me`) with a stranger; and the
-three platform admins.
+The real components (Celery worker, uvicorn, Chromium, libvirtd, vcsim) are tests/harness/'s,
+loaded below as plugins so that each session-scoped fixture exists once per test process.
 """
 
 import os
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from tests import factories
+from tests.scenario import Scenario, scenario_build, scenario_load
 
-pytest_plugins = ["tests.browser_harness", "tests.classroom_harness"]
+pytest_plugins = [
+    "pytester",
+    "tests.harness.markers",
+    "tests.harness.worker",
+    "tests.harness.asgi",
+    "tests.harness.browser",
+    "tests.harness.qemu",
+    "tests.harness.hostnet",
+    "tests.harness.vcsim",
+]
 
 # CI (CI=true make test) explores the same examples on every run, so main does not turn red on a
 # draw; on a developer's machine hypothesis keeps drawing new ones and prints how to replay a failure.
@@ -32,8 +40,6 @@ def _broker_per_xdist_worker():
     Real Celery workers started by one process must never take tasks sent by another
     (whose rows live in another test database).
     """
-    import os
-
     from django.conf import settings as django_settings
 
     from portal.celery import app
@@ -47,6 +53,32 @@ def _broker_per_xdist_worker():
         django_settings.CELERY_BROKER_URL = url
         app.conf.broker_url = url
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_listed_once():
+    """WhiteNoise lists and stats every static file (node_modules: ~3,000) each time its middleware
+    starts, which is once per test client: 0.7 s for every test that makes a request. The files do
+    not change during a run, so the list is made once per process (and per static settings) and
+    each middleware gets a copy."""
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    original = WhiteNoiseMiddleware.add_files_from_finders
+    listed: dict[tuple, dict] = {}
+
+    def add_files_from_finders(self):
+        from django.conf import settings
+
+        names = sorted(n for n in dir(settings) if n.startswith(("WHITENOISE_", "STATIC")) or n == "DEBUG")
+        key = tuple((name, repr(getattr(settings, name))) for name in names)
+        if key not in listed:
+            original(self)
+            listed[key] = dict(self.files)
+        self.files.update(listed[key])
+
+    WhiteNoiseMiddleware.add_files_from_finders = add_files_from_finders
+    yield
+    WhiteNoiseMiddleware.add_files_from_finders = original
 
 
 @pytest.fixture
@@ -67,47 +99,45 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = FAST_HASHERS
 
 
-@dataclass
-class Scenario:
-    university: object
-    tenant_a: object
-    tenant_b: object
-    tenant_admin: object
-    teacher: object
-    student: object
-    student2: object
-    finance: object
-    auditor: object
-    stranger: object
-    stranger_admin: object
-    sysadmin: object
-    secadmin: object
-    auditadmin: object
+def _scenario_commit() -> None:
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+        factories._PASSWORD_HASH = None
+        scenario_build()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb, django_db_createdb):
+    """The test database with the scenario committed in it, once per test process.
+
+    A reused database (``--reuse-db``, ``make test-fast``) is emptied first: a run killed halfway
+    leaves what its transactional test had committed. A transactional test ends with Django
+    emptying the database (TransactionTestCase's flush); the scenario is built again right after.
+    """
+    from django.core.management import call_command
+    from django.test import TransactionTestCase
+
+    with django_db_blocker.unblock():
+        if django_db_keepdb and not django_db_createdb:
+            call_command("flush", interactive=False, verbosity=0)
+        _scenario_commit()
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def flush_then_scenario(self):
+        flush(self)
+        _scenario_commit()
+
+    TransactionTestCase._fixture_teardown = flush_then_scenario
+    yield
+    TransactionTestCase._fixture_teardown = flush
 
 
 @pytest.fixture
-def scenario(db, settings) -> Scenario:
-    settings.PASSWORD_HASHERS = FAST_HASHERS
+def scenario(db) -> Scenario:
     factories._PASSWORD_HASH = None
-    uni = factories.TenantFactory(slug="uni", name_zh="示范大学", kind="university")
-    a = factories.TenantFactory(slug="cs", name_zh="计算机学院", name_en="Computer Science", parent=uni)
-    b = factories.TenantFactory(slug="me", name_zh="机械学院", name_en="Mechanical Engineering", parent=uni)
-    return Scenario(
-        university=uni,
-        tenant_a=a,
-        tenant_b=b,
-        tenant_admin=factories.member("a_admin", a, "tenant_admin"),
-        teacher=factories.member("a_teacher", a, "teacher"),
-        student=factories.member("a_student", a, "student"),
-        student2=factories.member("a_student2", a, "student"),
-        finance=factories.member("a_finance", a, "finance"),
-        auditor=factories.member("a_auditor", a, "auditor"),
-        stranger=factories.member("b_teacher", b, "teacher"),
-        stranger_admin=factories.member("b_admin", b, "tenant_admin"),
-        sysadmin=factories.platform_admin("p_sysadmin", "system_admin"),
-        secadmin=factories.platform_admin("p_secadmin", "security_admin"),
-        auditadmin=factories.platform_admin("p_auditadmin", "audit_admin"),
-    )
+    return scenario_load()
 
 
 @pytest.fixture
@@ -120,77 +150,3 @@ def api():
             return self
 
     return Client()
-
-
-def _worker_database_url() -> str:
-    from urllib.parse import quote
-
-    from django.db import connection
-
-    db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.mysql":
-        pytest.fail("a real Celery worker shares the test database: run the suite on MariaDB (make test)")
-    auth = quote(db["USER"] or "root") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
-
-
-@pytest.fixture
-def celery_worker(transactional_db):
-    """A real Celery worker process on the configured broker, using the test database.
-
-    Yields the process; waits until its heartbeat row shows it consuming. Tests that use
-    it see committed data only, hence `transactional_db`.
-    """
-    import os
-    import subprocess
-    import sys
-    import time
-    import uuid
-    from pathlib import Path
-
-    from portal.celery import app
-    from portal.models import WorkerHeartbeat
-
-    app.control.purge()
-    name = f"test-{uuid.uuid4().hex[:8]}@%h"
-    env = {**os.environ, "DATABASE_URL": _worker_database_url()}
-    root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "-Q",
-            "default,hypervisor,billing,audit",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "--loglevel",
-            "WARNING",
-            "-n",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=root,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while not WorkerHeartbeat.objects.filter(hostname__startswith=name.split("@")[0]).exists():
-        if process.poll() is not None:
-            pytest.fail(f"the Celery worker exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the Celery worker did not report within 60 s")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -20,6 +20,7 @@ def _wait_for(condition, timeout=30.0):
     return False
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_issues_last_months_invoices_once(scenario, celery_worker):
     last_month_start = metering.local_midnight((timezone.localdate().replace(day=1) - timedelta(days=1)).replace(day=1))

@@ -13,8 +13,10 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from compute import services as compute_services
 from compute.models import Cluster, Desktop
 from tenants.models import Course, User
-from tests.browser_harness import ARTIFACTS
-from tests.classroom_harness import qemu_cleanup
+from tests.harness.browser import ARTIFACTS
+from tests.harness.qemu import qemu_cleanup
+
+pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.worker]
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def student1_desktop(demo_data, qemu_pool):
     from portal.celery import app
     from tests.compute.conftest import make_env
 
-    qemu_cleanup()
+    qemu_cleanup(networks=True)
     env = make_env(
         SimpleNamespace(sysadmin=User.objects.get(username="sysadmin")),
         url=qemu_pool["uri"],
@@ -52,7 +54,7 @@ def student1_desktop(demo_data, qemu_pool):
         password=PBKDF2PasswordHasher().encode(demo_data, "classroomsalt", iterations=1000)
     )
     yield desktop
-    qemu_cleanup()
+    qemu_cleanup(networks=True)
 
 
 def test_student1_opens_the_console_of_their_desktop_and_novnc_connects(

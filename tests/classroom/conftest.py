@@ -1,6 +1,6 @@
 """Fixtures of the classroom tests: a course with a roster and class times, an endpoint on
-libvirt's test driver, eager tasks. The real libvirtd's pool and the ASGI portal are the plugin
-tests/classroom_harness.py's (shared with the browser tests)."""
+libvirt's test driver, eager tasks. The real libvirtd's pool and the ASGI portal are
+tests/harness/'s (shared with the browser tests)."""
 
 import datetime
 

@@ -148,6 +148,8 @@ def running(scenario, qemu_env, eager):
     return desktop
 
 
+@pytest.mark.libvirt
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_fresh_ticket_reads_qemus_rfb_banner_through_the_proxy_once(api, scenario, running, asgi_server):
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/")
@@ -177,6 +179,8 @@ def test_a_fresh_ticket_reads_qemus_rfb_banner_through_the_proxy_once(api, scena
     assert AuditEvent.objects.filter(action="console.closed", object_id=str(running.pk)).exists()
 
 
+@pytest.mark.libvirt
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_an_expired_or_unknown_ticket_is_refused(api, scenario, running, asgi_server):
     body = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/").json()
@@ -188,6 +192,8 @@ def test_an_expired_or_unknown_ticket_is_refused(api, scenario, running, asgi_se
     assert not AuditEvent.objects.filter(action="console.opened").exists()
 
 
+@pytest.mark.libvirt
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_teacher_opens_a_students_console_but_another_student_cannot(api, scenario, running, asgi_server):
     refused = api.as_user(scenario.student2).post(f"/api/v1/desktops/{running.pk}/console/")
@@ -198,6 +204,8 @@ def test_the_teacher_opens_a_students_console_but_another_student_cannot(api, sc
     ws.close()
 
 
+@pytest.mark.libvirt
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_ticket_of_a_desktop_handed_to_another_student_is_refused(api, scenario, running, asgi_server):
     body = api.as_user(scenario.student).post(f"/api/v1/desktops/{running.pk}/console/").json()

@@ -1,6 +1,8 @@
 """Published course images on the real libvirtd + QEMU: a superseded version keeps its golden volume
 while any desktop or pool uses it; once retired, the task deletes the volume from the pool."""
 
+import pytest
+
 from audit.models import AuditEvent
 from compute import services as compute_services
 from compute.classroom import services
@@ -8,7 +10,9 @@ from compute.classroom.models import AuthoringSession
 from compute.classroom.tasks import image_version_volume_delete
 from compute.models import Desktop, ImageVersion
 from tests.classroom.conftest import make_course
-from tests.classroom_harness import GOLDEN, POOL_DIR, pool_volumes
+from tests.harness.qemu import GOLDEN, POOL_DIR, pool_volumes
+
+pytestmark = pytest.mark.libvirt
 
 
 def _publish(scenario, course, version, flavor, capture) -> AuthoringSession:

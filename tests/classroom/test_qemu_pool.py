@@ -12,9 +12,9 @@ from compute.classroom.models import Seat
 from compute.classroom.tasks import schedule_tick
 from compute.models import Cluster, Desktop
 from tests.classroom.conftest import MONDAY, at, make_course
-from tests.classroom_harness import GOLDEN, POOL_DIR, pool_volumes
+from tests.harness.qemu import GOLDEN, POOL_DIR, pool_volumes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.libvirt, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def _wait(pool, state: str, *, timeout: float = 180) -> list[Desktop]:

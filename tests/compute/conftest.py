@@ -1,33 +1,21 @@
-"""Fixtures of the compute tests: endpoints on libvirt's test driver and the real libvirtd, images, flavors.
+"""Fixtures of the compute tests: endpoints on libvirt's test driver, images, flavors.
 
 - ``compute_env``: an endpoint on ``test:///default`` (libvirt's in-memory driver), a
   platform image with a golden volume, and a small flavor. Each test ends with every
   cached driver closed, so the next test's test driver starts empty.
-- ``qemu_env``: the same on the real libvirtd (``LIBVIRT_QEMU_URI``, qemu:///system):
-  a directory pool made for the test run and a real golden qcow2 made with qemu-img;
-  everything the test created is removed afterwards.
-- ``eager``: run tasks in-process, synchronously (for unit tests of the layer above the
-  driver); end-to-end tests use the real worker of ``tests/conftest.py`` instead.
+- ``qemu_env`` (tests/harness/qemu.py): the same on the real libvirtd.
+- ``eager`` (tests/conftest.py): run tasks in-process, synchronously (for unit tests of the
+  layer above the driver); end-to-end tests use the real worker of tests/harness/worker.py.
 """
 
-import os
-import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from compute import services
 from compute.hypervisor import drivers_close_all
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion
-from tests.compute.support import dir_pool_with_golden, quiet_libvirt
-
-QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
-# One pool per test process: under pytest-xdist, another process's cleanup must never see ours.
-POOL_NAME = "-".join(filter(None, ["cc-test-compute", os.environ.get("PYTEST_XDIST_WORKER")]))
-POOL_DIR = Path("/var/lib/libvirt/images") / POOL_NAME
-GOLDEN_MIB = 64
 
 
 @dataclass
@@ -109,69 +97,4 @@ def desktop_of(
         power_state="running" if state == Desktop.State.RUNNING else "stopped",
         image_version=env.version if env else None,
         flavor=env.flavor if env else None,
-    )
-
-
-# --- the real libvirtd -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def qemu_pool():
-    """A directory storage pool on the real libvirtd for this test run, with a real golden qcow2."""
-    libvirt = quiet_libvirt()
-    golden = POOL_DIR / "cc-test-golden.qcow2"
-    conn, pool = dir_pool_with_golden(QEMU_URI, POOL_NAME, POOL_DIR, golden.name, GOLDEN_MIB)
-    yield {"uri": QEMU_URI, "pool": POOL_NAME, "volume": golden.name, "size": GOLDEN_MIB * 1024 * 1024}
-    # Remove every domain whose disks live in this run's pool (other suites' VMs are not ours),
-    # then the pool with its volumes.
-    for dom in conn.listAllDomains(0):
-        try:
-            ours = f"pool='{POOL_NAME}'" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        except libvirt.libvirtError:
-            continue  # another suite's domain, undefined since the listing
-        if ours:
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-            except libvirt.libvirtError:
-                pass
-    try:
-        pool.destroy()
-        pool.undefine()
-    except libvirt.libvirtError:
-        pass
-    shutil.rmtree(POOL_DIR, ignore_errors=True)
-    conn.close()
-
-
-def qemu_volumes() -> set[str]:
-    libvirt = quiet_libvirt()
-    conn = libvirt.open(QEMU_URI)
-    try:
-        pool = conn.storagePoolLookupByName(POOL_NAME)
-        pool.refresh(0)
-        return set(pool.listVolumes())
-    finally:
-        conn.close()
-
-
-def qemu_domains() -> set[str]:
-    libvirt = quiet_libvirt()
-    conn = libvirt.open(QEMU_URI)
-    try:
-        return {d.name() for d in conn.listAllDomains(0)}
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def qemu_env(scenario, qemu_pool) -> ComputeEnv:
-    return make_env(
-        scenario,
-        url=qemu_pool["uri"],
-        pool=qemu_pool["pool"],
-        volume=qemu_pool["volume"],
-        size_bytes=qemu_pool["size"],
-        name="qemu",
     )

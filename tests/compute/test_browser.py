@@ -12,10 +12,10 @@ import pytest
 
 from compute.models import Desktop, Snapshot
 from tests import factories
-from tests.compute.conftest import qemu_volumes
-from tests.compute.support import wait_for
+from tests.harness.qemu import qemu_volumes
+from tests.harness.waiting import wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.libvirt]
+pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.worker]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -1,7 +1,7 @@
 """Fault tests on the real libvirtd with real Celery workers: a hypervisor that goes away, a worker killed mid-task.
 
 The endpoint reaches libvirtd through a UNIX socket the test can cut or stall
-(support.LibvirtPath): to the portal that is exactly a remote hypervisor going away.
+(tests/harness/qemu.py's LibvirtPath): to the portal that is exactly a remote hypervisor going away.
 """
 
 import os
@@ -12,10 +12,12 @@ import pytest
 from compute import services
 from compute.models import Desktop, Endpoint, EndpointLease
 from tenants.models import Reservation
-from tests.compute.conftest import make_env, qemu_domains
-from tests.compute.support import LibvirtPath, start_worker, stop_worker, wait_for, wait_state
+from tests.compute.conftest import make_env
+from tests.harness.qemu import LibvirtPath, qemu_domains
+from tests.harness.waiting import wait_for, wait_state
+from tests.harness.worker import start_worker, stop_worker
 
-pytestmark = pytest.mark.libvirt
+pytestmark = [pytest.mark.libvirt, pytest.mark.worker]
 
 
 @pytest.fixture

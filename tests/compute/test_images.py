@@ -8,7 +8,7 @@ from common.errors import InvalidInput
 from compute import services
 from compute.errors import ComputeError
 from compute.models import ImageVersion
-from tests.compute.conftest import qemu_volumes
+from tests.harness.qemu import qemu_volumes
 
 pytestmark = pytest.mark.libvirt
 

@@ -10,12 +10,13 @@ from audit.models import AuditEvent
 from billing.models import UsageInterval, VolumeMeterCursor
 from compute.errors import ComputeError
 from compute.models import Desktop, EndpointLease, Snapshot, Volume
-from tests.compute.conftest import qemu_domains, qemu_volumes
-from tests.compute.support import wait_for, wait_state
+from tests.harness.qemu import qemu_domains, qemu_volumes
+from tests.harness.waiting import wait_for, wait_state
 
 pytestmark = pytest.mark.libvirt
 
 
+@pytest.mark.worker
 def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, celery_worker, api):
     client = api.as_user(scenario.student)
 
@@ -87,6 +88,7 @@ def test_a_student_desktop_lives_its_whole_life_on_qemu(scenario, qemu_env, cele
     assert not EndpointLease.objects.exists()
 
 
+@pytest.mark.worker
 def test_reset_gives_a_new_overlay_on_the_same_golden_image(scenario, qemu_env, celery_worker):
     from compute import services
 
@@ -106,6 +108,7 @@ def test_reset_gives_a_new_overlay_on_the_same_golden_image(scenario, qemu_env, 
     wait_state(desktop, Desktop.State.DELETED)
 
 
+@pytest.mark.worker
 def test_the_endpoint_concurrency_limit_holds_for_many_clones(scenario, qemu_env, celery_worker):
     """Eight desktops on an endpoint limited to two: never more than two leases at once, all run."""
     import threading
@@ -160,7 +163,7 @@ def test_a_clone_carries_what_was_written_to_its_sources_disk(
     import json
 
     from compute import services
-    from tests.compute.conftest import POOL_DIR
+    from tests.harness.qemu import POOL_DIR
 
     with django_capture_on_commit_callbacks(execute=True):
         source = services.desktop_create(

@@ -169,6 +169,7 @@ def test_registering_a_reachable_endpoint_from_the_page(scenario):
     assert "never-shown" not in page
 
 
+@pytest.mark.libvirt
 @pytest.mark.django_db
 def test_an_image_is_uploaded_in_chunks_checked_by_qemu_img_and_queued(scenario, tmp_path, settings, qemu_pool):
     import subprocess

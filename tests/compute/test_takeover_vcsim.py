@@ -5,9 +5,7 @@ started, whatever other tests did to the shared one.
 """
 
 import json
-import subprocess
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -16,29 +14,16 @@ from compute import services
 from compute.errors import ComputeError
 from compute.models import Desktop
 from compute.reconcile import reconcile, vcenter_import
+from tests.harness.vcsim import Vcsim
 
 pytestmark = pytest.mark.vcsim
-
-ROOT = Path(__file__).resolve().parents[2]
-VCSIM = ROOT / "tools" / "vcsim" / "bin" / "vcsim"
 
 
 @pytest.fixture(scope="module")
 def vcsim_300():
-    subprocess.run([str(ROOT / "scripts" / "vcsim.sh"), "build"], check=True)
-    process = subprocess.Popen(
-        [str(VCSIM), "-l", "127.0.0.1:0", "-vm", "300", "-autostart=true"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    url = process.stdout.readline().strip()
-    if not url:
-        process.kill()
-        pytest.fail("vcsim did not start")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    sim = Vcsim("-vm", "300", "-autostart=true")
+    yield sim.url
+    sim.stop()
 
 
 @pytest.fixture

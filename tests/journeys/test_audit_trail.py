@@ -56,6 +56,8 @@ def _read_banner(ws: WebSocket) -> bytes:
     return data
 
 
+@pytest.mark.libvirt
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_teacher_to_console_journey_is_in_the_audit_log_with_actors_and_addresses(
     scenario, qemu_env, asgi_server, eager, fulfiller, api

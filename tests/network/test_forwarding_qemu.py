@@ -18,13 +18,10 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop
 from network import services
 from network.models import ElasticIP, PortForward, PublicPool
-from tests.network.conftest import (
-    desktop_row,
-    endpoint_make,
-    firewall_chains,
-    free_cidr,
-    tenant_network,
-)
+from tests.harness.hostnet import firewall_chains, free_cidr
+from tests.network.conftest import desktop_row, endpoint_make, tenant_network
+
+pytestmark = pytest.mark.libvirt
 
 URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 
@@ -58,6 +55,7 @@ def _setup(scenario, qemu_prefix, *, prefix=None):
     return network, endpoint, desktop, address, eip
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_port_forward_becomes_a_dnat_rule_on_the_host_and_goes_when_deleted(scenario, qemu_prefix, celery_worker):
     """The production path: service → hook → task on a real worker → driver → iptables."""

@@ -19,19 +19,12 @@ from compute.hypervisor import driver_for
 from compute.models import Desktop, Endpoint
 from network import services
 from network.models import Address
-from tests.compute.conftest import make_env, qemu_pool  # noqa: F401 - the session's pool and golden image
-from tests.compute.support import LibvirtPath
-from tests.network.conftest import (
-    desktop_row,
-    dnsmasq_hosts,
-    endpoint_make,
-    free_cidr,
-    in_threads,
-    libvirt_sweep,
-    network_xml,
-    prefixed,
-    tenant_network,
-)
+from tests.compute.conftest import make_env
+from tests.harness.hostnet import dnsmasq_hosts, free_cidr, libvirt_sweep, network_xml
+from tests.harness.qemu import LibvirtPath
+from tests.network.conftest import desktop_row, endpoint_make, in_threads, prefixed, tenant_network
+
+pytestmark = pytest.mark.libvirt
 
 URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 
@@ -114,7 +107,7 @@ def test_twenty_concurrent_allocations_land_in_a_real_networks_dhcp(scenario, qe
 def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
     scenario,
     qemu_prefix,
-    qemu_pool,  # noqa: F811
+    qemu_pool,
     eager,  # noqa: F811
     request,
 ):
@@ -184,11 +177,12 @@ def test_failover_drill_the_desktop_keeps_its_mac_and_ip_on_host_b(
         path_a.close()
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live(
     scenario,
     qemu_prefix,
-    qemu_pool,  # noqa: F811
+    qemu_pool,
     celery_worker,
 ):
     """The rule change goes the production way: service → hook → task on a real worker → nwfilter."""
@@ -229,6 +223,7 @@ def test_a_security_group_is_an_nwfilter_in_iptables_and_rule_changes_apply_live
     driver_for(endpoint).delete_vm(desktop.vm_name)
 
 
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_dhcp_sync_runs_on_a_real_worker_and_repairs_drift(scenario, qemu_prefix, celery_worker):
     from compute.drivers.base import DhcpHost

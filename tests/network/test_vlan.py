@@ -92,6 +92,7 @@ def test_the_tag_is_in_the_network_xml_on_libvirts_test_driver(scenario, run_id)
     driver_for(endpoint).network_delete(name)
 
 
+@pytest.mark.libvirt
 def test_the_real_daemon_takes_our_tagged_xml_and_refuses_a_tag_we_never_write(qemu_prefix):
     """Defined only: starting it needs Open vSwitch on the host, which this machine does not run."""
     spec = NetworkSpec(

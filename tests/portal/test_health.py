@@ -15,6 +15,7 @@ def test_without_a_worker_health_is_503_and_says_why(client):
     assert body["hypervisors"]["default"] == "ok"
 
 
+@pytest.mark.worker
 def test_with_a_real_worker_on_the_broker_health_is_200(client, celery_worker):
     response = client.get("/healthz")
 

@@ -3,8 +3,8 @@
 Services are found through the environment:
 - LIBVIRT_QEMU_URI (default qemu:///system): the real libvirtd; tests fail, not skip, without it.
 - VCSIM_BIN (default tools/vcsim/bin/vcsim, built by scripts/vcsim.sh build): the simulator.
-  Tests start private instances on free ports (support.Vcsim), so they never depend on the
-  state of the shared instance that `scripts/vcsim.sh start` runs.
+  Tests start private instances on free ports (tests/harness/vcsim.py: ``Vcsim`` and the module's
+  ``vcsim``), so they never depend on the state of the shared instance that `scripts/vcsim.sh start` runs.
 No database is touched.
 """
 
@@ -25,8 +25,8 @@ import pytest
 from compute.drivers.base import DriverError
 from compute.drivers.libvirt import LibvirtDriver
 from compute.drivers.vcenter import VCenterDriver
-
-from .support import QEMU_URI, Vcsim
+from tests.harness.qemu import QEMU_URI
+from tests.harness.vcsim import Vcsim
 
 TEST_URI = "test:///default"
 
@@ -156,15 +156,7 @@ def qemu_pool(qemu_conn: libvirt.virConnect) -> Iterator[QemuPool]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# ---- the vCenter simulator ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def vcsim() -> Iterator[Vcsim]:
-    """4 VMs (DC0_C0_RP0_VM0..3, powered on) and the template "template-linux"."""
-    sim = Vcsim("-vm", "4")
-    yield sim
-    sim.stop()
+# ---- the vCenter simulator (the module's ``vcsim`` is tests/harness/vcsim.py's) -----------------
 
 
 @pytest.fixture

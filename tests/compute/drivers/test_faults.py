@@ -15,8 +15,8 @@ import pytest
 
 from compute.drivers import DriverError, ErrorCode, VMSpec, open_driver
 from compute.drivers.libvirt import LibvirtDriver
-
-from .support import QEMU_URI, Vcsim
+from tests.harness.qemu import QEMU_URI
+from tests.harness.vcsim import Vcsim
 
 
 def free_port() -> int:
@@ -68,6 +68,7 @@ def test_vanished_libvirt_vm_is_permanent_not_found(test_driver, test_conn, test
         assert err.value.permanent and err.value.code == ErrorCode.NOT_FOUND
 
 
+@pytest.mark.vcsim
 def test_vanished_vcenter_vm_is_permanent_not_found(vcsim, uid):
     portal, operator = vcsim.driver(), vcsim.driver()
     name = f"desk-{uid}"
@@ -84,6 +85,7 @@ def test_vanished_vcenter_vm_is_permanent_not_found(vcsim, uid):
         operator.close()
 
 
+@pytest.mark.vcsim
 def test_vcenter_going_away_is_transient_and_the_driver_recovers():
     sim = Vcsim("-vm", "2", "-template", "")
     port = sim.port

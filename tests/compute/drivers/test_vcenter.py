@@ -10,8 +10,7 @@ from pyVmomi import vim
 
 from compute.drivers import DiskSpec, DriverError, ErrorCode, HypervisorDriver, NicSpec, PowerState, VMSpec, open_driver
 from compute.drivers.vcenter import VCenterDriver
-
-from .support import Vcsim
+from tests.harness.vcsim import Vcsim
 
 pytestmark = pytest.mark.vcsim
 

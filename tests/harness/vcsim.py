@@ -1,4 +1,9 @@
-"""Helpers other test packages may import too: where libvirtd is, and a private vCenter simulator."""
+"""The vCenter simulator (tools/vcsim, built from Debian's govmomi sources by ``scripts/vcsim.sh``).
+
+Tests start private instances on free ports (``Vcsim``), so they never depend on what another
+test did to the shared instance that ``make test`` runs (``VCSIM_URL``). ``VCSIM_BIN`` points at
+another simulator binary.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import os
 import select
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from compute.drivers.vcenter import VCenterDriver
+import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-QEMU_URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+from tests.harness.processes import ROOT, stop_process
+
+if TYPE_CHECKING:
+    from compute.drivers.vcenter import VCenterDriver
 
 
 def vcsim_binary() -> Path:
@@ -49,13 +58,18 @@ class Vcsim:
         return int(self.url.rsplit(":", 1)[1].split("/")[0])
 
     def driver(self, username: str = "user", password: str = "pass", **options: object) -> VCenterDriver:
+        from compute.drivers.vcenter import VCenterDriver
+
         return VCenterDriver(self.url, username=username, password=password, **options)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def vcsim() -> Iterator[Vcsim]:
+    """A private simulator for the test module: 4 VMs (DC0_C0_RP0_VM0..3, powered on) and the
+    template "template-linux"."""
+    sim = Vcsim("-vm", "4")
+    yield sim
+    sim.stop()

@@ -1,8 +1,6 @@
-"""The browser harness: the portal on a free loopback port, driven by a real Chromium.
-
-A pytest plugin that tests/conftest.py loads, so a browser test in any directory shares one
-Chromium per test process. Chromium is Debian's (`/usr/bin/chromium`, installed by `make test`), never a browser
-downloaded by Playwright. A failing test leaves a screenshot in test-artifacts/.
+"""Debian's Chromium (``/usr/bin/chromium``, installed by ``make test``) driven through Playwright on
+pytest-django's live server; one browser per test process. Never a browser downloaded by Playwright.
+A failing test leaves a screenshot in test-artifacts/.
 """
 
 import os
@@ -13,8 +11,6 @@ import pytest
 # Playwright's sync API keeps an event loop in the main thread; the ORM calls that tests
 # make around it are synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,6 +28,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def browser():
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield instance
@@ -76,7 +74,7 @@ def login(page):
 
 @pytest.fixture
 def demo_data(transactional_db, settings):
-    """The CONTRACT.md demo accounts and data, as `seed_demo` makes them."""
+    """The README's demo accounts and data, as `seed_demo` makes them."""
     from django.core.management import call_command
 
     call_command("seed_demo", verbosity=0)
