@@ -2,7 +2,9 @@
 #   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
 #   make test    install what is missing, start MariaDB/Redis/libvirtd/vcsim, run pytest
 #                (make test PYTEST_ARGS="-k billing -x")
-.PHONY: run test setup lint bench clean-run
+#   make testbed       bring up the multi-host testbed (root); its last line is JSON naming the hosts
+#   make testbed-down  remove it (scripts/testbed.sh status|exec|kill for the rest)
+.PHONY: run test setup lint bench clean-run testbed testbed-down
 
 PYTEST_ARGS ?=
 BENCH ?=
@@ -28,6 +30,13 @@ bench:
 	scripts/setup.sh run
 	@set -e; for f in $(if $(BENCH),$(patsubst %,bench/%.py,$(BENCH)),$$(grep -l '^if __name__ == "__main__"' bench/*.py)); do \
 	  echo "==> $$f"; .venv/bin/python "$$f"; done
+
+testbed:
+	scripts/setup.sh test
+	scripts/testbed.sh up
+
+testbed-down:
+	scripts/testbed.sh down
 
 clean-run:
 	rm -rf .run db.sqlite3
