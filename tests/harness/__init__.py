@@ -1,0 +1,1 @@
+"""Shared test harnesses: pytest plugins that tests/conftest.py loads."""
