@@ -12,13 +12,14 @@
 #   scripts/testbed.sh kill HOST        the "host lost" fault: SIGKILL every process of HOST; `up` restarts it
 #
 # Needs root. What it makes (names for the default prefix `cc`):
-#   bridges cc-mgmt (this machine: 10.213.20.1/24) and cc-data (no address here); per host a network
-#   namespace cc-<host> with mgmt0 (10.213.20.1N) and data0 (10.213.21.1N) on veth pairs to the bridges;
+#   bridges cc-mgmt (this machine: 10.213.20.1/24) and cc-data (MTU 9000, no address here); per host a
+#   network namespace cc-<host> with mgmt0 (10.213.20.1N) and data0 (10.213.21.1N) on veth pairs to them;
 #   a Redis of the testbed's own on 10.213.20.1:6379 (the hosts' broker; this machine's Redis is on
 #   loopback, which a host cannot reach); per host /run/libvirt, /var/lib/libvirt, /etc/libvirt
 #   (configuration only: none of this machine's domains, networks or filters), /var/log/libvirt,
-#   /var/cache/libvirt and /etc/hosts of its own; $STATE/shared bound at /var/lib/cc-shared in every host.
-#   MariaDB's socket /run/mysqld/mysqld.sock stays visible inside the hosts.
+#   /var/cache/libvirt, /run/netns and /etc/hosts of its own; $STATE/shared bound at /var/lib/cc-shared in
+#   every host. MariaDB's socket /run/mysqld/mysqld.sock stays visible inside the hosts. `down` leaves only
+#   the lock files in /run/lock and the empty mount point /var/lib/cc-shared.
 #
 # Environment (two testbeds coexist when these differ):
 #   TESTBED_PREFIX    cc                        names: netns <prefix>-<host>, bridges <prefix>-mgmt/-data
