@@ -5,7 +5,9 @@
 #   make test-fast  the tests that need no real component (libvirtd, vcsim, Chromium, a worker):
 #                   MariaDB and Redis only, the test database kept between runs
 #   make lint       ruff and import-linter
-.PHONY: run test test-fast setup lint bench clean-run
+#   make testbed       bring up the multi-host testbed (root); its last line is JSON naming the hosts
+#   make testbed-down  remove it (scripts/testbed.sh status|exec|kill for the rest)
+.PHONY: run test test-fast setup lint bench clean-run testbed testbed-down
 
 PYTEST_ARGS ?=
 BENCH ?=
@@ -37,6 +39,13 @@ bench:
 	scripts/setup.sh run
 	@set -e; for f in $(if $(BENCH),$(patsubst %,bench/%.py,$(BENCH)),$$(grep -l '^if __name__ == "__main__"' bench/*.py)); do \
 	  echo "==> $$f"; .venv/bin/python "$$f"; done
+
+testbed:
+	scripts/setup.sh test
+	scripts/testbed.sh up
+
+testbed-down:
+	scripts/testbed.sh down
 
 clean-run:
 	rm -rf .run db.sqlite3

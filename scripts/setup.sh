@@ -3,7 +3,8 @@
 # nothing changed (stamps hold the hashes of the requirement files and the npm lockfile).
 #
 #   scripts/setup.sh run    system libraries, .venv (requirements-dev.txt), node_modules
-#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi
+#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi,
+#                           iproute2 (the multi-host testbed)
 #
 # System packages come from apt-get when we are root or have password-less sudo; otherwise
 # the script prints the packages to install and exits 1.
@@ -26,7 +27,8 @@ if [ "$profile" = test ]; then
   pkgs+=(mariadb-server redis-server
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network
     libvirt-daemon-config-nwfilter libvirt-clients qemu-system-x86 qemu-utils
-    dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev)
+    dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev
+    iproute2) # the multi-host testbed (scripts/testbed.sh): ip netns, bridges, veth pairs
 fi
 venv_ok() { [ -x "$PY" ] && "$PY" -c 'import sys' 2>/dev/null; }
 venv_ok || python3 -c 'import ensurepip, venv' 2>/dev/null || pkgs+=(python3-venv)

@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.harness.qemu",
     "tests.harness.hostnet",
     "tests.harness.vcsim",
+    "tests.harness.testbed",
 ]
 
 # CI (CI=true make test) explores the same examples on every run, so main does not turn red on a

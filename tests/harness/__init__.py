@@ -10,6 +10,8 @@
 - ``hostnet``: libvirt networks and nwfilters, dnsmasq's hosts files and the host firewall that the
   network tests make under a name prefix of their own (``qemu_prefix``) and read back.
 - ``vcsim``: private vCenter simulators (``Vcsim``, and ``vcsim`` for a test module).
+- ``testbed``: the multi-host testbed of scripts/testbed.sh (``testbed``: hosts in their own
+  namespaces, each with its own libvirtd).
 - ``processes`` and ``waiting``: what those share: the worker's database URL, free ports, stopping a
   process, waiting for a row to change.
 """

@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-MARKERS = ("libvirt", "vcsim", "browser", "worker")
+MARKERS = ("libvirt", "vcsim", "browser", "worker", "testbed")
 
 # fixture -> the markers any one of which a test using it must carry
 FIXTURES = {
@@ -29,6 +29,7 @@ FIXTURES = {
     "qemu_driver": {"libvirt"},
     "qemu_conn": {"libvirt"},
     "qemu_prefix": {"libvirt"},
+    "testbed": {"testbed"},
     "vcsim": {"vcsim"},
     "browser": {"browser"},
     "page": {"browser"},

@@ -1,0 +1,214 @@
+"""The multi-host testbed (scripts/testbed.sh) as a session fixture: hypervisor hosts on two sites.
+
+A pytest plugin that tests/conftest.py loads. `testbed` brings the testbed up, or reuses the one
+that is up (a developer's, or another test process's under pytest-xdist), and takes it down after
+the last test process using it, only when tests brought it up. Every host is a network namespace
+`cc-<name>` with its own libvirtd on `qemu+tcp://<address>/system`; `host.run(...)` runs a
+command inside it (its network, mounts and hostname; this machine's files otherwise, the
+project's .venv included). Needs root, as the script does: without it the fixture fails.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "testbed.sh"
+
+
+class TestbedFailed(RuntimeError):
+    """scripts/testbed.sh or a command inside a host failed; the message carries its stderr."""
+
+    __test__ = False
+
+
+def _env(config: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **config, **(extra or {})}
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    uri: str
+    site: str
+    address: str  # on the management network: libvirtd, VNC, migrations
+    data_address: str  # on the data network: tunnels between hosts
+    netns: str
+    config: dict[str, str] = field(repr=False, compare=False, hash=False)
+
+    def command(self, *argv: str) -> list[str]:
+        """The argv that runs `argv` inside this host (for a caller that starts it itself)."""
+        return [str(SCRIPT), "exec", self.name, "--", *argv]
+
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv inside the host and wait; output captured as text. A failure raises with its stderr."""
+        result = subprocess.run(
+            self.command(*argv), env=_env(self.config, env), capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise TestbedFailed(f"{' '.join(argv)} on {self.name} exited {result.returncode}: {result.stderr.strip()}")
+        return result
+
+    def popen(self, *argv: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start argv inside the host (a host agent, a listener); the caller ends it."""
+        return subprocess.Popen(self.command(*argv), env=_env(self.config, env), **kwargs)
+
+    def pids(self) -> set[int]:
+        """The processes in the host's network namespace (`ip netns pids`)."""
+        out = subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True, text=True, check=True)
+        return {int(pid) for pid in out.stdout.split()}
+
+    def lose(self) -> None:
+        """The "host lost" fault: every process of the host is killed; `bring_up` brings it back."""
+        _script(self.config, "kill", self.name)
+
+    def connect(self):
+        """A libvirt connection to the host's daemon, over qemu+tcp from this machine; the caller closes it."""
+        import libvirt
+
+        return libvirt.open(self.uri)
+
+
+@dataclass(frozen=True)
+class Testbed:
+    __test__ = False
+
+    hosts: tuple[Host, ...]
+    broker_url: str  # the testbed's own Redis, reachable from inside the hosts
+    shared_path: str  # shared storage: the same directory at this path in every host
+    shared_dir: Path  # ... and where it is on this machine
+    state: Path
+    config: dict[str, str] = field(repr=False, compare=False, hash=False)
+
+    def __iter__(self) -> Iterator[Host]:
+        return iter(self.hosts)
+
+    def __getitem__(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def site(self, slug: str) -> list[Host]:
+        return [host for host in self.hosts if host.site == slug]
+
+
+def bed_config(**overrides: str) -> dict[str, str]:
+    """The TESTBED_* settings naming a testbed: this process's environment, then `overrides`."""
+    config = {key: value for key, value in os.environ.items() if key.startswith("TESTBED_")}
+    config.pop("TESTBED_OWNER", None)
+    return {**config, **overrides}
+
+
+def _script(config: dict[str, str], *args: str, timeout: float = 300, extra: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(SCRIPT), *args], env=_env(config, extra), capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise TestbedFailed(f"scripts/testbed.sh {' '.join(args)} exited {result.returncode}:\n{tail}")
+    return result.stdout
+
+
+def _parse(config: dict[str, str], out: str) -> Testbed:
+    data = json.loads(out.strip().splitlines()[-1])
+    return Testbed(
+        hosts=tuple(Host(**host, config=config) for host in data["hosts"]),
+        broker_url=data["broker"],
+        shared_path=data["shared_path"],
+        shared_dir=Path(data["shared_dir"]),
+        state=Path(data["state"]),
+        config=config,
+    )
+
+
+def describe(config: dict[str, str] | None = None) -> Testbed:
+    """What the testbed named by `config` is (or would be), without touching it."""
+    config = bed_config() if config is None else config
+    return _parse(config, _script(config, "json"))
+
+
+def bring_up(config: dict[str, str] | None = None, *, owner: str = "tests") -> Testbed:
+    """`scripts/testbed.sh up`: idempotent; a testbed it creates is marked as the tests' own."""
+    config = bed_config() if config is None else config
+    return _parse(config, _script(config, "up", extra={"TESTBED_OWNER": owner}))
+
+
+def bring_down(config: dict[str, str] | None = None) -> None:
+    config = bed_config() if config is None else config
+    _script(config, "down")
+
+
+@contextmanager
+def _locked(state: Path) -> Iterator[None]:
+    # Not the script's own lock (/run/lock/<state>.lock), which `up` and `down` take inside this one.
+    Path("/run/lock").mkdir(exist_ok=True)
+    with open(f"/run/lock/{state.name}.users.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _users(state: Path) -> Path:
+    return state / "users"
+
+
+def _live_users(state: Path) -> list[Path]:
+    users = _users(state)
+    return [p for p in users.iterdir() if Path(f"/proc/{p.name}").exists()] if users.is_dir() else []
+
+
+def _made_by_tests(state: Path) -> bool:
+    try:
+        return (state / "owner").read_text().strip() == "tests"
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def leased(config: dict[str, str] | None = None) -> Iterator[Testbed]:
+    """The testbed for this process, up while any test process holds a lease on it.
+
+    Each process leaves a lease file (its pid) in the state directory; bringing up, leasing,
+    releasing and taking down happen under one lock, so one process never takes the testbed
+    down under another. A testbed a person brought up stays up.
+    """
+    config = bed_config() if config is None else config
+    state = describe(config).state
+    lease = _users(state) / str(os.getpid())
+    with _locked(state):
+        try:
+            bed = bring_up(config)
+        except TestbedFailed:
+            if _made_by_tests(state) and not _live_users(state):
+                bring_down(config)
+            raise
+        lease.parent.mkdir(exist_ok=True)
+        lease.touch()
+    try:
+        yield bed
+    finally:
+        with _locked(state):
+            lease.unlink(missing_ok=True)
+            if _made_by_tests(state) and not _live_users(state):
+                bring_down(config)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """Three hypervisor hosts: h1 and h2 on site `east`, h3 on site `west` (TESTBED_* changes them)."""
+    try:
+        with leased() as bed:
+            yield bed
+    except TestbedFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
