@@ -17,16 +17,18 @@ case $profile in run | test) ;; *) die "usage: $0 run|test" ;; esac
 
 # --- (a) system packages -------------------------------------------------------------
 # mysqlclient: libmariadb-dev pkg-config gcc python3-dev; libvirt-python: libvirt-dev;
-# compilemessages: gettext; WeasyPrint: Pango + a CJK font; zoneinfo: tzdata.
+# compilemessages: gettext; WeasyPrint: Pango + a CJK font; zoneinfo: tzdata; python-ldap
+# (campus LDAP sign-in): libldap-dev libsasl2-dev.
 pkgs=(libmariadb-dev pkg-config gcc python3-dev libvirt-dev gettext tzdata ca-certificates
-  fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0)
+  fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libldap-dev libsasl2-dev)
 command -v npm >/dev/null || pkgs+=(nodejs npm)
 if [ "$profile" = test ]; then
   # NOT libvirt-daemon-system: on Debian 12 it pulls in systemd-sysv; services.sh does its job.
   pkgs+=(mariadb-server redis-server
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network
     libvirt-daemon-config-nwfilter libvirt-clients qemu-system-x86 qemu-utils
-    dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev)
+    dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev
+    slapd ldap-utils)  # slapd: the tests start their own directory (tests/sso/slapd.py), never the system one
 fi
 venv_ok() { [ -x "$PY" ] && "$PY" -c 'import sys' 2>/dev/null; }
 venv_ok || python3 -c 'import ensurepip, venv' 2>/dev/null || pkgs+=(python3-venv)

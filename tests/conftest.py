@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from tests import factories
 
-pytest_plugins = ["tests.browser_harness", "tests.classroom_harness"]
+pytest_plugins = ["tests.browser_harness", "tests.classroom_harness", "tests.sso.harness"]
 
 # CI (CI=true make test) explores the same examples on every run, so main does not turn red on a
 # draw; on a developer's machine hypothesis keeps drawing new ones and prints how to replay a failure.

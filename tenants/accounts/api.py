@@ -1,0 +1,5 @@
+def register(router) -> None:
+    pass
+
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Account management pages, under /accounts/manage/."""
+
+app_name = "accounts"
+
+urlpatterns: list = []

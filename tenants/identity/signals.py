@@ -1,0 +1,42 @@
+"""Receivers of campus sign-in: the directory's errors, and what a successful sign-in leaves on the account.
+
+Connected from IdentityConfig.ready(). They record state, never business rules: the login
+event itself is audit's (audit.signals), with the source these backends set.
+"""
+
+from django.contrib.auth.signals import user_logged_in
+from django.utils.translation import gettext as _
+
+from audit.security import SESSION_EXTERNAL_MFA, SESSION_PASSWORD_EXPIRED, auth_failure_note, needs_second_factor
+from audit.signals import login_source
+from tenants.identity.errors import ErrorCode
+from tenants.identity.models import AccountState, Source
+from tenants.identity.selectors import must_change_password
+
+
+def _ldap_error(sender, context, user, request=None, exception=None, **kwargs):
+    """django-auth-ldap swallows a down directory into "no such user": keep why, for the page and the audit."""
+    auth_failure_note(
+        request,
+        source=Source.LDAP,
+        reason=f"directory unavailable during {context}: {type(exception).__name__}",
+        code=ErrorCode.DIRECTORY_UNAVAILABLE,
+        message=_("统一身份认证服务暂时无法访问，请稍后再试。平台管理员仍可使用本地账号登录。"),
+    )
+
+
+def _signed_in(sender, request, user, **kwargs):
+    source = login_source(user)
+    session = getattr(request, "session", None)
+    external_mfa = session.get(SESSION_EXTERNAL_MFA, "") if session is not None else ""
+    mfa = external_mfa or ("totp" if needs_second_factor(user) else "")
+    AccountState.objects.update_or_create(user=user, defaults={"last_login_source": source, "last_login_mfa": mfa})
+    if session is not None and source == Source.LOCAL and must_change_password(user):
+        session[SESSION_PASSWORD_EXPIRED] = True  # audit's middleware then allows only the change-password page
+
+
+def connect() -> None:
+    from django_auth_ldap.backend import ldap_error
+
+    ldap_error.connect(_ldap_error, dispatch_uid="identity_ldap_error")
+    user_logged_in.connect(_signed_in, dispatch_uid="identity_signed_in")
