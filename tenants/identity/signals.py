@@ -35,8 +35,20 @@ def _signed_in(sender, request, user, **kwargs):
         session[SESSION_PASSWORD_EXPIRED] = True  # audit's middleware then allows only the change-password page
 
 
+def _single_logout(sender, user=None, session=None, ticket=None, **kwargs):
+    """The CAS server ended the campus session: the portal's session goes too (django-cas-ng deletes it)."""
+    if sender != "slo" or user is None or not getattr(user, "pk", None):
+        return  # a logout on the portal itself is audited by audit.signals
+    from audit.actions import Action
+    from audit.services import event_record
+
+    event_record(action=Action.LOGOUT, actor=user, target=user, reason="CAS single logout", detail={"source": "cas"})
+
+
 def connect() -> None:
     from django_auth_ldap.backend import ldap_error
+    from django_cas_ng.signals import cas_user_logout
 
     ldap_error.connect(_ldap_error, dispatch_uid="identity_ldap_error")
+    cas_user_logout.connect(_single_logout, dispatch_uid="identity_cas_single_logout")
     user_logged_in.connect(_signed_in, dispatch_uid="identity_signed_in")

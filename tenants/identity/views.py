@@ -8,7 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django_cas_ng import views as cas_views
 from django_cas_ng.models import SessionTicket
 
@@ -20,6 +22,7 @@ from tenants.selectors import roles_of
 class CASLoginView(cas_views.LoginView):
     """Redirect to the CAS server, validate the ticket it sends back, accept its single-logout requests."""
 
+    @method_decorator(csrf_exempt)  # the CAS server's single-logout POST carries no CSRF token
     def dispatch(self, request, *args, **kwargs):
         if not settings.CAS_SERVER_URL:
             raise Http404

@@ -47,6 +47,7 @@ USERS = {
     "s20260010": _person(None, "无学号同学"),
     "t1001": _person("T1001", "陈老师", affiliation="staff"),
     "t3001": _person("T3001", "吴老师", department="physics", affiliation="staff"),
+    "20260004": _person("20260004", "钱小军"),  # a campus whose CAS user id is the student number
     "mfa_admin": _person("A9001", "多因素管理员", affiliation="staff", authnContextClass="mfa-totp"),
 }
 
