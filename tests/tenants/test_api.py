@@ -5,12 +5,12 @@ import datetime
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tenants import services
 from tenants.models import ApprovalRequest, Course, Membership, Quota, RequestKind
 from tenants.quotas import quota_set
-from tenants import services
 from tests import factories
-from tests.sso.accounts import sso_account
 from tests.querycount import assert_constant_queries
+from tests.sso.accounts import sso_account
 
 ROLES = [
     "tenant_admin",
