@@ -221,7 +221,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(services.staff_import(actor=request.user, tenant=tenant, rows=rows, role=data["role"]))
 
     @extend_schema(request=DirectorySerializer, responses=DirectorySerializer)
-    @action(detail=False, methods=["put"])
+    @action(detail=False, methods=["post"])  # POST, not PUT: OPTIONS on a list route would look up an object
     def directory(self, request):
         data = _validated(DirectorySerializer, request)
         directory = services.tenant_directory_set(

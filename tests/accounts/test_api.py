@@ -61,7 +61,7 @@ OPERATIONS = {
     ),
     "accounts.staff_import": ("post", lambda s: "/api/v1/accounts/staff-import/", "upload"),
     "accounts.directory": (
-        "put",
+        "post",
         lambda s: "/api/v1/accounts/directory/",
         lambda s: {"tenant": "cs", "departments": "cs", "place_new_staff": True},
     ),
@@ -235,7 +235,7 @@ def test_staff_import_with_a_bad_line_imports_nobody(scenario, api):
 
 
 def test_the_directory_placement_rule_is_set_per_tenant_and_audited(scenario, api):
-    response = api.as_user(scenario.tenant_admin).put(
+    response = api.as_user(scenario.tenant_admin).post(
         "/api/v1/accounts/directory/",
         {"tenant": "cs", "departments": "CS, cs-ai", "place_new_staff": True},
         format="json",
