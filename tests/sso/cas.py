@@ -52,6 +52,11 @@ USERS = {
 }
 
 
+def bench_users(n: int) -> dict:
+    """casbench0..N-1 (numbers C00000..) for bench/login.py."""
+    return {f"casbench{i}": _person(f"C{i:05d}", f"压测{i}") for i in range(n)}
+
+
 @dataclass
 class CasServer:
     """One running CAS server; `url` is CAS_SERVER_URL for the portal."""

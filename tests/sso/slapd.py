@@ -56,7 +56,7 @@ PEOPLE = [
     Person("t3001", "staff", "T3001", "吴老师", department="physics"),
 ]
 GROUPS = {"cs-teachers": ["t1001"], "me-staff": ["t2001"]}
-BENCH_PREFIX = "bench"  # bench/login.py adds bench0..benchN under ou=students
+BENCH_PREFIX = "ldapbench"  # bench/login.py adds ldapbench0..N-1 (numbers L00000..) under ou=students
 
 
 def free_port() -> int:
@@ -86,7 +86,7 @@ def _person_ldif(person: Person, password_hash: str) -> str:
 
 
 def tree_ldif(extra_people: int = 0) -> str:
-    """The whole test tree as LDIF (slapadd); `extra_people` bench students bench0..benchN-1."""
+    """The whole test tree as LDIF (slapadd); `extra_people` bench students ldapbench0..N-1."""
     password_hash = subprocess.run(
         [SLAPPASSWD, "-s", PASSWORD, "-h", "{SSHA}"], check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -105,7 +105,7 @@ def tree_ldif(extra_people: int = 0) -> str:
         f"dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
         f"cn: portal\nuserPassword: {service_hash}\n"
     )
-    bench = (Person(f"{BENCH_PREFIX}{i}", "students", f"B{i:05d}", f"压测{i}") for i in range(extra_people))
+    bench = (Person(f"{BENCH_PREFIX}{i}", "students", f"L{i:05d}", f"压测{i}") for i in range(extra_people))
     people = [*PEOPLE, *bench]
     parts.extend(_person_ldif(person, password_hash) for person in people)
     for name, members in GROUPS.items():
