@@ -2,7 +2,8 @@
 #   make run     install what is missing, migrate, load demo data, serve on 127.0.0.1:PORT (8000)
 #   make test    install what is missing, start MariaDB/Redis/libvirtd/vcsim, run pytest
 #                (make test PYTEST_ARGS="-k billing -x")
-.PHONY: run test setup lint bench clean-run
+#   make sso-demo  a test CAS server and slapd beside `make run` (README: Campus sign-in)
+.PHONY: run test setup lint bench clean-run sso-demo
 
 PYTEST_ARGS ?=
 BENCH ?=
@@ -18,6 +19,10 @@ test:
 
 setup:
 	scripts/setup.sh $(PROFILE)
+
+sso-demo:
+	scripts/setup.sh sso
+	.venv/bin/python -m tests.sso.demo
 
 lint:
 	scripts/setup.sh run

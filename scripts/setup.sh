@@ -3,7 +3,8 @@
 # nothing changed (stamps hold the hashes of the requirement files and the npm lockfile).
 #
 #   scripts/setup.sh run    system libraries, .venv (requirements-dev.txt), node_modules
-#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi
+#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi, slapd
+#   scripts/setup.sh sso    the run profile plus slapd (make sso-demo)
 #
 # System packages come from apt-get when we are root or have password-less sudo; otherwise
 # the script prints the packages to install and exits 1.
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$ROOT"
 
 profile=${1:-run}
-case $profile in run | test) ;; *) die "usage: $0 run|test" ;; esac
+case $profile in run | test | sso) ;; *) die "usage: $0 run|test|sso" ;; esac
 
 # --- (a) system packages -------------------------------------------------------------
 # mysqlclient: libmariadb-dev pkg-config gcc python3-dev; libvirt-python: libvirt-dev;
@@ -30,6 +31,7 @@ if [ "$profile" = test ]; then
     dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev
     slapd ldap-utils)  # slapd: the tests start their own directory (tests/sso/slapd.py), never the system one
 fi
+[ "$profile" = sso ] && pkgs+=(slapd ldap-utils)
 venv_ok() { [ -x "$PY" ] && "$PY" -c 'import sys' 2>/dev/null; }
 venv_ok || python3 -c 'import ensurepip, venv' 2>/dev/null || pkgs+=(python3-venv)
 
