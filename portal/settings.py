@@ -220,6 +220,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantKindEnum": "tenants.models.Tenant.Kind",
         "RequestKindEnum": "tenants.models.RequestKind",
+        "TenantRoleEnum": "tenants.roles.TenantRole",
+        "PlatformRoleEnum": "tenants.roles.PlatformRole",
+        "StaffRoleEnum": "tenants.accounts.api.STAFF_ROLE_CHOICES",
     },
 }
 

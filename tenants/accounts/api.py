@@ -18,6 +18,9 @@ from tenants.models import PlatformAssignment, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 from tenants.roster import roster_parse
 
+# The roles a service account or a placed new staff member may get (OpenAPI: StaffRoleEnum).
+STAFF_ROLE_CHOICES = [(r.value, r.label) for r in (TenantRole.TEACHER, TenantRole.FINANCE, TenantRole.AUDITOR)]
+
 
 class AccountSerializer(serializers.ModelSerializer):
     kind = serializers.SerializerMethodField()
@@ -92,7 +95,7 @@ class ServiceAccountSerializer(serializers.Serializer):
     tenant = serializers.SlugField()
     username = serializers.CharField(max_length=150)
     display_name = serializers.CharField(max_length=150, required=False, default="")
-    role = serializers.ChoiceField(choices=[TenantRole.TEACHER, TenantRole.FINANCE, TenantRole.AUDITOR])
+    role = serializers.ChoiceField(choices=STAFF_ROLE_CHOICES)
     purpose = serializers.CharField(max_length=200)
 
 
@@ -106,9 +109,7 @@ class DirectorySerializer(serializers.Serializer):
     tenant = serializers.SlugField()
     departments = serializers.CharField(max_length=255, allow_blank=True)
     place_new_staff = serializers.BooleanField()
-    staff_role = serializers.ChoiceField(
-        choices=[TenantRole.TEACHER, TenantRole.FINANCE, TenantRole.AUDITOR], required=False, default="teacher"
-    )
+    staff_role = serializers.ChoiceField(choices=STAFF_ROLE_CHOICES, required=False, default="teacher")
 
 
 def _managed_tenant(request, slug: str) -> Tenant:
