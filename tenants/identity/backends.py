@@ -32,8 +32,16 @@ log = logging.getLogger("tenants.identity")
 UNAVAILABLE = "unavailable"
 
 
-def _unavailable_message() -> str:
-    return _("统一身份认证服务暂时无法访问，请稍后再试。平台管理员仍可使用本地账号登录。")
+def note_unavailable(request, *, source: str, server: str, reason: str) -> None:
+    """The campus server did not answer: the page and the token API say so, the audit log says why."""
+    log.warning("%s server %s unavailable: %s", source, server, reason)
+    auth_failure_note(
+        request,
+        source=source,
+        reason=reason,
+        code=ErrorCode.DIRECTORY_UNAVAILABLE,
+        message=_("统一身份认证服务暂时无法访问，请稍后再试。平台管理员仍可使用本地账号登录。"),
+    )
 
 
 def _locked_out(request, username: str) -> bool:
@@ -71,11 +79,8 @@ class CampusCASBackend(CASBackend):
         try:
             answer = cas.validate_ticket(ticket=ticket, service=service, request=request)
         except requests.RequestException as exc:
-            log.warning("CAS server %s unreachable: %s", settings.CAS_SERVER_URL, exc)
-            auth_failure_note(
-                request, source=Source.CAS, reason=f"CAS server unreachable: {type(exc).__name__}",
-                code=ErrorCode.DIRECTORY_UNAVAILABLE, message=_unavailable_message(),
-            )  # fmt: skip
+            reason = f"CAS server unreachable: {type(exc).__name__}"
+            note_unavailable(request, source=Source.CAS, server=settings.CAS_SERVER_URL, reason=reason)
             return None
         if not answer.ok:
             auth_failure_note(
@@ -163,11 +168,8 @@ class CampusLDAPBackend(LDAPBackend):
         return user
 
     def _unavailable(self, request, exc):
-        log.warning("LDAP server %s unavailable: %s", settings.LDAP_SERVER_URI, exc)
-        auth_failure_note(
-            request, source=Source.LDAP, reason=f"directory unavailable: {type(exc).__name__}",
-            code=ErrorCode.DIRECTORY_UNAVAILABLE, message=_unavailable_message(),
-        )  # fmt: skip
+        reason = f"directory unavailable: {type(exc).__name__}"
+        note_unavailable(request, source=Source.LDAP, server=settings.LDAP_SERVER_URI, reason=reason)
         return None
 
     def get_or_build_user(self, username, ldap_user):

@@ -5,24 +5,21 @@ event itself is audit's (audit.signals), with the source these backends set.
 """
 
 from django.contrib.auth.signals import user_logged_in
-from django.utils.translation import gettext as _
 
-from audit.security import SESSION_EXTERNAL_MFA, SESSION_PASSWORD_EXPIRED, auth_failure_note, needs_second_factor
+from audit.security import SESSION_EXTERNAL_MFA, SESSION_PASSWORD_EXPIRED, needs_second_factor
 from audit.signals import login_source
-from tenants.identity.errors import ErrorCode
 from tenants.identity.models import AccountState, Source
 from tenants.identity.selectors import must_change_password
 
 
 def _ldap_error(sender, context, user, request=None, exception=None, **kwargs):
     """django-auth-ldap swallows a down directory into "no such user": keep why, for the page and the audit."""
-    auth_failure_note(
-        request,
-        source=Source.LDAP,
-        reason=f"directory unavailable during {context}: {type(exception).__name__}",
-        code=ErrorCode.DIRECTORY_UNAVAILABLE,
-        message=_("统一身份认证服务暂时无法访问，请稍后再试。平台管理员仍可使用本地账号登录。"),
-    )
+    from django.conf import settings
+
+    from tenants.identity.backends import note_unavailable
+
+    reason = f"directory unavailable during {context}: {type(exception).__name__}"
+    note_unavailable(request, source=Source.LDAP, server=settings.LDAP_SERVER_URI, reason=reason)
 
 
 def _signed_in(sender, request, user, **kwargs):

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from tests.sso.slapd import free_port
+from tests.sso.slapd import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Cas#Pass2026"
@@ -106,13 +106,7 @@ class CasServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -56,7 +56,7 @@ def portal_processes(transactional_db, ldap_directory):
     from pathlib import Path
 
     from tests.conftest import _worker_database_url
-    from tests.sso.slapd import free_port
+    from tests.sso.slapd import free_port, stop_process
 
     env = {**os.environ, "DATABASE_URL": _worker_database_url(), "DEBUG": "false", **ldap_directory.settings()}
     processes, urls = [], []
@@ -84,9 +84,4 @@ def portal_processes(transactional_db, ldap_directory):
         yield urls
     finally:
         for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)

@@ -59,6 +59,19 @@ GROUPS = {"cs-teachers": ["t1001"], "me-staff": ["t2001"]}
 BENCH_PREFIX = "ldapbench"  # bench/login.py adds ldapbench0..N-1 (numbers L00000..) under ou=students
 
 
+def stop_process(process: subprocess.Popen | None) -> None:
+    """End a server this harness started (never another): TERM, then KILL after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGCONT)  # a paused slapd must be able to handle the TERM
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -97,7 +110,9 @@ def tree_ldif(extra_people: int = 0) -> str:
         f"dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: campus\no: Campus\n",
         f"dn: ou=policies,{BASE}\nobjectClass: organizationalUnit\nou: policies\n",
         f"dn: cn=default,ou=policies,{BASE}\nobjectClass: pwdPolicy\nobjectClass: device\ncn: default\n"
-        "pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: 5\npwdLockoutDuration: 0\n",
+        # The lock is the administrator's (pwdAccountLockedTime on an entry), never a count of failures:
+        # the portal's own lockout is under test, and one test's failures must not lock the next one out.
+        "pwdAttribute: userPassword\npwdLockout: TRUE\npwdMaxFailure: 0\npwdLockoutDuration: 0\n",
     ]
     for ou in ("students", "staff", "groups", "services"):
         parts.append(f"dn: ou={ou},{BASE}\nobjectClass: organizationalUnit\nou: {ou}\n")
@@ -224,13 +239,6 @@ class Directory:
         self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
