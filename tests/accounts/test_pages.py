@@ -68,3 +68,13 @@ def test_only_the_security_admin_allows_a_local_password(scenario):
     assert not AccountState.objects.filter(user=scenario.student, local_password_allowed=True).exists()
     _as(scenario.secadmin).post(f"/accounts/manage/{scenario.student.pk}/local-password-on/")
     assert AccountState.objects.get(user=scenario.student).local_password_allowed
+
+
+def test_an_identity_conflict_is_shown_to_the_admins_of_its_tenant_only(scenario):
+    from tenants.identity.models import IdentityConflict
+
+    IdentityConflict.objects.create(
+        source="cas", subject="s20260003", number="20260003", tenant=scenario.tenant_a, usernames=["a", "b"]
+    )
+    assert "s20260003" in _as(scenario.tenant_admin).get("/accounts/manage/").content.decode()
+    assert "s20260003" not in _as(scenario.stranger_admin).get("/accounts/manage/").content.decode()
