@@ -7,7 +7,8 @@
 #   make lint       ruff and import-linter
 #   make testbed       bring up the multi-host testbed (root); its last line is JSON naming the hosts
 #   make testbed-down  remove it (scripts/testbed.sh status|exec|kill for the rest)
-.PHONY: run test test-fast setup lint bench clean-run testbed testbed-down
+#   make sso-demo      a test CAS server and slapd beside `make run` (README: Campus sign-in)
+.PHONY: run test test-fast setup lint bench clean-run testbed testbed-down sso-demo
 
 PYTEST_ARGS ?=
 BENCH ?=
@@ -27,6 +28,10 @@ test-fast:
 
 setup:
 	scripts/setup.sh $(PROFILE)
+
+sso-demo:
+	scripts/setup.sh sso
+	.venv/bin/python -m tests.sso.demo
 
 lint:
 	scripts/setup.sh run

@@ -78,6 +78,13 @@ class IdleTimeoutMiddleware:
         return self.get_response(request)
 
 
+def _second_factor_asserted(request) -> bool:
+    """The campus CAS server asserted a second factor for this session (recorded at sign-in)."""
+    from audit.security import SESSION_EXTERNAL_MFA
+
+    return bool(getattr(request, "session", {}).get(SESSION_EXTERNAL_MFA)) if hasattr(request, "session") else False
+
+
 class SecondFactorMiddleware:
     """Accounts that need a second factor reach nothing but enrolment/verification until they use it."""
 
@@ -92,6 +99,7 @@ class SecondFactorMiddleware:
             and user.is_authenticated
             and not _exempt(request)
             and not (getattr(user, "is_verified", None) and user.is_verified())
+            and not _second_factor_asserted(request)
         ):
             from audit.security import has_second_factor, needs_second_factor
 

@@ -35,6 +35,20 @@ RECOVERY_CODE_COUNT = 10
 HISTORY_KEPT = 24
 SESSION_REAUTH = "_cc_reauth_at"
 SESSION_PASSWORD_EXPIRED = "_cc_password_expired"
+# The second factor a campus sign-in server asserted (CAS MFA): the session needs no TOTP then.
+SESSION_EXTERNAL_MFA = "_cc_external_mfa"
+# Why a sign-in failed, as the backend that refused it knows it: read by the failed-login event.
+REQUEST_AUTH_FAILURE = "cc_auth_failure"
+
+
+def auth_failure_note(request, *, source: str, reason: str, code: str = "", message: str = "") -> None:
+    """A backend says why it refused (source: local/cas/ldap/oidc); the audit event and the page read it."""
+    if request is not None:
+        setattr(request, REQUEST_AUTH_FAILURE, {"source": source, "reason": reason, "code": code, "message": message})
+
+
+def auth_failure_of(request) -> dict:
+    return getattr(request, REQUEST_AUTH_FAILURE, None) or {}
 
 
 def needs_second_factor(user) -> bool:

@@ -3,6 +3,7 @@
 These are the only events not written by a service: Django's login machinery is the writer.
 """
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
@@ -13,13 +14,25 @@ from audit.services import event_record
 SESSION_LOGOUT_REASON = "_cc_logout_reason"
 
 
+def login_source(user) -> str:
+    """local, cas, ldap or oidc: from the backend that authenticated the user (settings.AUTH_SOURCE_BY_BACKEND)."""
+    backend = getattr(user, "backend", "") or ""
+    return getattr(settings, "AUTH_SOURCE_BY_BACKEND", {}).get(backend, "local")
+
+
 @receiver(user_logged_in, dispatch_uid="audit_login")
 def _logged_in(sender, request, user, **kwargs):
-    from audit.security import SESSION_PASSWORD_EXPIRED, password_expired
+    from audit.security import SESSION_EXTERNAL_MFA, SESSION_PASSWORD_EXPIRED, password_expired
 
-    event_record(action=Action.LOGIN_SUCCEEDED, actor=user, target=user)
-    if request is not None and hasattr(request, "session") and password_expired(user):
-        request.session[SESSION_PASSWORD_EXPIRED] = True
+    source = login_source(user)
+    session = getattr(request, "session", None) if request is not None else None
+    detail = {"source": source}
+    if session is not None and session.get(SESSION_EXTERNAL_MFA):
+        detail["mfa"] = session[SESSION_EXTERNAL_MFA]
+    event_record(action=Action.LOGIN_SUCCEEDED, actor=user, target=user, detail=detail)
+    # Only a local password ages: a campus sign-in is not asked to change a password it never used.
+    if session is not None and source == "local" and password_expired(user):
+        session[SESSION_PASSWORD_EXPIRED] = True
 
 
 @receiver(user_logged_out, dispatch_uid="audit_logout")
@@ -32,7 +45,10 @@ def _logged_out(sender, request, user, **kwargs):
 
 @receiver(user_login_failed, dispatch_uid="audit_login_failed")
 def _login_failed(sender, credentials, request=None, **kwargs):
-    username = str((credentials or {}).get("username", ""))[:150]
+    from audit.security import auth_failure_of
+
+    noted = auth_failure_of(request)
+    username = str((credentials or {}).get("username", "") or noted.get("username", ""))[:150]
     locked = bool(getattr(request, "axes_locked_out", False))
     second_factor = (credentials or {}).get("second_factor")
     event_record(
@@ -41,7 +57,8 @@ def _login_failed(sender, credentials, request=None, **kwargs):
         object_type="auth.user",
         object_name=username,
         result=AuditEvent.Result.FAILURE,
-        reason="account locked" if locked else (second_factor or "invalid credentials"),
+        reason="account locked" if locked else (second_factor or noted.get("reason") or "invalid credentials"),
+        detail={"source": noted.get("source", "local")},
     )
 
 

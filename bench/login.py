@@ -1,6 +1,6 @@
-"""60 students logging in at once through the web login, real password hashing, real server.
+"""60 students logging in at once: local passwords, the campus CAS server and the campus LDAP directory.
 
-Usage: .venv/bin/python bench/login.py [--users 60] [--workers 2]
+Usage: .venv/bin/python bench/login.py [--users 60] [--workers 2] [--no-sso]
 
 Runs uvicorn (as the Procfile does) on a free loopback port against a database of its own
 (`cc_bench_login` on the MariaDB of DATABASE_URL, or a SQLite file), with the production
@@ -8,6 +8,12 @@ password hasher (not the tests' MD5). Each student fetches the login page (CSRF 
 posts the form; the wall time until all 60 are logged in is printed, with the same 60
 clients fetching the login page only as the baseline measured in the same run.
 Target (issue 8): all 60 logged in <= 8 s on 2 cores.
+
+Then (issue 15) the same class signs in through a real CAS server (django-cas-server, as
+tests/sso/cas.py starts it: portal -> CAS login form -> ticket -> validation) and through a
+real slapd (the login form, LDAP bind), students whose roster accounts the first sign-in
+activates; each burst runs twice (first sign-in of the term, then a returning class) and is
+printed with its ratio to the local burst. Target: each <= 1.5x the local burst.
 """
 
 import argparse
@@ -19,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -89,15 +95,80 @@ def _together(n: int, job) -> tuple[float, list]:
     return time.perf_counter() - start, results
 
 
+def _sso_servers(users: int) -> tuple:
+    from tests.sso.cas import USERS, CasServer, bench_users
+    from tests.sso.slapd import Directory
+
+    directory = Directory(extra_people=users).start()
+    cas = CasServer(users={**USERS, **bench_users(users)}).start()
+    return directory, cas
+
+
+def _roster_accounts(users: int) -> None:
+    """The class as a roster import leaves it: accounts by number, no password, students of a tenant."""
+    from django.contrib.auth.hashers import make_password
+
+    from tenants.models import Membership, Tenant, User
+
+    tenant = Tenant.objects.create(slug="bench", name_zh="压测学院", path="/bench/")
+    unusable = make_password(None)
+    for prefix in ("C", "L"):
+        accounts = User.objects.bulk_create(
+            [User(username=f"{prefix.lower()}{i:05d}", student_number=f"{prefix}{i:05d}", password=unusable)
+             for i in range(users)]
+        )  # fmt: skip
+        Membership.objects.bulk_create([Membership(user=u, tenant=tenant, role="student") for u in accounts])
+
+
+def _form_login(base: str, username: str, password: str) -> bool:
+    session = requests.Session()
+    page = session.get(f"{base}/accounts/login/", timeout=60)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    response = session.post(
+        f"{base}/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/accounts/login/"},
+        allow_redirects=False,
+        timeout=120,
+    )
+    return response.status_code == 302 and response.headers.get("Location") == "/"
+
+
+def _cas_login(base: str, cas, username: str) -> bool:
+    """Portal -> CAS login page -> credentials -> back to the portal with a ticket -> validated, signed in."""
+    session = requests.Session()
+    start = session.get(f"{base}/accounts/cas/login/", params={"next": "/"}, allow_redirects=False, timeout=60)
+    service = parse_qs(urlparse(start.headers["Location"]).query)["service"][0]
+    answer = cas.sign_in(session, username, service)
+    back = session.get(answer.headers["Location"], allow_redirects=False, timeout=120)
+    return back.status_code == 302 and back.headers.get("Location") == "/"
+
+
+def _print_burst(label: str, users: int, wall: float, results: list, local: float) -> None:
+    ok = sum(1 for r in results if r)
+    ratio = wall / local
+    verdict = "OK" if ratio <= 1.5 and ok == users else "OVER TARGET"
+    print(
+        f"{label}: {ok}/{users} signed in, all done in {wall:.2f} s; "
+        f"ratio to local {ratio:.2f}x (target <= 1.5x: {verdict})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-sso", action="store_true", help="the local burst only")
     args = parser.parse_args()
+    directory = cas = None
+    if not args.no_sso:
+        directory, cas = _sso_servers(args.users)
 
     url = _database_url()
     _fresh_database(url)
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    if directory is not None:
+        env.update({**directory.settings(), **cas.settings()})
     os.environ.update(env)
     import django
 
@@ -111,6 +182,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     encoded = make_password(PASSWORD)  # the production hasher: PASSWORD_HASHERS[0]
     User.objects.bulk_create([User(username=f"bench{i}", password=encoded) for i in range(args.users)])
+    if directory is not None:
+        _roster_accounts(args.users)
     # Other work on the machine skews every number: say how busy it was.
     print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
     print(f"hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}; {os.cpu_count()} CPUs; {args.workers} workers")
@@ -129,17 +202,7 @@ def main() -> None:
             return requests.get(f"{base}/accounts/login/", timeout=60).status_code
 
         def login(i):
-            session = requests.Session()
-            page = session.get(f"{base}/accounts/login/", timeout=60)
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-            response = session.post(
-                f"{base}/accounts/login/",
-                data={"username": f"bench{i}", "password": PASSWORD, "csrfmiddlewaretoken": token},
-                headers={"Referer": f"{base}/accounts/login/"},
-                allow_redirects=False,
-                timeout=120,
-            )
-            return response.status_code == 302 and response.headers.get("Location") == "/"
+            return _form_login(base, f"bench{i}", PASSWORD)
 
         _together(4, page_only)  # warm the workers
         baseline, _codes = _together(args.users, page_only)
@@ -151,9 +214,23 @@ def main() -> None:
             f"login: {ok}/{args.users} logged in, all done in {wall:.2f} s (target <= 8 s: {target}); "
             f"ratio to baseline {wall / baseline:.1f}x"
         )
+        if directory is not None:
+            from tests.sso.slapd import BENCH_PREFIX
+            from tests.sso.slapd import PASSWORD as LDAP_PASSWORD
+
+            for round_name in ("first sign-in (activates the roster account)", "returning class"):
+                cas_wall, cas_results = _together(args.users, lambda i: _cas_login(base, cas, f"casbench{i}"))
+                _print_burst(f"CAS, {round_name}", args.users, cas_wall, cas_results, wall)
+                ldap_wall, ldap_results = _together(
+                    args.users, lambda i: _form_login(base, f"{BENCH_PREFIX}{i}", LDAP_PASSWORD)
+                )
+                _print_burst(f"LDAP, {round_name}", args.users, ldap_wall, ldap_results, wall)
     finally:
         server.terminate()
         server.wait(timeout=20)
+        if directory is not None:
+            directory.stop()
+            cas.stop()
 
 
 if __name__ == "__main__":

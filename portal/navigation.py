@@ -54,6 +54,9 @@ NAVIGATION: list[NavItem] = [
         "clipboard-check",
         frozenset({TenantRole.AUDITOR, PlatformRole.AUDIT_ADMIN, PlatformRole.SECURITY_ADMIN}),
     ),
+    NavItem(
+        _("账号管理"), "accounts:list", "people", frozenset({TenantRole.TENANT_ADMIN, PlatformRole.SECURITY_ADMIN})
+    ),
     NavItem(_("安全策略"), "audit:policy", "shield-lock", frozenset({PlatformRole.SECURITY_ADMIN})),
     NavItem(_("账号安全"), "audit:account", "person-lock", EVERYONE),
 ]

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "audit",
     "tenants",
+    "tenants.identity",
+    "tenants.accounts",
     "network",
     "compute",
     "compute.classroom",
@@ -87,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "portal.context_processors.navigation",
+                "tenants.identity.context.sign_in",
             ],
         },
     },
@@ -114,7 +117,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # Local passwords: break-glass platform accounts and campuses without SSO; an account linked
+    # to a campus identity is refused here unless the security admin allowed it (tenants.identity).
+    "tenants.identity.backends.LocalBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 # AUTH_PASSWORD_VALIDATORS: see "Login security and audit" below.
@@ -215,6 +220,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantKindEnum": "tenants.models.Tenant.Kind",
         "RequestKindEnum": "tenants.models.RequestKind",
+        "TenantRoleEnum": "tenants.roles.TenantRole",
+        "PlatformRoleEnum": "tenants.roles.PlatformRole",
+        "StaffRoleEnum": "tenants.accounts.api.STAFF_ROLE_CHOICES",
     },
 }
 
@@ -317,6 +325,56 @@ CONTENT_SECURITY_POLICY = env.str(
 CONTENT_SECURITY_POLICY_ENFORCED = PRODUCTION
 CONTENT_SECURITY_POLICY_EXEMPT = ("/api/docs/",)  # Swagger UI starts with an inline script
 # --- end of login security and audit --------------------------------------------------------
+
+# --- Campus sign-in (tenants.identity; names fixed in CONTRACT.md) ----------------------------
+# CAS (django-cas-ng) when CAS_SERVER_URL is set; LDAP/AD (django-auth-ldap) when LDAP_SERVER_URI is
+# set. Both may be on at once; local accounts always work (break-glass). README: "Campus sign-in".
+CAS_SERVER_URL = env.str("CAS_SERVER_URL", default="")
+CAS_VERSION = env.str("CAS_VERSION", default="3")
+CAS_ONLY = env.bool("CAS_ONLY", default=False)  # the login page offers nothing but the CAS button
+CAS_NUMBER_ATTRIBUTE = env.str("CAS_NUMBER_ATTRIBUTE", default="employeeNumber")
+CAS_MFA_ATTRIBUTE = env.str("CAS_MFA_ATTRIBUTE", default="authnContextClass")
+CAS_MFA_VALUES = env.list("CAS_MFA_VALUES", default=["mfa-totp", "mfa-duo", "mfa-gauth", "mfa-webauthn", "mfa-u2f"])
+CAS_TIMEOUT = env.float("CAS_TIMEOUT", default=5.0)
+CAS_RENEW = env.bool("CAS_RENEW", default=False)
+CAS_CREATE_USER = False  # tenants.identity matches and provisions; django-cas-ng never creates users
+CAS_STORE_NEXT = True
+CAS_LOGIN_MSG = None
+CAS_LOGGED_MSG = None
+CAS_LOGOUT_COMPLETELY = True
+CAS_REDIRECT_URL = "/"
+LDAP_SERVER_URI = env.str("LDAP_SERVER_URI", default="")
+LDAP_BIND_DN = env.str("LDAP_BIND_DN", default="")
+LDAP_BIND_PASSWORD = env.str("LDAP_BIND_PASSWORD", default="")
+LDAP_USER_BASE = env.str("LDAP_USER_BASE", default="")
+LDAP_USER_FILTER = env.str("LDAP_USER_FILTER", default="(uid=%(user)s)")
+LDAP_NUMBER_ATTR = env.str("LDAP_NUMBER_ATTR", default="employeeNumber")
+LDAP_START_TLS = env.bool("LDAP_START_TLS", default=False)
+LDAP_CA_FILE = env.str("LDAP_CA_FILE", default="")  # CA bundle for StartTLS / ldaps://
+LDAP_GROUP_BASE = env.str("LDAP_GROUP_BASE", default="")
+LDAP_TIMEOUT = env.float("LDAP_TIMEOUT", default=5.0)
+# Which attribute holds what, for either directory: {"name": ..., "email": ..., "department": ...}.
+DIRECTORY_ATTRIBUTES = env.json(
+    "DIRECTORY_ATTRIBUTES", default={"name": "cn", "email": "mail", "department": "departmentNumber"}
+)
+# A directory group (cn) -> "tenant-slug:role", granted at each sign-in (e.g. {"cs-teachers": "cs:teacher"}).
+DIRECTORY_GROUP_ROLES = env.json("DIRECTORY_GROUP_ROLES", default={})
+# The audit log's "source" of a sign-in, by the backend that authenticated it (audit.signals).
+AUTH_SOURCE_BY_BACKEND = {
+    "tenants.identity.backends.LocalBackend": "local",
+    "tenants.identity.backends.CampusCASBackend": "cas",
+    "tenants.identity.backends.CampusLDAPBackend": "ldap",
+}
+# API tokens: lifetime of a token made by POST /api/v1/auth/token/ (issue #14 adds devices and revocation).
+API_TOKEN_HOURS = env.int("API_TOKEN_HOURS", default=12)
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "tenants.identity.tokens.ExpiringTokenAuthentication"
+# Always listed: each backend answers only when its server is configured (tests switch them on).
+INSTALLED_APPS.append("django_cas_ng")
+AUTHENTICATION_BACKENDS += [
+    "tenants.identity.backends.CampusCASBackend",
+    "tenants.identity.backends.CampusLDAPBackend",
+]
+# --- end of campus sign-in -------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -3,13 +3,13 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from audit import views as audit_views
 from portal import views, wizard
 from portal.forms import LoginForm
+from tenants.identity import views as identity_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -21,7 +21,9 @@ urlpatterns = [
         audit_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True),
         name="login",
     ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", identity_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("tenants.identity.urls")),
+    path("accounts/manage/", include("tenants.accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("tenants/", include("tenants.urls")),
     path("compute/", include("compute.urls")),

@@ -2,7 +2,7 @@
 
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -25,6 +25,8 @@ def healthz(request):
 def dashboard(request):
     user = request.user
     roles = roles_of(user)
+    if not roles:  # signed in through the campus, on no roster yet: whom to ask
+        return redirect("identity:welcome")
     context = {
         "roles": sorted(roles),
         "platform_role": platform_role_of(user),

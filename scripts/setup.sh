@@ -3,8 +3,9 @@
 # nothing changed (stamps hold the hashes of the requirement files and the npm lockfile).
 #
 #   scripts/setup.sh run    system libraries, .venv (requirements-dev.txt), node_modules
-#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi,
+#   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi, slapd,
 #                           iproute2 (the multi-host testbed)
+#   scripts/setup.sh sso    the run profile plus slapd (make sso-demo)
 #
 # System packages come from apt-get when we are root or have password-less sudo; otherwise
 # the script prints the packages to install and exits 1.
@@ -14,13 +15,14 @@ set -euo pipefail
 cd "$ROOT"
 
 profile=${1:-run}
-case $profile in run | test) ;; *) die "usage: $0 run|test" ;; esac
+case $profile in run | test | sso) ;; *) die "usage: $0 run|test|sso" ;; esac
 
 # --- (a) system packages -------------------------------------------------------------
 # mysqlclient: libmariadb-dev pkg-config gcc python3-dev; libvirt-python: libvirt-dev;
-# compilemessages: gettext; WeasyPrint: Pango + a CJK font; zoneinfo: tzdata.
+# compilemessages: gettext; WeasyPrint: Pango + a CJK font; zoneinfo: tzdata; python-ldap
+# (campus LDAP sign-in): libldap-dev libsasl2-dev.
 pkgs=(libmariadb-dev pkg-config gcc python3-dev libvirt-dev gettext tzdata ca-certificates
-  fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0)
+  fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libldap-dev libsasl2-dev)
 command -v npm >/dev/null || pkgs+=(nodejs npm)
 if [ "$profile" = test ]; then
   # NOT libvirt-daemon-system: on Debian 12 it pulls in systemd-sysv; services.sh does its job.
@@ -28,8 +30,10 @@ if [ "$profile" = test ]; then
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network
     libvirt-daemon-config-nwfilter libvirt-clients qemu-system-x86 qemu-utils
     dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev
-    iproute2) # the multi-host testbed (scripts/testbed.sh): ip netns, bridges, veth pairs
+    iproute2 # the multi-host testbed (scripts/testbed.sh): ip netns, bridges, veth pairs
+    slapd ldap-utils)  # slapd: the tests start their own directory (tests/sso/slapd.py), never the system one
 fi
+[ "$profile" = sso ] && pkgs+=(slapd ldap-utils)
 venv_ok() { [ -x "$PY" ] && "$PY" -c 'import sys' 2>/dev/null; }
 venv_ok || python3 -c 'import ensurepip, venv' 2>/dev/null || pkgs+=(python3-venv)
 

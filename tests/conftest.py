@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.harness.hostnet",
     "tests.harness.vcsim",
     "tests.harness.testbed",
+    "tests.sso.harness",
 ]
 
 # CI (CI=true make test) explores the same examples on every run, so main does not turn red on a

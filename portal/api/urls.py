@@ -10,8 +10,9 @@ from compute.classroom import api as classroom_api
 from network import api as network_api
 from portal.api import views
 from tenants import api as tenants_api
+from tenants.accounts import api as accounts_api
 
-APP_APIS = (tenants_api, compute_api, classroom_api, network_api, billing_api, audit_api)
+APP_APIS = (tenants_api, accounts_api, compute_api, classroom_api, network_api, billing_api, audit_api)
 
 
 class Router(DefaultRouter):

@@ -4,14 +4,16 @@ from django.contrib.auth import authenticate
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.security import second_factor_check
+from audit.security import auth_failure_of, second_factor_check
 from common.errors import ServiceError
 from portal.errors import PortalError
+from tenants.identity.errors import ErrorCode as IdentityError
+from tenants.identity.selectors import must_change_password
+from tenants.identity.tokens import token_issue
 from tenants.selectors import memberships_of, platform_role_of
 
 
@@ -30,20 +32,35 @@ class TokenView(APIView):
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+        responses={
+            200: inline_serializer(
+                "TokenResponse",
+                {"token": serializers.CharField(), "expires_at": serializers.DateTimeField(allow_null=True)},
+            )
+        },
         operation_id="auth_token_create",
     )
     def post(self, request):
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        # Local and directory (LDAP) credentials alike: Django's backends, django-axes' lockout first.
         user = authenticate(request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
+            failure = auth_failure_of(request)
+            if failure.get("code") == IdentityError.DIRECTORY_UNAVAILABLE:
+                raise ServiceError(failure["message"], code=IdentityError.DIRECTORY_UNAVAILABLE, status=503)
             # Never say which half was wrong.
             raise ServiceError(_("用户名或密码错误。"), code=PortalError.INVALID_CREDENTIALS, status=400)
         second_factor_check(user=user, otp=data.get("otp", ""))  # platform admins, finance, auditors
-        token, _created = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        if must_change_password(user):
+            raise ServiceError(
+                _("管理员重置了您的密码，请先在网页上修改密码。"),
+                code=IdentityError.PASSWORD_CHANGE_REQUIRED,
+                status=403,
+            )
+        token, expires_at = token_issue(user=user)
+        return Response({"token": token.key, "expires_at": expires_at})
 
 
 class TenantRefSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 import tests
 from common.errors import ErrorCode
+from tests.sso.accounts import sso_account
 
 METHODS = ("get", "put", "patch", "delete", "post")
 
@@ -58,10 +59,12 @@ def test_every_detail_route_has_an_object_maker():
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
-@pytest.mark.parametrize("who", ["stranger", "stranger_admin"])
+@pytest.mark.parametrize("who", ["stranger", "stranger_admin", "sso_stranger"])
 def test_another_tenants_object_is_a_404(scenario, path, method, who):
     if path not in MAKERS:
         pytest.fail(f"no isolation maker for {path}")
+    if who == "sso_stranger":  # a teacher of `me` placed there by their first CAS sign-in
+        scenario.sso_stranger = sso_account(tenant=scenario.tenant_b, role="teacher", number="T7001", subject="t7001")
     params = MAKERS[path](scenario)
     url = path.format(**{key: str(value) for key, value in params.items()})
     client = Client()

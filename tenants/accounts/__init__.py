@@ -1,0 +1,1 @@
+"""Account management for tenant admins and the security admin: pages, API, services, staff import."""

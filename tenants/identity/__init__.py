@@ -1,0 +1,1 @@
+"""Campus sign-in: CAS, LDAP/AD and local backends, identity matching by student/staff number, provisioning."""

@@ -1,0 +1,19 @@
+"""Objects of tenant `cs` for tests/api/test_isolation.py: accounts and platform roles, 404 to tenant `me`."""
+
+
+def _account(scenario):
+    return {"id": scenario.student.pk}
+
+
+def _platform_role(scenario):
+    return {"id": scenario.sysadmin.platform_role.pk}
+
+
+MAKERS = {
+    "/api/v1/accounts/{id}/": _account,
+    "/api/v1/accounts/{id}/disable/": _account,
+    "/api/v1/accounts/{id}/enable/": _account,
+    "/api/v1/accounts/{id}/reset-password/": _account,
+    "/api/v1/accounts/{id}/local-password/": _account,
+    "/api/v1/platform-roles/{id}/": _platform_role,
+}
