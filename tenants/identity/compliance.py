@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
+from audit.compliance import IA, Check, Status, register_checks, verdict
 from audit.models import AuditEvent
 from tenants.identity.models import AccountState, ExternalIdentity
 
@@ -34,7 +34,7 @@ def _transport_problems() -> list[str]:
     return problems
 
 
-def sso_coverage(level):
+def sso_coverage(level: int) -> tuple[Status, str]:
     """Every enabled way in passes the lockout, writes login events with its source, and keeps TOTP."""
     since = timezone.now() - timedelta(days=7)
     by_source = dict(
@@ -58,13 +58,13 @@ def sso_coverage(level):
     }
     problems = _transport_problems()
     if not settings.AXES_ENABLED:
-        return "nonconform", evidence + " " + _("登录失败锁定未启用。")
+        return Status.NONCONFORM, evidence + " " + _("登录失败锁定未启用。")
     if problems:
-        return "partial", f"{evidence} {'；'.join(str(p) for p in problems)}"
-    return "conform", evidence
+        return Status.PARTIAL, f"{evidence} {'；'.join(str(p) for p in problems)}"
+    return Status.CONFORM, evidence
 
 
-def linked_accounts(level):
+def linked_accounts(level: int) -> tuple[Status, str]:
     """One identity, one way in: linked accounts do not keep a second (local) password unless allowed."""
     linked = ExternalIdentity.objects.values("user").distinct().count()
     allowed = AccountState.objects.filter(local_password_allowed=True).count()
@@ -72,34 +72,20 @@ def linked_accounts(level):
         "l": linked,
         "a": allowed,
     }
-    return ("conform" if allowed == 0 else "partial"), evidence
+    return verdict(allowed == 0), evidence
+
+
+# fmt: off
+CATALOGUE = [
+    Check("ia.sso", IA, {2: "7.1.4.1 b)", 3: "8.1.4.1 b)"}, sso_coverage,
+          "统一身份认证（CAS/LDAP）与本地账号同样具备登录失败处理、审计与多因素鉴别",
+          "CAS 使用 HTTPS，LDAP 启用 StartTLS 或 LDAPS；保持 AXES_ENABLED 与 SECOND_FACTOR_REQUIRED 开启。"),
+    Check("ia.sso_local", IA, {3: "8.1.4.1 a)"}, linked_accounts,
+          "关联统一身份的账号不保留另一套本地口令（身份标识唯一）",
+          "在“账号管理”中撤销不再需要的本地密码登录许可。"),
+]
+# fmt: on
 
 
 def register() -> None:
-    from audit.compliance import AREA_COMPUTING, Check, register_check
-
-    C = gettext_lazy
-    register_check(
-        Check(
-            id="ia.sso",
-            area=AREA_COMPUTING,
-            control=C("身份鉴别"),
-            clause={2: "7.1.4.1 b)", 3: "8.1.4.1 b)"},
-            order=5,
-            indicator=C("统一身份认证（CAS/LDAP）与本地账号同样具备登录失败处理、审计与多因素鉴别"),
-            advice=C("CAS 使用 HTTPS，LDAP 启用 StartTLS 或 LDAPS；保持 AXES_ENABLED 与 SECOND_FACTOR_REQUIRED 开启。"),
-            auto=sso_coverage,
-        )
-    )
-    register_check(
-        Check(
-            id="ia.sso_local",
-            area=AREA_COMPUTING,
-            control=C("身份鉴别"),
-            clause={3: "8.1.4.1 a)"},
-            order=6,
-            indicator=C("关联统一身份的账号不保留另一套本地口令（身份标识唯一）"),
-            advice=C("在“账号管理”中撤销不再需要的本地密码登录许可。"),
-            auto=linked_accounts,
-        )
-    )
+    register_checks(CATALOGUE)
