@@ -87,7 +87,7 @@ args=()
 if $fast; then
   # The marked tests need a real component (tests/harness/markers.py); the rest share the test
   # database with the previous fast run as long as the migrations (and the packages) are the same.
-  args+=(-m "not libvirt and not vcsim and not browser and not worker and not testbed" --reuse-db)
+  args+=(-m "not libvirt and not vcsim and not browser and not worker and not testbed and not sso" --reuse-db)
   schema=$(find . -path ./.venv -prune -o -path ./node_modules -prune -o -path '*/migrations/*.py' -print |
     LC_ALL=C sort | xargs cat requirements.txt | sha256sum | cut -d' ' -f1)
   stamp="$RUN_DIR/test-fast-db.$(printf '%s %s' "$DATABASE_URL" "$workers" | sha256sum | cut -c1-12)"

@@ -6,8 +6,8 @@ every name is a registered task.
 """
 
 # compute's tasks, which the classroom's power and reset reuse.
-DESKTOP_POWER = "compute.tasks.desktop_power"
-DESKTOP_RESET = "compute.tasks.desktop_reset"
+DESKTOP_POWER = "compute.tasks.desktops.desktop_power"
+DESKTOP_RESET = "compute.tasks.desktops.desktop_reset"
 
 # The classroom's own (compute/classroom/tasks.py).
 POOL_FULFIL = "compute.classroom.tasks.pool_fulfil"

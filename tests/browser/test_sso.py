@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from tests.sso.cas import PASSWORD as CAS_PASSWORD
 from tests.sso.slapd import PASSWORD as LDAP_PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.sso, pytest.mark.django_db(transaction=True)]
 
 
 def _my_desktops(page):

@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-MARKERS = ("libvirt", "vcsim", "browser", "worker", "testbed")
+MARKERS = ("libvirt", "vcsim", "browser", "worker", "testbed", "sso")
 
 # fixture -> the markers any one of which a test using it must carry
 FIXTURES = {
@@ -30,6 +30,8 @@ FIXTURES = {
     "qemu_conn": {"libvirt"},
     "qemu_prefix": {"libvirt"},
     "testbed": {"testbed"},
+    "ldap_directory": {"sso"},
+    "cas_server": {"sso"},
     "vcsim": {"vcsim"},
     "browser": {"browser"},
     "page": {"browser"},

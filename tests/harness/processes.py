@@ -1,6 +1,7 @@
 """What the harness's processes share: the test database's URL for a child process, a free loopback
 port, stopping a child that may not want to stop."""
 
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -28,10 +29,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop_process(process: subprocess.Popen, *, timeout: float) -> None:
+def stop_process(process: subprocess.Popen | None, *, timeout: float) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; a process already gone is left alone."""
-    if process.poll() is not None:
+    if process is None or process.poll() is not None:
         return
+    process.send_signal(signal.SIGCONT)  # a paused server (a "hung" test directory) must handle the TERM
     process.terminate()
     try:
         process.wait(timeout=timeout)

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from tests.sso.slapd import free_port, stop_process
+from tests.harness.processes import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Cas#Pass2026"
@@ -106,7 +106,7 @@ class CasServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, timeout=10)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
 

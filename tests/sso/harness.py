@@ -48,40 +48,8 @@ def cas_on(settings, cas_server):
 def portal_processes(transactional_db, ldap_directory):
     """Two portal web processes (uvicorn) on two loopback ports, one database, the test directory configured:
     as behind a load balancer. Yields their base URLs."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    from tests.harness.asgi import portal_process
 
-    from tests.conftest import _worker_database_url
-    from tests.sso.slapd import free_port, stop_process
-
-    env = {**os.environ, "DATABASE_URL": _worker_database_url(), "DEBUG": "false", **ldap_directory.settings()}
-    processes, urls = [], []
-    for _n in range(2):
-        port = free_port()
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--lifespan", "off", "--log-level", "warning"],
-                cwd=Path(__file__).resolve().parents[2], env=env,
-            )
-        )  # fmt: skip
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for process, url in zip(processes, urls, strict=True):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail("uvicorn did not start")
-                    time.sleep(0.2)
-        yield urls
-    finally:
-        for process in processes:
-            stop_process(process)
+    settings = ldap_directory.settings()
+    with portal_process(**settings) as first, portal_process(**settings) as second:
+        yield [first, second]

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.processes import free_port, stop_process
+
 SLAPD = os.environ.get("SLAPD_PATH", "/usr/sbin/slapd")
 SLAPADD = os.environ.get("SLAPADD_PATH", "/usr/sbin/slapadd")
 SLAPPASSWD = os.environ.get("SLAPPASSWD_PATH", "/usr/sbin/slappasswd")
@@ -57,25 +59,6 @@ PEOPLE = [
 ]
 GROUPS = {"cs-teachers": ["t1001"], "me-staff": ["t2001"]}
 BENCH_PREFIX = "ldapbench"  # bench/login.py adds ldapbench0..N-1 (numbers L00000..) under ou=students
-
-
-def stop_process(process: subprocess.Popen | None) -> None:
-    """End a server this harness started (never another): TERM, then KILL after 10 s."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGCONT)  # a paused slapd must be able to handle the TERM
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _person_ldif(person: Person, password_hash: str) -> str:
@@ -239,6 +222,6 @@ class Directory:
         self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, timeout=10)
         self.process = None
         shutil.rmtree(self.root, ignore_errors=True)

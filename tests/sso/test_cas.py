@@ -14,7 +14,7 @@ from tenants.models import User
 from tests import factories
 from tests.sso.cas import CasServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sso, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def _service_of(live_server, session, next_page="/"):

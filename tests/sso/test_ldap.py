@@ -13,7 +13,7 @@ from tenants.models import Membership, User
 from tests import factories
 from tests.sso.slapd import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.sso, pytest.mark.django_db]
 
 
 def _login(username, password=PASSWORD, client=None):

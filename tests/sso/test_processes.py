@@ -5,7 +5,7 @@ import requests
 
 from tests.sso.slapd import PASSWORD
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.sso, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def _post_login(session, base, username, password):
