@@ -41,8 +41,9 @@ lint:
 
 # every bench/*.py that is a script, or only some: make bench BENCH="api billing"
 bench:
-	scripts/setup.sh run
-	@set -e; for f in $(if $(BENCH),$(patsubst %,bench/%.py,$(BENCH)),$$(grep -l '^if __name__ == "__main__"' bench/*.py)); do \
+	scripts/setup.sh test
+	CC_STATE=.run/started-by-bench scripts/services.sh start mariadb redis libvirt vcsim
+	@trap 'CC_STATE=.run/started-by-bench scripts/services.sh stop' EXIT; set -e; for f in $(if $(BENCH),$(patsubst %,bench/%.py,$(BENCH)),$$(grep -l '^if __name__ == "__main__"' bench/*.py)); do \
 	  echo "==> $$f"; .venv/bin/python "$$f"; done
 
 testbed:

@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/api.py [--rows 10000] [--requests 200] [--clients 8]
 
-It runs against a database of its own (`cc_bench` on the MariaDB of DATABASE_URL, or a
-SQLite file when DATABASE_URL is not MySQL), served by a real uvicorn on a free loopback
+It runs against a database and broker of its own (bench/env.py: `cc_bench_api` on the
+MariaDB of DATABASE_URL), served by a real uvicorn on a free loopback
 port. The baseline, measured in the same run, is `GET /api/v1/users/me/` (authentication
 and the middleware stack, no list); each endpoint's p95 is printed with its ratio to it.
 Targets (issue 2): p95 <= 100 ms; the same query count for 10 and 10,000 rows.
@@ -19,38 +19,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _bench_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("mysql://"):
-        parsed = urlparse(url)
-        return parsed._replace(path="/cc_bench").geturl()
-    (ROOT / ".run").mkdir(exist_ok=True)
-    return f"sqlite:///{ROOT / '.run' / 'bench.sqlite3'}"
-
-
-def _prepare_database(url: str) -> None:
-    if url.startswith("mysql://"):
-        import MySQLdb
-
-        parsed = urlparse(url)
-        conn = MySQLdb.connect(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 3306,
-            user=parsed.username or "root",
-            passwd=parsed.password or "",
-        )
-        cursor = conn.cursor()
-        cursor.execute("DROP DATABASE IF EXISTS cc_bench")
-        cursor.execute("CREATE DATABASE cc_bench CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    else:
-        Path(urlparse(url).path).unlink(missing_ok=True)
+from bench.env import isolate  # noqa: E402
 
 
 def _free_port() -> int:
@@ -100,10 +73,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
 
-    url = _bench_database_url()
-    _prepare_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    url = isolate("api").database_url
     import django
 
     django.setup()

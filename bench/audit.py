@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/audit.py [--events 1000000]
 
-Runs on a database of its own (`cc_bench_audit` on the MariaDB of DATABASE_URL, default
-mysql://root@127.0.0.1:3306/, or a SQLite file when DATABASE_URL is not MySQL).
+Runs on a database of its own (bench/env.py: `cc_bench_audit` on the MariaDB of DATABASE_URL,
+default mysql://root@127.0.0.1:3306/).
 Prints the insert rate, the time `verify_audit_chain` takes over every event, and the
 overhead of auditing a state change (a desktop-start-like row update in a transaction,
 with and without its audit event), measured in the same run.
@@ -16,36 +16,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "cc_bench_audit"
 
-
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
-    if url.startswith("mysql://"):
-        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
-    (ROOT / ".run").mkdir(exist_ok=True)
-    return f"sqlite:///{ROOT / '.run' / 'bench_audit.sqlite3'}"
-
-
-def _fresh_database(url: str) -> None:
-    if url.startswith("mysql://"):
-        import MySQLdb
-
-        parsed = urlparse(url)
-        conn = MySQLdb.connect(
-            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root",
-            passwd=parsed.password or "",
-        )  # fmt: skip
-        cursor = conn.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    else:
-        Path(urlparse(url).path).unlink(missing_ok=True)
+from bench.env import isolate  # noqa: E402
 
 
 def main() -> None:
@@ -55,10 +30,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=300)
     args = parser.parse_args()
 
-    url = _database_url()
-    _fresh_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    isolate("audit")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 

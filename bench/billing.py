@@ -1,9 +1,10 @@
 """Billing bench: a month of usage for 10,000 desktops, that month's invoices, and a 1,000-line PDF.
 
-    DATABASE_URL=mysql://root@127.0.0.1:3306/cc_bench .venv/bin/python bench/billing.py [--desktops N]
+    .venv/bin/python bench/billing.py [--desktops N]
 
-Runs in its own database (``test_<name>``, kept between runs and emptied of billing rows at
-the start). The month's usage is what metering writes for desktops switched on and off at
+Runs in its own database (bench/env.py: ``cc_bench_billing`` on the MariaDB of DATABASE_URL,
+made afresh at each run), beside a live portal without touching it.
+The month's usage is what metering writes for desktops switched on and off at
 their courses' class times (two 100-minute classes a week, allocated all month); it is
 generated with the metering functions and bulk-inserted. One college's vCPU rate changes at
 14:00 on the 16th, so that day is priced at two rates. Then it times, and measures the
@@ -13,7 +14,6 @@ invoices <= 60 s and <= 1 GiB; the 1,000-line PDF <= 10 s.
 """
 
 import argparse
-import os
 import resource
 import sys
 import time
@@ -26,8 +26,11 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc_bench")
+
+from bench.env import isolate  # noqa: E402
+
+# Its own database and broker (bench/env.py), made before Django reads the settings.
+BENCH = isolate("billing")
 
 import django  # noqa: E402
 
@@ -208,8 +211,10 @@ def main():
     parser.add_argument("--desktops", type=int, default=10_000)
     args = parser.parse_args()
 
-    name = connection.creation.create_test_db(verbosity=0, keepdb=True)
-    print(f"database: {name}")
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"database: {BENCH.database_name}")
     empty_billing()
     from billing import services
     from tenants.models import Tenant

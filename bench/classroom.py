@@ -12,7 +12,7 @@ Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4]
   with libvirt-python and THREADS threads; then SEATS power-ons of stopped domains.
 - The worker's peak memory (VmHWM) is printed too.
 
-Own database ``cc_bench_classroom`` and Redis db 12. Targets (issue 5): both ≤ 1.2 × raw.
+Its own database and broker key prefix (bench/env.py), beside a live portal. Targets (issue 5): both ≤ 1.2 × raw.
 """
 
 import argparse
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import provision as bp  # noqa: E402 - after the path is set
+from bench.env import isolate  # noqa: E402
 
-bp.DB_NAME = "cc_bench_classroom"
 # Its own pool, domain and tenant names: bench/provision.py may run at the same time on the same
 # libvirtd, and neither bench's cleanup may touch the other's domains ("cc-bench", "raw-").
 bp.POOL = "cc-clsbench"
@@ -39,13 +39,6 @@ TENANT = "clsbench"  # portal domains are "cc-clsbench-<student>-<hex>"
 RAW = "clsraw-"
 PREFIXES = (RAW, f"cc-{TENANT}")
 MONDAY = datetime.date(2026, 11, 30)
-
-
-def _environment() -> tuple[str, str]:
-    database_url, broker = bp._environment()  # noqa: SLF001
-    if broker.endswith("/13"):
-        broker = broker[: -len("13")] + "12"
-    return database_url, broker
 
 
 def _fixtures(seats: int, threads: int):
@@ -184,12 +177,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
-    database_url, broker = _environment()
-    bp._prepare_database(database_url)  # noqa: SLF001
-    os.environ.update(
-        {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    )
-    os.environ.pop("DJANGO_ENV", None)
+    isolate("classroom")
     import django
 
     django.setup()

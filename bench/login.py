@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/login.py [--users 60] [--workers 2] [--no-sso]
 
-Runs uvicorn (as the Procfile does) on a free loopback port against a database of its own
-(`cc_bench_login` on the MariaDB of DATABASE_URL, or a SQLite file), with the production
+Runs uvicorn (as the Procfile does) on a free loopback port against a database and broker
+of its own (bench/env.py: `cc_bench_login` on the MariaDB of DATABASE_URL), with the production
 password hasher (not the tests' MD5). Each student fetches the login page (CSRF cookie) and
 posts the form; the wall time until all 60 are logged in is printed, with the same 60
 clients fetching the login page only as the baseline measured in the same run.
@@ -31,32 +31,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "cc_bench_login"
+
+from bench.env import isolate  # noqa: E402
+
 PASSWORD = "Bench#Login2026"
-
-
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
-    if url.startswith("mysql://"):
-        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
-    (ROOT / ".run").mkdir(exist_ok=True)
-    return f"sqlite:///{ROOT / '.run' / 'bench_login.sqlite3'}"
-
-
-def _fresh_database(url: str) -> None:
-    if url.startswith("mysql://"):
-        import MySQLdb
-
-        parsed = urlparse(url)
-        conn = MySQLdb.connect(
-            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root"
-        )
-        cursor = conn.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    else:
-        Path(urlparse(url).path).unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -164,9 +142,8 @@ def main() -> None:
     if not args.no_sso:
         directory, cas = _sso_servers(args.users)
 
-    url = _database_url()
-    _fresh_database(url)
-    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    isolate("login")
+    env = {**os.environ, "LOG_LEVEL": "WARNING"}
     if directory is not None:
         env.update({**directory.settings(), **cas.settings()})
     os.environ.update(env)

@@ -10,8 +10,8 @@ Usage: .venv/bin/python bench/provision.py [--desktops 20] [--threads 4] [--vms 
 - Takeover: ``import_vcenter`` of a private vcsim with VMS VMs, end to end (inventory
   through the PropertyCollector + bulk writes), then a second run that must create nothing.
 
-It runs on a database of its own (``cc_bench_provision`` on MariaDB; DATABASE_URL's server
-when it is MySQL, else 127.0.0.1:3306) and Redis db 13 (CELERY_BROKER_URL when it is Redis).
+It runs beside a live portal without touching it: a database and a broker key prefix of its own
+(bench/env.py), for its publisher and its worker alike.
 Targets (issue 4): portal/raw <= 1.15; 1,000-VM import <= 5 s.
 """
 
@@ -23,42 +23,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "cc_bench_provision"
+from bench.env import isolate  # noqa: E402
+
 POOL = "cc-bench"
 POOL_DIR = Path("/var/lib/libvirt/images/cc-bench")
 GOLDEN = "golden-bench.qcow2"
 URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
-
-
-def _environment() -> tuple[str, str]:
-    url = os.environ.get("DATABASE_URL", "")
-    base = urlparse(url) if url.startswith("mysql://") else urlparse("mysql://root@127.0.0.1:3306/x")
-    database_url = base._replace(path=f"/{DB_NAME}").geturl()
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker.startswith("redis://"):
-        broker = "redis://127.0.0.1:6379/13"
-    return database_url, broker
-
-
-def _prepare_database(url: str) -> None:
-    import MySQLdb
-
-    parsed = urlparse(url)
-    conn = MySQLdb.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=parsed.username or "root",
-        passwd=parsed.password or "",
-    )
-    cursor = conn.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    conn.close()
 
 
 def _libvirt():
@@ -299,12 +273,7 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=1000)
     args = parser.parse_args()
 
-    database_url, broker = _environment()
-    _prepare_database(database_url)
-    os.environ.update(
-        {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    )
-    os.environ.pop("DJANGO_ENV", None)
+    isolate("provision")
     import django
 
     django.setup()
