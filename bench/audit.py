@@ -16,74 +16,26 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "cc_bench_audit"
+
+from bench import common  # noqa: E402
 
 
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
-    if url.startswith("mysql://"):
-        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
-    (ROOT / ".run").mkdir(exist_ok=True)
-    return f"sqlite:///{ROOT / '.run' / 'bench_audit.sqlite3'}"
-
-
-def _fresh_database(url: str) -> None:
-    if url.startswith("mysql://"):
-        import MySQLdb
-
-        parsed = urlparse(url)
-        conn = MySQLdb.connect(
-            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root",
-            passwd=parsed.password or "",
-        )  # fmt: skip
-        cursor = conn.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    else:
-        Path(urlparse(url).path).unlink(missing_ok=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=50_000)
-    parser.add_argument("--writes", type=int, default=300)
-    args = parser.parse_args()
-
-    url = _database_url()
-    _fresh_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection, transaction
+def _bulk_insert(events: int, batch_size: int) -> int:
+    """Write ``events`` events in chain order, ``batch_size`` at a time; print the rate."""
     from django.utils import timezone
 
     from audit import chain
     from audit.actions import Action
     from audit.models import AuditEvent
-    from audit.services import event_record
-    from tenants.models import Tenant
 
-    call_command("migrate", verbosity=0)
-    # Other work on the machine skews every number: say how busy it was.
-    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
-    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
-
-    # 1. Bulk writes in chain order.
     now = timezone.now()
     started = time.perf_counter()
     written = 0
-    while written < args.events:
-        n = min(args.batch, args.events - written)
+    while written < events:
+        n = min(batch_size, events - written)
         batch = [
             AuditEvent(
                 occurred_at=now,
@@ -106,14 +58,17 @@ def main() -> None:
         written += n
     insert_seconds = time.perf_counter() - started
     print(f"insert: {written:,} events in {insert_seconds:.1f} s = {written / insert_seconds:,.0f} events/s")
+    return written
 
-    # 2. Verify the whole chain (what `verify_audit_chain` runs).
-    result = chain.verify()
-    assert result.ok and result.checked == written, result
-    target = "OK" if result.seconds <= 15 else "OVER TARGET"
-    print(f"verify: {result.checked:,} events in {result.seconds:.2f} s (target <= 15 s: {target})")
 
-    # 3. Overhead of auditing a write: the same state change with and without its event.
+def _write_overhead(writes: int) -> None:
+    """The same state change with and without its audit event: the median of each, and the difference."""
+    from django.db import transaction
+
+    from audit.actions import Action
+    from audit.services import event_record
+    from tenants.models import Tenant
+
     tenant = Tenant.objects.create(slug="bench", name_zh="基准", path="/bench/")
 
     def change(audited: bool) -> float:
@@ -126,15 +81,44 @@ def main() -> None:
 
     for _warm in range(20):
         change(True), change(False)
-    plain = [change(False) for _ in range(args.writes)]
-    audited = [change(True) for _ in range(args.writes)]
+    plain = [change(False) for _ in range(writes)]
+    audited = [change(True) for _ in range(writes)]
     base, with_audit = statistics.median(plain) * 1000, statistics.median(audited) * 1000
     overhead = with_audit - base
     target = "OK" if overhead <= 5 else "OVER TARGET"
     print(
-        f"write: {base:.2f} ms without audit, {with_audit:.2f} ms with (median of {args.writes}); "
+        f"write: {base:.2f} ms without audit, {with_audit:.2f} ms with (median of {writes}); "
         f"overhead {overhead:.2f} ms per audited write (target <= 5 ms: {target}); ratio {with_audit / base:.2f}x"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--writes", type=int, default=300)
+    args = parser.parse_args()
+
+    url = common.database_url("cc_bench_audit")
+    common.fresh_database(url)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    common.django_on(url)
+    from django.db import connection
+
+    from audit import chain
+
+    common.print_load()
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+
+    # 1. Bulk writes in chain order.
+    written = _bulk_insert(args.events, args.batch)
+    # 2. Verify the whole chain (what `verify_audit_chain` runs).
+    result = chain.verify()
+    assert result.ok and result.checked == written, result
+    target = "OK" if result.seconds <= 15 else "OVER TARGET"
+    print(f"verify: {result.checked:,} events in {result.seconds:.2f} s (target <= 15 s: {target})")
+    # 3. Overhead of auditing a write.
+    _write_overhead(args.writes)
 
 
 if __name__ == "__main__":

@@ -184,26 +184,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
-    database_url, broker = _environment()
-    bp._prepare_database(database_url)  # noqa: SLF001
-    os.environ.update(
-        {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    )
-    os.environ.pop("DJANGO_ENV", None)
-    import django
-
-    django.setup()
+    bp.django_for_worker(*_environment())
     import time_machine
-    from django.core.management import call_command
     from django.utils import timezone
 
     from compute.classroom import services
     from compute.classroom.tasks import schedule_tick
-    from portal.celery import app
     from tenants.services import request_approve
 
-    call_command("migrate", verbosity=0)
-    app.control.purge()
     _clean()
     course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
     worker = bp._start_worker(dict(os.environ), args.threads)  # noqa: SLF001

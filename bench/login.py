@@ -19,8 +19,6 @@ printed with its ratio to the local burst. Target: each <= 1.5x the local burst.
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,38 +29,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "cc_bench_login"
+
+from bench import common  # noqa: E402
+
 PASSWORD = "Bench#Login2026"
-
-
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "mysql://root@127.0.0.1:3306/cc")
-    if url.startswith("mysql://"):
-        return urlparse(url)._replace(path=f"/{DB_NAME}").geturl()
-    (ROOT / ".run").mkdir(exist_ok=True)
-    return f"sqlite:///{ROOT / '.run' / 'bench_login.sqlite3'}"
-
-
-def _fresh_database(url: str) -> None:
-    if url.startswith("mysql://"):
-        import MySQLdb
-
-        parsed = urlparse(url)
-        conn = MySQLdb.connect(
-            host=parsed.hostname or "127.0.0.1", port=parsed.port or 3306, user=parsed.username or "root"
-        )
-        cursor = conn.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    else:
-        Path(urlparse(url).path).unlink(missing_ok=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for(port: int, timeout: float = 60) -> None:
@@ -164,36 +134,27 @@ def main() -> None:
     if not args.no_sso:
         directory, cas = _sso_servers(args.users)
 
-    url = _database_url()
-    _fresh_database(url)
+    url = common.database_url("cc_bench_login")
+    common.fresh_database(url)
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "portal.settings"}
     if directory is not None:
         env.update({**directory.settings(), **cas.settings()})
     os.environ.update(env)
-    import django
-
-    django.setup()
+    common.django_on(url)
     from django.conf import settings
     from django.contrib.auth.hashers import make_password
-    from django.core.management import call_command
 
     from tenants.models import User
 
-    call_command("migrate", verbosity=0)
     encoded = make_password(PASSWORD)  # the production hasher: PASSWORD_HASHERS[0]
     User.objects.bulk_create([User(username=f"bench{i}", password=encoded) for i in range(args.users)])
     if directory is not None:
         _roster_accounts(args.users)
-    # Other work on the machine skews every number: say how busy it was.
-    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
+    common.print_load()
     print(f"hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}; {os.cpu_count()} CPUs; {args.workers} workers")
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "off", "--workers", str(args.workers), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    port = common.free_port()
+    server = common.uvicorn(port, env=env, workers=args.workers)
     try:
         _wait_for(port)
         base = f"http://127.0.0.1:{port}"

@@ -23,10 +23,11 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import common  # noqa: E402
 
 DB_NAME = "cc_bench_provision"
 POOL = "cc-bench"
@@ -36,29 +37,21 @@ URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
 
 
 def _environment() -> tuple[str, str]:
-    url = os.environ.get("DATABASE_URL", "")
-    base = urlparse(url) if url.startswith("mysql://") else urlparse("mysql://root@127.0.0.1:3306/x")
-    database_url = base._replace(path=f"/{DB_NAME}").geturl()
     broker = os.environ.get("CELERY_BROKER_URL", "")
     if not broker.startswith("redis://"):
         broker = "redis://127.0.0.1:6379/13"
-    return database_url, broker
+    return common.database_url(DB_NAME, default="", sqlite=False), broker
 
 
-def _prepare_database(url: str) -> None:
-    import MySQLdb
+def django_for_worker(database_url: str, broker: str) -> None:
+    """A fresh database and an empty broker for the portal and the Celery worker it starts."""
+    common.fresh_database(database_url)
+    os.environ.update({"CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"})
+    os.environ.pop("DJANGO_ENV", None)
+    common.django_on(database_url)
+    from portal.celery import app
 
-    parsed = urlparse(url)
-    conn = MySQLdb.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=parsed.username or "root",
-        passwd=parsed.password or "",
-    )
-    cursor = conn.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    conn.close()
+    app.control.purge()
 
 
 def _libvirt():
@@ -299,21 +292,7 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=1000)
     args = parser.parse_args()
 
-    database_url, broker = _environment()
-    _prepare_database(database_url)
-    os.environ.update(
-        {"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    )
-    os.environ.pop("DJANGO_ENV", None)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    from portal.celery import app
-
-    call_command("migrate", verbosity=0)
-    app.control.purge()
+    django_for_worker(*_environment())
     _prepare_pool()
     _cleanup_libvirt(("raw-", "cc-bench"))
     _fixtures(args.threads)
