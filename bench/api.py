@@ -13,8 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,13 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env import isolate  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench import common  # noqa: E402
 
 
 def _timed_requests(port: int, path: str, token: str, count: int, clients: int) -> list[float]:
@@ -66,33 +58,16 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
-
-    url = isolate("api").database_url
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-    from audit.testing import force_login_verified
-    from bench import rows
-
-    world = rows.make_world()
-    endpoints = rows.ENDPOINTS
-
+def _query_counts(world: dict, endpoints, rows: int) -> dict[str, list[int]]:
+    """Each endpoint's query count with 10 rows, then with ``rows``."""
     from django.conf import settings
     from django.db import connection
     from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from audit.testing import force_login_verified
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    from django.test.utils import CaptureQueriesContext
 
     def queries(path: str, user) -> int:
         client = Client()
@@ -107,59 +82,30 @@ def main() -> None:
         endpoint.grow(world, 10)
         counts[endpoint.path] = [queries(endpoint.path, endpoint.user(world))]
     for endpoint in endpoints:
-        endpoint.grow(world, args.rows - 10)
+        endpoint.grow(world, rows - 10)
         counts[endpoint.path].append(queries(endpoint.path, endpoint.user(world)))
+    return counts
 
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "portal.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-            "--workers",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        results = []
-        base_user = endpoints[0].user(world) if endpoints else world["admin"]
-        baseline = _timed_requests(port, "/api/v1/users/me/", rows.token_for(base_user), args.requests, args.clients)
-        base_p95 = _percentile(baseline, 95)
-        results.append(("GET /api/v1/users/me/ (baseline)", baseline, None))
-        for endpoint in endpoints:
-            token = rows.token_for(endpoint.user(world))
-            _timed_requests(port, endpoint.path, token, args.clients, args.clients)  # warm-up
-            results.append(
-                (
-                    f"GET {endpoint.path}",
-                    _timed_requests(port, endpoint.path, token, args.requests, args.clients),
-                    endpoint.path,
-                )
-            )
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
+def _latencies(port: int, world: dict, endpoints, args) -> list[tuple]:
+    """(label, latencies, path) of the baseline, then of each endpoint after a warm-up."""
+    from bench import rows
+
+    base_user = endpoints[0].user(world) if endpoints else world["admin"]
+    baseline = _timed_requests(port, "/api/v1/users/me/", rows.token_for(base_user), args.requests, args.clients)
+    results = [("GET /api/v1/users/me/ (baseline)", baseline, None)]
+    for endpoint in endpoints:
+        token = rows.token_for(endpoint.user(world))
+        _timed_requests(port, endpoint.path, token, args.clients, args.clients)  # warm-up
+        latencies = _timed_requests(port, endpoint.path, token, args.requests, args.clients)
+        results.append((f"GET {endpoint.path}", latencies, endpoint.path))
+    return results
+
+
+def _report(results: list[tuple], counts: dict, args) -> None:
     print(f"API list endpoints: {args.rows} rows each, {args.requests} requests, {args.clients} concurrent clients")
     print(f"{'endpoint':55} {'p50 ms':>8} {'p95 ms':>8} {'p95/base':>9} {'q@10':>5} {'q@' + str(args.rows):>8}")
+    base_p95 = _percentile(results[0][1], 95)
     summary = {}
     for label, latencies, path in results:
         p50, p95 = _percentile(latencies, 50) * 1000, _percentile(latencies, 95) * 1000
@@ -171,6 +117,28 @@ def main() -> None:
     slow = [label for label, v in summary.items() if v["p95_ms"] > 100]
     print(f"query counts constant: {'yes' if flat else 'NO'}; p95 over 100 ms: {', '.join(slow) or 'none'}")
     print(json.dumps({"rows": args.rows, "results": summary}, ensure_ascii=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    url = common.django_on("api")
+    from bench import rows
+
+    world = rows.make_world()
+    counts = _query_counts(world, rows.ENDPOINTS, args.rows)
+    port = common.free_port()
+    server = common.uvicorn(port, env={**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+    try:
+        results = _latencies(port, world, rows.ENDPOINTS, args)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    _report(results, counts, args)
 
 
 if __name__ == "__main__":

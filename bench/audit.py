@@ -20,42 +20,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env import isolate  # noqa: E402
+from bench import common  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=50_000)
-    parser.add_argument("--writes", type=int, default=300)
-    args = parser.parse_args()
-
-    isolate("audit")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection, transaction
+def _bulk_insert(events: int, batch_size: int) -> int:
+    """Write ``events`` events in chain order, ``batch_size`` at a time; print the rate."""
     from django.utils import timezone
 
     from audit import chain
     from audit.actions import Action
     from audit.models import AuditEvent
-    from audit.services import event_record
-    from tenants.models import Tenant
 
-    call_command("migrate", verbosity=0)
-    # Other work on the machine skews every number: say how busy it was.
-    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
-    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
-
-    # 1. Bulk writes in chain order.
     now = timezone.now()
     started = time.perf_counter()
     written = 0
-    while written < args.events:
-        n = min(args.batch, args.events - written)
+    while written < events:
+        n = min(batch_size, events - written)
         batch = [
             AuditEvent(
                 occurred_at=now,
@@ -78,14 +58,17 @@ def main() -> None:
         written += n
     insert_seconds = time.perf_counter() - started
     print(f"insert: {written:,} events in {insert_seconds:.1f} s = {written / insert_seconds:,.0f} events/s")
+    return written
 
-    # 2. Verify the whole chain (what `verify_audit_chain` runs).
-    result = chain.verify()
-    assert result.ok and result.checked == written, result
-    target = "OK" if result.seconds <= 15 else "OVER TARGET"
-    print(f"verify: {result.checked:,} events in {result.seconds:.2f} s (target <= 15 s: {target})")
 
-    # 3. Overhead of auditing a write: the same state change with and without its event.
+def _write_overhead(writes: int) -> None:
+    """The same state change with and without its audit event: the median of each, and the difference."""
+    from django.db import transaction
+
+    from audit.actions import Action
+    from audit.services import event_record
+    from tenants.models import Tenant
+
     tenant = Tenant.objects.create(slug="bench", name_zh="基准", path="/bench/")
 
     def change(audited: bool) -> float:
@@ -98,15 +81,42 @@ def main() -> None:
 
     for _warm in range(20):
         change(True), change(False)
-    plain = [change(False) for _ in range(args.writes)]
-    audited = [change(True) for _ in range(args.writes)]
+    plain = [change(False) for _ in range(writes)]
+    audited = [change(True) for _ in range(writes)]
     base, with_audit = statistics.median(plain) * 1000, statistics.median(audited) * 1000
     overhead = with_audit - base
     target = "OK" if overhead <= 5 else "OVER TARGET"
     print(
-        f"write: {base:.2f} ms without audit, {with_audit:.2f} ms with (median of {args.writes}); "
+        f"write: {base:.2f} ms without audit, {with_audit:.2f} ms with (median of {writes}); "
         f"overhead {overhead:.2f} ms per audited write (target <= 5 ms: {target}); ratio {with_audit / base:.2f}x"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--writes", type=int, default=300)
+    args = parser.parse_args()
+
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    common.django_on("audit")
+    from django.db import connection
+
+    from audit import chain
+
+    common.print_load()
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+
+    # 1. Bulk writes in chain order.
+    written = _bulk_insert(args.events, args.batch)
+    # 2. Verify the whole chain (what `verify_audit_chain` runs).
+    result = chain.verify()
+    assert result.ok and result.checked == written, result
+    target = "OK" if result.seconds <= 15 else "OVER TARGET"
+    print(f"verify: {result.checked:,} events in {result.seconds:.2f} s (target <= 15 s: {target})")
+    # 3. Overhead of auditing a write.
+    _write_overhead(args.writes)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import provision as bp  # noqa: E402 - after the path is set
-from bench.env import isolate  # noqa: E402
 
 # Its own pool, domain and tenant names: bench/provision.py may run at the same time on the same
 # libvirtd, and neither bench's cleanup may touch the other's domains ("cc-bench", "raw-").
@@ -177,21 +176,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
-    isolate("classroom")
-    import django
-
-    django.setup()
+    bp.django_for_worker("classroom")
     import time_machine
-    from django.core.management import call_command
     from django.utils import timezone
 
     from compute.classroom import services
     from compute.classroom.tasks import schedule_tick
-    from portal.celery import app
     from tenants.services import request_approve
 
-    call_command("migrate", verbosity=0)
-    app.control.purge()
     _clean()
     course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
     worker = bp._start_worker(dict(os.environ), args.threads)  # noqa: SLF001

@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/login.py [--users 60] [--workers 2] [--no-sso]
 
-Runs uvicorn (as the Procfile does) on a free loopback port against a database and broker
-of its own (bench/env.py: `cc_bench_login` on the MariaDB of DATABASE_URL), with the production
+Runs uvicorn (as the Procfile does) on a free loopback port against a database of its own
+(bench/env.py: `cc_bench_login` on the MariaDB of DATABASE_URL), with the production
 password hasher (not the tests' MD5). Each student fetches the login page (CSRF cookie) and
 posts the form; the wall time until all 60 are logged in is printed, with the same 60
 clients fetching the login page only as the baseline measured in the same run.
@@ -19,8 +19,6 @@ printed with its ratio to the local burst. Target: each <= 1.5x the local burst.
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -32,15 +30,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env import isolate  # noqa: E402
+from bench import common  # noqa: E402
 
 PASSWORD = "Bench#Login2026"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for(port: int, timeout: float = 60) -> None:
@@ -142,35 +134,26 @@ def main() -> None:
     if not args.no_sso:
         directory, cas = _sso_servers(args.users)
 
-    isolate("login")
-    env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    env = {"LOG_LEVEL": "WARNING"}
     if directory is not None:
         env.update({**directory.settings(), **cas.settings()})
     os.environ.update(env)
-    import django
-
-    django.setup()
+    common.django_on("login")
+    env = dict(os.environ)
     from django.conf import settings
     from django.contrib.auth.hashers import make_password
-    from django.core.management import call_command
 
     from tenants.models import User
 
-    call_command("migrate", verbosity=0)
     encoded = make_password(PASSWORD)  # the production hasher: PASSWORD_HASHERS[0]
     User.objects.bulk_create([User(username=f"bench{i}", password=encoded) for i in range(args.users)])
     if directory is not None:
         _roster_accounts(args.users)
-    # Other work on the machine skews every number: say how busy it was.
-    print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
+    common.print_load()
     print(f"hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}; {os.cpu_count()} CPUs; {args.workers} workers")
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "off", "--workers", str(args.workers), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    port = common.free_port()
+    server = common.uvicorn(port, env=env, workers=args.workers)
     try:
         _wait_for(port)
         base = f"http://127.0.0.1:{port}"

@@ -27,12 +27,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.env import isolate  # noqa: E402
+from bench import common  # noqa: E402
 
 POOL = "cc-bench"
 POOL_DIR = Path("/var/lib/libvirt/images/cc-bench")
 GOLDEN = "golden-bench.qcow2"
 URI = os.environ.get("LIBVIRT_QEMU_URI", "qemu:///system")
+
+
+def django_for_worker(name: str) -> None:
+    """The bench's own database and broker (bench/env.py), for it and the Celery worker it starts,
+    with the bench's queues emptied (only the bench's: the key prefix is its own)."""
+    common.django_on(name)
+    from portal.celery import app
+
+    app.control.purge()
 
 
 def _libvirt():
@@ -273,16 +282,7 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=1000)
     args = parser.parse_args()
 
-    isolate("provision")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    from portal.celery import app
-
-    call_command("migrate", verbosity=0)
-    app.control.purge()
+    django_for_worker("provision")
     _prepare_pool()
     _cleanup_libvirt(("raw-", "cc-bench"))
     _fixtures(args.threads)

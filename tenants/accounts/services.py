@@ -18,6 +18,7 @@ from rest_framework.authtoken.models import Token
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput
+from common.errors import ErrorCode as CommonError
 from tenants import permissions
 from tenants.identity.errors import ErrorCode
 from tenants.identity.models import AccountState, TenantDirectory
@@ -64,7 +65,7 @@ def _validated_password(password: str, user: User) -> None:
         password_validation.validate_password(password, user)
     except ValidationError as exc:
         raise InvalidInput(
-            _("密码不符合安全策略。"), code="weak_password", detail={"password": list(exc.messages)}
+            _("密码不符合安全策略。"), code=ErrorCode.WEAK_PASSWORD, detail={"password": list(exc.messages)}
         ) from exc
 
 
@@ -170,14 +171,8 @@ def service_account_create(
     return user, token.key
 
 
-def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], role: str = TenantRole.TEACHER) -> dict:
-    """Staff (工号, 姓名) from a parsed CSV/XLSX, all or nothing: accounts by number, created without a
-    password (they sign in through the campus), given `role` in `tenant`."""
-    if not (permissions.is_platform(actor, PlatformRole.SECURITY_ADMIN) or permissions.manages_tenant(actor, tenant)):
-        raise Forbidden(_("您不能在该租户中导入教职工。"), code=ErrorCode.ACCOUNT_FORBIDDEN)
-    if role not in TenantRole.values:
-        raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code=ErrorCode.INVALID_ROLE)
-    numbers = [number for _line, number, _name in rows]
+def _accounts_by_number(numbers: list[str]) -> dict[str, set[int]]:
+    """Number -> ids of the accounts that have it, as their own number or on a roster."""
     by_number: dict[str, set[int]] = {}
     for pk, number in User.objects.filter(student_number__in=numbers).values_list("pk", "student_number"):
         by_number.setdefault(number, set()).add(pk)
@@ -185,6 +180,12 @@ def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], rol
         "user_id", "student_number"
     ):
         by_number.setdefault(number, set()).add(user_id)
+    return by_number
+
+
+def _staff_import_problems(rows: list[tuple[int, str, str]], by_number: dict[str, set[int]]) -> list[dict]:
+    """Each line that cannot be imported, with why: a number of several accounts or of a platform
+    admin, or a new account whose username (the number) somebody else has."""
     admins = set(PlatformAssignment.objects.values_list("user_id", flat=True))
     errors = []
     for line, number, _name in rows:
@@ -193,10 +194,23 @@ def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], rol
             errors.append({"line": line, "student_number": number, "message": _("工号对应多个账号，请先处理重复账号")})
         elif ids & admins:
             errors.append({"line": line, "student_number": number, "message": _("该工号属于平台管理员账号")})
-    taken = set(User.objects.filter(username__in=[n.lower() for n in numbers]).values_list("username", flat=True))
+    usernames = [number.lower() for _line, number, _name in rows]
+    taken = set(User.objects.filter(username__in=usernames).values_list("username", flat=True))
     for line, number, _name in rows:
         if not by_number.get(number) and number.lower() in taken:
             errors.append({"line": line, "student_number": number, "message": _("用户名已被其他账号使用")})
+    return errors
+
+
+def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], role: str = TenantRole.TEACHER) -> dict:
+    """Staff (工号, 姓名) from a parsed CSV/XLSX, all or nothing: accounts by number, created without a
+    password (they sign in through the campus), given `role` in `tenant`."""
+    if not (permissions.is_platform(actor, PlatformRole.SECURITY_ADMIN) or permissions.manages_tenant(actor, tenant)):
+        raise Forbidden(_("您不能在该租户中导入教职工。"), code=ErrorCode.ACCOUNT_FORBIDDEN)
+    if role not in TenantRole.values:
+        raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code=ErrorCode.INVALID_ROLE)
+    by_number = _accounts_by_number([number for _line, number, _name in rows])
+    errors = _staff_import_problems(rows, by_number)
     if errors:
         message = ngettext("有 %(n)s 行有误，未导入任何人。", "有 %(n)s 行有误，未导入任何人。", len(errors)) % {
             "n": len(errors)
@@ -232,7 +246,7 @@ def tenant_directory_set(
         raise InvalidInput(_("新教职工只能自动成为教师、财务或审计员。"), code=ErrorCode.INVALID_ROLE)
     codes = ",".join(sorted({c.strip().lower() for c in (departments or "").split(",") if c.strip()}))
     if len(codes) > 255:
-        raise InvalidInput(_("院系代码过长。"), code="invalid")
+        raise InvalidInput(_("院系代码过长。"), code=CommonError.INVALID)
     with transaction.atomic():
         directory, _created = TenantDirectory.objects.get_or_create(tenant=tenant)
         before = {

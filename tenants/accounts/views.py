@@ -9,11 +9,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from common.errors import ServiceError
+from common.ui import service_call
 from tenants import permissions
 from tenants import services as tenant_services
 from tenants.accounts import forms, selectors, services
@@ -81,6 +82,20 @@ def _service(request, tenants, form):
     )
 
 
+def _form_refused(form, exc) -> None:
+    """A refusal on the form, with the line of the uploaded file each problem is on (staff import)."""
+    form.add_error(None, exc.message)
+    for error in exc.detail.get("errors", []):
+        form.add_error(None, _("第 %(line)s 行：%(message)s") % error)
+
+
+def _password_refused(request, exc) -> None:
+    """A refusal as a message, and each rule the new password broke as one more."""
+    messages.error(request, exc.message)
+    for problem in exc.detail.get("password", []):
+        messages.error(request, problem)
+
+
 @login_required
 def account_list(request):
     user = request.user
@@ -98,14 +113,16 @@ def account_list(request):
     }
     handlers = {"create": _create, "import": _import, "service": _service}
     if posted in handlers and bound[posted].is_valid():
-        try:
-            handlers[posted](request, tenants, bound[posted])
-        except ServiceError as exc:
-            bound[posted].add_error(None, exc.message)
-            for error in exc.detail.get("errors", []):
-                bound[posted].add_error(None, _("第 %(line)s 行：%(message)s") % error)
-        else:
-            return redirect("accounts:list")
+        form = bound[posted]
+        done = service_call(
+            request,
+            lambda: handlers[posted](request, tenants, form),
+            next="accounts:list",
+            form=form,
+            refused=lambda request, exc: _form_refused(form, exc),
+        )
+        if done:
+            return done
     accounts = selectors.account_list_for(user)
     query = request.GET.get("q", "").strip()
     if query:
@@ -157,15 +174,13 @@ def account_action(request, pk, verb):
     }
     if verb not in actions:
         raise Http404
-    try:
-        actions[verb]()
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        for problem in exc.detail.get("password", []):
-            messages.error(request, problem)
-    else:
-        messages.success(request, _("已保存。"))
-    return redirect("accounts:detail", pk=account.pk)
+    return service_call(
+        request,
+        actions[verb],
+        success=_("已保存。"),
+        next=reverse("accounts:detail", args=[account.pk]),
+        refused=_password_refused,
+    )
 
 
 @login_required
@@ -183,11 +198,13 @@ def directory_edit(request, slug):
     )
     form = forms.DirectoryForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
-            services.tenant_directory_set(actor=request.user, tenant=tenant, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, exc.message)
-        else:
-            messages.success(request, _("已保存目录对应。"))
-            return redirect("accounts:list")
+        done = service_call(
+            request,
+            lambda: services.tenant_directory_set(actor=request.user, tenant=tenant, **form.cleaned_data),
+            success=_("已保存目录对应。"),
+            next="accounts:list",
+            form=form,
+        )
+        if done:
+            return done
     return render(request, "accounts/directory.html", {"tenant": tenant, "form": form})

@@ -17,4 +17,5 @@ class ErrorCode(StrEnum):
     INVALID_USERNAME = "invalid_username"
     INVALID_ROLE = "invalid_role"
     STAFF_IMPORT_INVALID = "staff_import_invalid"
+    WEAK_PASSWORD = "weak_password"
     DIRECTORY_SETTINGS_FORBIDDEN = "directory_settings_forbidden"

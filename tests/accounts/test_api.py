@@ -144,7 +144,7 @@ def test_a_weak_password_is_refused_by_the_policy(scenario, api):
     response = api.as_user(scenario.tenant_admin).post(
         f"/api/v1/accounts/{scenario.student.pk}/reset-password/", {"password": "abc"}, format="json"
     )
-    assert response.status_code == 400 and response.json()["code"] == "weak_password"
+    assert response.status_code == 400 and response.json()["code"] == ErrorCode.WEAK_PASSWORD
     assert response.json()["detail"]["password"]
 
 

@@ -1,6 +1,7 @@
 """The account pages: who sees them, and each form through the services."""
 
 import pytest
+from django.contrib.messages import get_messages
 from django.test import Client
 
 from tenants.identity.models import AccountState
@@ -78,3 +79,37 @@ def test_an_identity_conflict_is_shown_to_the_admins_of_its_tenant_only(scenario
     )
     assert "s20260003" in _as(scenario.tenant_admin).get("/accounts/manage/").content.decode()
     assert "s20260003" not in _as(scenario.stranger_admin).get("/accounts/manage/").content.decode()
+
+
+def test_a_refused_staff_import_stays_on_the_page_and_names_each_bad_line(scenario):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    factories.UserFactory(username="t9001")  # the account the import would create is somebody else's name
+    upload = SimpleUploadedFile("staff.csv", "工号,姓名\nT9001,张三\n".encode())
+    response = _as(scenario.tenant_admin).post(
+        "/accounts/manage/",
+        {"form": "import", "import-tenant": "cs", "import-role": "teacher", "import-file": upload},
+    )
+    assert response.status_code == 200  # the bound form again, with the refusal on it
+    errors = response.context["forms"]["import"].non_field_errors()
+    assert errors[0] == "有 1 行有误，未导入任何人。"
+    assert errors[1] == "第 2 行：用户名已被其他账号使用"
+    assert not User.objects.filter(student_number="T9001").exists()
+
+
+def test_a_refused_password_reset_says_each_rule_the_password_broke(scenario):
+    response = _as(scenario.tenant_admin).post(
+        f"/accounts/manage/{scenario.student.pk}/reset-password/", {"password": "123"}
+    )
+    assert response.status_code == 302 and response.url == f"/accounts/manage/{scenario.student.pk}/"
+    shown = [m.message for m in get_messages(response.wsgi_request)]
+    assert shown[0] == "密码不符合安全策略。"
+    assert len(shown) > 1  # one message per broken rule
+    assert "已保存。" not in shown
+
+
+def test_a_refused_account_action_is_a_message_on_the_account_page(scenario):
+    response = _as(scenario.tenant_admin).post(f"/accounts/manage/{scenario.tenant_admin.pk}/disable/")
+    assert response.url == f"/accounts/manage/{scenario.tenant_admin.pk}/"
+    assert [m.message for m in get_messages(response.wsgi_request)] == ["不能停用自己的账号。"]
+    assert User.objects.get(pk=scenario.tenant_admin.pk).is_active
