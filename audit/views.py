@@ -12,7 +12,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,6 +29,7 @@ from audit.models import AuditEvent, ManualAssessment
 from common import spreadsheet
 from common.errors import ServiceError
 from common.http import safe_next
+from common.paging import Paginator
 from common.ui import service_call
 
 SESSION_PENDING = "_cc_pending_login"

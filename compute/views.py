@@ -9,7 +9,6 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +17,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from common.errors import ServiceError
+from common.paging import Paginator
 from common.ui import service_call
 from compute import forms, selectors, services
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, Site, StoragePool

@@ -4,13 +4,13 @@ Same services as the API; reads through network.selectors (another tenant's obje
 """
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from common.paging import Paginator
 from common.ui import service_call
 from network import rules, selectors, services
 from network.forms import NetworkForm, ReserveForm, RuleForm, SecurityGroupForm, SubnetForm

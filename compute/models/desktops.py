@@ -131,7 +131,12 @@ class Desktop(models.Model):
         verbose_name_plural = _("云桌面")
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["endpoint", "vm_name"], name="desktop_unique_vm_name")]
-        indexes = [models.Index(fields=["tenant", "state"]), models.Index(fields=["owner", "state"])]
+        indexes = [
+            models.Index(fields=["tenant", "state"]),
+            models.Index(fields=["owner", "state"]),
+            # The lists' order: a page's keys are read from this index, not sorted (common/paging.py).
+            models.Index(fields=["created_at", "id"], name="desktop_list_order"),
+        ]
 
     def __str__(self):
         return self.name
