@@ -3,29 +3,19 @@
 from django.contrib import admin
 
 from billing.models import Budget, Invoice, PricePlan
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from common.admin import ReadOnlyAdmin
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnly):
+class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ("number", "tenant", "month", "total", "issued_at")
 
 
 @admin.register(PricePlan)
-class PricePlanAdmin(ReadOnly):
+class PricePlanAdmin(ReadOnlyAdmin):
     list_display = ("name", "tenant", "effective_from", "discount_percent")
 
 
 @admin.register(Budget)
-class BudgetAdmin(ReadOnly):
+class BudgetAdmin(ReadOnlyAdmin):
     list_display = ("tenant", "course", "amount", "block_new_desktops")

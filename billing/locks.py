@@ -10,6 +10,12 @@ def cursor_locked(desktop_id: int) -> MeterCursor | None:
     return MeterCursor.objects.select_for_update().filter(desktop_id=desktop_id).first()
 
 
+def desktop_cursors_locked(desktop_ids: list[int]) -> dict[int, MeterCursor]:
+    """The open usage intervals of these desktops by desktop id, locked in primary-key order."""
+    cursors = MeterCursor.objects.select_for_update().filter(desktop_id__in=desktop_ids).order_by("pk")
+    return {cursor.desktop_id: cursor for cursor in cursors}
+
+
 def volume_cursor_locked(volume_id: int) -> VolumeMeterCursor | None:
     """The detached volume's open usage interval, locked for the rest of the transaction (None if none)."""
     return VolumeMeterCursor.objects.select_for_update().filter(volume_id=volume_id).first()

@@ -105,21 +105,11 @@ def budget_list_for(user) -> QuerySet[Budget]:
 # --- usage ------------------------------------------------------------------------------------
 
 
-def usage_queryset_for(user) -> QuerySet[UsageInterval]:
+def _billed_rows_for(user, model) -> QuerySet:
+    """Rows of ``model`` (usage, or an open interval) of the tenants whose bills the user reads and of
+    the courses they teach; none for anyone else."""
     if not getattr(user, "is_authenticated", False):
-        return UsageInterval.objects.none()
-    condition = Q(pk__in=[])
-    tenants = billing_tenants_for(user)
-    if tenants.exists():
-        condition |= Q(tenant__in=tenants)
-    courses = taught_courses(user)
-    if courses.exists():
-        condition |= Q(course__in=courses)
-    return UsageInterval.objects.filter(condition)
-
-
-def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
-    """Open intervals (of desktops, or of detached volumes with ``model=VolumeMeterCursor``) the user may see."""
+        return model.objects.none()
     condition = Q(pk__in=[])
     tenants = billing_tenants_for(user)
     if tenants.exists():
@@ -128,6 +118,15 @@ def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
     if courses.exists():
         condition |= Q(course__in=courses)
     return model.objects.filter(condition)
+
+
+def usage_queryset_for(user) -> QuerySet[UsageInterval]:
+    return _billed_rows_for(user, UsageInterval)
+
+
+def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
+    """Open intervals (of desktops, or of detached volumes with ``model=VolumeMeterCursor``) the user may see."""
+    return _billed_rows_for(user, model)
 
 
 def date_range_parse(start, end) -> tuple[date, date]:
@@ -205,18 +204,9 @@ class UsageReport:
     total: Decimal
 
 
-def usage_report_for(
-    user, *, start, end, group_by: str = "course", tenant_slug: str = "", course_id=None, now=None
-) -> UsageReport:
-    """Usage by tenant, course, user or item over [start, end] (local dates), with its cost per day.
-
-    Costs are at the rates in force each hour, after plan discounts and before free
-    allowances (which only invoices apply, per term); today's open intervals count up to now.
-    """
-    first, last = date_range_parse(start, end)
-    if group_by not in GROUPS:
-        raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code=BillingError.GROUP_BY_INVALID)
-    now = now or timezone.now()
+def _report_sources(user, *, tenant_slug: str, course_id):
+    """The user's closed usage and open meter cursors (desktops', volumes'), narrowed to a tenant's
+    subtree and a course when asked."""
     queryset = usage_queryset_for(user)
     cursor_sets = [cursor_queryset_for(user, model) for model in (MeterCursor, VolumeMeterCursor)]
     if tenant_slug:
@@ -229,20 +219,22 @@ def usage_report_for(
             raise InvalidInput(_("课程编号无效。"), code=BillingError.COURSE_INVALID)
         queryset = queryset.filter(course_id=course_id)
         cursor_sets = [c.filter(course_id=course_id) for c in cursor_sets]
+    return queryset, cursor_sets
+
+
+def _report_open_rows(cursor_sets, *, first: date, last: date, now: datetime, keys) -> list:
+    """Usage rows of the intervals still open, up to now, within the report's days."""
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
-    # Group in the database only by what the report shows (and what prices depend on: tenant, time).
-    keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
     open_rows = []
     if range_start < now:
         for cursors in cursor_sets:
             open_cursors = cursors.filter(since__lt=min(now, range_end))
             open_rows += _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
-    following = last + timedelta(days=1)
-    daily_rows = [*pricing.usage_rows(queryset, "tenant_id", first=first, following=following), *open_rows]
-    # Rates change only where a plan takes effect: the days between two changes are summed in the database.
-    group_rows = [*pricing.usage_rows(queryset, *keys, first=first, following=following, stretches=True), *open_rows]
-    tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in daily_rows})
-    book = pricing.RateBook(tenants.values())
+    return open_rows
+
+
+def _report_costs(daily_rows, group_rows, *, group_by: str, book) -> tuple[dict, dict]:
+    """Cost per day, and (units, cost) per report line: (tenant, course, user, item)."""
 
     def cost_items(row):
         for item, units in metering.unit_microseconds(row).items():
@@ -260,6 +252,11 @@ def usage_report_for(
             key = (row["tenant_id"] if group_by != "item" else None, row.get("course_id"), row.get("user_id"), item)
             groups[key][0] += units
             groups[key][1] += cost
+    return daily, groups
+
+
+def _report_lines(groups: dict, tenants: dict) -> list[UsageRow]:
+    """The report's lines, by tenant path, course code, username and item."""
     courses = Course.objects.in_bulk({k[1] for k in groups if k[1]})
     users = User.objects.in_bulk({k[2] for k in groups if k[2]})
     result = [
@@ -281,6 +278,32 @@ def usage_report_for(
             pricing.ITEMS.index(r.item),
         )
     )
+    return result
+
+
+def usage_report_for(
+    user, *, start, end, group_by: str = "course", tenant_slug: str = "", course_id=None, now=None
+) -> UsageReport:
+    """Usage by tenant, course, user or item over [start, end] (local dates), with its cost per day.
+
+    Costs are at the rates in force each hour, after plan discounts and before free
+    allowances (which only invoices apply, per term); today's open intervals count up to now.
+    """
+    first, last = date_range_parse(start, end)
+    if group_by not in GROUPS:
+        raise InvalidInput(_("分组方式只能是 tenant、course、user 或 item。"), code=BillingError.GROUP_BY_INVALID)
+    now = now or timezone.now()
+    queryset, cursor_sets = _report_sources(user, tenant_slug=tenant_slug, course_id=course_id)
+    # Group in the database only by what the report shows (and what prices depend on: tenant, time).
+    keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
+    open_rows = _report_open_rows(cursor_sets, first=first, last=last, now=now, keys=keys)
+    following = last + timedelta(days=1)
+    daily_rows = [*pricing.usage_rows(queryset, "tenant_id", first=first, following=following), *open_rows]
+    # Rates change only where a plan takes effect: the days between two changes are summed in the database.
+    group_rows = [*pricing.usage_rows(queryset, *keys, first=first, following=following, stretches=True), *open_rows]
+    tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in daily_rows})
+    daily, groups = _report_costs(daily_rows, group_rows, group_by=group_by, book=pricing.RateBook(tenants.values()))
+    result = _report_lines(groups, tenants)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     return UsageReport(
         first=first,

@@ -6,6 +6,7 @@ first); here they are read-only, and their credentials never appear.
 
 from django.contrib import admin
 
+from common.admin import ReadOnlyAdmin
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Host, Image, ImageVersion, Site, StoragePool
 
 
@@ -64,18 +65,9 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Desktop)
-class DesktopAdmin(admin.ModelAdmin):
+class DesktopAdmin(ReadOnlyAdmin):
     """Read-only: desktops change through the services (state machine, quotas, audit)."""
 
     list_display = ["name", "vm_name", "tenant", "owner", "endpoint", "state", "power_state"]
     list_filter = ["state", "endpoint"]
     search_fields = ["name", "vm_name", "owner__username"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

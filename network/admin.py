@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from network.models import (
     Address,
     ElasticIP,
@@ -14,17 +15,6 @@ from network.models import (
     SegmentRange,
     Subnet,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Network)
@@ -46,17 +36,9 @@ class AddressAdmin(ReadOnlyAdmin):
     search_fields = ["ip", "mac", "hostname"]
 
 
-class RuleInline(admin.TabularInline):
+class RuleInline(ReadOnlyInline):
     model = SecurityGroupRule
     fk_name = "group"
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(SecurityGroup)

@@ -7,6 +7,7 @@ it only shows.
 
 from django.contrib import admin
 
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from tenants.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -23,28 +24,6 @@ from tenants.models import (
     Tenant,
     User,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(User)

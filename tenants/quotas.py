@@ -349,6 +349,68 @@ def _usage_in_scope(scope: str, *, tenant: Tenant, course=None, user=None) -> di
     return counters
 
 
+def _check_limits(limits: dict[str, int | None]) -> None:
+    """Known resources, each limit a non-negative integer or None."""
+    unknown = set(limits) - set(RESOURCES)
+    if unknown:
+        raise InvalidInput(
+            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
+        )
+    for name, value in limits.items():
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InvalidInput(_("配额必须是非负整数。"), code=TenantsError.INVALID_AMOUNT, detail={name: value})
+
+
+def _quota_for_update(*, key: str, scope: str, tenant: Tenant, course=None, user=None) -> Quota:
+    """The scope's quota row locked, or a new one (not saved) whose counters are the scope's live usage."""
+    existing = Quota.objects.filter(key=key).values_list("pk", flat=True).first()
+    if existing:
+        return quota_row_lock(existing)
+    quota = Quota(key=key, scope=scope, tenant=tenant, course=course, user=user)
+    for field, value in _usage_in_scope(scope, tenant=tenant, course=course, user=user).items():
+        setattr(quota, field, value)
+    return quota
+
+
+def _refuse_over_parent(quota: Quota, *, tenant: Tenant, scope: str) -> None:
+    """A limit above the tightest one above it is refused, naming that quota."""
+    above = _parent_limits(tenant=tenant, scope=scope)
+    over_parent = {
+        name: {"limit": value, "parent_limit": above[name][0], "parent": above[name][1]}
+        for name, value in quota.limits().items()
+        if value is not None and name in above and value > above[name][0]
+    }
+    if over_parent:
+        raise InvalidInput(
+            _("下级配额不能超过上级：%(items)s")
+            % {
+                "items": "；".join(
+                    _("%(resource)s 上限 %(parent_limit)s（%(parent)s）") % {"resource": RESOURCE_LABELS[n], **v}
+                    for n, v in over_parent.items()
+                )
+            },
+            code=TenantsError.QUOTA_EXCEEDS_PARENT,
+            detail=over_parent,
+        )
+
+
+def _refuse_below_children(quota: Quota) -> None:
+    """A limit below what a quota under it already allows is refused, naming those quotas."""
+    below_children = {}
+    for child in _child_quotas(quota):
+        for name, value in quota.limits().items():
+            child_limit = getattr(child, f"limit_{name}")
+            if value is not None and child_limit is not None and child_limit > value:
+                below_children.setdefault(name, []).append(str(child))
+    if below_children:
+        raise Conflict(
+            _("下级配额高于新的上限，请先调低下级配额：%(items)s")
+            % {"items": "；".join(f"{RESOURCE_LABELS[n]}: {', '.join(c)}" for n, c in below_children.items())},
+            code=TenantsError.QUOTA_BELOW_CHILDREN,
+            detail=below_children,
+        )
+
+
 def quota_set(
     *,
     actor: User | None,
@@ -362,59 +424,16 @@ def quota_set(
     scope, key = quota_key(tenant=tenant, course=course, user=user)
     if actor is not None and not permissions.can_set_quota(actor, tenant=tenant, scope=scope):
         raise Forbidden(_("您不能修改这个配额。"), code=TenantsError.QUOTA_FORBIDDEN)
-    unknown = set(limits) - set(RESOURCES)
-    if unknown:
-        raise InvalidInput(
-            _("未知资源：%(names)s") % {"names": ", ".join(sorted(unknown))}, code=TenantsError.UNKNOWN_RESOURCE
-        )
-    for name, value in limits.items():
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise InvalidInput(_("配额必须是非负整数。"), code=TenantsError.INVALID_AMOUNT, detail={name: value})
+    _check_limits(limits)
 
     with transaction.atomic():
-        existing = Quota.objects.filter(key=key).values_list("pk", flat=True).first()
-        if existing:
-            quota = quota_row_lock(existing)
-        else:
-            quota = Quota(key=key, scope=scope, tenant=tenant, course=course, user=user)
-            for field, value in _usage_in_scope(scope, tenant=tenant, course=course, user=user).items():
-                setattr(quota, field, value)
-        before = quota.limits() if existing else {}
+        quota = _quota_for_update(key=key, scope=scope, tenant=tenant, course=course, user=user)
+        before = quota.limits() if quota.pk else {}
         for name, value in limits.items():
             setattr(quota, f"limit_{name}", value)
-
-        above = _parent_limits(tenant=tenant, scope=scope)
-        over_parent = {
-            name: {"limit": value, "parent_limit": above[name][0], "parent": above[name][1]}
-            for name, value in quota.limits().items()
-            if value is not None and name in above and value > above[name][0]
-        }
-        if over_parent:
-            raise InvalidInput(
-                _("下级配额不能超过上级：%(items)s")
-                % {
-                    "items": "；".join(
-                        _("%(resource)s 上限 %(parent_limit)s（%(parent)s）") % {"resource": RESOURCE_LABELS[n], **v}
-                        for n, v in over_parent.items()
-                    )
-                },
-                code=TenantsError.QUOTA_EXCEEDS_PARENT,
-                detail=over_parent,
-            )
+        _refuse_over_parent(quota, tenant=tenant, scope=scope)
         if quota.pk:
-            below_children = {}
-            for child in _child_quotas(quota):
-                for name, value in quota.limits().items():
-                    child_limit = getattr(child, f"limit_{name}")
-                    if value is not None and child_limit is not None and child_limit > value:
-                        below_children.setdefault(name, []).append(str(child))
-            if below_children:
-                raise Conflict(
-                    _("下级配额高于新的上限，请先调低下级配额：%(items)s")
-                    % {"items": "；".join(f"{RESOURCE_LABELS[n]}: {', '.join(c)}" for n, c in below_children.items())},
-                    code=TenantsError.QUOTA_BELOW_CHILDREN,
-                    detail=below_children,
-                )
+            _refuse_below_children(quota)
         _threshold_track(quota)
         quota.save()
         event_record(

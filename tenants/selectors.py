@@ -105,6 +105,18 @@ def _any(*conditions) -> Q | None:
     return result
 
 
+def _platform_answer(user, base: QuerySet) -> QuerySet | None:
+    """What the anonymous (nothing), the system admin (everything) and the other platform admins (nothing:
+    三员分立) see of ``base``; None for everyone else, whose tenant roles decide."""
+    if not getattr(user, "is_authenticated", False):
+        return base.none()
+    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
+        return base
+    if platform_role_of(user):
+        return base.none()
+    return None
+
+
 def course_list_for(user) -> QuerySet:
     """Courses a user may see: all for the system admin; a tenant's for its admins, finance and auditors;
     those taught or granted (guardian) for a teacher; those on whose roster a student is."""
@@ -114,12 +126,8 @@ def course_list_for(user) -> QuerySet:
     from tenants.models import Course, RosterEntry
 
     base = Course.objects.filter(tenant__is_active=True).select_related("tenant", "teacher")
-    if not getattr(user, "is_authenticated", False):
-        return base.none()
-    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
-        return base
-    if platform_role_of(user):
-        return base.none()
+    if (decided := _platform_answer(user, base)) is not None:
+        return decided
     # guardian keeps object ids as text; reading them out first avoids a text = integer join
     # (and MariaDB's collation clash between guardian's table and ours).
     granted = [
@@ -149,12 +157,8 @@ def quota_list_for(user) -> QuerySet:
     from tenants.models import Quota
 
     base = Quota.objects.filter(tenant__is_active=True).select_related("tenant", "course", "user")
-    if not getattr(user, "is_authenticated", False):
-        return base.none()
-    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
-        return base
-    if platform_role_of(user):
-        return base.none()
+    if (decided := _platform_answer(user, base)) is not None:
+        return decided
     teacher_tenants = [m.tenant_id for m in memberships_of(user) if m.role == TenantRole.TEACHER]
     condition = _any(
         _subtree_q(user, READER_ROLES),
@@ -173,12 +177,8 @@ def request_list_for(user) -> QuerySet:
     from tenants.models import ApprovalRequest
 
     base = ApprovalRequest.objects.select_related("tenant", "course", "requester").order_by("-created_at", "-id")
-    if not getattr(user, "is_authenticated", False):
-        return base.none()
-    if platform_role_of(user) == PlatformRole.SYSTEM_ADMIN:
-        return base
-    if platform_role_of(user):
-        return base.none()
+    if (decided := _platform_answer(user, base)) is not None:
+        return decided
     return base.filter(_any(_subtree_q(user, READER_ROLES), Q(requester=user)))
 
 

@@ -1,9 +1,11 @@
 """factory_boy factories shared by every app's tests."""
 
+import datetime
+
 import factory
 from django.contrib.auth.hashers import make_password
 
-from tenants.models import Membership, PlatformAssignment, Tenant, User
+from tenants.models import Course, Membership, PlatformAssignment, Tenant, User
 
 PASSWORD = "Test@2026!pw"
 _PASSWORD_HASH = None
@@ -66,3 +68,15 @@ def platform_admin(username: str, role: str) -> User:
     user = UserFactory(username=username)
     PlatformAssignmentFactory(user=user, role=role)
     return user
+
+
+def cs101(scenario, *, name: str = "计算机导论") -> Course:
+    """CS101 of the scenario's tenant cs, taught by its teacher, autumn term 2026 (no roster, no class times)."""
+    return Course.objects.create(
+        tenant=scenario.tenant_a,
+        code="CS101",
+        name=name,
+        teacher=scenario.teacher,
+        term_start=datetime.date(2026, 9, 1),
+        term_end=datetime.date(2027, 1, 15),
+    )

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import metering
-from billing.locks import cursor_locked, cursors_locked, volume_cursor_locked
+from billing.locks import cursor_locked, cursors_locked, desktop_cursors_locked, volume_cursor_locked
 from billing.models import MeterCursor, UsageInterval, VolumeMeterCursor
 
 if TYPE_CHECKING:
@@ -41,6 +41,18 @@ def _pieces(cursor: MeterCursor | VolumeMeterCursor, until: datetime) -> list[Us
         )
         for day, start, end in metering.split_by_day(cursor.since, until)
     ]
+
+
+def _advance(cursor: MeterCursor | VolumeMeterCursor, allocation: metering.Allocation, at: datetime) -> list:
+    """Close the cursor's open interval at ``at`` (a late report never reaches back before it
+    opened: that time is already counted) and let it hold ``allocation`` from there (not saved).
+    Returns the closed pieces, to be written."""
+    at = max(at, cursor.since)
+    pieces = _pieces(cursor, at)
+    for name, value in allocation.fields().items():
+        setattr(cursor, name, value)
+    cursor.since = at
+    return pieces
 
 
 def cursor_allocation(cursor: MeterCursor | VolumeMeterCursor) -> metering.Allocation:
@@ -89,18 +101,13 @@ def _record(model, holder: dict, allocation: metering.Allocation, *, at: datetim
                 return True
         if cursor_allocation(cursor) == allocation:
             return False
-        # A late report never reaches back before the open interval: that time is already counted.
-        at = max(at, cursor.since)
-        UsageInterval.objects.bulk_create(_pieces(cursor, at))
+        UsageInterval.objects.bulk_create(_advance(cursor, allocation, at))
         if not allocation.billable:
             # Nothing held any more (deleted, or failed before it was made): no open interval,
             # so the sweeps never visit the desktops of past terms.
             cursor.delete()
-            return True
-        for name, value in allocation.fields().items():
-            setattr(cursor, name, value)
-        cursor.since = at
-        cursor.save()
+        else:
+            cursor.save()
     return True
 
 
@@ -109,48 +116,42 @@ def desktop_changed(*, desktop: Desktop, at: datetime, reason: str = "") -> None
     desktop_usage_record(desktop=desktop, at=at, reason=reason)
 
 
+def _allocations(desktops: list[Desktop]) -> dict[int, metering.Allocation]:
+    """What each desktop holds now, by id: its data disks and elastic IPs read for all at once."""
+    from compute.models import Volume
+    from compute.selectors import desktop_elastic_ip_counts
+
+    ids = [d.pk for d in desktops]
+    volumes: dict[int, list] = {}
+    for volume in Volume.objects.filter(desktop_id__in=ids):
+        volumes.setdefault(volume.desktop_id, []).append(volume)
+    elastic = desktop_elastic_ip_counts(ids)
+    return {
+        d.pk: metering.allocation_of(d, volumes=volumes.get(d.pk, []), elastic_ips=elastic.get(d.pk, 0))
+        for d in desktops
+    }
+
+
 def desktops_changed(*, desktops: Iterable[Desktop], at: datetime, reason: str = "") -> None:
     """The batch observer (``compute.hooks.desktops_changed``): desktop_changed for each, in a
     handful of queries (a takeover of 1,000 VMs): data disks and elastic IPs read for all at
     once, the open intervals locked in one statement, pieces and cursors written in bulk."""
-    from compute.models import Volume
-    from compute.selectors import desktop_elastic_ip_counts
-
     desktops = [d for d in desktops if d.pk]
     if not desktops:
         return
-    ids = sorted(d.pk for d in desktops)
     with transaction.atomic():
-        cursors = {
-            c.desktop_id: c for c in MeterCursor.objects.select_for_update().filter(desktop_id__in=ids).order_by("pk")
-        }
-        volumes: dict[int, list] = {}
-        for volume in Volume.objects.filter(desktop_id__in=ids):
-            volumes.setdefault(volume.desktop_id, []).append(volume)
-        elastic = desktop_elastic_ip_counts(ids)
+        cursors = desktop_cursors_locked(sorted(d.pk for d in desktops))
         opened, moved, closed, pieces = [], [], [], []
-        for desktop in desktops:
-            allocation = metering.allocation_of(
-                desktop, volumes=volumes.get(desktop.pk, []), elastic_ips=elastic.get(desktop.pk, 0)
-            )
-            cursor = cursors.get(desktop.pk)
+        for desktop_id, allocation in _allocations(desktops).items():
+            cursor = cursors.get(desktop_id)
             if cursor is None:
                 if allocation.billable:
-                    opened.append(MeterCursor(desktop_id=desktop.pk, since=at, **allocation.fields()))
-                continue
-            if cursor_allocation(cursor) == allocation:
-                continue
-            when = max(at, cursor.since)
-            pieces.extend(_pieces(cursor, when))
-            if not allocation.billable:
-                closed.append(cursor.pk)
-                continue
-            for name, value in allocation.fields().items():
-                setattr(cursor, name, value)
-            cursor.since = when
-            moved.append(cursor)
+                    opened.append(MeterCursor(desktop_id=desktop_id, since=at, **allocation.fields()))
+            elif cursor_allocation(cursor) != allocation:
+                pieces.extend(_advance(cursor, allocation, at))
+                (moved if allocation.billable else closed).append(cursor)
         UsageInterval.objects.bulk_create(pieces, batch_size=2000)
-        MeterCursor.objects.filter(pk__in=closed).delete()
+        MeterCursor.objects.filter(pk__in=[c.pk for c in closed]).delete()
         MeterCursor.objects.bulk_update(moved, ["since", *metering.ALLOCATION_FIELDS], batch_size=500)
         try:
             with transaction.atomic():

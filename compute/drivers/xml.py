@@ -102,21 +102,17 @@ def _gpu_elements(devices: ET.Element, gpu: GpuSpec) -> None:
         _sub(_sub(hostdev, "source"), "address", uuid=gpu.mdev_uuid)
 
 
-def domain_xml(
-    spec: VMSpec,
-    *,
-    system_pool: str,
-    system_volume: str,
-    data_volumes: list[tuple[str, str]] = (),
-) -> str:
-    """Domain XML for ``spec``; disks are pool volumes (system on vda, data from vdb on)."""
+def _check_shape(spec: VMSpec) -> None:
     if spec.domain_type not in ("kvm", "qemu"):
         raise DriverError(
             f"domain type must be kvm or qemu, not {spec.domain_type!r}", permanent=True, code=ErrorCode.INVALID_SPEC
         )
     if spec.vcpus < 1 or spec.memory_mib < 16:
         raise DriverError("a VM needs at least 1 vCPU and 16 MiB", permanent=True, code=ErrorCode.INVALID_SPEC)
-    dom = ET.Element("domain", type=spec.domain_type)
+
+
+def _domain_head(dom: ET.Element, spec: VMSpec) -> None:
+    """Everything of the domain but its devices: name, our metadata, size, boot, features, clock."""
     _sub(dom, "name", spec.name)
     if spec.description:
         _sub(dom, "description", spec.description)
@@ -138,23 +134,45 @@ def domain_xml(
     _sub(dom, "on_reboot", "restart")
     _sub(dom, "on_crash", "destroy")
 
+
+def _disk_element(pool: str, volume: str, target: str) -> ET.Element:
+    """A virtio disk on a pool volume."""
+    disk = ET.Element("disk", type="volume", device="disk")
+    _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
+    _sub(disk, "source", pool=pool, volume=volume)
+    _sub(disk, "target", dev=target, bus="virtio")
+    return disk
+
+
+def _interface_element(devices: ET.Element, nic) -> None:
+    iface = _sub(devices, "interface", type="network")
+    if nic.mac:
+        _sub(iface, "mac", address=nic.mac.lower())
+    _sub(iface, "source", network=nic.network)
+    _sub(iface, "model", type="virtio")
+    if nic.nwfilter:
+        ref = _sub(iface, "filterref", filter=nic.nwfilter)
+        for key, value in sorted(nic.filter_params.items()):
+            _sub(ref, "parameter", name=key, value=value)
+
+
+def domain_xml(
+    spec: VMSpec,
+    *,
+    system_pool: str,
+    system_volume: str,
+    data_volumes: list[tuple[str, str]] = (),
+) -> str:
+    """Domain XML for ``spec``; disks are pool volumes (system on vda, data from vdb on)."""
+    _check_shape(spec)
+    dom = ET.Element("domain", type=spec.domain_type)
+    _domain_head(dom, spec)
     devices = _sub(dom, "devices")
     volumes = [(system_pool, system_volume), *data_volumes]
     for index, (pool, volume) in enumerate(volumes):
-        disk = _sub(devices, "disk", type="volume", device="disk")
-        _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
-        _sub(disk, "source", pool=pool, volume=volume)
-        _sub(disk, "target", dev=_TARGETS[index], bus="virtio")
+        devices.append(_disk_element(pool, volume, _TARGETS[index]))
     for nic in spec.nics:
-        iface = _sub(devices, "interface", type="network")
-        if nic.mac:
-            _sub(iface, "mac", address=nic.mac.lower())
-        _sub(iface, "source", network=nic.network)
-        _sub(iface, "model", type="virtio")
-        if nic.nwfilter:
-            ref = _sub(iface, "filterref", filter=nic.nwfilter)
-            for key, value in sorted(nic.filter_params.items()):
-                _sub(ref, "parameter", name=key, value=value)
+        _interface_element(devices, nic)
     # The guest agent channel lets graceful shutdown and IP discovery work when the image has one.
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
@@ -195,11 +213,7 @@ def set_shape(root: ET.Element, *, vcpus: int, memory_mib: int, gpu: GpuSpec | N
 
 
 def disk_xml(pool: str, volume: str, target: str) -> str:
-    disk = ET.Element("disk", type="volume", device="disk")
-    _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
-    _sub(disk, "source", pool=pool, volume=volume)
-    _sub(disk, "target", dev=target, bus="virtio")
-    return _tostring(disk)
+    return _tostring(_disk_element(pool, volume, target))
 
 
 def volume_xml(name: str, capacity_bytes: int, *, backing_path: str = "", backing_format: str = "qcow2") -> str:
@@ -352,7 +366,7 @@ def dhcp_host_xml(host: DhcpHost) -> str:
     return ET.tostring(el, encoding="unicode")
 
 
-def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:
+def _check_forward(spec: NetworkSpec) -> None:
     if spec.forward not in tuple(ForwardMode):
         raise DriverError(
             f"forward mode must be nat, bridge or none, not {spec.forward!r}",
@@ -366,37 +380,50 @@ def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:
             permanent=True,
             code=ErrorCode.INVALID_SPEC,
         )
-    net = ET.Element("network")
-    _sub(net, "name", spec.name)
-    if uuid:
-        _sub(net, "uuid", uuid)
-    if spec.forward == ForwardMode.BRIDGE:
-        if not spec.bridge:
-            raise DriverError(
-                "a bridged network needs the host bridge's name", permanent=True, code=ErrorCode.INVALID_SPEC
-            )
-        _sub(net, "forward", mode="bridge")
-        _sub(net, "bridge", name=spec.bridge)
-        if spec.virtualport:
-            _sub(net, "virtualport", type=spec.virtualport)
-        if spec.vlan is not None:
-            if not 1 <= spec.vlan <= 4094:
-                raise DriverError(f"VLAN id {spec.vlan} is not 1-4094", permanent=True, code=ErrorCode.INVALID_SPEC)
-            _sub(_sub(net, "vlan"), "tag", id=str(spec.vlan))
-        return _tostring(net)
+
+
+def _bridged(net: ET.Element, spec: NetworkSpec) -> None:
+    """A network on a host bridge: the physical segment's addressing and DHCP, an OVS VLAN tag."""
+    if not spec.bridge:
+        raise DriverError("a bridged network needs the host bridge's name", permanent=True, code=ErrorCode.INVALID_SPEC)
+    _sub(net, "forward", mode="bridge")
+    _sub(net, "bridge", name=spec.bridge)
+    if spec.virtualport:
+        _sub(net, "virtualport", type=spec.virtualport)
+    if spec.vlan is not None:
+        if not 1 <= spec.vlan <= 4094:
+            raise DriverError(f"VLAN id {spec.vlan} is not 1-4094", permanent=True, code=ErrorCode.INVALID_SPEC)
+        _sub(_sub(net, "vlan"), "tag", id=str(spec.vlan))
+
+
+def _routed(net: ET.Element, spec: NetworkSpec) -> None:
+    """A NAT (or isolated) network of libvirt's own bridge, with its gateway address and dnsmasq DHCP."""
     if spec.forward == ForwardMode.NAT:
         _sub(net, "forward", mode="nat")
     if spec.bridge:
         _sub(net, "bridge", name=spec.bridge, stp="on", delay="0")
     addresses = _network_addresses(spec)
-    if addresses:
-        ip = _sub(net, "ip", address=addresses[0], netmask=addresses[1])
-        if spec.dhcp_start or spec.dhcp_hosts:
-            dhcp = _sub(ip, "dhcp")
-            if spec.dhcp_start:
-                _sub(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end or spec.dhcp_start)
-            for host in spec.dhcp_hosts:
-                dhcp.append(ET.fromstring(dhcp_host_xml(host)))
+    if not addresses:
+        return
+    ip = _sub(net, "ip", address=addresses[0], netmask=addresses[1])
+    if spec.dhcp_start or spec.dhcp_hosts:
+        dhcp = _sub(ip, "dhcp")
+        if spec.dhcp_start:
+            _sub(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end or spec.dhcp_start)
+        for host in spec.dhcp_hosts:
+            dhcp.append(ET.fromstring(dhcp_host_xml(host)))
+
+
+def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:
+    _check_forward(spec)
+    net = ET.Element("network")
+    _sub(net, "name", spec.name)
+    if uuid:
+        _sub(net, "uuid", uuid)
+    if spec.forward == ForwardMode.BRIDGE:
+        _bridged(net, spec)
+    else:
+        _routed(net, spec)
     return _tostring(net)
 
 

@@ -82,18 +82,9 @@ def test_image_and_flavor_lists_cost_constant_queries(scenario, compute_env, api
 
 
 def test_students_see_only_their_own_desktops_and_teachers_their_courses(scenario, compute_env, api):
-    import datetime
+    from tests import factories
 
-    from tenants.models import Course
-
-    course = Course.objects.create(
-        tenant=scenario.tenant_a,
-        code="CS101",
-        name="导论",
-        teacher=scenario.teacher,
-        term_start=datetime.date(2026, 9, 1),
-        term_end=datetime.date(2027, 1, 15),
-    )
+    course = factories.cs101(scenario, name="导论")
     mine = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student, course=course)
     theirs = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student2)
     other_tenant = desktop_of(scenario.tenant_b, env=compute_env, owner=scenario.stranger)

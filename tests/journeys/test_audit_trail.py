@@ -14,6 +14,7 @@ from audit.services import chain_verify
 from compute.classroom.services import course_request_submit
 from compute.models import Desktop
 from tenants.models import ApprovalRequest, ClassTime, Course, RequestKind, RosterEntry
+from tests import factories
 
 TEACHER_IP, ADMIN_IP = "10.8.0.11", "10.8.0.12"
 
@@ -30,14 +31,7 @@ def fulfiller():
 def _course(scenario) -> Course:
     import datetime
 
-    course = Course.objects.create(
-        tenant=scenario.tenant_a,
-        code="CS101",
-        name="计算机导论",
-        teacher=scenario.teacher,
-        term_start=datetime.date(2026, 9, 1),
-        term_end=datetime.date(2027, 1, 15),
-    )
+    course = factories.cs101(scenario)
     RosterEntry.objects.create(course=course, user=scenario.student, student_number="20260001")
     ClassTime.objects.create(course=course, weekday=1, start_time=datetime.time(10, 0), end_time=datetime.time(11, 40))
     return course

@@ -16,17 +16,12 @@ from . import objects as lo
 from .connection import Connection, is_test_driver
 
 
-def check_image(path: str, *, qemu_img: str = "qemu-img") -> ImageInfo:
-    """Format and size of an uploaded image file, by ``qemu-img info``; BAD_IMAGE if unusable.
+def _bad_image(message: str) -> DriverError:
+    return DriverError(message, permanent=True, code=ErrorCode.BAD_IMAGE)
 
-    Runs where the file is (the portal host), before anything is sent to a hypervisor.
-    """
 
-    def bad(message: str) -> DriverError:
-        return DriverError(message, permanent=True, code=ErrorCode.BAD_IMAGE)
-
-    if not os.path.isfile(path):
-        raise bad(f"no such file: {path}")
+def _qemu_img_info(path: str, qemu_img: str) -> dict:
+    """``qemu-img info`` of the file as JSON; BAD_IMAGE when qemu-img cannot read it."""
     try:
         proc = subprocess.run(
             [qemu_img, "info", "--force-share", "--output=json", path],
@@ -40,23 +35,42 @@ def check_image(path: str, *, qemu_img: str = "qemu-img") -> ImageInfo:
     except subprocess.TimeoutExpired as exc:
         raise DriverError(f"qemu-img info timed out on {path}", permanent=False, code=ErrorCode.TIMEOUT) from exc
     if proc.returncode != 0:
-        raise bad(f"not a disk image: {proc.stderr.strip() or path}")
-    info = json.loads(proc.stdout)
+        raise _bad_image(f"not a disk image: {proc.stderr.strip() or path}")
+    return json.loads(proc.stdout)
+
+
+def _refuse_unusable(path: str, info: dict) -> None:
+    """A format other than qcow2 or raw, a backing file, corruption or a size too small for a disk."""
     fmt, size = info.get("format", ""), int(info.get("virtual-size", 0))
     if fmt not in ("qcow2", "raw"):
-        raise bad(f"{path}: format {fmt!r}, expected qcow2 or raw")
+        raise _bad_image(f"{path}: format {fmt!r}, expected qcow2 or raw")
     if info.get("backing-filename"):
-        raise bad(f"{path} depends on a backing file; flatten it first")
+        raise _bad_image(f"{path} depends on a backing file; flatten it first")
     if info.get("format-specific", {}).get("data", {}).get("corrupt"):
-        raise bad(f"{path} is marked corrupt")
+        raise _bad_image(f"{path} is marked corrupt")
     # Any file reads as "raw"; anything under 1 MiB is no disk or ISO worth booting.
     if size < MIB:
-        raise bad(f"{path}: virtual size {size} bytes is too small for a disk image")
-    if fmt == "raw":
-        with open(path, "rb") as image:
-            image.seek(0x8001)
-            if image.read(5) == b"CD001":  # ISO 9660 volume descriptor
-                fmt = "iso"
+        raise _bad_image(f"{path}: virtual size {size} bytes is too small for a disk image")
+
+
+def _is_iso(path: str) -> bool:
+    with open(path, "rb") as image:
+        image.seek(0x8001)
+        return image.read(5) == b"CD001"  # ISO 9660 volume descriptor
+
+
+def check_image(path: str, *, qemu_img: str = "qemu-img") -> ImageInfo:
+    """Format and size of an uploaded image file, by ``qemu-img info``; BAD_IMAGE if unusable.
+
+    Runs where the file is (the portal host), before anything is sent to a hypervisor.
+    """
+    if not os.path.isfile(path):
+        raise _bad_image(f"no such file: {path}")
+    info = _qemu_img_info(path, qemu_img)
+    _refuse_unusable(path, info)
+    fmt, size = info["format"], int(info.get("virtual-size", 0))
+    if fmt == "raw" and _is_iso(path):
+        fmt = "iso"
     return ImageInfo(path=path, format=fmt, virtual_size_bytes=size, file_size_bytes=os.path.getsize(path))
 
 
