@@ -5,6 +5,7 @@ from django.contrib import admin
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from network.models import (
     Address,
+    AddressPool,
     ElasticIP,
     Network,
     NetworkDeployment,
@@ -12,6 +13,7 @@ from network.models import (
     PublicPool,
     SecurityGroup,
     SecurityGroupRule,
+    Segment,
     SegmentRange,
     Subnet,
 )
@@ -52,6 +54,19 @@ class SegmentRangeAdmin(admin.ModelAdmin):
     """Ranges are plain platform settings, edited here by the system admin."""
 
     list_display = ["site", "kind", "first", "last"]
+
+
+@admin.register(Segment)
+class SegmentAdmin(ReadOnlyAdmin):
+    """Segments change through the services (page 物理网段与地址池, API): assignments are audited."""
+
+    list_display = ["name", "site", "kind", "bridge", "portgroup", "first", "last"]
+    list_filter = ["kind", "site"]
+
+
+@admin.register(AddressPool)
+class AddressPoolAdmin(ReadOnlyAdmin):
+    list_display = ["name", "cidr", "min_prefixlen", "tenant"]
 
 
 admin.site.register([NetworkDeployment, PublicPool, ElasticIP, PortForward], ReadOnlyAdmin)

@@ -14,16 +14,20 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from common.errors import NotFound as ServiceNotFound
 from network import rules, selectors, services
+from network.errors import NetworkError
 from network.models import (
     DHCP_STATUS_LABELS,
     Address,
+    AddressPool,
     ElasticIP,
     Network,
     PortForward,
     PublicPool,
     SecurityGroup,
     SecurityGroupRule,
+    Segment,
     SegmentType,
     Subnet,
 )
@@ -38,7 +42,18 @@ class SubnetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Subnet
-        fields = ["id", "network", "cidr", "gateway", "dns_servers", "dhcp_start", "dhcp_end", "usage", "created_at"]
+        fields = [
+            "id",
+            "network",
+            "cidr",
+            "pool",
+            "gateway",
+            "dns_servers",
+            "dhcp_start",
+            "dhcp_end",
+            "usage",
+            "created_at",
+        ]
 
     def get_usage(self, obj) -> dict:
         return selectors.subnet_usage(obj)
@@ -63,6 +78,7 @@ class NetworkSerializer(serializers.ModelSerializer):
             "site",
             "segment_type",
             "segment_id",
+            "platform_segment",
             "bridge",
             "portgroup",
             "description",
@@ -80,6 +96,13 @@ class NetworkCreateSerializer(serializers.Serializer):
     site = serializers.SlugField(max_length=50, default="main")
     segment_type = serializers.ChoiceField(choices=SegmentType.values, default=SegmentType.NONE)
     segment_id = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    platform_segment = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="a platform segment id (GET /api/v1/segments/): its bridge, port group or VLAN/VXLAN range",
+    )
     bridge = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
     portgroup = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
     description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
@@ -270,6 +293,55 @@ class PortForwardCreateSerializer(serializers.Serializer):
     private_port = serializers.IntegerField(min_value=1, max_value=65535)
 
 
+class SegmentSerializer(serializers.ModelSerializer):
+    tenants = serializers.SerializerMethodField(help_text="tenant slugs it is assigned to (platform admins only)")
+
+    class Meta:
+        model = Segment
+        fields = ["id", "name", "site", "kind", "bridge", "portgroup", "first", "last", "description", "tenants"]
+        read_only_fields = ["id", "tenants"]
+
+    def get_tenants(self, obj) -> list[str]:
+        request = self.context.get("request")
+        if request is None or not selectors.is_platform_reader(request.user):
+            return []
+        return sorted(a.tenant.slug for a in obj.assignments.all())
+
+
+class SegmentCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    kind = serializers.ChoiceField(choices=Segment.Kind.values)
+    site = serializers.CharField(max_length=50, default="main")
+    bridge = serializers.CharField(max_length=15, required=False, default="", allow_blank=True)
+    portgroup = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    first = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    last = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+
+
+class AssignSerializer(serializers.Serializer):
+    tenant = serializers.SlugField(max_length=50, allow_null=True, help_text="tenant slug; null takes a pool back")
+
+
+class AddressPoolSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    subnet_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = AddressPool
+        fields = ["id", "name", "cidr", "min_prefixlen", "tenant", "description", "subnet_count", "created_at"]
+
+
+class AddressPoolCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    cidr = serializers.CharField(max_length=43)
+    min_prefixlen = serializers.IntegerField(
+        default=24, min_value=0, max_value=32, help_text="the largest subnet of the pool: 24 = at most a /24"
+    )
+    tenant = serializers.SlugField(max_length=50, required=False, allow_null=True)
+    description = serializers.CharField(max_length=255, required=False, default="", allow_blank=True)
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -295,6 +367,29 @@ def _tenant_for(user, slug: str | None, *, allow_none: bool = False):
 
 
 _NOT_FOUND = OpenApiResponse(description="not found")
+
+
+def _assignable_tenant(user, slug):
+    """The tenant a platform object is assigned to (None for none), among those the user sees."""
+    if slug in (None, ""):
+        return None
+    tenant = tenant_list_for(user).filter(slug=slug).first()
+    if tenant is None:
+        raise serializers.ValidationError({"tenant": [_("租户不存在。")]})
+    return tenant
+
+
+def _platform_segment(user, pk):
+    if pk is None:
+        return None
+    segment = selectors.segment_list_for(user).filter(pk=pk).first()
+    if segment is None:
+        raise ServiceNotFound(
+            _("物理网段不存在或未分配给本租户。"),
+            code=NetworkError.SEGMENT_NOT_FOUND,
+            detail={"field": "platform_segment"},
+        )
+    return segment
 
 
 # --- viewsets -----------------------------------------------------------------------------------
@@ -332,6 +427,7 @@ class NetworkViewSet(
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         tenant = _tenant_for(request.user, values.pop("tenant", None), allow_none=True)
+        values["platform_segment"] = _platform_segment(request.user, values.pop("platform_segment", None))
         network = services.network_create(actor=request.user, tenant=tenant, **values)
         return Response(NetworkSerializer(self.get_queryset().get(pk=network.pk)).data, status=status.HTTP_201_CREATED)
 
@@ -588,12 +684,117 @@ class PortForwardViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(
+    create=extend_schema(request=SegmentCreateSerializer, responses={201: SegmentSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class SegmentViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Platform segments: host bridges, vCenter port groups, VLAN/VXLAN ranges. The system admin creates
+    and assigns them; a tenant admin sees the ones its tenants may put networks on."""
+
+    serializer_class = SegmentSerializer
+    filterset_fields = ["kind", "site"]
+    ordering_fields = ["name", "id"]
+
+    def get_queryset(self):
+        return selectors.segment_list_for(self.request.user).order_by("id")
+
+    def create(self, request):
+        data = SegmentCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        segment = services.segment_create(actor=request.user, **data.validated_data)
+        body = SegmentSerializer(self.get_queryset().get(pk=segment.pk), context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        services.segment_delete(actor=request.user, segment=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _assign(self, request, assigned: bool):
+        segment = self.get_object()
+        data = AssignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = _assignable_tenant(request.user, data.validated_data["tenant"])
+        if tenant is None:
+            raise serializers.ValidationError({"tenant": [_("请指定租户。")]})
+        services.segment_assign(actor=request.user, segment=segment, tenant=tenant, assigned=assigned)
+        return Response(SegmentSerializer(self.get_queryset().get(pk=segment.pk), context={"request": request}).data)
+
+    @extend_schema(request=AssignSerializer, responses={200: SegmentSerializer, 404: _NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Give the tenant (and the tenants under it) the segment."""
+        return self._assign(request, True)
+
+    @extend_schema(
+        request=AssignSerializer, responses={200: SegmentSerializer, 404: _NOT_FOUND, 409: OpenApiResponse()}
+    )
+    @action(detail=True, methods=["post"])
+    def unassign(self, request, pk=None):
+        """Take the segment back from the tenant (refused while a network of its subtree uses it)."""
+        return self._assign(request, False)
+
+
+@extend_schema_view(
+    create=extend_schema(request=AddressPoolCreateSerializer, responses={201: AddressPoolSerializer}),
+    destroy=extend_schema(responses={204: None, 404: _NOT_FOUND, 409: OpenApiResponse()}),
+)
+class AddressPoolViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Address pools: private ranges the platform gives a tenant for its subnets (never overlapping),
+    with the largest subnet each allows."""
+
+    serializer_class = AddressPoolSerializer
+    ordering_fields = ["name", "id"]
+
+    def get_queryset(self):
+        return selectors.address_pool_list_for(self.request.user).order_by("id")
+
+    def create(self, request):
+        data = AddressPoolCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["tenant"] = _assignable_tenant(request.user, values.pop("tenant", None))
+        pool = services.address_pool_create(actor=request.user, **values)
+        return Response(AddressPoolSerializer(self.get_queryset().get(pk=pool.pk)).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        services.address_pool_delete(actor=request.user, pool=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=AssignSerializer, responses={200: AddressPoolSerializer, 404: _NOT_FOUND, 409: OpenApiResponse()}
+    )
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Give the pool to a tenant, or take it back (``tenant`` null)."""
+        pool = self.get_object()
+        data = AssignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tenant = _assignable_tenant(request.user, data.validated_data["tenant"])
+        services.address_pool_assign(actor=request.user, pool=pool, tenant=tenant)
+        return Response(AddressPoolSerializer(self.get_queryset().get(pk=pool.pk)).data)
+
+
 def register(router) -> None:
     """Add this app's viewsets to the /api/v1/ router."""
     router.register("networks", NetworkViewSet, basename="network")
     router.register("subnets", SubnetViewSet, basename="subnet")
     router.register("addresses", AddressViewSet, basename="address")
     router.register("security-groups", SecurityGroupViewSet, basename="security-group")
+    router.register("segments", SegmentViewSet, basename="segment")
+    router.register("address-pools", AddressPoolViewSet, basename="address-pool")
     router.register("public-pools", PublicPoolViewSet, basename="public-pool")
     router.register("elastic-ips", ElasticIPViewSet, basename="elastic-ip")
     router.register("port-forwards", PortForwardViewSet, basename="port-forward")

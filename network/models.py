@@ -49,6 +49,102 @@ class SegmentRange(models.Model):
         return f"{self.site} {self.kind} {self.first}-{self.last}"
 
 
+class Segment(models.Model):
+    """A piece of the physical network that belongs to the platform: a host bridge, a vCenter port
+    group, or a range of VLAN or VXLAN ids. The system admin creates it and assigns it to tenants
+    (a tenant may use what it or any tenant above it was given); a tenant admin's flat network,
+    VLAN or VXLAN id comes only from an assigned segment."""
+
+    class Kind(models.TextChoices):
+        BRIDGE = "bridge", _("主机网桥")
+        PORTGROUP = "portgroup", _("vCenter 端口组")
+        VLAN = "vlan", _("VLAN 范围")
+        VXLAN = "vxlan", _("VXLAN 范围")
+
+    name = models.CharField(_("名称"), max_length=64, unique=True)
+    site = models.SlugField(_("站点"), max_length=50, default="main")
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices)
+    bridge = models.CharField(_("主机网桥"), max_length=15, blank=True)
+    portgroup = models.CharField(_("vCenter 端口组"), max_length=100, blank=True)
+    first = models.PositiveIntegerField(_("起始号"), null=True, blank=True)
+    last = models.PositiveIntegerField(_("结束号"), null=True, blank=True)
+    description = models.CharField(_("说明"), max_length=255, blank=True)
+    tenants = models.ManyToManyField(
+        "tenants.Tenant", verbose_name=_("分配给"), through="SegmentAssignment", related_name="+", blank=True
+    )
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    objects = LockingManager()
+
+    class Meta:
+        verbose_name = _("物理网段")
+        verbose_name_plural = _("物理网段")
+        ordering = ["site", "kind", "name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def value(self) -> str:
+        """What the segment is, in one short text: the bridge, the port group or the id range."""
+        if self.kind == self.Kind.BRIDGE:
+            return self.bridge
+        if self.kind == self.Kind.PORTGROUP:
+            return self.portgroup
+        return f"{self.first}-{self.last}"
+
+
+class SegmentAssignment(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="assignments")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "tenant"], name="segmentassignment_unique")]
+
+    def __str__(self):
+        return f"{self.segment_id}->{self.tenant_id}"
+
+
+class AddressPool(models.Model):
+    """A range of private addresses the platform gives one tenant (and the tenants under it) for its
+    subnets. Pools never overlap, so two tenants' subnets never do; ``min_prefixlen`` caps how large
+    one subnet of the pool may be (22: at most a /22)."""
+
+    name = models.CharField(_("名称"), max_length=64, unique=True)
+    cidr = models.CharField(_("网段"), max_length=43)
+    min_prefixlen = models.PositiveSmallIntegerField(
+        _("最大子网"),
+        default=24,
+        validators=[MinValueValidator(8), MaxValueValidator(29)],
+        help_text=_("子网掩码长度的下限：24 表示子网最大为 /24"),
+    )
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        verbose_name=_("分配给"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="address_pools",
+    )
+    description = models.CharField(_("说明"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    objects = LockingManager()
+
+    class Meta:
+        verbose_name = _("地址池")
+        verbose_name_plural = _("地址池")
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.cidr})"
+
+    @property
+    def ip_network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+
 class ScopeLock(models.Model):
     """One row per IP scope (a tenant, or the platform) to serialise CIDR overlap checks."""
 
@@ -80,6 +176,10 @@ class Network(models.Model):
     # Flat networks attach to an existing host bridge (libvirt) or port group (vCenter).
     bridge = models.CharField(_("主机网桥"), max_length=15, blank=True)
     portgroup = models.CharField(_("vCenter 端口组"), max_length=100, blank=True)
+    # The platform segment the network was made on (its bridge, port group or VLAN/VXLAN id).
+    platform_segment = models.ForeignKey(
+        Segment, verbose_name=_("物理网段"), null=True, blank=True, on_delete=models.PROTECT, related_name="networks"
+    )
     description = models.CharField(_("说明"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
@@ -110,6 +210,10 @@ class Subnet(models.Model):
         "tenants.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
     cidr = models.CharField(_("网段"), max_length=43)
+    # The platform's address pool the subnet was carved from (none: placed by the system admin).
+    pool = models.ForeignKey(
+        AddressPool, verbose_name=_("地址池"), null=True, blank=True, on_delete=models.PROTECT, related_name="subnets"
+    )
     gateway = models.GenericIPAddressField(_("网关"), protocol="IPv4")
     dns_servers = models.CharField(_("DNS 服务器"), max_length=255, blank=True)
     dhcp_start = models.GenericIPAddressField(_("DHCP 起始"), protocol="IPv4")

@@ -4,7 +4,18 @@ import ipaddress
 
 from django.db.models import Count, Q, QuerySet
 
-from network.models import Address, ElasticIP, Network, PortForward, PublicPool, SecurityGroup, Subnet
+from network.models import (
+    Address,
+    AddressPool,
+    ElasticIP,
+    Network,
+    PortForward,
+    PublicPool,
+    SecurityGroup,
+    Segment,
+    SegmentAssignment,
+    Subnet,
+)
 from tenants.models import Tenant
 from tenants.roles import PlatformRole, TenantRole
 from tenants.selectors import platform_role_of, tenants_with_role
@@ -22,6 +33,11 @@ def _platform_reader(user) -> bool:
     return platform_role_of(user) in PLATFORM_READERS
 
 
+def is_platform_reader(user) -> bool:
+    """The system and audit admins: they see every platform object and whom it is assigned to."""
+    return _authenticated(user) and _platform_reader(user)
+
+
 def _member_tenants(user) -> QuerySet[Tenant]:
     return tenants_with_role(user, *TenantRole.values)
 
@@ -35,7 +51,7 @@ def network_list_for(user, *, search: str = "", tenant: str = "") -> QuerySet[Ne
         tenants = _member_tenants(user)
         if platform_role_of(user) == PlatformRole.SECURITY_ADMIN or not tenants.exists():
             return Network.objects.none()
-        queryset = queryset.filter(Q(tenant__in=tenants) | Q(tenant__isnull=True))
+        queryset = queryset.filter(Q(tenant__in=tenants) | _shared_for(tenants)).distinct()
     if search:
         queryset = queryset.filter(Q(name__icontains=search) | Q(subnets__cidr__startswith=search)).distinct()
     if tenant:
@@ -191,16 +207,100 @@ def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
     return result
 
 
+def _shared_for(tenants) -> Q:
+    """Shared networks these tenants may use: the platform-wide ones, and provider networks (shared
+    networks on a platform segment) whose segment is assigned to one of them or a tenant above."""
+    paths: set[str] = set()
+    for tenant in tenants:
+        paths.update(tenant.ancestor_paths())
+    everyone = Q(tenant__isnull=True, platform_segment__isnull=True)
+    assigned = SegmentAssignment.objects.filter(tenant__path__in=sorted(paths)).values("segment_id")
+    return everyone | Q(tenant__isnull=True, platform_segment__in=assigned)
+
+
+def shared_network_usable_by(network: Network, tenant) -> bool:
+    """Whether the tenant may put a desktop on this shared network (a provider network: if assigned)."""
+    return Network.objects.filter(_shared_for([tenant]), pk=network.pk).exists()
+
+
 def default_network_for(tenant) -> Network | None:
-    """The network a new desktop of the tenant joins: its first network with a subnet, else a shared one."""
+    """The network a new desktop of the tenant joins: its first network with a subnet, else a shared
+    one it may use."""
     own = Network.objects.filter(tenant=tenant, subnets__isnull=False).order_by("id").first()
     if own is not None:
         return own
-    return Network.objects.filter(tenant__isnull=True, subnets__isnull=False).order_by("id").first()
+    shared = Network.objects.filter(_shared_for([tenant]), subnets__isnull=False)
+    return shared.order_by("id").first()
 
 
 def other_tenants_cidrs(tenant) -> list[str]:
-    """CIDRs of every other tenant's subnets: what a tenant's default group keeps out."""
-    return list(
-        Subnet.objects.filter(tenant__isnull=False).exclude(tenant=tenant).values_list("cidr", flat=True).distinct()
-    )
+    """CIDRs of other tenants' subnets: what a tenant's default group keeps out.
+
+    Never one that overlaps the tenant's own subnets or address pools: what another tenant typed
+    cannot turn this tenant's own ranges (or the campus ACCEPT rules in front of them) into DROPs.
+    Tenant subnets come from address pools the platform assigns, which never overlap.
+    """
+    own = [ipaddress.IPv4Network(c) for c in Subnet.objects.filter(tenant=tenant).values_list("cidr", flat=True)]
+    own += [pool.ip_network for pool in address_pools_of_tenant(tenant)]
+    others = Subnet.objects.filter(tenant__isnull=False).exclude(tenant=tenant).values_list("cidr", flat=True)
+    result = []
+    for cidr in sorted(set(others)):
+        if not any(ipaddress.IPv4Network(cidr).overlaps(mine) for mine in own):
+            result.append(cidr)
+    return result
+
+
+# --- platform segments and address pools --------------------------------------------------------
+
+
+def _lineage(tenant) -> QuerySet[Tenant]:
+    """The tenant and every tenant above it: what was assigned to any of them is the tenant's to use."""
+    return Tenant.objects.filter(path__in=tenant.ancestor_paths())
+
+
+def segments_of_tenant(tenant, *, kind: str | None = None, site: str | None = None) -> QuerySet[Segment]:
+    """Segments assigned to the tenant or to a tenant above it (not scoped to a user: services check)."""
+    queryset = Segment.objects.filter(assignments__tenant__in=_lineage(tenant)).distinct()
+    if kind is not None:
+        queryset = queryset.filter(kind=kind)
+    if site is not None:
+        queryset = queryset.filter(site=site)
+    return queryset.order_by("site", "kind", "name")
+
+
+def address_pools_of_tenant(tenant) -> QuerySet[AddressPool]:
+    """Address pools assigned to the tenant or to a tenant above it."""
+    return AddressPool.objects.filter(tenant__in=_lineage(tenant)).order_by("name")
+
+
+def _admin_lineages(user) -> Q:
+    """Tenants whose admins may pick from what was assigned to them or above them: one Q on ``tenant``."""
+    paths: set[str] = set()
+    for tenant in tenants_with_role(user, TenantRole.TENANT_ADMIN):
+        paths.update(tenant.ancestor_paths())
+    return Q(tenant__path__in=sorted(paths))
+
+
+def segment_list_for(user) -> QuerySet[Segment]:
+    """All segments for the platform readers; a tenant admin the ones its tenants may use; others none."""
+    if not _authenticated(user):
+        return Segment.objects.none()
+    queryset = Segment.objects.prefetch_related("assignments__tenant")
+    if _platform_reader(user):
+        return queryset
+    if platform_role_of(user) is not None:
+        return Segment.objects.none()
+    usable = SegmentAssignment.objects.filter(_admin_lineages(user)).values("segment_id")
+    return queryset.filter(pk__in=usable)
+
+
+def address_pool_list_for(user) -> QuerySet[AddressPool]:
+    """All pools for the platform readers; a tenant admin the ones its tenants may use; others none."""
+    if not _authenticated(user):
+        return AddressPool.objects.none()
+    queryset = AddressPool.objects.select_related("tenant").annotate(subnet_count=Count("subnets"))
+    if _platform_reader(user):
+        return queryset
+    if platform_role_of(user) is not None:
+        return AddressPool.objects.none()
+    return queryset.filter(_admin_lineages(user))

@@ -5,6 +5,7 @@ Same services as the API; reads through network.selectors (another tenant's obje
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -13,7 +14,15 @@ from django.views.decorators.http import require_POST
 from common.paging import Paginator
 from common.ui import service_call
 from network import rules, selectors, services
-from network.forms import NetworkForm, ReserveForm, RuleForm, SecurityGroupForm, SubnetForm
+from network.forms import (
+    AddressPoolForm,
+    NetworkForm,
+    ReserveForm,
+    RuleForm,
+    SecurityGroupForm,
+    SegmentForm,
+    SubnetForm,
+)
 from network.models import SecurityGroupRule, Subnet
 from tenants.models import Tenant
 from tenants.roles import TenantRole
@@ -46,12 +55,18 @@ def network_list(request):
     managed = list(_managed_tenants(user))
     form = None
     if managed or rules.is_system_admin(user):
+        segments = list(selectors.segment_list_for(user).order_by("site", "kind", "name"))
         form = NetworkForm(
-            request.POST or None, tenants=managed, allow_shared=rules.is_system_admin(user), prefix="net"
+            request.POST or None,
+            tenants=managed,
+            allow_shared=rules.is_system_admin(user),
+            segments=segments,
+            prefix="net",
         )
         if request.method == "POST" and form.is_valid():
             values = form.cleaned_data
             tenant = next((t for t in managed if t.slug == values["tenant"]), None)
+            segment = next((s for s in segments if str(s.pk) == values["platform_segment"]), None)
             done = service_call(
                 request,
                 lambda: services.network_create(
@@ -61,7 +76,8 @@ def network_list(request):
                     kind=values["kind"],
                     segment_type=values["segment_type"],
                     segment_id=values["segment_id"],
-                    bridge=values["bridge"],
+                    platform_segment=segment,
+                    bridge=values.get("bridge", ""),
                     cidr=values["cidr"],
                     gateway=values["gateway"],
                     dns_servers=values["dns_servers"],
@@ -75,9 +91,14 @@ def network_list(request):
     page = _page(request, queryset)
     for network in page.object_list:
         network.usage = [(s, selectors.subnet_usage(s)) for s in network.subnets.all()]
-    return render(
-        request, "network/network_list.html", {"page": page, "form": form, "q": search, "section": "networks"}
-    )
+    context = {
+        "page": page,
+        "form": form,
+        "q": search,
+        "section": "networks",
+        "pools": selectors.address_pool_list_for(user).order_by("name") if form else (),
+    }
+    return render(request, "network/network_list.html", context)
 
 
 @login_required
@@ -246,3 +267,117 @@ def elastic_ips(request):
         "section": "eips",
     }
     return render(request, "network/elastic_ips.html", context)
+
+
+# --- platform segments and address pools ----------------------------------------------------------
+
+
+def _segment_create(request, form):
+    values = form.cleaned_data
+    return service_call(
+        request,
+        lambda: services.segment_create(actor=request.user, **values),
+        success=lambda segment: _("物理网段“%(name)s”已创建。") % {"name": segment.name},
+        next="network:segments",
+        form=form,
+    )
+
+
+def _pool_create(request, form, tenants):
+    values = dict(form.cleaned_data)
+    values["tenant"] = next((t for t in tenants if t.slug == values["tenant"]), None)
+    return service_call(
+        request,
+        lambda: services.address_pool_create(actor=request.user, **values),
+        success=lambda pool: _("地址池“%(name)s”已创建。") % {"name": pool.name},
+        next="network:segments",
+        form=form,
+    )
+
+
+@login_required
+def segments(request):
+    """Platform segments and address pools: the system admin creates and assigns them; a tenant
+    admin sees what its tenants may use; the audit admin reads them."""
+    user = request.user
+    admin = rules.is_system_admin(user)
+    tenants = list(Tenant.objects.filter(is_active=True).order_by("path")) if admin else []
+    segment_form = SegmentForm(request.POST or None, prefix="seg") if admin else None
+    pool_form = AddressPoolForm(request.POST or None, tenants=tenants, prefix="pool") if admin else None
+    if admin and request.method == "POST":
+        done = None
+        if "seg-name" in request.POST and segment_form.is_valid():
+            done = _segment_create(request, segment_form)
+        elif "pool-name" in request.POST and pool_form.is_valid():
+            done = _pool_create(request, pool_form, tenants)
+        if done:
+            return done
+    context = {
+        "segments": selectors.segment_list_for(user).order_by("site", "kind", "name"),
+        "pools": selectors.address_pool_list_for(user).order_by("name"),
+        "can_manage": admin,
+        "show_tenants": selectors.is_platform_reader(user),
+        "tenants": tenants,
+        "segment_form": segment_form,
+        "pool_form": pool_form,
+        "section": "segments",
+    }
+    return render(request, "network/segments.html", context)
+
+
+def _tenant_named(request):
+    slug = request.POST.get("tenant", "")
+    return Tenant.objects.filter(slug=slug).first() if slug else None
+
+
+@login_required
+@require_POST
+def segment_assign(request, pk: int):
+    segment = get_object_or_404(selectors.segment_list_for(request.user), pk=pk)
+    tenant = _tenant_named(request)
+    assigned = request.POST.get("assigned", "1") == "1"
+    if tenant is None:
+        raise Http404
+    return service_call(
+        request,
+        lambda: services.segment_assign(actor=request.user, segment=segment, tenant=tenant, assigned=assigned),
+        success=_("已分配。") if assigned else _("已收回。"),
+        next="network:segments",
+    )
+
+
+@login_required
+@require_POST
+def segment_delete(request, pk: int):
+    segment = get_object_or_404(selectors.segment_list_for(request.user), pk=pk)
+    return service_call(
+        request,
+        lambda: services.segment_delete(actor=request.user, segment=segment),
+        success=_("物理网段已删除。"),
+        next="network:segments",
+    )
+
+
+@login_required
+@require_POST
+def pool_assign(request, pk: int):
+    pool = get_object_or_404(selectors.address_pool_list_for(request.user), pk=pk)
+    tenant = _tenant_named(request)
+    return service_call(
+        request,
+        lambda: services.address_pool_assign(actor=request.user, pool=pool, tenant=tenant),
+        success=_("已分配。") if tenant else _("已收回。"),
+        next="network:segments",
+    )
+
+
+@login_required
+@require_POST
+def pool_delete(request, pk: int):
+    pool = get_object_or_404(selectors.address_pool_list_for(request.user), pk=pk)
+    return service_call(
+        request,
+        lambda: services.address_pool_delete(actor=request.user, pool=pool),
+        success=_("地址池已删除。"),
+        next="network:segments",
+    )

@@ -249,6 +249,9 @@ class NwFilterSpec:
     uuid: str = ""  # empty: keep the existing filter's uuid, or let libvirt pick one
     rules: tuple[FirewallRule, ...] = ()
     default_drop: bool = True  # drop what no rule accepts (DHCP and ARP stay allowed)
+    # Reference libvirt's stock ``clean-traffic`` filter: the NIC sends only from its own MAC and
+    # from the IP the referencing interface passes as the ``IP`` parameter (no MAC/IP/ARP spoofing).
+    anti_spoofing: bool = True
 
 
 @dataclass(frozen=True)

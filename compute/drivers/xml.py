@@ -453,10 +453,15 @@ def _rule_xml(parent: ET.Element, rule: FirewallRule, direction: str | None = No
         proto.set("dstportend", str(rule.port_max if rule.port_max is not None else rule.port_min))
 
 
+ANTI_SPOOFING_FILTER = "clean-traffic"  # libvirt's stock filter (libvirt-daemon-config-nwfilter)
+
+
 def nwfilter_xml(spec: NwFilterSpec) -> str:
     root = ET.Element("filter", name=spec.name, chain="root")
     if spec.uuid:
         _sub(root, "uuid", spec.uuid)
+    if spec.anti_spoofing:
+        _sub(root, "filterref", filter=ANTI_SPOOFING_FILTER)
     for rule in spec.rules:
         if rule.port_min is not None and rule.protocol not in ("tcp", "udp"):
             raise DriverError("ports only apply to tcp and udp rules", permanent=True, code=ErrorCode.INVALID_SPEC)

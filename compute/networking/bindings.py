@@ -88,8 +88,9 @@ def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple
         NicSpec(
             network=nic_network_name(a.subnet.network, endpoint),
             mac=a.mac if is_libvirt(endpoint) else "",
-            nwfilter=filter_name(a, endpoint) if with_filters and a.security_group_id else "",
-            filter_params={"IP": a.ip} if with_filters and a.security_group_id else {},
+            # Every NIC has its filter (anti-spoofing: only its own MAC and this IP), group or not.
+            nwfilter=filter_name(a, endpoint) if with_filters else "",
+            filter_params={"IP": a.ip} if with_filters else {},
         )
         for a in addresses
     )

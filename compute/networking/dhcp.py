@@ -43,6 +43,37 @@ def _desired(endpoint: Endpoint) -> dict[int, dict[str, DhcpHost]]:
     return wanted
 
 
+def _actual_hosts(driver, network: Network, endpoint: Endpoint, desired: dict) -> dict[str, DhcpHost] | None:
+    """The DHCP hosts the endpoint's network holds now; a missing network is made again when
+    bindings need it, else forgotten (None: nothing to do there)."""
+    name = libvirt_network_name(network, endpoint)
+    try:
+        return {h.mac: h for h in driver.dhcp_hosts(name)}
+    except DriverError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:
+            raise
+    if not desired:
+        network_services.deployment_forget(network_id=network.pk, endpoint=endpoint.name)
+        return None
+    network_ensure_on(network=network, endpoint=endpoint, driver=driver)
+    return {h.mac: h for h in driver.dhcp_hosts(name)}
+
+
+def _repair_network(driver, name: str, desired: dict, actual: dict, result: dict) -> None:
+    """Make one network's DHCP hosts what the database says, noting each change in ``result``."""
+    for mac, host in actual.items():
+        if mac not in desired:
+            driver.dhcp_host_remove(name, mac)
+            result["removed"].append({"network": name, "mac": mac, "ip": host.ip})
+    for mac, host in desired.items():
+        if mac not in actual:
+            driver.dhcp_host_set(name, host)
+            result["added"].append({"network": name, "mac": mac, "ip": host.ip})
+        elif actual[mac] != host:
+            driver.dhcp_host_set(name, host)
+            result["changed"].append({"network": name, "mac": mac, "ip": host.ip, "was": actual[mac].ip})
+
+
 def _sync_endpoint(endpoint: Endpoint) -> dict:
     result = {"added": [], "changed": [], "removed": [], "errors": []}
     wanted = _desired(endpoint)
@@ -53,29 +84,11 @@ def _sync_endpoint(endpoint: Endpoint) -> dict:
         for network_id, network in sorted(networks.items()):
             if not has_dhcp(network):
                 continue
-            name = libvirt_network_name(network, endpoint)
             desired = wanted.get(network_id, {})
-            try:
-                actual = {h.mac: h for h in driver.dhcp_hosts(name)}
-            except DriverError as exc:
-                if exc.code != ErrorCode.NOT_FOUND:
-                    raise
-                if not desired:
-                    network_services.deployment_forget(network_id=network_id, endpoint=endpoint.name)
-                    continue
-                network_ensure_on(network=network, endpoint=endpoint, driver=driver)
-                actual = {h.mac: h for h in driver.dhcp_hosts(name)}
-            for mac, host in actual.items():
-                if mac not in desired:
-                    driver.dhcp_host_remove(name, mac)
-                    result["removed"].append({"network": name, "mac": mac, "ip": host.ip})
-            for mac, host in desired.items():
-                if mac not in actual:
-                    driver.dhcp_host_set(name, host)
-                    result["added"].append({"network": name, "mac": mac, "ip": host.ip})
-                elif actual[mac] != host:
-                    driver.dhcp_host_set(name, host)
-                    result["changed"].append({"network": name, "mac": mac, "ip": host.ip, "was": actual[mac].ip})
+            actual = _actual_hosts(driver, network, endpoint, desired)
+            if actual is None:
+                continue
+            _repair_network(driver, libvirt_network_name(network, endpoint), desired, actual, result)
             Address.objects.filter(subnet__network_id=network_id, mac__in=list(desired)).exclude(
                 pushed_to=endpoint.name
             ).update(pushed_to=endpoint.name)

@@ -17,19 +17,20 @@ log = logging.getLogger(__name__)
 
 
 def define_filters(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> int:
-    """Define the NICs' filters on the endpoint (each group's rules computed once); returns how many."""
+    """Define the NICs' filters on the endpoint (each group's rules computed once); returns how many.
+
+    Every NIC gets one, with or without a security group: the filter also carries the
+    anti-spoofing reference (the NIC sends only from its own MAC and IP).
+    """
     if not filters_supported(endpoint):
         return 0
     rules: dict[int, tuple[FirewallRule, ...]] = {}
-    count = 0
     for address in addresses:
-        if not address.security_group_id:
-            continue
-        if address.security_group_id not in rules:
-            rules[address.security_group_id] = group_rules(address.security_group)
-        driver.nwfilter_define(nwfilter_spec(address, endpoint, rules[address.security_group_id]))
-        count += 1
-    return count
+        group_id = address.security_group_id
+        if group_id and group_id not in rules:
+            rules[group_id] = group_rules(address.security_group)
+        driver.nwfilter_define(nwfilter_spec(address, endpoint, rules.get(group_id, ())))
+    return len(addresses)
 
 
 def _nics_by_endpoint(addresses) -> dict[int, tuple[Endpoint, list[Address]]]:
@@ -78,9 +79,9 @@ def desktop_filters_apply(*, desktop_id: int) -> dict:
 
 def security_groups_sync() -> dict:
     """Redefine every NIC filter (remote-group members and other tenants' subnets change over time)."""
-    nics = Address.objects.filter(
-        state=Address.State.ALLOCATED, kind=Address.Kind.NIC, security_group__isnull=False
-    ).select_related("security_group__tenant")
+    nics = Address.objects.filter(state=Address.State.ALLOCATED, kind=Address.Kind.NIC).select_related(
+        "security_group__tenant"
+    )
     result = _apply_filters(nics)
     return {"applied": result["filters"], "errors": result["errors"]}
 

@@ -159,14 +159,16 @@ def group_rules(group: SecurityGroup) -> tuple[FirewallRule, ...]:
 
 
 def nwfilter_spec(address: Address, endpoint: Endpoint, rules: tuple[FirewallRule, ...] | None = None) -> NwFilterSpec:
-    """The NIC's filter on the endpoint: its group's rules under a name and UUID of the NIC's own."""
+    """The NIC's filter on the endpoint: its group's rules under a name and UUID of the NIC's own,
+    and libvirt's anti-spoofing filter. A NIC without a group has no rules and drops nothing else."""
     name = filter_name(address, endpoint)
     # Stable across redefinitions (libvirt then updates the running VM) and distinct per endpoint,
     # as two endpoints may share one daemon (tests do).
     filter_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"campuscloud:{endpoint.name}:{name}")
+    grouped = bool(address.security_group_id)
     if rules is None:
-        rules = group_rules(address.security_group)
-    return NwFilterSpec(name=name, uuid=str(filter_uuid), rules=rules)
+        rules = group_rules(address.security_group) if grouped else ()
+    return NwFilterSpec(name=name, uuid=str(filter_uuid), rules=rules, default_drop=grouped, anti_spoofing=True)
 
 
 def with_nics(spec, nics: tuple[NicSpec, ...]):

@@ -49,9 +49,23 @@ from network.services.security_groups import (
     security_group_default_ensure,
     security_group_delete,
 )
+from network.services.segments import (
+    address_pool_assign,
+    address_pool_create,
+    address_pool_delete,
+    segment_assign,
+    segment_create,
+    segment_delete,
+)
 
 __all__ = [
     "DEFAULT_GROUP_NAME",
+    "address_pool_assign",
+    "address_pool_create",
+    "address_pool_delete",
+    "segment_assign",
+    "segment_create",
+    "segment_delete",
     "address_allocate",
     "address_pushed",
     "address_reserve",

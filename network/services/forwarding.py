@@ -15,6 +15,7 @@ from network import hooks, rules
 from network.errors import NetworkError
 from network.models import Address, ElasticIP, PortForward, PublicPool
 from network.services._shared import parse_network, require_network_admin
+from network.validation import checked
 from tenants.models import Reservation
 from tenants.services import quota_commit, quota_release, quota_reserve
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 def public_pool_create(*, actor: User | None, name: str, cidr: str, site: str = "main") -> PublicPool:
     if not rules.is_system_admin(actor):
         raise Forbidden(_("只有系统管理员可以管理公网地址池。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
+    name, site = checked("name", name), checked("site", site)
     net = parse_network(cidr)
     with transaction.atomic():
         for other in PublicPool.objects.values_list("cidr", flat=True):

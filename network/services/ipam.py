@@ -15,10 +15,12 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput, NotFound
+from network import selectors as network_selectors
 from network.errors import NetworkError
 from network.models import Address, ElasticIP, Network, SecurityGroup, Subnet
 from network.services._shared import parse_ip, require_network_admin
 from network.services.security_groups import security_group_default_ensure
+from network.validation import checked, hostname_from
 
 if TYPE_CHECKING:
     from tenants.models import Tenant, User
@@ -105,6 +107,9 @@ def address_allocate(
     network = subnet.network
     if network.tenant_id is not None and network.tenant_id != tenant.pk:
         raise NotFound(_("网络不存在。"), code=NetworkError.NETWORK_NOT_FOUND)
+    if network.tenant_id is None and not network_selectors.shared_network_usable_by(network, tenant):
+        # A provider network serves only the tenants its segment is assigned to.
+        raise NotFound(_("网络不存在。"), code=NetworkError.NETWORK_NOT_FOUND)
     if security_group is not None and security_group.tenant_id != tenant.pk:
         raise NotFound(_("安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
     with transaction.atomic():
@@ -133,7 +138,7 @@ def address_allocate(
             kind=Address.Kind.NIC,
             desktop_id=desktop_id,
             nic_index=nic_index,
-            hostname=hostname[:63],
+            hostname=hostname_from(hostname),
             security_group=group,
         )
         event_record(
@@ -149,9 +154,10 @@ def address_reserve(*, actor: User | None, subnet: Subnet, ip: str, mac: str = "
     """Keep an address out of the pool (a static host, a printer); with a MAC it gets a DHCP entry."""
     require_network_admin(actor, subnet.network.tenant)
     wanted = parse_ip(ip, "ip")
+    hostname = checked("hostname", hostname, blank=True)
     mac = (mac or "").strip().lower()
     if mac and not _is_mac(mac):
-        raise InvalidInput(_("MAC 地址格式无效。"), code=NetworkError.MAC_INVALID)
+        raise InvalidInput(_("MAC 地址格式无效。"), code=NetworkError.MAC_INVALID, detail={"field": "mac"})
     with transaction.atomic():
         subnet = Subnet.objects.locked(subnet.pk)
         _purge_expired(subnet)
@@ -167,7 +173,7 @@ def address_reserve(*, actor: User | None, subnet: Subnet, ip: str, mac: str = "
             ip=str(wanted),
             mac=mac or None,
             kind=Address.Kind.RESERVED,
-            hostname=hostname[:63],
+            hostname=hostname,
         )
         event_record(
             action=Action.ADDRESS_RESERVED,

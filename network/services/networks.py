@@ -10,8 +10,9 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput
+from common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from network import hooks, rules
+from network import selectors as network_selectors
 from network.errors import NetworkError
 from network.models import (
     SEGMENT_LIMITS,
@@ -19,12 +20,15 @@ from network.models import (
     Network,
     NetworkDeployment,
     ScopeLock,
+    Segment,
     SegmentRange,
     SegmentType,
     Subnet,
 )
 from network.services._shared import parse_ip, parse_network, require_network_admin
 from network.services.security_groups import security_group_default_ensure
+from network.services.segments import check_pool_overlap, pool_for_subnet
+from network.validation import checked
 
 if TYPE_CHECKING:
     from tenants.models import Tenant, User
@@ -98,43 +102,59 @@ def _check_overlap(tenant, cidr: str) -> None:
             )
 
 
-def _segment_allocate(*, site: str, kind: str, wanted: int | None) -> int | None:
+def _free_id(low: int, high: int, taken: set[int]) -> int | None:
+    return next((candidate for candidate in range(low, high + 1) if candidate not in taken), None)
+
+
+def _wanted_id(kind: str, wanted: int, ranges: list[tuple[int, int]], taken: set[int]) -> int:
+    if not any(low <= wanted <= high for low, high in ranges):
+        shown = ", ".join(f"{low}-{high}" for low, high in ranges)
+        raise InvalidInput(
+            _("%(kind)s 号 %(id)s 不在可用的范围 %(range)s 内。")
+            % {"kind": kind.upper(), "id": wanted, "range": shown},
+            code=NetworkError.SEGMENT_OUT_OF_RANGE,
+            detail={"field": "segment_id", "segment_id": wanted, "range": [list(r) for r in ranges]},
+        )
+    if wanted in taken:
+        raise Conflict(
+            _("%(kind)s 号 %(id)s 已被使用。") % {"kind": kind.upper(), "id": wanted},
+            code=NetworkError.SEGMENT_IN_USE,
+            detail={"segment_id": wanted},
+        )
+    return wanted
+
+
+def _segment_allocate(*, site: str, kind: str, wanted: int | None, ranges: list[tuple[int, int]] | None = None):
+    """A VLAN/VXLAN id of the site: ``wanted`` if free and in range, else the lowest free one.
+
+    ``ranges`` are the ids the caller may use (a tenant's assigned segments); None: the site's
+    range (SegmentRange), else the whole id space, for the platform.
+    """
     if kind == SegmentType.NONE:
         if wanted is not None:
             raise InvalidInput(_("未选择隔离方式时不能指定 VLAN/VXLAN 号。"), code=NetworkError.SEGMENT_UNEXPECTED)
         return None
-    limit_low, limit_high = SEGMENT_LIMITS[kind]
     seg_range = SegmentRange.objects.select_for_update().filter(site=site, kind=kind).first()
-    low, high = (seg_range.first, seg_range.last) if seg_range else (limit_low, limit_high)
+    if ranges is None:
+        ranges = [(seg_range.first, seg_range.last) if seg_range else SEGMENT_LIMITS[kind]]
     taken = set(
         Network.objects.filter(site=site, segment_type=kind, segment_id__isnull=False).values_list(
             "segment_id", flat=True
         )
     )
     if wanted is not None:
-        if not low <= wanted <= high:
-            raise InvalidInput(
-                _("%(kind)s 号 %(id)s 不在站点的范围 %(low)s-%(high)s 内。")
-                % {"kind": kind.upper(), "id": wanted, "low": low, "high": high},
-                code=NetworkError.SEGMENT_OUT_OF_RANGE,
-                detail={"segment_id": wanted, "range": [low, high]},
-            )
-        if wanted in taken:
-            raise Conflict(
-                _("%(kind)s 号 %(id)s 已被使用。") % {"kind": kind.upper(), "id": wanted},
-                code=NetworkError.SEGMENT_IN_USE,
-                detail={"segment_id": wanted},
-            )
-        return wanted
-    for candidate in range(low, high + 1):
-        if candidate not in taken:
-            return candidate
+        return _wanted_id(kind, wanted, ranges, taken)
+    for low, high in ranges:
+        free = _free_id(low, high, taken)
+        if free is not None:
+            return free
     raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)
 
 
 def segment_range_set(*, actor: User | None, site: str, kind: str, first: int, last: int) -> SegmentRange:
     if not rules.is_system_admin(actor):
         raise Forbidden(_("只有系统管理员可以设置网段号范围。"), code=NetworkError.NETWORK_MANAGE_FORBIDDEN)
+    site = checked("site", site)
     if kind not in SEGMENT_LIMITS:
         raise InvalidInput(_("类型须为 vlan 或 vxlan。"), code=NetworkError.SEGMENT_KIND_INVALID)
     low, high = SEGMENT_LIMITS[kind]
@@ -159,6 +179,127 @@ def segment_range_set(*, actor: User | None, site: str, kind: str, first: int, l
 # --- networks and subnets ---------------------------------------------------------------------
 
 
+def _network_basics(name: str, kind: str, segment_type: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 64:
+        raise InvalidInput(
+            _("请填写网络名称（最多 64 个字符）。"), code=NetworkError.NETWORK_NAME_INVALID, detail={"field": "name"}
+        )
+    if kind not in Network.Kind.values:
+        raise InvalidInput(_("网络类型须为 flat 或 router。"), code=NetworkError.NETWORK_KIND_INVALID)
+    if segment_type not in SegmentType.values:
+        raise InvalidInput(_("隔离方式须为 none、vlan 或 vxlan。"), code=NetworkError.SEGMENT_KIND_INVALID)
+    return name
+
+
+def _mismatch(message, field: str = "segment") -> InvalidInput:
+    return InvalidInput(message, code=NetworkError.SEGMENT_MISMATCH, detail={"field": field})
+
+
+def _on_segment(segment: Segment, tenant, *, kind: str, segment_type: str, bridge: str, portgroup: str) -> dict:
+    """A network on a platform segment takes its bridge, port group or id range (and site) from it."""
+    if tenant is not None and not network_selectors.segments_of_tenant(tenant).filter(pk=segment.pk).exists():
+        raise NotFound(
+            _("物理网段不存在或未分配给本租户。"), code=NetworkError.SEGMENT_NOT_FOUND, detail={"field": "segment"}
+        )
+    if bridge or portgroup:
+        raise _mismatch(_("选择物理网段后不能再填写网桥或端口组。"), "bridge" if bridge else "portgroup")
+    placement = {"segment": segment, "site": segment.site, "bridge": "", "portgroup": "", "ranges": None}
+    if segment.kind in (Segment.Kind.BRIDGE, Segment.Kind.PORTGROUP):
+        if kind != Network.Kind.FLAT or segment_type != SegmentType.NONE:
+            raise _mismatch(_("主机网桥或端口组只能用于不带 VLAN/VXLAN 的扁平网络。"))
+        placement[segment.kind] = segment.bridge or segment.portgroup
+        return {**placement, "segment_type": SegmentType.NONE}
+    if segment_type not in (SegmentType.NONE, segment.kind):
+        raise _mismatch(_("所选网段的类型与隔离方式不符。"))
+    return {**placement, "segment_type": segment.kind, "ranges": [(segment.first, segment.last)]}
+
+
+def _from_assigned(tenant, *, kind: str, site: str, segment_type: str, bridge: str, portgroup: str) -> dict:
+    """A tenant admin without a chosen segment: never a bridge or port group of its own choosing,
+    and VLAN/VXLAN ids only from the ranges assigned to the tenant (or above it)."""
+    if bridge or portgroup:
+        raise InvalidInput(
+            _("租户管理员只能使用分配给本租户的物理网段，不能直接指定网桥或端口组。"),
+            code=NetworkError.SEGMENT_REQUIRED,
+            detail={"field": "bridge" if bridge else "portgroup"},
+        )
+    if kind == Network.Kind.FLAT and segment_type != SegmentType.VLAN:
+        raise InvalidInput(
+            _("扁平网络须选择分配给本租户的物理网段。"), code=NetworkError.SEGMENT_REQUIRED, detail={"field": "segment"}
+        )
+    placement = {"segment": None, "site": site, "bridge": "", "portgroup": "", "segment_type": segment_type}
+    if segment_type == SegmentType.NONE:
+        return {**placement, "ranges": None}
+    assigned = list(network_selectors.segments_of_tenant(tenant, kind=segment_type, site=site))
+    if not assigned:
+        raise InvalidInput(
+            _("本租户在站点 %(site)s 没有分配 %(kind)s 号范围。") % {"site": site, "kind": segment_type.upper()},
+            code=NetworkError.SEGMENT_REQUIRED,
+            detail={"field": "segment_type"},
+        )
+    return {**placement, "ranges": [(s.first, s.last) for s in assigned], "assigned": assigned}
+
+
+def _placement(actor, tenant, segment, *, kind, site, segment_type, bridge, portgroup) -> dict:
+    """Where the network sits on the physical network: {"segment", "site", "bridge", "portgroup",
+    "segment_type", "ranges"}; the platform may name a bridge or port group, tenants only segments."""
+    bridge = checked("bridge", bridge, blank=True)
+    portgroup = checked("portgroup", portgroup, blank=True)
+    shape = {"kind": kind, "segment_type": segment_type, "bridge": bridge, "portgroup": portgroup}
+    if segment is not None:
+        return _on_segment(segment, tenant, **shape)
+    if not rules.is_system_admin(actor):
+        return _from_assigned(tenant, site=site, **shape)
+    if kind == Network.Kind.FLAT and not (bridge or portgroup or segment_type == SegmentType.VLAN):
+        # A VLAN alone is enough: each endpoint maps it to its bridge (or port group) for that VLAN.
+        raise InvalidInput(
+            _("扁平网络须指定主机网桥、vCenter 端口组或 VLAN。"),
+            code=NetworkError.FLAT_NEEDS_BRIDGE,
+            detail={"field": "bridge"},
+        )
+    return {
+        "segment": None,
+        "site": site,
+        "bridge": bridge,
+        "portgroup": portgroup,
+        "segment_type": segment_type,
+        "ranges": None,
+    }
+
+
+def _subnet_place(tenant, cidr: str, *, platform: bool):
+    """Checks of a new subnet inside the scope lock: no overlap within the tenant, inside the
+    tenant's pools (tenant admins), never in another tenant's pool nor over a subnet of the pool."""
+    _check_overlap(tenant, cidr)
+    pool = pool_for_subnet(tenant=tenant, cidr=cidr, platform=platform)
+    check_pool_overlap(pool, cidr)
+    return pool
+
+
+def _network_insert(*, tenant, name: str, kind: str, description: str, placement: dict, number) -> Network:
+    segment = placement["segment"]
+    if segment is None and number is not None:
+        segment = next((s for s in placement.get("assigned", ()) if s.first <= number <= s.last), None)
+    try:
+        with transaction.atomic():
+            return Network.objects.create(
+                tenant=tenant,
+                name=name,
+                kind=kind,
+                site=placement["site"],
+                segment_type=placement["segment_type"],
+                segment_id=number,
+                platform_segment=segment,
+                bridge=placement["bridge"],
+                portgroup=placement["portgroup"],
+                description=description,
+            )
+    except IntegrityError as exc:
+        # Another transaction took the same id between our check and insert.
+        raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code=NetworkError.SEGMENT_IN_USE) from exc
+
+
 def network_create(
     *,
     actor: User | None,
@@ -168,6 +309,7 @@ def network_create(
     site: str = "main",
     segment_type: str = SegmentType.NONE,
     segment_id: int | None = None,
+    platform_segment: Segment | None = None,
     bridge: str = "",
     portgroup: str = "",
     description: str = "",
@@ -177,53 +319,50 @@ def network_create(
     dhcp_start: str = "",
     dhcp_end: str = "",
 ) -> Network:
-    """A tenant network (or a shared one, tenant=None, system admin only), with its first subnet."""
+    """A tenant network (or a shared one, tenant=None, system admin only), with its first subnet.
+
+    A tenant admin places it only on what the platform assigned to the tenant: a segment (bridge,
+    port group, VLAN/VXLAN range) and a subnet inside one of its address pools.
+    """
     require_network_admin(actor, tenant)
-    name = (name or "").strip()
-    if not name or len(name) > 64:
-        raise InvalidInput(_("请填写网络名称（最多 64 个字符）。"), code=NetworkError.NETWORK_NAME_INVALID)
-    if kind not in Network.Kind.values:
-        raise InvalidInput(_("网络类型须为 flat 或 router。"), code=NetworkError.NETWORK_KIND_INVALID)
-    if segment_type not in SegmentType.values:
-        raise InvalidInput(_("隔离方式须为 none、vlan 或 vxlan。"), code=NetworkError.SEGMENT_KIND_INVALID)
-    if kind == Network.Kind.FLAT and not (bridge or portgroup or segment_type == SegmentType.VLAN):
-        # A VLAN alone is enough: each endpoint maps it to its bridge (or port group) for that VLAN.
-        raise InvalidInput(_("扁平网络须指定主机网桥、vCenter 端口组或 VLAN。"), code=NetworkError.FLAT_NEEDS_BRIDGE)
-    if bridge and (len(bridge) > 15 or not bridge.replace("-", "").replace("_", "").isalnum()):
-        raise InvalidInput(_("网桥名无效（最多 15 个字母、数字、-、_）。"), code=NetworkError.BRIDGE_INVALID)
+    name = _network_basics(name, kind, segment_type)
+    site = checked("site", site)
+    placement = _placement(
+        actor,
+        tenant,
+        platform_segment,
+        kind=kind,
+        site=site,
+        segment_type=segment_type,
+        bridge=bridge,
+        portgroup=portgroup,
+    )
     addressing = _subnet_addressing(cidr, gateway, dns_servers, dhcp_start, dhcp_end) if cidr else None
     _scope_row_ensure(tenant)
     with transaction.atomic():
         _scope_lock(tenant)
         if Network.objects.filter(tenant=tenant, name=name).exists():
             raise Conflict(_("同名网络已存在。"), code=NetworkError.NETWORK_NAME_TAKEN, detail={"name": name})
+        pool = _subnet_place(tenant, addressing["cidr"], platform=rules.is_system_admin(actor)) if addressing else None
+        number = _segment_allocate(
+            site=placement["site"], kind=placement["segment_type"], wanted=segment_id, ranges=placement["ranges"]
+        )
+        network = _network_insert(
+            tenant=tenant, name=name, kind=kind, description=description, placement=placement, number=number
+        )
         if addressing:
-            _check_overlap(tenant, addressing["cidr"])
-        segment = _segment_allocate(site=site, kind=segment_type, wanted=segment_id)
-        try:
-            with transaction.atomic():
-                network = Network.objects.create(
-                    tenant=tenant,
-                    name=name,
-                    kind=kind,
-                    site=site,
-                    segment_type=segment_type,
-                    segment_id=segment,
-                    bridge=bridge,
-                    portgroup=portgroup,
-                    description=description,
-                )
-        except IntegrityError as exc:
-            # Another transaction took the same id between our check and insert.
-            raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code=NetworkError.SEGMENT_IN_USE) from exc
-        if addressing:
-            Subnet.objects.create(network=network, tenant=tenant, **addressing)
+            Subnet.objects.create(network=network, tenant=tenant, pool=pool, **addressing)
         event_record(
             action=Action.NETWORK_CREATED,
             actor=actor,
             target=network,
             tenant=tenant,
-            detail={"kind": kind, "segment": [segment_type, segment], "cidr": addressing and addressing["cidr"]},
+            detail={
+                "kind": kind,
+                "segment": [network.segment_type, number],
+                "on": network.platform_segment.name if network.platform_segment_id else None,
+                "cidr": addressing and addressing["cidr"],
+            },
         )
         if tenant is not None:
             security_group_default_ensure(tenant=tenant)
@@ -246,8 +385,8 @@ def subnet_create(
     _scope_row_ensure(network.tenant)
     with transaction.atomic():
         _scope_lock(network.tenant)
-        _check_overlap(network.tenant, addressing["cidr"])
-        subnet = Subnet.objects.create(network=network, tenant=network.tenant, **addressing)
+        pool = _subnet_place(network.tenant, addressing["cidr"], platform=rules.is_system_admin(actor))
+        subnet = Subnet.objects.create(network=network, tenant=network.tenant, pool=pool, **addressing)
         event_record(
             action=Action.NETWORK_CHANGED,
             actor=actor,

@@ -108,6 +108,43 @@ def security_group_delete(*, actor: User | None, group: SecurityGroup) -> None:
         hooks.fire_on_commit("security_group_deleted", group_id=group_id)
 
 
+def _rule_ports(protocol: str, port_min, port_max) -> tuple[int | None, int | None]:
+    """The rule's port range as integers (one port: both ends the same), or (None, None) for any."""
+    if port_min in ("", None):
+        if port_max not in ("", None):
+            raise InvalidInput(_("请填写起始端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
+        return None, None
+    if protocol not in ("tcp", "udp"):
+        raise InvalidInput(_("只有 TCP 和 UDP 规则可以指定端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
+    try:
+        port_min = int(port_min)
+        port_max = int(port_max) if port_max not in ("", None) else port_min
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(_("端口须为整数。"), code=NetworkError.RULE_PORT_RANGE_INVALID) from exc
+    if not (1 <= port_min <= port_max <= 65535):
+        raise InvalidInput(
+            _("端口范围须在 1-65535 之间且起始不大于结束。"),
+            code=NetworkError.RULE_PORT_RANGE_INVALID,
+            detail={"port_min": port_min, "port_max": port_max},
+        )
+    return port_min, port_max
+
+
+def _rule_remote(group: SecurityGroup, remote_cidr: str, remote_group) -> str:
+    """The rule's remote network, normalised; a remote group must be of the same tenant."""
+    remote_cidr = (remote_cidr or "").strip()
+    if remote_cidr and remote_group is not None:
+        raise InvalidInput(_("远端网段和远端安全组只能二选一。"), code=NetworkError.RULE_REMOTE_INVALID)
+    if remote_group is not None and remote_group.tenant_id != group.tenant_id:
+        raise NotFound(_("远端安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
+    if not remote_cidr:
+        return ""
+    try:
+        return str(ipaddress.IPv4Network(remote_cidr, strict=False))
+    except ValueError as exc:
+        raise InvalidInput(_("远端网段无效。"), code=NetworkError.RULE_REMOTE_INVALID) from exc
+
+
 def _validate_rule(
     *, group: SecurityGroup, direction: str, protocol: str, port_min, port_max, remote_cidr: str, remote_group
 ) -> dict:
@@ -115,40 +152,13 @@ def _validate_rule(
         raise InvalidInput(_("方向须为 in 或 out。"), code=NetworkError.RULE_DIRECTION_INVALID)
     if protocol not in SecurityGroupRule.Protocol.values:
         raise InvalidInput(_("协议须为 tcp、udp、icmp 或 all。"), code=NetworkError.RULE_PROTOCOL_INVALID)
-    if port_min in ("", None) and port_max not in ("", None):
-        raise InvalidInput(_("请填写起始端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
-    if port_min not in ("", None):
-        if protocol not in ("tcp", "udp"):
-            raise InvalidInput(_("只有 TCP 和 UDP 规则可以指定端口。"), code=NetworkError.RULE_PORT_RANGE_INVALID)
-        try:
-            port_min = int(port_min)
-            port_max = int(port_max) if port_max not in ("", None) else port_min
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(_("端口须为整数。"), code=NetworkError.RULE_PORT_RANGE_INVALID) from exc
-        if not (1 <= port_min <= port_max <= 65535):
-            raise InvalidInput(
-                _("端口范围须在 1-65535 之间且起始不大于结束。"),
-                code=NetworkError.RULE_PORT_RANGE_INVALID,
-                detail={"port_min": port_min, "port_max": port_max},
-            )
-    else:
-        port_min = port_max = None
-    remote_cidr = (remote_cidr or "").strip()
-    if remote_cidr and remote_group is not None:
-        raise InvalidInput(_("远端网段和远端安全组只能二选一。"), code=NetworkError.RULE_REMOTE_INVALID)
-    if remote_cidr:
-        try:
-            remote_cidr = str(ipaddress.IPv4Network(remote_cidr, strict=False))
-        except ValueError as exc:
-            raise InvalidInput(_("远端网段无效。"), code=NetworkError.RULE_REMOTE_INVALID) from exc
-    if remote_group is not None and remote_group.tenant_id != group.tenant_id:
-        raise NotFound(_("远端安全组不存在。"), code=NetworkError.SECURITY_GROUP_NOT_FOUND)
+    port_min, port_max = _rule_ports(protocol, port_min, port_max)
     return {
         "direction": direction,
         "protocol": protocol,
         "port_min": port_min,
         "port_max": port_max,
-        "remote_cidr": remote_cidr,
+        "remote_cidr": _rule_remote(group, remote_cidr, remote_group),
         "remote_group": remote_group,
     }
 

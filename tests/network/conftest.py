@@ -89,3 +89,15 @@ def desktop_row(tenant, endpoint, *, owner=None, state="running", vm_name=""):
         state=state,
         power_state="running" if state == "running" else "stopped",
     )
+
+
+def tenant_pool(scenario, *, cidr="10.231.0.0/16", tenant=None, name="", min_prefixlen=16):
+    """An address pool of the platform assigned to the tenant (default: tenant A), so its admins may
+    carve subnets from it."""
+    return services.address_pool_create(
+        actor=scenario.sysadmin,
+        name=name or f"pool-{uuid.uuid4().hex[:6]}",
+        cidr=cidr,
+        min_prefixlen=min_prefixlen,
+        tenant=tenant or scenario.tenant_a,
+    )

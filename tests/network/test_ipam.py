@@ -10,7 +10,7 @@ from common.errors import Conflict, Forbidden, InvalidInput
 from network import selectors, services
 from network.errors import NetworkError
 from network.models import Address, Network, SegmentRange, Subnet
-from tests.network.conftest import in_threads, tenant_network
+from tests.network.conftest import in_threads, tenant_network, tenant_pool
 
 MAC_RE = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
 
@@ -71,6 +71,7 @@ def test_a_student_cannot_create_a_network(scenario):
         services.network_create(actor=scenario.student, tenant=scenario.tenant_a, name="x", cidr="10.231.9.0/24")
     with pytest.raises(Forbidden):
         services.network_create(actor=scenario.tenant_admin, tenant=None, name="shared", cidr="10.231.9.0/24")
+    tenant_pool(scenario)
     services.network_create(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="x", cidr="10.231.9.0/24")
 
 

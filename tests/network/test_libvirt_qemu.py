@@ -280,3 +280,47 @@ def test_concurrent_ensures_of_one_network_from_separate_connections_all_succeed
     finally:
         conn.close()
     assert NetworkDeployment.objects.filter(network=network, endpoint=endpoint.name).count() == 1
+
+
+def _ebtables_of(vnet: str) -> str:
+    """The bridge-firewall chains libvirt made for one tap device (I-vnetN-mac, I-vnetN-ipv4-ip, ...)."""
+    out = subprocess.run(["ebtables", "-t", "nat", "-L", "--Lmac2"], capture_output=True, text=True, check=True).stdout
+    chains, current = [], False
+    for line in out.splitlines():
+        if line.startswith("Bridge chain:"):
+            current = vnet in line
+        if current:
+            chains.append(line)
+    return "\n".join(chains)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_nic_sends_only_from_its_own_mac_and_ip(scenario, qemu_prefix, qemu_pool):
+    """#14.1 anti-spoofing: each NIC's filter references libvirt's clean-traffic with the NIC's IP, so the
+    bridge firewall drops frames from any other MAC and packets from any other source IP."""
+    tenant_network(scenario, cidr=free_cidr())
+    endpoint = endpoint_make(scenario, name=f"{qemu_prefix}-a", url=URI, prefix=qemu_prefix)
+    desktop = desktop_row(scenario.tenant_a, endpoint, vm_name=f"{qemu_prefix}-vm")
+    (address,) = networking.desktop_nics_allocate(desktop=desktop)
+    nics = networking.desktop_network_prepare(desktop=desktop, driver=driver_for(endpoint))
+    assert nics[0].filter_params == {"IP": address.ip}
+    dumped = subprocess.run(
+        ["virsh", "-c", URI, "nwfilter-dumpxml", nics[0].nwfilter], capture_output=True, text=True, check=True
+    ).stdout
+    assert "<filterref filter='clean-traffic'/>" in dumped
+    _vm(driver_for(endpoint), desktop, nics, qemu_pool)
+    vnet = _vnet(desktop.vm_name)
+
+    deadline = time.monotonic() + 30
+    chains = _ebtables_of(vnet)
+    while address.ip not in chains and time.monotonic() < deadline:
+        time.sleep(0.25)
+        chains = _ebtables_of(vnet)
+    # Frames from the VM: only its own MAC returns to the main chain, anything else is dropped;
+    # IPv4 only from its own address; ARP only for its own MAC and IP.
+    assert f"-s {address.mac.lower()} -j RETURN" in chains, chains
+    assert f"--ip-src {address.ip} -j RETURN" in chains, chains
+    for chain in ("mac", "ipv4-ip", "arp-mac", "arp-ip"):
+        rules = chains.split(f"I-{vnet}-{chain},", 1)[1].split("Bridge chain:", 1)[0]
+        assert rules.rstrip().endswith("-j DROP"), (chain, rules)
+    driver_for(endpoint).delete_vm(desktop.vm_name)

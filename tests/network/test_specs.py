@@ -3,7 +3,7 @@
 from compute import networking
 from compute.models import Endpoint
 from network import services
-from network.models import Network
+from network.models import Address, Network
 from tests.network.conftest import tenant_network
 
 
@@ -100,3 +100,22 @@ def test_on_vcenter_the_hypervisor_picks_the_mac_and_the_database_takes_it(scena
     assert (nic.mac, nic.network, nic.nwfilter) == ("", "VM Network", "")
     networking.desktop_nics_observed(desktop=desktop, nics=(NicInfo(mac="00:50:56:AA:BB:CC", network="VM Network"),))
     assert Address.objects.get(pk=address.pk).mac == "00:50:56:aa:bb:cc"
+
+
+def test_every_nic_filter_references_the_anti_spoofing_filter_group_or_not(scenario):
+    """A NIC without a security group still gets a filter: clean-traffic, nothing dropped beside it."""
+    from types import SimpleNamespace
+
+    from compute.drivers.xml import nwfilter_xml
+
+    network = tenant_network(scenario, cidr="10.231.95.0/24")
+    nic = services.address_allocate(tenant=scenario.tenant_a, desktop_id=95, network=network)
+    endpoint = _endpoint()
+    grouped = nwfilter_xml(networking.nwfilter_spec(nic, endpoint))
+    assert '<filterref filter="clean-traffic" />' in grouped and 'action="drop"' in grouped
+    Address.objects.filter(pk=nic.pk).update(security_group=None)
+    nic = Address.objects.select_related("subnet__network").get(pk=nic.pk)
+    bare = nwfilter_xml(networking.nwfilter_spec(nic, endpoint))
+    assert '<filterref filter="clean-traffic" />' in bare and 'action="drop"' not in bare
+    (spec,) = networking.nic_specs(SimpleNamespace(endpoint=endpoint), [nic])
+    assert spec.nwfilter == networking.filter_name(nic, endpoint) and spec.filter_params == {"IP": nic.ip}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -149,7 +150,7 @@ class Networks(Connection):
                 # Redefining under the same name needs the same UUID, or libvirt refuses.
                 with contextlib.suppress(libvirt.libvirtError):
                     uuid = conn.nwfilterLookupByName(spec.name).UUIDString()
-            xml = lx.nwfilter_xml(NwFilterSpec(spec.name, uuid, spec.rules, spec.default_drop))
+            xml = lx.nwfilter_xml(dataclasses.replace(spec, uuid=uuid))
             return conn.nwfilterDefineXML(xml).UUIDString()
 
     def nwfilter_delete(self, name: str) -> None:
