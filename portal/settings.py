@@ -374,9 +374,11 @@ AUTH_SOURCE_BY_BACKEND = {
     "tenants.identity.backends.CampusCASBackend": "cas",
     "tenants.identity.backends.CampusLDAPBackend": "ldap",
 }
-# API tokens: lifetime of a token made by POST /api/v1/auth/token/ (issue #14 adds devices and revocation).
+# API tokens: lifetime of a person's token from POST /api/v1/auth/token/ (one per device, named, revocable).
 API_TOKEN_HOURS = env.int("API_TOKEN_HOURS", default=12)
-REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "tenants.identity.tokens.ExpiringTokenAuthentication"
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "tenants.identity.tokens.ApiTokenAuthentication"
+# A person's API tokens end with the password they were issued under (every way of changing it).
+AUTH_PASSWORD_VALIDATORS.append({"NAME": "tenants.identity.tokens.TokensEndOnPasswordChange"})
 # Always listed: each backend answers only when its server is configured (tests switch them on).
 INSTALLED_APPS.append("django_cas_ng")
 AUTHENTICATION_BACKENDS += [
