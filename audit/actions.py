@@ -35,6 +35,7 @@ class Action(models.TextChoices):
     STAFF_IMPORTED = "account.staff_imported", pgettext_lazy("audit action", "导入教职工")
     DIRECTORY_CHANGED = "tenant.directory_changed", pgettext_lazy("audit action", "修改目录对应")
     TOKEN_ISSUED = "auth.token_issued", pgettext_lazy("audit action", "签发 API 令牌")
+    TOKEN_REVOKED = "auth.token_revoked", pgettext_lazy("audit action", "撤销 API 令牌")
     # Tenants, quotas and approvals.
     QUOTA_CHANGED = "quota.changed", pgettext_lazy("audit action", "修改配额")
     REQUEST_SUBMITTED = "request.submitted", pgettext_lazy("audit action", "提交申请")

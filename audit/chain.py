@@ -13,14 +13,22 @@ fail verification.
 Appends are serialized by locking the single chain-head row (`chain_head_lock`) inside the
 caller's transaction: concurrent writers queue on it instead of forking the chain, and a
 rolled-back transaction rolls the head back with its event.
+
+A truncated tail is what a database user without the key could still try: remove the last
+events and set the head back to match. The head carries an HMAC of its position (which they
+cannot compute), a trigger refuses moving it back, and the verifier compares the head with
+the last stored event even when none is left. The first stored event may link to an archive
+only when that archive's file is there and its HMAC verifies (`archive_trusted`).
 """
 
+import gzip
 import hashlib
 import hmac
 import json
 import time
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -100,15 +108,27 @@ def values_of(event: AuditEvent) -> tuple:
     return tuple(row)
 
 
+def head_signature(last_id: int, last_hash: str, key: bytes | None = None) -> str:
+    return hmac.digest(key or chain_key(), b"cc-audit-head\x00%d\x00%s" % (last_id, last_hash.encode()), "sha256").hex()
+
+
+def _genesis() -> dict:
+    return {"last_id": 0, "last_hash": GENESIS_HASH, "signature": head_signature(0, GENESIS_HASH)}
+
+
+def _head_move(last_id: int, last_hash: str, key: bytes | None = None) -> None:
+    AuditChainHead.objects.filter(pk=1).update(
+        last_id=last_id, last_hash=last_hash, signature=head_signature(last_id, last_hash, key)
+    )
+
+
 def ensure_chain_head(using: str = "default") -> None:
     """The head row exists from the migration on; `flush` puts it back (outside any writer's transaction)."""
     from django.db import DEFAULT_DB_ALIAS
 
     if AuditChainHead._meta.db_table not in connection.introspection.table_names():
         return
-    AuditChainHead.objects.using(using or DEFAULT_DB_ALIAS).get_or_create(
-        pk=1, defaults={"last_id": 0, "last_hash": GENESIS_HASH}
-    )
+    AuditChainHead.objects.using(using or DEFAULT_DB_ALIAS).get_or_create(pk=1, defaults=_genesis())
 
 
 def chain_head_lock() -> AuditChainHead:
@@ -120,22 +140,52 @@ def chain_head_lock() -> AuditChainHead:
     # Only a database whose head row was never made (flush puts it back) gets here.
     try:
         with transaction.atomic():
-            AuditChainHead.objects.create(pk=1, last_id=0, last_hash=GENESIS_HASH)
+            AuditChainHead.objects.create(pk=1, **_genesis())
     except IntegrityError:
         pass
     return AuditChainHead.objects.select_for_update().get(pk=1)
 
 
-def _anchor_before(first_id: int) -> str:
-    """What the first stored event must link to: genesis, or the archive that ends just before it.
+def archive_trusted(archive: AuditArchive, directory: Path | None = None) -> bool:
+    """The archive's file is there, its SHA-256 and HMAC (chain key) verify, and it holds the events
+    its row names: a row inserted or edited by hand anchors nothing."""
+    path = Path(directory or settings.AUDIT_ARCHIVE_DIR) / Path(archive.file_name).name
+    try:
+        data = path.read_bytes()
+        digest, signature = file_signature(data)
+        if not (hmac.compare_digest(digest, archive.sha256) and hmac.compare_digest(signature, archive.signature)):
+            return False
+        lines = gzip.decompress(data).decode().splitlines()
+        first, last = json.loads(lines[0]), json.loads(lines[-1])
+    except (OSError, ValueError, IndexError, EOFError):
+        return False
+    return (first["id"], last["id"], last["hash"], len(lines)) == (
+        archive.first_id,
+        archive.last_id,
+        archive.last_hash,
+        archive.count,
+    )
+
+
+def _anchor_before(first_id: int) -> str | None:
+    """What the first stored event must link to: genesis, or the trusted archive that ends just before it.
 
     Archiving never deletes (the triggers refuse); an operator who later removes archived
-    rows leaves the chain starting after an archive, whose signed record names the last hash.
+    rows leaves the chain starting after an archive, whose signed file names the last hash.
+    None: no archive ends there whose signature verifies.
     """
     if first_id == 1:
         return GENESIS_HASH
     archive = AuditArchive.objects.filter(last_id=first_id - 1).first()
-    return archive.last_hash if archive else GENESIS_HASH
+    return archive.last_hash if archive is not None and archive_trusted(archive) else None
+
+
+def _anchor_of_empty_chain() -> tuple[int, str]:
+    """Where a chain with no stored event ends: after the last trusted archive, or at genesis."""
+    for archive in AuditArchive.objects.order_by("-last_id")[:1]:
+        if archive_trusted(archive):
+            return archive.last_id, archive.last_hash
+    return 0, GENESIS_HASH
 
 
 def append(event: AuditEvent) -> AuditEvent:
@@ -148,7 +198,7 @@ def append(event: AuditEvent) -> AuditEvent:
         event.prev_hash = head.last_hash
         event.hash = event_hash(values_of(event))
         event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(last_id=event.id, last_hash=event.hash)
+        _head_move(event.id, event.hash)
     return event
 
 
@@ -163,7 +213,7 @@ def append_many(events: list[AuditEvent], batch_size: int = 5000) -> int:
             event.id, event.prev_hash = last_id, last_hash
             event.hash = last_hash = event_hash(values_of(event), key)
         AuditEvent.objects.bulk_create(events, batch_size=batch_size)
-        AuditChainHead.objects.filter(pk=1).update(last_id=last_id, last_hash=last_hash)
+        _head_move(last_id, last_hash, key)
     return len(events)
 
 
@@ -274,6 +324,8 @@ def verify(chunk: int = CHUNK) -> VerifyResult:
     for rows in pages:
         if expected_prev is None:
             expected_prev = _anchor_before(rows[0][0])
+            if expected_prev is None:
+                return _bad(rows[0][0], 0, "no archive whose signature verifies ends before this event", started)
         for row in rows:
             stored = row[-1]
             if row[-2] != expected_prev:
@@ -291,10 +343,22 @@ def verify(chunk: int = CHUNK) -> VerifyResult:
             expected_prev = stored
             checked += 1
         last_id = rows[-1][0]
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if checked and (head is None or head.last_id != last_id or head.last_hash != expected_prev):
-        return _bad(last_id + 1, checked, "chain head does not match the last event (events removed?)", started)
+    if expected_prev is None:  # no event stored at all: the head must still be where the archives end
+        last_id, expected_prev = _anchor_of_empty_chain()
+    reason = _head_problem(last_id, expected_prev, key)
+    if reason:
+        return _bad(last_id + 1, checked, reason, started)
     return VerifyResult(ok=True, checked=checked, first_bad=None, seconds=time.monotonic() - started)
+
+
+def _head_problem(last_id: int, last_hash: str, key: bytes) -> str:
+    """Why the head does not close the chain at (last_id, last_hash); empty when it does."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is None or head.last_id != last_id or head.last_hash != last_hash:
+        return "chain head does not match the last event (events removed from the end?)"
+    if not hmac.compare_digest(head.signature, head_signature(head.last_id, head.last_hash, key)):
+        return "chain head signature does not verify (head moved back without the key?)"
+    return ""
 
 
 def _row_matches(event_id: int, key: bytes) -> bool:

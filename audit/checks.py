@@ -177,7 +177,7 @@ def audit_protection(level: int) -> tuple[Status, str]:
     last = ChainVerification.objects.first()
     fresh = last is not None and timezone.now() - last.checked_at < timedelta(days=2)
     present = triggers.installed(connection)
-    expected = {name for name, _t, _tb in triggers.TRIGGERS}
+    expected = {name for name, *_rest in triggers.TRIGGERS}
     evidence = _("HMAC-SHA256 哈希链；数据库触发器禁止修改/删除：%(t)s；最近一次校验：%(v)s。") % {
         "t": _("已安装") if present == expected else _("缺失 %(n)s") % {"n": ", ".join(sorted(expected - present))},
         "v": _last_verification(last),

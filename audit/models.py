@@ -98,6 +98,9 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_id = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+    # HMAC of (last_id, last_hash) with the chain key: a head set back by hand does not verify,
+    # and a trigger refuses moving it back at all (audit.triggers).
+    signature = models.CharField(max_length=64, default="")
 
     class Meta:
         verbose_name = _("审计链头")

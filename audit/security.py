@@ -177,13 +177,21 @@ def password_change(*, user, new_password: str) -> None:
 # --- re-authentication -----------------------------------------------------------------------
 
 
+def second_factor_owed(user) -> bool:
+    """Roles that must use a second factor owe it at re-authentication too, enrolled or not."""
+    from django.conf import settings
+
+    return getattr(settings, "SECOND_FACTOR_REQUIRED", True) and needs_second_factor(user)
+
+
 def reauth_confirm(*, request, password: str, otp: str = "") -> bool:
-    """Check the password (and one-time code when the user has a second factor); stamp the session."""
+    """Check the password and the one-time code (when the user has a second factor, or their roles
+    need one: not enrolled, they cannot re-authenticate until they enrol); stamp the session."""
     from audit.services import event_record
 
     user = request.user
     ok = user.check_password(password or "")
-    if ok and has_second_factor(user):
+    if ok and (has_second_factor(user) or second_factor_owed(user)):
         ok = otp_verify(user, otp) is not None
     event_record(
         action=Action.REAUTHENTICATED,
@@ -218,10 +226,19 @@ def reauth_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         request = next(arg for arg in args if hasattr(arg, "META"))
+        api = request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", "")
+        if second_factor_owed(request.user) and not has_second_factor(request.user):
+            # Invoices and credit notes need the second factor of a role that must have one: enrol first.
+            message = _("此操作需要动态口令，请先绑定动态口令（双因素认证）。")
+            if api:
+                return JsonResponse(
+                    {"code": AuditError.SECOND_FACTOR_NOT_ENROLLED, "message": message, "detail": {}}, status=403
+                )
+            return HttpResponseRedirect(f"{reverse('audit:otp_enrol')}?{urlencode({'next': request.get_full_path()})}")
         if reauth_fresh(request):
             return view(*args, **kwargs)
         message = _("此操作需要重新验证身份（密码和动态口令）。")
-        if request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", ""):
+        if api:
             return JsonResponse(
                 {"code": AuditError.REAUTHENTICATION_REQUIRED, "message": message, "detail": {}}, status=403
             )

@@ -1,30 +1,38 @@
 """Database triggers that make the audit table append-only for everyone, the portal included.
 
 MySQL/MariaDB and SQLite get the same rule: UPDATE and DELETE of an audit event fail in the
-database itself, and so does removing the chain head. The migration installs them;
+database itself, and so do removing the chain head and moving it back (a lower `last_id`, or
+another hash or signature at the same one: what hiding a truncated tail would take). The
+migration installs them;
 `flush` (which exists to wipe a whole database, e.g. between tests) lifts them for its run.
 """
 
 EVENT_TABLE = "audit_auditevent"
 HEAD_TABLE = "audit_auditchainhead"
 MESSAGE = "audit events are append-only"
+# The head only moves forward: to a later event, never back, never sideways.
+HEAD_REWIND = (
+    "NEW.id <> OLD.id OR NEW.last_id < OLD.last_id OR (NEW.last_id = OLD.last_id AND "
+    "(NEW.last_hash <> OLD.last_hash OR NEW.signature <> OLD.signature))"
+)
 
-# (name, timing, table)
+# (name, timing, table, condition: None refuses every row)
 TRIGGERS = [
-    ("audit_event_no_update", "BEFORE UPDATE", EVENT_TABLE),
-    ("audit_event_no_delete", "BEFORE DELETE", EVENT_TABLE),
-    ("audit_head_no_delete", "BEFORE DELETE", HEAD_TABLE),
+    ("audit_event_no_update", "BEFORE UPDATE", EVENT_TABLE, None),
+    ("audit_event_no_delete", "BEFORE DELETE", EVENT_TABLE, None),
+    ("audit_head_no_delete", "BEFORE DELETE", HEAD_TABLE, None),
+    ("audit_head_no_rewind", "BEFORE UPDATE", HEAD_TABLE, HEAD_REWIND),
 ]
 
 
-def _create_sql(vendor: str, name: str, timing: str, table: str) -> str:
+def _create_sql(vendor: str, name: str, timing: str, table: str, condition: str | None = None) -> str:
     if vendor == "mysql":
-        return (
-            f"CREATE TRIGGER {name} {timing} ON {table} FOR EACH ROW "
-            f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{MESSAGE}'"
-        )
+        signal = f"SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{MESSAGE}'"
+        body = f"BEGIN IF {condition} THEN {signal}; END IF; END" if condition else signal
+        return f"CREATE TRIGGER {name} {timing} ON {table} FOR EACH ROW {body}"
     if vendor == "sqlite":
-        return f"CREATE TRIGGER {name} {timing} ON {table} BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
+        when = f" WHEN {condition}" if condition else ""
+        return f"CREATE TRIGGER {name} {timing} ON {table}{when} BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
     return ""
 
 
@@ -32,23 +40,24 @@ def supported(connection) -> bool:
     return connection.vendor in ("mysql", "sqlite")
 
 
-def install(connection) -> None:
+def install(connection, names: set[str] | None = None) -> None:
+    """(Re)create the triggers; `names` limits it to some (a migration installs those of its schema)."""
     if not supported(connection):
         return
     tables = set(connection.introspection.table_names())
     with connection.cursor() as cursor:
-        for name, timing, table in TRIGGERS:
-            if table not in tables:
+        for name, timing, table, condition in TRIGGERS:
+            if table not in tables or (names is not None and name not in names):
                 continue
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
-            cursor.execute(_create_sql(connection.vendor, name, timing, table))
+            cursor.execute(_create_sql(connection.vendor, name, timing, table, condition))
 
 
 def remove(connection) -> None:
     if not supported(connection):
         return
     with connection.cursor() as cursor:
-        for name, _timing, _table in TRIGGERS:
+        for name, *_rest in TRIGGERS:
             cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
@@ -62,4 +71,4 @@ def installed(connection) -> set[str]:
         else:
             return set()
         names = {row[0] for row in cursor.fetchall()}
-    return names & {name for name, _t, _tb in TRIGGERS}
+    return names & {name for name, *_rest in TRIGGERS}

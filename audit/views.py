@@ -230,7 +230,7 @@ def password_change(request):
 def reauth(request):
     """Confirm who you are before a dangerous action (see audit.security.reauth_required)."""
     form = ReauthForm(request.POST or None)
-    needs_otp = security.has_second_factor(request.user)
+    needs_otp = security.has_second_factor(request.user) or security.second_factor_owed(request.user)
     if request.method == "POST" and form.is_valid():
         if security.reauth_confirm(
             request=request, password=form.cleaned_data["password"], otp=form.cleaned_data["otp"]

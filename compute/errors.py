@@ -59,6 +59,7 @@ class ComputeError(StrEnum):
     DESKTOP_READ_ONLY = "desktop_read_only"
     DESKTOP_OWNER_FORBIDDEN = "desktop_owner_forbidden"
     COURSE_TENANT_MISMATCH = "course_tenant_mismatch"
+    COURSE_NOT_ENROLLED = "course_not_enrolled"
     DESKTOP_INVALID_TRANSITION = "desktop_invalid_transition"
     DESKTOP_MUST_BE_STOPPED = "desktop_must_be_stopped"
     DESKTOP_NOT_CLONABLE = "desktop_not_clonable"

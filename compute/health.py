@@ -1,9 +1,12 @@
 """Reachability of the hypervisors, for /healthz: every registered endpoint, each with a time limit.
 
+The worker calls this (portal.tasks.hypervisors_probe, every 30 s); /healthz shows the stored results.
+
 Before any endpoint is registered (a fresh install), the one of DEFAULT_HYPERVISOR_URI is
 checked under the name "default".
 """
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -35,9 +38,18 @@ def _targets() -> dict[str, tuple]:
     return {e.name: (e.kind, e.url, e.username, e.password, e.driver_options()) for e in endpoints}
 
 
-def hypervisor_health() -> dict[str, str]:
-    """{endpoint name: "ok" or the reason it is not}, each checked with a time limit."""
+def hypervisor_names() -> list[str]:
+    return list(_targets())
+
+
+def hypervisor_health(names: Iterable[str] | None = None) -> dict[str, str]:
+    """{endpoint name: "ok" or the reason it is not}, each checked with a time limit (only `names` if given)."""
     targets = _targets()
+    if names is not None:
+        wanted = set(names)
+        targets = {name: target for name, target in targets.items() if name in wanted}
+    if not targets:
+        return {}
     results = {}
     pool = ThreadPoolExecutor(max_workers=min(8, len(targets)))
     try:

@@ -27,6 +27,7 @@ app.conf.update(
     # without a site it goes to the shared "hypervisor" queue.
     task_routes={
         "compute.tasks.*": {"queue": "hypervisor"},
+        "portal.tasks.hypervisors_probe": {"queue": "hypervisor"},
         "billing.tasks.*": {"queue": "billing"},
         "audit.tasks.*": {"queue": "audit"},
     },
@@ -56,6 +57,13 @@ app.on_after_configure.connect(lambda sender, **kwargs: _ensure_filesystem_broke
 # Every periodic task of the project, in one place. Apps add their entries here.
 app.conf.beat_schedule = {
     "portal-heartbeat-cleanup": {"task": "portal.tasks.heartbeat_cleanup", "schedule": 3600.0},
+    # /healthz reports these results; it never connects to a hypervisor itself (at most one check per
+    # endpoint per 30 s, portal.services.PROBE_INTERVAL). A probe not taken within 25 s is dropped.
+    "portal-hypervisors-probe": {
+        "task": "portal.tasks.hypervisors_probe",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
     # Audit: verify the whole hash chain every night (02:30 Shanghai); a broken chain raises an alert.
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": crontab(hour=2, minute=30)},
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).

@@ -58,6 +58,7 @@ NAVIGATION: list[NavItem] = [
         _("账号管理"), "accounts:list", "people", frozenset({TenantRole.TENANT_ADMIN, PlatformRole.SECURITY_ADMIN})
     ),
     NavItem(_("安全策略"), "audit:policy", "shield-lock", frozenset({PlatformRole.SECURITY_ADMIN})),
+    NavItem(_("我的令牌"), "identity:tokens", "key", EVERYONE),
     NavItem(_("账号安全"), "audit:account", "person-lock", EVERYONE),
 ]
 

@@ -258,13 +258,22 @@ DEFAULT_HYPERVISOR_URI = env.str("DEFAULT_HYPERVISOR_URI", default="test:///defa
 NETWORK_IP_HOLD_SECONDS = env.int("NETWORK_IP_HOLD_SECONDS", default=300)
 NETWORK_CAMPUS_CIDRS = env.list("NETWORK_CAMPUS_CIDRS", default=["10.0.0.0/8", "172.16.0.0/12"])
 DEMO_NETWORK_CIDR = env.str("DEMO_NETWORK_CIDR", default="10.20.1.0/24")
-# Key for secrets stored at rest (hypervisor credentials); derived from SECRET_KEY if unset.
+# Key for secrets stored at rest (hypervisor credentials); derived from SECRET_KEY in development
+# only: production refuses to start without its own key (one leaked SECRET_KEY must not open both).
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
 AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="")
-if PRODUCTION and not AUDIT_HMAC_KEY:
-    raise ImproperlyConfigured("DJANGO_ENV=production needs AUDIT_HMAC_KEY for the audit hash chain.")
+if PRODUCTION:
+    if not AUDIT_HMAC_KEY or AUDIT_HMAC_KEY == SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs AUDIT_HMAC_KEY (not SECRET_KEY) for the audit hash chain."
+        )
+    if not FIELD_ENCRYPTION_KEY or FIELD_ENCRYPTION_KEY == SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs FIELD_ENCRYPTION_KEY (not SECRET_KEY) for secrets stored at rest."
+        )
 
-DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="Demo@2026!")
+DEMO_PASSWORD_DEFAULT = "Demo@2026!"  # public (README): seed_demo refuses it in production
+DEMO_PASSWORD = env.str("DEMO_PASSWORD", default=DEMO_PASSWORD_DEFAULT)
 DEMO_TOTP_SECRET = env.str("DEMO_TOTP_SECRET", default="")
 
 # --- Login security and audit (owned by the audit app; 等保 身份鉴别 / 安全审计) ---------------
@@ -370,9 +379,11 @@ AUTH_SOURCE_BY_BACKEND = {
     "tenants.identity.backends.CampusCASBackend": "cas",
     "tenants.identity.backends.CampusLDAPBackend": "ldap",
 }
-# API tokens: lifetime of a token made by POST /api/v1/auth/token/ (issue #14 adds devices and revocation).
+# API tokens: lifetime of a person's token from POST /api/v1/auth/token/ (one per device, named, revocable).
 API_TOKEN_HOURS = env.int("API_TOKEN_HOURS", default=12)
-REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "tenants.identity.tokens.ExpiringTokenAuthentication"
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "tenants.identity.tokens.ApiTokenAuthentication"
+# A person's API tokens end with the password they were issued under (every way of changing it).
+AUTH_PASSWORD_VALIDATORS.append({"NAME": "tenants.identity.tokens.TokensEndOnPasswordChange"})
 # Always listed: each backend answers only when its server is configured (tests switch them on).
 INSTALLED_APPS.append("django_cas_ng")
 AUTHENTICATION_BACKENDS += [

@@ -1,5 +1,6 @@
 """The UI shell: dashboard per role, health endpoint and error pages."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -11,13 +12,21 @@ from common.errors import ErrorCode
 from common.http import wants_json
 from portal.dashboard import panels_for
 from portal.health import health_report
+from tenants.roles import PlatformRole
 from tenants.selectors import memberships_of, platform_role_of, roles_of
+
+
+def _health_details_allowed(user) -> bool:
+    """Reasons (URIs, error strings) only for a signed-in system admin who passed the second factor."""
+    if not getattr(user, "is_authenticated", False) or platform_role_of(user) != PlatformRole.SYSTEM_ADMIN:
+        return False
+    return not settings.SECOND_FACTOR_REQUIRED or bool(getattr(user, "is_verified", lambda: False)())
 
 
 @require_GET
 @never_cache
 def healthz(request):
-    report, healthy = health_report()
+    report, healthy = health_report(detailed=_health_details_allowed(request.user))
     return JsonResponse(report, status=200 if healthy else 503)
 
 

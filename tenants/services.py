@@ -139,6 +139,7 @@ def membership_revoke(*, actor: User | None, membership: Membership) -> None:
         user, role = membership.user, membership.role
         membership.delete()
         event_record(action=Action.ROLE_REVOKED, actor=actor, target=user, tenant=tenant, detail={"role": role})
+        _tokens_end_with_role(actor=actor, user=user, role=role)
 
 
 def platform_role_grant(*, actor: User | None, user: User, role: str) -> PlatformAssignment:
@@ -187,6 +188,16 @@ def platform_role_revoke(*, actor: User | None, assignment: PlatformAssignment) 
         user, role = assignment.user, assignment.role
         assignment.delete()
         event_record(action=Action.ROLE_REVOKED, actor=actor, target=user, detail={"platform_role": role})
+        _tokens_end_with_role(actor=actor, user=user, role=role)
+
+
+def _tokens_end_with_role(*, actor: User | None, user: User, role: str) -> None:
+    """A token issued for a role that needed a second factor does not outlive that role (issue #14.3)."""
+    from audit.security import SECOND_FACTOR_ROLES
+    from tenants.identity.tokens import tokens_revoke
+
+    if role in SECOND_FACTOR_ROLES:
+        tokens_revoke(user=user, actor=actor, reason=f"role {role} revoked")
 
 
 # --- Courses --------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from compute.models import Desktop, Endpoint, Flavor, ImageVersion
 from compute.placement import place
 from compute.placement import resize_fit as place_resize
 from compute.services.rules import require_manage
+from tenants import permissions as tenant_permissions
+from tenants.models import RosterEntry
 
 if TYPE_CHECKING:
     from tenants.models import Course, Tenant, User
@@ -50,6 +52,21 @@ def _require_version_ready(image_version: ImageVersion) -> None:
         raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
 
 
+def _check_course(*, owner: User, tenant: Tenant, course: Course) -> None:
+    """A desktop's cost and quota go to its course: only a desktop of someone on that course's roster
+    (or of a person who runs the course: its teacher's authoring desktop) may be charged to it."""
+    if course.tenant_id != tenant.pk:
+        raise InvalidInput(_("课程不属于该租户。"), code=ComputeError.COURSE_TENANT_MISMATCH)
+    if RosterEntry.objects.filter(course=course, user=owner).exists():
+        return
+    if not tenant_permissions.can_manage_course(owner, course):
+        raise InvalidInput(
+            _("桌面只能关联到使用者所在名单的课程。"),
+            code=ComputeError.COURSE_NOT_ENROLLED,
+            detail={"field": "course"},
+        )
+
+
 def _check_request(
     *, actor: User, tenant: Tenant, image_version: ImageVersion, flavor: Flavor, owner: User, course: Course | None
 ) -> None:
@@ -62,8 +79,8 @@ def _check_request(
         or (course is not None and course.teacher_id == actor.pk)
     ):
         raise Forbidden(_("只能为自己创建桌面。"), code=ComputeError.DESKTOP_OWNER_FORBIDDEN)
-    if course is not None and course.tenant_id != tenant.pk:
-        raise InvalidInput(_("课程不属于该租户。"), code=ComputeError.COURSE_TENANT_MISMATCH)
+    if course is not None:
+        _check_course(owner=owner, tenant=tenant, course=course)
     if image_version.status != ImageVersion.Status.READY:
         raise InvalidInput(_("镜像版本尚不可用。"), code=ComputeError.IMAGE_NOT_READY)
     if not selectors.image_visible_to_tenant(image_version.image, tenant=tenant, course=course):

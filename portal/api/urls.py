@@ -33,6 +33,8 @@ for module in APP_APIS:
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("auth/tokens/", views.TokenListView.as_view(), name="api-tokens"),
+    path("auth/tokens/<int:pk>/", views.TokenDetailView.as_view(), name="api-token-detail"),
     path("users/me/", views.MeView.as_view(), name="api-me"),
     *(pattern for module in APP_APIS for pattern in module.urlpatterns),
     path("", include(router.urls)),

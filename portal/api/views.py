@@ -1,4 +1,4 @@
-"""Project-wide API endpoints: token login and the caller's own profile."""
+"""Project-wide API endpoints: token login, the caller's own tokens and profile."""
 
 from django.contrib.auth import authenticate
 from django.utils.translation import gettext as _
@@ -8,12 +8,12 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.security import auth_failure_of, second_factor_check
+from audit.security import auth_failure_of, needs_second_factor, otp_verify, second_factor_check
 from common.errors import ServiceError
 from portal.errors import PortalError
 from tenants.identity.errors import ErrorCode as IdentityError
 from tenants.identity.selectors import must_change_password
-from tenants.identity.tokens import token_issue
+from tenants.identity.tokens import token_issue, token_list_for, token_revoke
 from tenants.selectors import memberships_of, platform_role_of
 
 
@@ -21,6 +21,7 @@ class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, style={"input_type": "password"}, trim_whitespace=False)
     otp = serializers.CharField(max_length=12, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, help_text="the device, e.g. 笔记本")
 
 
 class TokenView(APIView):
@@ -35,7 +36,12 @@ class TokenView(APIView):
         responses={
             200: inline_serializer(
                 "TokenResponse",
-                {"token": serializers.CharField(), "expires_at": serializers.DateTimeField(allow_null=True)},
+                {
+                    "token": serializers.CharField(),
+                    "id": serializers.IntegerField(),
+                    "name": serializers.CharField(),
+                    "expires_at": serializers.DateTimeField(allow_null=True),
+                },
             )
         },
         operation_id="auth_token_create",
@@ -52,15 +58,55 @@ class TokenView(APIView):
                 raise ServiceError(failure["message"], code=IdentityError.DIRECTORY_UNAVAILABLE, status=503)
             # Never say which half was wrong.
             raise ServiceError(_("用户名或密码错误。"), code=PortalError.INVALID_CREDENTIALS, status=400)
-        second_factor_check(user=user, otp=data.get("otp", ""))  # platform admins, finance, auditors
+        otp = data.get("otp", "")
+        second_factor_check(user=user, otp=otp)  # platform admins, finance, auditors: refused without it
+        # Checked above when the roles need it; otherwise a code the person chose to give counts too.
+        second_factor = needs_second_factor(user) or bool(otp and otp_verify(user, otp))
         if must_change_password(user):
             raise ServiceError(
                 _("管理员重置了您的密码，请先在网页上修改密码。"),
                 code=IdentityError.PASSWORD_CHANGE_REQUIRED,
                 status=403,
             )
-        token, expires_at = token_issue(user=user)
-        return Response({"token": token.key, "expires_at": expires_at})
+        token, key = token_issue(user=user, name=data.get("name", ""), second_factor=second_factor)
+        return Response({"token": key, "id": token.pk, "name": token.name, "expires_at": token.expires_at})
+
+
+class ApiTokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    prefix = serializers.CharField()
+    second_factor = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    current = serializers.SerializerMethodField()
+
+    def get_current(self, token) -> bool:
+        return getattr(self.context["request"].auth, "pk", None) == token.pk
+
+
+class TokenListView(APIView):
+    """The caller's own API tokens, one per device (never another person's)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=ApiTokenSerializer(many=True), operation_id="auth_tokens_list")
+    def get(self, request):
+        tokens = token_list_for(request.user)
+        return Response(ApiTokenSerializer(tokens, many=True, context={"request": request}).data)
+
+
+class TokenDetailView(APIView):
+    """Revoke one of the caller's tokens (another person's is a 404)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None}, operation_id="auth_tokens_destroy")
+    def delete(self, request, pk: int):
+        token_revoke(actor=request.user, token_id=pk)
+        return Response(status=204)
 
 
 class TenantRefSerializer(serializers.Serializer):

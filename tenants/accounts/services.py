@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from rest_framework.authtoken.models import Token
 
 from audit.actions import Action
 from audit.services import event_record
@@ -22,6 +21,7 @@ from common.errors import ErrorCode as CommonError
 from tenants import permissions
 from tenants.identity.errors import ErrorCode
 from tenants.identity.models import AccountState, TenantDirectory
+from tenants.identity.tokens import service_token_issue, tokens_revoke
 from tenants.models import Membership, PlatformAssignment, RosterEntry, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 
@@ -117,7 +117,7 @@ def account_set_active(*, actor, user: User, active: bool) -> User:
         user.is_active = active
         user.save(update_fields=["is_active"])
         if not active:
-            Token.objects.filter(user=user).delete()
+            tokens_revoke(user=user, actor=actor, reason="account disabled")
         event_record(action=Action.ACCOUNT_ENABLED if active else Action.ACCOUNT_DISABLED, actor=actor, target=user)
     return user
 
@@ -130,7 +130,7 @@ def account_password_reset(*, actor, user: User, new_password: str) -> None:
         user.set_password(new_password)
         user.save()  # the history validator keeps the hash (audit.password_validation)
         _mark_must_change(user)
-        Token.objects.filter(user=user).delete()
+        tokens_revoke(user=user, actor=actor, reason="password reset")
         event_record(action=Action.PASSWORD_RESET, actor=actor, target=user)
 
 
@@ -160,7 +160,7 @@ def service_account_create(
         )
         AccountState.objects.create(user=user, kind=AccountState.Kind.SERVICE, purpose=(purpose or "")[:200])
         Membership.objects.create(user=user, tenant=tenant, role=role)
-        token = Token.objects.create(user=user)
+        _token, key = service_token_issue(actor=actor, user=user)
         event_record(
             action=Action.SERVICE_ACCOUNT_CREATED,
             actor=actor,
@@ -168,7 +168,7 @@ def service_account_create(
             tenant=tenant,
             detail={"role": role, "purpose": purpose},
         )
-    return user, token.key
+    return user, key
 
 
 def _accounts_by_number(numbers: list[str]) -> dict[str, set[int]]:

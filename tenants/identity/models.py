@@ -103,3 +103,39 @@ class IdentityConflict(models.Model):
 
     def __str__(self):
         return f"{self.source}:{self.subject} ({self.number})"
+
+
+class ApiToken(models.Model):
+    """An API token of one device (a laptop, a script), named by its owner, listed and revocable.
+
+    Only the SHA-256 of the key is stored: the key is shown once. A person's token expires
+    (API_TOKEN_HOURS) and follows the session rules on every request (tenants.identity.tokens);
+    a service account's token is made by the security admin and lasts until revoked.
+    """
+
+    class Kind(models.TextChoices):
+        PERSON = "person", _("个人令牌")
+        SERVICE = "service", _("服务账号令牌")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("设备名称"), max_length=100)
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices, default=Kind.PERSON)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(_("前缀"), max_length=8)
+    # Whether a second factor was checked when the token was issued: a token without one never
+    # acts with a role that needs one, whenever that role was granted.
+    second_factor = models.BooleanField(_("签发时已验证第二因素"), default=False)
+    created_at = models.DateTimeField(_("签发时间"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("过期时间"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("最近使用"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("API 令牌")
+        verbose_name_plural = _("API 令牌")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user_id}: {self.name} ({self.prefix}…)"

@@ -9,4 +9,5 @@ app_name = "identity"
 urlpatterns = [
     path("cas/login/", views.CASLoginView.as_view(), name="cas-login"),
     path("welcome/", views.welcome, name="welcome"),
+    path("tokens/", views.tokens_page, name="tokens"),
 ]

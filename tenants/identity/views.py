@@ -1,5 +1,5 @@
 """Pages of campus sign-in: the CAS round trip (django-cas-ng's views, with our refusal page), logout,
-and the page of a person who signed in but holds no role yet."""
+the page of a person who signed in but holds no role yet, and 我的令牌 (API tokens per device)."""
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -11,10 +11,13 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 from django_cas_ng import views as cas_views
 from django_cas_ng.models import SessionTicket
 
 from audit.security import auth_failure_of
+from common.ui import service_call
+from tenants.identity import tokens
 from tenants.identity.selectors import whom_to_ask
 from tenants.selectors import roles_of
 
@@ -58,3 +61,32 @@ def welcome(request):
     if roles_of(request.user):
         return HttpResponseRedirect(reverse("dashboard"))
     return render(request, "identity/welcome.html", whom_to_ask(request.user))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens_page(request):
+    """我的令牌: the person's API tokens, one per device: issue one (the key is shown once), revoke any."""
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            done = service_call(
+                request,
+                lambda: tokens.token_revoke(actor=request.user, token_id=int(request.POST["revoke"] or 0)),
+                success=_("令牌已撤销。"),
+                next="identity:tokens",
+            )
+        else:
+            # The session passed the second factor where the roles need one (audit's middleware), so
+            # the token carries it when the person has one.
+            verified = bool(getattr(request.user, "is_verified", lambda: False)())
+            done = service_call(
+                request,
+                lambda: tokens.token_issue(
+                    user=request.user, name=request.POST.get("name", ""), second_factor=verified
+                ),
+                success=lambda issued: _("新令牌（只显示这一次，请立即保存）：%(key)s") % {"key": issued[1]},
+                next="identity:tokens",
+            )
+        return done or HttpResponseRedirect(reverse("identity:tokens"))
+    context = {"tokens": tokens.token_list_for(request.user), "hours": settings.API_TOKEN_HOURS}
+    return render(request, "identity/tokens.html", context)

@@ -1,8 +1,15 @@
-"""Objects of tenant `cs` for tests/api/test_isolation.py: accounts and platform roles, 404 to tenant `me`."""
+"""Objects of tenant `cs` for tests/api/test_isolation.py: accounts, platform roles, API tokens; 404 to `me`."""
 
 
 def _account(scenario):
     return {"id": scenario.student.pk}
+
+
+def _token(scenario):
+    from tenants.identity.tokens import token_issue
+
+    token, _key = token_issue(user=scenario.student, name="laptop")
+    return {"id": token.pk}
 
 
 def _platform_role(scenario):
@@ -16,4 +23,5 @@ MAKERS = {
     "/api/v1/accounts/{id}/reset-password/": _account,
     "/api/v1/accounts/{id}/local-password/": _account,
     "/api/v1/platform-roles/{id}/": _platform_role,
+    "/api/v1/auth/tokens/{id}/": _token,
 }

@@ -69,7 +69,7 @@ def test_the_database_refuses_update_and_delete_even_in_raw_sql():
     event = _record(1)[0]
     table = AuditEvent._meta.db_table
 
-    assert triggers.installed(connection) == {name for name, _t, _tb in triggers.TRIGGERS}
+    assert triggers.installed(connection) == {name for name, *_rest in triggers.TRIGGERS}
     for sql in (f"UPDATE {table} SET reason = 'x' WHERE id = %s", f"DELETE FROM {table} WHERE id = %s"):
         with (
             pytest.raises((OperationalError, IntegrityError, DatabaseError)),

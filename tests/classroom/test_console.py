@@ -108,7 +108,8 @@ def test_a_tenant_b_user_gets_a_404(api, scenario):
 
 def _ws(base: str, path: str) -> WebSocket:
     ws = WebSocket()
-    ws.connect(base.replace("http://", "ws://") + path, protocols=["binary"])
+    # A browser sends the page's Origin; the portal refuses a handshake from any other (portal/asgi.py).
+    ws.connect(base.replace("http://", "ws://") + path, origin=base, protocols=["binary"])
     return ws
 
 
@@ -251,7 +252,7 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
             "type": "websocket",
             "path": f"/ws/console/{token}/",
             "query_string": b"",
-            "headers": [],
+            "headers": [(b"origin", b"http://127.0.0.1:8000")],
             "subprotocols": ["binary"],
             "client": ("127.0.0.1", 50000),
         }

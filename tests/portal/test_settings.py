@@ -22,6 +22,7 @@ PRODUCTION = {
     "DJANGO_ENV": "production",
     "SECRET_KEY": secrets.token_urlsafe(60),
     "AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+    "FIELD_ENCRYPTION_KEY": secrets.token_urlsafe(32),
     "ALLOWED_HOSTS": "cloud.example.edu",
 }
 
@@ -45,3 +46,41 @@ def test_production_refuses_debug():
 
     assert result.returncode != 0
     assert "DEBUG" in result.stderr
+
+
+def test_production_refuses_a_missing_field_encryption_key():
+    result = _manage("check", **{**PRODUCTION, "FIELD_ENCRYPTION_KEY": ""})
+
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEY" in result.stderr
+
+
+def test_production_refuses_a_missing_audit_hmac_key():
+    result = _manage("check", **{**PRODUCTION, "AUDIT_HMAC_KEY": ""})
+
+    assert result.returncode != 0
+    assert "AUDIT_HMAC_KEY" in result.stderr
+
+
+def test_production_refuses_keys_that_are_the_secret_key():
+    for name in ("AUDIT_HMAC_KEY", "FIELD_ENCRYPTION_KEY"):
+        result = _manage("check", **{**PRODUCTION, name: PRODUCTION["SECRET_KEY"]})
+
+        assert result.returncode != 0, name
+        assert name in result.stderr
+
+
+def test_seed_demo_refuses_to_run_in_production():
+    result = _manage("seed_demo", **{**PRODUCTION, "DEMO_PASSWORD": "Own#Demo-2026"})
+
+    assert result.returncode != 0
+    assert "--force-production" in result.stderr
+
+
+def test_seed_demo_forced_in_production_still_refuses_the_public_demo_password():
+    for password in ("", "Demo@2026!"):
+        env = {**PRODUCTION, "DEMO_PASSWORD": password} if password else dict(PRODUCTION)
+        result = _manage("seed_demo", "--force-production", **env)
+
+        assert result.returncode != 0, password
+        assert "DEMO_PASSWORD" in result.stderr

@@ -2,7 +2,8 @@
 
 import json
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from audit import demo as audit_demo
 from billing import demo as billing_demo
@@ -29,8 +30,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--force-production",
+            action="store_true",
+            help="seed although DJANGO_ENV=production (needs a DEMO_PASSWORD of your own)",
+        )
+
+    def _guard(self, force: bool) -> None:
+        """The demo accounts (三员 among them) carry one password: public by default, never in production."""
+        public = settings.DEMO_PASSWORD == settings.DEMO_PASSWORD_DEFAULT
+        if settings.PRODUCTION:
+            if not force:
+                raise CommandError(
+                    "seed_demo refuses to run with DJANGO_ENV=production: it creates accounts, platform admins "
+                    "among them, that share one password. Use --force-production with your own DEMO_PASSWORD."
+                )
+            if public:
+                raise CommandError("--force-production needs a DEMO_PASSWORD other than the documented default.")
+        elif public:
+            self.stderr.write(
+                "WARNING: the demo accounts get the public password from README.md (DEMO_PASSWORD unset); "
+                "anyone who can reach this portal can sign in as its administrators."
+            )
 
     def handle(self, *args, **options):
+        self._guard(options["force_production"])
         summary = {name: seed() for name, seed in SEEDERS}
         if options["json"]:
             self.stdout.write(json.dumps(summary, ensure_ascii=False))
