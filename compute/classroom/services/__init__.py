@@ -48,7 +48,7 @@ from compute.classroom.services.pools import (
     seat_amounts,
     seat_retry,
 )
-from compute.classroom.services.power import desktop_rebuild_finish, pool_power, pool_reset, seat_power, seat_reset
+from compute.classroom.services.power import pool_power, pool_reset, seat_power, seat_reset
 from compute.classroom.services.schedule import (
     DEFAULT_SHUTDOWN_DEADLINE,
     MAX_DEADLINE_MINUTES,
@@ -85,7 +85,6 @@ __all__ = [
     "console_ticket_redeem",
     "console_ws_path",
     "course_request_submit",
-    "desktop_rebuild_finish",
     "fulfil_course_desktops",
     "next_class",
     "pool_create",

@@ -20,15 +20,14 @@ from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput, ServiceError
+from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, ServiceError
 from common.tasks import enqueue
-from compute import hooks
+from compute import locks as compute_locks
 from compute import services as compute_services
 from compute.classroom import locks, task_names
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage, stand_in
-from compute.classroom.services.power import reset_locked
 from compute.classroom.services.schedule import schedule_minutes
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
 from tenants import permissions as tenant_permissions
@@ -281,7 +280,7 @@ def seat_retire(seat: Seat, *, creator: User) -> bool:
     """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
     desktop = seat.desktop
     if desktop is not None and desktop.state != Desktop.State.DELETED:
-        desktop = locks.desktop_lock(desktop.pk)
+        desktop = compute_locks.desktop_lock(desktop.pk)
         if desktop.state == Desktop.State.DELETING:
             pass
         elif desktop.state in Desktop.TRANSIENT:
@@ -297,18 +296,21 @@ def seat_retire(seat: Seat, *, creator: User) -> bool:
 
 
 def _seat_hand_over(seat: Seat, student: User) -> bool:
-    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
-    desktop = locks.desktop_lock(seat.desktop_id) if seat.desktop_id else None
-    if desktop is None or desktop.state not in Desktop.LIVE:
+    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue);
+    compute's ``desktop_hand_over`` does it. False when the desktop is not live (busy, in error)."""
+    if seat.desktop_id is None:
         return False
     previous = seat.student
-    reset_locked(desktop, version=seat.pool.image_version)
-    desktop.owner = student
-    desktop.name = f"{seat.pool.course.code}-{student.username}"
-    desktop.save(update_fields=["owner", "name", "updated_at"])
-    # Usage is metered to the owner of the moment: billing closes the leaving student's interval
-    # here, in this transaction, and opens the newcomer's.
-    hooks.desktop_changed(desktop=desktop, at=timezone.now(), reason="handed_over")
+    try:
+        desktop = compute_services.desktop_hand_over(
+            actor=None,
+            desktop=seat.desktop,
+            owner=student,
+            name=f"{seat.pool.course.code}-{student.username}",
+            image_version=seat.pool.image_version,
+        )
+    except InvalidTransition:
+        return False
     seat.student = student
     seat.save(update_fields=["student"])
     event_record(
