@@ -21,6 +21,7 @@ from common.errors import Conflict, Forbidden, InvalidInput
 from tenants import permissions
 from tenants.identity.errors import ErrorCode
 from tenants.identity.models import AccountState, TenantDirectory
+from tenants.membership import import_refusals
 from tenants.models import Membership, PlatformAssignment, RosterEntry, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 
@@ -185,14 +186,15 @@ def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], rol
         "user_id", "student_number"
     ):
         by_number.setdefault(number, set()).add(user_id)
-    admins = set(PlatformAssignment.objects.values_list("user_id", flat=True))
+    # Another tenant's or a platform admin's account, a self-grant, an auditor who is admin: tenants.membership.
+    refused = import_refusals(actor=actor, tenant=tenant, role=role, user_ids=set().union(*by_number.values()))
     errors = []
     for line, number, _name in rows:
         ids = by_number.get(number, set())
         if len(ids) > 1:
             errors.append({"line": line, "student_number": number, "message": _("工号对应多个账号，请先处理重复账号")})
-        elif ids & admins:
-            errors.append({"line": line, "student_number": number, "message": _("该工号属于平台管理员账号")})
+        elif ids & refused.keys():
+            errors.append({"line": line, "student_number": number, "message": refused[next(iter(ids))]})
     taken = set(User.objects.filter(username__in=[n.lower() for n in numbers]).values_list("username", flat=True))
     for line, number, _name in rows:
         if not by_number.get(number) and number.lower() in taken:
