@@ -38,6 +38,7 @@ from compute.classroom.services.console import (
 )
 from compute.classroom.services.pools import (
     SyncResult,
+    course_links,
     course_request_submit,
     fulfil_course_desktops,
     pool_create,
@@ -45,6 +46,8 @@ from compute.classroom.services.pools import (
     pool_retry_failed,
     pool_settings_update,
     pool_sync_roster,
+    roster_changed,
+    roster_preview,
     seat_amounts,
     seat_retry,
 )
@@ -84,6 +87,7 @@ __all__ = [
     "console_ticket_issue",
     "console_ticket_redeem",
     "console_ws_path",
+    "course_links",
     "course_request_submit",
     "fulfil_course_desktops",
     "next_class",
@@ -94,6 +98,8 @@ __all__ = [
     "pool_retry_failed",
     "pool_settings_update",
     "pool_sync_roster",
+    "roster_changed",
+    "roster_preview",
     "schedule_exception_add",
     "schedule_exception_remove",
     "schedule_minutes",
