@@ -19,6 +19,8 @@ class TenantsError(StrEnum):
     ROLE_REVOKE_FORBIDDEN = "role_revoke_forbidden"
     PLATFORM_ROLES_SEPARATED = "platform_roles_separated"
     CANNOT_REVOKE_OWN_ADMIN = "cannot_revoke_own_admin"
+    SELF_GRANT_FORBIDDEN = "self_grant_forbidden"
+    AUDIT_AND_ADMIN_SEPARATED = "audit_and_admin_separated"
 
     # Courses, class times and rosters
     COURSE_FORBIDDEN = "course_forbidden"

@@ -6,7 +6,7 @@ rows queue behind each other instead of deadlocking.
 
 from django.db.models import Q
 
-from tenants.models import ApprovalRequest, Quota, Reservation
+from tenants.models import ApprovalRequest, Quota, Reservation, User
 
 
 def quota_rows_lock(*, tenant, course=None, user=None) -> list[Quota]:
@@ -29,3 +29,8 @@ def reservation_lock(pk: int) -> Reservation:
 
 def request_lock(pk: int) -> ApprovalRequest:
     return ApprovalRequest.objects.select_for_update().select_related("tenant", "course", "requester").get(pk=pk)
+
+
+def user_lock(pk: int) -> User:
+    """The account, while a role is given to it: two grants that must not meet (auditor and admin) queue."""
+    return User.objects.select_for_update().get(pk=pk)

@@ -10,19 +10,18 @@ are re-exported here, so other apps import every write from `tenants.services`.
 import datetime
 import re
 
-from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from tenants import permissions
+from common.errors import Conflict, Forbidden, InvalidInput
+from tenants import locks, permissions
 from tenants.errors import TenantsError
-from tenants.models import ClassTime, Course, Membership, PlatformAssignment, RosterEntry, Tenant, User
+from tenants.membership import role_grant_check
+from tenants.models import ClassTime, Course, Membership, PlatformAssignment, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
@@ -103,7 +102,8 @@ def tenant_update(
 
 def membership_grant(*, actor: User | None, user: User, tenant: Tenant, role: str) -> Membership:
     """Give a tenant role. 三员分立 extends to tenants: a platform administrator holds no tenant role,
-    so the system admin cannot, for instance, approve as a department admin as well."""
+    so the system admin cannot, for instance, approve as a department admin as well; nobody grants
+    themselves auditor or finance, and nobody is auditor where they are admin (tenants.membership)."""
     if role not in TenantRole.values:
         raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code=TenantsError.UNKNOWN_ROLE)
     _require(
@@ -112,12 +112,9 @@ def membership_grant(*, actor: User | None, user: User, tenant: Tenant, role: st
         _("您不能在该租户中授予角色。"),
         TenantsError.ROLE_GRANT_FORBIDDEN,
     )
-    if PlatformAssignment.objects.filter(user=user).exists():
-        raise Conflict(
-            _("三员分立：%(user)s 是平台管理员，不能再担任租户角色。") % {"user": user.username},
-            code=TenantsError.PLATFORM_ROLES_SEPARATED,
-        )
     with transaction.atomic():
+        locks.user_lock(user.pk)
+        role_grant_check(actor=actor, user=user, tenant=tenant, role=role)
         membership, created = Membership.objects.get_or_create(user=user, tenant=tenant, role=role)
         if created:
             event_record(action=Action.ROLE_GRANTED, actor=actor, target=user, tenant=tenant, detail={"role": role})
@@ -372,95 +369,6 @@ def course_class_times_set(
     return created
 
 
-def course_roster_remove(*, actor: User | None, course: Course, user: User) -> None:
-    _require(
-        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
-    )
-    with transaction.atomic():
-        deleted, _detail = RosterEntry.objects.filter(course=course, user=user).delete()
-        if not deleted:
-            raise NotFound(_("该学生不在名单中。"), code=TenantsError.NOT_ON_ROSTER)
-        event_record(
-            action=Action.ROSTER_CHANGED,
-            actor=actor,
-            target=course,
-            tenant=course.tenant,
-            detail={"removed": user.username},
-        )
-
-
-def course_roster_import(
-    *, actor: User | None, course: Course, rows: list[tuple[int, str, str]], replace: bool = False
-) -> dict:
-    """Put the (line, student number, name) rows on the roster, all or nothing.
-
-    Students missing as accounts are created (campus login sets their password later) and
-    become students of the course's tenant. With `replace`, students not in the rows leave.
-    The rows come from tenants.roster.roster_parse, which already refused malformed lines.
-    """
-    _require(
-        permissions.can_manage_course(actor, course), actor, _("您不能修改该课程。"), TenantsError.COURSE_FORBIDDEN
-    )
-    numbers = [number for _line, number, _name in rows]
-    # The course's own roster first (its numbers are what the teacher imported before), then accounts.
-    existing = {u.student_number: u for u in User.objects.filter(student_number__in=numbers)}
-    existing.update(
-        {
-            e.student_number: e.user
-            for e in RosterEntry.objects.filter(course=course, student_number__in=numbers).select_related("user")
-        }
-    )
-    by_username = {u.username: u for u in User.objects.filter(username__in=[n.lower() for n in numbers])}
-    admins = set(
-        PlatformAssignment.objects.filter(user__student_number__in=numbers).values_list(
-            "user__student_number", flat=True
-        )
-    )
-    errors = [
-        {"line": line, "student_number": number, "message": _("该学号属于平台管理员账号，不能加入课程。")}
-        for line, number, _name in rows
-        if number in admins
-    ]
-    if errors:
-        message = ngettext(
-            "名单有 %(n)s 行有误，未导入任何学生。", "名单有 %(n)s 行有误，未导入任何学生。", len(errors)
-        ) % {"n": len(errors)}
-        raise InvalidInput(message, code=TenantsError.ROSTER_INVALID, detail={"errors": errors})
-
-    unusable = make_password(None)
-    counts = {"created_accounts": 0, "added": 0, "unchanged": 0, "removed": 0}
-    with transaction.atomic():
-        on_roster = set(RosterEntry.objects.filter(course=course).values_list("user_id", flat=True))
-        members = set(
-            Membership.objects.filter(tenant=course.tenant, role=TenantRole.STUDENT).values_list("user_id", flat=True)
-        )
-        keep = set()
-        for _line, number, name in rows:
-            user = existing.get(number) or by_username.get(number.lower())
-            if user is None:
-                user = User.objects.create(
-                    username=number.lower(), display_name=name, student_number=number, password=unusable
-                )
-                counts["created_accounts"] += 1
-            elif not user.student_number:
-                user.student_number = number
-                user.save(update_fields=["student_number"])
-            if user.pk not in members:
-                Membership.objects.create(user=user, tenant=course.tenant, role=TenantRole.STUDENT)
-                members.add(user.pk)
-            keep.add(user.pk)
-            if user.pk in on_roster:
-                counts["unchanged"] += 1
-            else:
-                RosterEntry.objects.create(course=course, user=user, student_number=number)
-                on_roster.add(user.pk)
-                counts["added"] += 1
-        if replace:
-            counts["removed"], _detail = RosterEntry.objects.filter(course=course).exclude(user_id__in=keep).delete()
-        event_record(action=Action.ROSTER_IMPORTED, actor=actor, target=course, tenant=course.tenant, detail=counts)
-    return counts
-
-
 from tenants.approvals import (  # noqa: E402 - re-exported: every write of this app is reachable here
     policy_set,
     request_approve,
@@ -482,6 +390,7 @@ from tenants.quotas import (  # noqa: E402
     quota_reserve,
     quota_set,
 )
+from tenants.roster import course_roster_import, course_roster_preview, course_roster_remove  # noqa: E402
 
 __all__ = [
     "QuotaExceeded",
@@ -492,6 +401,7 @@ __all__ = [
     "course_delete",
     "course_grant",
     "course_roster_import",
+    "course_roster_preview",
     "course_roster_remove",
     "course_update",
     "membership_grant",

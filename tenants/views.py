@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_users_with_perms
 
 from common.ui import service_call
-from tenants import forms, permissions, selectors, services
+from tenants import forms, hooks, permissions, selectors, services
 from tenants.approvals import policy_for
 from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
 from tenants.quotas import quota_rows
@@ -221,6 +221,8 @@ def course_detail(request, pk):
             "roster_total": course.roster.count(),
             "query": query,
             **state,
+            "preview": request.session.get(_pending_key(course)) if can_manage and request.GET.get("preview") else None,
+            "course_links": hooks.course_links(course=course, user=user),
             "is_teacher": course.teacher_id == user.pk or user.has_perm(permissions.COURSE_PERMISSION, course),
             "helpers": [
                 u
@@ -231,11 +233,46 @@ def course_detail(request, pk):
     )
 
 
+def _pending_key(course) -> str:
+    return f"roster_import:{course.pk}"
+
+
 def _roster_import(request, course, state: dict):
+    """Step one of an import: the file is read and what it would change is shown (the students added and
+    removed, the pool's seats); nothing changes until the teacher confirms (``_roster_import_confirm``)."""
     form = state["import_form"] = forms.RosterImportForm(request.POST, request.FILES)
     if not form.is_valid():
         return None
     upload = form.cleaned_data["file"]
+    replace = form.cleaned_data["replace"]
+
+    def refused(request, exc):
+        messages.error(request, exc.message)
+        state["roster_errors"] = exc.detail.get("errors", [])
+
+    def preview():
+        rows = roster_parse(filename=upload.name, content=upload.read())
+        result = services.course_roster_preview(actor=request.user, course=course, rows=rows, replace=replace)
+        request.session[_pending_key(course)] = {"rows": rows, "replace": replace, "preview": result}
+        return result
+
+    return service_call(
+        request,
+        preview,
+        next=reverse("tenants:course", args=[course.pk]) + "?preview=1",
+        back=None,
+        refused=refused,
+    )
+
+
+def _roster_import_confirm(request, course, state: dict):
+    here = reverse("tenants:course", args=[course.pk])
+    pending = request.session.pop(_pending_key(course), None)
+    if pending is None or request.POST["action"] == "import_cancel":
+        if pending is not None:
+            messages.info(request, _("已取消导入，名单未改变。"))
+        return redirect(here)
+    rows = [tuple(row) for row in pending["rows"]]
 
     def refused(request, exc):
         messages.error(request, exc.message)
@@ -243,23 +280,29 @@ def _roster_import(request, course, state: dict):
 
     return service_call(
         request,
-        lambda: services.course_roster_import(
-            actor=request.user,
-            course=course,
-            rows=roster_parse(filename=upload.name, content=upload.read()),
-            replace=form.cleaned_data["replace"],
-        ),
-        success=lambda counts: (
-            _(
-                "名单已导入：新增 %(added)s 人（新建账号 %(created_accounts)s 个），"
-                "未变 %(unchanged)s 人，移出 %(removed)s 人。"
-            )
-            % counts
-        ),
-        next=reverse("tenants:course", args=[course.pk]),
+        lambda: services.course_roster_import(actor=request.user, course=course, rows=rows, replace=pending["replace"]),
+        success=_import_message,
+        next=here,
         back=None,
         refused=refused,
     )
+
+
+def _import_message(counts: dict) -> str:
+    message = (
+        _(
+            "名单已导入：新增 %(added)s 人（新建账号 %(created_accounts)s 个），"
+            "未变 %(unchanged)s 人，移出 %(removed)s 人。"
+        )
+        % counts
+    )
+    pool = counts.get("pool")
+    if pool:
+        message += " " + _(
+            "桌面池已同步：新增座位 %(added)s 个（其中 %(waiting)s 个暂未分配桌面），"
+            "转交 %(handed_over)s 个，回收 %(retired)s 个。"
+        ) % {**pool, "retired": pool["retired"] + pool["pending"]}
+    return message
 
 
 def _class_times_set(request, course, state: dict):
@@ -308,6 +351,8 @@ def _roster_remove(request, course, state: dict):
 # The course page's forms, by their `action` field.
 _COURSE_ACTIONS = {
     "import": _roster_import,
+    "import_confirm": _roster_import_confirm,
+    "import_cancel": _roster_import_confirm,
     "class_times": _class_times_set,
     "grant": _helper_grant,
     "ungrant": _helper_grant,

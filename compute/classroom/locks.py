@@ -6,7 +6,6 @@ schedule happen once however many beat ticks overlap.
 """
 
 from compute.classroom.models import AuthoringSession, ClassSession, ConsoleTicket, DesktopPool
-from compute.models import Desktop, ImageVersion
 from tenants.models import Course
 
 
@@ -27,13 +26,6 @@ def authoring_lock(pk: int) -> AuthoringSession:
     return AuthoringSession.objects.locked(pk)
 
 
-def desktop_lock(pk: int, *, with_site: bool = False) -> Desktop:
-    """A seat's desktop; ``with_site`` reads its endpoint and site too (the queue its task goes to)."""
-    if with_site:
-        return Desktop.objects.select_related("endpoint__site").select_for_update().get(pk=pk)
-    return Desktop.objects.locked(pk)
-
-
 def ticket_lock(token_hash: str) -> ConsoleTicket | None:
     """The console ticket with this hash (None: no such ticket), so that it is redeemed once."""
     return (
@@ -41,14 +33,4 @@ def ticket_lock(token_hash: str) -> ConsoleTicket | None:
         .select_related("desktop__tenant", "desktop__course", "user")
         .filter(token_hash=token_hash)
         .first()
-    )
-
-
-def ready_versions_lock(pks) -> list[ImageVersion]:
-    """The ready image versions among ``pks``, in primary-key order, while they are retired."""
-    return list(
-        ImageVersion.objects.select_for_update()
-        .select_related("endpoint__site", "image")
-        .filter(pk__in=pks, status=ImageVersion.Status.READY)
-        .order_by("pk")
     )

@@ -1,5 +1,6 @@
-"""Celery tasks of the classroom: fulfil a pool request, rebuild a seat on a new image, publish an
-authored image, and the class schedule's beat tick. Thin and idempotent, like compute's tasks."""
+"""Celery tasks of the classroom: fulfil a pool request, publish an authored image, delete a retired
+version's golden volume, and the class schedule's beat tick. Thin and idempotent, like compute's tasks
+(whose power, reset and rebuild tasks the classroom's seats use through compute's services)."""
 
 import logging
 
@@ -9,14 +10,8 @@ from common.errors import ServiceError
 from compute.classroom import services
 from compute.classroom.models import AuthoringSession
 from compute.classroom.services.authoring import system_volume
-from compute.drivers.base import DriverError, ErrorCode
-from compute.hypervisor import vm_spec
-from compute.models import Desktop, ImageVersion
-from compute.tasks.runner import TASK_OPTIONS
-from compute.tasks.runner import fail_desktop as _fail_desktop
-from compute.tasks.runner import load_desktop as _desktop
-from compute.tasks.runner import note_desktop as _note_desktop
-from compute.tasks.runner import run as _run
+from compute.models import ImageVersion
+from compute.tasks.runner import TASK_OPTIONS, run
 
 log = logging.getLogger(__name__)
 
@@ -36,41 +31,6 @@ def pool_fulfil(self, request_id: int):
         request_fail(request=request, reason=exc.message)
         return "failed"
     return f"pool {pool.pk}"
-
-
-def _rebuild_call(driver, desktop: Desktop):
-    """Delete the VM with its disks and make it again from the desktop's (new) image version."""
-    try:
-        running = driver.get_vm(desktop.vm_name).power_state == "running"
-        driver.delete_vm(desktop.vm_name)
-    except DriverError as exc:
-        if exc.code != ErrorCode.NOT_FOUND:  # gone already: a redelivered task after the delete
-            raise
-        running = desktop.stable_state == Desktop.State.RUNNING
-    return driver.create_vm(vm_spec(desktop), start=running)
-
-
-@shared_task(**TASK_OPTIONS)
-def desktop_rebuild(self, desktop_id: int, failures: int = 0):
-    desktop = _desktop(desktop_id)
-    if (
-        desktop is None
-        or desktop.state != Desktop.State.BUSY
-        or desktop.task_id != (self.request.id or desktop.task_id)
-    ):
-        return "skipped"
-    info, ok = _run(
-        self,
-        endpoint=desktop.endpoint,
-        holder=self.request.id or f"rebuild-{desktop_id}",
-        fn=lambda driver: _rebuild_call(driver, desktop),
-        on_final_error=_fail_desktop(desktop_id),
-        on_transient=_note_desktop(desktop_id),
-        failures=failures,
-    )
-    if ok:
-        services.desktop_rebuild_finish(desktop_id=desktop_id, info=info)
-    return "done" if ok else "failed"
 
 
 @shared_task(**TASK_OPTIONS)
@@ -93,7 +53,7 @@ def authoring_publish(self, session_id: int, failures: int = 0):
             return existing[new_volume]
         return driver.image_flatten(pool, overlay, new_volume)
 
-    info, ok = _run(
+    info, ok = run(
         self,
         endpoint=desktop.endpoint,
         holder=self.request.id or f"publish-{session_id}",
@@ -128,7 +88,7 @@ def image_version_volume_delete(self, version_id: int, failures: int = 0):
         driver.volume_delete(version.pool, version.volume)
         return "deleted"
 
-    outcome, ok = _run(
+    outcome, ok = run(
         self,
         endpoint=version.endpoint,
         holder=self.request.id or f"image-delete-{version_id}",

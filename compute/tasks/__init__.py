@@ -7,7 +7,3 @@ Importing the package loads every module, so the worker's autodiscovery register
 """
 
 from compute.tasks import desktops, images, inventory, network, snapshots, volumes  # noqa: F401
-
-# compute.classroom.services still starts these two itself (``compute.tasks.desktop_power``); it moves
-# to compute's ``desktops_power`` and ``desktops_reset``, and then these lines go.
-from compute.tasks.desktops import desktop_power, desktop_reset  # noqa: E402, F401, I001

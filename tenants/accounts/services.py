@@ -22,6 +22,7 @@ from tenants import permissions
 from tenants.identity.errors import ErrorCode
 from tenants.identity.models import AccountState, TenantDirectory
 from tenants.identity.tokens import service_token_issue, tokens_revoke
+from tenants.membership import import_refusals
 from tenants.models import Membership, PlatformAssignment, RosterEntry, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
 
@@ -183,17 +184,19 @@ def _accounts_by_number(numbers: list[str]) -> dict[str, set[int]]:
     return by_number
 
 
-def _staff_import_problems(rows: list[tuple[int, str, str]], by_number: dict[str, set[int]]) -> list[dict]:
-    """Each line that cannot be imported, with why: a number of several accounts or of a platform
-    admin, or a new account whose username (the number) somebody else has."""
-    admins = set(PlatformAssignment.objects.values_list("user_id", flat=True))
+def _staff_import_problems(
+    rows: list[tuple[int, str, str]], by_number: dict[str, set[int]], refused: dict[int, str]
+) -> list[dict]:
+    """Each line that cannot be imported, with why: a number of several accounts or of an account the
+    import may not touch (``refused``: id -> reason), or a new account whose username (the number)
+    somebody else has."""
     errors = []
     for line, number, _name in rows:
         ids = by_number.get(number, set())
         if len(ids) > 1:
             errors.append({"line": line, "student_number": number, "message": _("工号对应多个账号，请先处理重复账号")})
-        elif ids & admins:
-            errors.append({"line": line, "student_number": number, "message": _("该工号属于平台管理员账号")})
+        elif ids & refused.keys():
+            errors.append({"line": line, "student_number": number, "message": refused[next(iter(ids))]})
     usernames = [number.lower() for _line, number, _name in rows]
     taken = set(User.objects.filter(username__in=usernames).values_list("username", flat=True))
     for line, number, _name in rows:
@@ -210,7 +213,9 @@ def staff_import(*, actor, tenant: Tenant, rows: list[tuple[int, str, str]], rol
     if role not in TenantRole.values:
         raise InvalidInput(_("未知角色：%(role)s") % {"role": role}, code=ErrorCode.INVALID_ROLE)
     by_number = _accounts_by_number([number for _line, number, _name in rows])
-    errors = _staff_import_problems(rows, by_number)
+    # Another tenant's or a platform admin's account, a self-grant, an auditor who is admin: tenants.membership.
+    refused = import_refusals(actor=actor, tenant=tenant, role=role, user_ids=set().union(*by_number.values()))
+    errors = _staff_import_problems(rows, by_number, refused)
     if errors:
         message = ngettext("有 %(n)s 行有误，未导入任何人。", "有 %(n)s 行有误，未导入任何人。", len(errors)) % {
             "n": len(errors)

@@ -133,11 +133,37 @@ class RosterEntrySerializer(serializers.ModelSerializer):
 class RosterImportSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="CSV or XLSX: student number, name")
     replace = serializers.BooleanField(required=False, default=False)
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only say what the import would change (roster and pool)."
+    )
 
 
 RosterImportResult = inline_serializer(
     "RosterImportResult",
-    {name: serializers.IntegerField() for name in ("created_accounts", "added", "unchanged", "removed")},
+    {
+        **{name: serializers.IntegerField() for name in ("created_accounts", "added", "unchanged", "removed")},
+        # What the course's desktop pool did (seats added, handed over, retired...); absent without a pool.
+        "pool": serializers.DictField(child=serializers.IntegerField(), required=False),
+    },
+)
+
+
+class RosterPreviewStudentSerializer(serializers.Serializer):
+    student_number = serializers.CharField()
+    name = serializers.CharField()
+    new_account = serializers.BooleanField(required=False)
+
+
+RosterPreview = inline_serializer(
+    "RosterPreview",
+    {
+        "added": RosterPreviewStudentSerializer(many=True),
+        "removed": RosterPreviewStudentSerializer(many=True),
+        "unchanged": serializers.IntegerField(),
+        "created_accounts": serializers.IntegerField(),
+        # The pool's seats before and after, added, handed over, retired, and a quota shortfall; null: no pool.
+        "pool": serializers.DictField(allow_null=True),
+    },
 )
 
 

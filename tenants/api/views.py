@@ -7,7 +7,7 @@ write goes through one service, and a service's refusal becomes {"code", "messag
 from django.db.models import Count, Prefetch
 from django.utils.translation import gettext as _
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -33,6 +33,7 @@ from tenants.api.serializers import (
     RosterEntrySerializer,
     RosterImportResult,
     RosterImportSerializer,
+    RosterPreview,
     TenantCreateSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
@@ -270,7 +271,14 @@ class CourseViewSet(
 
     @extend_schema(
         request={"multipart/form-data": RosterImportSerializer},
-        responses={200: RosterImportResult, 400: OpenApiResponse(description="bad rows, listed by line")},
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="RosterImportAnswer",
+                serializers=[RosterImportResult, RosterPreview],
+                resource_type_field_name=None,
+            ),
+            400: OpenApiResponse(description="bad rows, listed by line"),
+        },
     )
     @action(
         detail=True,
@@ -279,11 +287,18 @@ class CourseViewSet(
         parser_classes=[MultiPartParser, FormParser],
     )
     def roster_import(self, request, pk=None):
-        """Import the roster from CSV/XLSX (student number, name). Any bad line: nothing is imported."""
+        """Import the roster from CSV/XLSX (student number, name). Any bad line: nothing is imported.
+
+        The course's pool follows at once (``pool`` in the answer); ``dry_run`` only says what would change."""
         course = self.get_object()
         data = self.validated()
         upload = data["file"]
         rows = roster_parse(filename=upload.name, content=upload.read())
+        if data["dry_run"]:
+            preview = services.course_roster_preview(
+                actor=request.user, course=course, rows=rows, replace=data["replace"]
+            )
+            return Response(preview)
         counts = services.course_roster_import(actor=request.user, course=course, rows=rows, replace=data["replace"])
         return Response(counts)
 

@@ -115,7 +115,7 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
     with django_capture_on_commit_callbacks(execute=True):
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
 
-    assert result.as_dict() == {"added": 0, "handed_over": 1, "retired": 0, "pending": 0}
+    assert result.as_dict() == {"added": 0, "handed_over": 1, "retired": 0, "pending": 0, "waiting": 0}
     leaving.refresh_from_db()
     desktop = leaving.desktop
     desktop.refresh_from_db()
@@ -238,7 +238,9 @@ def test_an_observer_refusing_the_hand_over_rolls_it_back(scenario, env, eager, 
     assert not AuditEvent.objects.filter(action="pool.seat_handed_over").exists()
 
 
-def test_roster_growth_beyond_the_quota_adds_nothing(scenario, env, eager, django_capture_on_commit_callbacks):
+def test_roster_growth_beyond_the_quota_adds_seats_that_wait_with_the_reason(
+    scenario, env, eager, django_capture_on_commit_callbacks
+):
     course = make_course(scenario, students=2)
     pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
     quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 2})
@@ -246,10 +248,11 @@ def test_roster_growth_beyond_the_quota_adds_nothing(scenario, env, eager, djang
         user = factories.member(f"a_more{n}", scenario.tenant_a, "student")
         RosterEntry.objects.create(course=course, user=user, student_number=f"2026700{n}")
 
-    with pytest.raises(QuotaExceeded) as refused:
-        services.pool_sync_roster(actor=scenario.teacher, pool=pool)
-    assert refused.value.detail["shortfalls"][0]["short_by"] == 2
-    assert pool.seats.count() == 2
+    result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert (result.added, result.waiting) == (2, 2)
+    waiting = pool.seats.filter(desktop__isnull=True)
+    assert waiting.count() == 2 and all("配额" in s.error or "quota" in s.error.lower() for s in waiting)
+    assert Desktop.objects.filter(seat__pool=pool).count() == 2  # nothing was made beyond the quota
 
 
 def test_resetting_a_seat_gives_a_new_disk_on_the_same_golden_image(
@@ -317,5 +320,7 @@ def test_a_gpu_flavor_goes_to_the_gpu_cluster_and_counts_gpus(
     assert quota.used_gpus + quota.reserved_gpus == 2
     third = factories.member("a_third", scenario.tenant_a, "student")
     RosterEntry.objects.create(course=course, user=third, student_number="20265555")
-    with pytest.raises(QuotaExceeded):
-        services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    with django_capture_on_commit_callbacks(execute=False):
+        result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert result.waiting == 1  # a third GPU is beyond the course's quota: the seat waits, with the reason
+    assert Seat.objects.get(pool=pool, student=third).desktop is None

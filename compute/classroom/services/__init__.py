@@ -38,6 +38,7 @@ from compute.classroom.services.console import (
 )
 from compute.classroom.services.pools import (
     SyncResult,
+    course_links,
     course_request_submit,
     fulfil_course_desktops,
     pool_create,
@@ -45,10 +46,12 @@ from compute.classroom.services.pools import (
     pool_retry_failed,
     pool_settings_update,
     pool_sync_roster,
+    roster_changed,
+    roster_preview,
     seat_amounts,
     seat_retry,
 )
-from compute.classroom.services.power import desktop_rebuild_finish, pool_power, pool_reset, seat_power, seat_reset
+from compute.classroom.services.power import pool_power, pool_reset, seat_power, seat_reset
 from compute.classroom.services.schedule import (
     DEFAULT_SHUTDOWN_DEADLINE,
     MAX_DEADLINE_MINUTES,
@@ -84,8 +87,8 @@ __all__ = [
     "console_ticket_issue",
     "console_ticket_redeem",
     "console_ws_path",
+    "course_links",
     "course_request_submit",
-    "desktop_rebuild_finish",
     "fulfil_course_desktops",
     "next_class",
     "pool_create",
@@ -95,6 +98,8 @@ __all__ = [
     "pool_retry_failed",
     "pool_settings_update",
     "pool_sync_roster",
+    "roster_changed",
+    "roster_preview",
     "schedule_exception_add",
     "schedule_exception_remove",
     "schedule_minutes",

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden
+from common.errors import Conflict, Forbidden, InvalidTransition
 from common.tasks import enqueue
 from compute import services as compute_services
 from compute.classroom import locks, task_names
@@ -171,42 +171,25 @@ def versions_retire_unused() -> int:
     authored = set(published.values_list("published_version_id", flat=True))
     superseded = set(published.values_list("source_version_id", flat=True)) & authored
     candidates = superseded - _versions_in_use(superseded)
-    if not candidates:
-        return 0
     retired = 0
-    with transaction.atomic():
-        for version in locks.ready_versions_lock(candidates):
-            if version_in_use(version):  # a desktop came meanwhile: checked again under the lock
+    for version in ImageVersion.objects.filter(pk__in=candidates, status=ImageVersion.Status.READY).order_by("pk"):
+        with transaction.atomic():
+            try:
+                # compute asks ``version_in_use`` again under the version's lock: a desktop may have come.
+                version = compute_services.image_version_retire(
+                    actor=None, version=version, tenant=_version_tenant(version), in_use=version_in_use
+                )
+            except (Conflict, InvalidTransition):
                 continue
-            version.status = ImageVersion.Status.RETIRED
-            version.save(update_fields=["status"])
-            event_record(
-                action=Action.IMAGE_VERSION_RETIRED,
-                target=version,
-                tenant=_version_tenant(version),
-                detail={"volume": version.volume, "pool": version.pool},
-            )
             if version.volume:
                 enqueue(task_names.IMAGE_VERSION_VOLUME_DELETE, version.pk, queue=version.endpoint.site.celery_queue)
-            retired += 1
+        retired += 1
     return retired
 
 
 def version_volume_deleted(*, version_id: int, error: str = "", kept: str = "") -> None:
     """What the volume deletion task found: deleted, kept (still a backing file), or failed."""
-    with transaction.atomic():
-        version = ImageVersion.objects.select_related("image").get(pk=version_id)
-        if error:
-            ImageVersion.objects.filter(pk=version_id).update(last_error=error[:2000])
-        event_record(
-            action=Action.IMAGE_VOLUME_DELETED,
-            target=version,
-            tenant=_version_tenant(version),
-            result="failure" if error or kept else "success",
-            reason=(error or kept)[:500],
-            detail={
-                "step": "image_volume_deleted" if not (error or kept) else "image_volume_kept",
-                "volume": version.volume,
-                "pool": version.pool,
-            },
-        )
+    version = ImageVersion.objects.select_related("image").get(pk=version_id)
+    compute_services.image_version_volume_deleted(
+        version_id=version_id, tenant=_version_tenant(version), error=error, kept=kept
+    )

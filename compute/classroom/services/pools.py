@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
-from common.errors import Conflict, Forbidden, InvalidInput, ServiceError
+from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, ServiceError
 from common.tasks import enqueue
-from compute import hooks
+from compute import locks as compute_locks
 from compute import services as compute_services
 from compute.classroom import locks, task_names
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage, stand_in
-from compute.classroom.services.power import reset_locked
 from compute.classroom.services.schedule import schedule_minutes
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
 from tenants import permissions as tenant_permissions
@@ -68,11 +68,6 @@ def _seat_desktop_create(*, pool: DesktopPool, student: User, creator: User) -> 
         name=f"{pool.course.code}-{student.username}",
         endpoint=pool.endpoint,
     )
-
-
-def _seat_provision(*, pool: DesktopPool, student: User, creator: User) -> Seat:
-    desktop = _seat_desktop_create(pool=pool, student=student, creator=creator)
-    return Seat.objects.create(pool=pool, student=student, desktop=desktop)
 
 
 def _seats_provision(*, pool_id: int, creator: User) -> int:
@@ -272,16 +267,27 @@ class SyncResult:
     handed_over: int = 0
     retired: int = 0
     pending: int = 0
+    # Seats added without a desktop (no quota or capacity left): they keep the reason, retried from the pool.
+    waiting: int = 0
 
     def as_dict(self) -> dict:
-        return {"added": self.added, "handed_over": self.handed_over, "retired": self.retired, "pending": self.pending}
+        return {
+            "added": self.added,
+            "handed_over": self.handed_over,
+            "retired": self.retired,
+            "pending": self.pending,
+            "waiting": self.waiting,
+        }
+
+    def __bool__(self) -> bool:
+        return any(self.as_dict().values())
 
 
 def seat_retire(seat: Seat, *, creator: User) -> bool:
     """Wipe and delete the seat's desktop (compute deletes the VM with its disks). False: try later."""
     desktop = seat.desktop
     if desktop is not None and desktop.state != Desktop.State.DELETED:
-        desktop = locks.desktop_lock(desktop.pk)
+        desktop = compute_locks.desktop_lock(desktop.pk)
         if desktop.state == Desktop.State.DELETING:
             pass
         elif desktop.state in Desktop.TRANSIENT:
@@ -297,18 +303,21 @@ def seat_retire(seat: Seat, *, creator: User) -> bool:
 
 
 def _seat_hand_over(seat: Seat, student: User) -> bool:
-    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue)."""
-    desktop = locks.desktop_lock(seat.desktop_id) if seat.desktop_id else None
-    if desktop is None or desktop.state not in Desktop.LIVE:
+    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue);
+    compute's ``desktop_hand_over`` does it. False when the desktop is not live (busy, in error)."""
+    if seat.desktop_id is None:
         return False
     previous = seat.student
-    reset_locked(desktop, version=seat.pool.image_version)
-    desktop.owner = student
-    desktop.name = f"{seat.pool.course.code}-{student.username}"
-    desktop.save(update_fields=["owner", "name", "updated_at"])
-    # Usage is metered to the owner of the moment: billing closes the leaving student's interval
-    # here, in this transaction, and opens the newcomer's.
-    hooks.desktop_changed(desktop=desktop, at=timezone.now(), reason="handed_over")
+    try:
+        desktop = compute_services.desktop_hand_over(
+            actor=None,
+            desktop=seat.desktop,
+            owner=student,
+            name=f"{seat.pool.course.code}-{student.username}",
+            image_version=seat.pool.image_version,
+        )
+    except InvalidTransition:
+        return False
     seat.student = student
     seat.save(update_fields=["student"])
     event_record(
@@ -320,9 +329,51 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
     return True
 
 
+def _sync_plan(pool: DesktopPool) -> tuple[list[User], list[Seat]]:
+    """(students on the roster without a seat, seats whose student left or that wait to be retired)."""
+    roster = _roster_students(pool.course)
+    roster_ids = {s.pk for s in roster}
+    seats = list(pool.seats.exclude(state=Seat.State.RETIRED).select_related("student", "desktop", "pool__course"))
+    seated = {s.student_id for s in seats if s.state == Seat.State.ACTIVE}
+    joining = [s for s in roster if s.pk not in seated]
+    leaving = [s for s in seats if s.student_id not in roster_ids or s.state == Seat.State.RETIRING]
+    return joining, leaving
+
+
+def _hand_over_seats(leaving: list[Seat], joining: list[User], result: SyncResult) -> None:
+    """A leaving student's live desktop goes, reset, to a joining one: both lists shrink by what was handed."""
+    for seat in list(leaving):
+        if not joining or seat.state == Seat.State.RETIRING:
+            break
+        if _seat_hand_over(seat, joining[0]):
+            joining.pop(0)
+            leaving.remove(seat)
+            result.handed_over += 1
+
+
+def _seats_add(pool: DesktopPool, joining: list[User], *, creator: User, result: SyncResult) -> None:
+    """A seat for each joining student, its desktop requested; once one is refused (quota, capacity) the
+    rest are not tried: their seats wait with the reason, for the pool page's retry."""
+    refusal = ""
+    for student in joining:
+        seat = Seat.objects.create(pool=pool, student=student)
+        result.added += 1
+        if not refusal:
+            try:
+                seat.desktop = _seat_desktop_create(pool=pool, student=student, creator=creator)
+                seat.save(update_fields=["desktop"])
+                continue
+            except ServiceError as exc:
+                refusal = exc.message[:500]
+        seat.error = refusal
+        seat.save(update_fields=["error"])
+        result.waiting += 1
+
+
 def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
     """Follow the roster: new students get a seat (a leaving student's desktop, reset, when there is
-    one; else a new desktop within quota); seats of students who left are wiped and deleted."""
+    one; else a new desktop within quota, or a seat that waits with the reason); seats of students
+    who left are wiped and deleted. Called by the roster's own changes (``roster_changed``) too."""
     require_manage(actor, pool)
     result = SyncResult()
     with transaction.atomic():
@@ -330,38 +381,63 @@ def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
         if pool.state != DesktopPool.State.ACTIVE:
             raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
         creator = stand_in(actor, pool.course)
-        roster = _roster_students(pool.course)
-        roster_ids = {s.pk for s in roster}
-        seats = list(pool.seats.exclude(state=Seat.State.RETIRED).select_related("student", "desktop", "pool__course"))
-        seated = {s.student_id for s in seats if s.state == Seat.State.ACTIVE}
-        joining = [s for s in roster if s.pk not in seated]
-        leaving = [s for s in seats if s.student_id not in roster_ids or s.state == Seat.State.RETIRING]
-        for seat in list(leaving):
-            if not joining or seat.state == Seat.State.RETIRING:
-                break
-            if _seat_hand_over(seat, joining[0]):
-                joining.pop(0)
-                leaving.remove(seat)
-                result.handed_over += 1
-        if joining:
-            shortfalls = quota_check(
-                tenant=pool.tenant, course=pool.course, amounts=seat_amounts(pool.flavor, len(joining))
-            )
-            if shortfalls:
-                raise QuotaExceeded(shortfalls)
-            for student in joining:
-                _seat_provision(pool=pool, student=student, creator=creator)
-                result.added += 1
+        joining, leaving = _sync_plan(pool)
+        _hand_over_seats(leaving, joining, result)
+        _seats_add(pool, joining, creator=creator, result=result)
         for seat in leaving:
             if seat_retire(seat, creator=creator):
                 result.retired += 1
             else:
                 result.pending += 1
-        if result.added or result.handed_over or result.retired or result.pending:
+        if result:
             event_record(
                 action=Action.POOL_ROSTER_SYNCED, actor=actor, target=pool, tenant=pool.tenant, detail=result.as_dict()
             )
     return result
+
+
+def _active_pool(course: Course) -> DesktopPool | None:
+    return DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).select_related("course").first()
+
+
+def roster_changed(*, course: Course, actor: User | None) -> dict | None:
+    """tenants' hook, inside the transaction that changed the roster: the pool follows at once."""
+    pool = _active_pool(course)
+    return None if pool is None else pool_sync_roster(actor=actor, pool=pool).as_dict()
+
+
+def roster_preview(*, course: Course, keep_user_ids: set[int], new_accounts: int) -> dict | None:
+    """tenants' hook: what the pool would do if the roster became ``keep_user_ids`` plus ``new_accounts``
+    new students. Reads only; the hand-over count assumes the leaving seats' desktops are live."""
+    pool = _active_pool(course)
+    if pool is None:
+        return None
+    seats = list(pool.seats.filter(state=Seat.State.ACTIVE).values_list("student_id", "desktop_id"))
+    seated = {student for student, _desktop in seats}
+    joining = len(keep_user_ids - seated) + new_accounts
+    leaving = sum(1 for student, desktop in seats if student not in keep_user_ids and desktop is not None)
+    handed = min(joining, leaving)
+    added = joining - handed
+    shortfalls = (
+        quota_check(tenant=pool.tenant, course=course, amounts=seat_amounts(pool.flavor, added)) if added else []
+    )
+    return {
+        "pool": pool.pk,
+        "seats_now": len(seats),
+        "seats_after": len(seats) - leaving + joining,
+        "added": added,
+        "handed_over": handed,
+        "retired": leaving - handed,
+        "shortfall": str(QuotaExceeded(shortfalls).message) if shortfalls else "",
+    }
+
+
+def course_links(*, course: Course, user: User) -> list[tuple[str, str]]:
+    """tenants' hook: the course page links to its pool."""
+    pool = _active_pool(course)
+    if pool is None:
+        return []
+    return [(_("课程桌面池"), reverse("classroom:pool", args=[pool.pk]))]
 
 
 def seat_retry(*, actor: User | None, seat: Seat) -> Desktop:

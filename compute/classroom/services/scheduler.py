@@ -16,6 +16,8 @@ from django.utils.translation import ngettext
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import InvalidInput
+from compute import locks as compute_locks
+from compute import services as compute_services
 from compute.classroom import locks
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import ClassSession, DesktopPool, ScheduleException, Seat
@@ -23,7 +25,7 @@ from compute.classroom.services.access import require_manage
 from compute.classroom.services.authoring import versions_retire_unused
 from compute.classroom.services.console import connected_desktop_ids
 from compute.classroom.services.pools import seat_retire
-from compute.classroom.services.power import active_desktop_ids, power_locked, power_many, reset_locked
+from compute.classroom.services.power import active_desktop_ids
 from compute.classroom.services.schedule import classes_between, shutdown_deadline
 from compute.models import Desktop
 from tenants.models import ClassTime
@@ -98,7 +100,7 @@ def _power_on_for_class(pool: DesktopPool, session: ClassSession, now: datetime.
         session = locks.class_session_lock(session.pk)
         if session.powered_on_at is not None:
             return 0
-        changed = power_many(active_desktop_ids(pool), "start")
+        changed = len(compute_services.desktops_power(actor=None, desktops=active_desktop_ids(pool), verb="start"))
         session.powered_on_at = now
         session.state = ClassSession.State.POWERED_ON
         session.save(update_fields=["powered_on_at", "state"])
@@ -111,24 +113,40 @@ def _power_on_for_class(pool: DesktopPool, session: ClassSession, now: datetime.
     return changed
 
 
-def _wind_down_desktop(pool: DesktopPool, session: ClassSession, seat: Seat, desktop: Desktop, report: dict) -> bool:
-    """One locked seat desktop after class: a running one is stopped, a stopped one of a reset-after-class
-    pool is reset once for this class. True when it was stopped now."""
-    if desktop.state == Desktop.State.RUNNING:
-        stopped = power_locked(desktop, "stop")
-        report["stopped"] += stopped
-        report["waiting"] += 1
-        return stopped
-    if desktop.state == Desktop.State.STOPPED and pool.persistence == DesktopPool.Persistence.RESET:
-        if seat.reset_for_id != session.pk:
-            reset_locked(desktop, version=pool.image_version)
-            seat.reset_for = session
-            seat.save(update_fields=["reset_for"])
-            report["reset"] += 1
+def _wind_down_seats(
+    pool: DesktopPool, session: ClassSession, seats: list[Seat], *, connected: set[int], forced: bool
+) -> dict:
+    """The seats' desktops after class, locked: running ones nobody is on (or all, once ``forced``) are
+    stopped; stopped ones of a reset-after-class pool are reset once for this class. The report counts
+    them, the desktops still connected, those powered off under a student (``forced_names``) and those
+    the next tick must come back for (``waiting``)."""
+    report = {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0, "forced_names": []}
+    desktops = {d.pk: d for d in compute_locks.desktops_lock(s.desktop_id for s in seats)}
+    to_stop, to_reset = [], {}
+    for seat in seats:
+        desktop = desktops[seat.desktop_id]
+        if desktop.pk in connected and not forced:
+            report["connected"] += 1
+        elif desktop.state == Desktop.State.RUNNING:
+            to_stop.append(desktop.pk)
+        elif desktop.state == Desktop.State.STOPPED and pool.persistence == DesktopPool.Persistence.RESET:
+            if seat.reset_for_id != session.pk:
+                to_reset[desktop.pk] = seat
+        elif desktop.state in Desktop.TRANSIENT:
             report["waiting"] += 1
-    elif desktop.state in Desktop.TRANSIENT:
-        report["waiting"] += 1
-    return False
+    stopped = compute_services.desktops_power(actor=None, desktops=to_stop, verb="stop")
+    reset = compute_services.desktops_reset(actor=None, desktops=list(to_reset), image_version=pool.image_version)
+    for desktop in reset:
+        seat = to_reset[desktop.pk]
+        seat.reset_for = session
+        seat.save(update_fields=["reset_for"])
+    names = {s.desktop_id: s.student.username for s in seats}
+    report["forced_names"] = [names[d.pk] for d in stopped if d.pk in connected]
+    report["forced"] = len(report["forced_names"])
+    report["stopped"] = len(stopped)
+    report["reset"] = len(reset)
+    report["waiting"] += len(to_stop) + len(reset)
+    return report
 
 
 def _shutdown_warning(
@@ -177,33 +195,20 @@ def _wind_down(pool: DesktopPool, session: ClassSession, now: datetime.datetime)
 
     A connected student puts the shutdown off only until the pool's deadline: after it the
     desktop is powered off anyway (the student was warned on every tick before)."""
-    report = {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0}
     with transaction.atomic():
         session = locks.class_session_lock(session.pk)
         if session.state == ClassSession.State.DONE:
-            return report
+            return {"stopped": 0, "connected": 0, "forced": 0, "reset": 0, "waiting": 0}
         deadline = shutdown_deadline(pool, session)
-        forced = now >= deadline
-        seats = list(
-            pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False).select_related(
-                "desktop__endpoint__site", "student", "pool__image_version"
-            )
-        )
+        seats = list(pool.seats.filter(state=Seat.State.ACTIVE, desktop__isnull=False).select_related("student"))
         connected = connected_desktop_ids([s.desktop_id for s in seats], now)
-        forced_names = []
-        for seat in seats:
-            desktop = locks.desktop_lock(seat.desktop_id, with_site=True)
-            if desktop.pk in connected and not forced:
-                report["connected"] += 1
-            elif _wind_down_desktop(pool, session, seat, desktop, report) and desktop.pk in connected:
-                report["forced"] += 1
-                forced_names.append(seat.student.username)
+        report = _wind_down_seats(pool, session, seats, connected=connected, forced=now >= deadline)
         _shutdown_warning(
             pool,
             session,
             report,
             connected_names=[s.student.username for s in seats if s.desktop_id in connected],
-            forced_names=forced_names,
+            forced_names=report.pop("forced_names"),
             deadline=deadline,
             now=now,
         )
