@@ -218,3 +218,33 @@ def test_gpus_and_their_mediated_device_types_are_discovered_from_node_devices()
         {"type": "nvidia-63", "name": "GRID P40-1Q", "available": 24, "device": "0000:3b:00.0"},
         {"type": "nvidia-64", "name": "GRID P40-2Q", "available": 12, "device": "0000:3b:00.0"},
     ]
+
+
+def _client(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_hosts_page_shows_each_site_with_capacity_bars_and_a_host_its_desktops(scenario, settings):
+    settings.SECOND_FACTOR_REQUIRED = False
+    n1 = _add(scenario, "n1", address="10.9.0.1")
+    _add(scenario, "w1", address="10.9.1.1", site="west", cluster="west-general")
+    services.host_maintenance(actor=scenario.sysadmin, name="w1", on=True)
+    Desktop.objects.create(
+        name="lab-desk", vm_name="cc-1", tenant=scenario.tenant_a, endpoint=n1.endpoint, host=n1, memory_mib=1536
+    )
+    client = _client(scenario.sysadmin)
+    page = client.get("/compute/admin/hosts/").content.decode()
+    assert 'data-testid="site-east"' in page and 'data-testid="site-west"' in page
+    # 1536 of the test driver's 3072 MiB (memory overcommit 1): a bar at 50 %.
+    assert 'aria-valuenow="50"' in page and "width: 50%" in page
+    assert "1536 / 3072 MiB" in page and "维护" in page
+    detail = client.get(f"/compute/admin/hosts/{n1.pk}/").content.decode()
+    assert "lab-desk" in detail and "default-pool" in detail and "test:///default" in detail
+
+    for user in (scenario.student, scenario.tenant_admin):
+        assert _client(user).get("/compute/admin/hosts/").status_code == 404
+        assert _client(user).get(f"/compute/admin/hosts/{n1.pk}/").status_code == 404
