@@ -26,6 +26,14 @@ class ComputeError(StrEnum):
     POOL_CREATE_UNSUPPORTED = "pool_create_unsupported"
     POOL_CREATE_FAILED = "pool_create_failed"
     TENANT_NOT_FOUND = "tenant_not_found"
+    # hosts (compute nodes)
+    HOST_URI_INVALID = "host_uri_invalid"
+    HOST_ADDRESS_TAKEN = "host_address_taken"
+    HOST_NOT_FOUND = "host_not_found"
+    HOST_HAS_DESKTOPS = "host_has_desktops"
+    HOST_UNREACHABLE = "host_unreachable"
+    HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
+    HOST_STATE_INVALID = "host_state_invalid"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

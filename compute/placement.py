@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from common.errors import InvalidInput
 from compute.errors import ComputeError
-from compute.models import Cluster, Desktop, Endpoint, Flavor, Host, ImageVersion, StoragePool
+from compute.models import Cluster, Desktop, Endpoint, Flavor, Host, ImageVersion, Site, StoragePool
 
 # Desktops that hold capacity on their host: everything not deleted.
 _HOLDING = ~Q(desktops__state=Desktop.State.DELETED)
@@ -45,22 +45,73 @@ def _free_gpu(host: Host, wanted: int) -> str | None:
     return ",".join(free[:wanted]) if len(free) >= wanted else None
 
 
-def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpoint | None = None) -> Placement:
-    """Choose the host; raises InvalidInput ``no_capacity``/``flavor_too_large`` when none fits."""
-    kind = Cluster.Kind.GPU if flavor.gpu_profile_id else Cluster.Kind.GENERAL
-    hosts = Host.objects.filter(is_active=True, endpoint__is_active=True, endpoint__cluster__kind=kind).select_related(
-        "endpoint__cluster"
-    )
+def _candidate_hosts(*, kind: str, image_version: ImageVersion | None, endpoint: Endpoint | None, site: Site | None):
+    """Enabled hosts of the right cluster kind that can use the golden image, with what is placed on them.
+
+    The image's own endpoint serves it; so does every host of its cluster whose pool of the image's
+    name is shared storage (``distributed``: mounted by every host of the cluster).
+    """
+    hosts = Host.objects.filter(
+        is_active=True, state=Host.State.ENABLED, endpoint__is_active=True, endpoint__cluster__kind=kind
+    ).select_related("endpoint__cluster")
     if image_version is not None:
-        hosts = hosts.filter(endpoint=image_version.endpoint_id)
+        image_endpoint = image_version.endpoint
+        shared = StoragePool.objects.filter(
+            kind=StoragePool.Kind.DISTRIBUTED,
+            name=_pool_name(image_endpoint, image_version),
+            endpoint__cluster=image_endpoint.cluster_id,
+        ).values("endpoint_id")
+        hosts = hosts.filter(Q(endpoint=image_endpoint.pk) | Q(endpoint__in=shared))
     if endpoint is not None:
         hosts = hosts.filter(endpoint=endpoint)
-    hosts = hosts.annotate(
-        placed_mib=Sum("desktops__memory_mib", filter=_HOLDING, default=0),
-        placed_vcpus=Sum("desktops__vcpus", filter=_HOLDING, default=0),
-        placed=Count("desktops", filter=_HOLDING),
-    ).order_by("pk")
-    candidates = list(hosts)
+    if site is not None:
+        hosts = hosts.filter(endpoint__site=site)
+    return list(
+        hosts.annotate(
+            placed_mib=Sum("desktops__memory_mib", filter=_HOLDING, default=0),
+            placed_vcpus=Sum("desktops__vcpus", filter=_HOLDING, default=0),
+            placed=Count("desktops", filter=_HOLDING),
+        ).order_by("pk")
+    )
+
+
+def _free(host: Host) -> tuple[float, float]:
+    """Free memory (MiB) and vCPUs of an annotated host, after the cluster's overcommit."""
+    cluster = host.endpoint.cluster
+    mem_capacity = float(host.memory_mib) * float(cluster.memory_overcommit)
+    cpu_capacity = float(host.cpus) * float(cluster.cpu_overcommit)
+    return mem_capacity - host.placed_mib, cpu_capacity - host.placed_vcpus
+
+
+def _fitting(candidates: list[Host], flavor: Flavor) -> list[tuple[float, Host, str]]:
+    fitting = []
+    for host in candidates:
+        free_mib, free_cpu = _free(host)
+        if free_mib < flavor.memory_mib or free_cpu < flavor.vcpus:
+            continue
+        gpu_device = ""
+        if flavor.gpu_profile_id:
+            gpu_device = _free_gpu(host, flavor.gpus)
+            if gpu_device is None:
+                continue
+        fitting.append((free_mib, host, gpu_device))
+    return fitting
+
+
+def place(
+    *,
+    flavor: Flavor,
+    image_version: ImageVersion | None,
+    endpoint: Endpoint | None = None,
+    site: Site | None = None,
+) -> Placement:
+    """Choose the host; raises InvalidInput ``no_host``/``no_capacity``/``flavor_too_large`` when none fits.
+
+    Hosts in maintenance or down take no new desktop. Among those with room the cluster's policy
+    decides: ``spread`` the one with the most free memory, ``pack`` the one with the least.
+    """
+    kind = Cluster.Kind.GPU if flavor.gpu_profile_id else Cluster.Kind.GENERAL
+    candidates = _candidate_hosts(kind=kind, image_version=image_version, endpoint=endpoint, site=site)
     if not candidates:
         raise InvalidInput(
             _("没有可用的%(kind)s集群主机承载该镜像。") % {"kind": Cluster.Kind(kind).label},
@@ -70,28 +121,14 @@ def place(*, flavor: Flavor, image_version: ImageVersion | None, endpoint: Endpo
         raise InvalidInput(
             _("规格“%(flavor)s”超过了所有主机的容量。") % {"flavor": flavor.name}, code=ComputeError.FLAVOR_TOO_LARGE
         )
-    fitting = []
-    for host in candidates:
-        cluster = host.endpoint.cluster
-        mem_capacity = float(host.memory_mib) * float(cluster.memory_overcommit)
-        cpu_capacity = float(host.cpus) * float(cluster.cpu_overcommit)
-        free_mib = mem_capacity - host.placed_mib
-        free_cpu = cpu_capacity - host.placed_vcpus
-        if free_mib < flavor.memory_mib or free_cpu < flavor.vcpus:
-            continue
-        gpu_device = ""
-        if flavor.gpu_profile_id:
-            gpu_device = _free_gpu(host, flavor.gpus)
-            if gpu_device is None:
-                continue
-        fitting.append((free_mib, host, gpu_device))
+    fitting = _fitting(candidates, flavor)
     if not fitting:
         raise InvalidInput(_("所有主机的剩余容量都不足，请稍后再试或联系管理员。"), code=ComputeError.NO_CAPACITY)
     policy = candidates[0].endpoint.cluster.policy
     if policy == Cluster.Policy.PACK:
-        free_mib, host, gpu_device = min(fitting, key=lambda item: (item[0], item[1].pk))
+        _free_mib, host, gpu_device = min(fitting, key=lambda item: (item[0], item[1].pk))
     else:
-        free_mib, host, gpu_device = max(fitting, key=lambda item: (item[0], -item[1].pk))
+        _free_mib, host, gpu_device = max(fitting, key=lambda item: (item[0], -item[1].pk))
     return Placement(
         endpoint=host.endpoint, host=host, storage_pool=_pool_name(host.endpoint, image_version), gpu_device=gpu_device
     )

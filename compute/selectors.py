@@ -190,3 +190,57 @@ def volume_manageable_by(user, volume: Volume) -> bool:
     if volume.owner_id == user.pk and any(m.tenant_id == volume.tenant_id for m in memberships_of(user)):
         return True
     return tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=volume.tenant_id).exists()
+
+
+# --- compute nodes (hosts) ------------------------------------------------------------------------
+
+
+def _percent(used: float, total: float) -> int:
+    return min(100, round(100 * used / total)) if total else 0
+
+
+def host_list_by_site(user) -> list[tuple[Site, list]]:
+    """Every host per site with what is placed on it (desktops, memory, vCPUs) and its load in percent;
+    the system admin only."""
+    from django.db.models import Count, Sum
+
+    from compute.models import Host
+
+    if not is_system_admin(user):
+        return []
+    holding = ~Q(desktops__state=Desktop.State.DELETED)
+    hosts = (
+        Host.objects.select_related("endpoint__site", "endpoint__cluster")
+        .annotate(
+            placed_mib=Sum("desktops__memory_mib", filter=holding, default=0),
+            placed_vcpus=Sum("desktops__vcpus", filter=holding, default=0),
+            placed=Count("desktops", filter=holding),
+        )
+        .order_by("endpoint__site__slug", "endpoint__cluster__name", "name")
+    )
+    by_site: dict[int, tuple[Site, list]] = {}
+    for host in hosts:
+        cluster = host.endpoint.cluster
+        host.memory_percent = _percent(host.placed_mib, host.memory_mib * float(cluster.memory_overcommit))
+        host.cpu_percent = _percent(host.placed_vcpus, host.cpus * float(cluster.cpu_overcommit))
+        by_site.setdefault(host.endpoint.site_id, (host.endpoint.site, []))[1].append(host)
+    return list(by_site.values())
+
+
+def host_get_for(user, *, pk):
+    """A host and the desktops on it (system admin only; anyone else: DoesNotExist)."""
+    from compute.models import Host
+
+    hosts = Host.objects.select_related("endpoint__site", "endpoint__cluster")
+    if not is_system_admin(user):
+        hosts = hosts.none()
+    return hosts.get(pk=pk)
+
+
+def host_desktops(host) -> QuerySet[Desktop]:
+    return (
+        Desktop.objects.filter(Q(host=host) | Q(host__isnull=True, endpoint=host.endpoint_id))
+        .exclude(state=Desktop.State.DELETED)
+        .select_related("tenant", "owner", "course", "flavor")
+        .order_by("tenant__slug", "name")
+    )

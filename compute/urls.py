@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from compute import views
+from compute import hosts_views, views
 
 app_name = "compute"
 
@@ -20,6 +20,8 @@ urlpatterns = [
     path("desktops/<int:pk>/volumes/<int:volume_pk>/delete/", views.volume_delete, name="volume-delete"),
     path("desktops/<int:pk>/<str:verb>/", views.desktop_action, name="desktop-action"),
     path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
+    path("admin/hosts/", hosts_views.host_list, name="host-list"),
+    path("admin/hosts/<int:pk>/", hosts_views.host_detail, name="host-detail"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),

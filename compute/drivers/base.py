@@ -168,6 +168,13 @@ class HostInfo:
     free_memory_mib: int
     hypervisor: str = ""  # e.g. "QEMU 7.2.0", "VMware vCenter Server 6.5.0"
     hosts: int = 1  # a vCenter endpoint sums its hosts' capacity
+    numa_cells: int = 1
+    # From libvirt's node-device API: GPUs (PCI display controllers, by address) and the mediated-device
+    # types their drivers offer ({"type", "name", "available", "device"}), so vGPU profiles are discovered.
+    gpus: tuple[str, ...] = ()
+    mdev_types: tuple[dict, ...] = ()
+    # Storage pools: {"name", "capacity_bytes", "available_bytes"}.
+    storage: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)

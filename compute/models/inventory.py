@@ -3,14 +3,19 @@ concurrency leases, hosts, storage pools and GPU profiles."""
 
 import base64
 import hashlib
+from datetime import timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from common.db import LockingManager
+
+# A host whose agent has not beaten for this long shows "agent down"; work for it waits in its queue.
+HEARTBEAT_STALE_SECONDS = 90
 
 
 def _fernet() -> Fernet:
@@ -166,7 +171,16 @@ class EndpointLease(models.Model):
 
 
 class Host(models.Model):
-    """A hypervisor host (libvirt: the endpoint itself; vCenter: the endpoint's summed hosts)."""
+    """A hypervisor host (libvirt: the endpoint itself; vCenter: the endpoint's summed hosts).
+
+    A compute node added with ``host_add`` is a libvirt endpoint of its own (its URI) with one host
+    row carrying its management address, the capacity read from it, its state and its agent's heartbeat.
+    """
+
+    class State(models.TextChoices):
+        ENABLED = "enabled", _("启用")
+        MAINTENANCE = "maintenance", _("维护")
+        DOWN = "down", _("停机")
 
     endpoint = models.ForeignKey(Endpoint, verbose_name=_("端点"), on_delete=models.CASCADE, related_name="hosts")
     name = models.CharField(_("名称"), max_length=255)
@@ -178,6 +192,14 @@ class Host(models.Model):
     gpu_devices = models.JSONField(_("GPU 设备"), default=list, blank=True)
     is_active = models.BooleanField(_("启用"), default=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The management address: libvirtd, VNC and migrations listen there; one host per address.
+    address = models.GenericIPAddressField(_("管理地址"), null=True, blank=True, unique=True)
+    state = models.CharField(_("状态"), max_length=12, choices=State.choices, default=State.ENABLED)
+    heartbeat_at = models.DateTimeField(_("代理心跳"), null=True, blank=True)
+    numa_cells = models.PositiveSmallIntegerField(_("NUMA 节点"), default=1)
+    mdev_types = models.JSONField(_("中介设备类型"), default=list, blank=True)
+    storage = models.JSONField(_("存储池容量"), default=list, blank=True)
+    last_error = models.TextField(_("最近错误"), blank=True)
 
     objects = LockingManager()
 
@@ -188,6 +210,21 @@ class Host(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def uri(self) -> str:
+        return self.endpoint.url
+
+    @property
+    def agent_alive(self) -> bool:
+        """Whether the host's agent beat recently (never: no agent runs there)."""
+        since = timezone.now() - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+        return self.heartbeat_at is not None and self.heartbeat_at >= since
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this host's agent (``host_agent``)."""
+        return f"host.{self.endpoint.name}"
 
 
 class StoragePool(models.Model):

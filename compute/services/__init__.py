@@ -41,6 +41,14 @@ from compute.services.desktops import (
     desktops_power,
     desktops_reset,
 )
+from compute.services.hosts import (
+    host_add,
+    host_capacity_fields,
+    host_heartbeat,
+    host_maintenance,
+    host_refresh,
+    host_remove,
+)
 from compute.services.images import (
     flavor_create,
     image_create,
@@ -87,6 +95,12 @@ __all__ = [
     "desktop_start",
     "desktop_stop",
     "desktops_power",
+    "host_add",
+    "host_capacity_fields",
+    "host_heartbeat",
+    "host_maintenance",
+    "host_refresh",
+    "host_remove",
     "desktops_reset",
     "endpoint_refresh",
     "endpoint_register",

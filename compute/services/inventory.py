@@ -18,6 +18,7 @@ from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_for, driver_forget, driver_open
 from compute.models import Cluster, Endpoint, GpuProfile, Host, Site, StoragePool
+from compute.services.hosts import host_refresh
 from compute.services.rules import driver_error_message, require_system_admin
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ def cluster_ensure(site: Site, kind: str = Cluster.Kind.GENERAL) -> Cluster:
 
 
 def _host_record(endpoint: Endpoint, info: HostInfo) -> Host:
+    if endpoint.kind == Endpoint.Kind.LIBVIRT:
+        # A libvirt endpoint is one host: its row keeps its name (host_add's) whatever the hostname says.
+        host = Host.objects.filter(endpoint=endpoint).order_by("pk").first()
+        if host is not None:
+            return host_refresh(host=host, info=info)
     host, _created = Host.objects.update_or_create(
         endpoint=endpoint,
         name=info.name[:255] or endpoint.name,
@@ -135,6 +141,8 @@ def endpoint_refresh(*, endpoint: Endpoint, info: HostInfo | None, error: str = 
         if info is None:
             endpoint.status = Endpoint.Status.UNREACHABLE
             endpoint.last_error = error[:2000]
+            for host in Host.objects.filter(endpoint=endpoint, address__isnull=False):
+                host_refresh(host=host, info=None, error=error)
         else:
             endpoint.status = Endpoint.Status.OK
             endpoint.last_error = ""

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from ..base import MIB, DriverError, ErrorCode, HostInfo
+from ..base import DriverError, ErrorCode, HostInfo
+from .capacity import host_info as read_host_info
 from .errors import map_error
 
 T = TypeVar("T")
@@ -111,16 +112,4 @@ class Connection:
         self._run(f"cannot reach {self.url}", lambda conn: conn.getLibVersion())
 
     def host_info(self) -> HostInfo:
-        def read(conn: libvirt.virConnect) -> HostInfo:
-            _model, memory_mib, cpus, *_ = conn.getInfo()
-            version = conn.getVersion()
-            major, minor, micro = version // 1_000_000, version // 1000 % 1000, version % 1000
-            return HostInfo(
-                name=conn.getHostname(),
-                cpus=cpus,
-                memory_mib=memory_mib,
-                free_memory_mib=conn.getFreeMemory() // MIB,
-                hypervisor=f"{conn.getType()} {major}.{minor}.{micro}",
-            )
-
-        return self._run("cannot read host capacity", read)
+        return self._run("cannot read host capacity", read_host_info)
