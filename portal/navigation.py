@@ -21,6 +21,8 @@ class NavItem:
     url_name: str
     icon: str
     roles: frozenset
+    # Further path prefixes that belong to this entry (the pages reached through its tabs).
+    sections: tuple[str, ...] = ()
 
 
 NAVIGATION: list[NavItem] = [
@@ -34,18 +36,32 @@ NAVIGATION: list[NavItem] = [
     ),
     # Compute: every desktop a role may see; the system admin's hypervisors, images and flavors.
     NavItem(_("云桌面"), "compute:desktop-list", "pc-display", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
-    NavItem(_("虚拟化资源"), "compute:endpoint-list", "hdd-network", frozenset({PlatformRole.SYSTEM_ADMIN})),
+    NavItem(
+        _("虚拟化资源"),
+        "compute:endpoint-list",
+        "hdd-network",
+        frozenset({PlatformRole.SYSTEM_ADMIN}),
+        sections=("/compute/admin/",),
+    ),
     # Network: tenants' networks, addresses and security groups (tenant admins manage, members read).
     NavItem(_("网络"), "network:list", "diagram-3", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
     # Billing: finance, tenant admins, auditors and the system admin read costs and invoices;
     # teachers see the cost of their own courses.
-    NavItem(_("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}),
+    NavItem(
+        _("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}, sections=("/billing/",)
+    ),
     NavItem(_("账单"), "billing:invoice_list", "receipt", BILLING_READERS),
     # Tenants: the request wizard for teachers; requests and approvals; the tenant pages (tree,
     # members, courses, quotas, policies), which link to each other through their own tabs.
     NavItem(_("申请实验桌面"), "request-wizard", "magic", frozenset({TenantRole.TEACHER})),
     NavItem(_("申请与审批"), "tenants:requests", "check2-square", TENANT_READERS | {TenantRole.TEACHER}),
-    NavItem(_("院系管理"), "tenants:tree", "diagram-3", TENANT_READERS | {PlatformRole.SECURITY_ADMIN}),
+    NavItem(
+        _("院系管理"),
+        "tenants:tree",
+        "diagram-3",
+        TENANT_READERS | {PlatformRole.SECURITY_ADMIN},
+        sections=("/tenants/",),
+    ),
     # Audit: auditors search the log and make 等保 reports; the security admin edits the policy.
     NavItem(_("审计日志"), "audit:events", "journal-text", frozenset({TenantRole.AUDITOR, PlatformRole.AUDIT_ADMIN})),
     NavItem(
@@ -63,11 +79,24 @@ NAVIGATION: list[NavItem] = [
 ]
 
 
+def _match(item: NavItem, url: str, current_path: str) -> int:
+    """How long a prefix of the current path this entry claims (0: none); the dashboard only itself."""
+    if url == "/":
+        return 1 if current_path == "/" else 0
+    return max((len(p) for p in (url, *item.sections) if current_path.startswith(p)), default=0)
+
+
 def items_for(roles: set[str], current_path: str) -> list[dict]:
-    items = []
+    """The entries the roles may use; exactly one, the longest match of the path, is active."""
+    items, best, best_len = [], None, 0
     for item in NAVIGATION:
         if roles & item.roles:
             url = reverse(item.url_name)
-            active = current_path == url if url == "/" else current_path.startswith(url)
-            items.append({"label": item.label, "url": url, "icon": item.icon, "active": active})
+            entry = {"label": item.label, "url": url, "icon": item.icon, "active": False}
+            length = _match(item, url, current_path)
+            if length > best_len:
+                best, best_len = entry, length
+            items.append(entry)
+    if best is not None:
+        best["active"] = True
     return items
