@@ -102,7 +102,51 @@ def grow_audit_events(world: dict, count: int) -> None:
     )
 
 
+def grow_requests(world: dict, count: int) -> None:
+    from tenants.models import ApprovalRequest, RequestKind
+
+    ApprovalRequest.objects.bulk_create(
+        [
+            ApprovalRequest(
+                tenant=world["tenant"],
+                requester=world["admin"],
+                kind=RequestKind.values[n % len(RequestKind.values)],
+                title=f"申请 {n}",
+                payload={"seats": 30},
+                state=ApprovalRequest.State.PENDING if n % 4 else ApprovalRequest.State.APPROVED,
+            )
+            for n in range(count)
+        ],
+        batch_size=2000,
+    )
+
+
+def grow_volumes(world: dict, count: int) -> None:
+    from compute.models import Volume
+
+    start = world["counter"]
+    world["counter"] += count
+    Volume.objects.bulk_create(
+        [
+            Volume(
+                tenant=world["tenant"],
+                owner=world["student"],
+                endpoint=world["endpoint"],
+                name=f"data-{n}",
+                size_gib=10,
+                pool="default",
+                volume_name=f"bench-data-{n}.qcow2",
+                state=Volume.State.DETACHED,
+            )
+            for n in range(start, start + count)
+        ],
+        batch_size=2000,
+    )
+
+
 ENDPOINTS = [
     Endpoint("/api/v1/desktops/", lambda world: world["admin"], grow_desktops),
     Endpoint("/api/v1/audit-events/", lambda world: world["auditor"], grow_audit_events),
+    Endpoint("/api/v1/requests/", lambda world: world["admin"], grow_requests),
+    Endpoint("/api/v1/volumes/", lambda world: world["admin"], grow_volumes),
 ]

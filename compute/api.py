@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
+from common.api.serializers import ChoiceLabelField
 from compute import selectors, services
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
 from tenants.models import Course, Tenant
@@ -88,7 +89,7 @@ class DesktopSerializer(serializers.ModelSerializer):
     flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
     image = serializers.SerializerMethodField()
     nics = serializers.SerializerMethodField()
-    state_display = serializers.CharField(source="get_state_display", read_only=True)
+    state_display = ChoiceLabelField(Desktop.State.choices, source="state")
 
     class Meta:
         model = Desktop
@@ -129,9 +130,12 @@ class DesktopSerializer(serializers.ModelSerializer):
     @extend_schema_field(DesktopNicSerializer(many=True))
     def get_nics(self, obj) -> list[dict]:
         prefetched = self.context.get("desktop_nics")
-        if prefetched is not None and obj.pk in prefetched:
-            return DesktopNicSerializer(prefetched[obj.pk], many=True).data
-        return DesktopNicSerializer(selectors.desktop_nics([obj.pk])[obj.pk], many=True).data
+        nics = prefetched[obj.pk] if prefetched is not None and obj.pk in prefetched else None
+        if nics is None:
+            nics = selectors.desktop_nics([obj.pk])[obj.pk]
+        # One NIC serializer for the whole page, not a new list serializer per row.
+        child = self.__dict__.setdefault("_nic_serializer", DesktopNicSerializer())
+        return [child.to_representation(nic) for nic in nics]
 
 
 class DesktopCreateSerializer(serializers.Serializer):
