@@ -1,8 +1,8 @@
-"""Row locks of billing, in one place: meter cursors and document counters."""
+"""Row locks of billing, in one place: meter cursors, invoices and document counters."""
 
 from django.db import IntegrityError, transaction
 
-from billing.models import DocumentCounter, MeterCursor, VolumeMeterCursor
+from billing.models import DocumentCounter, Invoice, MeterCursor, VolumeMeterCursor
 
 
 def cursor_locked(desktop_id: int) -> MeterCursor | None:
@@ -38,6 +38,11 @@ def cursors_locked(*, since_before, tenant_ids=None, model=MeterCursor) -> list:
         locked += model.objects.select_for_update().filter(pk__in=chunk).order_by("pk")
     # Another sweep may have moved some past ``since_before`` while we waited.
     return [cursor for cursor in locked if cursor.since < since_before]
+
+
+def invoice_locked(pk: int) -> Invoice:
+    """The invoice, locked until the transaction ends: its credit notes are counted against it one at a time."""
+    return Invoice.objects.select_for_update().get(pk=pk)
 
 
 def counter_ensure(*, kind: str, year: int) -> None:

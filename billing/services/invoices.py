@@ -16,7 +16,7 @@ from audit.actions import Action
 from audit.services import event_record
 from billing import metering, pricing
 from billing.errors import BillingError
-from billing.locks import counter_ensure, counter_next
+from billing.locks import counter_ensure, counter_next, invoice_locked
 from billing.models import CreditNote, Invoice, InvoiceLine, Item, UsageInterval
 from billing.services.usage import usage_close_until
 from common.errors import Conflict, InvalidInput
@@ -184,7 +184,7 @@ def credit_note_issue(*, actor: User | None, invoice: Invoice, amount: Decimal |
     counter_ensure(kind="CN", year=year)
     with transaction.atomic():
         number = counter_next(kind="CN", year=year)
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice = invoice_locked(invoice.pk)
         credited = sum((n.amount for n in invoice.credit_notes.all()), Decimal("0"))
         if credited + value > invoice.total:
             raise Conflict(
