@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from audit.security import reauth_required
 from billing import documents, selectors, services
 from billing.models import UNITS, Budget, CreditNote, Invoice, InvoiceLine, Item, PricePlan, PriceRate, UsageInterval
+from common import limits
 from tenants.models import Course
 
 # --- serializers ----------------------------------------------------------------------------
@@ -126,8 +127,9 @@ class PricePlanCreateSerializer(serializers.Serializer):
     tenant = serializers.SlugField()
     name = serializers.CharField(max_length=100)
     effective_from = serializers.DateTimeField(
+        validators=[limits.validate_year],
         help_text="When the rates take effect: a whole hour (ISO 8601; without an offset, Asia/Shanghai time). "
-        "A date alone (YYYY-MM-DD) means that day's local midnight."
+        "A date alone (YYYY-MM-DD) means that day's local midnight.",
     )
     discount_percent = serializers.CharField(max_length=10, required=False, default="0")
     rates = serializers.DictField(child=serializers.CharField(max_length=30, allow_blank=True))

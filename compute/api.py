@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
+from common import limits
 from compute import selectors, services
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
 from tenants.models import Course, Tenant
@@ -57,9 +58,9 @@ class FlavorSerializer(serializers.ModelSerializer):
 
 class FlavorCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    vcpus = serializers.IntegerField(min_value=1, max_value=256)
-    memory_mib = serializers.IntegerField(min_value=64)
-    disk_gib = serializers.IntegerField(min_value=1)
+    vcpus = serializers.IntegerField(min_value=1, max_value=limits.VCPUS_MAX)
+    memory_mib = serializers.IntegerField(min_value=limits.MEMORY_MIB_MIN, max_value=limits.MEMORY_MIB_MAX)
+    disk_gib = serializers.IntegerField(min_value=1, max_value=limits.DISK_GIB_MAX)
 
 
 class DesktopNicSerializer(serializers.Serializer):
@@ -183,7 +184,7 @@ class VolumeAttachSerializer(serializers.Serializer):
     """A new disk (``size_gib``, optional ``name``), or a detached disk of the tenant (``volume``)."""
 
     name = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-    size_gib = serializers.IntegerField(min_value=1, max_value=2048, required=False)
+    size_gib = serializers.IntegerField(min_value=1, max_value=limits.VOLUME_GIB_MAX, required=False)
     volume = serializers.IntegerField(required=False, help_text="id of a detached data disk to attach")
 
     def validate(self, attrs):
