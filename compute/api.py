@@ -32,7 +32,7 @@ class ImageVersionSerializer(serializers.ModelSerializer):
 
 class ImageSerializer(serializers.ModelSerializer):
     versions = ImageVersionSerializer(many=True, read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Image
@@ -49,7 +49,7 @@ class ImageCreateSerializer(serializers.Serializer):
 
 
 class FlavorSerializer(serializers.ModelSerializer):
-    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Flavor
@@ -419,7 +419,7 @@ class DesktopViewSet(
 
     @extend_schema(methods=["get"], responses=SnapshotSerializer(many=True))
     @extend_schema(methods=["post"], request=SnapshotSerializer, responses={202: SnapshotSerializer})
-    @action(detail=True, methods=["get", "post"], serializer_class=SnapshotSerializer)
+    @action(detail=True, methods=["get", "post"], serializer_class=SnapshotSerializer, pagination_class=None)
     def snapshots(self, request, pk=None):
         desktop = self._desktop()
         if request.method == "GET":
@@ -437,7 +437,7 @@ class DesktopViewSet(
 
     @extend_schema(methods=["get"], responses=VolumeSerializer(many=True))
     @extend_schema(methods=["post"], request=VolumeAttachSerializer, responses={202: VolumeSerializer})
-    @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer)
+    @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer, pagination_class=None)
     def volumes(self, request, pk=None):
         desktop = self._desktop()
         if request.method == "GET":

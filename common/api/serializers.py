@@ -9,8 +9,24 @@ without a word.
 from collections.abc import Mapping
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2})?$", "example": "08:00"})
+class WallClockTimeField(serializers.TimeField):
+    """A time of day on the campus clock, "08:00" or "08:00:00". The schema says so with a pattern:
+    OpenAPI's ``format: time`` is RFC 3339's, which requires an offset these times do not have."""
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2026-10"})
+class YearMonthField(serializers.DateField):
+    """A month, written "2026-10" (a date field would promise a whole date)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("format", "%Y-%m")
+        super().__init__(**kwargs)
 
 
 class UpdateSerializer(serializers.Serializer):

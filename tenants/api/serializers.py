@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from common import limits
-from common.api.serializers import UpdateSerializer
+from common.api.serializers import UpdateSerializer, WallClockTimeField
 from tenants.models import (
     RESOURCES,
     ApprovalRequest,
@@ -80,6 +80,9 @@ class MembershipCreateSerializer(serializers.Serializer):
 
 
 class ClassTimeSerializer(serializers.ModelSerializer):
+    start_time = WallClockTimeField()
+    end_time = WallClockTimeField()
+
     class Meta:
         model = ClassTime
         fields = ["weekday", "start_time", "end_time"]
