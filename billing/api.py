@@ -18,6 +18,8 @@ from rest_framework.response import Response
 from audit.security import reauth_required
 from billing import documents, selectors, services
 from billing.models import UNITS, Budget, CreditNote, Invoice, InvoiceLine, Item, PricePlan, PriceRate, UsageInterval
+from common import limits
+from common.api.serializers import YearMonthField
 from tenants.models import Course
 
 # --- serializers ----------------------------------------------------------------------------
@@ -56,7 +58,7 @@ class CreditNoteSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     tenant_name = serializers.CharField(source="tenant.name", read_only=True)
-    month = serializers.DateField(format="%Y-%m", read_only=True)
+    month = YearMonthField(read_only=True)
     credited = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
     balance = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
     status = serializers.CharField(read_only=True)
@@ -126,8 +128,9 @@ class PricePlanCreateSerializer(serializers.Serializer):
     tenant = serializers.SlugField()
     name = serializers.CharField(max_length=100)
     effective_from = serializers.DateTimeField(
+        validators=[limits.validate_year],
         help_text="When the rates take effect: a whole hour (ISO 8601; without an offset, Asia/Shanghai time). "
-        "A date alone (YYYY-MM-DD) means that day's local midnight."
+        "A date alone (YYYY-MM-DD) means that day's local midnight.",
     )
     discount_percent = serializers.CharField(max_length=10, required=False, default="0")
     rates = serializers.DictField(child=serializers.CharField(max_length=30, allow_blank=True))
@@ -151,7 +154,7 @@ class DailyCostSerializer(serializers.Serializer):
 
 class EstimateSerializer(serializers.Serializer):
     tenant = serializers.CharField(source="tenant.slug")
-    month = serializers.DateField(format="%Y-%m")
+    month = YearMonthField()
     total = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 

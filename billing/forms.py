@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.errors import BillingError
 from billing.models import Item
 from billing.selectors import GROUPS
+from common import limits
 
 GROUP_LABELS = {"tenant": _("按租户"), "course": _("按课程"), "user": _("按用户"), "item": _("按计费项")}
 
@@ -42,6 +43,7 @@ class PricePlanForm(forms.Form):
         label=_("生效时间"),
         help_text=_("整点，北京时间；只填日期表示当日零点"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 3600}, format="%Y-%m-%dT%H:%M"),
+        validators=[limits.validate_year],
     )
     discount_percent = forms.DecimalField(
         label=_("折扣（%）"), min_value=0, max_value=100, decimal_places=2, required=False, initial=0
@@ -66,7 +68,9 @@ class PricePlanForm(forms.Form):
 class BudgetForm(forms.Form):
     tenant = forms.ChoiceField(label=_("租户"))
     course = forms.ChoiceField(label=_("课程（可选）"), required=False)
-    amount = forms.DecimalField(label=_("每月预算（元）"), min_value=0.01, max_digits=14, decimal_places=2)
+    amount = forms.DecimalField(
+        label=_("每月预算（元）"), min_value=0.01, max_value=limits.MONEY_MAX, max_digits=14, decimal_places=2
+    )
     block_new_desktops = forms.BooleanField(label=_("超出预算后禁止新建桌面"), required=False)
 
     def __init__(self, *args, tenants=(), courses=(), **kwargs):

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     """Codes shared by every app. Apps add their own enums beside their services."""
 
     INVALID = "invalid"
+    OUT_OF_RANGE = "out_of_range"
     MALFORMED_REQUEST = "malformed_request"
     NOT_AUTHENTICATED = "not_authenticated"
     AUTHENTICATION_FAILED = "authentication_failed"

@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
+from common import limits
 from common.api.serializers import ChoiceLabelField
 from compute import selectors, services
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
@@ -32,7 +33,7 @@ class ImageVersionSerializer(serializers.ModelSerializer):
 
 class ImageSerializer(serializers.ModelSerializer):
     versions = ImageVersionSerializer(many=True, read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Image
@@ -49,7 +50,7 @@ class ImageCreateSerializer(serializers.Serializer):
 
 
 class FlavorSerializer(serializers.ModelSerializer):
-    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Flavor
@@ -58,9 +59,9 @@ class FlavorSerializer(serializers.ModelSerializer):
 
 class FlavorCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    vcpus = serializers.IntegerField(min_value=1, max_value=256)
-    memory_mib = serializers.IntegerField(min_value=64)
-    disk_gib = serializers.IntegerField(min_value=1)
+    vcpus = serializers.IntegerField(min_value=1, max_value=limits.VCPUS_MAX)
+    memory_mib = serializers.IntegerField(min_value=limits.MEMORY_MIB_MIN, max_value=limits.MEMORY_MIB_MAX)
+    disk_gib = serializers.IntegerField(min_value=1, max_value=limits.DISK_GIB_MAX)
 
 
 class DesktopNicSerializer(serializers.Serializer):
@@ -187,7 +188,7 @@ class VolumeAttachSerializer(serializers.Serializer):
     """A new disk (``size_gib``, optional ``name``), or a detached disk of the tenant (``volume``)."""
 
     name = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-    size_gib = serializers.IntegerField(min_value=1, max_value=2048, required=False)
+    size_gib = serializers.IntegerField(min_value=1, max_value=limits.VOLUME_GIB_MAX, required=False)
     volume = serializers.IntegerField(required=False, help_text="id of a detached data disk to attach")
 
     def validate(self, attrs):
@@ -422,7 +423,7 @@ class DesktopViewSet(
 
     @extend_schema(methods=["get"], responses=SnapshotSerializer(many=True))
     @extend_schema(methods=["post"], request=SnapshotSerializer, responses={202: SnapshotSerializer})
-    @action(detail=True, methods=["get", "post"], serializer_class=SnapshotSerializer)
+    @action(detail=True, methods=["get", "post"], serializer_class=SnapshotSerializer, pagination_class=None)
     def snapshots(self, request, pk=None):
         desktop = self._desktop()
         if request.method == "GET":
@@ -440,7 +441,7 @@ class DesktopViewSet(
 
     @extend_schema(methods=["get"], responses=VolumeSerializer(many=True))
     @extend_schema(methods=["post"], request=VolumeAttachSerializer, responses={202: VolumeSerializer})
-    @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer)
+    @action(detail=True, methods=["get", "post"], serializer_class=VolumeSerializer, pagination_class=None)
     def volumes(self, request, pk=None):
         desktop = self._desktop()
         if request.method == "GET":

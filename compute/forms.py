@@ -3,6 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from common import limits
 from compute.models import Cluster, Endpoint, Flavor, GpuProfile, ImageVersion, Site, StoragePool, Visibility
 
 
@@ -67,7 +68,7 @@ class SnapshotForm(BootstrapForm):
 
 class VolumeForm(BootstrapForm):
     name = forms.CharField(label=_("名称"), max_length=64, required=False)
-    size_gib = forms.IntegerField(label=_("容量 (GiB)"), min_value=1, max_value=2048, initial=10)
+    size_gib = forms.IntegerField(label=_("容量 (GiB)"), min_value=1, max_value=limits.VOLUME_GIB_MAX, initial=10)
 
 
 class EndpointForm(BootstrapForm):
@@ -103,9 +104,11 @@ class TemplateImportForm(BootstrapForm):
 
 class FlavorForm(BootstrapForm):
     name = forms.CharField(label=_("名称"), max_length=100)
-    vcpus = forms.IntegerField(label=_("vCPU"), min_value=1, max_value=256)
-    memory_mib = forms.IntegerField(label=_("内存 (MiB)"), min_value=64)
-    disk_gib = forms.IntegerField(label=_("系统盘 (GiB)"), min_value=1)
+    vcpus = forms.IntegerField(label=_("vCPU"), min_value=1, max_value=limits.VCPUS_MAX)
+    memory_mib = forms.IntegerField(
+        label=_("内存 (MiB)"), min_value=limits.MEMORY_MIB_MIN, max_value=limits.MEMORY_MIB_MAX
+    )
+    disk_gib = forms.IntegerField(label=_("系统盘 (GiB)"), min_value=1, max_value=limits.DISK_GIB_MAX)
     gpu_profile = forms.ModelChoiceField(
         label=_("GPU 规格"),
         queryset=GpuProfile.objects.order_by("name"),

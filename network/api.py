@@ -174,8 +174,8 @@ class NicGroupSerializer(serializers.Serializer):
 
 
 class RuleSerializer(serializers.ModelSerializer):
-    remote_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    remote_group_id = serializers.IntegerField(read_only=True)
+    remote_group = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    remote_group_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = SecurityGroupRule
@@ -231,7 +231,7 @@ class ElasticIPSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     pool = serializers.SlugRelatedField(slug_field="name", read_only=True)
     address_ip = serializers.CharField(source="address.ip", read_only=True, default="")
-    desktop_id = serializers.IntegerField(source="address.desktop_id", read_only=True, default=None)
+    desktop_id = serializers.IntegerField(source="address.desktop_id", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ElasticIP

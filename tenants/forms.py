@@ -3,6 +3,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from common import limits
 from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalRequest, ApproverRole, ClassTime, RequestKind, Tenant
 from tenants.roles import TenantRole
 
@@ -39,13 +40,20 @@ class CourseForm(BootstrapForm):
     code = forms.CharField(label=_("课程代码"), max_length=32, help_text=_("例如 CS101"))
     name = forms.CharField(label=_("课程名称"), max_length=150)
     teacher = forms.CharField(label=_("教师用户名"), max_length=150, required=False, help_text=_("留空表示自己"))
-    term_start = forms.DateField(label=_("学期开始"), widget=forms.DateInput(attrs={"type": "date"}))
-    term_end = forms.DateField(label=_("学期结束"), widget=forms.DateInput(attrs={"type": "date"}))
+    term_start = forms.DateField(
+        label=_("学期开始"), widget=forms.DateInput(attrs={"type": "date"}), validators=[limits.validate_year]
+    )
+    term_end = forms.DateField(
+        label=_("学期结束"), widget=forms.DateInput(attrs={"type": "date"}), validators=[limits.validate_year]
+    )
 
     def clean(self):
         data = super().clean()
-        if data.get("term_start") and data.get("term_end") and data["term_end"] < data["term_start"]:
+        start, end = data.get("term_start"), data.get("term_end")
+        if start and end and end < start:
             self.add_error("term_end", _("学期结束日期不能早于开始日期。"))
+        elif start and end and limits.term_error(start, end):
+            self.add_error("term_end", limits.term_error(start, end))
         return data
 
 
@@ -81,7 +89,7 @@ class LimitsForm(BootstrapForm):
             self.fields[name] = forms.IntegerField(
                 label=RESOURCE_LABELS[name],
                 min_value=0,
-                max_value=10**6,
+                max_value=limits.AMOUNT_MAX,
                 required=False,
                 initial=(initial_limits or {}).get(name),
             )
@@ -162,7 +170,7 @@ class RequestForm(BootstrapForm):
             self.fields[name] = forms.IntegerField(
                 label=RESOURCE_LABELS[name],
                 min_value=0,
-                max_value=10**5,
+                max_value=limits.AMOUNT_MAX,
                 required=False,
                 widget=forms.NumberInput(attrs={"class": "form-control"}),
             )

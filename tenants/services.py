@@ -17,6 +17,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.actions import Action
 from audit.services import event_record
+from common import limits
 from common.errors import Conflict, Forbidden, InvalidInput
 from tenants import locks, permissions
 from tenants.errors import TenantsError
@@ -202,7 +203,9 @@ def _tokens_end_with_role(*, actor: User | None, user: User, role: str) -> None:
 
 def _course_checks(*, tenant: Tenant, teacher: User, term_start, term_end) -> None:
     if term_end < term_start:
-        raise InvalidInput(_("学期结束日期不能早于开始日期。"), code=TenantsError.INVALID_TERM)
+        message = _("学期结束日期不能早于开始日期。")
+        raise InvalidInput(message, code=TenantsError.INVALID_TERM, detail={"term_end": [message]})
+    limits.check_term(term_start, term_end, start_field="term_start", end_field="term_end")
     if not permissions.holds_role_over(teacher, tenant, TenantRole.TEACHER):
         raise InvalidInput(
             _("%(user)s 不是该租户的教师。") % {"user": teacher.get_full_name()},
@@ -338,7 +341,8 @@ def _class_times_replace(course: Course, slots) -> list[ClassTime]:
         if weekday not in ClassTime.Weekday.values:
             raise InvalidInput(_("星期必须在 1（周一）到 7（周日）之间。"), code=TenantsError.INVALID_CLASS_TIME)
         if end <= start:
-            raise InvalidInput(_("下课时间必须晚于上课时间。"), code=TenantsError.INVALID_CLASS_TIME)
+            message = _("下课时间必须晚于上课时间。")
+            raise InvalidInput(message, code=TenantsError.INVALID_CLASS_TIME, detail={"end_time": [message]})
         slot = ClassTime(course=course, weekday=weekday, start_time=start, end_time=end)
         clash = next((other for other in parsed if other.overlaps(slot)), None)
         if clash:

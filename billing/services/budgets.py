@@ -17,6 +17,7 @@ from audit.actions import Action
 from audit.services import event_record
 from billing.errors import BillingError
 from billing.models import Budget, BudgetAlert
+from common import limits
 from common.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ def budget_set(
     except (InvalidOperation, ValueError):
         value = None
     if value is None or not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
-        raise InvalidInput(_("预算必须是最多 2 位小数的正数。"), code=BillingError.BUDGET_AMOUNT_INVALID)
+        message = _("预算必须是最多 2 位小数的正数。")
+        raise InvalidInput(message, code=BillingError.BUDGET_AMOUNT_INVALID, detail={"amount": [message]})
+    limits.check_size(value, field="amount", minimum=Decimal("0.01"), maximum=limits.MONEY_MAX)
     with transaction.atomic():
         budget, _created = Budget.objects.update_or_create(
             tenant=tenant, course=course, defaults={"amount": value, "block_new_desktops": bool(block_new_desktops)}

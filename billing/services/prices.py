@@ -15,6 +15,7 @@ from audit.services import event_record
 from billing import metering
 from billing.errors import BillingError
 from billing.models import FreeAllowance, Item, PricePlan, PriceRate
+from common import limits
 from common.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ def effective_parse(value: date | datetime) -> datetime:
     A naive datetime is local time. Rates change only between two hours (``billing.pricing``),
     so 14:30 is refused rather than silently moved to 14:00.
     """
+    if isinstance(value, date):  # a datetime too
+        limits.check_year(value, field="effective_from")
     if isinstance(value, datetime):
         instant = value if timezone.is_aware(value) else timezone.make_aware(value, metering.local_zone())
     elif isinstance(value, date):

@@ -9,6 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common import limits
+from common.api.serializers import UpdateSerializer
 from compute.classroom import selectors, services
 from compute.classroom.models import DesktopPool, Seat
 from compute.selectors import desktop_list_for
@@ -55,7 +57,7 @@ class PoolSerializer(serializers.ModelSerializer):
         ]
 
 
-class PoolUpdateSerializer(serializers.Serializer):
+class PoolUpdateSerializer(UpdateSerializer):
     persistence = serializers.ChoiceField(choices=DesktopPool.Persistence.values, required=False)
     lead_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
     shutdown_after_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
@@ -68,7 +70,7 @@ class PoolUpdateSerializer(serializers.Serializer):
 
 
 class SkipSerializer(serializers.Serializer):
-    date = serializers.DateField()
+    date = serializers.DateField(validators=[limits.validate_year])
     class_time = serializers.IntegerField(required=False, allow_null=True, help_text="empty: the whole day")
     reason = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 

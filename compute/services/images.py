@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
+from common import limits
 from common.errors import Conflict, InvalidInput
 from common.tasks import enqueue
 from compute import locks
@@ -211,6 +212,9 @@ def flavor_create(
 ) -> Flavor:
     if vcpus < 1 or memory_mib < 64 or disk_gib < 1:
         raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code=ComputeError.FLAVOR_INVALID)
+    limits.check_size(vcpus, field="vcpus", minimum=1, maximum=limits.VCPUS_MAX)
+    limits.check_size(memory_mib, field="memory_mib", minimum=limits.MEMORY_MIB_MIN, maximum=limits.MEMORY_MIB_MAX)
+    limits.check_size(disk_gib, field="disk_gib", minimum=1, maximum=limits.DISK_GIB_MAX)
     with transaction.atomic():
         flavor, created = Flavor.objects.get_or_create(
             name=name,

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
+from common import limits
 from common.errors import Forbidden, InvalidInput, NotFound
 from common.tasks import enqueue
 from compute import hooks, locks, quota, selectors
@@ -79,8 +80,9 @@ def _volume_operation(
 def volume_attach(*, actor: User, desktop: Desktop, size_gib: int, name: str = "") -> Volume:
     """A new data disk for the desktop: its size is reserved from the disk quota until the disk is deleted."""
     require_manage(actor, desktop)
-    if not 1 <= int(size_gib) <= 2048:
-        raise InvalidInput(_("数据盘容量必须在 1 到 2048 GiB 之间。"), code=ComputeError.VOLUME_SIZE_INVALID)
+    if not 1 <= int(size_gib) <= limits.VOLUME_GIB_MAX:
+        message = _("数据盘容量必须在 1 到 %(max)s GiB 之间。") % {"max": limits.VOLUME_GIB_MAX}
+        raise InvalidInput(message, code=ComputeError.VOLUME_SIZE_INVALID, detail={"size_gib": [message]})
 
     def create(desktop: Desktop, _none) -> Volume:
         desktop.occupy(action=_("挂载数据盘"))

@@ -1,8 +1,11 @@
 """Serializers of the tenants API: one to read each object, one to validate each write."""
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from common import limits
+from common.api.serializers import UpdateSerializer, WallClockTimeField
 from tenants.models import (
     RESOURCES,
     ApprovalRequest,
@@ -24,7 +27,9 @@ def _amount_serializer(name: str, *, nullable: bool):
         name,
         (serializers.Serializer,),
         {
-            field: serializers.IntegerField(min_value=0, max_value=10**6, required=False, allow_null=nullable)
+            field: serializers.IntegerField(
+                min_value=0, max_value=limits.AMOUNT_MAX, required=False, allow_null=nullable
+            )
             for field in RESOURCES
         },
     )
@@ -52,7 +57,7 @@ class TenantCreateSerializer(serializers.Serializer):
     parent = serializers.SlugField(required=False, allow_null=True, default=None)
 
 
-class TenantUpdateSerializer(serializers.Serializer):
+class TenantUpdateSerializer(UpdateSerializer):
     name_zh = serializers.CharField(max_length=100, required=False)
     name_en = serializers.CharField(max_length=100, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
@@ -75,9 +80,17 @@ class MembershipCreateSerializer(serializers.Serializer):
 
 
 class ClassTimeSerializer(serializers.ModelSerializer):
+    start_time = WallClockTimeField()
+    end_time = WallClockTimeField()
+
     class Meta:
         model = ClassTime
         fields = ["weekday", "start_time", "end_time"]
+
+    def validate(self, attrs):
+        if attrs["end_time"] <= attrs["start_time"]:
+            raise serializers.ValidationError({"end_time": [_("下课时间必须晚于上课时间。")]})
+        return attrs
 
 
 class CourseSerializer(serializers.ModelSerializer):
@@ -109,16 +122,16 @@ class CourseCreateSerializer(serializers.Serializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=150)
     teacher = serializers.CharField(max_length=150, required=False, help_text="username; default: the caller")
-    term_start = serializers.DateField()
-    term_end = serializers.DateField()
+    term_start = serializers.DateField(validators=[limits.validate_year])
+    term_end = serializers.DateField(validators=[limits.validate_year])
     class_times = ClassTimeSerializer(many=True, required=False, default=list)
 
 
-class CourseUpdateSerializer(serializers.Serializer):
+class CourseUpdateSerializer(UpdateSerializer):
     name = serializers.CharField(max_length=150, required=False)
     teacher = serializers.CharField(max_length=150, required=False)
-    term_start = serializers.DateField(required=False)
-    term_end = serializers.DateField(required=False)
+    term_start = serializers.DateField(required=False, validators=[limits.validate_year])
+    term_end = serializers.DateField(required=False, validators=[limits.validate_year])
 
 
 class RosterEntrySerializer(serializers.ModelSerializer):
@@ -198,7 +211,7 @@ class QuotaWriteSerializer(serializers.Serializer):
     limits = LimitsSerializer()
 
 
-class QuotaUpdateSerializer(serializers.Serializer):
+class QuotaUpdateSerializer(UpdateSerializer):
     limits = LimitsSerializer()
 
 

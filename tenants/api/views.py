@@ -196,6 +196,7 @@ class CourseFilter(filters.FilterSet):
 
 @extend_schema_view(
     create=extend_schema(request=CourseCreateSerializer, responses={201: CourseSerializer}),
+    update=extend_schema(request=CourseUpdateSerializer, responses=CourseSerializer),
     partial_update=extend_schema(request=CourseUpdateSerializer, responses=CourseSerializer),
     destroy=extend_schema(responses={204: None}),
 )

@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
+from common import limits
 from common.errors import InvalidInput
 from compute import locks as compute_locks
 from compute import services as compute_services
@@ -55,6 +56,7 @@ def schedule_exception_add(
 ) -> ScheduleException:
     """Skip one class (``class_time_id``) or a whole day (a holiday): the schedule leaves it alone."""
     require_manage(actor, pool)
+    limits.check_year(date, field="date")
     class_time = _parse_class_time(pool, class_time_id)
     if class_time is not None and class_time.weekday != date.isoweekday():
         raise InvalidInput(_("该日期没有这节课。"), code=ErrorCode.CLASS_NOT_ON_DATE)
