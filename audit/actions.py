@@ -44,6 +44,8 @@ class Action(models.TextChoices):
     REQUEST_CANCELLED = "request.cancelled", pgettext_lazy("audit action", "撤回申请")
     REQUEST_FULFILLED = "request.fulfilled", pgettext_lazy("audit action", "申请已交付")
     REQUEST_FAILED = "request.failed", pgettext_lazy("audit action", "申请交付失败")
+    REQUEST_PARTIALLY_FULFILLED = "request.partially_fulfilled", pgettext_lazy("audit action", "申请部分交付")
+    REQUEST_RETRIED = "request.retried", pgettext_lazy("audit action", "重试申请交付")
     QUOTA_RESERVED = "quota.reserved", pgettext_lazy("audit action", "预留配额")
     QUOTA_COMMITTED = "quota.committed", pgettext_lazy("audit action", "确认使用配额")
     QUOTA_RELEASED = "quota.released", pgettext_lazy("audit action", "释放配额")

@@ -14,3 +14,17 @@ class ComputeConfig(AppConfig):
         from compute import networking
 
         networking.register_hooks()
+        _register_request_hooks()
+
+
+def _register_request_hooks() -> None:
+    """A personal desktop request is planned and made by compute (tenants never imports compute);
+    the request hears from the desktop's own progress."""
+    from compute.hooks import register_desktop_observer
+    from compute.services import request_desktops as requests
+    from tenants.hooks import register_fulfiller, register_planner
+    from tenants.models import RequestKind
+
+    register_planner(RequestKind.PERSONAL_DESKTOP, requests.plan_personal_desktop)
+    register_fulfiller(RequestKind.PERSONAL_DESKTOP, requests.fulfil_desktop_request)
+    register_desktop_observer(requests.desktop_request_observer)

@@ -28,8 +28,11 @@ class NavItem:
 NAVIGATION: list[NavItem] = [
     NavItem(_("概览"), "dashboard", "speedometer2", EVERYONE),
     NavItem(_("我的桌面"), "classroom:mine", "display", frozenset({TenantRole.STUDENT})),
+    # Courses have their own place (not a tab of the requests): the roster, class times and a link
+    # to the pool; the pools beside them.
+    NavItem(_("我的课程"), "tenants:courses", "journal-bookmark", frozenset({TenantRole.TEACHER})),
     NavItem(
-        _("我的课程/桌面池"),
+        _("课程桌面池"),
         "classroom:pools",
         "grid-3x3-gap",
         frozenset({TenantRole.TEACHER, TenantRole.TENANT_ADMIN}),

@@ -7,13 +7,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from audit import views as audit_views
-from portal import views, wizard
+from portal import desktop_request, views, wizard
 from portal.forms import LoginForm
 from tenants.identity import views as identity_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("request/new/", wizard.request_wizard, name="request-wizard"),
+    path("request/desktop/", desktop_request.desktop_request, name="request-desktop"),
     path("healthz", views.healthz, name="healthz"),
     path(
         "accounts/login/",

@@ -21,7 +21,8 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from common.errors import ServiceError
 from common.ui import service_call
-from compute.classroom.models import DesktopPool
+from compute.capacity import room_for
+from compute.classroom.models import DesktopPool, Seat
 from compute.models import Flavor, ImageVersion
 from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
 from network.selectors import network_list_for
@@ -35,6 +36,12 @@ from tenants.services import course_class_times_set, request_submit
 RESET_CHOICES = [
     ("persistent", gettext_lazy("整学期保留（学生的修改一直保留）")),
     ("reset_after_class", gettext_lazy("每次课后重置为黄金镜像")),
+]
+
+
+APPLY_CHOICES = [
+    ("next_class", gettext_lazy("下次上课前生效（课上不打扰学生）")),
+    ("now", gettext_lazy("批准后立即生效（镜像或规格变化会重置桌面）")),
 ]
 
 
@@ -55,17 +62,25 @@ class WizardForm(BootstrapForm):
         label=gettext_lazy("说明（可选）"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args, versions, flavors, **kwargs):
+    def __init__(self, *args, versions, flavors, pool=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if pool is not None:  # a change of the course's pool: when it takes effect is the teacher's choice
+            self.fields["apply"] = forms.ChoiceField(label=gettext_lazy("何时生效"), choices=APPLY_CHOICES)
         self.fields["image_version"].choices = [(v.pk, f"{v.image.name} v{v.version}") for v in versions]
-        self.fields["flavor"].choices = [(f.pk, _flavor_label(f)) for f in flavors]
+        self.fields["flavor"].choices = [(f.pk, flavor_label(f)) for f in flavors]
 
 
-def _flavor_label(flavor: Flavor) -> str:
-    label = _("%(name)s：%(cpu)s vCPU，%(mem)s GiB 内存，%(disk)s GiB 系统盘") % {
+def flavor_label(flavor: Flavor) -> str:
+    """The flavor as people choose it, its memory as it is (256 MiB is not "1 GiB")."""
+    memory = (
+        _("%(n)s GiB") % {"n": flavor.memory_mib // 1024}
+        if flavor.memory_mib % 1024 == 0
+        else _("%(n)s MiB") % {"n": flavor.memory_mib}
+    )
+    label = _("%(name)s：%(cpu)s vCPU，%(mem)s 内存，%(disk)s GiB 系统盘") % {
         "name": flavor.name,
         "cpu": flavor.vcpus,
-        "mem": -(-flavor.memory_mib // 1024),
+        "mem": memory,
         "disk": flavor.disk_gib,
     }
     return label + (
@@ -115,10 +130,10 @@ def _options(user, course: Course):
     return versions, flavors, networks
 
 
-def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) -> list[Check]:
+def _prerequisite_checks(user, course, versions, flavors, networks) -> list[Check]:
     is_sysadmin = platform_role_of(user) == "system_admin"
     course_url = reverse("tenants:course", args=[course.pk])
-    checks = [
+    return [
         Check(
             True,
             ngettext("课程名单有 %(n)s 名学生。", "课程名单有 %(n)s 名学生。", course.roster_size)
@@ -153,26 +168,60 @@ def _checks(user, course, versions, flavors, networks, flavor=None, seats=None) 
             _("管理规格"),
         ),
     ]
-    pool = DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).first()
+
+
+def _new_desktops(pool: DesktopPool | None, flavor: Flavor, seats: int) -> int:
+    """How many desktops the hosts must find room for: every seat for a new pool or a new flavor,
+    the added seats otherwise."""
+    if pool is None or pool.flavor_id != flavor.pk:
+        return seats
+    return max(0, seats - pool.seats.filter(state=Seat.State.ACTIVE).count())
+
+
+def _capacity_check(course, pool, version, flavor, seats) -> Check:
+    wanted = _new_desktops(pool, flavor, seats)
+    room = room_for(flavor=flavor, image_version=version, wanted=wanted) if wanted else 0
+    if room >= wanted:
+        return Check(True, _("主机容量充足：可以再放下 %(n)s 个这种规格的桌面。") % {"n": wanted})
+    return Check(
+        False,
+        _("主机容量不足：需要新建 %(wanted)s 个桌面，目前只放得下 %(room)s 个。") % {"wanted": wanted, "room": room}
+        + _("请减少座位、换小一些的规格，或联系系统管理员扩容。"),
+    )
+
+
+def _quota_checks(course, pool, flavor, seats) -> list[Check]:
+    shortfalls = quota_check(tenant=course.tenant, course=course, amounts=_more_amounts(pool, flavor, seats))
+    if not shortfalls:
+        return [Check(True, _("配额充足：%(seats)s 个桌面可以容纳。") % {"seats": seats})]
+    increase = f"{reverse('tenants:request-new')}?kind=quota_increase&course={course.pk}"
+    return [Check(False, s.message, increase, _("申请增加配额")) for s in shortfalls]
+
+
+def _more_amounts(pool: DesktopPool | None, flavor: Flavor, seats: int) -> ResourceAmounts:
+    """What the pool will take beyond what it takes now (all of it for a new pool)."""
+    wanted = seat_amounts(flavor, seats)
+    if pool is None:
+        return wanted
+    now = seat_amounts(pool.flavor, pool.seats.filter(state=Seat.State.ACTIVE).count())
+    return ResourceAmounts(**{k: max(0, v - getattr(now, k)) for k, v in wanted.as_dict().items()})
+
+
+def _checks(user, course, options, pool, version=None, flavor=None, seats=None) -> list[Check]:
+    versions, flavors, networks = options
+    checks = _prerequisite_checks(user, course, versions, flavors, networks)
     if pool is not None:
-        # compute keeps one active pool per course: a second request could be approved but never built.
         checks.append(
             Check(
-                False,
-                _("这门课已经有一个桌面池（%(name)s）。一门课只能有一个桌面池，请在桌面池页面调整它。")
-                % {"name": pool.name},
+                True,
+                _("这门课已有桌面池（%(name)s）：表单已填入它现在的设置，提交后按新设置调整它。") % {"name": pool.name},
                 _url("classroom:pool", pool.pk),
                 _("打开桌面池"),
             )
         )
     if flavor is not None and seats:
-        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, seats))
-        if shortfalls:
-            for shortfall in shortfalls:
-                increase = f"{reverse('tenants:request-new')}?kind=quota_increase&course={course.pk}"
-                checks.append(Check(False, shortfall.message, increase, _("申请增加配额")))
-        else:
-            checks.append(Check(True, _("配额充足：%(seats)s 个桌面可以容纳。") % {"seats": seats}))
+        checks += _quota_checks(course, pool, flavor, seats)
+        checks.append(_capacity_check(course, pool, version, flavor, seats))
     return checks
 
 
@@ -182,92 +231,135 @@ def _class_time_initial(course: Course) -> list[dict]:
     ]
 
 
+def _initial(course: Course, pool: DesktopPool | None) -> dict:
+    if pool is None:
+        return {"seats": course.roster_size or 1}
+    seats = pool.seats.filter(state=Seat.State.ACTIVE).count()
+    return {
+        "image_version": pool.image_version_id,
+        "flavor": pool.flavor_id,
+        "seats": max(seats, course.roster_size),
+        "persistence": pool.persistence,
+        "apply": "next_class",
+    }
+
+
+def _chosen(form, data, options, course, pool):
+    """The version, flavor and seats the checks look at: what was typed, or the form's first choice."""
+    versions, flavors, _networks = options
+    if data is not None and form.is_valid():
+        version = next((v for v in versions if v.pk == form.cleaned_data["image_version"]), None)
+        return (
+            version,
+            next((f for f in flavors if f.pk == form.cleaned_data["flavor"]), None),
+            form.cleaned_data["seats"],
+        )
+    initial = _initial(course, pool)
+    flavor = next((f for f in flavors if f.pk == initial.get("flavor")), flavors[0] if flavors else None)
+    version = next((v for v in versions if v.pk == initial.get("image_version")), versions[0] if versions else None)
+    return version, flavor, initial["seats"] if flavor else None
+
+
+def _course_or_404(user, course_id):
+    course = next((c for c in _courses(user) if str(c.pk) == str(course_id)), None)
+    if course is None:
+        raise Http404
+    return course
+
+
 @login_required
 def request_wizard(request):
     user = request.user
-    courses = _courses(user)
     course_id = request.POST.get("course") or request.GET.get("course")
     if not course_id:
-        return render(request, "portal/wizard_course.html", {"courses": courses, "step": 1})
-    course = next((c for c in courses if str(c.pk) == str(course_id)), None)
-    if course is None:
-        raise Http404
-    versions, flavors, networks = _options(user, course)
+        return render(request, "portal/wizard_course.html", {"courses": _courses(user), "step": 1})
+    course = _course_or_404(user, course_id)
+    pool = DesktopPool.objects.filter(course=course, state=DesktopPool.State.ACTIVE).select_related("flavor").first()
+    options = _options(user, course)
     data = request.POST if request.method == "POST" else (request.GET if "flavor" in request.GET else None)
-    form = WizardForm(data, versions=versions, flavors=flavors, initial={"seats": course.roster_size or 1})
+    form = WizardForm(data, versions=options[0], flavors=options[1], pool=pool, initial=_initial(course, pool))
     formset = ClassTimeFormSet(
         request.POST if request.method == "POST" else None, initial=_class_time_initial(course), prefix="ct"
     )
-    flavor = seats = None
-    if data is not None and form.is_valid():
-        flavor = next((f for f in flavors if f.pk == form.cleaned_data["flavor"]), None)
-        seats = form.cleaned_data["seats"]
-    elif data is None and flavors:
-        flavor, seats = flavors[0], course.roster_size or 1
-    checks = _checks(user, course, versions, flavors, networks, flavor, seats)
-    context = {"course": course, "form": form, "formset": formset, "checks": checks, "step": 2}
-
+    version, flavor, seats = _chosen(form, data, options, course, pool)
+    checks = _checks(user, course, options, pool, version, flavor, seats)
+    context = {"course": course, "pool": pool, "form": form, "formset": formset, "checks": checks, "step": 2}
     if request.headers.get("HX-Request") and request.method == "GET":
         return render(request, "portal/wizard_checks.html", context)
     if request.method == "POST" and form.is_valid() and formset.is_valid():
-        if any(not c.ok for c in checks):
-            messages.error(request, _("还有未满足的前提条件，请先按提示处理。"))
-        else:
-
-            def refused(request, exc: ServiceError) -> None:
-                if isinstance(exc, QuotaExceeded):  # each shortfall becomes a check with a link to the quotas
-                    context["checks"] = checks + [
-                        Check(False, s.message, reverse("tenants:quotas"), _("查看配额")) for s in exc.shortfalls
-                    ]
-                messages.error(request, exc.message)
-
-            done = service_call(
-                request,
-                lambda: _submit(user, course, form.cleaned_data, formset, versions, flavor),
-                success=_("申请已提交，等待审批。审批结果会通过邮件通知您。"),
-                next=lambda created: reverse("tenants:request", args=[created.pk]),
-                back=None,
-                refused=refused,
-            )
-            if done:
-                return done
+        done = _submit_or_refuse(request, course, pool, form, formset, options[0], flavor, context)
+        if done:
+            return done
     return render(request, "portal/wizard.html", context)
 
 
-def _submit(user, course, data, formset, versions, flavor):
-    slots = [
+def _submit_or_refuse(request, course, pool, form, formset, versions, flavor, context):
+    checks = context["checks"]
+    if any(not c.ok for c in checks):
+        messages.error(request, _("还有未满足的前提条件，请先按提示处理。"))
+        return None
+
+    def refused(request, exc: ServiceError) -> None:
+        if isinstance(exc, QuotaExceeded):  # each shortfall becomes a check with a link to the quotas
+            context["checks"] = checks + [
+                Check(False, s.message, reverse("tenants:quotas"), _("查看配额")) for s in exc.shortfalls
+            ]
+        messages.error(request, exc.message)
+
+    user = request.user
+    return service_call(
+        request,
+        lambda: _submit(user, course, pool, form.cleaned_data, formset, versions, flavor),
+        success=_("申请已提交。批准后按新的设置创建或调整桌面，结果会通过邮件通知您。"),
+        next=lambda created: reverse("tenants:request", args=[created.pk]),
+        back=None,
+        refused=refused,
+    )
+
+
+def _slots(formset) -> list[tuple]:
+    return sorted(
         (f.cleaned_data["weekday"], f.cleaned_data["start_time"], f.cleaned_data["end_time"])
         for f in formset.forms
         if f.cleaned_data and not f.cleaned_data.get("DELETE")
-    ]
-    current = [(t.weekday, t.start_time, t.end_time) for t in course.class_times.all()]
-    if sorted(slots) != sorted(current):
+    )
+
+
+def _submit(user, course, pool, data, formset, versions, flavor):
+    from tenants.models import ClassTime
+
+    slots = _slots(formset)
+    if slots != sorted((t.weekday, t.start_time, t.end_time) for t in course.class_times.all()):
         course_class_times_set(actor=user, course=course, slots=slots)
     version = next(v for v in versions if v.pk == data["image_version"])
     seats = data["seats"]
-    from tenants.models import ClassTime
-
-    labels = [str(ClassTime(weekday=w, start_time=s, end_time=e)) for w, s, e in sorted(slots)]
+    labels = [str(ClassTime(weekday=w, start_time=s, end_time=e)) for w, s, e in slots]
+    payload = {
+        "image_version": version.pk,
+        "image_name": str(version),
+        "flavor": flavor.pk,
+        "flavor_name": flavor.name,
+        "seats": seats,
+        "persistence": data["persistence"],
+        "lead_minutes": pool.lead_minutes if pool else 15,
+        "shutdown_after_minutes": pool.shutdown_after_minutes if pool else 10,
+        "class_times": [
+            {"weekday": w, "start_time": s.strftime("%H:%M"), "end_time": e.strftime("%H:%M"), "label": label}
+            for (w, s, e), label in zip(slots, labels, strict=True)
+        ],
+    }
+    if pool is not None:
+        payload.update({"pool": pool.pk, "apply": data.get("apply") or "next_class"})
+    title = (
+        _("%(code)s 桌面池调整（%(seats)s 座）") if pool is not None else _("%(code)s 课程桌面（%(seats)s 座）")
+    ) % {"code": course.code, "seats": seats}
     return request_submit(
         actor=user,
         tenant=course.tenant,
         course=course,
         kind=RequestKind.GPU_ENVIRONMENT if flavor.gpus else RequestKind.COURSE_DESKTOPS,
-        title=_("%(code)s 课程桌面（%(seats)s 座）") % {"code": course.code, "seats": seats},
+        title=title,
         amounts=seat_amounts(flavor, seats),
-        payload={
-            "image_version": version.pk,
-            "image_name": str(version),
-            "flavor": flavor.pk,
-            "flavor_name": flavor.name,
-            "seats": seats,
-            "persistence": data["persistence"],
-            "lead_minutes": 15,
-            "shutdown_after_minutes": 10,
-            "class_times": [
-                {"weekday": w, "start_time": s.strftime("%H:%M"), "end_time": e.strftime("%H:%M"), "label": label}
-                for (w, s, e), label in zip(sorted(slots), labels, strict=True)
-            ],
-        },
+        payload=payload,
         reason=data["reason"],
     )

@@ -166,6 +166,7 @@ def _policies(tenants: dict) -> None:
                     "max_desktops": 1,
                     "max_vcpu": 4,
                     "max_ram_gib": 8,
+                    "max_disk_gib": 100,
                 },
             ],
         )

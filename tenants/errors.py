@@ -58,3 +58,5 @@ class TenantsError(StrEnum):
     NOT_REQUESTER = "not_requester"
     POLICY_FORBIDDEN = "policy_forbidden"
     POLICY_NEEDS_STEP = "policy_needs_step"
+    POLICY_NOT_STRICTER = "policy_not_stricter"
+    REQUEST_PAYLOAD_INVALID = "request_payload_invalid"

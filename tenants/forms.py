@@ -142,6 +142,15 @@ class AutoRuleForm(BootstrapForm):
     max_vcpu = forms.IntegerField(label=_("最多 vCPU"), min_value=0, initial=0)
     max_ram_gib = forms.IntegerField(label=_("最多内存 (GiB)"), min_value=0, initial=0)
     max_gpus = forms.IntegerField(label=_("最多 GPU"), min_value=0, initial=0)
+    # Added later: a form without them means 0 (no disk, no address approved automatically).
+    max_disk_gib = forms.IntegerField(label=_("最多磁盘 (GiB)"), min_value=0, initial=0, required=False)
+    max_ips = forms.IntegerField(label=_("最多 IP 地址"), min_value=0, initial=0, required=False)
+
+    def clean_max_disk_gib(self):
+        return self.cleaned_data.get("max_disk_gib") or 0
+
+    def clean_max_ips(self):
+        return self.cleaned_data.get("max_ips") or 0
 
 
 PolicyStepFormSet = forms.formset_factory(PolicyStepForm, extra=1, max_num=6, can_delete=True)
@@ -153,11 +162,12 @@ class PolicyForm(BootstrapForm):
 
 
 class RequestForm(BootstrapForm):
-    """Requests other than the course wizard's: a personal desktop, a GPU environment, more quota."""
+    """More quota. Desktops are asked for where their image and flavor are chosen (the course wizard,
+    the desktop request page), so that what they take is planned from the flavor, never typed."""
 
     kind = forms.ChoiceField(
         label=_("申请类型"),
-        choices=[(k, label) for k, label in RequestKind.choices if k != RequestKind.COURSE_DESKTOPS],
+        choices=[(k, label) for k, label in RequestKind.choices if k == RequestKind.QUOTA_INCREASE],
     )
     course = forms.TypedChoiceField(label=_("课程（可选）"), coerce=int, required=False, empty_value=None)
     title = forms.CharField(label=_("标题"), max_length=200)

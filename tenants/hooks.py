@@ -1,14 +1,23 @@
-"""Fulfilment hooks: higher apps (compute) register what to do when a request is approved.
+"""Fulfilment hooks: higher apps (compute) register what a request of a kind takes and how it is made.
 
 tenants never imports compute. At start-up compute calls, for each kind it fulfils:
 
+    register_planner(RequestKind.COURSE_DESKTOPS, plan_course_desktops)
     register_fulfiller(RequestKind.COURSE_DESKTOPS, fulfil_course_desktops)
 
-The function receives the approved ApprovalRequest (its `payload`, its amounts and its
+The planner is called at submit with ``tenant``, ``course``, ``requester`` and the
+requester's ``payload``; it checks the payload (raising a ServiceError) and returns
+``(amounts, payload)``: what fulfilment will really take from the quotas (a flavor times
+the seats it will make) and the payload as fulfilment will read it. The request is held,
+routed and auto-approved on those amounts, never on amounts the requester typed.
+
+The fulfiller receives the approved ApprovalRequest (its `payload`, its amounts and its
 `reservation`, already held against the quotas) after the approving transaction has
-committed. It should start the work (a Celery task) and later call
-`tenants.services.request_fulfil` or `request_fail`. Until a kind has a fulfiller, its
-approved requests simply stay approved.
+committed, and again when the requester retries a partial or failed fulfilment (so it
+must be idempotent: make what is missing, retry what failed). It starts the work and
+reports with `tenants.services.request_hand_over` (the made resources hold their own
+quota now) and `request_report` (how many run, failed, are still being made) or
+`request_fail`. A kind without a fulfiller is not offered by the request form.
 """
 
 from collections.abc import Callable
@@ -16,6 +25,7 @@ from collections.abc import Callable
 from common.hooks import Registry
 
 _fulfillers = Registry()  # by request kind
+_planners = Registry()  # by request kind
 
 
 def register_fulfiller(kind: str, fn: Callable) -> None:
@@ -28,6 +38,18 @@ def unregister_fulfiller(kind: str) -> None:
 
 def fulfiller_for(kind: str) -> Callable | None:
     return _fulfillers.get(str(kind))
+
+
+def register_planner(kind: str, fn: Callable) -> None:
+    _planners.register(fn, key=str(kind))
+
+
+def unregister_planner(kind: str) -> None:
+    _planners.unregister(str(kind))
+
+
+def planner_for(kind: str) -> Callable | None:
+    return _planners.get(str(kind))
 
 
 # --- Rosters ------------------------------------------------------------------------------------

@@ -327,6 +327,9 @@ class RequestKind(models.TextChoices):
 class ApproverRole(models.TextChoices):
     TENANT_ADMIN = "tenant_admin", _("院系管理员")
     SYSTEM_ADMIN = "system_admin", _("平台系统管理员")
+    # An admin of a tenant above the request's (the system admin for a top-level tenant): the step a
+    # quota increase always ends with, so that no tenant grows its own quota.
+    PARENT_ADMIN = "parent_admin", _("上级管理员")
 
 
 class ApprovalPolicy(models.Model):
@@ -375,6 +378,8 @@ class AutoApprovalRule(models.Model):
     max_vcpu = models.PositiveIntegerField(_("最多 vCPU"), default=0)
     max_ram_gib = models.PositiveIntegerField(_("最多内存 (GiB)"), default=0)
     max_gpus = models.PositiveIntegerField(_("最多 GPU"), default=0)
+    max_disk_gib = models.PositiveIntegerField(_("最多磁盘 (GiB)"), default=0)
+    max_ips = models.PositiveIntegerField(_("最多 IP 地址"), default=0)
     is_active = models.BooleanField(_("启用"), default=True)
 
     class Meta:
@@ -395,6 +400,8 @@ class ApprovalRequest(AmountsMixin, models.Model):
         REJECTED = "rejected", _("已驳回")
         CANCELLED = "cancelled", _("已撤回")
         FULFILLED = "fulfilled", _("已交付")
+        # Some of what was asked for runs, some failed (the reasons are in fulfilment_detail): retry.
+        PARTIAL = "partial", _("部分交付")
         FAILED = "failed", _("交付失败")
 
     tenant = models.ForeignKey(Tenant, verbose_name=_("租户"), on_delete=models.PROTECT, related_name="requests")

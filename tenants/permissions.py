@@ -97,4 +97,13 @@ def can_decide_step(user, request: ApprovalRequest, step: ApprovalStep | None) -
         return False
     if step.approver_role == ApproverRole.SYSTEM_ADMIN:
         return is_platform(user, PlatformRole.SYSTEM_ADMIN)
+    if step.approver_role == ApproverRole.PARENT_ADMIN:
+        return decides_above(user, request.tenant)
     return manages_tenant(user, request.tenant)
+
+
+def decides_above(user, tenant: Tenant) -> bool:
+    """Someone above the tenant: an admin of its parent (or higher), the system admin for a top-level one."""
+    if tenant.parent_id is None:
+        return is_platform(user, PlatformRole.SYSTEM_ADMIN)
+    return manages_tenant(user, tenant.parent)

@@ -379,7 +379,10 @@ from tenants.approvals import (  # noqa: E402 - re-exported: every write of this
     request_cancel,
     request_fail,
     request_fulfil,
+    request_hand_over,
     request_reject,
+    request_report,
+    request_retry,
     request_submit,
 )
 from tenants.quotas import (  # noqa: E402
@@ -424,7 +427,10 @@ __all__ = [
     "request_cancel",
     "request_fail",
     "request_fulfil",
+    "request_hand_over",
     "request_reject",
+    "request_report",
+    "request_retry",
     "request_submit",
     "tenant_create",
     "tenant_update",

@@ -19,8 +19,9 @@ from guardian.shortcuts import get_users_with_perms
 
 from common.ui import service_call
 from tenants import forms, hooks, permissions, selectors, services
-from tenants.approvals import policy_for
+from tenants.approvals import can_retry
 from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
+from tenants.policies import RULE_MAXIMA, policy_for
 from tenants.quotas import quota_rows
 from tenants.roles import PlatformRole, TenantRole
 from tenants.roster import roster_parse
@@ -493,6 +494,7 @@ def request_detail(request, pk):
             "amounts": [(RESOURCE_LABELS[n], getattr(target, n)) for n in RESOURCES if getattr(target, n)],
             "can_decide": permissions.can_decide_step(user, target, step),
             "can_cancel": target.requester_id == user.pk and target.state == target.State.PENDING,
+            "can_retry": can_retry(user, target),
             "approve_form": forms.ApproveForm(),
             "reject_form": forms.RejectForm(),
         },
@@ -517,6 +519,8 @@ def request_action(request, pk, verb):
         call, done = partial(services.request_reject, reason=form.cleaned_data["reason"]), _("已驳回。")
     elif verb == "cancel":
         call, done = services.request_cancel, _("申请已撤回。")
+    elif verb == "retry":
+        call, done = services.request_retry, _("已重新开始交付。")
     else:
         raise Http404
     return service_call(request, lambda: call(actor=user, request=target), success=done, next=here)
@@ -538,8 +542,7 @@ def policy(request, slug):
         for s in (effective.steps.all() if effective else [])
     ]
     rules = [
-        {k: getattr(r, k) for k in ("name", "kind", "max_desktops", "max_vcpu", "max_ram_gib", "max_gpus")}
-        for r in (effective.rules.all() if effective else [])
+        {k: getattr(r, k) for k in ("name", "kind", *RULE_MAXIMA)} for r in (effective.rules.all() if effective else [])
     ]
     name_form = forms.PolicyForm(request.POST or None, initial={"name": effective.name if effective else ""})
     step_set = forms.PolicyStepFormSet(request.POST or None, initial=steps, prefix="step")
@@ -593,8 +596,13 @@ def request_new(request):
     tenants = list({t.pk: t for t in tenants}.values())
     if not tenants:
         raise Http404
+    kind = request.GET.get("kind", "quota_increase")
+    can_ask_quota = any(permissions.can_request(user, t, "quota_increase") for t in tenants)
+    if kind in ("personal_desktop", "gpu_environment") or not can_ask_quota:
+        # A desktop is asked for with its image and flavor, on the portal's desktop request page.
+        return redirect(f"{reverse('request-desktop')}?kind={kind if kind != 'quota_increase' else ''}")
     courses = [c for c in selectors.course_list_for(user) if permissions.can_manage_course(user, c)]
-    initial = {"kind": request.GET.get("kind", "quota_increase"), "course": request.GET.get("course")}
+    initial = {"kind": "quota_increase", "course": request.GET.get("course")}
     form = forms.RequestForm(request.POST or None, courses=courses, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

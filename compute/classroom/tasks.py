@@ -26,7 +26,7 @@ def pool_fulfil(self, request_id: int):
     if request is None or request.state != ApprovalRequest.State.APPROVED:
         return "skipped"
     try:
-        pool = services.pool_create_from_request(request=request)
+        pool = services.pool_fulfil_again(request) or services.pool_create_from_request(request=request)
     except ServiceError as exc:
         request_fail(request=request, reason=exc.message)
         return "failed"

@@ -468,3 +468,9 @@ class RequestViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._decide(services.request_cancel)
+
+    @extend_schema(request=None, responses=RequestSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Try a partly delivered or failed request again (the requester or an admin of the tenant)."""
+        return self._decide(services.request_retry)

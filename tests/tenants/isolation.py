@@ -48,4 +48,5 @@ MAKERS = {
     "/api/v1/requests/{id}/approve/": _request,
     "/api/v1/requests/{id}/reject/": _request,
     "/api/v1/requests/{id}/cancel/": _request,
+    "/api/v1/requests/{id}/retry/": _request,
 }

@@ -106,8 +106,8 @@ OPERATIONS = {
         "post",
         lambda w: "/api/v1/requests/",
         lambda w: {
-            "kind": "course_desktops",
-            "title": "CS101 桌面",
+            "kind": "quota_increase",
+            "title": "CS101 多 2 个桌面",
             "course": w["course"].pk,
             "amounts": {"vcpu": 4, "desktops": 2},
         },
@@ -115,6 +115,7 @@ OPERATIONS = {
     "requests.approve": ("post", lambda w: f"/api/v1/requests/{w['request'].pk}/approve/", lambda w: {}),
     "requests.reject": ("post", lambda w: f"/api/v1/requests/{w['request'].pk}/reject/", lambda w: {"reason": "不行"}),
     "requests.cancel": ("post", lambda w: f"/api/v1/requests/{w['request'].pk}/cancel/", lambda w: {}),
+    "requests.retry": ("post", lambda w: f"/api/v1/requests/{w['request'].pk}/retry/", lambda w: {}),
 }
 
 # Expected status per operation and role. "write" = the read-only auditors' 403 on every write.
@@ -178,6 +179,16 @@ MATRIX = {
     "requests.cancel": _row(
         HIDDEN, teacher=OK, tenant_admin=DENIED, finance=DENIED, auditor=DENIED, sysadmin=DENIED, auditadmin=DENIED
     ),
+    # A pending request has nothing to retry: 409 for whoever sees it, 403 for the read-only auditors.
+    "requests.retry": _row(
+        HIDDEN,
+        tenant_admin=CONFLICT,
+        teacher=CONFLICT,
+        finance=CONFLICT,
+        sysadmin=CONFLICT,
+        auditor=DENIED,
+        auditadmin=DENIED,
+    ),
 }
 
 CASES = [(op, role, MATRIX[op][role]) for op in OPERATIONS for role in ROLES]
@@ -226,18 +237,29 @@ def test_approving_a_decided_request_is_a_409_with_a_code(world, api):
 
 
 def test_a_request_over_quota_is_refused_with_the_shortfall(world, api):
+    from tests.compute.conftest import make_env
+
     scenario, course = world["scenario"], world["course"]
-    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 30})
+    env = make_env(scenario)
+    seats = course.roster.count()
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 30, "vcpu": 0})
     response = api.as_user(scenario.teacher).post(
         "/api/v1/requests/",
-        {"kind": "course_desktops", "title": "多", "course": course.pk, "amounts": {"desktops": 32}},
+        {
+            "kind": "course_desktops",
+            "title": "多",
+            "course": course.pk,
+            "payload": {"image_version": env.version.pk, "flavor": env.flavor.pk},
+            "amounts": {"desktops": 1},
+        },
         format="json",
     )
     assert response.status_code == 409
     body = response.json()
     assert body["code"] == TenantsError.QUOTA_EXCEEDED
-    assert body["detail"]["shortfalls"][0]["short_by"] == 2
-    assert "还差 2" in body["message"]
+    short = seats * env.flavor.vcpus  # the flavor times the roster, whatever was typed
+    assert body["detail"]["shortfalls"][0]["short_by"] == short
+    assert f"还差 {short}" in body["message"]
 
 
 def test_a_roster_with_bad_rows_is_refused_with_the_rows_listed(world, api):

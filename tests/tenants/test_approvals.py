@@ -27,6 +27,20 @@ def submit(scenario, course, amounts=DESKTOPS_60, **kw):
     )
 
 
+@pytest.fixture(autouse=True)
+def _typed_amounts():
+    """This layer alone: no app plans the amounts from a payload (compute's planners are tested in
+    tests/classroom/test_requests.py), so the amounts given are the amounts held."""
+    kinds = [RequestKind.COURSE_DESKTOPS, RequestKind.PERSONAL_DESKTOP, RequestKind.GPU_ENVIRONMENT]
+    previous = {kind: hooks.planner_for(kind) for kind in kinds}
+    for kind in kinds:
+        hooks.unregister_planner(kind)
+    yield
+    for kind, planner in previous.items():
+        if planner is not None:
+            hooks.register_planner(kind, planner)
+
+
 @pytest.fixture
 def emails(scenario):
     for user, address in ((scenario.tenant_admin, "admin@x.edu"), (scenario.teacher, "teacher@x.edu")):
@@ -257,3 +271,208 @@ def test_failed_fulfilment_releases_the_reservation(scenario, course):
     request = request_fail(request=request, reason="镜像损坏")
     assert request.state == ApprovalRequest.State.FAILED
     assert Quota.objects.get(course=course).reserved_desktops == 0
+
+
+# --- #14.8: policies only stricter below, quota increases decided above ----------------------
+
+
+def _university_policy(scenario, rules=()):
+    policy_set(
+        actor=None,
+        tenant=scenario.university,
+        name="全校",
+        steps=[{"approver_role": "tenant_admin"}, {"approver_role": "system_admin", "above_desktops": 50}],
+        rules=list(rules),
+    )
+
+
+def test_a_child_policy_cannot_drop_a_step_its_parent_requires(scenario):
+    _university_policy(scenario)
+    with pytest.raises(InvalidInput) as refused:
+        policy_set(
+            actor=scenario.tenant_admin,
+            tenant=scenario.tenant_a,
+            name="宽松",
+            steps=[{"approver_role": "tenant_admin"}],
+            rules=[],
+        )
+    assert refused.value.code == "policy_not_stricter"
+    with pytest.raises(InvalidInput):  # the same step at a higher threshold is a looser one
+        policy_set(
+            actor=scenario.tenant_admin,
+            tenant=scenario.tenant_a,
+            name="宽松",
+            steps=[{"approver_role": "tenant_admin"}, {"approver_role": "system_admin", "above_desktops": 80}],
+            rules=[],
+        )
+
+
+def test_a_child_policy_may_add_steps_and_lower_the_thresholds(scenario):
+    _university_policy(scenario, rules=[{"name": "小", "kind": "", "max_desktops": 2, "max_vcpu": 4}])
+    policy = policy_set(
+        actor=scenario.tenant_admin,
+        tenant=scenario.tenant_a,
+        name="更严",
+        steps=[
+            {"approver_role": "tenant_admin"},
+            {"approver_role": "system_admin", "above_desktops": 20},
+            {"approver_role": "parent_admin"},
+        ],
+        rules=[{"name": "更小", "kind": "personal_desktop", "max_desktops": 1, "max_vcpu": 2}],
+    )
+    assert policy.steps.count() == 3
+
+
+def test_a_child_cannot_raise_an_auto_approval_limit_nor_add_one_the_parent_lacks(scenario):
+    _university_policy(scenario, rules=[{"name": "小", "kind": "personal_desktop", "max_desktops": 1, "max_vcpu": 2}])
+    steps = [{"approver_role": "tenant_admin"}, {"approver_role": "system_admin", "above_desktops": 50}]
+    for rule in (
+        {"name": "大", "kind": "personal_desktop", "max_desktops": 1, "max_vcpu": 8},
+        {"name": "课程", "kind": "course_desktops", "max_desktops": 1, "max_vcpu": 1},
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            policy_set(actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="x", steps=steps, rules=[rule])
+        assert refused.value.code == "policy_not_stricter"
+
+
+def test_no_policy_auto_approves_a_quota_increase(scenario, course, django_capture_on_commit_callbacks):
+    with pytest.raises(InvalidInput) as refused:
+        policy_set(
+            actor=None,
+            tenant=scenario.tenant_a,
+            name="x",
+            steps=[{"approver_role": "tenant_admin"}],
+            rules=[{"name": "配额", "kind": "quota_increase", "max_desktops": 100, "max_vcpu": 100}],
+        )
+    assert refused.value.code == "policy_not_stricter"
+    # A rule for any kind does not cover quota increases either.
+    policy_set(
+        actor=None,
+        tenant=scenario.tenant_a,
+        name="x",
+        steps=[{"approver_role": "tenant_admin"}],
+        rules=[{"name": "任意", "kind": "", "max_desktops": 100, "max_vcpu": 100}],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_submit(
+            actor=scenario.teacher,
+            tenant=scenario.tenant_a,
+            kind="quota_increase",
+            title="多 5 个",
+            amounts=ResourceAmounts(desktops=5),
+        )
+    assert request.state == ApprovalRequest.State.PENDING and request.auto_rule == ""
+
+
+def test_a_tenant_quota_increase_is_decided_above_the_tenant(scenario, emails, django_capture_on_commit_callbacks):
+    from tests import factories
+
+    quota_set(actor=None, tenant=scenario.university, limits={"desktops": 500})
+    quota_set(actor=None, tenant=scenario.tenant_a, limits={"desktops": 100})
+    uni_admin = factories.member("uni_admin", scenario.university, "tenant_admin")
+    uni_admin.email = "uni@x.edu"
+    uni_admin.save()
+    request = request_submit(
+        actor=scenario.teacher,
+        tenant=scenario.tenant_a,
+        kind="quota_increase",
+        title="学院多 20 个",
+        amounts=ResourceAmounts(desktops=20),
+    )
+    assert [s.approver_role for s in request.steps.all()] == ["tenant_admin", "parent_admin"]
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_approve(actor=scenario.tenant_admin, request=request)
+    assert request.state == ApprovalRequest.State.PENDING  # the tenant's own admin cannot grow its quota
+    with pytest.raises(Forbidden):
+        request_approve(actor=scenario.tenant_admin, request=request)
+    assert mail.outbox[-1].to == ["uni@x.edu"]
+    request = request_approve(actor=uni_admin, request=request)
+    assert request.state == ApprovalRequest.State.FULFILLED
+    assert Quota.objects.get(key=f"tenant:{scenario.tenant_a.pk}").limit_desktops == 120
+
+
+def test_a_top_level_tenants_quota_increase_goes_to_the_system_admin(scenario):
+    quota_set(actor=None, tenant=scenario.university, limits={"desktops": 500})
+    from tests import factories
+
+    uni_admin = factories.member("uni_admin", scenario.university, "tenant_admin")
+    request = request_submit(
+        actor=uni_admin,
+        tenant=scenario.university,
+        kind="quota_increase",
+        title="全校多 100 个",
+        amounts=ResourceAmounts(desktops=100),
+    )
+    assert [s.approver_role for s in request.steps.all()] == ["tenant_admin", "parent_admin"]
+    request.steps.filter(order=1).update(state=ApprovalStep.State.APPROVED)
+    with pytest.raises(Forbidden):
+        request_approve(actor=uni_admin, request=request)
+    request = request_approve(actor=scenario.sysadmin, request=request)
+    assert Quota.objects.get(key=f"tenant:{scenario.university.pk}").limit_desktops == 600
+
+
+# --- #13.2 / #14.12: delivered only when it runs; partial and failed with reasons; retry ---------
+
+
+def test_a_handed_over_request_is_delivered_only_when_the_fulfiller_reports_everything_runs(
+    scenario, course, fulfilled, django_capture_on_commit_callbacks
+):
+    from tenants.approvals import request_hand_over, request_report
+
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 60})
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_approve(actor=scenario.tenant_admin, request=submit(scenario, course))
+    request = request_hand_over(request=request, detail={"pool": 7})
+    assert request.state == ApprovalRequest.State.APPROVED
+    assert Reservation.objects.get(pk=request.reservation_id).state == Reservation.State.RELEASED
+    request = request_report(request=request, ready=59, failures=[], pending=1)
+    assert request.state == ApprovalRequest.State.APPROVED and request.fulfilment_detail["ready"] == 59
+    request = request_report(request=request, ready=60, failures=[])
+    assert request.state == ApprovalRequest.State.FULFILLED
+    assert request.fulfilment_detail["pool"] == 7
+
+
+def test_a_partial_fulfilment_shows_the_reasons_and_a_retry_makes_it_whole(
+    scenario, course, emails, fulfilled, django_capture_on_commit_callbacks
+):
+    from tenants.approvals import can_retry, request_hand_over, request_report, request_retry
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_approve(actor=scenario.tenant_admin, request=submit(scenario, course))
+    request_hand_over(request=request)
+    failures = [{"name": "学生 3", "error": "存储池空间不足"}]
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_report(request=request, ready=59, failures=failures)
+    assert request.state == ApprovalRequest.State.PARTIAL
+    assert request.fulfilment_detail["failures"] == failures
+    assert "部分交付" in mail.outbox[-1].subject and "存储池空间不足" in mail.outbox[-1].body
+    assert can_retry(scenario.teacher, request) and not can_retry(scenario.student, request)
+    with pytest.raises(Forbidden):
+        request_retry(actor=scenario.student, request=request)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_retry(actor=scenario.teacher, request=request)
+    assert request.state == ApprovalRequest.State.APPROVED
+    assert [r.pk for r in fulfilled] == [request.pk, request.pk]  # the fulfiller is called again
+    request = request_report(request=request, ready=60, failures=[])
+    assert request.state == ApprovalRequest.State.FULFILLED and "failures" not in request.fulfilment_detail
+
+
+def test_nothing_made_fails_the_request_tells_the_requester_and_a_retry_holds_the_quota_again(
+    scenario, course, emails, fulfilled, django_capture_on_commit_callbacks
+):
+    from tenants.approvals import request_report, request_retry
+
+    quota_set(actor=None, tenant=scenario.tenant_a, course=course, limits={"desktops": 60})
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_approve(actor=scenario.tenant_admin, request=submit(scenario, course))
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_report(request=request, ready=0, failures=[{"name": "a", "error": "没有可用主机"}])
+    assert request.state == ApprovalRequest.State.FAILED
+    assert request.fulfilment_detail["error"] == "没有可用主机"
+    assert Quota.objects.get(course=course).reserved_desktops == 0
+    assert "交付失败" in mail.outbox[-1].subject and "没有可用主机" in mail.outbox[-1].body
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_retry(actor=scenario.teacher, request=request)
+    assert request.state == ApprovalRequest.State.APPROVED
+    assert Quota.objects.get(course=course).reserved_desktops == 60

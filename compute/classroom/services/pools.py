@@ -22,10 +22,9 @@ from django.utils.translation import ngettext
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, ServiceError
-from common.tasks import enqueue
 from compute import locks as compute_locks
 from compute import services as compute_services
-from compute.classroom import locks, task_names
+from compute.classroom import locks
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage, stand_in
@@ -33,8 +32,8 @@ from compute.classroom.services.schedule import schedule_minutes
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
 from tenants import permissions as tenant_permissions
 from tenants.models import ApprovalRequest, Course, RosterEntry
-from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check, quota_release
-from tenants.services import request_fulfil
+from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
+from tenants.services import request_hand_over
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -146,10 +145,9 @@ def pool_create(
         _refuse_a_second_pool(course)
         if request is not None:
             # The request's reservation held the seats until now; each desktop reserves its own
-            # share as it is created, so the request's hold is turned over to them here.
-            request = request_fulfil(request=request, detail={"course": course.code})
-            if request.reservation_id:
-                quota_release(reservation=request.reservation)
+            # share as it is created, so the request's hold is turned over to them here. The
+            # request is delivered once the desktops run (services.fulfilment).
+            request = request_hand_over(request=request, detail={"course": course.code})
         students = _roster_students(course)
         if not students:
             raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
@@ -185,6 +183,10 @@ def pool_create(
     # The pool and its seats are committed (or refused) as one; each desktop is then requested in
     # its own transaction, so provisioning starts with the first seat.
     _seats_provision(pool_id=pool.pk, creator=creator)
+    if request is not None:
+        from compute.classroom.services.fulfilment import pool_request_progress
+
+        pool_request_progress(pool.pk)  # seats refused at once (no capacity) show on the request now
     return pool
 
 
@@ -211,15 +213,6 @@ def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
         shutdown_deadline_minutes=payload.get("shutdown_deadline_minutes"),
         request=request,
     )
-
-
-def fulfil_course_desktops(request: ApprovalRequest) -> None:
-    """The fulfiller tenants calls once a course-desktop request is approved: queue the pool's creation.
-
-    A GPU environment request without a course is no pool: it is left as it is."""
-    if request.course_id is None:
-        return
-    enqueue(task_names.POOL_FULFIL, request.pk, queue="default")
 
 
 def course_request_submit(
