@@ -361,9 +361,7 @@ CATALOGUE = [
     Check("ri.auth", RI, {2: "7.1.4.9", 3: "8.1.4.10 a)"}, residual_auth_info,
           "应保证鉴别信息所在的存储空间被释放或重新分配前得到完全清除",
           "使用服务端会话存储。"),
-    Check("ri.data", RI, {3: "8.1.4.10 b)"}, MANUAL,
-          "应保证存有敏感数据的存储空间被释放或重新分配前得到完全清除",
-          "删除桌面时清除其磁盘卷。"),
+    # ri.data (存有敏感数据的存储空间) is compute's: compute/compliance.py, from what its drivers do.
     Check("pi.minimal", PI, {2: "7.1.4.10 a)", 3: "8.1.4.11 a)"}, MANUAL,
           "应仅采集和保存业务必需的用户个人信息",
           "核对用户字段，仅保留姓名、学号/工号等必需信息。"),

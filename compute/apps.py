@@ -11,10 +11,11 @@ class ComputeConfig(AppConfig):
     def ready(self):
         # network tells compute what to push to the hypervisors through its hooks (network may not
         # import compute); registered here, in web and worker alike, rather than on some import.
-        from compute import networking
+        from compute import compliance, networking
 
         networking.register_hooks()
         _register_request_hooks()
+        compliance.register()  # the 等保 剩余信息保护 check of the desktops' disks
 
 
 def _register_request_hooks() -> None:

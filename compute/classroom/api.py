@@ -46,6 +46,7 @@ class PoolSerializer(serializers.ModelSerializer):
             "image",
             "flavor",
             "persistence",
+            "leaver_disks",
             "lead_minutes",
             "shutdown_after_minutes",
             "shutdown_deadline_minutes",
@@ -59,6 +60,11 @@ class PoolSerializer(serializers.ModelSerializer):
 
 class PoolUpdateSerializer(UpdateSerializer):
     persistence = serializers.ChoiceField(choices=DesktopPool.Persistence.values, required=False)
+    leaver_disks = serializers.ChoiceField(
+        choices=DesktopPool.LeaverDisks.values,
+        required=False,
+        help_text="data disks of a student who leaves the seat: kept (detached) for them, or wiped and deleted",
+    )
     lead_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
     shutdown_after_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
     shutdown_deadline_minutes = serializers.IntegerField(

@@ -10,6 +10,7 @@ class ErrorCode(StrEnum):
     # Pools and seats
     POOL_FORBIDDEN = "pool_forbidden"
     POOL_PERSISTENCE_INVALID = "pool_persistence_invalid"
+    POOL_LEAVER_DISKS_INVALID = "pool_leaver_disks_invalid"
     POOL_EXISTS = "pool_exists"
     POOL_RETIRED = "pool_retired"
     POOL_ACTION_INVALID = "pool_action_invalid"

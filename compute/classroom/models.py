@@ -23,6 +23,12 @@ class DesktopPool(models.Model):
         ACTIVE = "active", _("使用中")
         RETIRED = "retired", _("已停用")
 
+    class LeaverDisks(models.TextChoices):
+        """What becomes of the data disks of a student who leaves the seat (roster change, hand-over)."""
+
+        KEEP = "keep", _("卸载并保留给原学生")
+        DELETE = "delete", _("擦除并删除")
+
     course = models.ForeignKey(
         "tenants.Course", verbose_name=_("课程"), on_delete=models.PROTECT, related_name="desktop_pools"
     )
@@ -49,6 +55,9 @@ class DesktopPool(models.Model):
     # class ends: the desktop is then powered off anyway (the student is warned meanwhile).
     shutdown_deadline_minutes = models.PositiveSmallIntegerField(
         _("课后最迟关机（分钟）"), default=30, validators=[MaxValueValidator(480)]
+    )
+    leaver_disks = models.CharField(
+        _("离开学生的数据盘"), max_length=10, choices=LeaverDisks.choices, default=LeaverDisks.KEEP
     )
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.ACTIVE)
     request = models.ForeignKey(

@@ -242,6 +242,7 @@ def _pool_act(request, pool, action) -> None:
             actor=request.user,
             pool=pool,
             persistence=request.POST.get("persistence") or None,
+            leaver_disks=request.POST.get("leaver_disks") or None,
             lead_minutes=_int(request.POST.get("lead_minutes")),
             shutdown_after_minutes=_int(request.POST.get("shutdown_after_minutes")),
             shutdown_deadline_minutes=_int(request.POST.get("shutdown_deadline_minutes")),

@@ -289,6 +289,9 @@ class HypervisorDriver(Protocol):
 
     kind: str
     url: str
+    # How a deleted disk's blocks are kept from the next volume: "wipe" (zeroed before deletion) or
+    # "fresh_allocation" (the storage zeroes blocks it hands out); read by compute's 等保 check.
+    residual_protection: str
 
     def close(self) -> None: ...
     def check(self) -> None: ...

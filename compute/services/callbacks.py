@@ -138,7 +138,7 @@ def desktop_resize_fail(*, desktop_id: int, hold: str, error: str) -> Desktop:
 
 
 @retry_on_deadlock
-def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
+def desktop_destroy_finish(*, desktop_id: int, keep_volumes: bool = False) -> Desktop:
     with transaction.atomic():
         desktop = locks.desktop_lock(desktop_id)
         if desktop.state != Desktop.State.DELETING:
@@ -146,8 +146,14 @@ def desktop_destroy_finish(*, desktop_id: int) -> Desktop:
         desktop.deleted()
         desktop.save()
         Snapshot.objects.gone_with_disk(desktop_id=desktop.pk)
-        # Its data disks went with it (the task deleted them): their disk quota comes back.
+        # Its data disks went with it (the task deleted them): their disk quota comes back. Kept ones
+        # (``keep_volumes``: a libvirt volume of its own) stay detached, with their owner and quota.
         for volume in locks.desktop_volumes_lock(desktop.pk, exclude_state=Volume.State.DELETED):
+            if keep_volumes and volume.volume_name and volume.state != Volume.State.DETACHED:
+                volume.detached()
+                volume.save(update_fields=["state", "desktop", "target"])
+                hooks.volume_changed(volume=volume, reason="detached", desktop_id=desktop.pk)
+                continue
             quota.desktop_quota_release(reservation_id=volume.quota_reservation)
             volume.gone_with_desktop()
             volume.save(update_fields=["state"])

@@ -24,7 +24,7 @@ from common.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from common.tasks import enqueue
 from compute import hooks, locks, networking, quota, selectors
 from compute.errors import ComputeError
-from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from compute.models import Desktop, Endpoint, Flavor, ImageVersion, Volume
 from compute.placement import place
 from compute.placement import resize_fit as place_resize
 from compute.services.rules import require_manage
@@ -40,9 +40,11 @@ def _vm_name(tenant: Tenant, owner: User | None) -> str:
     return f"cc-{tenant.slug[:12]}-{who}-{secrets.token_hex(3)}"
 
 
-def _desktop_task(desktop: Desktop, name: str, *args) -> str:
+def _desktop_task(desktop: Desktop, name: str, *args, **kwargs) -> str:
     """Start ``compute.tasks.desktops.<name>`` for the desktop after the commit, on its site's queue."""
-    return enqueue(f"compute.tasks.desktops.{name}", desktop.pk, *args, queue=desktop.endpoint.site.celery_queue)
+    return enqueue(
+        f"compute.tasks.desktops.{name}", desktop.pk, *args, queue=desktop.endpoint.site.celery_queue, **kwargs
+    )
 
 
 def _require_version_ready(image_version: ImageVersion) -> None:
@@ -253,20 +255,38 @@ def desktops_power(*, actor: User | None, desktops: Iterable[Desktop | int], ver
 # --- reset and hand-over ----------------------------------------------------------------------------
 
 
-def _reset_locked(desktop: Desktop, *, image_version: ImageVersion | None = None) -> None:
+def _reset_locked(desktop: Desktop, *, image_version: ImageVersion | None = None, **disks) -> None:
     """A fresh system disk for a locked, live desktop: a new linked clone of its golden image, or, when
-    ``image_version`` is another version, the VM made again from that one. The old disk is destroyed."""
+    ``image_version`` is another version, the VM made again from that one. The old disk is destroyed.
+    ``disks`` (``leaving``, ``drop``: volume ids) are data disks the task takes off the VM first."""
     if image_version is not None and image_version.pk != desktop.image_version_id:
         _require_version_ready(image_version)
         desktop.occupy(action=_("重置"))
         desktop.image_version = image_version
-        desktop.task_id = _desktop_task(desktop, "desktop_rebuild")
+        desktop.task_id = _desktop_task(desktop, "desktop_rebuild", **disks)
     else:
         if desktop.image_version_id is None:
             raise InvalidInput(_("接管的虚拟机没有黄金镜像，不能重置。"), code=ComputeError.DESKTOP_NOT_RESETTABLE)
         desktop.occupy(action=_("重置"))
-        desktop.task_id = _desktop_task(desktop, "desktop_reset")
+        desktop.task_id = _desktop_task(desktop, "desktop_reset", **disks)
     desktop.save()
+
+
+def _data_disks_leave(desktop: Desktop, *, keep: bool) -> dict:
+    """The data disks on a desktop that changes hands come off it (the reset task detaches them): kept,
+    detached, for their owner (the previous one), or deleted (wiped) with ``keep`` False. A vCenter disk
+    is a file of its VM and cannot be kept. Returns the reset task's ``leaving`` and ``drop`` ids."""
+    leaving, drop = [], []
+    for volume in locks.desktop_volumes_lock(desktop.pk, exclude_state=Volume.State.DELETED):
+        if volume.state not in (Volume.State.ATTACHED, Volume.State.ERROR):
+            continue
+        volume.begin_detach()
+        volume.save(update_fields=["state"])
+        hooks.volume_changed(volume=volume, reason="detaching")
+        leaving.append(volume.pk)
+        if not keep or not volume.volume_name:
+            drop.append(volume.pk)
+    return {"leaving": leaving, "drop": drop} if leaving else {}
 
 
 def desktop_reset(*, actor: User, desktop: Desktop) -> Desktop:
@@ -293,17 +313,28 @@ def desktops_reset(
 
 
 def desktop_hand_over(
-    *, actor: User | None, desktop: Desktop, owner: User, name: str = "", image_version: ImageVersion | None = None
+    *,
+    actor: User | None,
+    desktop: Desktop,
+    owner: User,
+    name: str = "",
+    image_version: ImageVersion | None = None,
+    keep_data_disks: bool = True,
 ) -> Desktop:
-    """Give a live desktop to another person, its system disk reset first so that nothing of the previous
-    owner's stays (等保 剩余信息保护); from ``image_version`` when that is another version than its own.
+    """Give a live desktop to another person with nothing of the previous owner's left on it (等保
+    剩余信息保护): its system disk reset (from ``image_version`` when that is another version than its
+    own), and its data disks taken off, kept detached for the previous owner or, with
+    ``keep_data_disks`` False, deleted and wiped.
 
     Usage is metered to the owner of the moment: billing closes the previous owner's interval and
     opens the new one's here, in this transaction. A desktop that is not live is refused.
     """
     with transaction.atomic():
         (desktop,) = _locked_for(actor, [desktop])
-        _reset_locked(desktop, image_version=image_version)
+        if not desktop.is_live:
+            desktop._require(*Desktop.LIVE, action=_("转交"))
+        disks = _data_disks_leave(desktop, keep=keep_data_disks)
+        _reset_locked(desktop, image_version=image_version, **disks)
         desktop.owner = owner
         desktop.name = (name or desktop.name)[:100]
         desktop.save()
@@ -385,12 +416,16 @@ def desktop_retry(*, actor: User, desktop: Desktop) -> Desktop:
 
 
 @retry_on_deadlock
-def desktop_delete(*, actor: User, desktop: Desktop) -> Desktop:
+def desktop_delete(*, actor: User, desktop: Desktop, keep_data_disks: bool = False) -> Desktop:
+    """Delete the desktop: the VM and its system disk (wiped), and its data disks with it, unless
+    ``keep_data_disks``: then a libvirt data disk stays, detached, for its owner."""
     require_manage(actor, desktop)
     with transaction.atomic():
         desktop = locks.desktop_lock(desktop.pk)
         desktop.begin_deletion()
-        desktop.task_id = _desktop_task(desktop, "desktop_destroy")
+        desktop.task_id = _desktop_task(
+            desktop, "desktop_destroy", **({"keep_volumes": True} if keep_data_disks else {})
+        )
         desktop.save()
         event_record(action=Action.DESKTOP_DELETED, actor=actor, target=desktop, tenant=desktop.tenant)
     return desktop

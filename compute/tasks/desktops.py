@@ -88,34 +88,72 @@ def desktop_power(self, desktop_id: int, verb: str, failures: int = 0):
     return "done" if ok else "failed"
 
 
-def _reset_call(driver, name: str):
+def _disks_off(driver, desktop: Desktop, leaving: list[int], drop: list[int]) -> None:
+    """Before a hand-over's reset: the data disks ``leaving`` come off the VM; those in ``drop`` are then
+    wiped and deleted (a vCenter disk goes with its detaching). Safe to repeat."""
+    for volume in Volume.objects.filter(pk__in=leaving, state=Volume.State.DETACHING).order_by("pk"):
+        try:
+            driver.detach_disk(desktop.vm_name, volume.target, delete_volume=not volume.volume_name)
+        except DriverError as exc:
+            if exc.code != ErrorCode.NOT_FOUND:  # redelivered: already off the VM
+                raise
+        if volume.pk in drop and volume.volume_name:
+            driver.volume_delete(volume.pool, volume.volume_name)
+
+
+def _disks_report(leaving: list[int], drop: list[int], error: str = "") -> None:
+    """The disks taken off: detached (kept) or deleted; after a failure, in error (to detach again)."""
+    for volume_id in leaving:
+        op = "delete" if volume_id in drop and not error else "detach"
+        services.volume_finish(volume_id=volume_id, op=op, error=error)
+
+
+def _reset_call(driver, desktop: Desktop, leaving: list[int], drop: list[int]):
+    name = desktop.vm_name
     info = driver.get_vm(name)
     was_running = info.power_state == PowerState.RUNNING
     if was_running:
         driver.shutdown(name, force=True)
+    _disks_off(driver, desktop, leaving, drop)
     driver.reset_system_disk(name)
     if was_running:
         driver.start(name)
     return driver.get_vm(name)
 
 
+def _fail_with_disks(desktop_id: int, leaving: list[int], drop: list[int]):
+    def fail(exc):
+        services.desktop_operation_fail(desktop_id=desktop_id, error=exc.message)
+        _disks_report(leaving, drop, error=exc.message)
+
+    return fail
+
+
 @shared_task(**TASK_OPTIONS)
-def desktop_reset(self, desktop_id: int, failures: int = 0):
+def desktop_reset(self, desktop_id: int, failures: int = 0, leaving: list[int] = (), drop: list[int] = ()):
+    """A fresh system disk; at a hand-over, the previous owner's data disks taken off first."""
     desktop = load_desktop(desktop_id)
     if not held_by(self, desktop):
         return "skipped"
     info, ok = run_for_desktop(
-        self, desktop, what="reset", fn=lambda driver: _reset_call(driver, desktop.vm_name), failures=failures
+        self,
+        desktop,
+        what="reset",
+        fn=lambda driver: _reset_call(driver, desktop, list(leaving), list(drop)),
+        failures=failures,
+        on_final_error=_fail_with_disks(desktop_id, list(leaving), list(drop)),
     )
     if ok:
         services.desktop_reset_finish(desktop_id=desktop_id, info=info)
+        _disks_report(list(leaving), list(drop))
     return "done" if ok else "failed"
 
 
-def _rebuild_call(driver, desktop: Desktop):
+def _rebuild_call(driver, desktop: Desktop, leaving: list[int], drop: list[int]):
     """Delete the VM with its disks and make it again from the desktop's (new) image version."""
     try:
         running = driver.get_vm(desktop.vm_name).power_state == PowerState.RUNNING
+        _disks_off(driver, desktop, leaving, drop)
         driver.delete_vm(desktop.vm_name)
     except DriverError as exc:
         if exc.code != ErrorCode.NOT_FOUND:  # gone already: a redelivered task after the delete
@@ -125,16 +163,22 @@ def _rebuild_call(driver, desktop: Desktop):
 
 
 @shared_task(**TASK_OPTIONS)
-def desktop_rebuild(self, desktop_id: int, failures: int = 0):
+def desktop_rebuild(self, desktop_id: int, failures: int = 0, leaving: list[int] = (), drop: list[int] = ()):
     """A reset onto another image version (``desktops_reset``, ``desktop_hand_over``)."""
     desktop = load_desktop(desktop_id)
     if not held_by(self, desktop):
         return "skipped"
     info, ok = run_for_desktop(
-        self, desktop, what="rebuild", fn=lambda driver: _rebuild_call(driver, desktop), failures=failures
+        self,
+        desktop,
+        what="rebuild",
+        fn=lambda driver: _rebuild_call(driver, desktop, list(leaving), list(drop)),
+        failures=failures,
+        on_final_error=_fail_with_disks(desktop_id, list(leaving), list(drop)),
     )
     if ok:
         services.desktop_settle(desktop_id=desktop_id, info=info)
+        _disks_report(list(leaving), list(drop))
     return "done" if ok else "failed"
 
 
@@ -165,26 +209,31 @@ def desktop_resize(self, desktop_id: int, flavor_id: int, gpu_device: str, hold:
     return "done" if ok else "failed"
 
 
-def _destroy_call(driver, desktop: Desktop) -> None:
-    """The VM (a VM already gone is not an error), then the data disks it had, which are not named after it."""
+def _destroy_call(driver, desktop: Desktop, keep_volumes: bool) -> None:
+    """The VM (a VM already gone is not an error), then the data disks it had, which are not named after it;
+    with ``keep_volumes`` a libvirt data disk stays (its own volume, detached by the deletion of the VM)."""
     driver.delete_vm(desktop.vm_name)
     for pool, name in desktop.volumes.exclude(state__in=(Volume.State.DETACHED, Volume.State.DELETED)).values_list(
         "pool", "volume_name"
     ):
-        if pool and name:
+        if pool and name and not keep_volumes:
             driver.volume_delete(pool, name)
 
 
 @shared_task(**TASK_OPTIONS)
-def desktop_destroy(self, desktop_id: int, failures: int = 0):
+def desktop_destroy(self, desktop_id: int, failures: int = 0, keep_volumes: bool = False):
     desktop = load_desktop(desktop_id)
     if desktop is None or desktop.state != Desktop.State.DELETING:
         return "skipped"
     _info, ok = run_for_desktop(
-        self, desktop, what="destroy", fn=lambda driver: _destroy_call(driver, desktop), failures=failures
+        self,
+        desktop,
+        what="destroy",
+        fn=lambda driver: _destroy_call(driver, desktop, keep_volumes),
+        failures=failures,
     )
     if ok:
-        services.desktop_destroy_finish(desktop_id=desktop_id)
+        services.desktop_destroy_finish(desktop_id=desktop_id, keep_volumes=keep_volumes)
         # Off its endpoint's DHCP, addresses held; what fails here the periodic DHCP sync repairs.
         networking.desktop_bindings_release(desktop=desktop)
     return "done" if ok else "failed"

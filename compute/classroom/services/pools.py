@@ -288,7 +288,8 @@ def seat_retire(seat: Seat, *, creator: User) -> bool:
             seat.save(update_fields=["state"])
             return False
         else:
-            compute_services.desktop_delete(actor=creator, desktop=desktop)
+            keep = seat.pool.leaver_disks == DesktopPool.LeaverDisks.KEEP
+            compute_services.desktop_delete(actor=creator, desktop=desktop, keep_data_disks=keep)
     seat.state = Seat.State.RETIRED
     seat.retired_at = timezone.now()
     seat.save(update_fields=["state", "retired_at"])
@@ -308,6 +309,7 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
             owner=student,
             name=f"{seat.pool.course.code}-{student.username}",
             image_version=seat.pool.image_version,
+            keep_data_disks=seat.pool.leaver_disks == DesktopPool.LeaverDisks.KEEP,
         )
     except InvalidTransition:
         return False
@@ -317,7 +319,12 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
         action=Action.SEAT_HANDED_OVER,
         target=desktop,
         tenant=seat.pool.tenant,
-        detail={"pool": seat.pool_id, "from": previous.username, "to": student.username},
+        detail={
+            "pool": seat.pool_id,
+            "from": previous.username,
+            "to": student.username,
+            "data_disks": seat.pool.leaver_disks,
+        },
     )
     return True
 
@@ -475,6 +482,7 @@ def pool_settings_update(
     lead_minutes: int | None = None,
     shutdown_after_minutes: int | None = None,
     shutdown_deadline_minutes: int | None = None,
+    leaver_disks: str | None = None,
 ) -> DesktopPool:
     require_manage(actor, pool)
     with transaction.atomic():
@@ -484,6 +492,10 @@ def pool_settings_update(
             if persistence not in DesktopPool.Persistence.values:
                 raise InvalidInput(_("未知的保留策略。"), code=ErrorCode.POOL_PERSISTENCE_INVALID)
             changes["persistence"] = persistence
+        if leaver_disks is not None:
+            if leaver_disks not in DesktopPool.LeaverDisks.values:
+                raise InvalidInput(_("未知的数据盘处理方式。"), code=ErrorCode.POOL_LEAVER_DISKS_INVALID)
+            changes["leaver_disks"] = leaver_disks
         asked = {
             "lead_minutes": lead_minutes,
             "shutdown_after_minutes": shutdown_after_minutes,

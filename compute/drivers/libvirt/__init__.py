@@ -29,6 +29,8 @@ class LibvirtDriver(Inventory, Domains, Power, Snapshots, Disks, Storage, Networ
     """One libvirt connection, opened on first use and reopened when it breaks; thread-safe."""
 
     kind = "libvirt"
+    # How a deleted disk's blocks are kept from the next volume (等保 剩余信息保护; compute/compliance.py).
+    residual_protection = "wipe"
 
     def __init__(
         self,

@@ -133,4 +133,4 @@ class Disks(Connection):
                 made.append(new)
                 conn.defineXML(ET.tostring(root, encoding="unicode"))
             if old is not None and old_name.startswith(f"{name}-") and old_name != golden.name():
-                old.delete(0)
+                lo.wipe_and_delete(old, wipe=not is_test_driver(conn))

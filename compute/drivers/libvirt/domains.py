@@ -14,7 +14,7 @@ import libvirt
 from .. import xml as lx
 from ..base import GIB, DriverError, ErrorCode, GpuSpec, PowerState, VMInfo, VMSpec
 from . import objects as lo
-from .connection import Connection
+from .connection import Connection, is_test_driver
 from .errors import tolerating
 from .inventory import vm_info
 
@@ -111,7 +111,7 @@ class Domains(Connection):
             return vm_info(conn, conn.defineXML(ET.tostring(root, encoding="unicode")))
 
     def delete_vm(self, name: str) -> None:
-        """Destroy, delete the VM's own volumes, undefine. A VM already gone is not an error."""
+        """Destroy, wipe and delete the VM's own volumes, undefine. A VM already gone is not an error."""
         with self._calls(f"cannot delete VM {name!r}") as conn:
             dom = lo.find_domain(conn, name)
             if dom is None:
@@ -124,7 +124,7 @@ class Domains(Connection):
             # so it still knows which volumes are left to delete.
             for vol in _owned_volumes(conn, name, root):
                 with tolerating(libvirt.VIR_ERR_NO_STORAGE_VOL):
-                    vol.delete(0)
+                    lo.wipe_and_delete(vol, wipe=not is_test_driver(conn))
             with tolerating(libvirt.VIR_ERR_NO_DOMAIN):
                 dom.undefineFlags(
                     libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE

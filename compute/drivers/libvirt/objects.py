@@ -80,6 +80,15 @@ def find_volume(storage: libvirt.virStoragePool, name: str) -> libvirt.virStorag
     return _find(lambda: storage.storageVolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_VOL)
 
 
+def wipe_and_delete(vol: libvirt.virStorageVol, *, wipe: bool = True) -> None:
+    """Zero the volume's blocks, then delete it: a directory or LVM pool hands freed blocks to the next
+    volume as they are, so nothing of a deleted disk may stay in them (等保 剩余信息保护). ``wipe`` False
+    only for libvirt's test driver, which cannot wipe (its volumes are memory)."""
+    if wipe:
+        vol.wipe(0)
+    vol.delete(0)
+
+
 def volume(storage: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol:
     return _get(
         lambda: storage.storageVolLookupByName(name),

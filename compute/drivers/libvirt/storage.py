@@ -153,7 +153,8 @@ class Storage(Connection):
             return sorted((lo.volume_info(storage, v) for v in storage.listAllVolumes(0)), key=lambda v: v.name)
 
     def volume_delete(self, pool: str, volume_name: str) -> None:
+        """Wipe and delete the volume (a volume already gone is not an error)."""
         with self._calls(f"cannot delete volume {volume_name!r}") as conn:
             vol = lo.find_volume(lo.pool(conn, pool), volume_name)
             if vol is not None:
-                vol.delete(0)
+                lo.wipe_and_delete(vol, wipe=not is_test_driver(conn))

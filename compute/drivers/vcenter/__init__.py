@@ -29,6 +29,9 @@ class VCenterDriver(Vms, Power, Snapshots, Disks, Unsupported):
     """
 
     kind = "vcenter"
+    # VMFS hands a new thin or lazily zeroed disk its blocks zeroed on first write: a deleted VMDK's
+    # blocks never reach the next one (等保 剩余信息保护; compute/compliance.py).
+    residual_protection = "fresh_allocation"
 
     def __init__(self, url: str, *, username: str = "", password: str = "", **options: Any) -> None:
         super().__init__(url, username=username, password=password, **options)
