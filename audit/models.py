@@ -85,6 +85,22 @@ class AuditEvent(models.Model):
         raise AppendOnlyError(_("审计事件只能追加，不能删除。"))
 
     @property
+    def role_label(self) -> str:
+        from audit.hooks import role_label
+
+        return role_label(self.actor_role)
+
+    @property
+    def object_type_label(self) -> str:
+        """The object's kind in the reader's language ("app.model" -> the model's verbose name)."""
+        from django.apps import apps
+
+        try:
+            return str(apps.get_model(self.object_type)._meta.verbose_name)
+        except (LookupError, ValueError):
+            return self.object_type
+
+    @property
     def action_label(self) -> str:
         try:
             return str(Action(self.action).label)

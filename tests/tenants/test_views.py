@@ -251,3 +251,23 @@ def test_wizard_stops_when_the_course_already_has_a_pool(scenario, course, compu
     assert response.status_code == 200
     assert "这门课已经有一个桌面池" in response.content.decode()
     assert not ApprovalRequest.objects.exists()
+
+
+def test_members_are_listed_admins_and_teachers_first_then_in_natural_order(scenario):
+    import re
+
+    from tests import factories
+
+    for n in (10, 2, 1):
+        user = factories.member(f"z_student{n}", scenario.tenant_a, "student")
+        user.display_name = f"学生{n}"
+        user.save(update_fields=["display_name"])
+
+    html = client_for(scenario.tenant_admin).get("/tenants/t/cs/members/?role=&q=").content.decode()
+
+    rows = re.findall(r'<span class="text-muted small">([^<]+)</span></td>\s*<td>([^<]+)</td>', html)
+    names = [username for username, _role in rows]
+    assert names.index("a_admin") < names.index("a_teacher") < names.index("a_student")
+    students = [n for n in names if n.startswith("z_student")]
+    assert students == ["z_student1", "z_student2", "z_student10"]
+    assert '<label class="form-label small" for="role">' in html  # filters carry visible labels
