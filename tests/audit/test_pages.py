@@ -131,3 +131,16 @@ def test_the_security_admin_records_a_manual_finding_from_the_policy_page(scenar
     force_login_verified(auditor, scenario.auditor)
     refused = auditor.post("/audit/policy/manual/", {"check_id": "ip.services", "status": "conform", "evidence": "x"})
     assert refused.status_code == 403
+
+
+def test_the_action_filter_is_grouped_and_roles_and_objects_read_in_chinese(auditor_client, scenario):
+    from tenants.models import Membership
+
+    membership = Membership.objects.filter(user=scenario.teacher).first()
+    event_record(actor=scenario.teacher, action=Action.ROLE_GRANTED, target=membership)
+
+    html = auditor_client.get("/audit/").content.decode()
+
+    assert '<optgroup label="登录与账号安全">' in html and '<optgroup label="计费">' in html
+    assert ">教师<" in html  # the role column shows the label, not "teacher"
+    assert '<span class="text-muted">成员</span>' in html  # the object's kind, by its label
