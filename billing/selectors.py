@@ -59,7 +59,14 @@ def taught_courses(user) -> QuerySet[Course]:
 
 
 def can_see_usage(user) -> bool:
-    return can_read_billing(user) or taught_courses(user).exists()
+    """Billing readers see their tenants' usage, teachers their courses', every member their own."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return (
+        can_read_billing(user)
+        or taught_courses(user).exists()
+        or user.memberships.filter(tenant__is_active=True).exists()
+    )
 
 
 def invoice_list_for(user) -> QuerySet[Invoice]:
@@ -108,7 +115,7 @@ def budget_list_for(user) -> QuerySet[Budget]:
 def usage_queryset_for(user) -> QuerySet[UsageInterval]:
     if not getattr(user, "is_authenticated", False):
         return UsageInterval.objects.none()
-    condition = Q(pk__in=[])
+    condition = Q(user=user)  # one's own usage, always
     tenants = billing_tenants_for(user)
     if tenants.exists():
         condition |= Q(tenant__in=tenants)
@@ -120,7 +127,9 @@ def usage_queryset_for(user) -> QuerySet[UsageInterval]:
 
 def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
     """Open intervals (of desktops, or of detached volumes with ``model=VolumeMeterCursor``) the user may see."""
-    condition = Q(pk__in=[])
+    if not getattr(user, "is_authenticated", False):
+        return model.objects.none()
+    condition = Q(user=user)  # one's own desktops and volumes, always
     tenants = billing_tenants_for(user)
     if tenants.exists():
         condition |= Q(tenant__in=tenants)
