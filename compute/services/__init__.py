@@ -43,6 +43,7 @@ from compute.services.desktops import (
 )
 from compute.services.images import (
     flavor_create,
+    flavor_update,
     image_create,
     image_import_template,
     image_upload,
@@ -92,6 +93,7 @@ __all__ = [
     "endpoint_register",
     "endpoint_update",
     "flavor_create",
+    "flavor_update",
     "image_create",
     "image_import_template",
     "image_upload",
