@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from common.errors import ServiceError
 from common.ui import service_call
+from common.units import memory_label
 from compute.classroom.models import DesktopPool
 from compute.models import Flavor, ImageVersion
 from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
@@ -62,10 +63,11 @@ class WizardForm(BootstrapForm):
 
 
 def _flavor_label(flavor: Flavor) -> str:
-    label = _("%(name)s：%(cpu)s vCPU，%(mem)s GiB 内存，%(disk)s GiB 系统盘") % {
+    # The flavor's own memory, as every page shows it (common.units), not the quota's GiB rounding.
+    label = _("%(name)s：%(cpu)s vCPU，%(mem)s 内存，%(disk)s GiB 系统盘") % {
         "name": flavor.name,
         "cpu": flavor.vcpus,
-        "mem": -(-flavor.memory_mib // 1024),
+        "mem": memory_label(flavor.memory_mib),
         "disk": flavor.disk_gib,
     }
     return label + (
