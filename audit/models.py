@@ -139,8 +139,14 @@ class ChainVerification(models.Model):
         verbose_name_plural = _("审计链校验")
         ordering = ["-checked_at", "-id"]
 
+    SOURCES = {"page": _("页面上手动校验"), "task": _("定期任务"), "command": _("命令行")}
+
     def __str__(self):
         return f"{self.checked_at:%Y-%m-%d %H:%M} ok={self.ok} checked={self.checked}"
+
+    @property
+    def source_label(self) -> str:
+        return str(self.SOURCES.get(self.source, self.source))
 
 
 class AuditArchive(models.Model):

@@ -90,6 +90,7 @@ def test_the_chain_page_verifies_on_demand(scenario, events, auditor_client):
     assert response.status_code == 302
     page = auditor_client.get("/audit/chain/").content.decode()
     assert "审计链完整" in page
+    assert "<td>页面上手动校验</td>" in page and "<td>page</td>" not in page  # the source by its label
 
 
 @pytest.mark.django_db
