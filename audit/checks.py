@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Min
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -189,7 +190,8 @@ def audit_protection(level: int) -> tuple[Status, str]:
 
 def audit_retention(level: int) -> tuple[Status, str]:
     days = current_policy().audit_retention_days
-    oldest = AuditEvent.objects.order_by("id").values_list("occurred_at", flat=True).first()
+    # The earliest time in the log, not the first id: imported and back-filled history has later ids.
+    oldest = AuditEvent.objects.aggregate(oldest=Min("occurred_at"))["oldest"]
     evidence = _(
         "保留期 %(d)d 天（网络安全法第二十一条要求不少于六个月）；最早在库事件：%(o)s；归档文件 %(a)d 个（签名压缩，不删除）。"  # noqa: E501
     ) % {

@@ -14,6 +14,32 @@ from audit.policy import EDITABLE, floor
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+# The log's actions grouped for the filter, by the part of their value before the dot.
+ACTION_GROUPS = [
+    (_("登录与账号安全"), ("auth", "security", "identity", "account", "role")),
+    (_("租户、课程与审批"), ("tenant", "course", "quota", "request", "approval_policy")),
+    (_("云桌面与镜像"), ("desktop", "pool", "console", "snapshot", "volume", "image", "flavor", "endpoint")),
+    (_("虚拟化资源"), ("compute", "inventory")),
+    (_("网络"), ("network", "address", "security_group", "elastic_ip", "port_forward")),
+    (_("计费"), ("invoice", "budget", "price_plan", "allowance")),
+    (_("审计与等保"), ("audit", "compliance")),
+]
+
+
+def action_choices() -> list:
+    """[("", 全部), (group, [(value, label), ...]), ...]; an action of no listed group goes under 其他."""
+    grouped, placed = [], set()
+    for label, prefixes in ACTION_GROUPS:
+        members = [(v, lbl) for v, lbl in Action.choices if v.split(".")[0] in prefixes]
+        placed.update(v for v, _l in members)
+        if members:
+            grouped.append((label, members))
+    rest = [(v, lbl) for v, lbl in Action.choices if v not in placed]
+    if rest:
+        grouped.append((_("其他"), rest))
+    return [("", _("全部")), *grouped]
+
+
 class EventFilterForm(forms.Form):
     """Search filters; every field optional. Dates are Shanghai calendar days, inclusive."""
 
@@ -28,7 +54,9 @@ class EventFilterForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", _("全部")), *Action.choices]
+        self.fields["action"].choices = action_choices()
+        for name in ("action", "result"):
+            self.fields[name].widget.attrs["class"] = "form-select form-select-sm"
 
     def clean(self):
         cleaned = super().clean()

@@ -51,6 +51,16 @@ def audit_scope(user) -> set[str] | None:
     return scope(user)
 
 
+def register_role_labels(labels: dict[str, str]) -> None:
+    """Role code -> its label in the reader's language (lazy strings), for the log's 角色 column."""
+    _hooks.register(lambda: labels, key="role_labels")
+
+
+def role_label(code: str) -> str:
+    labels = _hooks.get("role_labels")
+    return str(labels().get(code, code)) if labels and code else code
+
+
 def register_privileged_users(fn: Callable[[], object]) -> None:
     _hooks.register(fn, key="privileged_users")
 

@@ -85,6 +85,22 @@ class AuditEvent(models.Model):
         raise AppendOnlyError(_("审计事件只能追加，不能删除。"))
 
     @property
+    def role_label(self) -> str:
+        from audit.hooks import role_label
+
+        return role_label(self.actor_role)
+
+    @property
+    def object_type_label(self) -> str:
+        """The object's kind in the reader's language ("app.model" -> the model's verbose name)."""
+        from django.apps import apps
+
+        try:
+            return str(apps.get_model(self.object_type)._meta.verbose_name)
+        except (LookupError, ValueError):
+            return self.object_type
+
+    @property
     def action_label(self) -> str:
         try:
             return str(Action(self.action).label)
@@ -126,8 +142,14 @@ class ChainVerification(models.Model):
         verbose_name_plural = _("审计链校验")
         ordering = ["-checked_at", "-id"]
 
+    SOURCES = {"page": _("页面上手动校验"), "task": _("定期任务"), "command": _("命令行")}
+
     def __str__(self):
         return f"{self.checked_at:%Y-%m-%d %H:%M} ok={self.ok} checked={self.checked}"
+
+    @property
+    def source_label(self) -> str:
+        return str(self.SOURCES.get(self.source, self.source))
 
 
 class AuditArchive(models.Model):

@@ -425,7 +425,8 @@ def report_list(request):
             return done
     paginator = Paginator(selectors.report_list_for(request.user), 20)
     page = paginator.get_page(request.GET.get("page"))
-    return render(request, "audit/report_list.html", {"form": form, "page": page})
+    context = {"form": form, "page": page, "can_read_log": selectors.can_read_audit(request.user)}
+    return render(request, "audit/report_list.html", context)
 
 
 def _report_or_404(request, report_id):

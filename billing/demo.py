@@ -150,9 +150,12 @@ def seed() -> dict:
     with transaction.atomic():
         plans = _plans(university, Tenant.objects.filter(slug="cs").first(), month)
         pieces = _usage(month)
+    # Last month's invoices, as the periodic task on the 1st would have issued them (idempotent).
+    issued = services.invoices_issue(month=month)
     return {
         "price_plans": PricePlan.objects.count(),
         "plans_created": plans,
         "usage_pieces": pieces,
         "month": month.strftime("%Y-%m"),
+        "invoices_issued": len(issued.issued),
     }

@@ -218,7 +218,7 @@ class PriceRate(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.item} {self.rate}"
+        return f"{self.get_item_display()} {self.rate}"
 
 
 class FreeAllowance(models.Model):
@@ -234,7 +234,7 @@ class FreeAllowance(models.Model):
         constraints = [models.UniqueConstraint(fields=["tenant", "item"], name="allowance_unique_item")]
 
     def __str__(self):
-        return f"{self.tenant_id} {self.item} {self.hours}"
+        return f"{self.tenant.name} {self.get_item_display()} {self.hours}"
 
 
 class DocumentCounter(models.Model):
@@ -383,7 +383,7 @@ class Budget(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.tenant_id}/{self.course_id}: {self.amount}"
+        return f"{self.tenant.name} / {self.course or _('全院')}: ¥{self.amount}"
 
 
 class BudgetAlert(models.Model):

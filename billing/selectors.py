@@ -59,7 +59,14 @@ def taught_courses(user) -> QuerySet[Course]:
 
 
 def can_see_usage(user) -> bool:
-    return can_read_billing(user) or taught_courses(user).exists()
+    """Billing readers see their tenants' usage, teachers their courses', every member their own."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return (
+        can_read_billing(user)
+        or taught_courses(user).exists()
+        or user.memberships.filter(tenant__is_active=True).exists()
+    )
 
 
 def invoice_list_for(user) -> QuerySet[Invoice]:
@@ -106,11 +113,11 @@ def budget_list_for(user) -> QuerySet[Budget]:
 
 
 def _billed_rows_for(user, model) -> QuerySet:
-    """Rows of ``model`` (usage, or an open interval) of the tenants whose bills the user reads and of
-    the courses they teach; none for anyone else."""
+    """Rows of ``model`` (usage, or an open interval) of the user's own, of the tenants whose bills the
+    user reads and of the courses they teach."""
     if not getattr(user, "is_authenticated", False):
         return model.objects.none()
-    condition = Q(pk__in=[])
+    condition = Q(user=user)  # one's own usage and open intervals, always
     tenants = billing_tenants_for(user)
     if tenants.exists():
         condition |= Q(tenant__in=tenants)

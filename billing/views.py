@@ -5,6 +5,7 @@ the pages do not even confirm what exists.
 """
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit.security import reauth_required
+from audit.security import reauth_fresh, reauth_required
 from billing import documents, selectors, services
 from billing.forms import BudgetForm, CreditNoteForm, IssueForm, PricePlanForm, UsageFilterForm
 from billing.models import Invoice
@@ -78,7 +79,10 @@ def invoice_list(request):
     finance = _is_finance(request.user)
     if request.method == "POST":
         _require(finance)
-        return _issue(request)
+        return _issue_or_reauth(request)
+    if finance and request.GET.get("resume") == "issue" and PENDING_ISSUE in request.session and reauth_fresh(request):
+        # Back from re-authentication: finish the issue that the finance user asked for.
+        return _issue(request, request.session.pop(PENDING_ISSUE))
     queryset = selectors.invoice_list_for(request.user)
     query = request.GET.get("q", "").strip()
     if query:
@@ -98,16 +102,28 @@ def invoice_list(request):
     )
 
 
-@reauth_required
-def _issue(request):
+PENDING_ISSUE = "_cc_billing_pending_issue"
+
+
+def _issue_or_reauth(request):
+    """Issue at once when the identity was confirmed recently; otherwise keep the month asked for,
+    send the user to re-authenticate, and finish the issue when they come back (no lost click)."""
     form = IssueForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("月份格式应为 YYYY-MM，例如 2026-10。"))
         return redirect("billing:invoice_list")
+    if reauth_fresh(request):
+        return _issue(request, form.cleaned_data["month"])
+    request.session[PENDING_ISSUE] = form.cleaned_data["month"]
+    back = f"{reverse('billing:invoice_list')}?resume=issue"
+    return redirect(f"{reverse('audit:reauth')}?{urlencode({'next': back})}")
+
+
+def _issue(request, month: str):
     return service_call(
         request,
         lambda: services.invoices_issue(
-            month=form.cleaned_data["month"],
+            month=month,
             actor=request.user,
             tenants=list(selectors.finance_tenants_for(request.user)),
         ),

@@ -117,6 +117,10 @@ class FlavorForm(BootstrapForm):
     )
 
 
+class FlavorEditForm(FlavorForm):
+    is_active = forms.BooleanField(label=_("启用"), required=False)
+
+
 class SiteForm(BootstrapModelForm):
     class Meta:
         model = Site

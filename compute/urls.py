@@ -27,6 +27,7 @@ urlpatterns = [
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),
     path("admin/images/<int:pk>/template/", views.image_template_import, name="image-template"),
     path("admin/flavors/", views.flavor_list, name="flavor-list"),
+    path("admin/flavors/<int:pk>/", views.flavor_list, name="flavor-edit"),
     path("admin/inventory/<slug:kind>/", views.inventory_list, name="inventory-list"),
     path("admin/inventory/<slug:kind>/<int:pk>/", views.inventory_list, name="inventory-edit"),
 ]

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -457,21 +458,26 @@ def image_template_import(request, pk):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def flavor_list(request):
+def flavor_list(request, pk=None):
+    """The flavors, with a form beside them: a new flavor, or (with ``pk``) the one being edited."""
     _system_admin_only(request)
-    form = forms.FlavorForm(request.POST or None)
+    editing = get_object_or_404(Flavor, pk=pk) if pk is not None else None
+    if editing is None:
+        form = forms.FlavorForm(request.POST or None)
+        call, success = (lambda data: services.flavor_create(actor=request.user, **data)), _("规格已创建。")
+    else:
+        initial = {f: getattr(editing, f) for f in ("name", "vcpus", "memory_mib", "disk_gib", "is_active")}
+        form = forms.FlavorEditForm(request.POST or None, initial={**initial, "gpu_profile": editing.gpu_profile})
+        call = lambda data: services.flavor_update(actor=request.user, flavor=editing, **data)  # noqa: E731
+        success = _("规格已保存。已有桌面保持原来的大小，新建的桌面使用新规格。")
     if request.method == "POST" and form.is_valid():
         done = service_call(
-            request,
-            lambda: services.flavor_create(actor=request.user, **form.cleaned_data),
-            success=_("规格已创建。"),
-            next="compute:flavor-list",
-            form=form,
+            request, lambda: call(form.cleaned_data), success=success, next="compute:flavor-list", form=form
         )
         if done:
             return done
     flavors = Flavor.objects.select_related("gpu_profile").order_by("vcpus", "memory_mib")
-    return render(request, "compute/flavor_list.html", {"flavors": flavors, "form": form})
+    return render(request, "compute/flavor_list.html", {"flavors": flavors, "form": form, "editing": editing})
 
 
 # --- admin pages: sites, clusters, storage pools, GPU profiles -----------------------------------------
@@ -489,7 +495,7 @@ INVENTORY = {
         lambda: Site.objects.order_by("slug"),
         gettext_lazy("站点"),
         (gettext_lazy("标识"), gettext_lazy("名称"), gettext_lazy("Celery 队列")),
-        lambda o: (o.slug, o.name, o.celery_queue),
+        lambda o: (o.slug, o.name, format_html("<code>{}</code>", o.celery_queue)),
     ),
     "clusters": (
         Cluster,

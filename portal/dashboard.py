@@ -43,7 +43,8 @@ def _auditor(user) -> dict:
 def _sysadmin(user) -> dict:
     by_state = dict(Desktop.objects.exclude(state=Desktop.State.DELETED).values_list("state").annotate(n=Count("id")))
     return {
-        "desktops_by_state": sorted(by_state.items()),
+        # (label in the reader's language, count), in the order of the states
+        "desktops_by_state": [(label, by_state[state]) for state, label in Desktop.State.choices if state in by_state],
         "endpoints": list(Endpoint.objects.select_related("site").order_by("site__slug", "name")[:20]),
     }
 

@@ -49,9 +49,13 @@ NAVIGATION: list[NavItem] = [
     # Network: tenants' networks, addresses and security groups (tenant admins manage, members read).
     NavItem(_("网络"), "network:list", "diagram-3", EVERYONE - {PlatformRole.SECURITY_ADMIN}),
     # Billing: finance, tenant admins, auditors and the system admin read costs and invoices;
-    # teachers see the cost of their own courses.
+    # teachers see the cost of their own courses, students their own usage.
     NavItem(
-        _("用量与费用"), "billing:usage", "graph-up", BILLING_READERS | {TenantRole.TEACHER}, sections=("/billing/",)
+        _("用量与费用"),
+        "billing:usage",
+        "graph-up",
+        BILLING_READERS | {TenantRole.TEACHER, TenantRole.STUDENT},
+        sections=("/billing/",),
     ),
     NavItem(_("账单"), "billing:invoice_list", "receipt", BILLING_READERS),
     # Tenants: the request wizard for teachers; requests and approvals; the tenant pages (tree,

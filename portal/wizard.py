@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from common.errors import ServiceError
 from common.ui import service_call
+from common.units import memory_label
 from compute.capacity import room_for
 from compute.classroom.models import DesktopPool, Seat
 from compute.models import Flavor, ImageVersion
@@ -71,16 +72,12 @@ class WizardForm(BootstrapForm):
 
 
 def flavor_label(flavor: Flavor) -> str:
-    """The flavor as people choose it, its memory as it is (256 MiB is not "1 GiB")."""
-    memory = (
-        _("%(n)s GiB") % {"n": flavor.memory_mib // 1024}
-        if flavor.memory_mib % 1024 == 0
-        else _("%(n)s MiB") % {"n": flavor.memory_mib}
-    )
+    """The flavor as people choose it."""
+    # The flavor's own memory, as every page shows it (common.units), not the quota's GiB rounding.
     label = _("%(name)s：%(cpu)s vCPU，%(mem)s 内存，%(disk)s GiB 系统盘") % {
         "name": flavor.name,
         "cpu": flavor.vcpus,
-        "mem": memory,
+        "mem": memory_label(flavor.memory_mib),
         "disk": flavor.disk_gib,
     }
     return label + (

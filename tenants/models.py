@@ -86,7 +86,7 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "tenant", "role"], name="membership_unique_role")]
 
     def __str__(self):
-        return f"{self.user} @ {self.tenant.slug}: {self.role}"
+        return f"{self.user} @ {self.tenant.slug}: {self.get_role_display()}"
 
 
 class PlatformAssignment(models.Model):
@@ -101,7 +101,7 @@ class PlatformAssignment(models.Model):
         verbose_name_plural = _("平台角色")
 
     def __str__(self):
-        return f"{self.user}: {self.role}"
+        return f"{self.user}: {self.get_role_display()}"
 
 
 class Course(models.Model):
@@ -311,7 +311,7 @@ class Reservation(AmountsMixin, models.Model):
         indexes = [models.Index(fields=["tenant", "state"])]
 
     def __str__(self):
-        return f"#{self.pk} {self.tenant.slug} {self.state}"
+        return f"#{self.pk} {self.tenant.slug} {self.get_state_display()}"
 
 
 # --- Approval workflows ---------------------------------------------------------------
@@ -471,4 +471,4 @@ class ApprovalStep(models.Model):
         constraints = [models.UniqueConstraint(fields=["request", "order"], name="approvalstep_unique_order")]
 
     def __str__(self):
-        return f"#{self.request_id}.{self.order} {self.state}"
+        return f"#{self.request_id}.{self.order} {self.get_state_display()}"

@@ -4,6 +4,7 @@ Same services as the API; querysets come from tenants.selectors, so another tena
 object is a 404 here too. A service's refusal is shown as a message, never a 500.
 """
 
+import re
 from functools import partial
 
 from django.contrib import messages
@@ -118,7 +119,7 @@ def members(request, slug):
         "tenants/members.html",
         {
             "tenant": tenant,
-            "page": _page(request, visible),
+            "page": _page(request, sorted(visible, key=_member_order)),
             "form": form,
             "can_grant": can_grant,
             "query": query,
@@ -126,6 +127,20 @@ def members(request, slug):
             "roles": TenantRole.choices,
         },
     )
+
+
+# Who a member list shows first: those who run the tenant, then teachers, then the rest.
+_ROLE_RANK = {TenantRole.TENANT_ADMIN: 0, TenantRole.TEACHER: 1, TenantRole.FINANCE: 2, TenantRole.AUDITOR: 3}
+
+
+def _natural(text: str) -> tuple:
+    """学生2 before 学生10: digit runs compare as numbers."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
+
+
+def _member_order(membership) -> tuple:
+    user = membership.user
+    return (_ROLE_RANK.get(membership.role, 9), _natural(user.get_full_name()), _natural(user.username))
 
 
 @login_required
@@ -392,6 +407,7 @@ def quota_list(request):
             "new_form": forms.LimitsForm(prefix="new"),
             "tenants": tenants,
             "courses": courses,
+            "can_request": bool(_request_tenants(user)),
         },
     )
 
@@ -435,6 +451,13 @@ def _with_steps(queryset):
     return queryset.prefetch_related(steps)
 
 
+def _request_tenants(user) -> list:
+    """The tenants where `user` may file a request (teachers, tenant admins, students)."""
+    roles = (TenantRole.TEACHER, TenantRole.TENANT_ADMIN, TenantRole.STUDENT)
+    tenants = [m.tenant for m in selectors.memberships_of(user) if m.role in roles]
+    return list({t.pk: t for t in tenants}.values())
+
+
 @login_required
 def request_list(request):
     """The approver's queue and the requester's history, with filters."""
@@ -464,6 +487,7 @@ def request_list(request):
             "tab": tab,
             "filters": filters,
             "is_approver": _is_approver(user),
+            "can_request": bool(_request_tenants(user)),
             "querystring": _querystring(request, exclude="page"),
         },
     )
@@ -588,12 +612,7 @@ def _kept(formset, required: str) -> list[dict]:
 @login_required
 def request_new(request):
     user = request.user
-    tenants = [
-        m.tenant
-        for m in selectors.memberships_of(user)
-        if m.role in (TenantRole.TEACHER, TenantRole.TENANT_ADMIN, TenantRole.STUDENT)
-    ]
-    tenants = list({t.pk: t for t in tenants}.values())
+    tenants = _request_tenants(user)
     if not tenants:
         raise Http404
     kind = request.GET.get("kind", "quota_increase")

@@ -101,7 +101,7 @@ def my_desktops(user) -> list[CourseDesktops]:
     desktops = list(
         desktop_list_for(user)
         .filter(owner=user)
-        .select_related("course", "flavor__gpu_profile", "image_version__image")
+        .select_related("course", "flavor__gpu_profile", "image_version__image", "endpoint")
         .order_by("course__code", "name")
     )
     pools = {

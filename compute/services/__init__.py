@@ -51,6 +51,7 @@ from compute.services.hosts import (
 )
 from compute.services.images import (
     flavor_create,
+    flavor_update,
     image_create,
     image_import_template,
     image_upload,
@@ -106,6 +107,7 @@ __all__ = [
     "endpoint_register",
     "endpoint_update",
     "flavor_create",
+    "flavor_update",
     "image_create",
     "image_import_template",
     "image_upload",

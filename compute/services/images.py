@@ -232,6 +232,37 @@ def flavor_create(
     return flavor
 
 
+def flavor_update(
+    *,
+    actor: User,
+    flavor: Flavor,
+    name: str,
+    vcpus: int,
+    memory_mib: int,
+    disk_gib: int,
+    gpu_profile: GpuProfile | None = None,
+    is_active: bool = True,
+) -> Flavor:
+    """Change a flavor for the desktops made from now on (existing desktops keep their sizes)."""
+    if vcpus < 1 or memory_mib < 64 or disk_gib < 1:
+        raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code=ComputeError.FLAVOR_INVALID)
+    with transaction.atomic():
+        flavor = Flavor.objects.select_for_update().get(pk=flavor.pk)
+        if Flavor.objects.filter(name=name).exclude(pk=flavor.pk).exists():
+            raise Conflict(_("规格名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.FLAVOR_NAME_TAKEN)
+        before = {
+            "name": flavor.name,
+            "vcpus": flavor.vcpus,
+            "memory_mib": flavor.memory_mib,
+            "disk_gib": flavor.disk_gib,
+        }
+        flavor.name, flavor.vcpus, flavor.memory_mib, flavor.disk_gib = name, vcpus, memory_mib, disk_gib
+        flavor.gpu_profile, flavor.is_active = gpu_profile, is_active
+        flavor.save()
+        event_record(action=Action.FLAVOR_CHANGED, actor=actor, target=flavor, detail={"before": before})
+    return flavor
+
+
 def _used_by_desktops(version: ImageVersion) -> bool:
     return Desktop.objects.filter(image_version=version).exclude(state=Desktop.State.DELETED).exists()
 

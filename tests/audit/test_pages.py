@@ -90,6 +90,7 @@ def test_the_chain_page_verifies_on_demand(scenario, events, auditor_client):
     assert response.status_code == 302
     page = auditor_client.get("/audit/chain/").content.decode()
     assert "审计链完整" in page
+    assert "<td>页面上手动校验</td>" in page and "<td>page</td>" not in page  # the source by its label
 
 
 @pytest.mark.django_db
@@ -131,3 +132,16 @@ def test_the_security_admin_records_a_manual_finding_from_the_policy_page(scenar
     force_login_verified(auditor, scenario.auditor)
     refused = auditor.post("/audit/policy/manual/", {"check_id": "ip.services", "status": "conform", "evidence": "x"})
     assert refused.status_code == 403
+
+
+def test_the_action_filter_is_grouped_and_roles_and_objects_read_in_chinese(auditor_client, scenario):
+    from tenants.models import Membership
+
+    membership = Membership.objects.filter(user=scenario.teacher).first()
+    event_record(actor=scenario.teacher, action=Action.ROLE_GRANTED, target=membership)
+
+    html = auditor_client.get("/audit/").content.decode()
+
+    assert '<optgroup label="登录与账号安全">' in html and '<optgroup label="计费">' in html
+    assert ">教师<" in html  # the role column shows the label, not "teacher"
+    assert '<span class="text-muted">成员</span>' in html  # the object's kind, by its label

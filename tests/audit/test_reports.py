@@ -145,3 +145,21 @@ def test_a_platform_admin_conforms_once_every_holder_of_the_role_has_a_second_fa
 
     assert _status(run_checks(3), "sm.sysadmin") == Status.CONFORM
     assert _status(run_checks(3), "sec.secadmin") == Status.PARTIAL  # another role, another holder
+
+
+def test_the_retention_evidence_names_the_earliest_time_in_the_log_not_the_first_id(scenario):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit import chain
+    from audit.checks import audit_retention
+
+    now = timezone.now()
+    chain.append_many([AuditEvent(occurred_at=now, actor_username="x", action=str(Action.LOGIN_FAILED))])
+    earlier = now - timedelta(days=30)
+    chain.append_many([AuditEvent(occurred_at=earlier, actor_username="y", action=str(Action.LOGIN_FAILED))])
+
+    _status_, evidence = audit_retention(3)
+
+    assert timezone.localtime(earlier).strftime("%Y-%m-%d") in evidence

@@ -57,7 +57,6 @@ def test_students_and_strangers_see_no_billing_pages(scenario, invoice):
         assert client.get(f"/billing/invoices/{invoice.pk}/").status_code == 404
         assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
     assert client_for(scenario.student).get("/billing/invoices/").status_code == 404
-    assert client_for(scenario.student).get("/billing/usage/").status_code == 404
     assert client_for(scenario.teacher).get("/billing/usage/").status_code == 200  # their course's cost
     assert client_for(scenario.teacher).get("/billing/invoices/").status_code == 404
 
@@ -130,3 +129,54 @@ def test_a_teacher_sees_the_cost_of_their_courses_only_and_finance_the_running_e
     assert teacher.context["estimates"] == [] and 'data-testid="estimates"' not in teacher.content.decode()
     assert {row.course.code for row in finance.context["report"].rows} == {"CS101", "CS999"}
     assert 'data-testid="estimates"' in finance.content.decode()  # CS101's desktop still runs this month
+
+
+def test_the_usage_filters_carry_iso_dates_the_browsers_date_field_reads(scenario):
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    body = client_for(scenario.finance).get("/billing/usage/").content.decode()
+
+    assert f'name="start" id="id_start" value="{today.replace(day=1).isoformat()}"' in body
+    assert f'name="end" id="id_end" value="{today.isoformat()}"' in body
+    assert 'data-testid="estimate-note"' in body  # why the estimate and the table's total differ
+
+
+def test_a_student_sees_their_own_usage_and_nobody_elses(scenario, invoice, course):
+    other = desktop_row(scenario.tenant_a, owner=scenario.student2, course=course, state="running", power="running")
+    services.desktop_usage_record(desktop=other, at=datetime(2026, 10, 6, 8, tzinfo=SHANGHAI))
+    params = {"start": "2026-10-01", "end": "2026-10-31", "group_by": "user"}
+
+    mine = client_for(scenario.student).get("/billing/usage/", params)
+    theirs = client_for(scenario.student2).get("/billing/usage/", params)
+
+    assert mine.status_code == 200 and theirs.status_code == 200
+    assert {row["user"] for row in mine.context["report"].rows} == {scenario.student}
+    assert {row["user"] for row in theirs.context["report"].rows} == {scenario.student2}
+    assert not mine.context["estimates"]  # the tenant's estimate is for those who read its bills
+
+
+def test_after_reauthenticating_the_issue_click_is_carried_out_not_lost(scenario, course):
+    import time
+
+    from audit.security import SESSION_REAUTH
+
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="0.05")
+    desktop = desktop_row(scenario.tenant_a, owner=scenario.student, course=course, state="running", power="running")
+    services.desktop_usage_record(desktop=desktop, at=datetime(2026, 9, 5, 8, tzinfo=SHANGHAI))
+    client = client_for(scenario.finance)
+
+    asked = client.post("/billing/invoices/", {"month": "2026-09"})
+    assert asked.status_code == 302 and asked["Location"].startswith("/audit/reauth/")
+    assert "resume%3Dissue" in asked["Location"]
+    assert not Invoice.objects.filter(month__year=2026, month__month=9).exists()
+
+    session = client.session
+    session[SESSION_REAUTH] = time.time()  # what the re-authentication page records
+    session.save()
+    back = client.get("/billing/invoices/?resume=issue", follow=True)
+
+    assert Invoice.objects.filter(tenant=scenario.tenant_a, month__year=2026, month__month=9).count() == 1
+    assert "已开具 1 张账单" in back.content.decode()
+    again = client.get("/billing/invoices/?resume=issue")  # the pending issue was used up
+    assert again.status_code == 200

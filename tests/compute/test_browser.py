@@ -60,8 +60,8 @@ def test_a_student_runs_a_desktop_from_the_ui_through_its_whole_life(
     page.get_by_role("button", name="创建快照").click()
     wait_for(lambda: Snapshot.objects.filter(desktop=desktop, state="ready").exists(), what="snapshot ready")
     _state(page, "running")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="恢复").click()
+    page.get_by_test_id("confirm-ok").click()  # the page's own dialog, once
     wait_for(lambda: Desktop.objects.get(pk=desktop.pk).state in ("running", "stopped"), what="revert done")
     page.locator(
         '[data-testid="desktop-state"][data-state="running"], [data-testid="desktop-state"][data-state="stopped"]'

@@ -404,3 +404,25 @@ def test_a_flavor_with_a_gpu_profile_is_created_from_the_page(scenario, compute_
     from compute.models import Flavor
 
     assert Flavor.objects.get(name="gpu-large").gpu_profile == profile
+
+
+def test_the_system_admin_edits_a_flavor_and_others_cannot(scenario):
+    from audit.models import AuditEvent
+    from compute import services
+
+    flavor = services.flavor_create(actor=scenario.sysadmin, name="tiny-x", vcpus=1, memory_mib=256, disk_gib=10)
+    client = _client(scenario.sysadmin)
+
+    assert f'href="/compute/admin/flavors/{flavor.pk}/"' in client.get("/compute/admin/flavors/").content.decode()
+    page = client.get(f"/compute/admin/flavors/{flavor.pk}/").content.decode()
+    assert 'value="256"' in page
+    response = client.post(
+        f"/compute/admin/flavors/{flavor.pk}/",
+        {"name": "tiny-x", "vcpus": 2, "memory_mib": 512, "disk_gib": 10, "is_active": "on"},
+    )
+
+    assert response.status_code == 302
+    flavor.refresh_from_db()
+    assert (flavor.vcpus, flavor.memory_mib, flavor.is_active) == (2, 512, True)
+    assert AuditEvent.objects.filter(action="flavor.changed", object_id=str(flavor.pk)).count() == 2
+    assert _client(scenario.tenant_admin).get(f"/compute/admin/flavors/{flavor.pk}/").status_code in (403, 404)

@@ -283,3 +283,23 @@ def test_wizard_on_a_course_with_a_pool_asks_to_change_that_pool(scenario, cours
     request = ApprovalRequest.objects.get()
     assert request.payload["pool"] == pool.pk and request.payload["apply"] == "next_class"
     assert request.desktops == 2  # the pool has no seats yet: both are more than it holds
+
+
+def test_members_are_listed_admins_and_teachers_first_then_in_natural_order(scenario):
+    import re
+
+    from tests import factories
+
+    for n in (10, 2, 1):
+        user = factories.member(f"z_student{n}", scenario.tenant_a, "student")
+        user.display_name = f"学生{n}"
+        user.save(update_fields=["display_name"])
+
+    html = client_for(scenario.tenant_admin).get("/tenants/t/cs/members/?role=&q=").content.decode()
+
+    rows = re.findall(r'<span class="text-muted small">([^<]+)</span></td>\s*<td>([^<]+)</td>', html)
+    names = [username for username, _role in rows]
+    assert names.index("a_admin") < names.index("a_teacher") < names.index("a_student")
+    students = [n for n in names if n.startswith("z_student")]
+    assert students == ["z_student1", "z_student2", "z_student10"]
+    assert '<label class="form-label small" for="role">' in html  # filters carry visible labels
