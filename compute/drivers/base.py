@@ -258,7 +258,9 @@ class NwFilterSpec:
     default_drop: bool = True  # drop what no rule accepts (DHCP and ARP stay allowed)
     # Reference libvirt's stock ``clean-traffic`` filter: the NIC sends only from its own MAC and
     # from the IP the referencing interface passes as the ``IP`` parameter (no MAC/IP/ARP spoofing).
-    anti_spoofing: bool = True
+    # Give the NIC that parameter: without it libvirt learns the IP from the guest's first packets
+    # and installs none of the filter's rules until then.
+    anti_spoofing: bool = False
 
 
 @dataclass(frozen=True)

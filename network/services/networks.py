@@ -102,8 +102,18 @@ def _check_overlap(tenant, cidr: str) -> None:
             )
 
 
-def _free_id(low: int, high: int, taken: set[int]) -> int | None:
-    return next((candidate for candidate in range(low, high + 1) if candidate not in taken), None)
+def _free_id(low: int, high: int, taken: set[int], skip: list[tuple[int, int]] = ()) -> int | None:
+    """The lowest id of low..high neither taken nor inside one of the ``skip`` ranges."""
+    candidate = low
+    while candidate <= high:
+        inside = next((last for first, last in skip if first <= candidate <= last), None)
+        if inside is not None:
+            candidate = inside + 1
+        elif candidate in taken:
+            candidate += 1
+        else:
+            return candidate
+    return None
 
 
 def _wanted_id(kind: str, wanted: int, ranges: list[tuple[int, int]], taken: set[int]) -> int:
@@ -135,6 +145,10 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None, ranges: list[
             raise InvalidInput(_("未选择隔离方式时不能指定 VLAN/VXLAN 号。"), code=NetworkError.SEGMENT_UNEXPECTED)
         return None
     seg_range = SegmentRange.objects.select_for_update().filter(site=site, kind=kind).first()
+    # The platform's own picks skip the ranges it gave tenants: those ids are the tenants' to use.
+    given = (
+        [] if ranges is not None else list(Segment.objects.filter(site=site, kind=kind).values_list("first", "last"))
+    )
     if ranges is None:
         ranges = [(seg_range.first, seg_range.last) if seg_range else SEGMENT_LIMITS[kind]]
     taken = set(
@@ -145,7 +159,7 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None, ranges: list[
     if wanted is not None:
         return _wanted_id(kind, wanted, ranges, taken)
     for low, high in ranges:
-        free = _free_id(low, high, taken)
+        free = _free_id(low, high, taken, given)
         if free is not None:
             return free
     raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)

@@ -264,3 +264,17 @@ def test_a_segment_of_another_tenant_is_not_found_by_the_service(scenario):
             cidr="10.231.91.0/24",
         )
     assert refused.value.code == NetworkError.SEGMENT_NOT_FOUND
+
+
+def test_the_platforms_own_vlan_picks_skip_the_ranges_given_to_tenants(scenario):
+    services.segment_range_set(actor=scenario.sysadmin, site="main", kind="vlan", first=100, last=300)
+    _segment(scenario, kind="vlan", first=100, last=199, tenant=scenario.tenant_a)
+    shared = services.network_create(
+        actor=scenario.sysadmin, tenant=None, name="shared", segment_type="vlan", cidr="10.97.0.0/24"
+    )
+    assert shared.segment_id == 200
+    tenant_pool(scenario)
+    mine = services.network_create(
+        actor=scenario.tenant_admin, tenant=scenario.tenant_a, name="mine", segment_type="vlan", cidr="10.231.1.0/24"
+    )
+    assert mine.segment_id == 100
