@@ -23,7 +23,7 @@ from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan,
 from common.errors import InvalidInput
 from tenants.models import Course, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
-from tenants.selectors import platform_role_of, tenants_with_role
+from tenants.selectors import platform_role_of, taught_course_q, tenants_with_role
 
 READERS = (TenantRole.FINANCE, TenantRole.TENANT_ADMIN, TenantRole.AUDITOR)
 GROUPS = ("tenant", "course", "user", "item")
@@ -55,7 +55,7 @@ def can_read_billing(user) -> bool:
 def taught_courses(user) -> QuerySet[Course]:
     if not getattr(user, "is_authenticated", False):
         return Course.objects.none()
-    return Course.objects.filter(teacher=user, tenant__is_active=True)
+    return Course.objects.filter(taught_course_q(user), tenant__is_active=True)
 
 
 def can_see_usage(user) -> bool:

@@ -4,9 +4,10 @@ from django.db.models import Q, QuerySet
 
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Visibility, Volume
 from network.selectors import elastic_ips_bound_to_desktop, elastic_ips_bound_to_desktops, nics_for_desktops
+from tenants import permissions as tenant_permissions
 from tenants.models import Course, Tenant
 from tenants.roles import PlatformRole, TenantRole
-from tenants.selectors import memberships_of, platform_role_of, tenants_with_role
+from tenants.selectors import memberships_of, platform_role_of, taught_course_q, tenants_with_role
 
 PLATFORM_READERS = (PlatformRole.SYSTEM_ADMIN, PlatformRole.AUDIT_ADMIN)
 # Tenant roles that see every desktop of their tenants (and subtrees).
@@ -33,7 +34,7 @@ def desktop_list_for(user, *, state: str = "", search: str = "", include_deleted
         wide = tenants_with_role(user, *TENANT_WIDE)
         condition |= Q(tenant__in=wide)
         if any(m.role == TenantRole.TEACHER for m in memberships_of(user)):
-            condition |= Q(course__teacher=user)
+            condition |= taught_course_q(user, prefix="course__")
         if platform_role_of(user) == PlatformRole.SECURITY_ADMIN:
             return Desktop.objects.none()
         queryset = queryset.filter(condition)
@@ -58,7 +59,7 @@ def desktop_manageable_by(user, desktop: Desktop) -> bool:
         return True
     if desktop.owner_id == user.pk and memberships_of(user):
         return True
-    if desktop.course_id and desktop.course.teacher_id == user.pk:
+    if desktop.course_id and tenant_permissions.teaches(user, desktop.course):
         return True
     return tenants_with_role(user, TenantRole.TENANT_ADMIN).filter(pk=desktop.tenant_id).exists()
 
@@ -82,7 +83,7 @@ def image_list_for(user) -> QuerySet[Image]:
     if platform_role_of(user) is not None:
         return Image.objects.all().prefetch_related("versions") if is_system_admin(user) else queryset
     paths = _member_ancestor_paths(user)
-    courses = Course.objects.filter(Q(teacher=user) | Q(students=user)).values("pk")
+    courses = Course.objects.filter(taught_course_q(user) | Q(students=user)).values("pk")
     return queryset.filter(
         Q(visibility=Visibility.PLATFORM)
         | Q(visibility=Visibility.TENANT, tenant__path__in=paths)

@@ -69,13 +69,30 @@ def can_set_quota(user, *, tenant: Tenant, scope: str) -> bool:
     return manages_tenant(user, tenant)
 
 
-def can_manage_course(user, course: Course) -> bool:
-    """The course's teacher, a person granted the course (guardian), or an admin of its tenant."""
-    if not getattr(user, "is_authenticated", False) or not course.tenant.is_active:
+def teaches(user, course: Course) -> bool:
+    """The course's teacher while they still hold the teacher role over its tenant (and the account is
+    active): revoking the membership ends what the course gave them, on every route."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return False
-    if course.teacher_id == user.pk or manages_tenant(user, course.tenant):
+    return course.teacher_id == user.pk and holds_role_over(user, course.tenant, TenantRole.TEACHER)
+
+
+def course_has_teacher(course: Course) -> bool:
+    """Whether the course's teacher still teaches it (a tenant admin reassigns the course otherwise)."""
+    teacher = course.teacher
+    return teacher.is_active and holds_role_over(teacher, course.tenant, TenantRole.TEACHER)
+
+
+def can_manage_course(user, course: Course) -> bool:
+    """The course's teacher, a member of its tenant granted the course (guardian), or an admin of its tenant."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if not course.tenant.is_active:
+        return False
+    if teaches(user, course) or manages_tenant(user, course.tenant):
         return True
-    return user.has_perm(COURSE_PERMISSION, course)
+    # A grant of the course lasts as long as a role in its tenant: a revoked member keeps nothing.
+    return holds_role_over(user, course.tenant, *TenantRole.values) and user.has_perm(COURSE_PERMISSION, course)
 
 
 def can_create_course(user, tenant: Tenant) -> bool:

@@ -47,6 +47,23 @@ def has_role(user, *roles: str) -> bool:
     return bool(roles_of(user) & set(roles))
 
 
+def taught_course_q(user, prefix: str = "") -> Q:
+    """Courses whose teacher is `user` *and* who still holds the teacher role over the course's tenant:
+    a revoked membership (or a disabled account) ends the authority the course gave (issue #14.5).
+    `prefix` reaches the course through a relation, e.g. "course__" on desktops."""
+    paths = (
+        {m.tenant.path for m in memberships_of(user) if m.role == TenantRole.TEACHER}
+        if getattr(user, "is_active", False)
+        else set()
+    )
+    if not paths:
+        return Q(pk__in=[]) if not prefix else Q(**{f"{prefix}pk__in": []})
+    within = Q()
+    for path in paths:
+        within |= Q(**{f"{prefix}tenant__path__startswith": path})
+    return Q(**{f"{prefix}teacher": user}) & within
+
+
 def tenants_with_role(user, *roles: str) -> QuerySet[Tenant]:
     """Tenants where the user holds one of `roles`, with their subtrees (a parent's admin manages children)."""
     paths = {m.tenant.path for m in memberships_of(user) if m.role in roles}
@@ -143,7 +160,7 @@ def course_list_for(user) -> QuerySet:
     ]
     condition = _any(
         _subtree_q(user, READER_ROLES),
-        Q(teacher=user),
+        taught_course_q(user),
         Q(pk__in=granted),
         Q(pk__in=RosterEntry.objects.filter(user=user).values("course_id")),
     )

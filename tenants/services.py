@@ -300,7 +300,7 @@ def course_update(
 def course_grant(*, actor: User | None, course: Course, user: User, revoke: bool = False) -> None:
     """Give (or take back) one more person the management of one course: a teaching assistant."""
     _require(
-        permissions.manages_tenant(actor, course.tenant) or course.teacher_id == getattr(actor, "pk", None),
+        permissions.manages_tenant(actor, course.tenant) or permissions.teaches(actor, course),
         actor,
         _("只有课程教师或院系管理员可以授权。"),
         TenantsError.COURSE_FORBIDDEN,

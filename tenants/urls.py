@@ -14,6 +14,7 @@ urlpatterns = [
     path("members/<int:pk>/revoke/", views.member_revoke, name="member-revoke"),
     path("courses/", views.course_list, name="courses"),
     path("courses/<int:pk>/", views.course_detail, name="course"),
+    path("courses/<int:pk>/reassign/", views.course_reassign, name="course-reassign"),
     path("quotas/", views.quota_list, name="quotas"),
     path("quotas/new/", views.quota_edit, name="quota-new"),
     path("quotas/<int:pk>/", views.quota_edit, name="quota-edit"),

@@ -21,7 +21,7 @@ from guardian.shortcuts import get_users_with_perms
 from common.ui import service_call
 from tenants import forms, hooks, permissions, selectors, services
 from tenants.approvals import can_retry
-from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Quota, RosterEntry, User
+from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, Membership, Quota, RosterEntry, User
 from tenants.policies import RULE_MAXIMA, policy_for
 from tenants.quotas import quota_rows
 from tenants.roles import PlatformRole, TenantRole
@@ -199,10 +199,53 @@ def course_list(request):
                 form=form,
             ):
                 return done
+    page = _page(request, courses)
+    _mark_courses_without_teacher(user, page)
     return render(
         request,
         "tenants/course_list.html",
-        {"page": _page(request, courses), "query": query, "form": form, "creatable": creatable},
+        {"page": page, "query": query, "form": form, "creatable": creatable},
+    )
+
+
+def _mark_courses_without_teacher(user, page) -> None:
+    """A course whose teacher lost the role (or the account) says so to the tenant admin, with the
+    tenant's teachers to hand it to in one click (issue #14.5)."""
+    page.object_list = list(page.object_list)
+    teacher_ids = {course.teacher_id for course in page.object_list}
+    # One query for the page: where each teacher still holds the teacher role (and is active).
+    teaching = {}
+    for user_id, path in Membership.objects.filter(
+        user_id__in=teacher_ids, role=TenantRole.TEACHER, user__is_active=True, tenant__is_active=True
+    ).values_list("user_id", "tenant__path"):
+        teaching.setdefault(user_id, []).append(path)
+    for course in page.object_list:
+        paths = teaching.get(course.teacher_id, [])
+        course.without_teacher = not any(course.tenant.path.startswith(path) for path in paths)
+        course.reassignable = []
+        if course.without_teacher and permissions.manages_tenant(user, course.tenant):
+            course.reassignable = [
+                m.user
+                for m in course.tenant.memberships.filter(role=TenantRole.TEACHER, user__is_active=True)
+                .select_related("user")
+                .order_by("user__username")
+            ]
+
+
+@login_required
+@require_POST
+def course_reassign(request, pk):
+    """Hand a course to another teacher of its tenant (the tenant admin's one click)."""
+    course = get_object_or_404(selectors.course_list_for(request.user), pk=pk)
+    teacher = User.objects.filter(username=request.POST.get("teacher", "")).first()
+    if teacher is None:
+        messages.error(request, _("用户不存在。"))
+        return redirect("tenants:courses")
+    return service_call(
+        request,
+        lambda: services.course_update(actor=request.user, course=course, teacher=teacher),
+        success=_("课程 %(code)s 已改由 %(name)s 任教。") % {"code": course.code, "name": teacher.get_full_name()},
+        next="tenants:courses",
     )
 
 
@@ -239,7 +282,7 @@ def course_detail(request, pk):
             **state,
             "preview": request.session.get(_pending_key(course)) if can_manage and request.GET.get("preview") else None,
             "course_links": hooks.course_links(course=course, user=user),
-            "is_teacher": course.teacher_id == user.pk or user.has_perm(permissions.COURSE_PERMISSION, course),
+            "is_teacher": permissions.teaches(user, course) or user.has_perm(permissions.COURSE_PERMISSION, course),
             "helpers": [
                 u
                 for u in get_users_with_perms(course, only_with_perms_in=["manage_course"], with_superusers=False)

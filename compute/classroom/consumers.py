@@ -18,7 +18,9 @@ from compute.classroom import services
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5
-SEEN_EVERY = 20  # seconds between "still connected" marks (services.CONSOLE_SEEN_SECONDS is 90)
+# Seconds between "still connected" marks (services.CONSOLE_SEEN_SECONDS is 90); each also checks that
+# the person may still see the desktop, so a revoked role closes an open console within a minute.
+SEEN_EVERY = 20
 CHUNK = 64 * 1024
 
 
@@ -62,7 +64,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             while self.ticket_id is not None:
                 await asyncio.sleep(SEEN_EVERY)
                 if self.ticket_id is not None:
-                    await database_sync_to_async(services.console_seen)(ticket_id=self.ticket_id)
+                    allowed = await database_sync_to_async(services.console_seen)(ticket_id=self.ticket_id)
+                    if not allowed:
+                        log.info("console %s: access revoked, closing", self.ticket_id)
+                        ticket_id, self.ticket_id = self.ticket_id, None
+                        await database_sync_to_async(services.console_close)(
+                            ticket_id=ticket_id, reason="access revoked"
+                        )
+                        await self.close(code=4403)
+                        return
 
     async def _vnc_to_browser(self):
         try:

@@ -78,7 +78,7 @@ def _check_request(
     if owner.pk != actor.pk and not (
         selectors.is_system_admin(actor)
         or selectors.tenants_with_role(actor, "tenant_admin").filter(pk=tenant.pk).exists()
-        or (course is not None and course.teacher_id == actor.pk)
+        or (course is not None and tenant_permissions.teaches(actor, course))
     ):
         raise Forbidden(_("只能为自己创建桌面。"), code=ComputeError.DESKTOP_OWNER_FORBIDDEN)
     if course is not None:

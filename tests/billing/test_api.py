@@ -9,6 +9,7 @@ from audit.errors import AuditError
 from billing import services
 from billing.errors import BillingError
 from billing.models import Invoice
+from tests.audit.conftest import totp_now
 from tests.billing.conftest import course_of, desktop_row, plan
 from tests.factories import PASSWORD
 from tests.querycount import assert_constant_queries
@@ -90,33 +91,54 @@ def test_usage_refuses_bad_ranges(api, scenario, params, code):
     assert response.status_code == 400 and response.json()["code"] == code
 
 
-def test_issuing_over_the_api_needs_reauthentication(api, scenario, course):
+@pytest.fixture
+def finance_device(scenario):
+    """Finance must use a second factor (等保): re-authentication asks for its one-time code (#14.3)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=scenario.finance, name="totp", confirmed=True)
+
+
+def test_issuing_over_the_api_needs_reauthentication(api, scenario, course, finance_device):
     desktop = desktop_row(scenario.tenant_a, owner=scenario.student, state="stopped", power="stopped")
     services.desktop_usage_record(desktop=desktop, at=datetime(2026, 10, 5, tzinfo=SHANGHAI))
     client = api.as_user(scenario.finance)
 
     refused = client.post("/api/v1/invoices/issue/", {"month": "2026-10"}, format="json")
-    issued = client.post(
+    no_code = client.post(
         "/api/v1/invoices/issue/", {"month": "2026-10"}, format="json", HTTP_X_REAUTH_PASSWORD=PASSWORD
     )
+    issued = client.post(
+        "/api/v1/invoices/issue/",
+        {"month": "2026-10"},
+        format="json",
+        HTTP_X_REAUTH_PASSWORD=PASSWORD,
+        HTTP_X_REAUTH_OTP=totp_now(finance_device),
+    )
     future = client.post(
-        "/api/v1/invoices/issue/", {"month": "2099-01"}, format="json", HTTP_X_REAUTH_PASSWORD=PASSWORD
+        "/api/v1/invoices/issue/",
+        {"month": "2099-01"},
+        format="json",
+        HTTP_X_REAUTH_PASSWORD=PASSWORD,
+        HTTP_X_REAUTH_OTP=totp_now(finance_device, offset=1),
     )
     teacher = api.as_user(scenario.teacher).post("/api/v1/invoices/issue/", {"month": "2026-10"}, format="json")
 
     assert refused.status_code == 403 and refused.json()["code"] == AuditError.REAUTHENTICATION_REQUIRED
+    assert no_code.status_code == 403 and no_code.json()["code"] == AuditError.REAUTHENTICATION_REQUIRED
     assert issued.status_code == 200 and len(issued.json()["issued"]) == 1
     assert future.status_code == 400 and future.json()["code"] == BillingError.MONTH_NOT_OVER
     assert teacher.status_code == 403
 
 
-def test_credit_note_over_the_api(api, scenario, october):
+def test_credit_note_over_the_api(api, scenario, october, finance_device):
     client = api.as_user(scenario.finance)
     response = client.post(
         f"/api/v1/invoices/{october.pk}/credit-notes/",
         {"amount": "0.10", "reason": "重复计费"},
         format="json",
         HTTP_X_REAUTH_PASSWORD=PASSWORD,
+        HTTP_X_REAUTH_OTP=totp_now(finance_device),
     )
     assert response.status_code == 201 and response.json()["invoice"] == october.number
     assert client.get(f"/api/v1/invoices/{october.pk}/").json()["status"] == "partly_credited"

@@ -9,7 +9,6 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -26,9 +25,8 @@ from compute.drivers.base import DriverError
 from compute.drivers.base import ErrorCode as DriverErrorCode
 from compute.models import Desktop, Endpoint
 from tenants import permissions as tenant_permissions
-
-if TYPE_CHECKING:
-    from tenants.models import User
+from tenants.models import User
+from tenants.roles import TenantRole
 
 TICKET_SECONDS = 60
 # A console is "connected" while its proxy reports traffic at least this often.
@@ -40,12 +38,12 @@ def _hash(token: str) -> str:
 
 
 def can_open_console(user: User | None, desktop: Desktop) -> bool:
-    """A student opens only their own desktop's console; a course's teacher (or the tenant admin) any
-    desktop of the course."""
-    if user is None or not getattr(user, "is_authenticated", False):
+    """A student opens only their own desktop's console while they are a member of its tenant; a
+    course's teacher (while they teach it) or the tenant admin any desktop of the course."""
+    if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return False
     if desktop.owner_id == user.pk:
-        return True
+        return tenant_permissions.holds_role_over(user, desktop.tenant, *TenantRole.values)
     return desktop.course_id is not None and tenant_permissions.can_manage_course(user, desktop.course)
 
 
@@ -174,8 +172,19 @@ def console_ticket_redeem(*, token: str, client: str = "") -> ConsoleTicket:
     return ticket
 
 
-def console_seen(*, ticket_id: int) -> None:
+def console_seen(*, ticket_id: int) -> bool:
+    """Mark an open console as in use; False when its person may no longer see the desktop (a role
+    revoked, the account disabled, the seat handed over): the proxy then closes it."""
+    ticket = (
+        ConsoleTicket.objects.select_related("desktop__tenant", "desktop__course__tenant").filter(pk=ticket_id).first()
+    )
+    if ticket is None or ticket.closed_at is not None:
+        return False
+    user = User.objects.filter(pk=ticket.user_id).first()  # fresh: no role cached from the opening
+    if user is None or not can_open_console(user, ticket.desktop):
+        return False
     ConsoleTicket.objects.filter(pk=ticket_id, closed_at__isnull=True).update(seen_at=timezone.now())
+    return True
 
 
 def console_close(*, ticket_id: int, reason: str = "") -> None:
