@@ -6,7 +6,7 @@ task calls the hypervisor is ``compute.tasks.runner``.
 Importing the package loads every module, so the worker's autodiscovery registers all of them.
 """
 
-from compute.tasks import desktops, images, inventory, network, snapshots, volumes  # noqa: F401
+from compute.tasks import desktops, hosts, images, inventory, network, snapshots, volumes  # noqa: F401
 
 # compute.classroom.services still starts these two itself (``compute.tasks.desktop_power``); it moves
 # to compute's ``desktops_power`` and ``desktops_reset``, and then these lines go.
