@@ -68,6 +68,8 @@ app.conf.beat_schedule = {
     "audit-verify-chain": {"task": "audit.tasks.verify_chain", "schedule": crontab(hour=2, minute=30)},
     # Compute: compare every endpoint's inventory with the database (drift, vanished VMs, orphans).
     "compute-reconcile": {"task": "compute.tasks.inventory.reconcile_all", "schedule": 300.0},
+    # Compute nodes: a heartbeat into every host agent's queue (host.<name>); a silent agent shows "agent down".
+    "compute-hosts-heartbeat": {"task": "compute.tasks.hosts.hosts_heartbeat_send", "schedule": 30.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
     # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
     # libvirt endpoint; free addresses whose hold is over.

@@ -1,8 +1,10 @@
 """The browser console's WebSocket proxy: a single-use ticket in, the desktop's VNC (RFB) stream out.
 
-The browser never learns the VNC host or port: the ticket (issued by
+The browser never learns the VNC host, port or password: the ticket (issued by
 ``POST /api/v1/desktops/{id}/console/`` after a permission check) is resolved here, on the
-server, to the address the driver reported, and bytes are relayed both ways.
+server, to the desktop's host's management address; the proxy authenticates to QEMU with the
+ticket's one-time VNC password (compute.console_rfb), offers the browser RFB without
+authentication, and then relays bytes both ways.
 """
 
 import asyncio
@@ -13,7 +15,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from audit import context as audit_context
+from compute import console_rfb as rfb
 from compute.classroom import services
+from compute.models import secret_decrypt
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ CHUNK = 64 * 1024
 
 class ConsoleConsumer(AsyncWebsocketConsumer):
     ticket_id = None
-    reader = writer = pump = heartbeat = None
+    reader = writer = pump = upstream = heartbeat = from_browser = None
 
     def _client(self) -> str:
         client = self.scope.get("client") or ("", 0)
@@ -47,15 +51,37 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             self.reader, self.writer = await asyncio.wait_for(
                 asyncio.open_connection(ticket.host, ticket.port), timeout=CONNECT_TIMEOUT
             )
-        except (OSError, TimeoutError) as exc:
-            log.warning("console %s: cannot reach %s:%s: %s", ticket.pk, ticket.host, ticket.port, exc)
+            # The proxy authenticates to QEMU with the ticket's one-time password; the browser never sees it.
+            password = secret_decrypt(ticket.vnc_password_encrypted)
+            await asyncio.wait_for(rfb.server_authenticate(self.reader, self.writer, password), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, rfb.RfbError) as exc:
+            log.warning("console %s: cannot open VNC at %s:%s: %s", ticket.pk, ticket.host, ticket.port, exc)
             await database_sync_to_async(services.console_close)(ticket_id=self.ticket_id, reason="unreachable")
             await self.close(code=4502)
             return
         offered = self.scope.get("subprotocols") or []
         await self.accept(subprotocol="binary" if "binary" in offered else None)
+        self.from_browser = asyncio.StreamReader()
         self.pump = asyncio.create_task(self._vnc_to_browser())
+        self.upstream = asyncio.create_task(self._browser_to_vnc())
         self.heartbeat = asyncio.create_task(self._still_connected())
+
+    async def _browser_to_vnc(self):
+        """The browser's RFB handshake (no authentication: the ticket was its key), then its bytes to QEMU."""
+
+        async def send(data: bytes) -> None:
+            await self.send(bytes_data=data)
+
+        try:
+            await rfb.browser_handshake(self.from_browser, send)
+            while data := await self.from_browser.read(CHUNK):
+                self.writer.write(data)
+                await self.writer.drain()
+        except (OSError, rfb.RfbError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await self.close()
 
     async def _still_connected(self):
         """Mark the console as in use while the socket is open, even when the screen is idle: the
@@ -88,17 +114,14 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 await self.close()
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.writer is None:
+        if self.from_browser is None:
             return
-        data = bytes_data if bytes_data is not None else (text_data or "").encode()
-        try:
-            self.writer.write(data)
-            await self.writer.drain()
-        except OSError:
-            await self.close()
+        self.from_browser.feed_data(bytes_data if bytes_data is not None else (text_data or "").encode())
 
     async def disconnect(self, code):
-        for task in (self.pump, self.heartbeat):
+        if self.from_browser is not None and not self.from_browser.at_eof():
+            self.from_browser.feed_eof()
+        for task in (self.pump, self.upstream, self.heartbeat):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         if self.writer is not None:

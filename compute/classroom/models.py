@@ -197,6 +197,8 @@ class ConsoleTicket(models.Model):
     )
     host = models.CharField(max_length=100)
     port = models.PositiveIntegerField()
+    # The one-time VNC password the ticket set on the domain (encrypted at rest): the proxy's key to QEMU.
+    vnc_password_encrypted = models.TextField(blank=True, editable=False)
     issued_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)

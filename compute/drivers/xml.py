@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 
@@ -177,8 +178,10 @@ def domain_xml(
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     if spec.vnc:
-        # Only on loopback: the portal's websockify proxy is the way in.
-        _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+        # No listen address here: QEMU listens where the host's qemu.conf says (vnc_listen: its management
+        # address; loopback by default), and a migrated domain on its new host's. A random password until
+        # a console ticket sets a one-time one: nobody on the management network gets in without the portal.
+        _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", passwd=secrets.token_urlsafe(6)[:8])
         _sub(devices, "input", type="tablet", bus="usb")
         _sub(_sub(devices, "video"), "model", type="vga")
     if spec.gpu is not None:

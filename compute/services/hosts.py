@@ -105,7 +105,8 @@ def host_capacity_fields(info: HostInfo) -> dict:
         "numa_cells": max(1, info.numa_cells),
         "mdev_types": [dict(t) for t in info.mdev_types],
         "storage": [dict(p) for p in info.storage],
-        "gpu_devices": list(info.gpus),
+        # GPUs the node-device API found; none found keeps what the admin recorded (a vCenter, a test host).
+        **({"gpu_devices": list(info.gpus)} if info.gpus else {}),
     }
 
 

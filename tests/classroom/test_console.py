@@ -232,7 +232,14 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
 
     async def scenario_run():
         async def idle_vnc(reader, writer):
+            # The RFB handshake the proxy goes through (no authentication offered), then an idle screen.
             writer.write(b"RFB 003.008\n")
+            await writer.drain()
+            await reader.readexactly(12)
+            writer.write(b"\x01\x01")
+            await writer.drain()
+            await reader.readexactly(1)
+            writer.write(b"\x00\x00\x00\x00")
             await writer.drain()
             await reader.read(100)  # then nothing: an idle screen
 

@@ -21,9 +21,10 @@ from common.errors import Conflict, NotFound
 from compute.classroom import locks
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import ConsoleTicket
+from compute.console_rfb import vnc_password
 from compute.drivers.base import DriverError
 from compute.drivers.base import ErrorCode as DriverErrorCode
-from compute.models import Desktop, Endpoint
+from compute.models import Desktop, Endpoint, secret_encrypt
 from tenants import permissions as tenant_permissions
 from tenants.models import User
 from tenants.roles import TenantRole
@@ -87,6 +88,30 @@ def _console_refused(desktop: Desktop, exc: DriverError) -> Conflict:
     )
 
 
+def _vnc_host(desktop: Desktop, reported: str) -> str:
+    """Where the proxy connects: the desktop's host's management address from the database; a host
+    without one (the portal's own machine, ``qemu:///system``) listens where libvirt reports."""
+    host = desktop.host
+    if host is not None and host.address:
+        return str(host.address)
+    return reported or "127.0.0.1"
+
+
+def _one_time_password(desktop: Desktop, expires_at: datetime.datetime) -> str:
+    """A fresh VNC password on the domain, valid until the ticket expires (libvirt); "" where the driver
+    has none to set (the proxy then finds VNC without authentication, as before)."""
+    from compute.hypervisor import driver_for
+
+    password = vnc_password()
+    try:
+        driver_for(desktop.endpoint).console_password_set(desktop.vm_name, password, expires_at)
+    except DriverError as exc:
+        if exc.code in (DriverErrorCode.UNSUPPORTED, DriverErrorCode.CONSOLE_UNSUPPORTED):
+            return ""
+        raise _console_refused(desktop, exc) from exc
+    return password
+
+
 def console_ticket_issue(*, actor: User, desktop: Desktop, client: str = "") -> ConsoleGrant:
     """A random single-use ticket, valid TICKET_SECONDS, for the console of a running desktop
     (only its hash is stored); on vCenter, the endpoint's own WebMKS ticket where it issues one."""
@@ -124,13 +149,15 @@ def console_ticket_issue(*, actor: User, desktop: Desktop, client: str = "") -> 
             detail={"protocol": "webmks", "host": address.host, "client": client[:64]},
         )
         return ConsoleGrant(ticket=address.ticket, expires_at=expires_at, websocket_url=address.url, protocol="webmks")
+    password = _one_time_password(desktop, expires_at)
     token = secrets.token_urlsafe(32)
     ConsoleTicket.objects.create(
         token_hash=_hash(token),
         desktop=desktop,
         user=actor,
-        host=address.host or "127.0.0.1",
+        host=_vnc_host(desktop, address.host),
         port=address.port,
+        vnc_password_encrypted=secret_encrypt(password),
         expires_at=expires_at,
         client=client[:64],
     )

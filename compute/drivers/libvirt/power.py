@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import libvirt
@@ -58,3 +60,17 @@ class Power(Connection):
             if info.vnc_port is None:
                 raise DriverError(f"VM {name!r} has no VNC display", permanent=True, code=ErrorCode.CONSOLE_UNSUPPORTED)
             return ConsoleAddress(host=info.vnc_host, port=info.vnc_port)
+
+    def console_password_set(self, name: str, password: str, valid_until: datetime) -> None:
+        """Give the running VM's VNC display a one-time password, valid until ``valid_until`` (libvirt's
+        ``passwd`` and ``passwdValidTo``, changed live): QEMU then asks every VNC client for it."""
+        with self._calls(f"cannot set the console password of VM {name!r}") as conn:
+            if is_test_driver(conn):
+                raise unsupported("a VNC console", "libvirt's test driver")
+            dom = lo.domain(conn, name)
+            graphics = ET.fromstring(dom.XMLDesc(0)).find("devices/graphics[@type='vnc']")
+            if graphics is None:
+                raise DriverError(f"VM {name!r} has no VNC display", permanent=True, code=ErrorCode.CONSOLE_UNSUPPORTED)
+            graphics.set("passwd", password)
+            graphics.set("passwdValidTo", valid_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            dom.updateDeviceFlags(ET.tostring(graphics, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)

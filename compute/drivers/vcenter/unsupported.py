@@ -5,6 +5,8 @@ Each raises a permanent DriverError with ErrorCode.UNSUPPORTED that says what to
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..base import DhcpHost, DiskInfo, ForwardSpec, NetworkSpec, NwFilterSpec, VolumeInfo, unsupported
 
 _HERE = "the vCenter driver"
@@ -12,6 +14,9 @@ _FIREWALL = "host firewall rules (elastic IPs, port forwards)"
 
 
 class Unsupported:
+    def console_password_set(self, name: str, password: str, valid_until: datetime) -> None:
+        raise unsupported("VNC console passwords", f"{_HERE} (consoles are WebMKS tickets)")
+
     def reset_system_disk(self, name: str) -> None:
         raise unsupported("resetting a system disk", f"{_HERE} (delete and clone the VM again)")
 

@@ -1,0 +1,149 @@
+"""Compute nodes on the multi-host testbed: host_add against each host's own libvirtd (qemu+tcp on its
+management address), the failure cases (refused connection, a management address claimed twice), and
+the console of a desktop on a remote host: the proxy connects to the address the database names and
+authenticates to QEMU with the ticket's one-time VNC password."""
+
+import json
+import socket
+import struct
+import time
+
+import libvirt
+import pytest
+from websockify.websocket import WebSocket, WebSocketWantReadError
+
+from common.errors import Conflict, InvalidInput
+from compute import services
+from compute.errors import ComputeError
+from compute.models import Desktop, Endpoint, Host
+from tests.testbed.hosts import add_host
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.testbed]
+
+
+@pytest.mark.django_db
+def test_host_add_registers_every_testbed_host_with_the_capacity_its_libvirtd_reports(testbed):
+    for host in testbed:
+        result = add_host(host)
+        conn = host.connect()
+        try:
+            _model, memory_mib, cpus, *_ = conn.getInfo()
+        finally:
+            conn.close()
+        assert result == {"host": host.name, "cpus": cpus, "memory_mib": memory_mib, "gpus": 0}
+        row = Host.objects.select_related("endpoint__site", "endpoint__cluster").get(name=host.name)
+        assert str(row.address) == host.address and row.uri == host.uri
+        assert row.endpoint.site.slug == host.site and row.hypervisor.startswith("QEMU")
+    assert sorted(Host.objects.filter(endpoint__site__slug="east").values_list("name", flat=True)) == ["h1", "h2"]
+
+
+@pytest.mark.django_db
+def test_a_host_that_refuses_the_connection_is_a_clear_error_and_nothing_is_saved(testbed, scenario):
+    h1 = testbed["h1"]
+    with pytest.raises(InvalidInput) as excinfo:
+        # h1's address, a port where nothing listens: the connection is refused at once.
+        services.host_add(
+            actor=scenario.sysadmin, name="ghost", uri=f"qemu+tcp://{h1.address}:1/system", site="east", cluster="c"
+        )
+    assert excinfo.value.code == ComputeError.HOST_UNREACHABLE and excinfo.value.detail["reason"]
+    assert not Endpoint.objects.filter(name="ghost").exists() and not Host.objects.filter(name="ghost").exists()
+
+
+@pytest.mark.django_db
+def test_two_hosts_cannot_claim_one_management_address(testbed, scenario):
+    h1 = testbed["h1"]
+    add_host(h1)
+    with pytest.raises(Conflict) as excinfo:
+        services.host_add(actor=scenario.sysadmin, name="h1-again", uri=h1.uri, site="east", cluster="east-general")
+    assert excinfo.value.code == ComputeError.HOST_ADDRESS_TAKEN and excinfo.value.detail["host"] == "h1"
+    assert not Endpoint.objects.filter(name="h1-again").exists()
+
+
+# --- the console of a desktop on a remote host ------------------------------------------------------
+
+
+def _recv(sock_or_ws, size: int, timeout: float = 10) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while len(data) < size and time.monotonic() < deadline:
+        if isinstance(sock_or_ws, WebSocket):
+            try:
+                chunk = sock_or_ws.recv()
+            except WebSocketWantReadError:
+                continue
+        else:
+            chunk = sock_or_ws.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _desktop_on(host_row: Host, vm_name: str, scenario) -> Desktop:
+    return Desktop.objects.create(
+        name="remote",
+        vm_name=vm_name,
+        tenant=scenario.tenant_a,
+        owner=scenario.student,
+        endpoint=host_row.endpoint,
+        host=host_row,
+        state=Desktop.State.RUNNING,
+        power_state="running",
+    )
+
+
+def test_qemus_vnc_on_a_host_listens_on_its_management_address_only_and_asks_for_a_password(remote_domain):
+    host, _name, port = remote_domain
+    with socket.create_connection((host.address, port), timeout=5) as sock:
+        assert _recv(sock, 12) == b"RFB 003.008\n"
+        sock.sendall(b"RFB 003.008\n")
+        count = _recv(sock, 1)[0]
+        assert list(_recv(sock, count)) == [2]  # VNC authentication only: never an open display
+    # Inside the host, QEMU's socket is bound to the management address alone, never the data network's.
+    listening = host.run("ss", "-ltnH").stdout
+    assert f"{host.address}:{port} " in listening
+    assert f"{host.data_address}:{port} " not in listening and f"0.0.0.0:{port} " not in listening
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_console_ticket_opens_the_vnc_of_a_desktop_on_a_remote_host_through_the_proxy(
+    api, scenario, remote_domain, asgi_server
+):
+    host, vm_name, port = remote_domain
+    add_host(host)
+    desktop = _desktop_on(Host.objects.get(name=host.name), vm_name, scenario)
+
+    started = time.monotonic()
+    response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert host.address not in json.dumps(body) and str(port) not in body["websocket_url"]
+    ws = WebSocket()
+    ws.connect(asgi_server.replace("http://", "ws://") + body["websocket_url"], protocols=["binary"])
+    assert _recv(ws, 12) == b"RFB 003.008\n"
+    first_byte = time.monotonic() - started
+    # The browser's side: no authentication (the ticket was its key); the proxy did QEMU's VNC auth.
+    ws.send(b"RFB 003.008\n")
+    assert _recv(ws, 2) == b"\x01\x01"
+    ws.send(b"\x01")
+    assert _recv(ws, 4) == b"\x00\x00\x00\x00"
+    ws.send(b"\x01")  # ClientInit, shared
+    server_init = _recv(ws, 24)
+    width, height = struct.unpack(">HH", server_init[:4])
+    assert width > 0 and height > 0  # QEMU's ServerInit: authenticated with the one-time password
+    ws.close()
+    assert first_byte <= 1.0, f"ticket to first RFB byte took {first_byte:.2f} s"
+
+    # The password was set on the domain with the ticket's expiry, and is not the browser's to know.
+    conn = host.connect()
+    try:
+        live = conn.lookupByName(vm_name).XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+    finally:
+        conn.close()
+    assert "passwdValidTo=" in live
+    from compute.classroom.models import ConsoleTicket
+
+    ticket = ConsoleTicket.objects.get(desktop=desktop)
+    assert ticket.host == host.address and ticket.port == port
+    assert ticket.vnc_password_encrypted and ticket.vnc_password_encrypted not in json.dumps(body)
