@@ -11,11 +11,24 @@ retirement waits for them.
 from collections.abc import Iterable
 
 from common.db import share_lock_status
-from compute.models import Desktop, Endpoint, Image, ImageVersion, Snapshot, Volume
+from compute.models import Desktop, Endpoint, Flavor, Host, Image, ImageVersion, Snapshot, Volume
 
 
 def endpoint_lock(pk: int) -> Endpoint:
     return Endpoint.objects.locked(pk)
+
+
+def flavor_lock(pk: int) -> Flavor:
+    return Flavor.objects.select_for_update().get(pk=pk)
+
+
+def host_lock(pk: int) -> Host:
+    return Host.objects.select_for_update().select_related("endpoint").get(pk=pk)
+
+
+def host_lock_by_name(name: str) -> Host | None:
+    """The host whose endpoint is called ``name``, or None."""
+    return Host.objects.select_for_update().select_related("endpoint").filter(endpoint__name=name).first()
 
 
 def image_lock(pk: int) -> Image:
