@@ -12,8 +12,8 @@ Usage: .venv/bin/python bench/scale.py [--hosts 50] [--desktops 5000] [--storm 3
   workers (``--pool prefork -c N`` for each N of --workers); prints the time to all running (target
   <= 30 s with 2 processes) and the portal's queries per power-on.
 
-It runs on a database of its own (``cc_bench_scale`` on MariaDB: DATABASE_URL's server when it is
-MySQL, else 127.0.0.1:3306) and Redis db 0 (CELERY_BROKER_URL's server when it is Redis).
+It runs beside a live portal without touching it: a database (``cc_bench_scale``) and a broker key
+prefix of its own, for its publisher and its workers alike (bench/env.py).
 """
 
 import argparse
@@ -23,39 +23,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "cc_bench_scale"
+from bench import common  # noqa: E402
+
 HOST_CPUS = 32
 HOST_MEMORY_KIB = 256 * 1024 * 1024
-
-
-def _environment() -> tuple[str, str]:
-    url = os.environ.get("DATABASE_URL", "")
-    base = urlparse(url) if url.startswith("mysql://") else urlparse("mysql://root@127.0.0.1:3306/x")
-    database_url = base._replace(path=f"/{DB_NAME}").geturl()
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    broker = broker.rsplit("/", 1)[0] + "/0" if broker.startswith("redis://") else "redis://127.0.0.1:6379/0"
-    return database_url, broker
-
-
-def _prepare_database(url: str) -> None:
-    import MySQLdb
-
-    parsed = urlparse(url)
-    conn = MySQLdb.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 3306,
-        user=parsed.username or "root",
-        passwd=parsed.password or "",
-    )
-    cursor = conn.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    conn.close()
 
 
 def host_file(directory: Path, index: int, storm_names: list[str]) -> Path:
@@ -76,18 +51,6 @@ def host_file(directory: Path, index: int, storm_names: list[str]) -> Path:
 </node>"""
     )
     return path
-
-
-def _setup_django(database_url: str, broker: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["CELERY_BROKER_URL"] = broker
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _queries(fn) -> tuple[object, int]:
@@ -162,7 +125,7 @@ def balance() -> dict:
     return {site: (max(v), min(v), max(v) / max(1, min(v))) for site, v in loads.items()}
 
 
-def storm(count: int, tenant, flavor, hosts, workers: int, database_url: str, broker: str) -> dict:
+def storm(count: int, tenant, flavor, hosts, workers: int) -> dict:
     from compute import services
     from compute.models import Desktop
 
@@ -186,7 +149,7 @@ def storm(count: int, tenant, flavor, hosts, workers: int, database_url: str, br
             )
         )
     Desktop.objects.bulk_create(rows)
-    env = {**os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker}
+    env = dict(os.environ)  # the bench's own database and broker prefix (bench/env.py)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "hypervisor", "-c", str(workers)]
         + ["--loglevel", "WARNING", "--without-gossip", "--without-mingle", "-n", f"scale{workers}@%h"],
@@ -220,9 +183,7 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=300)
     parser.add_argument("--workers", default="1,2")
     args = parser.parse_args()
-    database_url, broker = _environment()
-    _prepare_database(database_url)
-    _setup_django(database_url, broker)
+    common.django_on("scale")
     from compute.models import Cluster, Flavor
     from tenants.models import Tenant
 
@@ -241,7 +202,7 @@ def main() -> None:
         for site, (high, low, ratio) in sorted(balance().items()):
             print(f"balance {site}: max {high} MiB / min {low} MiB per host = {ratio:.3f} (target <= 1.2)")
         for workers in [int(w) for w in args.workers.split(",") if w]:
-            result = storm(args.storm, tenant, flavor, hosts, workers, database_url, broker)
+            result = storm(args.storm, tenant, flavor, hosts, workers)
             print(
                 f"storm ({workers} worker processes): {result['running']}/{args.storm} running in "
                 f"{result['seconds']:.1f} s (target <= 30 s with 2); portal queries per power-on "
