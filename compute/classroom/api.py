@@ -13,6 +13,7 @@ from common import limits
 from common.api.serializers import UpdateSerializer
 from compute.classroom import selectors, services
 from compute.classroom.models import DesktopPool, Seat
+from compute.classroom.services.schedule import MAX_DEADLINE_MINUTES, MAX_SCHEDULE_MINUTES
 from compute.selectors import desktop_list_for
 
 
@@ -65,11 +66,11 @@ class PoolUpdateSerializer(UpdateSerializer):
         required=False,
         help_text="data disks of a student who leaves the seat: kept (detached) for them, or wiped and deleted",
     )
-    lead_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
-    shutdown_after_minutes = serializers.IntegerField(min_value=0, max_value=240, required=False)
+    lead_minutes = serializers.IntegerField(min_value=0, max_value=MAX_SCHEDULE_MINUTES, required=False)
+    shutdown_after_minutes = serializers.IntegerField(min_value=0, max_value=MAX_SCHEDULE_MINUTES, required=False)
     shutdown_deadline_minutes = serializers.IntegerField(
         min_value=0,
-        max_value=480,
+        max_value=MAX_DEADLINE_MINUTES,
         required=False,
         help_text="minutes after a class at which desktops are powered off even with a student connected",
     )
