@@ -108,8 +108,10 @@ def desktop_create(
     course: Course | None = None,
     name: str = "",
     endpoint: Endpoint | None = None,
+    start: bool = True,
 ) -> Desktop:
-    """Request a desktop: validate, place, reserve quota, and queue its provisioning."""
+    """Request a desktop: validate, place, reserve quota, and queue its provisioning. ``start`` False: the
+    VM is made stopped (a course desktop made outside class waits for the schedule to power it on)."""
     owner = owner or actor
     _check_request(actor=actor, tenant=tenant, image_version=image_version, flavor=flavor, owner=owner, course=course)
     name = (name or f"{image_version.image.name}-{getattr(owner, 'username', '')}")[:100]
@@ -140,7 +142,7 @@ def desktop_create(
         desktop.save()
         # Its NIC's IP and MAC from the tenant's network (none: the endpoint's default network).
         networking.desktop_nics_allocate(desktop=desktop)
-        desktop.task_id = _desktop_task(desktop, "desktop_provision")
+        desktop.task_id = _desktop_task(desktop, "desktop_provision", **({} if start else {"start": False}))
         desktop.save(update_fields=["task_id"])
         hooks.desktop_changed(desktop=desktop, reason="created")
         event_record(
@@ -397,8 +399,9 @@ def desktop_resize(*, actor: User, desktop: Desktop, flavor: Flavor) -> Desktop:
 
 
 @retry_on_deadlock
-def desktop_retry(*, actor: User, desktop: Desktop) -> Desktop:
-    """Provision a desktop in error again (its VM, if half made, is reused or recreated)."""
+def desktop_retry(*, actor: User, desktop: Desktop, start: bool = True) -> Desktop:
+    """Provision a desktop in error again (its VM, if half made, is reused or recreated); ``start`` as for
+    ``desktop_create``."""
     require_manage(actor, desktop)
     with transaction.atomic():
         desktop = locks.desktop_lock(desktop.pk)
@@ -408,7 +411,7 @@ def desktop_retry(*, actor: User, desktop: Desktop) -> Desktop:
             desktop.quota_reservation = quota.desktop_quota_reserve(actor=actor, desktop=desktop)
         desktop.provision()
         desktop.attempts = 0
-        desktop.task_id = _desktop_task(desktop, "desktop_provision")
+        desktop.task_id = _desktop_task(desktop, "desktop_provision", **({} if start else {"start": False}))
         desktop.save()
         hooks.desktop_changed(desktop=desktop, reason="retried")
         event_record(action=Action.DESKTOP_RETRIED, actor=actor, target=desktop, tenant=desktop.tenant)

@@ -9,12 +9,12 @@ from compute.models import Desktop, Flavor, Volume
 from compute.tasks.runner import TASK_OPTIONS, held_by, load_desktop, run_for_desktop
 
 
-def _create_vm(driver, desktop, spec, source: str = ""):
+def _create_vm(driver, desktop, spec, source: str = "", start: bool = True):
     # The desktop's network, filters and DHCP binding on this endpoint first, then the VM with its NICs.
     nics = networking.desktop_network_prepare(desktop=desktop, driver=driver)
     spec = networking.with_nics(spec, nics)
     # A clone copies its source's system disk; any other desktop starts from the golden image.
-    info = driver.clone_vm(source, spec, start=True) if source else driver.create_vm(spec, start=True)
+    info = driver.clone_vm(source, spec, start=start) if source else driver.create_vm(spec, start=start)
     networking.desktop_nics_observed(desktop=desktop, nics=info.nics)
     return info
 
@@ -32,7 +32,8 @@ def _clone_source(desktop: Desktop) -> tuple[str, int | None]:
 
 
 @shared_task(**TASK_OPTIONS)
-def desktop_provision(self, desktop_id: int, failures: int = 0):
+def desktop_provision(self, desktop_id: int, failures: int = 0, start: bool = True):
+    """Make the VM (or clone it); ``start`` False leaves it stopped (a course desktop made outside class)."""
     desktop = load_desktop(desktop_id)
     if desktop is None or desktop.state != Desktop.State.PROVISIONING:
         return "skipped"
@@ -48,7 +49,7 @@ def desktop_provision(self, desktop_id: int, failures: int = 0):
         self,
         desktop,
         what="provision",
-        fn=lambda driver: _create_vm(driver, desktop, spec, source),
+        fn=lambda driver: _create_vm(driver, desktop, spec, source, start),
         failures=failures,
         on_final_error=fail,
     )

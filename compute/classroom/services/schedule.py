@@ -110,6 +110,20 @@ def class_in_progress(pool: DesktopPool, now: datetime.datetime | None = None) -
     return current[0] if current else None
 
 
+def desktops_on_now(pool: DesktopPool, now: datetime.datetime | None = None) -> bool:
+    """Whether the schedule has the pool's desktops on now: from ``lead_minutes`` before a class until
+    ``shutdown_after_minutes`` after it. A desktop made outside that is made stopped."""
+    now = now or timezone.now()
+    lead = datetime.timedelta(minutes=pool.lead_minutes)
+    after = datetime.timedelta(minutes=pool.shutdown_after_minutes)
+    return any(
+        begins - lead <= now < ends + after
+        for _class_time, _day, begins, ends in classes_between(
+            pool, now - after, now + lead + datetime.timedelta(seconds=1)
+        )
+    )
+
+
 def next_class(pool: DesktopPool, now: datetime.datetime | None = None) -> ClassSlot | None:
     now = now or timezone.now()
     upcoming = classes_between(pool, now, now + datetime.timedelta(days=15))
