@@ -51,6 +51,7 @@ PLAUSIBLE = {
     "end_time": "09:40",
     "limits": {"vcpu": 64, "ram_gib": 256},
     "persistence": "persistent",
+    "leaver_disks": "delete",
     "lead_minutes": 20,
     "shutdown_after_minutes": 15,
     "shutdown_deadline_minutes": 60,

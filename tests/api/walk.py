@@ -98,7 +98,7 @@ def populate(world: World, capture) -> World:
     make("approval", "cs_admin", f"/api/v1/requests/{pool_request['id']}/approve/", {})
     world.made["course"] = course
     world.made["network"] = make(
-        "network", "cs_admin", "/api/v1/networks/", {"name": "walk-net", "cidr": "10.77.0.0/24"}
+        "network", "cs_admin", "/api/v1/networks/", {"name": "walk-net", "cidr": "10.20.77.0/24"}
     )
     desktop = clients["student1"].get("/api/v1/desktops/").json()["results"][0]["id"]
     world.made["volume"] = make(
