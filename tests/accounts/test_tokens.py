@@ -176,3 +176,30 @@ def test_reauthentication_for_invoices_needs_the_second_factor_even_when_not_enr
 
     assert response.status_code == 403
     assert json.loads(response.content)["code"] == AuditError.SECOND_FACTOR_NOT_ENROLLED
+
+
+def test_the_upgrade_carries_drf_tokens_over_so_scripts_keep_working(scenario, api):
+    import importlib
+
+    from django.apps import apps
+    from rest_framework.authtoken.models import Token
+
+    service = api.as_user(scenario.secadmin).post(
+        "/api/v1/accounts/service/",
+        {"tenant": "cs", "username": "old-bot", "role": "teacher", "purpose": "脚本"},
+        format="json",
+    )
+    bot = User.objects.get(username="old-bot")
+    ApiToken.objects.filter(user=bot).delete()  # as before the upgrade: DRF's table held the keys
+    old_service = Token.objects.create(user=bot)
+    old_person = Token.objects.create(user=scenario.student)
+    assert service.status_code == 201
+
+    migration = importlib.import_module("tenants.identity.migrations.0003_migrate_drf_tokens")
+    migration.carry_over(apps, None)
+
+    assert _get(old_service.key).status_code == 200
+    assert _get(old_person.key).status_code == 200
+    assert ApiToken.objects.get(user=bot).expires_at is None
+    assert ApiToken.objects.get(user=scenario.student).expires_at is not None
+    assert not Token.objects.exists()

@@ -78,7 +78,11 @@ def test_the_teacher_to_console_journey_is_in_the_audit_log_with_actors_and_addr
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/", REMOTE_ADDR="10.8.0.13")
     assert response.status_code == 201, response.content
     ws = WebSocket()
-    ws.connect(asgi_server.replace("http://", "ws://") + response.json()["websocket_url"], protocols=["binary"])
+    ws.connect(  # a browser sends the page's Origin; the portal refuses any other (#14.4)
+        asgi_server.replace("http://", "ws://") + response.json()["websocket_url"],
+        origin=asgi_server,
+        protocols=["binary"],
+    )
     assert _read_banner(ws) == b"RFB 003.008\n"
     ws.close()
     for _ in range(50):  # the proxy records the closing once the socket is gone
