@@ -11,11 +11,16 @@ retirement waits for them.
 from collections.abc import Iterable
 
 from common.db import share_lock_status
-from compute.models import Desktop, Endpoint, Image, ImageVersion, Snapshot, Volume
+from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Snapshot, Volume
 
 
 def endpoint_lock(pk: int) -> Endpoint:
     return Endpoint.objects.locked(pk)
+
+
+def flavor_lock(pk: int) -> Flavor:
+    """The flavor being edited, so that two edits apply one after the other."""
+    return Flavor.objects.select_for_update().get(pk=pk)
 
 
 def image_lock(pk: int) -> Image:

@@ -243,7 +243,7 @@ def flavor_update(
     if vcpus < 1 or memory_mib < 64 or disk_gib < 1:
         raise InvalidInput(_("规格的 CPU、内存和磁盘必须为正数。"), code=ComputeError.FLAVOR_INVALID)
     with transaction.atomic():
-        flavor = Flavor.objects.select_for_update().get(pk=flavor.pk)
+        flavor = locks.flavor_lock(flavor.pk)
         if Flavor.objects.filter(name=name).exclude(pk=flavor.pk).exists():
             raise Conflict(_("规格名称“%(name)s”已被使用。") % {"name": name}, code=ComputeError.FLAVOR_NAME_TAKEN)
         before = {
