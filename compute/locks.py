@@ -19,6 +19,7 @@ def endpoint_lock(pk: int) -> Endpoint:
 
 
 def flavor_lock(pk: int) -> Flavor:
+    """The flavor being edited, so that two edits apply one after the other."""
     return Flavor.objects.select_for_update().get(pk=pk)
 
 

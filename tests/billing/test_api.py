@@ -55,7 +55,7 @@ def test_invoice_downloads_as_pdf_csv_and_xlsx(api, scenario, october):
     assert f'filename="{october.number}.xlsx"' in xlsx["Content-Disposition"]
 
 
-def test_a_teacher_sees_their_courses_cost_and_a_student_nothing(api, scenario, october):
+def test_a_teacher_sees_their_courses_cost_a_student_their_own_and_a_stranger_nothing(api, scenario, october):
     teacher = api.as_user(scenario.teacher).get("/api/v1/usage/", {"from": "2026-10-01", "to": "2026-10-31"})
     student = api.as_user(scenario.student).get("/api/v1/usage/", {"from": "2026-10-01", "to": "2026-10-31"})
     stranger = api.as_user(scenario.stranger).get("/api/v1/usage/", {"from": "2026-10-01", "to": "2026-10-31"})
@@ -64,7 +64,8 @@ def test_a_teacher_sees_their_courses_cost_and_a_student_nothing(api, scenario, 
     assert {r["item"] for r in rows} == {"vcpu", "ram", "disk"} and {r["course"] for r in rows} == {"CS101"}
     vcpu = next(r for r in rows if r["item"] == "vcpu")
     assert vcpu["quantity"] == "4.0000" and vcpu["cost"] == "0.20"
-    assert student.json()["results"] == [] and stranger.json()["results"] == []
+    # October's only desktop is the student's own: they see its cost too (#13.6), nobody else's.
+    assert student.json()["results"] == rows and stranger.json()["results"] == []
 
 
 def test_usage_by_user_and_daily_cost(api, scenario, october):

@@ -102,7 +102,9 @@ def latin_only(texts: list[str], names: set[str]) -> list[str]:
     for text in texts:
         if CJK.search(text) or text in names:
             continue
-        for word in WORD.findall(text):
+        # Tokens with digits or punctuation are identifiers (addresses, MACs, versions, paths).
+        plain = " ".join(t for t in text.split() if not re.search(r"[0-9_@/]|:(?=.)", t))
+        for word in WORD.findall(plain):
             core = word.strip(".:/-+")
             if not core or core in ALLOWED_WORDS or core in names or word in names:
                 continue

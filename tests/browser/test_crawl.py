@@ -52,6 +52,8 @@ def _confirmations_once(page, path: str, problems: list[str]) -> None:
     target = page.locator("button[data-confirm]:visible, form[data-confirm] button:not([type=button]):visible").first
     if target.count() == 0:
         return
+    if not target.evaluate("el => (el.form || el.closest('form')).checkValidity()"):
+        return  # the browser stops an incomplete form before any confirmation (required fields)
     page.evaluate(
         """() => { window.__shown = 0;
         document.addEventListener('show.bs.modal', () => { window.__shown += 1; }); }"""
