@@ -11,11 +11,20 @@ retirement waits for them.
 from collections.abc import Iterable
 
 from common.db import share_lock_status
-from compute.models import Desktop, Endpoint, Image, ImageVersion, Snapshot, Volume
+from compute.models import Desktop, Endpoint, Host, Image, ImageVersion, Snapshot, Volume
 
 
 def endpoint_lock(pk: int) -> Endpoint:
     return Endpoint.objects.locked(pk)
+
+
+def host_lock(pk: int) -> Host:
+    return Host.objects.locked(pk)
+
+
+def host_lock_by_name(name: str) -> Host | None:
+    """A compute node by its name (its endpoint's), locked; None when there is no such host."""
+    return Host.objects.select_for_update().select_related("endpoint").filter(endpoint__name=name).first()
 
 
 def image_lock(pk: int) -> Image:

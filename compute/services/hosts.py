@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput, NotFound
+from compute import locks
 from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
@@ -172,7 +173,7 @@ def host_add(
 
 
 def _host_locked(name: str) -> Host:
-    host = Host.objects.select_for_update().select_related("endpoint").filter(endpoint__name=name).first()
+    host = locks.host_lock_by_name(name)
     if host is None:
         raise NotFound(_("主机“%(name)s”不存在。") % {"name": name}, code=ComputeError.HOST_NOT_FOUND)
     return host
@@ -225,7 +226,7 @@ def host_refresh(*, host: Host, info: HostInfo | None, error: str = "") -> Host:
     A host in maintenance stays in maintenance; a host that answers again comes back from ``down``.
     """
     with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
+        host = locks.host_lock(host.pk)
         if info is None:
             host.last_error = error[:2000]
             if host.state == Host.State.ENABLED:
