@@ -24,11 +24,11 @@ def flavor_lock(pk: int) -> Flavor:
 
 
 def host_lock(pk: int) -> Host:
-    return Host.objects.select_for_update().select_related("endpoint").get(pk=pk)
+    return Host.objects.locked(pk)
 
 
 def host_lock_by_name(name: str) -> Host | None:
-    """The host whose endpoint is called ``name``, or None."""
+    """A compute node by its name (its endpoint's), locked; None when there is no such host."""
     return Host.objects.select_for_update().select_related("endpoint").filter(endpoint__name=name).first()
 
 

@@ -7,8 +7,11 @@ import uuid
 from django.core.management import call_command
 
 
-def add_host(host, *, name=None) -> dict:
+def add_host(host, *, name=None, shared_storage_pool: str = "") -> dict:
+    """``manage.py host_add`` for a testbed host (its site, cluster ``<site>-general``, TCG); with
+    ``shared_storage_pool`` the desktop pool is that one, on the storage every host mounts."""
     out = io.StringIO()
+    pool = ["--storage-pool", shared_storage_pool, "--shared-storage"] if shared_storage_pool else []
     call_command(
         "host_add",
         "--name",
@@ -22,6 +25,7 @@ def add_host(host, *, name=None) -> dict:
         "--domain-type",
         "qemu",
         "--json",
+        *pool,
         stdout=out,
     )
     return json.loads(out.getvalue())
