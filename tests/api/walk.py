@@ -115,11 +115,11 @@ def populate(world: World, capture) -> World:
         "budget", "finance1", "/api/v1/budgets/", {"tenant": "cs", "course": course["id"], "amount": "500"}
     )
     # A request left waiting, so approve/reject/cancel have one to act on.
-    world.made["request"] = make(
+    world.made["request"] = make(  # a quota increase is never auto-approved: it waits
         "open request",
-        "student1",
+        "teacher1",
         "/api/v1/requests/",
-        {"kind": "personal_desktop", "title": "walk", "amounts": {"vcpu": 1, "ram_gib": 1, "desktops": 1}},
+        {"kind": "quota_increase", "title": "walk", "course": course["id"], "amounts": {"vcpu": 4, "desktops": 2}},
     )
     pools = admin.get("/api/v1/pools/").json()["results"]
     world.made["pool"] = next((p for p in pools if p["course"] == course["code"]), None)

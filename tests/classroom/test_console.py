@@ -16,6 +16,7 @@ from compute.classroom.models import ConsoleTicket
 from compute.models import Desktop
 from tests.classroom.conftest import make_course
 from tests.compute.conftest import desktop_of
+from tests.harness.rfb import idle_rfb_server
 
 # --- the API, without a hypervisor ---------------------------------------------------------------
 
@@ -231,19 +232,7 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
     desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
 
     async def scenario_run():
-        async def idle_vnc(reader, writer):
-            # The RFB handshake the proxy goes through (no authentication offered), then an idle screen.
-            writer.write(b"RFB 003.008\n")
-            await writer.drain()
-            await reader.readexactly(12)
-            writer.write(b"\x01\x01")
-            await writer.drain()
-            await reader.readexactly(1)
-            writer.write(b"\x00\x00\x00\x00")
-            await writer.drain()
-            await reader.read(100)  # then nothing: an idle screen
-
-        server = await asyncio.start_server(idle_vnc, "127.0.0.1", 0)
+        server = await asyncio.start_server(idle_rfb_server, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         token = "t" * 43
         ticket = await database_sync_to_async(ConsoleTicket.objects.create)(

@@ -24,6 +24,7 @@ from tenants.services import membership_revoke
 from tests import factories
 from tests.classroom.conftest import make_course
 from tests.compute.conftest import desktop_of
+from tests.harness.rfb import idle_rfb_server
 
 
 def _revoke_teacher(scenario):
@@ -74,12 +75,7 @@ def test_an_open_console_closes_soon_after_the_teachers_role_is_revoked(scenario
     desktop = desktop_of(scenario.tenant_a, owner=scenario.student, course=course)
 
     async def run():
-        async def vnc(reader, writer):
-            writer.write(b"RFB 003.008\n")
-            await writer.drain()
-            await reader.read(100)
-
-        server = await asyncio.start_server(vnc, "127.0.0.1", 0)
+        server = await asyncio.start_server(idle_rfb_server, "127.0.0.1", 0)
         token = "r" * 43
         await database_sync_to_async(ConsoleTicket.objects.create)(
             token_hash=console._hash(token),  # noqa: SLF001

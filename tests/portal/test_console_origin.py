@@ -15,6 +15,7 @@ from django.utils import timezone
 from compute.classroom.models import ConsoleTicket
 from compute.classroom.services import console
 from tests.compute.conftest import desktop_of
+from tests.harness.rfb import idle_rfb_server
 
 
 def _open(scenario, headers):
@@ -24,12 +25,7 @@ def _open(scenario, headers):
     desktop = desktop_of(scenario.tenant_a, owner=scenario.student)
 
     async def run():
-        async def vnc(reader, writer):
-            writer.write(b"RFB 003.008\n")
-            await writer.drain()
-            await reader.read(100)
-
-        server = await asyncio.start_server(vnc, "127.0.0.1", 0)
+        server = await asyncio.start_server(idle_rfb_server, "127.0.0.1", 0)
         token = "o" * 43
         ticket = await database_sync_to_async(ConsoleTicket.objects.create)(
             token_hash=console._hash(token),  # noqa: SLF001

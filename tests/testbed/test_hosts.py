@@ -120,7 +120,10 @@ def test_a_console_ticket_opens_the_vnc_of_a_desktop_on_a_remote_host_through_th
     body = response.json()
     assert host.address not in json.dumps(body) and str(port) not in body["websocket_url"]
     ws = WebSocket()
-    ws.connect(asgi_server.replace("http://", "ws://") + body["websocket_url"], protocols=["binary"])
+    # A browser sends the page's Origin; the portal refuses any other (#14.4).
+    ws.connect(
+        asgi_server.replace("http://", "ws://") + body["websocket_url"], origin=asgi_server, protocols=["binary"]
+    )
     assert _recv(ws, 12) == b"RFB 003.008\n"
     first_byte = time.monotonic() - started
     # The browser's side: no authentication (the ticket was its key); the proxy did QEMU's VNC auth.

@@ -1,0 +1,19 @@
+"""A stand-in VNC server for console proxy tests that need no QEMU: it speaks the start of RFB 3.8
+as QEMU does for the proxy (which authenticates itself, compute/console_rfb.py), then idles.
+
+The real QEMU path is tested in tests/classroom/test_console.py (libvirt) and on the testbed.
+"""
+
+
+async def idle_rfb_server(reader, writer) -> None:
+    """Use with ``asyncio.start_server``: version, the security type "none" offered and accepted,
+    then a screen where nothing happens."""
+    writer.write(b"RFB 003.008\n")
+    await writer.drain()
+    await reader.readexactly(12)  # the proxy's version
+    writer.write(b"\x01\x01")  # one security type: None
+    await writer.drain()
+    await reader.readexactly(1)  # the proxy picks it
+    writer.write(b"\x00\x00\x00\x00")  # SecurityResult: OK
+    await writer.drain()
+    await reader.read(100)
