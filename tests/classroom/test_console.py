@@ -16,7 +16,7 @@ from compute.classroom.models import ConsoleTicket
 from compute.models import Desktop
 from tests.classroom.conftest import make_course
 from tests.compute.conftest import desktop_of
-from tests.harness.rfb import idle_rfb_server
+from tests.harness.rfb import idle_rfb_server, run_coroutine
 
 # --- the API, without a hypervisor ---------------------------------------------------------------
 
@@ -267,7 +267,7 @@ def test_an_idle_console_counts_as_connected_until_it_closes(scenario, monkeypat
 
     from channels.db import database_sync_to_async
 
-    ticket, ids, seen = asyncio.run(scenario_run())
+    ticket, ids, seen = run_coroutine(scenario_run())
     ticket.refresh_from_db()
     assert ids == {desktop.pk}
     assert seen > ticket.used_at

@@ -24,7 +24,7 @@ from tenants.services import membership_revoke
 from tests import factories
 from tests.classroom.conftest import make_course
 from tests.compute.conftest import desktop_of
-from tests.harness.rfb import idle_rfb_server
+from tests.harness.rfb import idle_rfb_server, run_coroutine
 
 
 def _revoke_teacher(scenario):
@@ -104,7 +104,7 @@ def test_an_open_console_closes_soon_after_the_teachers_role_is_revoked(scenario
         server.close()
         return closed
 
-    closed = asyncio.run(run())
+    closed = run_coroutine(run())
 
     assert closed["type"] == "websocket.close"
     assert ConsoleTicket.objects.get().closed_at is not None

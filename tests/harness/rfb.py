@@ -1,5 +1,6 @@
-"""A stand-in VNC server for console proxy tests that need no QEMU: it speaks the start of RFB 3.8
-as QEMU does for the proxy (which authenticates itself, compute/console_rfb.py), then idles.
+"""For console proxy tests that need no QEMU: a stand-in VNC server that speaks the start of RFB 3.8
+as QEMU does for the proxy (which authenticates itself, compute/console_rfb.py), then idles; and
+a way to run their coroutines.
 
 The real QEMU path is tested in tests/classroom/test_console.py (libvirt) and on the testbed.
 """
@@ -17,3 +18,14 @@ async def idle_rfb_server(reader, writer) -> None:
     writer.write(b"\x00\x00\x00\x00")  # SecurityResult: OK
     await writer.drain()
     await reader.read(100)
+
+
+def run_coroutine(coro):
+    """``asyncio.run(coro)`` in a thread of its own: a test process that ran Playwright's sync API
+    (the browser tests, in the same xdist process) keeps an event loop on its main thread, where
+    ``asyncio.run`` refuses to start another."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from compute.classroom.models import ConsoleTicket
 from compute.classroom.services import console
 from tests.compute.conftest import desktop_of
-from tests.harness.rfb import idle_rfb_server
+from tests.harness.rfb import idle_rfb_server, run_coroutine
 
 
 def _open(scenario, headers):
@@ -51,7 +51,7 @@ def _open(scenario, headers):
         server.close()
         return answer, ticket
 
-    answer, ticket = asyncio.run(run())
+    answer, ticket = run_coroutine(run())
     ticket.refresh_from_db()
     return answer, ticket
 
