@@ -7,7 +7,8 @@
 #   scripts/test.sh [PYTEST ARGS...]          every test: MariaDB, Redis, libvirtd + QEMU with the
 #                                             `default` network, the vCenter simulator, Chromium
 #   scripts/test.sh --fast [PYTEST ARGS...]   the tests without a real component (no libvirt, vcsim,
-#                                             browser or worker marker): MariaDB and Redis only, on a
+#                                             browser, worker, testbed or sso marker) and without the
+#                                             API fuzz walk (fuzz): MariaDB and Redis only, on a
 #                                             test database kept between fast runs
 #
 # Exports to pytest: DATABASE_URL (MariaDB test account, a database named after the checkout:
@@ -87,7 +88,7 @@ args=()
 if $fast; then
   # The marked tests need a real component (tests/harness/markers.py); the rest share the test
   # database with the previous fast run as long as the migrations (and the packages) are the same.
-  args+=(-m "not libvirt and not vcsim and not browser and not worker and not testbed and not sso" --reuse-db)
+  args+=(-m "not libvirt and not vcsim and not browser and not worker and not testbed and not sso and not fuzz" --reuse-db)
   schema=$(find . -path ./.venv -prune -o -path ./node_modules -prune -o -path '*/migrations/*.py' -print |
     LC_ALL=C sort | xargs cat requirements.txt | sha256sum | cut -d' ' -f1)
   stamp="$RUN_DIR/test-fast-db.$(printf '%s %s' "$DATABASE_URL" "$workers" | sha256sum | cut -c1-12)"

@@ -10,6 +10,8 @@ import pytest
 
 from tests.api.walk import ROLES, walk_all
 
+pytestmark = pytest.mark.fuzz  # make test runs the walk; make test-fast leaves it (README)
+
 
 @pytest.mark.parametrize("role", list(ROLES))
 def test_no_operation_answers_500_or_off_schema_on_the_demo(demo, role):

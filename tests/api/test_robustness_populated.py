@@ -7,6 +7,8 @@ import pytest
 
 from tests.api.walk import ROLES, populate, walk_all
 
+pytestmark = pytest.mark.fuzz  # make test runs the walk; make test-fast leaves it (README)
+
 
 @pytest.mark.parametrize("role", list(ROLES))
 def test_no_operation_answers_500_or_off_schema_with_one_object_of_each_kind(
