@@ -130,24 +130,34 @@ def _fail_with_disks(desktop_id: int, leaving: list[int], drop: list[int]):
     return fail
 
 
+def _disk_changing_run(task, desktop_id: int, *, what: str, call, finish, failures: int, leaving, drop) -> str:
+    """A reset or a rebuild: ``call(driver, desktop, leaving, drop)`` on the hypervisor; on success
+    ``finish`` records it and the data disks taken off are reported; on final failure both are told."""
+    leaving, drop = list(leaving), list(drop)
+    desktop = load_desktop(desktop_id)
+    if not held_by(task, desktop):
+        return "skipped"
+    info, ok = run_for_desktop(
+        task,
+        desktop,
+        what=what,
+        fn=lambda driver: call(driver, desktop, leaving, drop),
+        failures=failures,
+        on_final_error=_fail_with_disks(desktop_id, leaving, drop),
+    )
+    if ok:
+        finish(desktop_id=desktop_id, info=info)
+        _disks_report(leaving, drop)
+    return "done" if ok else "failed"
+
+
 @shared_task(**TASK_OPTIONS)
 def desktop_reset(self, desktop_id: int, failures: int = 0, leaving: list[int] = (), drop: list[int] = ()):
     """A fresh system disk; at a hand-over, the previous owner's data disks taken off first."""
-    desktop = load_desktop(desktop_id)
-    if not held_by(self, desktop):
-        return "skipped"
-    info, ok = run_for_desktop(
-        self,
-        desktop,
-        what="reset",
-        fn=lambda driver: _reset_call(driver, desktop, list(leaving), list(drop)),
-        failures=failures,
-        on_final_error=_fail_with_disks(desktop_id, list(leaving), list(drop)),
-    )
-    if ok:
-        services.desktop_reset_finish(desktop_id=desktop_id, info=info)
-        _disks_report(list(leaving), list(drop))
-    return "done" if ok else "failed"
+    return _disk_changing_run(
+        self, desktop_id, what="reset", call=_reset_call, finish=services.desktop_reset_finish,
+        failures=failures, leaving=leaving, drop=drop,
+    )  # fmt: skip
 
 
 def _rebuild_call(driver, desktop: Desktop, leaving: list[int], drop: list[int]):
@@ -166,21 +176,10 @@ def _rebuild_call(driver, desktop: Desktop, leaving: list[int], drop: list[int])
 @shared_task(**TASK_OPTIONS)
 def desktop_rebuild(self, desktop_id: int, failures: int = 0, leaving: list[int] = (), drop: list[int] = ()):
     """A reset onto another image version (``desktops_reset``, ``desktop_hand_over``)."""
-    desktop = load_desktop(desktop_id)
-    if not held_by(self, desktop):
-        return "skipped"
-    info, ok = run_for_desktop(
-        self,
-        desktop,
-        what="rebuild",
-        fn=lambda driver: _rebuild_call(driver, desktop, list(leaving), list(drop)),
-        failures=failures,
-        on_final_error=_fail_with_disks(desktop_id, list(leaving), list(drop)),
-    )
-    if ok:
-        services.desktop_settle(desktop_id=desktop_id, info=info)
-        _disks_report(list(leaving), list(drop))
-    return "done" if ok else "failed"
+    return _disk_changing_run(
+        self, desktop_id, what="rebuild", call=_rebuild_call, finish=services.desktop_settle,
+        failures=failures, leaving=leaving, drop=drop,
+    )  # fmt: skip
 
 
 def _resize_call(driver, desktop: Desktop, flavor_id: int, gpu_device: str):
