@@ -4,10 +4,11 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from compute.classroom.models import AuthoringSession, DesktopPool, Seat
 from compute.classroom.services import schedule
-from compute.models import Desktop
+from compute.models import Desktop, Endpoint
 from compute.selectors import desktop_list_for
 from tenants.selectors import course_list_for
 
@@ -140,3 +141,16 @@ def authoring_list_for(user, *, pool: DesktopPool) -> QuerySet[AuthoringSession]
         .select_related("desktop", "source_version__image", "published_version")
         .order_by("-created_at")
     )
+
+
+def console_unavailable(desktop) -> str:
+    """Why the portal's web console cannot show this desktop ("" when it can): vCenter speaks
+    WebMKS, not VNC, and libvirt's test driver has no display at all."""
+    endpoint = desktop.endpoint
+    if endpoint is None:
+        return ""
+    if endpoint.kind == Endpoint.Kind.VCENTER:
+        return _("该桌面所在的 vCenter 不提供网页控制台，请使用 vSphere 客户端连接。")
+    if endpoint.url.startswith("test:"):
+        return _("该虚拟化平台（测试驱动）没有显示输出，不提供网页控制台。")
+    return ""

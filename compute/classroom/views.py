@@ -22,7 +22,7 @@ from compute import selectors as compute_selectors
 from compute import services as compute_services
 from compute.classroom import selectors, services
 from compute.classroom.models import AuthoringSession, DesktopPool, ScheduleException
-from compute.models import Endpoint, ImageVersion
+from compute.models import ImageVersion
 from tenants.models import Course
 from tenants.permissions import can_manage_course
 from tenants.selectors import course_list_for
@@ -44,22 +44,9 @@ def my_desktops(request):
     groups = selectors.my_desktops(request.user)
     for group in groups:
         for desktop in group.desktops:
-            desktop.console_unavailable = _console_unavailable(desktop)
+            desktop.console_unavailable = selectors.console_unavailable(desktop)
     teaching = selectors.pool_list_for(request.user).exists()
     return render(request, "classroom/my_desktops.html", {"groups": groups, "teaching": teaching})
-
-
-def _console_unavailable(desktop) -> str:
-    """Why the portal's web console cannot show this desktop ("" when it can): vCenter speaks
-    WebMKS, not VNC, and libvirt's test driver has no display at all."""
-    endpoint = desktop.endpoint
-    if endpoint is None:
-        return ""
-    if endpoint.kind == Endpoint.Kind.VCENTER:
-        return _("该桌面所在的 vCenter 不提供网页控制台，请使用 vSphere 客户端连接。")
-    if endpoint.url.startswith("test:"):
-        return _("该虚拟化平台（测试驱动）没有显示输出，不提供网页控制台。")
-    return ""
 
 
 @login_required
