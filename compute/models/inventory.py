@@ -200,6 +200,9 @@ class Host(models.Model):
     mdev_types = models.JSONField(_("中介设备类型"), default=list, blank=True)
     storage = models.JSONField(_("存储池容量"), default=list, blank=True)
     last_error = models.TextField(_("最近错误"), blank=True)
+    # The network node of its cluster (else of its site): holds the router networks' gateways, SNAT,
+    # elastic IPs and port forwards, in namespaces its agent makes (compute/networking/gateway.py).
+    is_network_node = models.BooleanField(_("网络节点"), default=False)
 
     objects = LockingManager()
 

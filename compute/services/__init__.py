@@ -46,6 +46,7 @@ from compute.services.hosts import (
     host_capacity_fields,
     host_heartbeat,
     host_maintenance,
+    host_network_node_set,
     host_refresh,
     host_remove,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "host_capacity_fields",
     "host_heartbeat",
     "host_maintenance",
+    "host_network_node_set",
     "host_refresh",
     "host_remove",
     "desktops_reset",

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput, NotFound
+from common.tasks import enqueue
 from compute import locks
 from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
@@ -123,12 +125,14 @@ def host_add(
     storage_pool: str = "default",
     shared_storage: bool = False,
     max_concurrency: int = 4,
+    network_node: bool = False,
 ) -> Host:
     """Add a compute node: checked (reachable, address not taken) before the endpoint and host rows are saved.
 
     ``cluster`` is the cluster's name at ``site`` (both made when missing); ``address`` defaults to the
     URI's host. ``shared_storage``: the desktop pool is on storage every host of the cluster mounts, so
-    images there serve desktops on any of them.
+    images there serve desktops on any of them. ``network_node``: the host holds the router networks'
+    gateways of its cluster (or site), see ``host_network_node_set``.
     """
     if actor is not None:
         require_system_admin(actor)
@@ -149,7 +153,11 @@ def host_add(
             with transaction.atomic():
                 endpoint.save()
                 host = Host.objects.create(
-                    endpoint=endpoint, name=name, address=address or None, **host_capacity_fields(info)
+                    endpoint=endpoint,
+                    name=name,
+                    address=address or None,
+                    is_network_node=network_node,
+                    **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
             raise Conflict(
@@ -167,7 +175,14 @@ def host_add(
             action=Action.HOST_ADDED,
             actor=actor,
             target=host,
-            detail={"uri": uri, "site": site, "cluster": cluster, "address": address, "cpus": info.cpus},
+            detail={
+                "uri": uri,
+                "site": site,
+                "cluster": cluster,
+                "address": address,
+                "cpus": info.cpus,
+                "network_node": network_node,
+            },
         )
     return host
 
@@ -191,6 +206,38 @@ def host_maintenance(*, actor: User | None, name: str, on: bool) -> Host:
         event_record(
             action=Action.HOST_STATE_CHANGED, actor=actor, target=host, detail={"from": before, "to": host.state}
         )
+    return host
+
+
+def host_network_node_set(*, actor: User | None, name: str, on: bool) -> Host:
+    """Make the host the network node of its cluster (else of its site), or no longer one.
+
+    A network node holds, per router network, the gateway, SNAT, elastic IPs and port forwards in
+    namespaces of its own (compute/networking/gateway.py), made by its agent. Every network node's
+    agent is asked to converge (the gateways move with the flag); an agent that is down does it
+    when it comes back. A network node needs a management address (its agent's host)."""
+    if actor is not None:
+        require_system_admin(actor)
+    with transaction.atomic():
+        host = _host_locked(name)
+        if on and not host.address:
+            raise InvalidInput(
+                _("主机“%(name)s”没有管理地址，不能作为网络节点。") % {"name": name},
+                code=ComputeError.HOST_URI_INVALID,
+                detail={"field": "network_node"},
+            )
+        before = host.is_network_node
+        host.is_network_node = on
+        host.save(update_fields=["is_network_node", "updated_at"])
+        event_record(
+            action=Action.HOST_STATE_CHANGED,
+            actor=actor,
+            target=host,
+            detail={"op": "network_node", "from": before, "to": on},
+        )
+        nodes = Host.objects.filter(Q(is_network_node=True) | Q(pk=host.pk), address__isnull=False)
+        for node in nodes.select_related("endpoint"):
+            enqueue("compute.tasks.edge.edge_sync", node.endpoint.name, queue=node.queue)
     return host
 
 

@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--shared-storage", action="store_true", help="the pool is shared by every host of the cluster"
         )
+        parser.add_argument(
+            "--network-node",
+            action="store_true",
+            help="the host holds its cluster's (or site's) router gateways, SNAT, elastic IPs and port forwards",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):
@@ -37,6 +42,7 @@ class Command(BaseCommand):
                 domain_type=options["domain_type"],
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
+                network_node=options["network_node"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
