@@ -135,8 +135,9 @@ def record(wanted: _Wanted, *, endpoint: str, note: str = "") -> None:
         network_services.port_forward_applied(forward_id=wanted.row.pk, endpoint=endpoint, note=note)
 
 
-def _to_agent(each: _Wanted, agents: dict[int, Host], report: dict) -> None:
-    """A registered host's forward: its network node's agent applies it; the row waits until then."""
+def _to_agent(each: _Wanted, agents: dict[int, Host], report: dict, *, repair: bool) -> None:
+    """A registered host's forward: its network node's agent applies it; the row waits until then
+    (a periodic ``repair`` leaves a row applied on that node as it is: nothing changed for it)."""
     node = gateway.network_node_for(each.endpoint)
     if node is None:
         note = gateway.no_node_note(each.endpoint)
@@ -144,11 +145,13 @@ def _to_agent(each: _Wanted, agents: dict[int, Host], report: dict) -> None:
         report["errors"].append(f"{each.endpoint.name}: {note}")
         return
     agents[node.pk] = node
+    if repair and each.row.applied and each.row.applied_to == node.endpoint.name:
+        return
     record(each, endpoint="", note=gateway.waiting_note(node))
     report["waiting"].append({"endpoint": node.endpoint.name, "key": each.key})
 
 
-def _put(wanted: list[_Wanted], report: dict, agents: dict[int, Host]) -> None:
+def _put(wanted: list[_Wanted], report: dict, agents: dict[int, Host], *, repair: bool = False) -> None:
     """Put each wanted rule set on its host (or ask its network node's agent) and record it on its row."""
     registered: dict[int, bool] = {}
     for each in wanted:
@@ -156,7 +159,7 @@ def _put(wanted: list[_Wanted], report: dict, agents: dict[int, Host]) -> None:
             record(each, endpoint="", note=each.note)
             continue
         if registered.setdefault(each.endpoint.pk, gateway.is_agent_host(each.endpoint)):
-            _to_agent(each, agents, report)
+            _to_agent(each, agents, report, repair=repair)
             continue
         try:
             outcome = driver_for(each.endpoint).forward_set(each.spec)
@@ -253,7 +256,7 @@ def forwarding_sync() -> dict:
     report = _new_report()
     report["waiting"] = []
     agents: dict[int, Host] = {}
-    _put(wanted, report, agents)
+    _put(wanted, report, agents, repair=True)
     placed = {(w.endpoint.pk, w.key) for w in wanted if w.spec is not None}
     for endpoint in _forwarding_hosts():
         _take_off(endpoint, lambda key, pk=endpoint.pk: (pk, key) in placed, report)
