@@ -1,11 +1,14 @@
 """HTML pages of the compute nodes (system admin): hosts per site with capacity bars, a host with its desktops."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
 
-from compute import selectors
+from common.errors import ServiceError
+from compute import selectors, services
 from compute.models import Host
 
 
@@ -25,3 +28,21 @@ def host_detail(request, pk):
     except Host.DoesNotExist as exc:
         raise Http404 from exc
     return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+
+
+@login_required
+@require_POST
+def host_network_node(request, pk):
+    """Make the host its cluster's (or site's) network node, or no longer one (``on`` = 1 or 0)."""
+    try:
+        host = selectors.host_get_for(request.user, pk=pk)
+    except Host.DoesNotExist as exc:
+        raise Http404 from exc
+    on = request.POST.get("on") == "1"
+    try:
+        services.host_network_node_set(actor=request.user, name=host.endpoint.name, on=on)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("已设为网络节点。") if on else _("已取消网络节点。"))
+    return redirect("compute:host-detail", pk=pk)

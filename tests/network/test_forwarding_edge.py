@@ -211,3 +211,27 @@ def test_host_rules_go_only_into_our_own_chains_under_a_valid_key():
         HostFirewall("T", netns="bad ns; rm")
     spec = ForwardSpec(key="eip-1", public_ip="198.51.100.1", private_ip="10.0.0.5", bridge="lan0")
     assert [r.chain for r in fw.rules(spec)] == ["T-DNAT", "T-FWD", "T-SNAT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_host_page_names_and_unnames_the_network_node_for_the_system_admin_only(scenario, sent, settings):
+    from django.test import Client
+
+    settings.SECOND_FACTOR_REQUIRED = False
+    _ep, host = _registered(scenario, "edge-n7", "10.213.90.71")
+    admin, stranger = Client(), Client()
+    admin.force_login(scenario.sysadmin)
+    stranger.force_login(scenario.tenant_admin)
+    url = f"/compute/admin/hosts/{host.pk}/network-node/"
+
+    assert stranger.post(url, {"on": "1"}).status_code == 404
+    assert not Host.objects.get(pk=host.pk).is_network_node
+    page = admin.get(f"/compute/admin/hosts/{host.pk}/").content.decode()
+    assert 'data-testid="network-node-form"' in page and 'data-testid="network-node"' not in page
+
+    answer = admin.post(url, {"on": "1"})
+    assert answer.status_code == 302 and Host.objects.get(pk=host.pk).is_network_node
+    assert 'data-testid="network-node"' in admin.get("/compute/admin/hosts/").content.decode()
+    assert sent == [("edge-n7", "host.edge-n7", {})]
+    admin.post(url, {"on": "0"})
+    assert not Host.objects.get(pk=host.pk).is_network_node
