@@ -101,6 +101,13 @@ def gateways_request(*, nodes: list[Host] | None = None, expires: float | None =
     return [node.endpoint.name for node in nodes]
 
 
+def gateways_request_for(endpoint: Endpoint) -> list[str]:
+    """A desktop's network was prepared on ``endpoint``: its network node (if it is a registered host
+    with one) makes the gateway, so the desktop reaches the outside without waiting for the sync."""
+    node = network_node_for(endpoint) if is_agent_host(endpoint) else None
+    return gateways_request(nodes=[node]) if node is not None else []
+
+
 # ---- on the agent of the network node -----------------------------------------------------
 
 

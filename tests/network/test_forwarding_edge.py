@@ -122,6 +122,19 @@ def test_the_network_node_of_the_cluster_wins_over_the_sites(scenario):
     assert not gateway.is_agent_host(local) and gateway.is_agent_host(elsewhere)
 
 
+def test_a_network_prepared_on_a_registered_host_asks_only_its_node_for_the_gateway(scenario, sent):
+    _registered(scenario, "edge-h", "10.213.90.61", node=True)
+    other = Cluster.objects.create(site=Cluster.objects.first().site, name="edge-other")
+    _registered(scenario, "edge-i", "10.213.90.62", node=True, cluster=other)
+    compute_ep, _host = _registered(scenario, "edge-j", "10.213.90.63")
+    local = endpoint_make(scenario, name="edge-local2")
+    Host.objects.filter(endpoint=local).update(address=None)
+
+    assert gateway.gateways_request_for(compute_ep) == ["edge-h"]
+    assert gateway.gateways_request_for(local) == []
+    assert sent == [("edge-h", "host.edge-h", {})]
+
+
 def test_the_nodes_plan_is_a_gateway_per_router_network_with_its_forwards(scenario, sent):
     node_ep, node = _registered(scenario, "edge-n2", "10.213.90.21", node=True)
     compute_ep, _host = _registered(scenario, "edge-f", "10.213.90.22")
