@@ -1,12 +1,13 @@
 """Gateway, SNAT, elastic IPs and port forwards on a network node of the testbed, applied by its own agent.
 
 h1 is the network node of site east (``host_add --network-node``) and its agent (``manage.py host_agent``)
-runs inside it. The desktops are rows of the portal on h1 whose NICs IPAM allocated; until the guest
-OS and the span overlay are on main, each "VM" is a network namespace inside h1 with the desktop's
-address on a veth in the network's bridge (``bridge_name(network, endpoint)``), serving HTTP on
-port 80. This machine plays the campus: it routes the public pool to h1's management address
-(removed after) and reaches the desktops at their public addresses; it also listens on its own
-management address and sees who connects (SNAT).
+runs inside it. The desktops are rows of the portal on h1 or h2 whose NICs IPAM allocated; until the
+guest OS and the span overlay are on main, each "VM" is a network namespace inside its host with the
+desktop's address on a veth in the network's bridge (``bridge_name(network, endpoint)``), serving
+HTTP on port 80, and a desktop on h2 reaches h1's bridge over a VXLAN made by the test the way the
+overlay makes it (docs/testbed.md, "Networks between hosts"). This machine plays the campus: it
+routes the public pool to h1's management address (removed after) and reaches the desktops at their
+public addresses; it also listens on its own management address and sees who connects (SNAT).
 """
 
 import contextlib
@@ -103,6 +104,7 @@ class FakeVMs:
         self.host, self.bridge, self.gateway, self.prefixlen = host, bridge, gateway, prefixlen
         self.names: list[str] = []
         self.servers: list[subprocess.Popen] = []
+        self.devices: list[str] = []
         host.run("ip", "link", "del", bridge, check=False)  # a failed run's
         host.run("ip", "link", "add", bridge, "type", "bridge")
         host.run("ip", "link", "set", bridge, "up")
@@ -132,7 +134,20 @@ class FakeVMs:
         script = f"import socket; socket.create_connection(({address!r}, {port}), timeout=5).close()"
         self.host.run("ip", "netns", "exec", name, sys.executable, "-c", script)
 
+    def vxlan(self, vni: int, peer) -> None:
+        """The overlay's part (until span's is on main): a VXLAN to ``peer``'s data address in the bridge."""
+        run, device = self.host.run, f"vx{vni}"
+        run("ip", "link", "del", device, check=False)
+        local = self.host.data_address
+        options = ("id", str(vni), "local", local, "dstport", "4789", "nolearning")
+        run("ip", "link", "add", device, "type", "vxlan", *options)
+        run("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", device, "dst", peer.data_address)
+        run("ip", "link", "set", device, "master", self.bridge, "up")
+        self.devices.append(device)
+
     def close(self) -> None:
+        for device in self.devices:
+            self.host.run("ip", "link", "del", device, check=False)
         for server in self.servers:
             server.terminate()
             server.wait(timeout=10)
@@ -196,7 +211,7 @@ def _host_cleanup(host, network_id: int) -> None:
     host.run(sys.executable, "-c", script, check=False)
 
 
-def _add_network_node(host) -> None:
+def _add_host(host, *extra: str) -> None:
     out = []
 
     class Out:
@@ -215,7 +230,7 @@ def _add_network_node(host) -> None:
         f"{host.site}-general",
         "--domain-type",
         "qemu",
-        "--network-node",
+        *extra,
         "--json",
         stdout=Out(),
     )
@@ -232,7 +247,7 @@ def test_elastic_ips_and_forwards_reach_desktops_through_the_network_node_and_de
     testbed, scenario, settings, portal_broker, tmp_path
 ):
     h1 = testbed["h1"]
-    _add_network_node(h1)
+    _add_host(h1, "--network-node")
     node = Host.objects.get(name=h1.name)
     assert node.is_network_node and node.address == h1.address
     endpoint = Endpoint.objects.get(name=h1.name)
@@ -309,4 +324,59 @@ def test_elastic_ips_and_forwards_reach_desktops_through_the_network_node_and_de
         subprocess.run(["ip", "route", "del", PUBLIC], check=False, capture_output=True)
         listener.close()
         vms.close()
+        _host_cleanup(h1, network.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_desktop_on_another_host_of_the_site_is_reached_and_leaves_through_the_network_node(
+    testbed, scenario, settings, portal_broker, tmp_path
+):
+    h1, h2 = testbed["h1"], testbed["h2"]
+    assert h1.site == h2.site
+    _add_host(h1, "--network-node")
+    _add_host(h2)
+    endpoint = Endpoint.objects.get(name=h2.name)
+    network = tenant_network(scenario, cidr="10.77.62.0/24", name="edge2")
+    subnet = network.subnets.get()
+    (a1,) = networking.desktop_nics_allocate(desktop=desktop_row(scenario.tenant_a, endpoint), network=network)
+    bridge = networking.bridge_name(network, endpoint)
+    assert bridge == networking.bridge_name(network, Endpoint.objects.get(name=h1.name))
+    here = h1.address.rsplit(".", 1)[0] + ".1"
+    near, far = FakeVMs(h1, bridge, subnet.gateway, 24), FakeVMs(h2, bridge, subnet.gateway, 24)
+    listener = Listener(here)
+    agent = None
+    subprocess.run(["ip", "route", "replace", PUBLIC, "via", h1.address], check=True)
+    try:
+        near.vxlan(4260, h2)
+        far.vxlan(4260, h1)
+        far.add("vm3", a1.ip, tmp_path)
+        pool = PublicPool.objects.create(name="edge-pool2", cidr=PUBLIC)
+        eip = network_services.elastic_ip_allocate(actor=scenario.tenant_admin, tenant=scenario.tenant_a, pool=pool)
+        eip = network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip, address=a1)
+        agent = _agent(h1, portal_broker, settings)
+        networking.forwarding_apply(eip_id=eip.pk)
+
+        # Applied on h1, the network node, not on h2 where the desktop runs.
+        assert _wait(lambda: _applied(ElasticIP, eip.pk)[:2] == (True, h1.name)), _applied(ElasticIP, eip.pk)
+        assert f"ccgw{network.pk}" in h1.run("ip", "netns", "list").stdout
+        assert "ccgw" not in h2.run("ip", "netns", "list").stdout
+        assert "-j CC" not in h2.run("iptables", "-t", "nat", "-S").stdout
+        assert _wait(lambda: _get(f"http://{eip.ip}/") == "vm3", timeout=20)
+        assert _ping(eip.ip)
+
+        # Out through the gateway on h1: the destination sees the elastic IP; unbound, the node's address.
+        far.connect("vm3", here, listener.port)
+        network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip, address=None)
+        networking.forwarding_apply(eip_id=eip.pk)
+        assert _wait(lambda: eip.ip not in h1.run("ip", "route", "show").stdout, timeout=30)
+        far.connect("vm3", here, listener.port)
+        assert _wait(lambda: len(listener.peers) == 2, timeout=10)
+        assert listener.peers == [eip.ip, h1.address]
+    finally:
+        if agent is not None:
+            _stop(agent)
+        subprocess.run(["ip", "route", "del", PUBLIC], check=False, capture_output=True)
+        listener.close()
+        far.close()
+        near.close()
         _host_cleanup(h1, network.pk)
