@@ -227,6 +227,15 @@ def gateway_apply(spec: GatewaySpec) -> str:
             permanent=False,
             code=ErrorCode.NOT_FOUND,
         )
+    gateway_ip = spec.gateway.split("/", 1)[0]
+    if any(a.split("/", 1)[0] == gateway_ip for a in _addresses(spec.bridge)):
+        # libvirt's NAT model (the gateway on every host's bridge): a second gateway would answer ARP too.
+        raise DriverError(
+            f"bridge {spec.bridge} holds the gateway {gateway_ip} itself (a libvirt NAT network): the network "
+            f"must be a bridge without an address on its network node",
+            permanent=False,
+            code=ErrorCode.INVALID_STATE,
+        )
     made = spec.index not in namespaces()
     changed = _links(spec)
     changed |= _namespace_rules(spec)

@@ -284,8 +284,14 @@ def test_elastic_ips_and_forwards_reach_desktops_through_the_network_node_and_de
         with pytest.raises(OSError):
             _get(f"http://{eip1.ip}/", timeout=1)
 
-        # The agent comes: it applies what waited, on its own host.
+        # The agent comes: it applies what waited, on its own host; not while the bridge holds the
+        # gateway itself (libvirt's NAT model), which would make two gateways answer.
+        h1.run("ip", "addr", "add", f"{subnet.gateway}/24", "dev", vms.bridge)
         agent = _agent(h1, portal_broker, settings)
+        assert _wait(lambda: "holds the gateway" in _applied(ElasticIP, eip1.pk)[2]), _applied(ElasticIP, eip1.pk)
+        assert not ElasticIP.objects.get(pk=eip1.pk).applied
+        h1.run("ip", "addr", "del", f"{subnet.gateway}/24", "dev", vms.bridge)
+        networking.forwarding_apply(eip_id=eip1.pk)
         assert _wait(lambda: _applied(ElasticIP, eip1.pk)[:2] == (True, h1.name)), _applied(ElasticIP, eip1.pk)
         assert _wait(lambda: _applied(PortForward, forward.pk)[:2] == (True, h1.name))
         assert _wait(lambda: queue.llen(node.queue) == 0)
