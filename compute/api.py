@@ -37,7 +37,20 @@ class ImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Image
-        fields = ["id", "name", "os_type", "description", "visibility", "tenant", "course", "is_active", "versions"]
+        fields = [
+            "id",
+            "name",
+            "os_type",
+            "description",
+            "visibility",
+            "tenant",
+            "course",
+            "is_active",
+            "kernel_path",
+            "initrd_path",
+            "kernel_cmdline",
+            "versions",
+        ]
 
 
 class ImageCreateSerializer(serializers.Serializer):
@@ -47,6 +60,10 @@ class ImageCreateSerializer(serializers.Serializer):
     course = serializers.PrimaryKeyRelatedField(queryset=Course.objects.all(), required=False)
     os_type = serializers.CharField(max_length=50, required=False, default="")
     description = serializers.CharField(required=False, default="")
+    # Direct kernel boot: files on the hosts; the service checks them (absolute paths, kernel first).
+    kernel_path = serializers.CharField(max_length=500, required=False, default="")
+    initrd_path = serializers.CharField(max_length=500, required=False, default="")
+    kernel_cmdline = serializers.CharField(max_length=1000, required=False, default="")
 
 
 class FlavorSerializer(serializers.ModelSerializer):

@@ -77,6 +77,15 @@ class NicSpec:
 
 
 @dataclass(frozen=True)
+class BootSpec:
+    """Direct kernel boot: files on the host (libvirt only); the console is then the serial port."""
+
+    kernel: str
+    initrd: str = ""
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
 class GpuSpec:
     """PCI passthrough of whole devices, or a mediated (vGPU) device."""
 
@@ -104,6 +113,7 @@ class VMSpec:
     data_disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     gpu: GpuSpec | None = None
+    boot: BootSpec | None = None  # None: the system disk's own boot loader
     domain_type: str = "kvm"  # libvirt: "kvm" or "qemu" (TCG)
     machine: str = ""  # libvirt machine type, e.g. "q35"; empty: the hypervisor default
     vnc: bool = True
