@@ -33,6 +33,7 @@ class ComputeError(StrEnum):
     HOST_HAS_DESKTOPS = "host_has_desktops"
     HOST_UNREACHABLE = "host_unreachable"
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
+    HOST_CERTIFICATE_REFUSED = "host_certificate_refused"
     HOST_STATE_INVALID = "host_state_invalid"
 
     # images and flavors

@@ -87,7 +87,7 @@ atexit.register(drivers_close_all)
 
 
 def driver_error_note(endpoint: Endpoint, exc: DriverError) -> None:
-    if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.AUTH):
+    if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.AUTH, ErrorCode.CERTIFICATE):
         driver_forget(endpoint.pk)
 
 

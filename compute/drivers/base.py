@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_STATE = "invalid_state"  # e.g. starting a running VM
     INVALID_SPEC = "invalid_spec"  # the request itself is wrong (bad XML, bad size...)
     AUTH = "auth"  # credentials refused or not allowed
+    CERTIFICATE = "certificate"  # TLS: the peer's certificate is not trusted, or ours is missing
     UNSUPPORTED = "unsupported"  # this hypervisor (or libvirt's test driver) cannot do it
     CONSOLE_UNSUPPORTED = "console_unsupported"
     BAD_IMAGE = "bad_image"  # an image file that is not a usable disk image
