@@ -29,9 +29,11 @@ class Endpoint:
         return self.path.format(**world.get("ids", {}))
 
 
-def make_world() -> dict:
-    university = Tenant.objects.create(slug="uni", name_zh="示范大学", kind=Tenant.Kind.UNIVERSITY, path="/uni/")
-    tenant = Tenant.objects.create(slug="cs", name_zh="计算机学院", parent=university, path="/uni/cs/")
+def make_world(university: str = "uni", department: str = "cs") -> dict:
+    """Tenants (slugs ``university``, ``department``), an admin, an auditor, a student, a host, a flavor."""
+    path = f"/{university}/"
+    top = Tenant.objects.create(slug=university, name_zh="示范大学", kind=Tenant.Kind.UNIVERSITY, path=path)
+    tenant = Tenant.objects.create(slug=department, name_zh="计算机学院", parent=top, path=f"{path}{department}/")
     admin = User.objects.create(username="bench_admin", display_name="基准管理员")
     Membership.objects.create(user=admin, tenant=tenant, role=TenantRole.TENANT_ADMIN)
     auditor = User.objects.create(username="bench_auditor", display_name="基准审计")
