@@ -35,9 +35,8 @@ def test_indented_and_empty_bodies_are_drfs():
     assert ORJSONRenderer().render(None) == b""
 
 
-def test_what_drf_refuses_it_refuses():
-    with pytest.raises(ValueError):
-        ORJSONRenderer().render({"x": float("nan")})
+def test_what_neither_knows_is_refused_and_nan_is_null():
+    assert ORJSONRenderer().render({"x": float("nan"), "y": float("inf")}) == b'{"x":null,"y":null}'
     with pytest.raises(TypeError):
         ORJSONRenderer().render({"x": object()})
 
