@@ -14,7 +14,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from common import limits
-from common.api.serializers import ChoiceLabelField
+from common.api.serializers import ChoiceLabelField, FastReadMixin
 from compute import selectors, services
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
 from tenants.models import Course, Tenant
@@ -100,7 +100,7 @@ class DesktopListSerializer(serializers.ListSerializer):
         return super().to_representation(items)
 
 
-class DesktopSerializer(serializers.ModelSerializer):
+class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
