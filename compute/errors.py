@@ -33,6 +33,7 @@ class ComputeError(StrEnum):
     HOST_HAS_DESKTOPS = "host_has_desktops"
     HOST_UNREACHABLE = "host_unreachable"
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
+    HOST_CERTIFICATE_REFUSED = "host_certificate_refused"
     HOST_STATE_INVALID = "host_state_invalid"
 
     # images and flavors
@@ -41,6 +42,9 @@ class ComputeError(StrEnum):
     IMAGE_COURSE_MISSING = "image_course_missing"
     IMAGE_VOLUME_MISSING = "image_volume_missing"
     IMAGE_TEMPLATE_MISSING = "image_template_missing"
+    IMAGE_BOOT_PATH_INVALID = "image_boot_path_invalid"
+    IMAGE_BOOT_KERNEL_MISSING = "image_boot_kernel_missing"
+    IMAGE_BOOT_CMDLINE_INVALID = "image_boot_cmdline_invalid"
     IMAGE_TEMPLATE_NOT_FOUND = "image_template_not_found"
     IMAGE_CHECK_FAILED = "image_check_failed"
     IMAGE_BAD_FORMAT = "image_bad_format"

@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_STATE = "invalid_state"  # e.g. starting a running VM
     INVALID_SPEC = "invalid_spec"  # the request itself is wrong (bad XML, bad size...)
     AUTH = "auth"  # credentials refused or not allowed
+    CERTIFICATE = "certificate"  # TLS: the peer's certificate is not trusted, or ours is missing
     UNSUPPORTED = "unsupported"  # this hypervisor (or libvirt's test driver) cannot do it
     CONSOLE_UNSUPPORTED = "console_unsupported"
     BAD_IMAGE = "bad_image"  # an image file that is not a usable disk image
@@ -77,6 +78,15 @@ class NicSpec:
 
 
 @dataclass(frozen=True)
+class BootSpec:
+    """Direct kernel boot: files on the host (libvirt only); the console is then the serial port."""
+
+    kernel: str
+    initrd: str = ""
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
 class GpuSpec:
     """PCI passthrough of whole devices, or a mediated (vGPU) device."""
 
@@ -104,6 +114,7 @@ class VMSpec:
     data_disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     gpu: GpuSpec | None = None
+    boot: BootSpec | None = None  # None: the system disk's own boot loader
     domain_type: str = "kvm"  # libvirt: "kvm" or "qemu" (TCG)
     machine: str = ""  # libvirt machine type, e.g. "q35"; empty: the hypervisor default
     vnc: bool = True

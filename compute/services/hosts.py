@@ -81,6 +81,12 @@ def _check_new_host(name: str, uri: str, address: str) -> None:
         )
 
 
+_READ_REFUSALS = {
+    ErrorCode.AUTH: ComputeError.HOST_CREDENTIALS_REFUSED,
+    ErrorCode.CERTIFICATE: ComputeError.HOST_CERTIFICATE_REFUSED,
+}
+
+
 def _read_host(endpoint: Endpoint) -> HostInfo:
     """Connect and read the host's capacity, outside any transaction; refusals become InvalidInput."""
     try:
@@ -93,7 +99,7 @@ def _read_host(endpoint: Endpoint) -> HostInfo:
     except DriverError as exc:
         raise InvalidInput(
             driver_error_message(exc),
-            code=ComputeError.HOST_CREDENTIALS_REFUSED if exc.code == ErrorCode.AUTH else ComputeError.HOST_UNREACHABLE,
+            code=_READ_REFUSALS.get(exc.code, ComputeError.HOST_UNREACHABLE),
             detail={"reason": exc.message},
         ) from exc
 
