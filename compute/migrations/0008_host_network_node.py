@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('compute', '0006_desktop_list_order'),
+        ('compute', '0007_image_direct_kernel_boot'),
     ]
 
     operations = [
