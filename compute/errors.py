@@ -34,6 +34,8 @@ class ComputeError(StrEnum):
     HOST_UNREACHABLE = "host_unreachable"
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
     HOST_STATE_INVALID = "host_state_invalid"
+    HOST_DATA_ADDRESS_INVALID = "host_data_address_invalid"
+    HOST_DATA_ADDRESS_TAKEN = "host_data_address_taken"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

@@ -3,9 +3,12 @@
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
 
-from compute import selectors
+from common.ui import service_call
+from compute import selectors, services
 from compute.models import Host
 
 
@@ -25,3 +28,21 @@ def host_detail(request, pk):
     except Host.DoesNotExist as exc:
         raise Http404 from exc
     return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+
+
+@login_required
+@require_POST
+def host_data_address(request, pk):
+    """The host page's form: set, change or clear the host's data (tunnel) address."""
+    try:
+        host = selectors.host_get_for(request.user, pk=pk)
+    except Host.DoesNotExist as exc:
+        raise Http404 from exc
+    return service_call(
+        request,
+        lambda: services.host_data_address_set(
+            actor=request.user, name=host.endpoint.name, data_address=request.POST.get("data_address", "")
+        ),
+        success=_("数据地址已保存，主机上的网络将随之更新。"),
+        next=reverse("compute:host-detail", args=[host.pk]),
+    )

@@ -18,6 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("--site", required=True, help="site slug (made when missing)")
         parser.add_argument("--cluster", required=True, help="cluster name at the site (made when missing)")
         parser.add_argument("--address", default="", help="management address (default: the URI's host)")
+        parser.add_argument(
+            "--data-address",
+            default="",
+            help="the host's IPv4 address on the data network (VXLAN of networks spanning hosts)",
+        )
         parser.add_argument("--domain-type", default=Endpoint.DomainType.KVM, choices=Endpoint.DomainType.values)
         parser.add_argument("--storage-pool", default="default", help="libvirt storage pool for desktops")
         parser.add_argument(
@@ -37,6 +42,7 @@ class Command(BaseCommand):
                 domain_type=options["domain_type"],
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
+                data_address=options["data_address"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
