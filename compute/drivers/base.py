@@ -231,6 +231,9 @@ class NetworkSpec:
     # The router DHCP hands out when it is not the bridge's own address (a network spanning hosts: the
     # bridge holds the host's DHCP address, the gateway is on the network host).
     dhcp_router: str = ""
+    # Spanning tree on libvirt's bridge. Off for a network spanning hosts: its bridge has one VXLAN port,
+    # which never floods back into the overlay, so there is no loop to break, only STP's delays.
+    stp: bool = True
 
 
 @dataclass(frozen=True)

@@ -408,7 +408,7 @@ def _routed(net: ET.Element, spec: NetworkSpec) -> None:
     if spec.forward in (ForwardMode.NAT, ForwardMode.OPEN):
         _sub(net, "forward", mode=str(spec.forward))
     if spec.bridge:
-        _sub(net, "bridge", name=spec.bridge, stp="on", delay="0")
+        _sub(net, "bridge", name=spec.bridge, stp="on" if spec.stp else "off", delay="0")
     addresses = _network_addresses(spec)
     if not addresses:
         return

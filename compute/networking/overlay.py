@@ -75,7 +75,7 @@ def span_spec(network: Network, endpoint: Endpoint) -> NetworkSpec | None:
     name, bridge = libvirt_network_name(network, endpoint), bridge_name(network, endpoint)
     subnet = network.subnets.order_by("id").first()
     if network.kind == Network.Kind.FLAT or subnet is None:
-        return NetworkSpec(name=name, forward=ForwardMode.NONE, bridge=bridge)
+        return NetworkSpec(name=name, forward=ForwardMode.NONE, bridge=bridge, stp=False)
     dhcp = network_services.dhcp_address_reserve(subnet_id=subnet.pk, holder=endpoint.name)
     return NetworkSpec(
         name=name,
@@ -84,6 +84,7 @@ def span_spec(network: Network, endpoint: Endpoint) -> NetworkSpec | None:
         cidr=subnet.cidr,
         gateway=dhcp.ip,
         dhcp_router=subnet.gateway,
+        stp=False,
     )
 
 

@@ -142,6 +142,7 @@ def test_on_a_host_with_a_data_address_the_bridge_holds_the_hosts_dhcp_address_n
     assert network.segment_type == SegmentType.VXLAN and network.segment_id
     assert spec1.forward == ForwardMode.OPEN and spec1.dhcp_router == subnet.gateway == "10.231.1.1"
     assert (spec1.dhcp_start, spec1.dhcp_end) == ("", "")  # static bindings only
+    assert not spec1.stp  # one VXLAN port per bridge: no loop, and no STP delay for a new desktop
     reserved = dict(Address.objects.filter(kind=Address.Kind.RESERVED).values_list("hostname", "ip"))
     assert reserved == {"dhcp-h1": spec1.gateway, "dhcp-h2": spec2.gateway}
     assert spec1.gateway != spec2.gateway and subnet.gateway not in (spec1.gateway, spec2.gateway)
