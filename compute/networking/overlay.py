@@ -212,6 +212,17 @@ def host_peers_resync(*, host: Host) -> None:
     transaction.on_commit(lambda: hosts_sync_send(peers | {name}))
 
 
+def host_networks_leave(*, host: Host) -> list[int]:
+    """The host is being removed: it leaves every network it held (its DHCP addresses go back to the subnets,
+    the remaining holders drop it from their forwarding entries); the networks' ids."""
+    name = host.endpoint.name
+    networks = sorted(NetworkDeployment.objects.filter(endpoint=name).values_list("network_id", flat=True))
+    for network_id in networks:
+        network_services.deployment_forget(network_id=network_id, endpoint=name)
+        network_left(network_id=network_id, endpoints=[name])
+    return networks
+
+
 def hosts_network_sync_send() -> list[str]:
     """The periodic repair (beat): every host with a data address syncs."""
     return hosts_sync_send(

@@ -27,7 +27,7 @@ from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
-from compute.networking.overlay import host_peers_resync
+from compute.networking.overlay import host_networks_leave, host_peers_resync
 from compute.services.rules import driver_error_message, require_system_admin
 
 if TYPE_CHECKING:
@@ -271,7 +271,10 @@ def host_remove(*, actor: User | None, name: str) -> None:
                 detail={"desktops": held},
             )
         endpoint = host.endpoint
-        event_record(action=Action.HOST_REMOVED, actor=actor, target=host, detail={"uri": endpoint.url})
+        left = host_networks_leave(host=host)
+        event_record(
+            action=Action.HOST_REMOVED, actor=actor, target=host, detail={"uri": endpoint.url, "networks_left": left}
+        )
         # Deleted desktops keep their rows (billing, audit): the endpoint is only deactivated then.
         if Desktop.objects.filter(endpoint=endpoint).exists() or endpoint.images.exists():
             endpoint.is_active = False

@@ -219,6 +219,20 @@ def test_a_network_leaving_a_host_frees_its_dhcp_address_and_its_peers_sync(
     assert sorted(q for _t, _a, q in sent) == ["host.h1", "host.h2"]
 
 
+def test_a_removed_host_leaves_its_networks_and_its_peers_drop_it(scenario, sent, django_capture_on_commit_callbacks):
+    h1, h2 = _host(scenario, "h1", "10.0.1.1"), _host(scenario, "h2", "10.0.1.2")
+    network = tenant_network(scenario)
+    for host in (h1, h2):
+        networking.network_ensure_on(network=network, endpoint=host.endpoint, driver=driver_for(host.endpoint))
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.host_remove(actor=scenario.sysadmin, name="h2")
+    assert set(NetworkDeployment.objects.values_list("endpoint", flat=True)) == {"h1"}
+    assert list(Address.objects.filter(kind=Address.Kind.RESERVED).values_list("hostname", flat=True)) == ["dhcp-h1"]
+    assert [q for _t, _a, q in sent] == ["host.h1"]
+    assert overlay.host_layout(Host.objects.get(name="h1"))[0].peers == ()
+
+
 def test_the_periodic_repair_sends_a_sync_to_every_host_with_a_data_address(scenario, sent):
     _host(scenario, "h1", "10.0.1.1"), _host(scenario, "h2"), _host(scenario, "h3", "10.0.1.3")
     assert overlay.hosts_network_sync_send() == ["h1", "h3"]
