@@ -94,6 +94,7 @@ class Action(models.TextChoices):
     HOST_ADDED = "host.added", pgettext_lazy("audit action", "添加计算节点")
     HOST_STATE_CHANGED = "host.state_changed", pgettext_lazy("audit action", "修改计算节点状态")
     HOST_REMOVED = "host.removed", pgettext_lazy("audit action", "移除计算节点")
+    HOST_DATA_ADDRESS_SET = "host.data_address_set", pgettext_lazy("audit action", "设置计算节点数据地址")
     IMAGE_CREATED = "image.created", pgettext_lazy("audit action", "创建镜像")
     IMAGE_VERSION_ADDED = "image.version_added", pgettext_lazy("audit action", "添加镜像版本")
     IMAGE_VERSION_RETIRED = "image.version_retired", pgettext_lazy("audit action", "停用镜像版本")

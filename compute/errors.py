@@ -35,6 +35,8 @@ class ComputeError(StrEnum):
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
     HOST_CERTIFICATE_REFUSED = "host_certificate_refused"
     HOST_STATE_INVALID = "host_state_invalid"
+    HOST_DATA_ADDRESS_INVALID = "host_data_address_invalid"
+    HOST_DATA_ADDRESS_TAKEN = "host_data_address_taken"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/hosts/", hosts_views.host_list, name="host-list"),
     path("admin/hosts/<int:pk>/", hosts_views.host_detail, name="host-detail"),
     path("admin/hosts/<int:pk>/network-node/", hosts_views.host_network_node, name="host-network-node"),
+    path("admin/hosts/<int:pk>/data-address/", hosts_views.host_data_address, name="host-data-address"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),

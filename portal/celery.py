@@ -70,6 +70,7 @@ app.conf.beat_schedule = {
     "compute-reconcile": {"task": "compute.tasks.inventory.reconcile_all", "schedule": 300.0},
     # Compute nodes: a heartbeat into every host agent's queue (host.<name>); a silent agent shows "agent down".
     "compute-hosts-heartbeat": {"task": "compute.tasks.hosts.hosts_heartbeat_send", "schedule": 30.0},
+    "network-hosts-sync": {"task": "compute.tasks.hostnet.hosts_network_sync_send", "schedule": 120.0},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
     # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
     # libvirt endpoint; free addresses whose hold is over.

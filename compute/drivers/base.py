@@ -59,6 +59,7 @@ class ForwardMode(enum.StrEnum):
     NAT = "nat"
     BRIDGE = "bridge"  # attach to an existing host bridge
     NONE = "none"  # isolated
+    OPEN = "open"  # libvirt's bridge and DHCP, no firewall rules or routing of libvirt's (networks spanning hosts)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,12 @@ class NetworkSpec:
     # Linux bridge must sit on the VLAN's sub-interface instead; NAT networks are never tagged).
     vlan: int | None = None
     virtualport: str = ""  # "openvswitch" when ``bridge`` is an Open vSwitch bridge
+    # The router DHCP hands out when it is not the bridge's own address (a network spanning hosts: the
+    # bridge holds the host's DHCP address, the gateway is on the network host).
+    dhcp_router: str = ""
+    # Spanning tree on libvirt's bridge. Off for a network spanning hosts: its bridge has one VXLAN port,
+    # which never floods back into the overlay, so there is no loop to break, only STP's delays.
+    stp: bool = True
 
 
 @dataclass(frozen=True)

@@ -416,7 +416,7 @@ def dhcp_host_xml(host: DhcpHost) -> str:
 def _check_forward(spec: NetworkSpec) -> None:
     if spec.forward not in tuple(ForwardMode):
         raise DriverError(
-            f"forward mode must be nat, bridge or none, not {spec.forward!r}",
+            f"forward mode must be nat, open, bridge or none, not {spec.forward!r}",
             permanent=True,
             code=ErrorCode.INVALID_SPEC,
         )
@@ -427,6 +427,10 @@ def _check_forward(spec: NetworkSpec) -> None:
             permanent=True,
             code=ErrorCode.INVALID_SPEC,
         )
+
+
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+ET.register_namespace("dnsmasq", DNSMASQ_NS)
 
 
 def _bridged(net: ET.Element, spec: NetworkSpec) -> None:
@@ -445,10 +449,10 @@ def _bridged(net: ET.Element, spec: NetworkSpec) -> None:
 
 def _routed(net: ET.Element, spec: NetworkSpec) -> None:
     """A NAT (or isolated) network of libvirt's own bridge, with its gateway address and dnsmasq DHCP."""
-    if spec.forward == ForwardMode.NAT:
-        _sub(net, "forward", mode="nat")
+    if spec.forward in (ForwardMode.NAT, ForwardMode.OPEN):
+        _sub(net, "forward", mode=str(spec.forward))
     if spec.bridge:
-        _sub(net, "bridge", name=spec.bridge, stp="on", delay="0")
+        _sub(net, "bridge", name=spec.bridge, stp="on" if spec.stp else "off", delay="0")
     addresses = _network_addresses(spec)
     if not addresses:
         return
@@ -459,6 +463,10 @@ def _routed(net: ET.Element, spec: NetworkSpec) -> None:
             _sub(dhcp, "range", start=spec.dhcp_start, end=spec.dhcp_end or spec.dhcp_start)
         for host in spec.dhcp_hosts:
             dhcp.append(ET.fromstring(dhcp_host_xml(host)))
+    if spec.dhcp_router:
+        # libvirt's dnsmasq namespace: options passed to the network's dnsmasq as they are.
+        options = _sub(net, f"{{{DNSMASQ_NS}}}options")
+        _sub(options, f"{{{DNSMASQ_NS}}}option", value=f"dhcp-option=3,{spec.dhcp_router}")
 
 
 def network_xml(spec: NetworkSpec, *, uuid: str = "") -> str:

@@ -194,6 +194,8 @@ class Host(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # The management address: libvirtd, VNC and migrations listen there; one host per address.
     address = models.GenericIPAddressField(_("管理地址"), null=True, blank=True, unique=True)
+    # The data (tunnel) address: the VXLAN devices of networks spanning hosts use it; one host per address.
+    data_address = models.GenericIPAddressField(_("数据地址"), protocol="IPv4", null=True, blank=True, unique=True)
     state = models.CharField(_("状态"), max_length=12, choices=State.choices, default=State.ENABLED)
     heartbeat_at = models.DateTimeField(_("代理心跳"), null=True, blank=True)
     numa_cells = models.PositiveSmallIntegerField(_("NUMA 节点"), default=1)

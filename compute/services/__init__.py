@@ -44,6 +44,7 @@ from compute.services.desktops import (
 from compute.services.hosts import (
     host_add,
     host_capacity_fields,
+    host_data_address_set,
     host_heartbeat,
     host_maintenance,
     host_network_node_set,
@@ -99,6 +100,7 @@ __all__ = [
     "desktops_power",
     "host_add",
     "host_capacity_fields",
+    "host_data_address_set",
     "host_heartbeat",
     "host_maintenance",
     "host_network_node_set",

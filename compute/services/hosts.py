@@ -29,6 +29,7 @@ from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
+from compute.networking.overlay import host_networks_leave, host_peers_resync
 from compute.services.rules import driver_error_message, require_system_admin
 
 if TYPE_CHECKING:
@@ -87,6 +88,27 @@ _READ_REFUSALS = {
 }
 
 
+def data_address_checked(value: str, *, host: Host | None = None) -> str:
+    """A host's data (tunnel) address: an IPv4 address no other host has ("" clears it)."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        value = str(ipaddress.IPv4Address(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            _("数据地址须为 IPv4 地址。"), code=ComputeError.HOST_DATA_ADDRESS_INVALID, detail={"field": "data_address"}
+        ) from exc
+    holder = Host.objects.filter(data_address=value).exclude(pk=host.pk if host else None).first()
+    if holder is not None:
+        raise Conflict(
+            _("数据地址 %(address)s 已属于主机“%(host)s”。") % {"address": value, "host": holder.name},
+            code=ComputeError.HOST_DATA_ADDRESS_TAKEN,
+            detail={"field": "data_address", "address": value, "host": holder.name},
+        )
+    return value
+
+
 def _read_host(endpoint: Endpoint) -> HostInfo:
     """Connect and read the host's capacity, outside any transaction; refusals become InvalidInput."""
     try:
@@ -132,18 +154,21 @@ def host_add(
     shared_storage: bool = False,
     max_concurrency: int = 4,
     network_node: bool = False,
+    data_address: str = "",
 ) -> Host:
     """Add a compute node: checked (reachable, address not taken) before the endpoint and host rows are saved.
 
     ``cluster`` is the cluster's name at ``site`` (both made when missing); ``address`` defaults to the
     URI's host. ``shared_storage``: the desktop pool is on storage every host of the cluster mounts, so
     images there serve desktops on any of them. ``network_node``: the host holds the router networks'
-    gateways of its cluster (or site), see ``host_network_node_set``.
+    gateways of its cluster (or site), see ``host_network_node_set``. ``data_address``: the host's address on the data
+    network, where the VXLAN of networks spanning hosts runs (none: its networks stay on the host).
     """
     if actor is not None:
         require_system_admin(actor)
     address = address or host_address(uri)
     _check_new_host(name, uri, address)
+    data_address = data_address_checked(data_address)
     if domain_type not in Endpoint.DomainType.values:
         raise InvalidInput(_("虚拟化类型只能是 qemu 或 kvm。"), code=ComputeError.ENDPOINT_DOMAIN_TYPE_INVALID)
     endpoint = Endpoint(
@@ -163,6 +188,7 @@ def host_add(
                     name=name,
                     address=address or None,
                     is_network_node=network_node,
+                    data_address=data_address or None,
                     **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
@@ -188,8 +214,35 @@ def host_add(
                 "address": address,
                 "cpus": info.cpus,
                 "network_node": network_node,
+                "data_address": data_address,
             },
         )
+    return host
+
+
+def host_data_address_set(*, actor: User | None, name: str, data_address: str) -> Host:
+    """Give the host its data (tunnel) address, change or clear it; the VXLAN devices of the networks it
+    holds, and its peers' forwarding entries towards it, follow (each host's agent re-pushes them)."""
+    if actor is not None:
+        require_system_admin(actor)
+    with transaction.atomic():
+        host = _host_locked(name)
+        value = data_address_checked(data_address, host=host)
+        before = host.data_address or ""
+        if value == before:
+            return host
+        host.data_address = value or None
+        try:
+            with transaction.atomic():
+                host.save(update_fields=["data_address", "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict(
+                _("数据地址已被使用。"), code=ComputeError.HOST_DATA_ADDRESS_TAKEN, detail={"field": "data_address"}
+            ) from exc
+        event_record(
+            action=Action.HOST_DATA_ADDRESS_SET, actor=actor, target=host, detail={"from": before, "to": value}
+        )
+        host_peers_resync(host=host)
     return host
 
 
@@ -262,7 +315,10 @@ def host_remove(*, actor: User | None, name: str) -> None:
                 detail={"desktops": held},
             )
         endpoint = host.endpoint
-        event_record(action=Action.HOST_REMOVED, actor=actor, target=host, detail={"uri": endpoint.url})
+        left = host_networks_leave(host=host)
+        event_record(
+            action=Action.HOST_REMOVED, actor=actor, target=host, detail={"uri": endpoint.url, "networks_left": left}
+        )
         # Deleted desktops keep their rows (billing, audit): the endpoint is only deactivated then.
         if Desktop.objects.filter(endpoint=endpoint).exists() or endpoint.images.exists():
             endpoint.is_active = False

@@ -438,9 +438,37 @@ def network_delete(*, actor: User | None, network: Network) -> None:
         hooks.fire_on_commit("network_deleted", network_id=network_id, endpoints=endpoints)
 
 
-def deployment_record(*, network_id: int, endpoint: str) -> None:
-    """compute realised the network on an endpoint: the DHCP sync will visit it from now on."""
-    NetworkDeployment.objects.get_or_create(network_id=network_id, endpoint=endpoint)
+def deployment_record(*, network_id: int, endpoint: str) -> bool:
+    """compute realised the network on an endpoint: the DHCP sync will visit it from now on.
+    True when the endpoint is new to the network (a host joined it)."""
+    _row, created = NetworkDeployment.objects.get_or_create(network_id=network_id, endpoint=endpoint)
+    return created
+
+
+def network_vni_ensure(*, network_id: int) -> Network:
+    """A network about to span hosts gets its VXLAN id (VNI) from its site's platform VXLAN range, once.
+
+    A network with a VXLAN id keeps it; one on a VLAN keeps its VLAN (the hosts put that VLAN in the
+    bridge instead). Exhausted range: Conflict ``segment_exhausted``, nothing changed.
+    """
+    with transaction.atomic():
+        network = Network.objects.locked(network_id)
+        if network.segment_type != SegmentType.NONE:
+            return network
+        number = _segment_allocate(site=network.site, kind=SegmentType.VXLAN, wanted=None)
+        network.segment_type, network.segment_id = SegmentType.VXLAN, number
+        try:
+            with transaction.atomic():
+                network.save(update_fields=["segment_type", "segment_id"])
+        except IntegrityError as exc:
+            raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code=NetworkError.SEGMENT_IN_USE) from exc
+        event_record(
+            action=Action.NETWORK_CHANGED,
+            target=network,
+            tenant=network.tenant,
+            detail={"op": "vni_allocated", "vni": number, "site": network.site},
+        )
+    return network
 
 
 def deployment_forget(*, network_id: int, endpoint: str) -> None:

@@ -18,6 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("--site", required=True, help="site slug (made when missing)")
         parser.add_argument("--cluster", required=True, help="cluster name at the site (made when missing)")
         parser.add_argument("--address", default="", help="management address (default: the URI's host)")
+        parser.add_argument(
+            "--data-address",
+            default="",
+            help="the host's IPv4 address on the data network (VXLAN of networks spanning hosts)",
+        )
         parser.add_argument("--domain-type", default=Endpoint.DomainType.KVM, choices=Endpoint.DomainType.values)
         parser.add_argument("--storage-pool", default="default", help="libvirt storage pool for desktops")
         parser.add_argument(
@@ -43,6 +48,7 @@ class Command(BaseCommand):
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
                 network_node=options["network_node"],
+                data_address=options["data_address"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
