@@ -34,6 +34,18 @@ class ComputeError(StrEnum):
     HOST_UNREACHABLE = "host_unreachable"
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
     HOST_STATE_INVALID = "host_state_invalid"
+    CLUSTER_NOT_FOUND = "cluster_not_found"
+    SHARED_STORAGE_INVALID = "shared_storage_invalid"
+    SHARED_STORAGE_FAILED = "shared_storage_failed"
+
+    # migration
+    MIGRATION_HOST_SAME = "migration_host_same"
+    MIGRATION_OTHER_CLUSTER = "migration_other_cluster"
+    MIGRATION_HOST_UNAVAILABLE = "migration_host_unavailable"
+    MIGRATION_NETWORK_MISSING = "migration_network_missing"
+    MIGRATION_STORAGE_MISSING = "migration_storage_missing"
+    MIGRATION_UNSUPPORTED = "migration_unsupported"
+    MIGRATION_NOT_RUNNING = "migration_not_running"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

@@ -178,6 +178,23 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
+class PoolSpec:
+    """A storage pool every host of a cluster sees at ``path``: ``netfs`` (NFS, mounted by libvirt from
+    ``source_host``:``source_path``) or ``dir`` (a directory the host already mounts there: CephFS,
+    GlusterFS, GFS2/OCFS2 on iSCSI, or the testbed's bind-mounted directory)."""
+
+    name: str
+    kind: str  # "netfs" or "dir"
+    path: str
+    source_host: str = ""
+    source_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("netfs", "dir"):
+            raise ValueError(f"pool kind must be netfs or dir, not {self.kind!r}")
+
+
+@dataclass(frozen=True)
 class ConsoleAddress:
     host: str
     port: int
@@ -330,6 +347,7 @@ class HypervisorDriver(Protocol):
     def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo: ...
     def attach_volume(self, name: str, pool: str, volume_name: str) -> DiskInfo: ...
     def pool_ensure(self, name: str, path: str) -> None: ...
+    def shared_pool_ensure(self, spec: PoolSpec) -> None: ...
 
     # size and copies (the VM stopped)
     def resize(self, name: str, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None = None) -> VMInfo: ...

@@ -71,6 +71,7 @@ from compute.services.inventory import (
     site_ensure,
 )
 from compute.services.snapshots import snapshot_create, snapshot_delete, snapshot_finish, snapshot_revert
+from compute.services.storage import shared_storage_attach, shared_storage_set
 from compute.services.volumes import volume_attach, volume_attach_existing, volume_delete, volume_detach, volume_finish
 
 __all__ = [
@@ -117,6 +118,8 @@ __all__ = [
     "image_version_volume_deleted",
     "inventory_save",
     "qemu_img_check",
+    "shared_storage_attach",
+    "shared_storage_set",
     "site_ensure",
     "snapshot_create",
     "snapshot_delete",

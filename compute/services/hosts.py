@@ -28,6 +28,7 @@ from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
 from compute.services.rules import driver_error_message, require_system_admin
+from compute.services.storage import shared_storage_attach
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -163,6 +164,8 @@ def host_add(
                 kind=StoragePool.Kind.DISTRIBUTED if shared_storage else StoragePool.Kind.LOCAL,
                 replicas=2 if shared_storage else 1,
             )
+        # A host joining a cluster with shared storage mounts it too (or is not added).
+        shared_storage_attach(host=host)
         event_record(
             action=Action.HOST_ADDED,
             actor=actor,

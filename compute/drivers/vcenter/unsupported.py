@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..base import DhcpHost, DiskInfo, ForwardSpec, NetworkSpec, NwFilterSpec, VolumeInfo, unsupported
+from ..base import DhcpHost, DiskInfo, ForwardSpec, NetworkSpec, NwFilterSpec, PoolSpec, VolumeInfo, unsupported
 
 _HERE = "the vCenter driver"
 _FIREWALL = "host firewall rules (elastic IPs, port forwards)"
@@ -40,6 +40,9 @@ class Unsupported:
 
     def pool_ensure(self, name: str, path: str) -> None:
         raise unsupported("creating storage pools", f"{_HERE} (datastores are managed in vCenter)")
+
+    def shared_pool_ensure(self, spec: PoolSpec) -> None:
+        raise unsupported("shared storage pools", f"{_HERE} (datastores are managed in vCenter)")
 
     def network_ensure(self, spec: NetworkSpec) -> None:
         raise unsupported("network creation", f"{_HERE} (portgroups are managed in vCenter)")
