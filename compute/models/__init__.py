@@ -20,10 +20,12 @@ from compute.models.inventory import (
     secret_decrypt,
     secret_encrypt,
 )
+from compute.models.migrations_log import DesktopMigration
 
 __all__ = [
     "Cluster",
     "Desktop",
+    "DesktopMigration",
     "Endpoint",
     "EndpointLease",
     "Flavor",

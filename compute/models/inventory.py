@@ -238,6 +238,9 @@ class Host(models.Model):
     mdev_types = models.JSONField(_("中介设备类型"), default=list, blank=True)
     storage = models.JSONField(_("存储池容量"), default=list, blank=True)
     last_error = models.TextField(_("最近错误"), blank=True)
+    # Migrations leaving this host copy at most this much (MiB/s; 0: as fast as the network goes).
+    migration_bandwidth_mib = models.PositiveIntegerField(_("迁移带宽上限 (MiB/s)"), default=0)
+    maintenance_since = models.DateTimeField(_("维护开始"), null=True, blank=True)
 
     objects = LockingManager()
 

@@ -27,6 +27,7 @@ from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
+from compute.services.migration import host_evacuate
 from compute.services.rules import driver_error_message, require_system_admin
 from compute.services.storage import shared_storage_attach
 
@@ -124,12 +125,14 @@ def host_add(
     storage_pool: str = "default",
     shared_storage: bool = False,
     max_concurrency: int = 4,
+    migration_bandwidth_mib: int = 0,
 ) -> Host:
     """Add a compute node: checked (reachable, address not taken) before the endpoint and host rows are saved.
 
     ``cluster`` is the cluster's name at ``site`` (both made when missing); ``address`` defaults to the
     URI's host. ``shared_storage``: the desktop pool is on storage every host of the cluster mounts, so
-    images there serve desktops on any of them.
+    images there serve desktops on any of them. ``migration_bandwidth_mib``: what migrations leaving the
+    host may use (MiB/s; 0: no limit).
     """
     if actor is not None:
         require_system_admin(actor)
@@ -150,7 +153,11 @@ def host_add(
             with transaction.atomic():
                 endpoint.save()
                 host = Host.objects.create(
-                    endpoint=endpoint, name=name, address=address or None, **host_capacity_fields(info)
+                    endpoint=endpoint,
+                    name=name,
+                    address=address or None,
+                    migration_bandwidth_mib=max(0, migration_bandwidth_mib),
+                    **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
             raise Conflict(
@@ -183,17 +190,25 @@ def _host_locked(name: str) -> Host:
 
 
 def host_maintenance(*, actor: User | None, name: str, on: bool) -> Host:
-    """Maintenance on: no new desktop is placed on the host (its desktops stay); off: enabled again."""
+    """Maintenance on: no new desktop is placed on the host and every desktop on it moves to another host
+    of its cluster (``host_evacuate``: live when running, cold when stopped; what cannot move is listed
+    with the reason, ``evacuation_status``). Off: the host takes desktops again."""
     if actor is not None:
         require_system_admin(actor)
     with transaction.atomic():
         host = _host_locked(name)
         before = host.state
         host.state = Host.State.MAINTENANCE if on else Host.State.ENABLED
-        host.save(update_fields=["state", "updated_at"])
+        if on and before != Host.State.MAINTENANCE:
+            host.maintenance_since = timezone.now()
+        elif not on:
+            host.maintenance_since = None
+        host.save(update_fields=["state", "maintenance_since", "updated_at"])
         event_record(
             action=Action.HOST_STATE_CHANGED, actor=actor, target=host, detail={"from": before, "to": host.state}
         )
+    if on:
+        host_evacuate(actor=actor, host=host)
     return host
 
 

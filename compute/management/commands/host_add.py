@@ -23,6 +23,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--shared-storage", action="store_true", help="the pool is shared by every host of the cluster"
         )
+        parser.add_argument(
+            "--migration-bandwidth", type=int, default=0, help="MiB/s for migrations leaving the host (0: no limit)"
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):
@@ -37,6 +40,7 @@ class Command(BaseCommand):
                 domain_type=options["domain_type"],
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
+                migration_bandwidth_mib=options["migration_bandwidth"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""
