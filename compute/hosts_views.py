@@ -5,7 +5,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from compute import selectors
+from compute import selectors, services
 from compute.models import Host
 
 
@@ -24,4 +24,7 @@ def host_detail(request, pk):
         host = selectors.host_get_for(request.user, pk=pk)
     except Host.DoesNotExist as exc:
         raise Http404 from exc
-    return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+    context = {"host": host, "desktops": selectors.host_desktops(host), "events": selectors.host_events(host)}
+    if host.state == Host.State.MAINTENANCE:
+        context["evacuation"] = services.evacuation_status(host)
+    return render(request, "compute/host_detail.html", context)

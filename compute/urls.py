@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from compute import hosts_views, views
+from compute import hosts_views, migration_views, views
 
 app_name = "compute"
 
@@ -22,6 +22,9 @@ urlpatterns = [
     path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
     path("admin/hosts/", hosts_views.host_list, name="host-list"),
     path("admin/hosts/<int:pk>/", hosts_views.host_detail, name="host-detail"),
+    path("admin/hosts/<int:pk>/maintenance/", migration_views.host_maintenance, name="host-maintenance"),
+    path("admin/desktops/<int:pk>/migrate/", migration_views.desktop_migrate, name="desktop-migrate"),
+    path("admin/migrations/<int:pk>/cancel/", migration_views.migration_cancel, name="migration-cancel"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),
