@@ -46,6 +46,7 @@ class ComputeError(StrEnum):
     MIGRATION_STORAGE_MISSING = "migration_storage_missing"
     MIGRATION_UNSUPPORTED = "migration_unsupported"
     MIGRATION_NOT_RUNNING = "migration_not_running"
+    DRS_POLICY_INVALID = "drs_policy_invalid"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

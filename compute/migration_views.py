@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from common.ui import service_call
 from compute import selectors, services
-from compute.models import Host
+from compute.models import DrsPolicy, Host
 
 
 def _admin_only(request) -> None:
@@ -76,3 +76,50 @@ def host_maintenance(request, pk):
         success=_("主机已进入维护状态，正在迁走其上的桌面。") if on else _("主机已退出维护状态。"),
         next=reverse("compute:host-detail", args=[host.pk]),
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def drs(request):
+    """Each cluster's load balancing: its settings, its hosts' loads and what it would move now."""
+    _admin_only(request)
+    from compute import drs as balancing
+    from compute.models import Cluster
+
+    clusters = list(Cluster.objects.select_related("site").order_by("site__slug", "name"))
+    if request.method == "POST":
+        cluster = get_object_or_404(Cluster, pk=request.POST.get("cluster"))
+        response = service_call(
+            request,
+            lambda: balancing.drs_policy_set(
+                actor=request.user,
+                cluster=cluster,
+                mode=request.POST.get("mode", ""),
+                threshold_percent=_int(request.POST.get("threshold_percent")),
+                max_moves=_int(request.POST.get("max_moves")),
+                class_grace_minutes=_int(request.POST.get("class_grace_minutes")),
+            ),
+            success=_("负载均衡设置已保存。"),
+            next=reverse("compute:drs"),
+        )
+        if response is not None:
+            return response
+    rows = []
+    for cluster in clusters:
+        policy = balancing.policy_of(cluster)
+        rows.append(
+            {
+                "cluster": cluster,
+                "policy": policy,
+                "loads": balancing.host_loads(cluster),
+                "recommendations": balancing.drs_recommendations(cluster, policy),
+            }
+        )
+    return render(request, "compute/drs.html", {"rows": rows, "modes": DrsPolicy.Mode.choices})
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -25,6 +25,7 @@ urlpatterns = [
     path("admin/hosts/<int:pk>/maintenance/", migration_views.host_maintenance, name="host-maintenance"),
     path("admin/desktops/<int:pk>/migrate/", migration_views.desktop_migrate, name="desktop-migrate"),
     path("admin/migrations/<int:pk>/cancel/", migration_views.migration_cancel, name="migration-cancel"),
+    path("admin/drs/", migration_views.drs, name="drs"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),

@@ -20,12 +20,13 @@ from compute.models.inventory import (
     secret_decrypt,
     secret_encrypt,
 )
-from compute.models.migrations_log import DesktopMigration
+from compute.models.migrations_log import DesktopMigration, DrsPolicy
 
 __all__ = [
     "Cluster",
     "Desktop",
     "DesktopMigration",
+    "DrsPolicy",
     "Endpoint",
     "EndpointLease",
     "Flavor",

@@ -79,3 +79,31 @@ class DesktopMigration(models.Model):
         if not self.data_total:
             return 0
         return max(0, min(99, round(100 * (self.data_total - self.data_remaining) / self.data_total)))
+
+
+class DrsPolicy(models.Model):
+    """Load balancing (DRS) of a cluster: off by default; ``recommend`` shows what it would move,
+    ``automatic`` moves it (at most ``max_moves`` migrations of its own at a time)."""
+
+    class Mode(models.TextChoices):
+        OFF = "off", _("关闭")
+        RECOMMEND = "recommend", _("仅建议")
+        AUTOMATIC = "automatic", _("自动")
+
+    cluster = models.OneToOneField(
+        "compute.Cluster", verbose_name=_("集群"), on_delete=models.CASCADE, related_name="drs"
+    )
+    mode = models.CharField(_("模式"), max_length=10, choices=Mode.choices, default=Mode.OFF)
+    # A host above this share of its memory capacity (after overcommit) is hot; a target stays below it.
+    threshold_percent = models.PositiveSmallIntegerField(_("负载阈值 (%)"), default=80)
+    max_moves = models.PositiveSmallIntegerField(_("同时迁移数上限"), default=2)
+    # Never while a class of the cluster is in its first minutes (its desktops are starting at once).
+    class_grace_minutes = models.PositiveSmallIntegerField(_("上课后暂停（分钟）"), default=15)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("负载均衡策略")
+        verbose_name_plural = _("负载均衡策略")
+
+    def __str__(self):
+        return f"{self.cluster}: {self.mode}"

@@ -122,3 +122,15 @@ def _follow(desktop, source_driver, source_disks) -> None:
     except DriverError as exc:  # the periodic DHCP and firewall sync repairs it
         log.warning("bindings of desktop %s follow later: %s", desktop.pk, exc)
     _drop(source_driver, source_disks)
+
+
+@shared_task
+def drs_tick():
+    """Every minute: automatic DRS of each cluster that has it on (compute/drs.py)."""
+    from compute.drs import drs_run
+    from compute.models import DrsPolicy
+
+    started = 0
+    for policy in DrsPolicy.objects.filter(mode=DrsPolicy.Mode.AUTOMATIC).select_related("cluster"):
+        started += len(drs_run(policy.cluster))
+    return started
