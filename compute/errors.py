@@ -37,6 +37,19 @@ class ComputeError(StrEnum):
     HOST_STATE_INVALID = "host_state_invalid"
     HOST_DATA_ADDRESS_INVALID = "host_data_address_invalid"
     HOST_DATA_ADDRESS_TAKEN = "host_data_address_taken"
+    CLUSTER_NOT_FOUND = "cluster_not_found"
+    SHARED_STORAGE_INVALID = "shared_storage_invalid"
+    SHARED_STORAGE_FAILED = "shared_storage_failed"
+
+    # migration
+    MIGRATION_HOST_SAME = "migration_host_same"
+    MIGRATION_OTHER_CLUSTER = "migration_other_cluster"
+    MIGRATION_HOST_UNAVAILABLE = "migration_host_unavailable"
+    MIGRATION_NETWORK_MISSING = "migration_network_missing"
+    MIGRATION_STORAGE_MISSING = "migration_storage_missing"
+    MIGRATION_UNSUPPORTED = "migration_unsupported"
+    MIGRATION_NOT_RUNNING = "migration_not_running"
+    DRS_POLICY_INVALID = "drs_policy_invalid"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

@@ -23,11 +23,11 @@ def host_list(request):
 @login_required
 @require_GET
 def host_detail(request, pk):
-    try:
-        host = selectors.host_get_for(request.user, pk=pk)
-    except Host.DoesNotExist as exc:
-        raise Http404 from exc
-    return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+    host = _host_or_404(request, pk)
+    context = {"host": host, "desktops": selectors.host_desktops(host), "events": selectors.host_events(host)}
+    if host.state == Host.State.MAINTENANCE:
+        context["evacuation"] = services.evacuation_status(host)
+    return render(request, "compute/host_detail.html", context)
 
 
 def _host_or_404(request, pk) -> Host:

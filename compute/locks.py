@@ -11,7 +11,7 @@ retirement waits for them.
 from collections.abc import Iterable
 
 from common.db import share_lock_status
-from compute.models import Desktop, Endpoint, Flavor, Host, Image, ImageVersion, Snapshot, Volume
+from compute.models import Desktop, DesktopMigration, Endpoint, Flavor, Host, Image, ImageVersion, Snapshot, Volume
 
 
 def endpoint_lock(pk: int) -> Endpoint:
@@ -60,6 +60,15 @@ def desktops_lock(pks: Iterable[int]) -> list[Desktop]:
 def endpoint_desktops_lock(endpoint: Endpoint, *, states: Iterable[str]) -> list[Desktop]:
     """The endpoint's desktops in these states (reconciliation compares them with the hypervisor)."""
     return list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=list(states)).order_by("pk"))
+
+
+def migration_lock(pk: int) -> DesktopMigration:
+    """A desktop's migration, with its desktop's tenant and hosts (finish, fail, cancel take it)."""
+    return (
+        DesktopMigration.objects.select_for_update()
+        .select_related("desktop__tenant", "target__endpoint", "source__endpoint")
+        .get(pk=pk)
+    )
 
 
 def snapshot_lock(pk: int) -> Snapshot:

@@ -14,15 +14,19 @@ from compute.models.inventory import (
     EndpointLease,
     GpuProfile,
     Host,
+    SharedStorage,
     Site,
     StoragePool,
     secret_decrypt,
     secret_encrypt,
 )
+from compute.models.migrations_log import DesktopMigration, DrsPolicy
 
 __all__ = [
     "Cluster",
     "Desktop",
+    "DesktopMigration",
+    "DrsPolicy",
     "Endpoint",
     "EndpointLease",
     "Flavor",
@@ -30,6 +34,7 @@ __all__ = [
     "Host",
     "Image",
     "ImageVersion",
+    "SharedStorage",
     "Site",
     "Snapshot",
     "SnapshotManager",

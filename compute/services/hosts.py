@@ -30,7 +30,9 @@ from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
 from compute.networking.overlay import host_networks_leave, host_peers_resync
+from compute.services.migration import host_evacuate
 from compute.services.rules import driver_error_message, require_system_admin
+from compute.services.storage import shared_storage_attach
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -155,6 +157,7 @@ def host_add(
     max_concurrency: int = 4,
     network_node: bool = False,
     data_address: str = "",
+    migration_bandwidth_mib: int = 0,
 ) -> Host:
     """Add a compute node: checked (reachable, address not taken) before the endpoint and host rows are saved.
 
@@ -163,6 +166,8 @@ def host_add(
     images there serve desktops on any of them. ``network_node``: the host holds the router networks'
     gateways of its cluster (or site), see ``host_network_node_set``. ``data_address``: the host's address on the data
     network, where the VXLAN of networks spanning hosts runs (none: its networks stay on the host).
+    images there serve desktops on any of them. ``migration_bandwidth_mib``: what migrations leaving the
+    host may use (MiB/s; 0: no limit).
     """
     if actor is not None:
         require_system_admin(actor)
@@ -189,6 +194,7 @@ def host_add(
                     address=address or None,
                     is_network_node=network_node,
                     data_address=data_address or None,
+                    migration_bandwidth_mib=max(0, migration_bandwidth_mib),
                     **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
@@ -203,6 +209,8 @@ def host_add(
                 kind=StoragePool.Kind.DISTRIBUTED if shared_storage else StoragePool.Kind.LOCAL,
                 replicas=2 if shared_storage else 1,
             )
+        # A host joining a cluster with shared storage mounts it too (or is not added).
+        shared_storage_attach(host=host)
         event_record(
             action=Action.HOST_ADDED,
             actor=actor,
@@ -254,17 +262,25 @@ def _host_locked(name: str) -> Host:
 
 
 def host_maintenance(*, actor: User | None, name: str, on: bool) -> Host:
-    """Maintenance on: no new desktop is placed on the host (its desktops stay); off: enabled again."""
+    """Maintenance on: no new desktop is placed on the host and every desktop on it moves to another host
+    of its cluster (``host_evacuate``: live when running, cold when stopped; what cannot move is listed
+    with the reason, ``evacuation_status``). Off: the host takes desktops again."""
     if actor is not None:
         require_system_admin(actor)
     with transaction.atomic():
         host = _host_locked(name)
         before = host.state
         host.state = Host.State.MAINTENANCE if on else Host.State.ENABLED
-        host.save(update_fields=["state", "updated_at"])
+        if on and before != Host.State.MAINTENANCE:
+            host.maintenance_since = timezone.now()
+        elif not on:
+            host.maintenance_since = None
+        host.save(update_fields=["state", "maintenance_since", "updated_at"])
         event_record(
             action=Action.HOST_STATE_CHANGED, actor=actor, target=host, detail={"from": before, "to": host.state}
         )
+    if on:
+        host_evacuate(actor=actor, host=host)
     return host
 
 
