@@ -164,10 +164,10 @@ def host_add(
     ``cluster`` is the cluster's name at ``site`` (both made when missing); ``address`` defaults to the
     URI's host. ``shared_storage``: the desktop pool is on storage every host of the cluster mounts, so
     images there serve desktops on any of them. ``network_node``: the host holds the router networks'
-    gateways of its cluster (or site), see ``host_network_node_set``. ``data_address``: the host's address on the data
-    network, where the VXLAN of networks spanning hosts runs (none: its networks stay on the host).
-    images there serve desktops on any of them. ``migration_bandwidth_mib``: what migrations leaving the
-    host may use (MiB/s; 0: no limit).
+    gateways of its cluster (or site), see ``host_network_node_set``. ``data_address``: the host's
+    address on the data network, where the VXLAN of networks spanning hosts runs (none: its networks
+    stay on the host). ``migration_bandwidth_mib``: what migrations leaving the host may use (MiB/s;
+    0: no limit).
     """
     if actor is not None:
         require_system_admin(actor)
