@@ -34,6 +34,9 @@ class ComputeError(StrEnum):
     HOST_UNREACHABLE = "host_unreachable"
     HOST_CREDENTIALS_REFUSED = "host_credentials_refused"
     HOST_STATE_INVALID = "host_state_invalid"
+    HA_NOTHING_TO_CLEAR = "ha_nothing_to_clear"
+    HA_SETTINGS_INVALID = "ha_settings_invalid"
+    HA_BMC_INVALID = "ha_bmc_invalid"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

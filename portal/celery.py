@@ -70,6 +70,9 @@ app.conf.beat_schedule = {
     "compute-reconcile": {"task": "compute.tasks.inventory.reconcile_all", "schedule": 300.0},
     # Compute nodes: a heartbeat into every host agent's queue (host.<name>); a silent agent shows "agent down".
     "compute-hosts-heartbeat": {"task": "compute.tasks.hosts.hosts_heartbeat_send", "schedule": 30.0},
+    # HA: probe the hosts, fence a silent one through its BMC, restart its desktops elsewhere (compute/ha/).
+    # Each round is idempotent and takes its rows under lock; a round not taken within 10 s is dropped.
+    "compute-ha-tick": {"task": "compute.tasks.ha.ha_tick", "schedule": 3.0, "options": {"expires": 10}},
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
     # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
     # libvirt endpoint; free addresses whose hold is over.

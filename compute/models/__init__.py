@@ -7,12 +7,14 @@ Services call them under the row's lock (``compute.locks``) and save.
 
 from compute.models.desktops import Desktop
 from compute.models.disks import Snapshot, SnapshotManager, Volume
+from compute.models.ha import ClusterHa, HaIncident
 from compute.models.images import Flavor, Image, ImageVersion, Visibility
 from compute.models.inventory import (
     Cluster,
     Endpoint,
     EndpointLease,
     GpuProfile,
+    HaState,
     Host,
     Site,
     StoragePool,
@@ -22,11 +24,14 @@ from compute.models.inventory import (
 
 __all__ = [
     "Cluster",
+    "ClusterHa",
     "Desktop",
     "Endpoint",
     "EndpointLease",
     "Flavor",
     "GpuProfile",
+    "HaIncident",
+    "HaState",
     "Host",
     "Image",
     "ImageVersion",

@@ -6,4 +6,4 @@ task calls the hypervisor is ``compute.tasks.runner``.
 Importing the package loads every module, so the worker's autodiscovery registers all of them.
 """
 
-from compute.tasks import desktops, hosts, images, inventory, network, snapshots, volumes  # noqa: F401
+from compute.tasks import desktops, ha, hosts, images, inventory, network, snapshots, volumes  # noqa: F401
