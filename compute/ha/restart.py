@@ -62,7 +62,6 @@ def _flavor_of(desktop: Desktop) -> Flavor:
         name=flavor.name,
         vcpus=desktop.vcpus,
         memory_mib=desktop.memory_mib,
-        gpus=desktop.gpus,
         gpu_profile_id=flavor.gpu_profile_id,
     )
 
@@ -107,6 +106,9 @@ def desktop_restart(*, desktop_id: int, host: Host) -> dict:
             raise NotPlaced(exc.message) from exc
         row.endpoint, row.host = placement.endpoint, placement.host
         row.storage_pool = placement.storage_pool or row.storage_pool
+        # Saved before the hypervisor work (which reads the row: the bindings go where it says); a failure
+        # below rolls it back, and the desktop stays on the fenced host.
+        row.save(update_fields=["endpoint", "host", "storage_pool", "updated_at"])
         try:
             _recreate(row, start=start)
         except DriverError as exc:
@@ -149,6 +151,10 @@ def host_desktops_restart(host: Host) -> tuple[list[dict], list[dict]]:
             moved = desktop_restart(desktop_id=desktop.pk, host=host)
         except NotPlaced as exc:
             unplaced.append(_unplaced(desktop, host, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one desktop's bug must not keep the others down
+            log.exception("HA: restarting desktop %s failed", desktop.vm_name)
+            unplaced.append(_unplaced(desktop, host, _("内部错误：%(error)s") % {"error": exc}))
             continue
         if moved:
             restarted.append(moved)

@@ -149,7 +149,11 @@ def host_add(
             with transaction.atomic():
                 endpoint.save()
                 host = Host.objects.create(
-                    endpoint=endpoint, name=name, address=address or None, **host_capacity_fields(info)
+                    endpoint=endpoint,
+                    name=name,
+                    address=address or None,
+                    probed_at=timezone.now(),  # it just answered: HA judges its silence from here
+                    **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
             raise Conflict(
