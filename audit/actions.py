@@ -102,6 +102,7 @@ class Action(models.TextChoices):
     HA_DESKTOP_RESTARTED = "ha.desktop_restarted", pgettext_lazy("audit action", "高可用重启桌面")
     HA_DESKTOP_UNPLACED = "ha.desktop_unplaced", pgettext_lazy("audit action", "高可用无法重启桌面")
     HA_SETTINGS_CHANGED = "ha.settings_changed", pgettext_lazy("audit action", "修改高可用设置")
+    HA_DESKTOP_FLAG_CHANGED = "ha.desktop_flag_changed", pgettext_lazy("audit action", "修改桌面高可用")
     HOST_BMC_CHANGED = "host.bmc_changed", pgettext_lazy("audit action", "修改主机 BMC")
     IMAGE_CREATED = "image.created", pgettext_lazy("audit action", "创建镜像")
     IMAGE_VERSION_ADDED = "image.version_added", pgettext_lazy("audit action", "添加镜像版本")

@@ -24,4 +24,7 @@ def host_detail(request, pk):
         host = selectors.host_get_for(request.user, pk=pk)
     except Host.DoesNotExist as exc:
         raise Http404 from exc
-    return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+    from compute.ha.views import host_context
+
+    context = {"host": host, "desktops": selectors.host_desktops(host), **host_context(host)}
+    return render(request, "compute/host_detail.html", context)

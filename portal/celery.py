@@ -72,7 +72,11 @@ app.conf.beat_schedule = {
     "compute-hosts-heartbeat": {"task": "compute.tasks.hosts.hosts_heartbeat_send", "schedule": 30.0},
     # HA: probe the hosts, fence a silent one through its BMC, restart its desktops elsewhere (compute/ha/).
     # Each round is idempotent and takes its rows under lock; a round not taken within 10 s is dropped.
-    "compute-ha-tick": {"task": "compute.tasks.ha.ha_tick", "schedule": 3.0, "options": {"expires": 10}},
+    "compute-ha-tick": {
+        "task": "compute.tasks.ha.ha_tick",
+        "schedule": float(os.environ.get("HA_TICK_SECONDS", "3")),  # settings.HA_TICK_SECONDS, read before Django
+        "options": {"expires": 10},
+    },
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
     # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
     # libvirt endpoint; free addresses whose hold is over.

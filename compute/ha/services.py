@@ -20,8 +20,8 @@ from common.errors import Conflict, InvalidInput
 from compute import locks
 from compute.errors import ComputeError
 from compute.ha import states
-from compute.models import Cluster, ClusterHa, HaIncident, HaState, Host
-from compute.services.rules import require_system_admin
+from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Host
+from compute.services.rules import require_manage, require_system_admin
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -208,3 +208,23 @@ def host_bmc_set(*, actor: User | None, host: Host, address: str, port: int, use
             detail={"address": host.bmc_address, "port": port, "username": username, "new_password": bool(password)},
         )
     return host
+
+
+def desktop_ha_set(*, actor: User | None, desktop: Desktop, enabled: bool | None) -> Desktop:
+    """Whether the desktop restarts elsewhere when its host fails; None: its cluster's default (on with shared
+    storage). Whoever manages the desktop decides."""
+    if actor is not None:
+        require_manage(actor, desktop)
+    with transaction.atomic():
+        row = locks.desktop_lock(desktop.pk)
+        before = row.ha_enabled
+        row.ha_enabled = enabled
+        row.save(update_fields=["ha_enabled", "updated_at"])
+        event_record(
+            action=Action.HA_DESKTOP_FLAG_CHANGED,
+            actor=actor,
+            target=row,
+            tenant=row.tenant,
+            detail={"from": before, "to": enabled},
+        )
+    return row
