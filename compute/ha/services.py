@@ -17,6 +17,7 @@ from audit.actions import Action
 from audit.models import AuditEvent
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput
+from common.tasks import enqueue
 from compute import locks
 from compute.errors import ComputeError
 from compute.ha import states
@@ -158,6 +159,8 @@ def host_ha_clear(*, actor: User | None, host: Host) -> Host:
             incident.finished_at = now
             incident.save(update_fields=["outcome", "finished_at"])
         event_record(action=Action.HA_HOST_CLEARED, actor=actor, target=host, detail={"from": before})
+        # Its desktops that now run elsewhere are still defined there: they go before it takes any work.
+        enqueue("compute.tasks.ha.host_stale_copies_remove", host.pk, queue=host.endpoint.site.celery_queue)
     return host
 
 

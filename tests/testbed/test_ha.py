@@ -15,6 +15,7 @@ from contextlib import ExitStack
 import libvirt
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from audit.actions import Action
 from audit.models import AuditEvent
@@ -23,7 +24,7 @@ from compute.drivers import ipmi
 from compute.ha import services as ha_services
 from compute.ha.round import ha_round
 from compute.hypervisor import drivers_close_all
-from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Host
+from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Host, Volume
 from network import services as network_services
 from network.models import Address
 from tests.harness.bmc import bmc_for
@@ -187,13 +188,17 @@ def test_the_ha_drill_a_lost_host_is_fenced_and_its_desktops_run_elsewhere_with_
 ):
     desktops = _desktops_on(scenario, cluster_on, "a2", 2)
     before = {d.pk: (d.mac, d.guest_ip) for d in desktops}
+    disk = services.volume_attach(actor=scenario.sysadmin, desktop=desktops[0], size_gib=1)
+    disk.refresh_from_db()
+    assert disk.state == Volume.State.ATTACHED, disk.last_error
 
+    ha_round()  # beat's rounds run all along: every host was just seen
+    failed_at = timezone.now()
     habed["a2"].lose()  # libvirtd, QEMU, dnsmasq: every process of the host
-    fenced_after = _rounds_until(lambda: Host.objects.get(name="a2").ha_state == HaState.FENCED, timeout=40)
-    everything_after = (
-        _rounds_until(lambda: not Desktop.objects.filter(host__name="a2").exists(), timeout=40) + fenced_after
-    )
+    everything_after = _rounds_until(lambda: not Desktop.objects.filter(host__name="a2").exists(), timeout=75)
 
+    incident = HaIncident.objects.get(host__name="a2")
+    fenced_after = (incident.fenced_at - failed_at).total_seconds()  # when the BMC said off
     assert fenced_after <= 30 and everything_after <= 60, (fenced_after, everything_after)
     bmc = cluster_on["bmcs"]["a2"]
     assert ipmi.power_state(ipmi.BmcAccess(bmc.address, bmc.port, bmc.username, bmc.password)) == "off"
@@ -201,6 +206,15 @@ def test_the_ha_drill_a_lost_host_is_fenced_and_its_desktops_run_elsewhere_with_
         assert desktop.host.name in {"a1", "a3"} and desktop.state == Desktop.State.RUNNING
         assert (desktop.mac, desktop.guest_ip) == before[desktop.pk]
         _runs_as_itself(habed, desktop)
+    # Its data disk is attached again there, and its NIC keeps its filter (security group, anti-spoofing).
+    moved = Desktop.objects.select_related("host").get(pk=desktops[0].pk)
+    conn = habed[moved.host.name].connect()
+    try:
+        xml = conn.lookupByName(moved.vm_name).XMLDesc(0)
+    finally:
+        conn.close()
+    assert disk.volume_name in xml and "<filterref filter=" in xml
+    assert Volume.objects.get(pk=disk.pk).endpoint_id == moved.endpoint_id
     incident = HaIncident.objects.get(host__name="a2")
     assert incident.outcome == HaIncident.Outcome.RESTARTED and incident.unplaced == []
     assert sorted(r["desktop"] for r in incident.restarted) == sorted(before)
@@ -211,9 +225,17 @@ def test_the_ha_drill_a_lost_host_is_fenced_and_its_desktops_run_elsewhere_with_
     bring_up(habed.config)
     ha_round()
     assert Host.objects.get(name="a2").ha_state == HaState.FENCED
-    ha_services.host_ha_clear(actor=scenario.sysadmin, host=Host.objects.get(name="a2"))
-    ha_round()
-    assert Host.objects.get(name="a2").ha_state == HaState.OK
+    conn = habed["a2"].connect()
+    try:
+        stale = {d.name() for d in conn.listAllDomains(0)} & {d.vm_name for d in desktops}
+        assert stale and not any(conn.lookupByName(name).isActive() for name in stale)  # defined, shut off
+        ha_services.host_ha_clear(actor=scenario.sysadmin, host=Host.objects.get(name="a2"))
+        ha_round()
+        assert Host.objects.get(name="a2").ha_state == HaState.OK
+        # Cleared, it no longer defines the desktops that run elsewhere: nobody can start a second copy.
+        assert {d.name() for d in conn.listAllDomains(0)} & stale == set()
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("refusing", [("a2",)])
@@ -245,6 +267,15 @@ def test_a_host_whose_bmc_will_not_cut_the_power_is_not_fenced_and_nothing_resta
     client.force_login(scenario.sysadmin)
     page = client.get(f"/compute/admin/hosts/{desktop.host_id}/").content.decode()
     assert "主机 a2 无法隔离：桌面未重启" in page
+
+    # It comes back while HA could not fence it: it answers, but stays out until an admin clears it.
+    bring_up(habed.config)
+    ha_round()
+    assert Host.objects.get(name="a2").ha_state == HaState.FENCE_FAILED
+    client.post(f"/compute/admin/hosts/{desktop.host_id}/ha-clear/", {"confirm": "on"})
+    ha_round()
+    assert Host.objects.get(name="a2").ha_state == HaState.OK
+    assert Desktop.objects.get(pk=desktop.pk).host.name == "a2"
 
 
 @pytest.mark.django_db(transaction=True)
