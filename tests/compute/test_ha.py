@@ -222,3 +222,39 @@ def test_ha_settings_are_validated_and_audited(scenario):
     assert (ha.enabled, ha.detection) == (False, 20)
     assert list(detection.ha_hosts()) == []  # HA off: nobody is watched
     assert AuditEvent.objects.filter(action=Action.HA_SETTINGS_CHANGED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_running_rounds_at_once_fence_a_host_once(scenario, monkeypatch):
+    """Beat may hand the tick to two workers: the host's row lock lets one round claim it, the other skips."""
+    import threading
+
+    from django.db import connection
+
+    n1, _n2 = _hosts(scenario)
+    with bmc_for(_NoBed()) as bmc:
+        ha_services.host_bmc_set(
+            actor=None, host=n1, address=bmc.address, port=bmc.port, username=bmc.username, password=bmc.password
+        )
+        _silence(monkeypatch, n1)
+        barrier = threading.Barrier(2)
+        reports = []
+
+        def worker():
+            try:
+                barrier.wait()
+                reports.append(ha_round_module.ha_round())
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert len(reports) == 2
+    assert sorted(len(r["fenced"]) for r in reports) == [0, 1]
+    assert Host.objects.get(pk=n1.pk).ha_state == HaState.FENCED
+    assert HaIncident.objects.filter(host=n1).count() == 1
+    assert AuditEvent.objects.filter(action=Action.HA_HOST_FENCED, object_id=str(n1.pk)).count() == 1
+    assert AuditEvent.objects.filter(action=Action.HA_HOST_SUSPECT, object_id=str(n1.pk)).count() == 1
