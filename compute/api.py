@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from common import limits
 from common.api.serializers import ChoiceLabelField, FastReadMixin
 from compute import selectors, services
+from compute.ha import api as ha_api
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
 from tenants.models import Course, Tenant
 from tenants.selectors import tenant_list_for
@@ -592,6 +593,7 @@ def register(router) -> None:
     router.register("volumes", DataDiskViewSet, basename="volume")
     router.register("endpoints", EndpointViewSet, basename="endpoint")
     router.register("sites", SiteViewSet, basename="site")
+    ha_api.register(router)
 
 
 def _urls():

@@ -50,6 +50,9 @@ class ComputeError(StrEnum):
     MIGRATION_UNSUPPORTED = "migration_unsupported"
     MIGRATION_NOT_RUNNING = "migration_not_running"
     DRS_POLICY_INVALID = "drs_policy_invalid"
+    HA_NOTHING_TO_CLEAR = "ha_nothing_to_clear"
+    HA_SETTINGS_INVALID = "ha_settings_invalid"
+    HA_BMC_INVALID = "ha_bmc_invalid"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

@@ -23,8 +23,15 @@ def host_list(request):
 @login_required
 @require_GET
 def host_detail(request, pk):
+    from compute.ha.views import host_context
+
     host = _host_or_404(request, pk)
-    context = {"host": host, "desktops": selectors.host_desktops(host), "events": selectors.host_events(host)}
+    context = {
+        "host": host,
+        "desktops": selectors.host_desktops(host),
+        "events": selectors.host_events(host),
+        **host_context(host),
+    }
     if host.state == Host.State.MAINTENANCE:
         context["evacuation"] = services.evacuation_status(host)
     return render(request, "compute/host_detail.html", context)

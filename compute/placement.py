@@ -15,7 +15,18 @@ from django.utils.translation import gettext as _
 
 from common.errors import InvalidInput
 from compute.errors import ComputeError
-from compute.models import Cluster, Desktop, DesktopMigration, Endpoint, Flavor, Host, ImageVersion, Site, StoragePool
+from compute.models import (
+    Cluster,
+    Desktop,
+    DesktopMigration,
+    Endpoint,
+    Flavor,
+    HaState,
+    Host,
+    ImageVersion,
+    Site,
+    StoragePool,
+)
 
 # Desktops that hold capacity on their host: everything not deleted.
 _HOLDING = ~Q(desktops__state=Desktop.State.DELETED)
@@ -53,7 +64,11 @@ def _candidate_hosts(*, kind: str, image_version: ImageVersion | None, endpoint:
     name is shared storage (``distributed``: mounted by every host of the cluster).
     """
     hosts = Host.objects.filter(
-        is_active=True, state=Host.State.ENABLED, endpoint__is_active=True, endpoint__cluster__kind=kind
+        is_active=True,
+        state=Host.State.ENABLED,
+        ha_state=HaState.OK,  # a suspect or fenced host takes nothing until an admin clears it (compute/ha/)
+        endpoint__is_active=True,
+        endpoint__cluster__kind=kind,
     ).select_related("endpoint__cluster")
     if image_version is not None:
         image_endpoint = image_version.endpoint
@@ -108,8 +123,9 @@ def place(
 ) -> Placement:
     """Choose the host; raises InvalidInput ``no_host``/``no_capacity``/``flavor_too_large`` when none fits.
 
-    Hosts in maintenance or down take no new desktop. Among those with room the cluster's policy
-    decides: ``spread`` the one with the most free memory, ``pack`` the one with the least.
+    Hosts in maintenance or down, or that HA holds (suspect, fenced), take no new desktop. Among those
+    with room the cluster's policy decides: ``spread`` the one with the most free memory, ``pack`` the one
+    with the least.
     """
     kind = Cluster.Kind.GPU if flavor.gpu_profile_id else Cluster.Kind.GENERAL
     candidates = _candidate_hosts(kind=kind, image_version=image_version, endpoint=endpoint, site=site)

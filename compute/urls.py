@@ -3,6 +3,7 @@
 from django.urls import path
 
 from compute import hosts_views, migration_views, views
+from compute.ha import views as ha_views
 
 app_name = "compute"
 
@@ -28,6 +29,10 @@ urlpatterns = [
     path("admin/desktops/<int:pk>/migrate/", migration_views.desktop_migrate, name="desktop-migrate"),
     path("admin/migrations/<int:pk>/cancel/", migration_views.migration_cancel, name="migration-cancel"),
     path("admin/drs/", migration_views.drs, name="drs"),
+    path("admin/hosts/<int:pk>/bmc/", ha_views.host_bmc, name="host-bmc"),
+    path("admin/hosts/<int:pk>/ha-clear/", ha_views.host_clear, name="host-ha-clear"),
+    path("admin/ha/", ha_views.ha_clusters, name="ha-clusters"),
+    path("admin/ha/<int:pk>/", ha_views.ha_clusters, name="ha-cluster-edit"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),

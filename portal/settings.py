@@ -392,6 +392,14 @@ AUTHENTICATION_BACKENDS += [
 ]
 # --- end of campus sign-in -------------------------------------------------------------------
 
+# --- HA (compute/ha/): a host silent this long (no agent heartbeat, no libvirt probe) is fenced --------
+HA_DETECTION_SECONDS = env.int("HA_DETECTION_SECONDS", default=15)
+HA_TICK_SECONDS = env.float("HA_TICK_SECONDS", default=3.0)
+HA_PROBE_TIMEOUT = env.float("HA_PROBE_TIMEOUT", default=3.0)
+HA_IPMI_TIMEOUT = env.float("HA_IPMI_TIMEOUT", default=10.0)
+HA_RESTART_PARALLEL = env.int("HA_RESTART_PARALLEL", default=4)
+# --- end of HA -------------------------------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,12 +7,14 @@ Services call them under the row's lock (``compute.locks``) and save.
 
 from compute.models.desktops import Desktop
 from compute.models.disks import Snapshot, SnapshotManager, Volume
+from compute.models.ha import ClusterHa, HaIncident
 from compute.models.images import Flavor, Image, ImageVersion, Visibility
 from compute.models.inventory import (
     Cluster,
     Endpoint,
     EndpointLease,
     GpuProfile,
+    HaState,
     Host,
     SharedStorage,
     Site,
@@ -24,6 +26,7 @@ from compute.models.migrations_log import DesktopMigration, DrsPolicy
 
 __all__ = [
     "Cluster",
+    "ClusterHa",
     "Desktop",
     "DesktopMigration",
     "DrsPolicy",
@@ -31,6 +34,8 @@ __all__ = [
     "EndpointLease",
     "Flavor",
     "GpuProfile",
+    "HaIncident",
+    "HaState",
     "Host",
     "Image",
     "ImageVersion",

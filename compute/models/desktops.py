@@ -120,6 +120,8 @@ class Desktop(models.Model):
     # Disks and NICs as the hypervisor last reported them (imported VMs, reconciliation).
     hardware = models.JSONField(default=dict, blank=True)
     imported = models.BooleanField(_("接管"), default=False)
+    # Restarted elsewhere when its host fails (compute/ha/); empty: the cluster's default (on with shared storage).
+    ha_enabled = models.BooleanField(_("高可用"), null=True, blank=True)
     # A clone's system disk is a copy of this desktop's (made while the source was held stopped).
     cloned_from = models.ForeignKey(
         "self", verbose_name=_("克隆自"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

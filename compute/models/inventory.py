@@ -208,6 +208,16 @@ class EndpointLease(models.Model):
         return f"{self.endpoint_id}:{self.holder}"
 
 
+class HaState(models.TextChoices):
+    """A host's HA state (compute/ha/states.py moves it): ok → suspect → fencing → fenced, or fence_failed."""
+
+    OK = "ok", _("正常")
+    SUSPECT = "suspect", _("疑似故障")
+    FENCING = "fencing", _("隔离中")
+    FENCED = "fenced", _("已隔离")
+    FENCE_FAILED = "fence_failed", _("隔离失败")
+
+
 class Host(models.Model):
     """A hypervisor host (libvirt: the endpoint itself; vCenter: the endpoint's summed hosts).
 
@@ -246,6 +256,15 @@ class Host(models.Model):
     # Migrations leaving this host copy at most this much (MiB/s; 0: as fast as the network goes).
     migration_bandwidth_mib = models.PositiveIntegerField(_("迁移带宽上限 (MiB/s)"), default=0)
     maintenance_since = models.DateTimeField(_("维护开始"), null=True, blank=True)
+    # HA (compute/ha/): the portal's last successful libvirt probe, the host's HA state and its BMC.
+    probed_at = models.DateTimeField(_("最近探测成功"), null=True, blank=True)
+    ha_state = models.CharField(_("高可用状态"), max_length=12, choices=HaState.choices, default=HaState.OK)
+    ha_since = models.DateTimeField(_("高可用状态时间"), null=True, blank=True)
+    ha_reason = models.TextField(_("高可用说明"), blank=True)
+    bmc_address = models.CharField(_("BMC 地址"), max_length=255, blank=True)
+    bmc_port = models.PositiveIntegerField(_("BMC 端口"), default=623)
+    bmc_username = models.CharField(_("BMC 用户名"), max_length=64, blank=True)
+    bmc_password_encrypted = models.TextField(blank=True, editable=False)
 
     objects = LockingManager()
 
@@ -271,6 +290,17 @@ class Host(models.Model):
     def queue(self) -> str:
         """The Celery queue of this host's agent (``host_agent``)."""
         return f"host.{self.endpoint.name}"
+
+    @property
+    def bmc_password(self) -> str:
+        return secret_decrypt(self.bmc_password_encrypted)
+
+    def set_bmc_password(self, value: str) -> None:
+        self.bmc_password_encrypted = secret_encrypt(value)
+
+    @property
+    def bmc_configured(self) -> bool:
+        return bool(self.bmc_address and self.bmc_username)
 
 
 class StoragePool(models.Model):

@@ -195,6 +195,7 @@ def host_add(
                     is_network_node=network_node,
                     data_address=data_address or None,
                     migration_bandwidth_mib=max(0, migration_bandwidth_mib),
+                    probed_at=timezone.now(),  # it just answered: HA judges its silence from here
                     **host_capacity_fields(info),
                 )
         except IntegrityError as exc:

@@ -9,6 +9,7 @@ Importing the package loads every module, so the worker's autodiscovery register
 from compute.tasks import (  # noqa: F401
     desktops,
     edge,
+    ha,
     hostnet,
     hosts,
     images,
