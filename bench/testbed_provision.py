@@ -152,7 +152,7 @@ def _start_worker(threads: int) -> subprocess.Popen:
     return process
 
 
-def _wait_all(ids: list[int], states: tuple[str, ...], timeout: float = 900) -> None:
+def _wait_all(ids: list[int], states: tuple[str, ...], timeout: float = 600) -> None:
     from compute.models import Desktop
 
     deadline = time.monotonic() + timeout
