@@ -6,9 +6,11 @@ import ipaddress
 
 import pytest
 
+from compute import services
+from compute.models import Desktop
 from compute.networking.specs import bridge_name
 from network import services as network_services
-from tests.harness.guest import guest_address, guest_http, guest_ping, host_ping, wait_for_guest
+from tests.harness.guest import guest_address, guest_http, guest_log, guest_ping, host_ping, wait_for_guest
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.testbed]
 
@@ -62,3 +64,22 @@ def test_two_guests_on_one_host_ping_each_other(testbed, scenario, guest_env, ea
     assert guest_ping(first, second.guest_ip)
     assert not guest_ping(first, str(ipaddress.IPv4Address(second.guest_ip) + 100))
     wait_for_guest(first, rf"CCGUEST ping {second.guest_ip} ok")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restarted_guest_has_a_fresh_console_log_and_the_same_address(testbed, scenario, guest_env, eager):
+    network_services.network_create(
+        actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr=guest_env.free_cidr()
+    )
+    desktop = guest_env.desktop_on("h2", actor=scenario.sysadmin, tenant=scenario.tenant_a, owner=scenario.student)
+    wait_for_guest(desktop, r"CCGUEST up")
+
+    services.desktop_stop(actor=scenario.sysadmin, desktop=desktop)
+    assert "CCGUEST up" in guest_log(desktop)  # the log outlives the VM until its next start
+    services.desktop_start(actor=scenario.sysadmin, desktop=desktop)
+
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
+    assert guest_address(desktop)["ip"] == desktop.guest_ip
+    wait_for_guest(desktop, r"CCGUEST up")
+    assert guest_log(desktop).count("CCGUEST up") == 1  # this boot's only
