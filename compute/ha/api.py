@@ -8,6 +8,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from common.api.serializers import UpdateSerializer
 from compute import selectors as compute_selectors
 from compute.ha import selectors, services
 from compute.models import Cluster, ClusterHa, Host
@@ -35,10 +36,13 @@ class HaClusterSerializer(serializers.Serializer):
         return selectors.shared_storage(cluster)
 
 
-class HaSettingsInput(serializers.Serializer):
-    enabled = serializers.BooleanField()
-    detection_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
-    fencing = serializers.ChoiceField(choices=ClusterHa.Fencing.choices, default=ClusterHa.Fencing.IPMI)
+class HaSettingsInput(UpdateSerializer):
+    """A field left out keeps the cluster's current value (an unset detection time: the platform's
+    default, settings.HA_DETECTION_SECONDS)."""
+
+    enabled = serializers.BooleanField(required=False)
+    detection_seconds = serializers.IntegerField(required=False, min_value=5, max_value=600)
+    fencing = serializers.ChoiceField(choices=ClusterHa.Fencing.choices, required=False)
 
 
 class HaClusterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -54,7 +58,14 @@ class HaClusterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         cluster: Cluster = self.get_object()
         data = HaSettingsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        services.ha_settings_update(actor=request.user, cluster=cluster, **data.validated_data)
+        current = selectors.ha_of(cluster)
+        settings = {
+            "enabled": current.enabled,
+            "detection_seconds": current.detection_seconds,
+            "fencing": current.fencing,
+            **data.validated_data,
+        }
+        services.ha_settings_update(actor=request.user, cluster=cluster, **settings)
         return Response(HaClusterSerializer(get_object_or_404(self.get_queryset(), pk=cluster.pk)).data)
 
 
@@ -106,9 +117,10 @@ class HaHostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(request=BmcInput, responses={200: HaHostSerializer})
     @action(detail=True, methods=["post"])
     def bmc(self, request, pk=None):
+        host = self.get_object()  # another's host is a 404 before its body is read
         data = BmcInput(data=request.data)
         data.is_valid(raise_exception=True)
-        host = services.host_bmc_set(actor=request.user, host=self.get_object(), **data.validated_data)
+        host = services.host_bmc_set(actor=request.user, host=host, **data.validated_data)
         return Response(HaHostSerializer(self.get_queryset().get(pk=host.pk)).data)
 
 
@@ -124,6 +136,15 @@ class DesktopHaSerializer(serializers.Serializer):
         return ha_enabled(desktop, shared=cluster_has_shared_storage(desktop.endpoint.cluster_id))
 
 
+class DesktopHaInput(UpdateSerializer):
+    """The body of ``PUT``: ``desktop_ha_set``'s parameter, ``on``, ``off`` or ``default`` (the cluster's:
+    on with shared storage)."""
+
+    CHOICES = {"on": True, "off": False, "default": None}
+
+    enabled = serializers.ChoiceField(choices=list(CHOICES))
+
+
 class DesktopHaViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A desktop's HA flag (``null``: its cluster's default, on with shared storage); ``PUT`` changes it."""
 
@@ -132,13 +153,13 @@ class DesktopHaViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         return compute_selectors.desktop_list_for(self.request.user).select_related("endpoint")
 
-    @extend_schema(request=DesktopHaSerializer, responses={200: DesktopHaSerializer})
+    @extend_schema(request=DesktopHaInput, responses={200: DesktopHaSerializer})
     def update(self, request, pk=None):
-        data = DesktopHaSerializer(data=request.data)
+        desktop = self.get_object()  # another's desktop is a 404 before its body is read
+        data = DesktopHaInput(data=request.data)
         data.is_valid(raise_exception=True)
-        desktop = services.desktop_ha_set(
-            actor=request.user, desktop=self.get_object(), enabled=data.validated_data["ha_enabled"]
-        )
+        enabled = DesktopHaInput.CHOICES[data.validated_data["enabled"]]
+        desktop = services.desktop_ha_set(actor=request.user, desktop=desktop, enabled=enabled)
         return Response(DesktopHaSerializer(self.get_queryset().get(pk=desktop.pk)).data)
 
 

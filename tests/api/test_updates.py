@@ -16,11 +16,13 @@ from drf_spectacular.generators import SchemaGenerator
 
 from common.errors import ErrorCode
 from compute.classroom.services import pool_settings_update
+from compute.ha.services import desktop_ha_set, ha_settings_update
 from tenants.services import course_class_times_set, course_update, quota_set, tenant_update
 from tests.classroom.isolation import MAKERS as CLASSROOM_MAKERS
+from tests.compute.isolation import MAKERS as COMPUTE_MAKERS
 from tests.tenants.isolation import MAKERS as TENANTS_MAKERS
 
-MAKERS = {**TENANTS_MAKERS, **CLASSROOM_MAKERS}
+MAKERS = {**TENANTS_MAKERS, **CLASSROOM_MAKERS, **COMPUTE_MAKERS}
 
 # (path, method) -> the service, the parameters the view fills from the URL's object, and, for a
 # list body, the parameter its items become (with the item fields in the order of the tuple).
@@ -35,6 +37,8 @@ UPDATES = {
     ),
     ("/api/v1/quotas/{id}/", "patch"): (quota_set, {"tenant", "course", "user"}, None),
     ("/api/v1/pools/{id}/", "patch"): (pool_settings_update, {"pool"}, None),
+    ("/api/v1/ha-clusters/{id}/", "put"): (ha_settings_update, {"cluster"}, None),
+    ("/api/v1/desktop-ha/{id}/", "put"): (desktop_ha_set, {"desktop"}, None),
 }
 
 # A value the tenant admin of `cs` may set on the objects of tests/*/isolation.py.
@@ -55,7 +59,17 @@ PLAUSIBLE = {
     "lead_minutes": 20,
     "shutdown_after_minutes": 15,
     "shutdown_deadline_minutes": 60,
+    "enabled": True,
+    "detection_seconds": 20,
+    "fencing": "ipmi",
 }
+# Where one field name takes other values on another path.
+PLAUSIBLE_ON = {("/api/v1/desktop-ha/{id}/", "enabled"): "off"}
+
+
+def _plausible(path: str, field: str):
+    return PLAUSIBLE_ON.get((path, field), PLAUSIBLE[field])
+
 
 SPEC = SchemaGenerator().get_schema(request=None, public=True)
 
@@ -111,7 +125,7 @@ def _url(scenario, path: str) -> str:
 
 
 # Who changes the objects of each path: a tenant's own quota is set from above.
-ACTORS = {"/api/v1/quotas/{id}/": "sysadmin"}
+ACTORS = {"/api/v1/quotas/{id}/": "sysadmin", "/api/v1/ha-clusters/{id}/": "sysadmin"}
 
 
 def _actor(scenario, path: str):
@@ -160,7 +174,7 @@ def test_writable_fields_are_the_services_keywords(path, method):
 @pytest.mark.parametrize(("path", "method", "field"), _field_cases())
 def test_each_writable_field_with_a_plausible_value_is_applied(api, scenario, path, method, field):
     client = api.as_user(_actor(scenario, path))
-    response = _call(client, _url(scenario, path), path, method, field, PLAUSIBLE[field])
+    response = _call(client, _url(scenario, path), path, method, field, _plausible(path, field))
     assert response.status_code == 200, _answer(response)
 
 

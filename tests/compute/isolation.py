@@ -57,12 +57,30 @@ def _host(scenario):
     return {"id": Host.objects.get_or_create(endpoint=endpoint, name="iso")[0].pk}
 
 
+def _ha_host(scenario):
+    """A host HA watches (it has a management address)."""
+    endpoint = Endpoint.objects.get(pk=_endpoint(scenario)["id"])
+    host, _ = Host.objects.get_or_create(endpoint=endpoint, name="iso", defaults={"address": "10.213.99.9"})
+    Host.objects.filter(pk=host.pk).update(address="10.213.99.9")
+    return {"id": host.pk}
+
+
+def _cluster(scenario):
+    _endpoint(scenario)
+    return {"id": Cluster.objects.get(name="iso-general").pk}
+
+
 def _desktop_id(scenario):
     return {"id": _desktop(scenario).pk}
 
 
 MAKERS = {
     "/api/v1/desktops/{id}/": _desktop_id,
+    "/api/v1/desktop-ha/{id}/": _desktop_id,
+    "/api/v1/ha-clusters/{id}/": _cluster,
+    "/api/v1/ha-hosts/{id}/": _ha_host,
+    "/api/v1/ha-hosts/{id}/bmc/": _ha_host,
+    "/api/v1/ha-hosts/{id}/clear/": _ha_host,
     "/api/v1/desktops/{id}/start/": _desktop_id,
     "/api/v1/desktops/{id}/stop/": _desktop_id,
     "/api/v1/desktops/{id}/reboot/": _desktop_id,

@@ -54,6 +54,9 @@ class Unsupported:
     def pool_ensure(self, name: str, path: str) -> None:
         raise unsupported("creating storage pools", f"{_HERE} (datastores are managed in vCenter)")
 
+    def forget_vm(self, name: str) -> bool:
+        raise unsupported("forgetting a VM of a fenced host", f"{_HERE} (vSphere HA is vCenter's)")
+
     def migrate_vm(
         self, name: str, spec: MigrationSpec, progress: Callable[[MigrationProgress], bool] | None = None
     ) -> MigrationResult:
