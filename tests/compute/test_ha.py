@@ -258,3 +258,12 @@ def test_two_workers_running_rounds_at_once_fence_a_host_once(scenario, monkeypa
     assert HaIncident.objects.filter(host=n1).count() == 1
     assert AuditEvent.objects.filter(action=Action.HA_HOST_FENCED, object_id=str(n1.pk)).count() == 1
     assert AuditEvent.objects.filter(action=Action.HA_HOST_SUSPECT, object_id=str(n1.pk)).count() == 1
+
+
+def test_beat_runs_the_ha_round_every_few_seconds_and_drops_a_late_one():
+    from common.tasks import task_named
+    from portal.celery import app
+
+    (entry,) = [e for e in app.conf.beat_schedule.values() if e["task"] == "compute.tasks.ha.ha_tick"]
+    assert entry["schedule"] <= 5 and entry["options"]["expires"] <= 15
+    assert task_named("compute.tasks.ha.ha_tick") and task_named("compute.tasks.ha.host_stale_copies_remove")
