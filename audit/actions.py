@@ -94,6 +94,12 @@ class Action(models.TextChoices):
     HOST_ADDED = "host.added", pgettext_lazy("audit action", "添加计算节点")
     HOST_STATE_CHANGED = "host.state_changed", pgettext_lazy("audit action", "修改计算节点状态")
     HOST_REMOVED = "host.removed", pgettext_lazy("audit action", "移除计算节点")
+    HOST_DATA_ADDRESS_SET = "host.data_address_set", pgettext_lazy("audit action", "设置计算节点数据地址")
+    HOST_EVACUATED = "host.evacuated", pgettext_lazy("audit action", "撤离计算节点上的桌面")
+    DESKTOP_MIGRATION_STARTED = "desktop.migration_started", pgettext_lazy("audit action", "开始迁移桌面")
+    DESKTOP_MIGRATED = "desktop.migrated", pgettext_lazy("audit action", "桌面迁移完成")
+    DESKTOP_MIGRATION_FAILED = "desktop.migration_failed", pgettext_lazy("audit action", "桌面迁移失败")
+    DESKTOP_MIGRATION_CANCELLED = "desktop.migration_cancelled", pgettext_lazy("audit action", "取消桌面迁移")
     # HA (compute/ha/): a host missing, fenced through its BMC, its desktops restarted elsewhere.
     HA_HOST_SUSPECT = "ha.host_suspect", pgettext_lazy("audit action", "主机疑似故障")
     HA_HOST_FENCED = "ha.host_fenced", pgettext_lazy("audit action", "隔离故障主机")

@@ -14,6 +14,7 @@ from common.db import share_lock_status
 from compute.models import (
     ClusterHa,
     Desktop,
+    DesktopMigration,
     Endpoint,
     Flavor,
     HaIncident,
@@ -84,6 +85,15 @@ def desktops_lock(pks: Iterable[int]) -> list[Desktop]:
 def endpoint_desktops_lock(endpoint: Endpoint, *, states: Iterable[str]) -> list[Desktop]:
     """The endpoint's desktops in these states (reconciliation compares them with the hypervisor)."""
     return list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=list(states)).order_by("pk"))
+
+
+def migration_lock(pk: int) -> DesktopMigration:
+    """A desktop's migration, with its desktop's tenant and hosts (finish, fail, cancel take it)."""
+    return (
+        DesktopMigration.objects.select_for_update()
+        .select_related("desktop__tenant", "target__endpoint", "source__endpoint")
+        .get(pk=pk)
+    )
 
 
 def snapshot_lock(pk: int) -> Snapshot:

@@ -8,13 +8,25 @@ the emptiest, ``pack`` the fullest that still fits.
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.db.models import Count, Q, Sum
 from django.utils.translation import gettext as _
 
 from common.errors import InvalidInput
 from compute.errors import ComputeError
-from compute.models import Cluster, Desktop, Endpoint, Flavor, HaState, Host, ImageVersion, Site, StoragePool
+from compute.models import (
+    Cluster,
+    Desktop,
+    DesktopMigration,
+    Endpoint,
+    Flavor,
+    HaState,
+    Host,
+    ImageVersion,
+    Site,
+    StoragePool,
+)
 
 # Desktops that hold capacity on their host: everything not deleted.
 _HOLDING = ~Q(desktops__state=Desktop.State.DELETED)
@@ -178,3 +190,45 @@ def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
     own = [d for d in desktop.gpu_device.split(",") if d in free]
     chosen = own[: flavor.gpus] + [d for d in free if d not in own][: max(0, flavor.gpus - len(own))]
     return ",".join(chosen)
+
+
+def migration_fit(*, desktop: Desktop) -> list[Host]:
+    """Hosts a desktop could move to: enabled hosts of its cluster and site (not its own) with room for it,
+    best first by the cluster's policy (``spread``: the emptiest; ``pack``: the fullest that fits)."""
+    source = desktop.host
+    endpoint = desktop.endpoint
+    hosts = (
+        Host.objects.filter(
+            is_active=True,
+            state=Host.State.ENABLED,
+            endpoint__is_active=True,
+            endpoint__cluster=endpoint.cluster_id,
+            endpoint__site=endpoint.site_id,
+        )
+        .exclude(pk=source.pk if source else None)
+        .select_related("endpoint__cluster", "endpoint__site")
+        .annotate(
+            placed_mib=Sum("desktops__memory_mib", filter=_HOLDING, default=0),
+            placed_vcpus=Sum("desktops__vcpus", filter=_HOLDING, default=0),
+            placed=Count("desktops", filter=_HOLDING),
+        )
+        .order_by("pk")
+    )
+    hosts = list(hosts)
+    # Desktops already on their way to a host count there (an evacuation places several at once).
+    incoming = {
+        row["target"]: row
+        for row in DesktopMigration.objects.filter(
+            state__in=(DesktopMigration.State.QUEUED, DesktopMigration.State.RUNNING), target__in=hosts
+        )
+        .values("target")
+        .annotate(mib=Sum("desktop__memory_mib", default=0), vcpus=Sum("desktop__vcpus", default=0))
+    }
+    for host in hosts:
+        host.placed_mib += incoming.get(host.pk, {}).get("mib", 0)
+        host.placed_vcpus += incoming.get(host.pk, {}).get("vcpus", 0)
+    size = SimpleNamespace(memory_mib=desktop.memory_mib, vcpus=desktop.vcpus, gpu_profile_id=None, gpus=0)
+    fitting = _fitting(hosts, size)
+    pack = endpoint.cluster.policy == Cluster.Policy.PACK
+    fitting.sort(key=lambda item: (item[0] if pack else -item[0], item[1].pk))
+    return [host for _free_mib, host, _gpu in fitting]

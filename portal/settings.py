@@ -200,7 +200,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.api.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["common.api.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "common.api.parsers.StrictJSONParser",
         "rest_framework.parsers.FormParser",

@@ -16,16 +16,20 @@ from compute.models.inventory import (
     GpuProfile,
     HaState,
     Host,
+    SharedStorage,
     Site,
     StoragePool,
     secret_decrypt,
     secret_encrypt,
 )
+from compute.models.migrations_log import DesktopMigration, DrsPolicy
 
 __all__ = [
     "Cluster",
     "ClusterHa",
     "Desktop",
+    "DesktopMigration",
+    "DrsPolicy",
     "Endpoint",
     "EndpointLease",
     "Flavor",
@@ -35,6 +39,7 @@ __all__ = [
     "Host",
     "Image",
     "ImageVersion",
+    "SharedStorage",
     "Site",
     "Snapshot",
     "SnapshotManager",

@@ -18,6 +18,7 @@ from compute.hypervisor import driver_error_note, driver_for, vm_spec
 from compute.models import Desktop, Endpoint
 from compute.networking.filters import define_filters, filters_remove
 from compute.networking.forwarding import eips_of_desktop, forwarding_apply, forwarding_of_desktop_apply
+from compute.networking.overlay import network_joined, network_left, span_spec
 from compute.networking.specs import (
     dhcp_host,
     filter_name,
@@ -104,15 +105,21 @@ def desktop_nics_observed(*, desktop: Desktop, nics) -> None:
 
 
 def network_ensure_on(*, network: Network, endpoint: Endpoint, driver: HypervisorDriver | None = None) -> str:
-    """Make the network exist (defined, started, autostarted) on a libvirt endpoint; returns its name there."""
+    """Make the network exist (defined, started, autostarted) on a libvirt endpoint; returns its name there.
+
+    On a host with a data address the network spans hosts (``overlay``): its bridge there joins the
+    others through the host's agent, which is told to sync (every holder, when the host is new to it)."""
     name = libvirt_network_name(network, endpoint)
     if not is_libvirt(endpoint):
         return nic_network_name(network, endpoint)
     driver = driver or driver_for(endpoint)
+    spanning = span_spec(network, endpoint)
     # Concurrent callers (threads, worker processes, hosts) need no lock of ours: the driver's
     # ensure takes a define or start that another caller won as done.
-    driver.network_ensure(network_spec(network, endpoint))
-    network_services.deployment_record(network_id=network.pk, endpoint=endpoint.name)
+    driver.network_ensure(spanning or network_spec(network, endpoint))
+    new = network_services.deployment_record(network_id=network.pk, endpoint=endpoint.name)
+    if spanning is not None:
+        network_joined(network=network, endpoint=endpoint, new=new)
     return name
 
 
@@ -125,6 +132,7 @@ def network_remove(*, network_id: int, endpoints: list[str]) -> None:
         except DriverError as exc:
             driver_error_note(endpoint, exc)
             log.warning("libvirt network %s stays on %s: %s", network_id, endpoint.name, exc)
+    network_left(network_id=network_id, endpoints=endpoints)
 
 
 def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tuple[NicSpec, ...]:

@@ -16,6 +16,7 @@ from compute.drivers.base import (
 from compute.hypervisor import driver_error_note, driver_for
 from compute.models import Desktop, Endpoint
 from compute.networking.bindings import desktop_addresses, desktop_nics_allocate, network_ensure_on
+from compute.networking.overlay import network_left
 from compute.networking.specs import BOUND_STATES, dhcp_host, has_dhcp, is_libvirt, libvirt_network_name
 from network import services as network_services
 from network.models import Address, Network, NetworkDeployment
@@ -54,6 +55,7 @@ def _actual_hosts(driver, network: Network, endpoint: Endpoint, desired: dict) -
             raise
     if not desired:
         network_services.deployment_forget(network_id=network.pk, endpoint=endpoint.name)
+        network_left(network_id=network.pk, endpoints=[endpoint.name])
         return None
     network_ensure_on(network=network, endpoint=endpoint, driver=driver)
     return {h.mac: h for h in driver.dhcp_hosts(name)}

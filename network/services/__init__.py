@@ -29,6 +29,8 @@ from network.services.ipam import (
     addresses_dhcp_set,
     addresses_purge_expired,
     addresses_release,
+    dhcp_address_reserve,
+    dhcp_addresses_release,
     hold_seconds,
 )
 from network.services.networks import (
@@ -36,6 +38,7 @@ from network.services.networks import (
     deployment_record,
     network_create,
     network_delete,
+    network_vni_ensure,
     segment_range_set,
     subnet_create,
 )
@@ -76,6 +79,9 @@ __all__ = [
     "campus_cidrs",
     "deployment_forget",
     "deployment_record",
+    "dhcp_address_reserve",
+    "dhcp_addresses_release",
+    "network_vni_ensure",
     "elastic_ip_allocate",
     "elastic_ip_applied",
     "elastic_ip_associate",

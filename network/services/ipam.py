@@ -150,6 +150,56 @@ def address_allocate(
     return address
 
 
+DHCP_HOLDER_PREFIX = "dhcp-"
+
+
+def dhcp_address_reserve(*, subnet_id: int, holder: str) -> Address:
+    """The address a host's DHCP server listens on in a subnet spanning hosts: reserved once per
+    (subnet, host), the highest free one of the DHCP range, never given to a NIC. Idempotent."""
+    hostname = f"{DHCP_HOLDER_PREFIX}{holder}"[:63]
+    found = Address.objects.filter(subnet_id=subnet_id, kind=Address.Kind.RESERVED, hostname=hostname).first()
+    if found is not None:
+        return found
+    with transaction.atomic():
+        subnet = Subnet.objects.locked(subnet_id)
+        found = Address.objects.filter(subnet=subnet, kind=Address.Kind.RESERVED, hostname=hostname).first()
+        if found is not None:
+            return found
+        _purge_expired(subnet)
+        used = set(Address.objects.filter(subnet=subnet).values_list("ip_int", flat=True)) | _reserved_ints(subnet)
+        start, end = int(ipaddress.IPv4Address(subnet.dhcp_start)), int(ipaddress.IPv4Address(subnet.dhcp_end))
+        free = next((c for c in range(end, start - 1, -1) if c not in used), None)
+        if free is None:
+            raise Conflict(
+                _("子网 %(cidr)s 已没有空闲地址。") % {"cidr": subnet.cidr},
+                code=NetworkError.SUBNET_FULL,
+                detail={"subnet": subnet.pk, "cidr": subnet.cidr},
+            )
+        address = Address.objects.create(
+            subnet=subnet,
+            tenant=subnet.tenant,
+            ip=str(ipaddress.IPv4Address(free)),
+            kind=Address.Kind.RESERVED,
+            hostname=hostname,
+        )
+        event_record(
+            action=Action.ADDRESS_RESERVED,
+            target=address,
+            tenant=subnet.tenant,
+            detail={"op": "dhcp_address_reserved", "ip": address.ip, "host": holder},
+        )
+    return address
+
+
+def dhcp_addresses_release(*, network_id: int, holder: str) -> int:
+    """The host no longer holds the network: its DHCP server's address goes back to the subnet."""
+    hostname = f"{DHCP_HOLDER_PREFIX}{holder}"[:63]
+    deleted, _rows = Address.objects.filter(
+        subnet__network_id=network_id, kind=Address.Kind.RESERVED, hostname=hostname
+    ).delete()
+    return deleted
+
+
 def address_reserve(*, actor: User | None, subnet: Subnet, ip: str, mac: str = "", hostname: str = "") -> Address:
     """Keep an address out of the pool (a static host, a printer); with a MAC it gets a DHCP entry."""
     require_network_admin(actor, subnet.network.tenant)

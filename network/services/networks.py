@@ -162,7 +162,13 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None, ranges: list[
         free = _free_id(low, high, taken, given)
         if free is not None:
             return free
-    raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)
+    shown = ", ".join(f"{low}-{high}" for low, high in ranges)
+    raise Conflict(
+        _("站点 %(site)s 的 %(kind)s 号（%(range)s）已全部使用，请系统管理员扩大范围或删除不用的网络。")
+        % {"site": site, "kind": kind.upper(), "range": shown},
+        code=NetworkError.SEGMENT_EXHAUSTED,
+        detail={"site": site, "segment_type": kind, "range": [list(r) for r in ranges], "used": len(taken)},
+    )
 
 
 def segment_range_set(*, actor: User | None, site: str, kind: str, first: int, last: int) -> SegmentRange:
@@ -432,9 +438,37 @@ def network_delete(*, actor: User | None, network: Network) -> None:
         hooks.fire_on_commit("network_deleted", network_id=network_id, endpoints=endpoints)
 
 
-def deployment_record(*, network_id: int, endpoint: str) -> None:
-    """compute realised the network on an endpoint: the DHCP sync will visit it from now on."""
-    NetworkDeployment.objects.get_or_create(network_id=network_id, endpoint=endpoint)
+def deployment_record(*, network_id: int, endpoint: str) -> bool:
+    """compute realised the network on an endpoint: the DHCP sync will visit it from now on.
+    True when the endpoint is new to the network (a host joined it)."""
+    _row, created = NetworkDeployment.objects.get_or_create(network_id=network_id, endpoint=endpoint)
+    return created
+
+
+def network_vni_ensure(*, network_id: int) -> Network:
+    """A network about to span hosts gets its VXLAN id (VNI) from its site's platform VXLAN range, once.
+
+    A network with a VXLAN id keeps it; one on a VLAN keeps its VLAN (the hosts put that VLAN in the
+    bridge instead). Exhausted range: Conflict ``segment_exhausted``, nothing changed.
+    """
+    with transaction.atomic():
+        network = Network.objects.locked(network_id)
+        if network.segment_type != SegmentType.NONE:
+            return network
+        number = _segment_allocate(site=network.site, kind=SegmentType.VXLAN, wanted=None)
+        network.segment_type, network.segment_id = SegmentType.VXLAN, number
+        try:
+            with transaction.atomic():
+                network.save(update_fields=["segment_type", "segment_id"])
+        except IntegrityError as exc:
+            raise Conflict(_("VLAN/VXLAN 号已被使用，请重试。"), code=NetworkError.SEGMENT_IN_USE) from exc
+        event_record(
+            action=Action.NETWORK_CHANGED,
+            target=network,
+            tenant=network.tenant,
+            detail={"op": "vni_allocated", "vni": number, "site": network.site},
+        )
+    return network
 
 
 def deployment_forget(*, network_id: int, endpoint: str) -> None:

@@ -18,10 +18,23 @@ class Command(BaseCommand):
         parser.add_argument("--site", required=True, help="site slug (made when missing)")
         parser.add_argument("--cluster", required=True, help="cluster name at the site (made when missing)")
         parser.add_argument("--address", default="", help="management address (default: the URI's host)")
+        parser.add_argument(
+            "--data-address",
+            default="",
+            help="the host's IPv4 address on the data network (VXLAN of networks spanning hosts)",
+        )
         parser.add_argument("--domain-type", default=Endpoint.DomainType.KVM, choices=Endpoint.DomainType.values)
         parser.add_argument("--storage-pool", default="default", help="libvirt storage pool for desktops")
         parser.add_argument(
             "--shared-storage", action="store_true", help="the pool is shared by every host of the cluster"
+        )
+        parser.add_argument(
+            "--network-node",
+            action="store_true",
+            help="the host holds its cluster's (or site's) router gateways, SNAT, elastic IPs and port forwards",
+        )
+        parser.add_argument(
+            "--migration-bandwidth", type=int, default=0, help="MiB/s for migrations leaving the host (0: no limit)"
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -37,6 +50,9 @@ class Command(BaseCommand):
                 domain_type=options["domain_type"],
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
+                network_node=options["network_node"],
+                data_address=options["data_address"],
+                migration_bandwidth_mib=options["migration_bandwidth"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""

@@ -1,0 +1,256 @@
+"""A tenant network spanning testbed hosts: one L2 segment over VXLAN between the hosts' data addresses, made by
+each host's own agent from the database, and a DHCP server per host serving only its own desktops.
+
+The guests are "fake VMs" until the testbed has a real tiny guest OS: a network namespace inside the host with
+a veth in the network's bridge, carrying the desktop's MAC, asking for its address with busybox's udhcpc and
+pinging its peer. The desktops are database rows on their hosts; the network part of provisioning and of a
+restart on another host (``desktop_bindings_push``, which ``desktop_failover`` runs) is the portal's own.
+"""
+
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import libvirt
+import pytest
+from celery import current_app
+
+from compute import networking, services
+from compute.hypervisor import drivers_close_all
+from compute.models import Desktop, Endpoint, Host
+from compute.networking import overlay
+from network.models import Address, Network
+from tests.network.conftest import desktop_row, tenant_network
+from tests.testbed.hosts import add_host
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.testbed, pytest.mark.worker]
+
+ROOT = Path(__file__).resolve().parents[2]
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc's hook: take the lease, and say what it was (address, router, the server that gave it).
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"
+echo "ip=$ip router=$router serverid=$serverid" > "$LEASE_FILE"
+"""
+
+
+def _wait(predicate, timeout=60.0, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+class TestbedApp:
+    """The portal's Celery app sending on the testbed's broker, which the hosts' agents consume."""
+
+    __test__ = False
+
+    def __init__(self, broker: str):
+        self.broker = broker
+
+    def send_task(self, name, **kwargs):
+        kwargs.pop("connection", None)
+        with current_app.connection_for_write(self.broker) as conn:
+            return current_app.send_task(name, connection=conn, **kwargs)
+
+
+@pytest.fixture
+def span(testbed, scenario, settings, monkeypatch):
+    """The three testbed hosts added with their data addresses, names of this run's own, their agents
+    started on demand (``start(name)``); everything the test made on the hosts goes at the end."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.mysql":
+        pytest.fail("the testbed's agents reach the database through MariaDB's socket: run on MariaDB")
+    uid = uuid.uuid4().hex[:4]
+    broker = testbed.broker_url.rsplit("/", 1)[0] + "/6"
+    monkeypatch.setattr(overlay, "current_app", TestbedApp(broker))
+    for host in testbed:
+        add_host(host)
+        services.host_data_address_set(actor=scenario.sysadmin, name=host.name, data_address=host.data_address)
+    # This run's own libvirt and device names: a previous run's leftovers never clash.
+    Endpoint.objects.filter(name__in=[h.name for h in testbed]).update(
+        options={"network_prefix": f"sp{uid}-", "bridge_prefix": f"sp{uid}", "filter_prefix": f"sp{uid}-fw-"}
+    )
+    database_url = f"mysql://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}@localhost/{db['NAME']}"
+    agents: dict[str, subprocess.Popen] = {}
+
+    def start(name):
+        agents[name] = testbed[name].popen(
+            sys.executable,
+            "manage.py",
+            "host_agent",
+            "--host",
+            name,
+            cwd=ROOT,
+            env={"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    try:
+        yield start, uid
+    finally:
+        for agent in agents.values():
+            agent.terminate()
+        for agent in agents.values():
+            agent.wait(timeout=30)
+        drivers_close_all()
+        _clean(testbed, uid)
+
+
+def _clean(testbed, uid):
+    for host in testbed:
+        host.run("sh", "-c", f"for n in $(ip netns list | grep -o '^sp{uid}[a-z0-9]*'); do ip netns del $n; done")
+        host.run("sh", "-c", "for d in $(ip -o link show | grep -o 'ccvx[0-9]*' | sort -u); do ip link del $d; done")
+        conn = host.connect()
+        try:
+            for net in conn.listAllNetworks(0):
+                if net.name().startswith(f"sp{uid}-"):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        net.destroy()
+                    with contextlib.suppress(libvirt.libvirtError):
+                        net.undefine()
+            for name in conn.listNWFilters():
+                if name.startswith(f"sp{uid}-fw-"):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.nwfilterLookupByName(name).undefine()
+        finally:
+            conn.close()
+    for path in Path("/tmp").glob(f"sp{uid}*"):
+        path.unlink()
+
+
+def _peers(host, device: str) -> set[str]:
+    out = host.run("bridge", "fdb", "show", "dev", device, check=False).stdout
+    return {line.split(" dst ")[1].split()[0] for line in out.splitlines() if line.startswith("00:00:00:00:00:00")}
+
+
+def _fake_vm(host, uid: str, vm: str, *, bridge: str, mac: str) -> Path:
+    """A netns ``sp<uid><vm>`` in ``host`` with eth0 (``mac``) bridged into ``bridge``, its address asked by
+    DHCP; returns the file where udhcpc's hook wrote the lease."""
+    ns, lease, script = f"sp{uid}{vm}", Path(f"/tmp/sp{uid}{vm}.lease"), Path(f"/tmp/sp{uid}{vm}.sh")
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    host.run(
+        "sh",
+        "-ec",
+        f"ip netns add {ns}; ip link add {ns} type veth peer name eth0 netns {ns};"
+        f"ip link set {ns} master {bridge} up;"
+        f"ip netns exec {ns} ip link set eth0 address {mac};"
+        f"ip netns exec {ns} ip link set eth0 up; ip netns exec {ns} ip link set lo up",
+    )
+    host.run(
+        "ip", "netns", "exec", ns, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1",
+        "-s", str(script), env={"LEASE_FILE": str(lease)}, timeout=60,
+    )  # fmt: skip
+    return lease
+
+
+def _lease(path: Path) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in path.read_text().split())
+
+
+def _ping(host, uid: str, vm: str, ip: str) -> bool:
+    """Whether the fake VM reaches ``ip`` (a few tries: a port just added to a bridge may still be learning)."""
+
+    def once():
+        argv = ("ip", "netns", "exec", f"sp{uid}{vm}", "busybox", "ping", "-c", "1", "-W", "1", ip)
+        return host.run(*argv, check=False).returncode == 0
+
+    return _wait(once, timeout=15, every=0.2)
+
+
+def _on(scenario, network, host_name: str) -> tuple[Desktop, Address]:
+    """A desktop row on the host with its NIC, its network prepared there by the portal (as provisioning does)."""
+    desktop = desktop_row(scenario.tenant_a, Endpoint.objects.get(name=host_name), owner=scenario.student)
+    Desktop.objects.filter(pk=desktop.pk).update(host=Host.objects.get(name=host_name))
+    (nic,) = networking.desktop_nics_allocate(desktop=desktop)
+    networking.desktop_bindings_push(desktop=desktop)
+    return desktop, nic
+
+
+def _dhcp_macs(host_name: str, network) -> set[str]:
+    from compute.hypervisor import driver_for
+
+    endpoint = Endpoint.objects.get(name=host_name)
+    return {h.mac for h in driver_for(endpoint).dhcp_hosts(networking.libvirt_network_name(network, endpoint))}
+
+
+def _dhcp_address(network, host_name: str) -> str:
+    return Address.objects.get(subnet__network=network, kind=Address.Kind.RESERVED, hostname=f"dhcp-{host_name}").ip
+
+
+@pytest.mark.django_db(transaction=True)  # the agents read what the test committed
+def test_a_desktop_on_h1_pings_one_on_h3_over_vxlan_each_addressed_by_its_own_hosts_dhcp(testbed, scenario, span):
+    start, uid = span
+    network = tenant_network(scenario, cidr="10.231.7.0/24")
+    on_h1, nic1 = _on(scenario, network, "h1")
+    on_h3, nic3 = _on(scenario, network, "h3")
+    network.refresh_from_db()
+    vni, bridge = network.segment_id, networking.bridge_name(network, on_h1.endpoint)
+    assert network.segment_type == "vxlan" and vni
+    # Each host's DHCP holds only its own desktop's binding.
+    assert _dhcp_macs("h1", network) == {nic1.mac} and _dhcp_macs("h3", network) == {nic3.mac}
+
+    # The syncs wait in the hosts' queues until their agents run them, on the hosts.
+    start("h1")
+    start("h3")
+    h1, h3 = testbed["h1"], testbed["h3"]
+    device = f"ccvx{vni}"
+    assert _wait(lambda: _peers(h1, device) == {h3.data_address}), _peers(h1, device)
+    assert _wait(lambda: _peers(h3, device) == {h1.data_address}), _peers(h3, device)
+    assert f"master {bridge}" in h1.run("ip", "-d", "link", "show", "dev", device).stdout
+    assert "nolearning" in h3.run("ip", "-d", "link", "show", "dev", device).stdout
+    # The gateway is not on the hosts' bridges: each holds its own DHCP address.
+    assert f"inet {_dhcp_address(network, 'h1')}/24" in h1.run("ip", "addr", "show", "dev", bridge).stdout
+    assert "10.231.7.1/" not in h1.run("ip", "addr", "show", "dev", bridge).stdout
+
+    lease1 = _lease(_fake_vm(h1, uid, "a", bridge=bridge, mac=nic1.mac))
+    lease3 = _lease(_fake_vm(h3, uid, "c", bridge=networking.bridge_name(network, on_h3.endpoint), mac=nic3.mac))
+
+    assert lease1 == {"ip": nic1.ip, "router": "10.231.7.1", "serverid": _dhcp_address(network, "h1")}
+    assert lease3 == {"ip": nic3.ip, "router": "10.231.7.1", "serverid": _dhcp_address(network, "h3")}
+    assert _ping(h1, uid, "a", nic3.ip), "h1's desktop does not reach h3's over the VXLAN"
+    assert _ping(h3, uid, "c", nic1.ip)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dhcp_follows_a_desktop_restarted_on_another_host_with_its_ip_and_mac(testbed, scenario, span):
+    start, uid = span
+    for name in ("h1", "h2", "h3"):
+        start(name)
+    network = tenant_network(scenario, cidr="10.231.8.0/24")
+    moving, nic = _on(scenario, network, "h1")
+    _peer, peer_nic = _on(scenario, network, "h3")
+    h1, h2, h3 = testbed["h1"], testbed["h2"], testbed["h3"]
+    network.refresh_from_db()
+    device = f"ccvx{network.segment_id}"
+    assert _wait(lambda: _peers(h3, device) == {h1.data_address})
+    _fake_vm(h3, uid, "c", bridge=networking.bridge_name(network, Endpoint.objects.get(name="h3")), mac=peer_nic.mac)
+    before = _lease(_fake_vm(h1, uid, "a", bridge=networking.bridge_name(network, moving.endpoint), mac=nic.mac))
+    assert before["ip"] == nic.ip and _ping(h1, uid, "a", peer_nic.ip)
+
+    # h1 is lost; the desktop is restarted on h2 (desktop_failover moves the row, then pushes the bindings).
+    h1.run("ip", "netns", "del", f"sp{uid}a")
+    Desktop.objects.filter(pk=moving.pk).update(
+        endpoint=Endpoint.objects.get(name="h2"), host=Host.objects.get(name="h2")
+    )
+    report = networking.desktop_bindings_push(desktop=moving)
+
+    assert report["pushed"] == [nic.mac] and report["removed_from"] == {"h1": [nic.mac]}
+    assert _dhcp_macs("h2", network) == {nic.mac} and _dhcp_macs("h1", network) == set()
+    # h2 joined the network: every holder floods to it now, and it to them.
+    assert _wait(lambda: _peers(h2, device) == {h1.data_address, h3.data_address}), _peers(h2, device)
+    assert _wait(lambda: h2.data_address in _peers(h3, device)), _peers(h3, device)
+    bridge2 = networking.bridge_name(network, Endpoint.objects.get(name="h2"))
+    after = _lease(_fake_vm(h2, uid, "b", bridge=bridge2, mac=nic.mac))
+    assert after == {"ip": nic.ip, "router": "10.231.8.1", "serverid": _dhcp_address(network, "h2")}
+    assert _ping(h2, uid, "b", peer_nic.ip) and _ping(h3, uid, "c", nic.ip)
+    assert Network.objects.get(pk=network.pk).segment_id == network.segment_id
