@@ -19,6 +19,7 @@ urlpatterns = [
     path("desktops/<int:pk>/volumes/", views.volume_attach, name="volume-attach"),
     path("desktops/<int:pk>/volumes/<int:volume_pk>/detach/", views.volume_detach, name="volume-detach"),
     path("desktops/<int:pk>/volumes/<int:volume_pk>/delete/", views.volume_delete, name="volume-delete"),
+    path("desktops/<int:pk>/ha/", ha_views.desktop_ha, name="desktop-ha"),
     path("desktops/<int:pk>/<str:verb>/", views.desktop_action, name="desktop-action"),
     path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
     path("admin/hosts/", hosts_views.host_list, name="host-list"),

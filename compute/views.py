@@ -21,6 +21,7 @@ from common.errors import ServiceError
 from common.paging import Paginator
 from common.ui import service_call
 from compute import forms, selectors, services
+from compute.ha import views as ha_views
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, Site, StoragePool
 from compute.reconcile import vcenter_import
 from tenants.models import Tenant
@@ -123,6 +124,7 @@ def desktop_detail(request, pk):
         "snapshot_form": forms.SnapshotForm(),
         "resize_form": forms.ResizeForm(flavors=selectors.flavor_list_for(request.user)),
         "volume_form": forms.VolumeForm(),
+        **ha_views.desktop_context(request.user, desktop),
     }
     return render(request, "compute/desktop_detail.html", context)
 

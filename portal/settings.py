@@ -398,6 +398,7 @@ HA_TICK_SECONDS = env.float("HA_TICK_SECONDS", default=3.0)
 HA_PROBE_TIMEOUT = env.float("HA_PROBE_TIMEOUT", default=3.0)
 HA_IPMI_TIMEOUT = env.float("HA_IPMI_TIMEOUT", default=10.0)
 HA_RESTART_PARALLEL = env.int("HA_RESTART_PARALLEL", default=4)
+HA_RETRY_SECONDS = env.float("HA_RETRY_SECONDS", default=30.0)
 # --- end of HA -------------------------------------------------------------------------------
 
 LOGGING = {

@@ -34,3 +34,17 @@ class ClearForm(forms.Form):
     confirm = forms.BooleanField(
         label=_("我已确认该主机已恢复正常，其上的桌面已在其他主机运行或可以重新启动。"), required=True
     )
+
+
+class DesktopHaForm(forms.Form):
+    """A desktop's HA flag: its own on/off, or its cluster's default (on with shared storage)."""
+
+    CHOICES = (("", _("跟随集群默认")), ("on", _("开启")), ("off", _("关闭")))
+    ha = forms.ChoiceField(label=_("高可用"), choices=CHOICES, required=False)
+
+    @staticmethod
+    def initial_for(enabled: bool | None) -> dict:
+        return {"ha": "" if enabled is None else ("on" if enabled else "off")}
+
+    def enabled(self) -> bool | None:
+        return {"": None, "on": True, "off": False}[self.cleaned_data["ha"]]

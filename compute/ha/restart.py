@@ -179,3 +179,26 @@ def host_desktops_restart(host: Host) -> tuple[list[dict], list[dict]]:
         if refused:
             unplaced.append(refused)
     return restarted, unplaced
+
+
+def unplaced_retry(host: Host, unplaced: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Try again the listed desktops still on the fenced ``host`` (capacity may have freed since: a host cleared,
+    a desktop deleted). (restarted now, still unplaced with today's reason); a desktop no longer there (moved
+    by another round, deleted) leaves the list. No new audit event for a desktop that still does not fit."""
+    wanted = {entry["desktop"]: entry for entry in unplaced}
+    shared = cluster_has_shared_storage(host.endpoint.cluster_id)
+    restarted, still = [], []
+    for desktop in desktops_on(host):
+        if desktop.pk not in wanted:
+            continue
+        if not ha_enabled(desktop, shared=shared) or desktop.state not in MOVABLE_STATES:
+            still.append(wanted[desktop.pk])
+            continue
+        try:
+            moved = desktop_restart(desktop_id=desktop.pk, host=host)
+        except NotPlaced as exc:
+            still.append({**wanted[desktop.pk], "reason": str(exc)})
+            continue
+        if moved:
+            restarted.append(moved)
+    return restarted, still

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.utils import timezone
 
 from compute.ha import detection, fencing, restart, services, states
@@ -64,6 +65,31 @@ def _restart_fenced() -> list[dict]:
     return report
 
 
+# When this process last retried each incident's unplaced desktops (two workers at most retry twice as often;
+# each desktop still moves under its own lock, once).
+_retried: dict[int, float] = {}
+
+
+def _retry_unplaced() -> list[dict]:
+    """Every ``HA_RETRY_SECONDS``, the desktops a fenced host's restart could not place are tried again, while
+    the host stays fenced: capacity that frees (a host cleared, desktops deleted) takes them without an admin."""
+    report = []
+    now = time.monotonic()
+    partial = HaIncident.objects.filter(
+        outcome=HaIncident.Outcome.PARTIAL, finished_at__isnull=False, host__ha_state=HaState.FENCED
+    ).select_related("host__endpoint")
+    for incident in partial:
+        if now - _retried.get(incident.pk, float("-inf")) < settings.HA_RETRY_SECONDS:
+            continue
+        _retried[incident.pk] = now
+        restarted, still = restart.unplaced_retry(incident.host, incident.unplaced)
+        if restarted or len(still) != len(incident.unplaced):
+            services.incident_retried(incident_id=incident.pk, restarted=restarted, unplaced=still)
+        if restarted:
+            report.append({"host": incident.host.name, "restarted": restarted, "unplaced": still})
+    return report
+
+
 def ha_round() -> dict:
     """Probe, judge, fence and restart; returns what it did (for the task's log and the bench)."""
     started = time.monotonic()
@@ -71,7 +97,7 @@ def ha_round() -> dict:
     answered = detection.hosts_probe([h for h in hosts if h.ha_state == HaState.OK or h.ha_state == HaState.SUSPECT])
     _detect(hosts, answered)
     fenced = _fence_due(hosts)
-    restarted = _restart_fenced()
+    restarted = _restart_fenced() + _retry_unplaced()
     return {
         "hosts": len(hosts),
         "fenced": fenced,

@@ -128,6 +128,18 @@ def incident_finish(*, host_id: int, restarted: list[dict], unplaced: list[dict]
     return incident
 
 
+def incident_retried(*, incident_id: int, restarted: list[dict], unplaced: list[dict]) -> HaIncident:
+    """A retry of the incident's unplaced desktops: those restarted join the list, the rest stay with their reason."""
+    with transaction.atomic():
+        incident = HaIncident.objects.select_for_update().get(pk=incident_id)
+        incident.restarted = [*incident.restarted, *restarted]
+        gone = {entry["desktop"] for entry in restarted}
+        incident.unplaced = [entry for entry in unplaced if entry["desktop"] not in gone]
+        incident.outcome = HaIncident.Outcome.PARTIAL if incident.unplaced else HaIncident.Outcome.RESTARTED
+        incident.save(update_fields=["restarted", "unplaced", "outcome"])
+    return incident
+
+
 def incident_progress(*, host_id: int, restarted: list[dict]) -> None:
     """Desktops restarted so far (a round may be cut short; the next one goes on)."""
     with transaction.atomic():

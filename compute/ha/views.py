@@ -1,4 +1,5 @@
-"""HA's pages (system admin): the clusters' HA settings, and on a host's page its BMC and the clear action."""
+"""HA's pages (system admin): the clusters' HA settings, and on a host's page its BMC and the clear action;
+on a desktop's page (its admins) the desktop's HA flag."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -10,8 +11,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from common.ui import service_call
 from compute import selectors as compute_selectors
 from compute.ha import selectors, services
-from compute.ha.forms import BmcForm, ClearForm, HaSettingsForm
-from compute.models import Host
+from compute.ha.forms import BmcForm, ClearForm, DesktopHaForm, HaSettingsForm
+from compute.models import Desktop, Host
+from tenants import permissions as tenant_permissions
 
 
 def _admin_only(request) -> None:
@@ -90,3 +92,42 @@ def host_context(host: Host) -> dict:
         "bmc_form": BmcForm(initial=initial),
         "clear_form": ClearForm(),
     }
+
+
+def desktop_ha_visible(user, desktop: Desktop) -> bool:
+    """The desktop's HA flag is shown (and changed) on its page by its admins: system or tenant admins."""
+    return compute_selectors.is_system_admin(user) or tenant_permissions.manages_tenant(user, desktop.tenant)
+
+
+def desktop_context(user, desktop: Desktop) -> dict:
+    """What the desktop page shows of HA (views.desktop_detail adds it): nothing unless the user is its admin."""
+    if not desktop_ha_visible(user, desktop):
+        return {}
+    from compute.ha.restart import cluster_has_shared_storage, ha_enabled
+
+    shared = cluster_has_shared_storage(desktop.endpoint.cluster_id)
+    return {
+        "ha_shown": True,
+        "ha_effective": ha_enabled(desktop, shared=shared),
+        "ha_cluster_default": shared,
+        "ha_form": DesktopHaForm(initial=DesktopHaForm.initial_for(desktop.ha_enabled)),
+    }
+
+
+@login_required
+@require_POST
+def desktop_ha(request, pk):
+    """Set the desktop's HA flag (no confirmation: it changes nothing until its host fails)."""
+    desktop = get_object_or_404(compute_selectors.desktop_list_for(request.user).select_related("tenant"), pk=pk)
+    if not desktop_ha_visible(request.user, desktop):
+        raise Http404
+    form = DesktopHaForm(request.POST)
+    back = reverse("compute:desktop-detail", args=[pk])
+    if not form.is_valid():
+        return redirect(back)
+    return service_call(
+        request,
+        lambda: services.desktop_ha_set(actor=request.user, desktop=desktop, enabled=form.enabled()),
+        success=_("桌面的高可用设置已保存。"),
+        next=back,
+    )

@@ -258,3 +258,66 @@ def test_two_workers_running_rounds_at_once_fence_a_host_once(scenario, monkeypa
     assert HaIncident.objects.filter(host=n1).count() == 1
     assert AuditEvent.objects.filter(action=Action.HA_HOST_FENCED, object_id=str(n1.pk)).count() == 1
     assert AuditEvent.objects.filter(action=Action.HA_HOST_SUSPECT, object_id=str(n1.pk)).count() == 1
+
+
+def test_beat_runs_the_ha_round_every_few_seconds_and_drops_a_late_one():
+    from common.tasks import task_named
+    from portal.celery import app
+
+    (entry,) = [e for e in app.conf.beat_schedule.values() if e["task"] == "compute.tasks.ha.ha_tick"]
+    assert entry["schedule"] <= 5 and entry["options"]["expires"] <= 15
+    assert task_named("compute.tasks.ha.ha_tick") and task_named("compute.tasks.ha.host_stale_copies_remove")
+
+
+def test_desktops_ha_could_not_place_are_tried_again_while_their_host_stays_fenced(scenario, monkeypatch, settings):
+    from compute.ha import restart
+
+    n1, n2 = _hosts(scenario)
+    waiting, off = _desktop(scenario, n1), _desktop(scenario, n1, ha_enabled=False)
+    Host.objects.filter(pk=n1.pk).update(ha_state=HaState.FENCED)
+    unplaced = [
+        {"desktop": waiting.pk, "name": "d", "reason": "集群内没有容量"},
+        {"desktop": off.pk, "name": "d", "reason": "未启用高可用"},
+    ]
+    incident = HaIncident.objects.create(
+        host=n1,
+        cluster=n1.endpoint.cluster,
+        suspect_at=_at(-60),
+        fenced_at=_at(-50),
+        finished_at=_at(-40),
+        outcome=HaIncident.Outcome.PARTIAL,
+        unplaced=unplaced,
+    )
+    tried = []
+    capacity = {"free": False}
+
+    def restart_once(*, desktop_id, host):
+        tried.append(desktop_id)
+        if not capacity["free"]:
+            raise restart.NotPlaced("仍然没有容量")
+        Desktop.objects.filter(pk=desktop_id).update(endpoint=n2.endpoint, host=n2)
+        return {"desktop": desktop_id, "name": "d", "from": host.name, "to": "n2", "mac": ""}
+
+    monkeypatch.setattr(restart, "desktop_restart", restart_once)
+    monkeypatch.setattr(detection, "_probe", lambda h: h.pk != n1.pk)
+    settings.HA_RETRY_SECONDS = 3600
+    ha_round_module._retried.clear()
+
+    ha_round_module.ha_round()
+    assert tried == [waiting.pk]  # the desktop without HA is not tried
+    incident.refresh_from_db()
+    assert incident.outcome == HaIncident.Outcome.PARTIAL and len(incident.unplaced) == 2
+    capacity["free"] = True
+    ha_round_module.ha_round()
+    assert tried == [waiting.pk]  # not before HA_RETRY_SECONDS
+
+    settings.HA_RETRY_SECONDS = 0
+    report = ha_round_module.ha_round()
+    assert report["restarted"][0]["restarted"][0]["desktop"] == waiting.pk
+    assert Desktop.objects.get(pk=waiting.pk).host_id == n2.pk
+    incident.refresh_from_db()
+    assert incident.unplaced == [unplaced[1]] and [r["desktop"] for r in incident.restarted] == [waiting.pk]
+
+    ha_services.host_ha_clear(actor=scenario.sysadmin, host=n1)  # cleared: what is left stays where it is
+    ha_round_module.ha_round()
+    assert tried == [waiting.pk, waiting.pk]

@@ -168,3 +168,33 @@ def test_a_desktops_ha_flag_follows_its_cluster_until_set_and_another_tenant_get
         == 404
     )
     assert Desktop.objects.get(pk=desktop.pk).ha_enabled is False
+
+
+def test_a_desktops_admins_see_and_set_its_ha_flag_on_its_page_its_owner_does_not(scenario):
+    from audit.actions import Action
+    from audit.models import AuditEvent
+    from compute.models import Desktop
+
+    n1, _n2 = _hosts(scenario)
+    desktop = Desktop.objects.create(
+        name="d", vm_name="cc-ha-page", tenant=scenario.tenant_a, owner=scenario.student, endpoint=n1.endpoint, host=n1
+    )
+    page_url = f"/compute/desktops/{desktop.pk}/"
+    admin = _client(scenario.tenant_admin)
+    page = admin.get(page_url).content.decode()
+    assert 'data-testid="desktop-ha"' in page and "开启" in page and "（集群默认：共享存储）" in page
+
+    response = admin.post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": "off"})  # no confirmation
+    assert response.status_code == 302 and response.url == page_url
+    assert Desktop.objects.get(pk=desktop.pk).ha_enabled is False
+    page = admin.get(page_url).content.decode()
+    assert "（集群默认" not in page and '<option value="off" selected>' in page
+    assert AuditEvent.objects.filter(action=Action.HA_DESKTOP_FLAG_CHANGED, object_id=str(desktop.pk)).exists()
+    _client(scenario.sysadmin).post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": ""})
+    assert Desktop.objects.get(pk=desktop.pk).ha_enabled is None
+
+    owner = _client(scenario.student)
+    assert 'data-testid="desktop-ha"' not in owner.get(page_url).content.decode()
+    assert owner.post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": "off"}).status_code == 404
+    assert _client(scenario.stranger).post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": "off"}).status_code == 404
+    assert Desktop.objects.get(pk=desktop.pk).ha_enabled is None

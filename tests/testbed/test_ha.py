@@ -7,6 +7,7 @@ what is left is listed with the reason."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 import uuid
@@ -28,6 +29,7 @@ from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Hos
 from network import services as network_services
 from network.models import Address
 from tests.harness.bmc import bmc_for
+from tests.harness.guest import guest_address, guest_ping, wait_for_guest
 from tests.harness.testbed import bed_config, bring_down, bring_up
 from tests.testbed.hosts import add_host
 
@@ -301,3 +303,108 @@ def test_two_hosts_lost_at_once_move_to_the_third_and_what_does_not_fit_is_liste
     assert unplaced["desktop"] == giant.pk and "容量" in unplaced["reason"]
     assert Desktop.objects.get(pk=giant.pk).host.name == "a2"
     assert AuditEvent.objects.filter(action=Action.HA_DESKTOP_UNPLACED, object_id=str(giant.pk)).exists()
+
+
+@pytest.fixture
+def spanning(habed, scenario, cluster_on, monkeypatch):
+    """cluster_on, its hosts with their data addresses (networks span them over VXLAN), each host's agent's
+    network sync run from here inside the host; the guest OS's kernel on the shared storage, an image that
+    boots it and a flavor it fits in."""
+    from compute.drivers.hostnet import HostNet
+    from compute.drivers.hostnet import run as hostnet_run
+    from compute.networking import overlay
+    from tests.harness.guest import BASE_CMDLINE, GUEST_MIB
+    from tests.harness.guest_os import guest_build
+
+    def sync_in_hosts(names, *, connection=None) -> list[str]:
+        """What the agents do on their queues, at once: a lost host's sync fails, as its agent is gone."""
+        synced = []
+        for name in sorted(set(names) & {h.name for h in habed}):
+            netns = habed[name].netns
+            hostnet = HostNet(runner=lambda argv, netns=netns: hostnet_run(["ip", "netns", "exec", netns, *argv]))
+            if not overlay.host_network_sync(host_name=name, hostnet=hostnet)["errors"]:
+                synced.append(name)
+        return synced
+
+    monkeypatch.setattr(overlay, "hosts_sync_send", sync_in_hosts)
+    for host in habed:
+        services.host_data_address_set(actor=scenario.sysadmin, name=host.name, data_address=host.data_address)
+    kernel, initrd = guest_build()
+    for path in (kernel, initrd):
+        shutil.copyfile(path, habed.shared_dir / path.name)
+
+    def image(cmdline: str = ""):
+        made = services.image_create(
+            actor=scenario.sysadmin,
+            name=f"guest {cmdline}".strip()[:100],
+            os_type="linux",
+            kernel_path=f"{habed.shared_path}/{kernel.name}",
+            initrd_path=f"{habed.shared_path}/{initrd.name}",
+            kernel_cmdline=f"{BASE_CMDLINE} {cmdline}".strip(),
+        )
+        return services.image_version_register(
+            actor=scenario.sysadmin,
+            image=made,
+            endpoint=Host.objects.get(name="a1").endpoint,
+            pool=cluster_on["pool"],
+            volume=cluster_on["version"].volume,
+            size_bytes=64 * 1024**2,
+        )
+
+    flavor = services.flavor_create(actor=scenario.sysadmin, name="guest", vcpus=1, memory_mib=GUEST_MIB, disk_gib=1)
+    try:
+        yield {**cluster_on, "image": image, "flavor": flavor}
+    finally:
+        bring_up(habed.config)  # the lost host back, to clear its devices too
+        for host in habed:
+            host.run("sh", "-c", f"for d in $(ip -o link | grep -o '{VXLANS}' | sort -u); do ip link del $d; done")
+
+
+VXLANS = "ccvx[0-9]*"
+
+
+def _guest_on(scenario, version, flavor, host: str, name: str) -> Desktop:
+    desktop = services.desktop_create(
+        actor=scenario.sysadmin,
+        tenant=scenario.tenant_a,
+        image_version=version,
+        flavor=flavor,
+        owner=scenario.student,
+        endpoint=Host.objects.get(name=host).endpoint,
+        name=name,
+    )
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING and desktop.host.name == host, desktop.error_reason
+    return desktop
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_desktop_pinging_another_keeps_its_ip_when_ha_restarts_it_on_another_host(habed, scenario, spanning):
+    """Issue 17's acceptance: the guests are the real tiny OS; the IP is what the guest takes by DHCP again."""
+    ClusterHa.objects.create(cluster=Cluster.objects.get(name="east-general"), detection_seconds=5)
+    network_services.rule_add(  # the guest's HTTP, through which the peer is asked to ping
+        actor=scenario.sysadmin,
+        group=network_services.security_group_default_ensure(tenant=scenario.tenant_a),
+        direction="in",
+        protocol="tcp",
+        port_min=80,
+        port_max=80,
+        remote_cidr="0.0.0.0/0",
+    )
+    peer = _guest_on(scenario, spanning["image"](), spanning["flavor"], "a1", "peer")
+    pinging = _guest_on(scenario, spanning["image"](f"cc.ping={peer.guest_ip}"), spanning["flavor"], "a2", "pinger")
+    seen = guest_address(pinging, testbed=habed)
+    assert (seen["ip"], seen["mac"]) == (pinging.guest_ip, pinging.mac)
+    wait_for_guest(pinging, rf"CCGUEST ping {peer.guest_ip} ok", testbed=habed)  # a2 → a1 over the VXLAN
+
+    ha_round()
+    habed["a2"].lose()
+    _rounds_until(lambda: not Desktop.objects.filter(pk=pinging.pk, host__name="a2").exists(), timeout=75)
+
+    pinging.refresh_from_db()
+    assert pinging.host.name in {"a1", "a3"} and pinging.state == Desktop.State.RUNNING
+    seen_again = guest_address(pinging, testbed=habed)  # its console since the restart, on its new host
+    assert (seen_again["ip"], seen_again["mac"]) == (seen["ip"], seen["mac"])
+    wait_for_guest(pinging, rf"CCGUEST ping {peer.guest_ip} ok", testbed=habed)
+    wait_for_guest(peer, r"CCGUEST up port=80", testbed=habed)
+    assert guest_ping(peer, pinging.guest_ip, testbed=habed)  # and the peer reaches it at that IP
