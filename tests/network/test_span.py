@@ -21,7 +21,7 @@ from compute.models import Endpoint, Host
 from compute.networking import overlay
 from network import services as network_services
 from network.errors import NetworkError
-from network.models import Address, NetworkDeployment, SegmentRange, SegmentType
+from network.models import Address, Network, NetworkDeployment, SegmentRange, SegmentType
 from tests.network.conftest import desktop_row, prefixed, tenant_network
 
 pytestmark = pytest.mark.django_db
@@ -329,7 +329,11 @@ class Kernel:
         return self._change(argv)
 
     def _change(self, argv):
-        if argv[:3] == ["ip", "link", "add"]:
+        if argv[:4] == ["ip", "link", "add", "link"]:
+            name, vlan = argv[6], int(argv[-1])
+            info = {"info_kind": "vlan", "info_data": {"id": vlan}}
+            self.links[name] = {"ifname": name, "link": argv[4], "flags": [], "linkinfo": info}
+        elif argv[:3] == ["ip", "link", "add"]:
             name, vni = argv[3], int(argv[argv.index("id") + 1])
             data = {"id": vni, "local": argv[argv.index("local") + 1], "link": argv[argv.index("dev") + 1]}
             data.update(port=int(argv[argv.index("dstport") + 1]), learning="nolearning" not in argv)
@@ -424,3 +428,38 @@ def test_the_agents_sync_applies_the_hosts_layout_and_reports_errors_per_network
     assert report["removed"] == ["ccvx4242"]
     # The other network's bridge is not up on h1 (its libvirt network is not started): said, not hidden.
     assert len(report["errors"]) == 1 and networking.bridge_name(other, h1.endpoint) in report["errors"][0]
+
+
+def test_a_flat_network_on_a_provider_vlan_puts_the_vlan_of_the_data_interface_in_its_bridge(scenario, sent):
+    h1, _h2 = _host(scenario, "h1", "10.0.1.1"), _host(scenario, "h2", "10.0.1.2")
+    flat = network_services.network_create(
+        actor=scenario.sysadmin,
+        tenant=None,
+        name="campus",
+        kind=Network.Kind.FLAT,
+        cidr="",
+        segment_type="vlan",
+        segment_id=120,
+    )
+    spec = overlay.span_spec(flat, h1.endpoint)
+    assert (spec.forward, spec.bridge, spec.cidr) == (ForwardMode.NONE, networking.bridge_name(flat, h1.endpoint), "")
+    for name in ("h1", "h2"):
+        NetworkDeployment.objects.create(network=flat, endpoint=name)
+    (vlan,) = overlay.host_layout(h1)
+    assert (vlan.device, vlan.vlan, vlan.bridge) == ("ccvl120", 120, spec.bridge)
+
+    kernel = Kernel()
+    kernel.links[spec.bridge] = {"ifname": spec.bridge, "flags": ["UP"], "addr_info": []}
+    report = overlay.host_network_sync(host_name="h1", hostnet=HostNet(runner=kernel))
+    assert report["errors"] == [] and _changes(kernel) == [
+        "ip link add link data0 name ccvl120 type vlan id 120",
+        f"ip link set dev ccvl120 master {spec.bridge}",
+        "ip link set dev ccvl120 up",
+    ]
+    kernel.commands.clear()
+    assert overlay.host_network_sync(host_name="h1", hostnet=HostNet(runner=kernel))["changes"] == []
+    # A flat network on a host bridge of its own stays as it is.
+    own = network_services.network_create(
+        actor=scenario.sysadmin, tenant=None, name="lab-bridge", kind=Network.Kind.FLAT, cidr="", bridge="br-lab"
+    )
+    assert overlay.span_spec(own, h1.endpoint) is None
