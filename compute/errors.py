@@ -36,6 +36,7 @@ class ComputeError(StrEnum):
     HOST_STATE_INVALID = "host_state_invalid"
     HOST_DATA_ADDRESS_INVALID = "host_data_address_invalid"
     HOST_DATA_ADDRESS_TAKEN = "host_data_address_taken"
+    HOST_DATA_ADDRESS_LOCKED = "host_data_address_locked"
 
     # images and flavors
     IMAGE_NAME_MISSING = "image_name_missing"

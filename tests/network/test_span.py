@@ -262,6 +262,21 @@ def test_two_hosts_cannot_claim_one_data_address(scenario):
     assert h2.data_address is None
 
 
+def test_a_host_holding_networks_cannot_switch_between_the_single_host_and_the_spanning_model(scenario):
+    local = _host(scenario, "h1")
+    network = tenant_network(scenario)
+    networking.network_ensure_on(network=network, endpoint=local.endpoint, driver=driver_for(local.endpoint))
+    with pytest.raises(Conflict) as excinfo:
+        services.host_data_address_set(actor=scenario.sysadmin, name="h1", data_address="10.0.1.1")
+    assert excinfo.value.code == ComputeError.HOST_DATA_ADDRESS_LOCKED and excinfo.value.detail["networks"] == 1
+    local.refresh_from_db()
+    assert local.data_address is None
+    spanning = _host(scenario, "h2", "10.0.1.2")
+    networking.network_ensure_on(network=network, endpoint=spanning.endpoint, driver=driver_for(spanning.endpoint))
+    with pytest.raises(Conflict):
+        services.host_data_address_set(actor=scenario.sysadmin, name="h2", data_address="")
+
+
 def test_host_add_takes_the_data_address_and_the_host_page_changes_it(
     scenario, settings, sent, django_capture_on_commit_callbacks
 ):
