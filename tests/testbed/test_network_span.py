@@ -107,6 +107,9 @@ def span(testbed, scenario, settings, monkeypatch):
 
 def _clean(testbed, uid):
     for host in testbed:
+        for chain, flag in (("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o"), ("OUTPUT", "-o")):
+            host.run("ebtables", "-D", chain, flag, "ccvx+", "-j", "CC-SPAN-DHCP", check=False)
+        host.run("sh", "-c", "ebtables -F CC-SPAN-DHCP && ebtables -X CC-SPAN-DHCP", check=False)
         host.run("sh", "-c", f"for n in $(ip netns list | grep -o '^sp{uid}[a-z0-9]*'); do ip netns del $n; done")
         host.run("sh", "-c", "for d in $(ip -o link show | grep -o 'ccvx[0-9]*' | sort -u); do ip link del $d; done")
         conn = host.connect()
@@ -208,6 +211,8 @@ def test_a_desktop_on_h1_pings_one_on_h3_over_vxlan_each_addressed_by_its_own_ho
     assert _wait(lambda: _peers(h3, device) == {h1.data_address}), _peers(h3, device)
     assert f"master {bridge}" in h1.run("ip", "-d", "link", "show", "dev", device).stdout
     assert "nolearning" in h3.run("ip", "-d", "link", "show", "dev", device).stdout
+    # DHCP does not cross the tunnel: each host's dnsmasq sees only its own desktops' requests.
+    assert "-i ccvx+ -j CC-SPAN-DHCP" in h1.run("ebtables", "-L", "INPUT").stdout
     # The gateway is not on the hosts' bridges: each holds its own DHCP address.
     assert f"inet {_dhcp_address(network, 'h1')}/24" in h1.run("ip", "addr", "show", "dev", bridge).stdout
     assert "10.231.7.1/" not in h1.run("ip", "addr", "show", "dev", bridge).stdout
