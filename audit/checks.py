@@ -357,9 +357,7 @@ CATALOGUE = [
     Check("db.remote", DB, {2: "7.1.4.8 b)", 3: "8.1.4.9 b)"}, MANUAL,
           "应提供异地数据备份功能，利用通信网络将重要数据定时批量传送至备用场地",
           "将业务数据备份到第三数据中心并记录恢复演练。"),
-    Check("db.redundancy", DB, {3: "8.1.4.9 c)"}, MANUAL,
-          "应提供重要数据处理系统的热冗余，保证系统的高可用性",
-          "两校区双活部署并定期切换演练。"),
+    # db.redundancy (热冗余) is compute's: compute/compliance.py, from HA's configuration and its last drill.
     Check("ri.auth", RI, {2: "7.1.4.9", 3: "8.1.4.10 a)"}, residual_auth_info,
           "应保证鉴别信息所在的存储空间被释放或重新分配前得到完全清除",
           "使用服务端会话存储。"),

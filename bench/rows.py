@@ -1,15 +1,20 @@
-"""Rows for bench/api.py: a small world and, per list endpoint, a way to add N rows in bulk.
+"""Rows for bench/api.py: a small world and, per list endpoint or page, a way to add N rows in bulk.
 
-An app that adds a main list endpoint adds an `Endpoint(path, user, grow)` here.
+An app that adds a main list endpoint adds an `Endpoint(path, user, grow)` here (``session=True`` for
+an HTML page, which is asked for with a session cookie instead of a token). Everything is written
+with ``bulk_create`` in batches: 100,000 desktops take seconds, not minutes.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import rows_campus
 from compute.models import Cluster, Desktop, Flavor, Site
 from compute.models import Endpoint as HypervisorEndpoint
 from tenants.models import Membership, Tenant, User
 from tenants.roles import TenantRole
+
+BATCH = 5000
 
 
 @dataclass
@@ -17,11 +22,18 @@ class Endpoint:
     path: str
     user: Callable[[dict], User]
     grow: Callable[[dict, int], None]
+    session: bool = False  # an HTML page: a session cookie, not a token
+
+    def url(self, world: dict) -> str:
+        """The path with the world's ids filled in (``{pool}``: the first pool of 60 seats)."""
+        return self.path.format(**world.get("ids", {}))
 
 
-def make_world() -> dict:
-    university = Tenant.objects.create(slug="uni", name_zh="示范大学", kind=Tenant.Kind.UNIVERSITY, path="/uni/")
-    tenant = Tenant.objects.create(slug="cs", name_zh="计算机学院", parent=university, path="/uni/cs/")
+def make_world(university: str = "uni", department: str = "cs") -> dict:
+    """Tenants (slugs ``university``, ``department``), an admin, an auditor, a student, a host, a flavor."""
+    path = f"/{university}/"
+    top = Tenant.objects.create(slug=university, name_zh="示范大学", kind=Tenant.Kind.UNIVERSITY, path=path)
+    tenant = Tenant.objects.create(slug=department, name_zh="计算机学院", parent=top, path=f"{path}{department}/")
     admin = User.objects.create(username="bench_admin", display_name="基准管理员")
     Membership.objects.create(user=admin, tenant=tenant, role=TenantRole.TENANT_ADMIN)
     auditor = User.objects.create(username="bench_auditor", display_name="基准审计")
@@ -71,7 +83,7 @@ def grow_desktops(world: dict, count: int) -> None:
             )
             for n in range(start, start + count)
         ],
-        batch_size=2000,
+        batch_size=BATCH,
     )
 
 
@@ -117,7 +129,7 @@ def grow_requests(world: dict, count: int) -> None:
             )
             for n in range(count)
         ],
-        batch_size=2000,
+        batch_size=BATCH,
     )
 
 
@@ -140,13 +152,36 @@ def grow_volumes(world: dict, count: int) -> None:
             )
             for n in range(start, start + count)
         ],
-        batch_size=2000,
+        batch_size=BATCH,
     )
 
 
+def _none(world: dict, count: int) -> None:
+    """A page or sub-collection measured on the rows the collections before it grew."""
+
+
+def _admin(world: dict) -> User:
+    return world["admin"]
+
+
+def _auditor(world: dict) -> User:
+    return world["auditor"]
+
+
 ENDPOINTS = [
-    Endpoint("/api/v1/desktops/", lambda world: world["admin"], grow_desktops),
-    Endpoint("/api/v1/audit-events/", lambda world: world["auditor"], grow_audit_events),
-    Endpoint("/api/v1/requests/", lambda world: world["admin"], grow_requests),
-    Endpoint("/api/v1/volumes/", lambda world: world["admin"], grow_volumes),
+    Endpoint("/api/v1/desktops/", _admin, grow_desktops),
+    Endpoint("/api/v1/audit-events/", _auditor, grow_audit_events),
+    Endpoint("/api/v1/requests/", _admin, grow_requests),
+    Endpoint("/api/v1/volumes/", _admin, grow_volumes),
+    Endpoint("/api/v1/pools/", _admin, rows_campus.grow_seats),
+    Endpoint("/api/v1/pools/{pool}/seats/", _admin, _none),
+    Endpoint("/api/v1/networks/", _admin, rows_campus.grow_networks),
+    Endpoint("/api/v1/usage/", _admin, rows_campus.grow_usage),
+    Endpoint("/api/v1/invoices/", _admin, rows_campus.grow_invoices),
+    # The HTML list pages, on the rows above.
+    Endpoint("/compute/", _admin, _none, session=True),
+    Endpoint("/classroom/pools/{pool}/", _admin, _none, session=True),
+    Endpoint("/tenants/requests/", _admin, _none, session=True),
+    Endpoint("/audit/", _auditor, _none, session=True),
+    Endpoint("/billing/usage/", _admin, _none, session=True),
 ]

@@ -7,12 +7,49 @@ sorts the whole joined result in a temporary table before it can take the 50 row
 index of the main table, reads only the page (~1.5 ms); the page's rows are then fetched with
 their joins by primary key (~6 ms). One query more per page, the same number at any size.
 
-``Paginator`` is Django's, with that two-step page; pages, the API's ``PageNumberPagination`` and
-anything else built on Django's paginator use it in place of ``django.core.paginator.Paginator``.
+The other cost that grows with the table is the page count: ``COUNT(*)`` over the visible rows
+reads all of them (~10 ms at 10,000 desktops, ~100 ms at 100,000), for every page. ``row_count``
+counts at most ``LARGE_COUNT + 1`` rows; a set that small (every student's and teacher's list, and
+every list in the tests) gets its exact count, fresh. Only a larger set is counted in full, and that
+count is kept for ``COUNT_SECONDS`` in the cache under the query's own SQL and parameters (which
+carry the caller's visibility filter): an admin paging through 100,000 desktops sees a total that
+may be up to half a minute old, and pays for the full count twice a minute instead of every page.
+
+``Paginator`` is Django's, with that two-step page and that count; pages, the API's
+``PageNumberPagination`` and anything else built on Django's paginator use it in place of
+``django.core.paginator.Paginator``.
 """
 
+import hashlib
+from functools import cached_property
+
 from django.core import paginator
+from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.db.models import QuerySet
+
+LARGE_COUNT = 5000
+COUNT_SECONDS = 30
+
+
+def row_count(queryset) -> int:
+    """The number of rows: exact up to LARGE_COUNT, and for larger sets at most COUNT_SECONDS old."""
+    if not isinstance(queryset, QuerySet):
+        return len(queryset)
+    unordered = queryset.order_by()
+    try:
+        sql, params = unordered.query.sql_with_params()
+    except EmptyResultSet:
+        return 0
+    key = "paging-count:" + hashlib.sha256(f"{queryset.db}|{sql}|{params!r}".encode()).hexdigest()
+    counted = cache.get(key)
+    if counted is not None:
+        return counted
+    counted = unordered[: LARGE_COUNT + 1].count()
+    if counted > LARGE_COUNT:
+        counted = unordered.count()
+        cache.set(key, counted, COUNT_SECONDS)
+    return counted
 
 
 def page_rows(queryset, bottom: int, top: int) -> list:
@@ -25,6 +62,10 @@ def page_rows(queryset, bottom: int, top: int) -> list:
 
 
 class Paginator(paginator.Paginator):
+    @cached_property
+    def count(self) -> int:
+        return row_count(self.object_list)
+
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page

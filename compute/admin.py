@@ -5,6 +5,7 @@ first); here they are read-only, and their credentials never appear.
 """
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from common.admin import ReadOnlyAdmin
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Host, Image, ImageVersion, Site, StoragePool
@@ -60,7 +61,11 @@ class ImageVersionInline(admin.TabularInline):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ["name", "visibility", "tenant", "course", "is_active"]
+    list_display = ["name", "visibility", "tenant", "course", "kernel_path", "is_active"]
+    fieldsets = [
+        (None, {"fields": ["name", "os_type", "description", "visibility", "tenant", "course", "is_active"]}),
+        (_("直接内核启动"), {"fields": ["kernel_path", "initrd_path", "kernel_cmdline"]}),
+    ]
     inlines = [ImageVersionInline]
 
 

@@ -14,8 +14,9 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from common import limits
-from common.api.serializers import ChoiceLabelField
+from common.api.serializers import ChoiceLabelField, FastReadMixin
 from compute import selectors, services
+from compute.ha import api as ha_api
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
 from tenants.models import Course, Tenant
 from tenants.selectors import tenant_list_for
@@ -37,7 +38,20 @@ class ImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Image
-        fields = ["id", "name", "os_type", "description", "visibility", "tenant", "course", "is_active", "versions"]
+        fields = [
+            "id",
+            "name",
+            "os_type",
+            "description",
+            "visibility",
+            "tenant",
+            "course",
+            "is_active",
+            "kernel_path",
+            "initrd_path",
+            "kernel_cmdline",
+            "versions",
+        ]
 
 
 class ImageCreateSerializer(serializers.Serializer):
@@ -47,6 +61,10 @@ class ImageCreateSerializer(serializers.Serializer):
     course = serializers.PrimaryKeyRelatedField(queryset=Course.objects.all(), required=False)
     os_type = serializers.CharField(max_length=50, required=False, default="")
     description = serializers.CharField(required=False, default="")
+    # Direct kernel boot: files on the hosts; the service checks them (absolute paths, kernel first).
+    kernel_path = serializers.CharField(max_length=500, required=False, default="")
+    initrd_path = serializers.CharField(max_length=500, required=False, default="")
+    kernel_cmdline = serializers.CharField(max_length=1000, required=False, default="")
 
 
 class FlavorSerializer(serializers.ModelSerializer):
@@ -83,7 +101,7 @@ class DesktopListSerializer(serializers.ListSerializer):
         return super().to_representation(items)
 
 
-class DesktopSerializer(serializers.ModelSerializer):
+class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -575,6 +593,7 @@ def register(router) -> None:
     router.register("volumes", DataDiskViewSet, basename="volume")
     router.register("endpoints", EndpointViewSet, basename="endpoint")
     router.register("sites", SiteViewSet, basename="site")
+    ha_api.register(router)
 
 
 def _urls():

@@ -95,6 +95,16 @@ class ImageForm(BootstrapForm):
     visibility = forms.ChoiceField(label=_("可见范围"), choices=Visibility.choices, initial=Visibility.PLATFORM)
     tenant = forms.SlugField(label=_("租户标识"), required=False, help_text=_("可见范围为“本租户”时填写"))
     description = forms.CharField(label=_("说明"), widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    kernel_path = forms.CharField(
+        label=_("内核路径"),
+        max_length=500,
+        required=False,
+        help_text=_("直接内核启动（可选）：主机上的绝对路径，如 /var/lib/cc-shared/vmlinuz"),
+    )
+    initrd_path = forms.CharField(label=_("initrd 路径"), max_length=500, required=False)
+    kernel_cmdline = forms.CharField(
+        label=_("内核命令行"), max_length=1000, required=False, help_text=_("如 console=ttyS0 quiet")
+    )
 
 
 class TemplateImportForm(BootstrapForm):

@@ -23,21 +23,46 @@ def host_list(request):
 @login_required
 @require_GET
 def host_detail(request, pk):
+    from compute.ha.views import host_context
+
+    host = _host_or_404(request, pk)
+    context = {
+        "host": host,
+        "desktops": selectors.host_desktops(host),
+        "events": selectors.host_events(host),
+        **host_context(host),
+    }
+    if host.state == Host.State.MAINTENANCE:
+        context["evacuation"] = services.evacuation_status(host)
+    return render(request, "compute/host_detail.html", context)
+
+
+def _host_or_404(request, pk) -> Host:
     try:
-        host = selectors.host_get_for(request.user, pk=pk)
+        return selectors.host_get_for(request.user, pk=pk)
     except Host.DoesNotExist as exc:
         raise Http404 from exc
-    return render(request, "compute/host_detail.html", {"host": host, "desktops": selectors.host_desktops(host)})
+
+
+@login_required
+@require_POST
+def host_network_node(request, pk):
+    """Make the host its cluster's (or site's) network node, or no longer one (``on`` = 1 or 0)."""
+    host = _host_or_404(request, pk)
+    on = request.POST.get("on") == "1"
+    return service_call(
+        request,
+        lambda: services.host_network_node_set(actor=request.user, name=host.endpoint.name, on=on),
+        success=_("已设为网络节点。") if on else _("已取消网络节点。"),
+        next=reverse("compute:host-detail", args=[host.pk]),
+    )
 
 
 @login_required
 @require_POST
 def host_data_address(request, pk):
     """The host page's form: set, change or clear the host's data (tunnel) address."""
-    try:
-        host = selectors.host_get_for(request.user, pk=pk)
-    except Host.DoesNotExist as exc:
-        raise Http404 from exc
+    host = _host_or_404(request, pk)
     return service_call(
         request,
         lambda: services.host_data_address_set(

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute.drivers import open_driver
-from compute.drivers.base import DriverError, ErrorCode, GpuSpec, HypervisorDriver, NicSpec, VMSpec
+from compute.drivers.base import BootSpec, DriverError, ErrorCode, GpuSpec, HypervisorDriver, NicSpec, VMSpec
 from compute.models import Desktop, Endpoint, EndpointLease
 
 LEASE_SECONDS = 15 * 60
@@ -87,7 +87,7 @@ atexit.register(drivers_close_all)
 
 
 def driver_error_note(endpoint: Endpoint, exc: DriverError) -> None:
-    if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.AUTH):
+    if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.AUTH, ErrorCode.CERTIFICATE):
         driver_forget(endpoint.pk)
 
 
@@ -153,6 +153,15 @@ def endpoint_slot(*, endpoint_id: int, holder: str):
 # --- specs ---------------------------------------------------------------------------------
 
 
+def boot_spec(desktop: Desktop) -> BootSpec | None:
+    """Direct kernel boot when the desktop's image carries a kernel (libvirt endpoints only)."""
+    version = desktop.image_version
+    if version is None or desktop.endpoint.kind != Endpoint.Kind.LIBVIRT or not version.image.kernel_path:
+        return None
+    image = version.image
+    return BootSpec(kernel=image.kernel_path, initrd=image.initrd_path, cmdline=image.kernel_cmdline)
+
+
 def vm_spec(desktop: Desktop, *, flavor=None, gpu_device: str | None = None) -> VMSpec:
     """The desktop's VMSpec; with ``flavor`` (and its ``gpu_device``), the shape a resize gives it."""
     endpoint = desktop.endpoint
@@ -177,6 +186,7 @@ def vm_spec(desktop: Desktop, *, flavor=None, gpu_device: str | None = None) -> 
         system_disk_gib=desktop.disk_gib,
         nics=(NicSpec(network=endpoint.default_network),) if endpoint.default_network else (),
         gpu=gpu,
+        boot=boot_spec(desktop),
         domain_type=endpoint.domain_type,
         description=f"CampusCloud desktop {desktop.pk} ({desktop.tenant.slug})",
         datastore=desktop.storage_pool if endpoint.kind == Endpoint.Kind.VCENTER else "",

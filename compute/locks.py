@@ -11,7 +11,19 @@ retirement waits for them.
 from collections.abc import Iterable
 
 from common.db import share_lock_status
-from compute.models import Desktop, Endpoint, Flavor, Host, Image, ImageVersion, Snapshot, Volume
+from compute.models import (
+    ClusterHa,
+    Desktop,
+    DesktopMigration,
+    Endpoint,
+    Flavor,
+    HaIncident,
+    Host,
+    Image,
+    ImageVersion,
+    Snapshot,
+    Volume,
+)
 
 
 def endpoint_lock(pk: int) -> Endpoint:
@@ -30,6 +42,19 @@ def host_lock(pk: int) -> Host:
 def host_lock_by_name(name: str) -> Host | None:
     """A compute node by its name (its endpoint's), locked; None when there is no such host."""
     return Host.objects.select_for_update().select_related("endpoint").filter(endpoint__name=name).first()
+
+
+def cluster_ha_lock(cluster_id: int) -> ClusterHa:
+    """A cluster's HA settings (made with the defaults when the cluster has none yet), locked."""
+    ClusterHa.objects.get_or_create(cluster_id=cluster_id)
+    return ClusterHa.objects.select_for_update().get(cluster_id=cluster_id)
+
+
+def ha_incident_open_lock(host_id: int) -> HaIncident | None:
+    """The host's HA incident still being handled, locked (None when there is none)."""
+    return (
+        HaIncident.objects.select_for_update().filter(host_id=host_id, finished_at__isnull=True).order_by("-pk").first()
+    )
 
 
 def image_lock(pk: int) -> Image:
@@ -60,6 +85,15 @@ def desktops_lock(pks: Iterable[int]) -> list[Desktop]:
 def endpoint_desktops_lock(endpoint: Endpoint, *, states: Iterable[str]) -> list[Desktop]:
     """The endpoint's desktops in these states (reconciliation compares them with the hypervisor)."""
     return list(Desktop.objects.select_for_update().filter(endpoint=endpoint, state__in=list(states)).order_by("pk"))
+
+
+def migration_lock(pk: int) -> DesktopMigration:
+    """A desktop's migration, with its desktop's tenant and hosts (finish, fail, cancel take it)."""
+    return (
+        DesktopMigration.objects.select_for_update()
+        .select_related("desktop__tenant", "target__endpoint", "source__endpoint")
+        .get(pk=pk)
+    )
 
 
 def snapshot_lock(pk: int) -> Snapshot:

@@ -8,13 +8,25 @@ the emptiest, ``pack`` the fullest that still fits.
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.db.models import Count, Q, Sum
 from django.utils.translation import gettext as _
 
 from common.errors import InvalidInput
 from compute.errors import ComputeError
-from compute.models import Cluster, Desktop, Endpoint, Flavor, Host, ImageVersion, Site, StoragePool
+from compute.models import (
+    Cluster,
+    Desktop,
+    DesktopMigration,
+    Endpoint,
+    Flavor,
+    HaState,
+    Host,
+    ImageVersion,
+    Site,
+    StoragePool,
+)
 
 # Desktops that hold capacity on their host: everything not deleted.
 _HOLDING = ~Q(desktops__state=Desktop.State.DELETED)
@@ -52,7 +64,11 @@ def _candidate_hosts(*, kind: str, image_version: ImageVersion | None, endpoint:
     name is shared storage (``distributed``: mounted by every host of the cluster).
     """
     hosts = Host.objects.filter(
-        is_active=True, state=Host.State.ENABLED, endpoint__is_active=True, endpoint__cluster__kind=kind
+        is_active=True,
+        state=Host.State.ENABLED,
+        ha_state=HaState.OK,  # a suspect or fenced host takes nothing until an admin clears it (compute/ha/)
+        endpoint__is_active=True,
+        endpoint__cluster__kind=kind,
     ).select_related("endpoint__cluster")
     if image_version is not None:
         image_endpoint = image_version.endpoint
@@ -107,8 +123,9 @@ def place(
 ) -> Placement:
     """Choose the host; raises InvalidInput ``no_host``/``no_capacity``/``flavor_too_large`` when none fits.
 
-    Hosts in maintenance or down take no new desktop. Among those with room the cluster's policy
-    decides: ``spread`` the one with the most free memory, ``pack`` the one with the least.
+    Hosts in maintenance or down, or that HA holds (suspect, fenced), take no new desktop. Among those
+    with room the cluster's policy decides: ``spread`` the one with the most free memory, ``pack`` the one
+    with the least.
     """
     kind = Cluster.Kind.GPU if flavor.gpu_profile_id else Cluster.Kind.GENERAL
     candidates = _candidate_hosts(kind=kind, image_version=image_version, endpoint=endpoint, site=site)
@@ -173,3 +190,45 @@ def resize_fit(*, desktop: Desktop, flavor: Flavor) -> str:
     own = [d for d in desktop.gpu_device.split(",") if d in free]
     chosen = own[: flavor.gpus] + [d for d in free if d not in own][: max(0, flavor.gpus - len(own))]
     return ",".join(chosen)
+
+
+def migration_fit(*, desktop: Desktop) -> list[Host]:
+    """Hosts a desktop could move to: enabled hosts of its cluster and site (not its own) with room for it,
+    best first by the cluster's policy (``spread``: the emptiest; ``pack``: the fullest that fits)."""
+    source = desktop.host
+    endpoint = desktop.endpoint
+    hosts = (
+        Host.objects.filter(
+            is_active=True,
+            state=Host.State.ENABLED,
+            endpoint__is_active=True,
+            endpoint__cluster=endpoint.cluster_id,
+            endpoint__site=endpoint.site_id,
+        )
+        .exclude(pk=source.pk if source else None)
+        .select_related("endpoint__cluster", "endpoint__site")
+        .annotate(
+            placed_mib=Sum("desktops__memory_mib", filter=_HOLDING, default=0),
+            placed_vcpus=Sum("desktops__vcpus", filter=_HOLDING, default=0),
+            placed=Count("desktops", filter=_HOLDING),
+        )
+        .order_by("pk")
+    )
+    hosts = list(hosts)
+    # Desktops already on their way to a host count there (an evacuation places several at once).
+    incoming = {
+        row["target"]: row
+        for row in DesktopMigration.objects.filter(
+            state__in=(DesktopMigration.State.QUEUED, DesktopMigration.State.RUNNING), target__in=hosts
+        )
+        .values("target")
+        .annotate(mib=Sum("desktop__memory_mib", default=0), vcpus=Sum("desktop__vcpus", default=0))
+    }
+    for host in hosts:
+        host.placed_mib += incoming.get(host.pk, {}).get("mib", 0)
+        host.placed_vcpus += incoming.get(host.pk, {}).get("vcpus", 0)
+    size = SimpleNamespace(memory_mib=desktop.memory_mib, vcpus=desktop.vcpus, gpu_profile_id=None, gpus=0)
+    fitting = _fitting(hosts, size)
+    pack = endpoint.cluster.policy == Cluster.Policy.PACK
+    fitting.sort(key=lambda item: (item[0] if pack else -item[0], item[1].pk))
+    return [host for _free_mib, host, _gpu in fitting]

@@ -245,3 +245,55 @@ def host_desktops(host) -> QuerySet[Desktop]:
         .select_related("tenant", "owner", "course", "flavor")
         .order_by("tenant__slug", "name")
     )
+
+
+# --- migration (system admin) ----------------------------------------------------------------------
+
+
+def migrations_for(user):
+    """Every desktop migration for the system admin; nothing for anyone else."""
+    from compute.models import DesktopMigration
+
+    rows = DesktopMigration.objects.select_related("desktop", "source", "target")
+    return rows if is_system_admin(user) else rows.none()
+
+
+def desktop_migrations(desktop, *, limit: int = 10) -> list:
+    """The desktop's latest migrations, newest first (its migrate page)."""
+    return list(desktop.migrations.select_related("requested_by").order_by("-created_at", "-id")[:limit])
+
+
+def host_events(host, *, limit: int = 40) -> list[dict]:
+    """The host's timeline, newest first: its audit events (added, state changes, evacuations) and the
+    migrations that left or reached it, as ``{"at", "what", "detail", "ok"}``."""
+    from audit.models import AuditEvent
+    from compute.models import DesktopMigration
+
+    events = [
+        {
+            "at": e.occurred_at,
+            "what": e.action_label,
+            "detail": e.actor_username or "",
+            "ok": e.result == "success",
+        }
+        for e in AuditEvent.objects.filter(object_type="compute.host", object_id=str(host.pk)).order_by("-occurred_at")[
+            :limit
+        ]
+    ]
+    moves = (
+        DesktopMigration.objects.filter(Q(source=host) | Q(target=host))
+        .select_related("desktop")
+        .order_by("-created_at")[:limit]
+    )
+    for m in moves:
+        events.append(
+            {
+                "at": m.finished_at or m.started_at or m.created_at,
+                "what": f"{m.get_kind_display()} · {m.get_state_display()}",
+                "detail": f"{m.desktop.name}: {m.source_name} → {m.target_name or '—'}"
+                + (f" ({m.error})" if m.error else ""),
+                "ok": m.state != DesktopMigration.State.FAILED,
+            }
+        )
+    events.sort(key=lambda e: e["at"], reverse=True)
+    return events[:limit]

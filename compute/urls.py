@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from compute import hosts_views, views
+from compute import hosts_views, migration_views, views
+from compute.ha import views as ha_views
 
 app_name = "compute"
 
@@ -22,7 +23,16 @@ urlpatterns = [
     path("admin/endpoints/", views.endpoint_list, name="endpoint-list"),
     path("admin/hosts/", hosts_views.host_list, name="host-list"),
     path("admin/hosts/<int:pk>/", hosts_views.host_detail, name="host-detail"),
+    path("admin/hosts/<int:pk>/network-node/", hosts_views.host_network_node, name="host-network-node"),
     path("admin/hosts/<int:pk>/data-address/", hosts_views.host_data_address, name="host-data-address"),
+    path("admin/hosts/<int:pk>/maintenance/", migration_views.host_maintenance, name="host-maintenance"),
+    path("admin/desktops/<int:pk>/migrate/", migration_views.desktop_migrate, name="desktop-migrate"),
+    path("admin/migrations/<int:pk>/cancel/", migration_views.migration_cancel, name="migration-cancel"),
+    path("admin/drs/", migration_views.drs, name="drs"),
+    path("admin/hosts/<int:pk>/bmc/", ha_views.host_bmc, name="host-bmc"),
+    path("admin/hosts/<int:pk>/ha-clear/", ha_views.host_clear, name="host-ha-clear"),
+    path("admin/ha/", ha_views.ha_clusters, name="ha-clusters"),
+    path("admin/ha/<int:pk>/", ha_views.ha_clusters, name="ha-cluster-edit"),
     path("admin/endpoints/<int:pk>/import/", views.endpoint_import, name="endpoint-import"),
     path("admin/images/", views.image_list, name="image-list"),
     path("admin/images/<int:pk>/upload/", views.image_upload_chunk, name="image-upload"),

@@ -71,7 +71,16 @@ app.conf.beat_schedule = {
     # Compute nodes: a heartbeat into every host agent's queue (host.<name>); a silent agent shows "agent down".
     "compute-hosts-heartbeat": {"task": "compute.tasks.hosts.hosts_heartbeat_send", "schedule": 30.0},
     "network-hosts-sync": {"task": "compute.tasks.hostnet.hosts_network_sync_send", "schedule": 120.0},
+    # HA: probe the hosts, fence a silent one through its BMC, restart its desktops elsewhere (compute/ha/).
+    # Each round is idempotent and takes its rows under lock; a round not taken within 10 s is dropped.
+    "compute-ha-tick": {
+        "task": "compute.tasks.ha.ha_tick",
+        "schedule": float(os.environ.get("HA_TICK_SECONDS", "3")),  # settings.HA_TICK_SECONDS, read before Django
+        "options": {"expires": 10},
+    },
     "classroom-schedule-tick": {"task": "compute.classroom.tasks.schedule_tick", "schedule": 60.0},
+    # Load balancing (DRS) of the clusters where it is automatic: at most K migrations each at a time.
+    "compute-drs-tick": {"task": "compute.tasks.migration.drs_tick", "schedule": 60.0, "options": {"expires": 55}},
     # Network (compute makes its hypervisor calls): repair DHCP bindings and host-firewall drift on every
     # libvirt endpoint; free addresses whose hold is over.
     "network-dhcp-sync": {"task": "compute.tasks.network.dhcp_sync", "schedule": 300.0},

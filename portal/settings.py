@@ -200,7 +200,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.api.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["common.api.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "common.api.parsers.StrictJSONParser",
         "rest_framework.parsers.FormParser",
@@ -391,6 +391,14 @@ AUTHENTICATION_BACKENDS += [
     "tenants.identity.backends.CampusLDAPBackend",
 ]
 # --- end of campus sign-in -------------------------------------------------------------------
+
+# --- HA (compute/ha/): a host silent this long (no agent heartbeat, no libvirt probe) is fenced --------
+HA_DETECTION_SECONDS = env.int("HA_DETECTION_SECONDS", default=15)
+HA_TICK_SECONDS = env.float("HA_TICK_SECONDS", default=3.0)
+HA_PROBE_TIMEOUT = env.float("HA_PROBE_TIMEOUT", default=3.0)
+HA_IPMI_TIMEOUT = env.float("HA_IPMI_TIMEOUT", default=10.0)
+HA_RESTART_PARALLEL = env.int("HA_RESTART_PARALLEL", default=4)
+# --- end of HA -------------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -4,7 +4,7 @@
 #
 #   scripts/setup.sh run    system libraries, .venv (requirements-dev.txt), node_modules
 #   scripts/setup.sh test   the same, plus MariaDB, Redis, libvirtd + QEMU, Chromium, Go + govmomi, slapd,
-#                           iproute2 (the multi-host testbed)
+#                           iproute2 (the multi-host testbed), a kernel and busybox (its guest OS)
 #   scripts/setup.sh sso    the run profile plus slapd (make sso-demo)
 #
 # System packages come from apt-get when we are root or have password-less sudo; otherwise
@@ -31,6 +31,7 @@ if [ "$profile" = test ]; then
     libvirt-daemon-config-nwfilter libvirt-clients qemu-system-x86 qemu-utils
     dnsmasq-base iptables ebtables chromium poppler-utils golang-go golang-github-vmware-govmomi-dev
     iproute2 # the multi-host testbed (scripts/testbed.sh): ip netns, bridges, veth pairs
+    linux-image-cloud-amd64 busybox-static # the testbed desktops' tiny guest OS (tests/harness/guest_os.py)
     slapd ldap-utils)  # slapd: the tests start their own directory (tests/sso/slapd.py), never the system one
 fi
 [ "$profile" = sso ] && pkgs+=(slapd ldap-utils)

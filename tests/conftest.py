@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.harness.hostnet",
     "tests.harness.vcsim",
     "tests.harness.testbed",
+    "tests.harness.guest",
     "tests.sso.harness",
 ]
 

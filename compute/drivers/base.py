@@ -8,6 +8,7 @@ these dataclasses, and every SDK failure reaches the caller as one DriverError w
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -27,6 +28,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_STATE = "invalid_state"  # e.g. starting a running VM
     INVALID_SPEC = "invalid_spec"  # the request itself is wrong (bad XML, bad size...)
     AUTH = "auth"  # credentials refused or not allowed
+    CERTIFICATE = "certificate"  # TLS: the peer's certificate is not trusted, or ours is missing
     UNSUPPORTED = "unsupported"  # this hypervisor (or libvirt's test driver) cannot do it
     CONSOLE_UNSUPPORTED = "console_unsupported"
     BAD_IMAGE = "bad_image"  # an image file that is not a usable disk image
@@ -78,6 +80,15 @@ class NicSpec:
 
 
 @dataclass(frozen=True)
+class BootSpec:
+    """Direct kernel boot: files on the host (libvirt only); the console is then the serial port."""
+
+    kernel: str
+    initrd: str = ""
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
 class GpuSpec:
     """PCI passthrough of whole devices, or a mediated (vGPU) device."""
 
@@ -105,6 +116,7 @@ class VMSpec:
     data_disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     gpu: GpuSpec | None = None
+    boot: BootSpec | None = None  # None: the system disk's own boot loader
     domain_type: str = "kvm"  # libvirt: "kvm" or "qemu" (TCG)
     machine: str = ""  # libvirt machine type, e.g. "q35"; empty: the hypervisor default
     vnc: bool = True
@@ -176,6 +188,54 @@ class HostInfo:
     mdev_types: tuple[dict, ...] = ()
     # Storage pools: {"name", "capacity_bytes", "available_bytes"}.
     storage: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A storage pool every host of a cluster sees at ``path``: ``netfs`` (NFS, mounted by libvirt from
+    ``source_host``:``source_path``) or ``dir`` (a directory the host already mounts there: CephFS,
+    GlusterFS, GFS2/OCFS2 on iSCSI, or the testbed's bind-mounted directory)."""
+
+    name: str
+    kind: str  # "netfs" or "dir"
+    path: str
+    source_host: str = ""
+    source_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("netfs", "dir"):
+            raise ValueError(f"pool kind must be netfs or dir, not {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    """A move of a VM to another host, peer to peer: the source's libvirtd reaches ``target_uri`` itself.
+
+    ``copy_storage``: the disks are on local pools and are copied (their volumes must exist on the
+    target: ``migration_disks_prepare``; ``target_disks`` maps each disk's target dev to its path
+    there). ``unsafe``: the storage is shared but libvirt cannot tell (a bind-mounted directory).
+    ``bandwidth_mib``: MiB/s at most; 0 is no limit. A stopped VM moves as its definition only.
+    """
+
+    target_uri: str
+    copy_storage: bool = False
+    unsafe: bool = False
+    bandwidth_mib: int = 0
+    target_disks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    data_total: int = 0
+    data_processed: int = 0
+    data_remaining: int = 0
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    live: bool
+    cancelled: bool = False
+    duration_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -337,6 +397,14 @@ class HypervisorDriver(Protocol):
     def volume_create(self, pool: str, volume_name: str, size_gib: int) -> VolumeInfo: ...
     def attach_volume(self, name: str, pool: str, volume_name: str) -> DiskInfo: ...
     def pool_ensure(self, name: str, path: str) -> None: ...
+    def shared_pool_ensure(self, spec: PoolSpec) -> None: ...
+
+    # migration (source: migrate_vm; target: the copied disks' volumes, the downtime it measured)
+    def migrate_vm(
+        self, name: str, spec: MigrationSpec, progress: Callable[[MigrationProgress], bool] | None = None
+    ) -> MigrationResult: ...
+    def migration_disks_prepare(self, disks: tuple[DiskInfo, ...], *, copy: bool) -> tuple[DiskInfo, ...]: ...
+    def migration_downtime(self, name: str) -> int | None: ...
 
     # size and copies (the VM stopped)
     def resize(self, name: str, *, vcpus: int, memory_mib: int, gpu: GpuSpec | None = None) -> VMInfo: ...

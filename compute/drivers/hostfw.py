@@ -17,8 +17,10 @@ rule's own arguments tells a rule in place from a stale one without parsing ipta
 normalised output. Changing rules takes a host-wide file lock (every worker on the host
 shares the builtin chains) and ``iptables -w`` (libvirt edits them too).
 
-Nothing here knows Django; errors are DriverError. Only the local host's firewall can be
-reached (``is_local_uri``): a remote compute node would need an agent of its own there.
+Nothing here knows Django; errors are DriverError. A process edits the firewall of the host
+it runs on (or of a network namespace there: ``netns``): the portal's worker for a local
+``qemu:///system`` endpoint (``is_local_uri``), a compute node's agent for its own host
+(compute/drivers/gateway.py, compute/networking/gateway.py). Nobody edits another host's.
 """
 
 from __future__ import annotations
@@ -107,10 +109,15 @@ def _port(value: int | None, what: str) -> int:
 class HostFirewall:
     """The campus chains of one prefix on this host."""
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX, *, iptables: str = "iptables", lock_path: str = "") -> None:
+    def __init__(
+        self, prefix: str = DEFAULT_PREFIX, *, iptables: str = "iptables", lock_path: str = "", netns: str = ""
+    ) -> None:
         if not _PREFIX_RE.match(prefix or ""):
             raise _invalid(f"firewall prefix {prefix!r}: 1-20 letters, digits, - or _, starting with a letter")
+        if netns and not _BRIDGE_RE.match(netns):
+            raise _invalid(f"network namespace {netns!r} is not a namespace name")
         self.prefix = prefix
+        self.netns = netns  # the rules of a network namespace of this host (a router's gateway)
         self.dnat = f"{prefix}-DNAT"
         self.snat = f"{prefix}-SNAT"
         self.fwd = f"{prefix}-FWD"
@@ -182,7 +189,8 @@ class HostFirewall:
     # ---- running iptables --------------------------------------------------------------
 
     def _run(self, table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [self._iptables, "-w", "5", "-t", table, *args]
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        command = [*inside, self._iptables, "-w", "5", "-t", table, *args]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=30)
         except FileNotFoundError as exc:
@@ -268,12 +276,20 @@ class HostFirewall:
 
     def apply(self, spec: ForwardSpec) -> str:
         """Make the host hold exactly ``spec``'s rules under its key: "added", "changed" or "unchanged"."""
-        wanted = self.rules(spec)
+        return self.apply_rules(spec.key, self.rules(spec))
+
+    def apply_rules(self, key: str, wanted: list[Rule]) -> str:
+        """Make the host hold exactly ``wanted`` (rules in our chains) under ``key``."""
+        if not _KEY_RE.match(key or ""):
+            raise _invalid(f"rule key {key!r}: lowercase letters, digits and -")
+        ours = {chain for _table, chain in self._chains}
+        if any(rule.chain not in ours for rule in wanted):
+            raise _invalid(f"rules of {key} must go into the chains {sorted(ours)}")
         with self._locked():
             listing = self._listing()
             if self._ensure(listing):
                 listing = self._listing()
-            mine = [p for p in self.present(listing) if p.key == spec.key]
+            mine = [p for p in self.present(listing) if p.key == key]
             digests = {r.digest for r in wanted}
             kept: set[str] = set()
             changed = False
@@ -286,7 +302,7 @@ class HostFirewall:
             for rule in wanted:
                 if rule.digest in kept:
                     continue
-                comment = ("-m", "comment", "--comment", f"{_COMMENT}:{spec.key}:{rule.digest}")
+                comment = ("-m", "comment", "--comment", f"{_COMMENT}:{key}:{rule.digest}")
                 where = ("-I", rule.chain, "1") if rule.top else ("-A", rule.chain)
                 self._run(rule.table, *where, *rule.args, *comment)
                 changed = True

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict
 
 from .base import (
+    BootSpec,
     DhcpHost,
     DiskInfo,
     DriverError,
@@ -62,6 +63,8 @@ def spec_fingerprint(spec: VMSpec) -> str:
     data = asdict(spec)
     for key in ("description", "folder", "resource_pool", "datastore", "template"):
         data.pop(key, None)
+    if spec.boot is None:
+        data.pop("boot")  # the fingerprints of VMs made before direct kernel boot existed stay the same
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -103,6 +106,45 @@ def _gpu_elements(devices: ET.Element, gpu: GpuSpec) -> None:
         _sub(_sub(hostdev, "source"), "address", uuid=gpu.mdev_uuid)
 
 
+def serial_log_path(name: str) -> str:
+    """Where the host keeps what a kernel-booted VM writes on its serial console (virtlogd's file)."""
+    return f"/var/log/libvirt/qemu/{name}-serial.log"
+
+
+def _check_boot(boot: BootSpec) -> None:
+    for path in (boot.kernel, boot.initrd):
+        if path and not path.startswith("/"):
+            raise DriverError(
+                f"kernel and initrd must be absolute paths on the host, not {path!r}",
+                permanent=True,
+                code=ErrorCode.INVALID_SPEC,
+            )
+    if not boot.kernel:
+        raise DriverError("direct kernel boot needs a kernel", permanent=True, code=ErrorCode.INVALID_SPEC)
+
+
+def _os_element(dom: ET.Element, spec: VMSpec) -> None:
+    os_el = _sub(dom, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine or None)
+    if spec.boot is None:
+        _sub(os_el, "boot", dev="hd")
+        return
+    _sub(os_el, "kernel", spec.boot.kernel)
+    if spec.boot.initrd:
+        _sub(os_el, "initrd", spec.boot.initrd)
+    if spec.boot.cmdline:
+        _sub(os_el, "cmdline", spec.boot.cmdline)
+
+
+def _serial_console(devices: ET.Element, name: str) -> None:
+    """The serial port as the console, everything it prints kept in a file on the host (a fresh one
+    at each start): how an operator, and the tests, read a kernel-booted guest's boot."""
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "log", file=serial_log_path(name), append="off")
+    _sub(serial, "target", port="0")
+    _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
+
+
 def _check_shape(spec: VMSpec) -> None:
     if spec.domain_type not in ("kvm", "qemu"):
         raise DriverError(
@@ -110,6 +152,8 @@ def _check_shape(spec: VMSpec) -> None:
         )
     if spec.vcpus < 1 or spec.memory_mib < 16:
         raise DriverError("a VM needs at least 1 vCPU and 16 MiB", permanent=True, code=ErrorCode.INVALID_SPEC)
+    if spec.boot is not None:
+        _check_boot(spec.boot)
 
 
 def _domain_head(dom: ET.Element, spec: VMSpec) -> None:
@@ -122,9 +166,7 @@ def _domain_head(dom: ET.Element, spec: VMSpec) -> None:
     _sub(meta, f"{{{META_NS}}}spec", spec_fingerprint(spec))
     _sub(dom, "memory", str(spec.memory_mib), unit="MiB")
     _sub(dom, "vcpu", str(spec.vcpus))
-    os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine or None)
-    _sub(os_el, "boot", dev="hd")
+    _os_element(dom, spec)
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
@@ -174,6 +216,8 @@ def domain_xml(
         devices.append(_disk_element(pool, volume, _TARGETS[index]))
     for nic in spec.nics:
         _interface_element(devices, nic)
+    if spec.boot is not None:
+        _serial_console(devices, spec.name)
     # The guest agent channel lets graceful shutdown and IP discovery work when the image has one.
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")

@@ -7,29 +7,39 @@ Services call them under the row's lock (``compute.locks``) and save.
 
 from compute.models.desktops import Desktop
 from compute.models.disks import Snapshot, SnapshotManager, Volume
+from compute.models.ha import ClusterHa, HaIncident
 from compute.models.images import Flavor, Image, ImageVersion, Visibility
 from compute.models.inventory import (
     Cluster,
     Endpoint,
     EndpointLease,
     GpuProfile,
+    HaState,
     Host,
+    SharedStorage,
     Site,
     StoragePool,
     secret_decrypt,
     secret_encrypt,
 )
+from compute.models.migrations_log import DesktopMigration, DrsPolicy
 
 __all__ = [
     "Cluster",
+    "ClusterHa",
     "Desktop",
+    "DesktopMigration",
+    "DrsPolicy",
     "Endpoint",
     "EndpointLease",
     "Flavor",
     "GpuProfile",
+    "HaIncident",
+    "HaState",
     "Host",
     "Image",
     "ImageVersion",
+    "SharedStorage",
     "Site",
     "Snapshot",
     "SnapshotManager",

@@ -28,6 +28,7 @@ class Desktop(models.Model):
         STOPPING = "stopping", _("关机中")
         REBOOTING = "rebooting", _("重启中")
         BUSY = "busy", _("操作中")
+        MIGRATING = "migrating", _("迁移中")
         DELETING = "deleting", _("删除中")
         DELETED = "deleted", _("已删除")
         ERROR = "error", _("错误")
@@ -43,7 +44,15 @@ class Desktop(models.Model):
             """The power state a driver reports ("running", "stopped", ...), as the desktop records it."""
             return cls(str(state)) if str(state) in cls.values else cls.UNKNOWN
 
-    TRANSIENT = (State.PROVISIONING, State.STARTING, State.STOPPING, State.REBOOTING, State.BUSY, State.DELETING)
+    TRANSIENT = (
+        State.PROVISIONING,
+        State.STARTING,
+        State.STOPPING,
+        State.REBOOTING,
+        State.BUSY,
+        State.MIGRATING,
+        State.DELETING,
+    )
     LIVE = (State.RUNNING, State.STOPPED)
     # The power verbs: the state each starts from, the state the desktop is in until the hypervisor
     # has done it, and its name in a refusal. Services, tasks and views take the verbs from here.
@@ -111,6 +120,8 @@ class Desktop(models.Model):
     # Disks and NICs as the hypervisor last reported them (imported VMs, reconciliation).
     hardware = models.JSONField(default=dict, blank=True)
     imported = models.BooleanField(_("接管"), default=False)
+    # Restarted elsewhere when its host fails (compute/ha/); empty: the cluster's default (on with shared storage).
+    ha_enabled = models.BooleanField(_("高可用"), null=True, blank=True)
     # A clone's system disk is a copy of this desktop's (made while the source was held stopped).
     cloned_from = models.ForeignKey(
         "self", verbose_name=_("克隆自"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -218,6 +229,18 @@ class Desktop(models.Model):
         self.last_error = reason
         if self.state == self.State.ERROR:
             self.error_reason = reason
+
+    def begin_migration(self) -> None:
+        """Running (live) or stopped (cold): the desktop moves to another host and is held until it is there."""
+        self._require(*self.LIVE, action=_("迁移"))
+        self.stable_state, self.state = self.state, self.State.MIGRATING
+
+    def migrated(self, *, endpoint: Endpoint, host: Host) -> None:
+        """The VM runs (or is defined) on ``host`` now; the state is what it was before the move."""
+        self.endpoint, self.host = endpoint, host
+        self.state = self.stable_state if self.stable_state in self.LIVE else self.State.RUNNING
+        self.stable_state = ""
+        self.last_error = ""
 
     def begin_deletion(self) -> None:
         self._require(self.State.REQUESTED, *self.LIVE, self.State.ERROR, action=_("删除"))

@@ -1,5 +1,8 @@
 """Golden images, their versions (a volume in a pool or a vCenter template) and flavors."""
 
+import posixpath
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +19,16 @@ class Visibility(models.TextChoices):
     COURSE = "course", _("课程")
 
 
+def validate_host_path(value: str) -> None:
+    """A file on the hypervisor host: an absolute, normalised path (no "..", no relative path)."""
+    if value and (not value.startswith("/") or posixpath.normpath(value) != value or "\n" in value):
+        raise ValidationError(
+            _("“%(path)s”不是主机上的绝对路径（以 / 开头，不含 ..）。"),
+            code=ComputeError.IMAGE_BOOT_PATH_INVALID,
+            params={"path": value},
+        )
+
+
 class Image(models.Model):
     name = models.CharField(_("名称"), max_length=100)
     os_type = models.CharField(_("操作系统"), max_length=50, blank=True)
@@ -28,6 +41,17 @@ class Image(models.Model):
         "tenants.Course", verbose_name=_("课程"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     is_active = models.BooleanField(_("启用"), default=True)
+    # Direct kernel boot (as OpenStack's kernel_id/ramdisk_id/os_command_line): files on every host
+    # that runs the image's desktops (shared storage); empty: the disk's own boot loader.
+    kernel_path = models.CharField(
+        _("内核路径"),
+        max_length=500,
+        blank=True,
+        validators=[validate_host_path],
+        help_text=_("主机上的绝对路径；填写后桌面直接从此内核启动"),
+    )
+    initrd_path = models.CharField(_("initrd 路径"), max_length=500, blank=True, validators=[validate_host_path])
+    kernel_cmdline = models.CharField(_("内核命令行"), max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = LockingManager()
@@ -47,6 +71,10 @@ class Image(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if (self.initrd_path or self.kernel_cmdline) and not self.kernel_path:
+            raise ValidationError({"kernel_path": _("填写 initrd 或内核命令行时也要填写内核路径。")})
 
 
 class ImageVersion(models.Model):

@@ -90,6 +90,44 @@ class Cluster(models.Model):
         return self.name
 
 
+class SharedStorage(models.Model):
+    """The storage every host of a cluster sees at the same path: golden images and desktop disks of the
+    cluster live there, so its desktops migrate live without copying disks (and restart elsewhere, HA).
+
+    ``netfs``: an NFS export that libvirt mounts on each host; ``dir``: a directory each host already
+    mounts at ``path`` (CephFS, GlusterFS, GFS2/OCFS2 on an iSCSI LUN, the testbed's bound directory).
+    libvirt counts only network and cluster file systems as shared: ``unsafe_migration`` is for a
+    directory it cannot recognise (the testbed's), whose migrations then pass ``VIR_MIGRATE_UNSAFE``.
+    """
+
+    class Kind(models.TextChoices):
+        NETFS = "netfs", _("NFS（libvirt 挂载）")
+        DIR = "dir", _("已挂载的共享目录")
+
+    cluster = models.OneToOneField(
+        Cluster, verbose_name=_("集群"), on_delete=models.CASCADE, related_name="shared_storage"
+    )
+    pool = models.CharField(_("存储池名称"), max_length=100)
+    kind = models.CharField(_("类型"), max_length=8, choices=Kind.choices, default=Kind.NETFS)
+    path = models.CharField(_("挂载路径"), max_length=255)
+    source_host = models.CharField(_("NFS 服务器"), max_length=255, blank=True)
+    source_path = models.CharField(_("NFS 导出路径"), max_length=255, blank=True)
+    unsafe_migration = models.BooleanField(_("不安全迁移"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("共享存储")
+        verbose_name_plural = _("共享存储")
+
+    def __str__(self):
+        return f"{self.cluster}/{self.pool}"
+
+    @classmethod
+    def of(cls, cluster_id: int | None) -> "SharedStorage | None":
+        """The cluster's shared storage, or None when its hosts have local storage only."""
+        return cls.objects.filter(cluster_id=cluster_id).first() if cluster_id else None
+
+
 class Endpoint(models.Model):
     """A hypervisor the portal drives: one libvirt URI or one vCenter."""
 
@@ -170,6 +208,16 @@ class EndpointLease(models.Model):
         return f"{self.endpoint_id}:{self.holder}"
 
 
+class HaState(models.TextChoices):
+    """A host's HA state (compute/ha/states.py moves it): ok → suspect → fencing → fenced, or fence_failed."""
+
+    OK = "ok", _("正常")
+    SUSPECT = "suspect", _("疑似故障")
+    FENCING = "fencing", _("隔离中")
+    FENCED = "fenced", _("已隔离")
+    FENCE_FAILED = "fence_failed", _("隔离失败")
+
+
 class Host(models.Model):
     """A hypervisor host (libvirt: the endpoint itself; vCenter: the endpoint's summed hosts).
 
@@ -202,6 +250,21 @@ class Host(models.Model):
     mdev_types = models.JSONField(_("中介设备类型"), default=list, blank=True)
     storage = models.JSONField(_("存储池容量"), default=list, blank=True)
     last_error = models.TextField(_("最近错误"), blank=True)
+    # The network node of its cluster (else of its site): holds the router networks' gateways, SNAT,
+    # elastic IPs and port forwards, in namespaces its agent makes (compute/networking/gateway.py).
+    is_network_node = models.BooleanField(_("网络节点"), default=False)
+    # Migrations leaving this host copy at most this much (MiB/s; 0: as fast as the network goes).
+    migration_bandwidth_mib = models.PositiveIntegerField(_("迁移带宽上限 (MiB/s)"), default=0)
+    maintenance_since = models.DateTimeField(_("维护开始"), null=True, blank=True)
+    # HA (compute/ha/): the portal's last successful libvirt probe, the host's HA state and its BMC.
+    probed_at = models.DateTimeField(_("最近探测成功"), null=True, blank=True)
+    ha_state = models.CharField(_("高可用状态"), max_length=12, choices=HaState.choices, default=HaState.OK)
+    ha_since = models.DateTimeField(_("高可用状态时间"), null=True, blank=True)
+    ha_reason = models.TextField(_("高可用说明"), blank=True)
+    bmc_address = models.CharField(_("BMC 地址"), max_length=255, blank=True)
+    bmc_port = models.PositiveIntegerField(_("BMC 端口"), default=623)
+    bmc_username = models.CharField(_("BMC 用户名"), max_length=64, blank=True)
+    bmc_password_encrypted = models.TextField(blank=True, editable=False)
 
     objects = LockingManager()
 
@@ -227,6 +290,17 @@ class Host(models.Model):
     def queue(self) -> str:
         """The Celery queue of this host's agent (``host_agent``)."""
         return f"host.{self.endpoint.name}"
+
+    @property
+    def bmc_password(self) -> str:
+        return secret_decrypt(self.bmc_password_encrypted)
+
+    def set_bmc_password(self, value: str) -> None:
+        self.bmc_password_encrypted = secret_encrypt(value)
+
+    @property
+    def bmc_configured(self) -> bool:
+        return bool(self.bmc_address and self.bmc_username)
 
 
 class StoragePool(models.Model):

@@ -2,7 +2,8 @@
 
 This package re-exports what callers use (``networking.desktop_nics_allocate(...)``); its modules are
 ``specs`` (names and specs), ``bindings`` (a desktop's NICs where it runs), ``dhcp`` (the periodic
-repair), ``filters`` (security groups), ``forwarding`` (elastic IPs, port forwards) and ``hooks``
+repair), ``filters`` (security groups), ``forwarding`` (elastic IPs, port forwards), ``gateway``
+(gateways on network nodes, run by their agents) and ``hooks``
 (network's hooks, registered by ``ComputeConfig.ready``).
 
 network/ holds the data and rules; compute makes every hypervisor call (shared/STYLE.md),
@@ -19,8 +20,10 @@ so this package turns network's rows into driver calls:
   the database says should be there, missing ones added, stale ones removed, all reported;
 - ``security_group_apply(group)`` redefines the group's nwfilter wherever it is used
   (libvirt updates running VMs live);
-- ``forwarding_apply(eip)`` elastic IPs and port forwards in the host firewall of the target
-  desktop's endpoint (NAT networks on the portal's own host), ``forwarding_sync()`` repairing them.
+- ``forwarding_apply(eip)`` elastic IPs and port forwards: on a local endpoint in the host firewall
+  of the portal's own host; on a registered host asked of its network node's agent, which holds the
+  router network's gateway, SNAT and DNAT in a namespace (``gateway``); ``forwarding_sync()``
+  repairing them.
 
 Where the desktop runs is compute's knowledge (``Desktop.endpoint``); which endpoints
 hold which network is network's (``NetworkDeployment``). libvirt object names carry an

@@ -47,6 +47,7 @@ from compute.services.hosts import (
     host_data_address_set,
     host_heartbeat,
     host_maintenance,
+    host_network_node_set,
     host_refresh,
     host_remove,
 )
@@ -71,7 +72,16 @@ from compute.services.inventory import (
     inventory_save,
     site_ensure,
 )
+from compute.services.migration import (
+    desktop_migrate,
+    evacuation_status,
+    host_evacuate,
+    migration_cancel,
+    migration_candidates,
+    migration_rules_check,
+)
 from compute.services.snapshots import snapshot_create, snapshot_delete, snapshot_finish, snapshot_revert
+from compute.services.storage import shared_storage_attach, shared_storage_set
 from compute.services.volumes import volume_attach, volume_attach_existing, volume_delete, volume_detach, volume_finish
 
 __all__ = [
@@ -83,6 +93,7 @@ __all__ = [
     "desktop_delete",
     "desktop_destroy_finish",
     "desktop_hand_over",
+    "desktop_migrate",
     "desktop_note_error",
     "desktop_operation_fail",
     "desktop_provision_finish",
@@ -98,10 +109,13 @@ __all__ = [
     "desktop_stop",
     "desktops_power",
     "host_add",
+    "evacuation_status",
     "host_capacity_fields",
     "host_data_address_set",
+    "host_evacuate",
     "host_heartbeat",
     "host_maintenance",
+    "host_network_node_set",
     "host_refresh",
     "host_remove",
     "desktops_reset",
@@ -118,7 +132,12 @@ __all__ = [
     "image_version_retire",
     "image_version_volume_deleted",
     "inventory_save",
+    "migration_cancel",
+    "migration_candidates",
+    "migration_rules_check",
     "qemu_img_check",
+    "shared_storage_attach",
+    "shared_storage_set",
     "site_ensure",
     "snapshot_create",
     "snapshot_delete",

@@ -16,19 +16,23 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
 from common.errors import Conflict, InvalidInput, NotFound
+from common.tasks import enqueue
 from compute import locks
 from compute.drivers.base import DriverError, ErrorCode, HostInfo
 from compute.errors import ComputeError
 from compute.hypervisor import driver_forget, driver_open
 from compute.models import Cluster, Desktop, Endpoint, Host, Site, StoragePool
 from compute.networking.overlay import host_networks_leave, host_peers_resync
+from compute.services.migration import host_evacuate
 from compute.services.rules import driver_error_message, require_system_admin
+from compute.services.storage import shared_storage_attach
 from network.models import NetworkDeployment
 
 if TYPE_CHECKING:
@@ -81,6 +85,12 @@ def _check_new_host(name: str, uri: str, address: str) -> None:
         )
 
 
+_READ_REFUSALS = {
+    ErrorCode.AUTH: ComputeError.HOST_CREDENTIALS_REFUSED,
+    ErrorCode.CERTIFICATE: ComputeError.HOST_CERTIFICATE_REFUSED,
+}
+
+
 def data_address_checked(value: str, *, host: Host | None = None) -> str:
     """A host's data (tunnel) address: an IPv4 address no other host has ("" clears it)."""
     value = (value or "").strip()
@@ -114,7 +124,7 @@ def _read_host(endpoint: Endpoint) -> HostInfo:
     except DriverError as exc:
         raise InvalidInput(
             driver_error_message(exc),
-            code=ComputeError.HOST_CREDENTIALS_REFUSED if exc.code == ErrorCode.AUTH else ComputeError.HOST_UNREACHABLE,
+            code=_READ_REFUSALS.get(exc.code, ComputeError.HOST_UNREACHABLE),
             detail={"reason": exc.message},
         ) from exc
 
@@ -146,14 +156,19 @@ def host_add(
     storage_pool: str = "default",
     shared_storage: bool = False,
     max_concurrency: int = 4,
+    network_node: bool = False,
     data_address: str = "",
+    migration_bandwidth_mib: int = 0,
 ) -> Host:
     """Add a compute node: checked (reachable, address not taken) before the endpoint and host rows are saved.
 
     ``cluster`` is the cluster's name at ``site`` (both made when missing); ``address`` defaults to the
     URI's host. ``shared_storage``: the desktop pool is on storage every host of the cluster mounts, so
-    images there serve desktops on any of them. ``data_address``: the host's address on the data
-    network, where the VXLAN of networks spanning hosts runs (none: its networks stay on the host).
+    images there serve desktops on any of them. ``network_node``: the host holds the router networks'
+    gateways of its cluster (or site), see ``host_network_node_set``. ``data_address``: the host's
+    address on the data network, where the VXLAN of networks spanning hosts runs (none: its networks
+    stay on the host). ``migration_bandwidth_mib``: what migrations leaving the host may use (MiB/s;
+    0: no limit).
     """
     if actor is not None:
         require_system_admin(actor)
@@ -178,7 +193,10 @@ def host_add(
                     endpoint=endpoint,
                     name=name,
                     address=address or None,
+                    is_network_node=network_node,
                     data_address=data_address or None,
+                    migration_bandwidth_mib=max(0, migration_bandwidth_mib),
+                    probed_at=timezone.now(),  # it just answered: HA judges its silence from here
                     **host_capacity_fields(info),
                 )
         except IntegrityError as exc:
@@ -193,6 +211,8 @@ def host_add(
                 kind=StoragePool.Kind.DISTRIBUTED if shared_storage else StoragePool.Kind.LOCAL,
                 replicas=2 if shared_storage else 1,
             )
+        # A host joining a cluster with shared storage mounts it too (or is not added).
+        shared_storage_attach(host=host)
         event_record(
             action=Action.HOST_ADDED,
             actor=actor,
@@ -202,8 +222,9 @@ def host_add(
                 "site": site,
                 "cluster": cluster,
                 "address": address,
-                "data_address": data_address,
                 "cpus": info.cpus,
+                "network_node": network_node,
+                "data_address": data_address,
             },
         )
     return host
@@ -261,17 +282,57 @@ def _host_locked(name: str) -> Host:
 
 
 def host_maintenance(*, actor: User | None, name: str, on: bool) -> Host:
-    """Maintenance on: no new desktop is placed on the host (its desktops stay); off: enabled again."""
+    """Maintenance on: no new desktop is placed on the host and every desktop on it moves to another host
+    of its cluster (``host_evacuate``: live when running, cold when stopped; what cannot move is listed
+    with the reason, ``evacuation_status``). Off: the host takes desktops again."""
     if actor is not None:
         require_system_admin(actor)
     with transaction.atomic():
         host = _host_locked(name)
         before = host.state
         host.state = Host.State.MAINTENANCE if on else Host.State.ENABLED
-        host.save(update_fields=["state", "updated_at"])
+        if on and before != Host.State.MAINTENANCE:
+            host.maintenance_since = timezone.now()
+        elif not on:
+            host.maintenance_since = None
+        host.save(update_fields=["state", "maintenance_since", "updated_at"])
         event_record(
             action=Action.HOST_STATE_CHANGED, actor=actor, target=host, detail={"from": before, "to": host.state}
         )
+    if on:
+        host_evacuate(actor=actor, host=host)
+    return host
+
+
+def host_network_node_set(*, actor: User | None, name: str, on: bool) -> Host:
+    """Make the host the network node of its cluster (else of its site), or no longer one.
+
+    A network node holds, per router network, the gateway, SNAT, elastic IPs and port forwards in
+    namespaces of its own (compute/networking/gateway.py), made by its agent. Every network node's
+    agent is asked to converge (the gateways move with the flag); an agent that is down does it
+    when it comes back. A network node needs a management address (its agent's host)."""
+    if actor is not None:
+        require_system_admin(actor)
+    with transaction.atomic():
+        host = _host_locked(name)
+        if on and not host.address:
+            raise InvalidInput(
+                _("主机“%(name)s”没有管理地址，不能作为网络节点。") % {"name": name},
+                code=ComputeError.HOST_URI_INVALID,
+                detail={"field": "network_node"},
+            )
+        before = host.is_network_node
+        host.is_network_node = on
+        host.save(update_fields=["is_network_node", "updated_at"])
+        event_record(
+            action=Action.HOST_STATE_CHANGED,
+            actor=actor,
+            target=host,
+            detail={"op": "network_node", "from": before, "to": on},
+        )
+        nodes = Host.objects.filter(Q(is_network_node=True) | Q(pk=host.pk), address__isnull=False)
+        for node in nodes.select_related("endpoint"):
+            enqueue("compute.tasks.edge.edge_sync", node.endpoint.name, queue=node.queue)
     return host
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils.translation import gettext as _
@@ -23,6 +24,7 @@ from compute.drivers.base import DriverError
 from compute.errors import ComputeError
 from compute.hypervisor import driver_open
 from compute.models import Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, StoragePool, Visibility
+from compute.models.images import validate_host_path
 from compute.services.rules import driver_error_message
 
 if TYPE_CHECKING:
@@ -38,9 +40,15 @@ def image_create(
     course: Course | None = None,
     os_type: str = "",
     description: str = "",
+    kernel_path: str = "",
+    initrd_path: str = "",
+    kernel_cmdline: str = "",
 ) -> Image:
+    """A new golden image; with ``kernel_path`` its desktops boot that kernel directly (and
+    ``initrd_path``, ``kernel_cmdline``), files every host of its desktops has."""
     if not name:
         raise InvalidInput(_("请填写镜像名称。"), code=ComputeError.IMAGE_NAME_MISSING)
+    _check_boot(kernel_path, initrd_path, kernel_cmdline)
     if visibility == Visibility.TENANT and tenant is None:
         raise InvalidInput(_("租户可见的镜像需要指定租户。"), code=ComputeError.IMAGE_TENANT_MISSING)
     if visibility == Visibility.COURSE and course is None:
@@ -53,9 +61,28 @@ def image_create(
             course=course if visibility == Visibility.COURSE else None,
             os_type=os_type,
             description=description,
+            kernel_path=kernel_path,
+            initrd_path=initrd_path,
+            kernel_cmdline=kernel_cmdline,
         )
-        event_record(action=Action.IMAGE_CREATED, actor=actor, target=image, detail={"visibility": visibility})
+        detail = {"visibility": visibility, **({"kernel_path": kernel_path} if kernel_path else {})}
+        event_record(action=Action.IMAGE_CREATED, actor=actor, target=image, detail=detail)
     return image
+
+
+def _check_boot(kernel_path: str, initrd_path: str, kernel_cmdline: str) -> None:
+    for path in (kernel_path, initrd_path):
+        try:
+            validate_host_path(path)
+        except ValidationError as exc:
+            code = ComputeError.IMAGE_BOOT_PATH_INVALID
+            raise InvalidInput(exc.messages[0], code=code, detail={"path": path}) from None
+    if (initrd_path or kernel_cmdline) and not kernel_path:
+        raise InvalidInput(
+            _("填写 initrd 或内核命令行时也要填写内核路径。"), code=ComputeError.IMAGE_BOOT_KERNEL_MISSING
+        )
+    if "\n" in kernel_cmdline or len(kernel_cmdline) > 1000:
+        raise InvalidInput(_("内核命令行须为一行，最多 1000 个字符。"), code=ComputeError.IMAGE_BOOT_CMDLINE_INVALID)
 
 
 def _next_version(image: Image) -> int:

@@ -30,6 +30,10 @@ def require_system_admin(actor: User) -> None:
 def driver_error_message(exc: DriverError) -> str:
     if exc.code == ErrorCode.AUTH:
         return _("虚拟化平台拒绝了用户名或密码。")
+    if exc.code == ErrorCode.CERTIFICATE:
+        return _(
+            "TLS 证书校验失败：主机的证书不受本机 CA 信任、与主机名不符或已过期，或本机的 CA 证书、客户端证书缺失。"
+        )
     if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT):
         return _("无法连接到虚拟化平台，请检查地址和网络。")
     return _("虚拟化平台返回错误。")

@@ -6,4 +6,16 @@ task calls the hypervisor is ``compute.tasks.runner``.
 Importing the package loads every module, so the worker's autodiscovery registers all of them.
 """
 
-from compute.tasks import desktops, hostnet, hosts, images, inventory, network, snapshots, volumes  # noqa: F401
+from compute.tasks import (  # noqa: F401
+    desktops,
+    edge,
+    ha,
+    hostnet,
+    hosts,
+    images,
+    inventory,
+    migration,
+    network,
+    snapshots,
+    volumes,
+)

@@ -162,7 +162,13 @@ def _segment_allocate(*, site: str, kind: str, wanted: int | None, ranges: list[
         free = _free_id(low, high, taken, given)
         if free is not None:
             return free
-    raise Conflict(_("站点的 %(kind)s 号已用完。") % {"kind": kind.upper()}, code=NetworkError.SEGMENT_EXHAUSTED)
+    shown = ", ".join(f"{low}-{high}" for low, high in ranges)
+    raise Conflict(
+        _("站点 %(site)s 的 %(kind)s 号（%(range)s）已全部使用，请系统管理员扩大范围或删除不用的网络。")
+        % {"site": site, "kind": kind.upper(), "range": shown},
+        code=NetworkError.SEGMENT_EXHAUSTED,
+        detail={"site": site, "segment_type": kind, "range": [list(r) for r in ranges], "used": len(taken)},
+    )
 
 
 def segment_range_set(*, actor: User | None, site: str, kind: str, first: int, last: int) -> SegmentRange:

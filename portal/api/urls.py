@@ -6,13 +6,14 @@ from rest_framework.routers import DefaultRouter
 from audit import api as audit_api
 from billing import api as billing_api
 from compute import api as compute_api
+from compute import migration_api
 from compute.classroom import api as classroom_api
 from network import api as network_api
 from portal.api import views
 from tenants import api as tenants_api
 from tenants.accounts import api as accounts_api
 
-APP_APIS = (tenants_api, accounts_api, compute_api, classroom_api, network_api, billing_api, audit_api)
+APP_APIS = (tenants_api, accounts_api, compute_api, migration_api, classroom_api, network_api, billing_api, audit_api)
 
 
 class Router(DefaultRouter):

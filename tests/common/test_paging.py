@@ -42,3 +42,30 @@ def test_a_query_without_joins_is_sliced_as_before(memberships):
         rows = page_rows(plain, 0, 5)
     assert len(queries) == 1
     assert [m.pk for m in rows] == list(plain.values_list("pk", flat=True)[:5])
+
+
+def test_a_small_set_is_counted_exactly_every_time(memberships):
+    from common.paging import row_count
+
+    assert row_count(memberships) == 23
+    member("pager99", memberships.first().tenant, "student")
+    assert row_count(memberships) == 24  # never from the cache
+    assert Paginator(memberships, 10).num_pages == 3
+
+
+def test_a_large_set_is_counted_once_and_kept(memberships, monkeypatch):
+    from django.core.cache import cache
+
+    from common import paging
+
+    monkeypatch.setattr(paging, "LARGE_COUNT", 5)
+    cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        assert paging.row_count(memberships) == 23
+    assert len(queries) == 2  # the bounded count, then the full one
+    with CaptureQueriesContext(connection) as queries:
+        assert paging.row_count(memberships) == 23
+        assert paging.row_count(memberships.filter(user__username__gte="pager10")) == 13
+    assert len(queries) == 2  # the first from the cache; another filter is another count
+    assert paging.row_count(memberships.none()) == 0
+    cache.clear()

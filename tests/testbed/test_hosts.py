@@ -3,9 +3,12 @@ management address), the failure cases (refused connection, a management address
 the console of a desktop on a remote host: the proxy connects to the address the database names and
 authenticates to QEMU with the ticket's one-time VNC password."""
 
+import contextlib
 import json
+import random
 import socket
 import struct
+import subprocess
 import time
 
 import libvirt
@@ -57,6 +60,89 @@ def test_two_hosts_cannot_claim_one_management_address(testbed, scenario):
         services.host_add(actor=scenario.sysadmin, name="h1-again", uri=h1.uri, site="east", cluster="east-general")
     assert excinfo.value.code == ComputeError.HOST_ADDRESS_TAKEN and excinfo.value.detail["host"] == "h1"
     assert not Endpoint.objects.filter(name="h1-again").exists()
+
+
+# --- a wrong TLS certificate ---------------------------------------------------------------------
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _ca(path, name: str) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+             "-keyout", str(path / f"{name}.key"), "-out", str(path / f"{name}.pem"))  # fmt: skip
+
+
+def _signed(path, ca: str, name: str, subject: str, extensions: str) -> None:
+    """``name``.pem/.key: a certificate for ``subject`` signed by the CA ``ca``."""
+    (path / f"{name}.ext").write_text(extensions)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={subject}",
+             "-keyout", str(path / f"{name}.key"), "-out", str(path / f"{name}.csr"))  # fmt: skip
+    _openssl("x509", "-req", "-in", str(path / f"{name}.csr"), "-CA", str(path / f"{ca}.pem"),
+             "-CAkey", str(path / f"{ca}.key"), "-CAcreateserial", "-days", "2",
+             "-extfile", str(path / f"{name}.ext"), "-out", str(path / f"{name}.pem"))  # fmt: skip
+
+
+def _wait_listening(address: str, port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"nothing listens on {address}:{port}")
+
+
+@pytest.fixture
+def tls_host(testbed, tmp_path):
+    """A TLS endpoint on h1's management address whose certificate the campus CA signed, and a client pki
+    directory (libvirt's ``pkipath``: cacert.pem, clientcert.pem, clientkey.pem) that trusts another CA."""
+    h1 = testbed["h1"]
+    _ca(tmp_path, "campus-ca")
+    _ca(tmp_path, "other-ca")
+    server_ext = f"subjectAltName=IP:{h1.address}\nextendedKeyUsage=serverAuth\n"
+    _signed(tmp_path, "campus-ca", "server", h1.address, server_ext)
+    _signed(tmp_path, "other-ca", "client", "portal", "extendedKeyUsage=clientAuth\n")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    (pki / "cacert.pem").write_bytes((tmp_path / "other-ca.pem").read_bytes())
+    (pki / "clientcert.pem").write_bytes((tmp_path / "client.pem").read_bytes())
+    (pki / "clientkey.pem").write_bytes((tmp_path / "client.key").read_bytes())
+    port = random.randint(20000, 29999)  # noqa: S311 - a port, not a secret
+    # The TLS handshake, certificate check included, comes before libvirt's protocol: a TLS server with the
+    # host's certificate stands for the host's libvirtd (the testbed's listens on qemu+tcp only).
+    server = h1.popen("openssl", "s_server", "-quiet", "-accept", f"{h1.address}:{port}",
+                      "-cert", str(tmp_path / "server.pem"), "-key", str(tmp_path / "server.key"),
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_listening(h1.address, port)
+        yield h1, port, pki
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_a_host_whose_certificate_our_ca_does_not_trust_is_a_certificate_error_and_nothing_is_saved(
+    tls_host, scenario, tmp_path
+):
+    h1, port, pki = tls_host
+    uri = f"qemu+tls://{h1.address}:{port}/system?pkipath={pki}"
+    with pytest.raises(InvalidInput) as excinfo:
+        services.host_add(actor=scenario.sysadmin, name="tls-node", uri=uri, site="east", cluster="c")
+    assert excinfo.value.code == ComputeError.HOST_CERTIFICATE_REFUSED
+    assert "证书" in excinfo.value.message and "用户名或密码" not in excinfo.value.message
+    assert "certificate" in excinfo.value.detail["reason"]
+
+    # A pki path without the CA certificate: the same code, and the missing file is named.
+    empty = tmp_path / "empty-pki"
+    empty.mkdir()
+    uri = f"qemu+tls://{h1.address}:{port}/system?pkipath={empty}"
+    with pytest.raises(InvalidInput) as excinfo:
+        services.host_add(actor=scenario.sysadmin, name="tls-node", uri=uri, site="east", cluster="c")
+    assert excinfo.value.code == ComputeError.HOST_CERTIFICATE_REFUSED
+    assert str(empty / "cacert.pem") in excinfo.value.detail["reason"]
+    assert not Endpoint.objects.filter(name="tls-node").exists() and not Host.objects.filter(name="tls-node").exists()
 
 
 # --- the console of a desktop on a remote host ------------------------------------------------------

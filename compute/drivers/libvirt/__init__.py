@@ -4,7 +4,8 @@ One class, LibvirtDriver, assembled from the modules of this package, one per pa
 ``connection`` (the connection, host capacity), ``inventory`` (reading VMs), ``domains``
 (create, clone, resize, delete), ``power`` (power and console), ``snapshots``, ``disks``,
 ``storage`` (pools, volumes, golden images), ``networks`` (networks, DHCP, nwfilters) and
-``forwards`` (the host firewall's elastic IPs and port forwards). ``objects`` finds libvirt's
+``forwards`` (the host firewall's elastic IPs and port forwards), ``migration`` (live and cold moves
+to another host). ``objects`` finds libvirt's
 objects by name; ``errors`` turns libvirt's errors into DriverError.
 """
 
@@ -19,13 +20,14 @@ from .domains import Domains
 from .errors import map_error
 from .forwards import Forwards
 from .inventory import Inventory
+from .migration import Migration
 from .networks import Networks
 from .power import Power
 from .snapshots import Snapshots
 from .storage import Storage, check_image
 
 
-class LibvirtDriver(Inventory, Domains, Power, Snapshots, Disks, Storage, Networks, Forwards, Connection):
+class LibvirtDriver(Inventory, Domains, Power, Snapshots, Disks, Storage, Networks, Forwards, Migration, Connection):
     """One libvirt connection, opened on first use and reopened when it breaks; thread-safe."""
 
     kind = "libvirt"

@@ -110,6 +110,22 @@ class Domains(Connection):
             lx.set_shape(root, vcpus=vcpus, memory_mib=memory_mib, gpu=gpu)
             return vm_info(conn, conn.defineXML(ET.tostring(root, encoding="unicode")))
 
+    def forget_vm(self, name: str) -> bool:
+        """Power off and undefine the VM here, keeping its volumes: a copy left on a host that HA fenced,
+        whose disks now serve the desktop on another host. Returns whether there was one."""
+        with self._calls(f"cannot remove the definition of VM {name!r}") as conn:
+            dom = lo.find_domain(conn, name)
+            if dom is None:
+                return False
+            if dom.isActive():
+                with tolerating(libvirt.VIR_ERR_OPERATION_INVALID):
+                    dom.destroy()
+            with tolerating(libvirt.VIR_ERR_NO_DOMAIN):
+                dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                )
+            return True
+
     def delete_vm(self, name: str) -> None:
         """Destroy, wipe and delete the VM's own volumes, undefine. A VM already gone is not an error."""
         with self._calls(f"cannot delete VM {name!r}") as conn:

@@ -60,10 +60,20 @@ def _is_connection_error(exc: libvirt.libvirtError) -> bool:
     )
 
 
+def _is_certificate_error(exc: libvirt.libvirtError) -> bool:
+    """A qemu+tls connection refused over certificates: the host's is not trusted by our CA (or is for another
+    name, or expired: libvirt says "Failed to verify peer's certificate"), or our CA/client files are missing."""
+    if exc.get_error_domain() not in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
+        return False
+    return "certificate" in (exc.get_error_message() or "").lower()
+
+
 def map_error(exc: libvirt.libvirtError, what: str) -> DriverError:
     """One DriverError for a libvirtError, with ``permanent`` set by whether a retry can help."""
     code = exc.get_error_code()
     message = f"{what}: {exc.get_error_message() or exc}"
+    if _is_certificate_error(exc):
+        return DriverError(message, permanent=True, code=ErrorCode.CERTIFICATE)
     for codes, error_code in _PERMANENT:
         if code in codes:
             return DriverError(message, permanent=True, code=error_code)

@@ -77,7 +77,14 @@ def pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:
 
 
 def find_volume(storage: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
-    return _find(lambda: storage.storageVolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_VOL)
+    """The volume, or None. A miss refreshes the pool and looks again: on shared storage another host may
+    have made it (a desktop restarted elsewhere by HA finds its own system disk there)."""
+    found = _find(lambda: storage.storageVolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_VOL)
+    if found is None:
+        with contextlib.suppress(libvirt.libvirtError):
+            storage.refresh(0)
+        found = _find(lambda: storage.storageVolLookupByName(name), libvirt.VIR_ERR_NO_STORAGE_VOL)
+    return found
 
 
 def wipe_and_delete(vol: libvirt.virStorageVol, *, wipe: bool = True) -> None:
@@ -90,6 +97,9 @@ def wipe_and_delete(vol: libvirt.virStorageVol, *, wipe: bool = True) -> None:
 
 
 def volume(storage: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol:
+    found = find_volume(storage, name)
+    if found is not None:
+        return found
     return _get(
         lambda: storage.storageVolLookupByName(name),
         libvirt.VIR_ERR_NO_STORAGE_VOL,

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 
 from .. import xml as lx
-from ..base import MIB, DriverError, ErrorCode, ImageInfo, VolumeInfo, unsupported
+from ..base import MIB, DriverError, ErrorCode, ImageInfo, PoolSpec, VolumeInfo, unsupported
 from . import objects as lo
 from .connection import Connection, is_test_driver
 
@@ -90,6 +90,31 @@ def _upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source_path: s
         raise
 
 
+def _shared_pool_xml(spec: PoolSpec) -> str:
+    root = ET.Element("pool", type=spec.kind)
+    ET.SubElement(root, "name").text = spec.name
+    if spec.kind == "netfs":
+        source = ET.SubElement(root, "source")
+        ET.SubElement(source, "host", name=spec.source_host)
+        ET.SubElement(source, "dir", path=spec.source_path)
+        ET.SubElement(source, "format", type="nfs")
+    ET.SubElement(ET.SubElement(root, "target"), "path").text = spec.path
+    return ET.tostring(root, encoding="unicode")
+
+
+def _refuse_other_pool(storage: libvirt.virStoragePool, spec: PoolSpec) -> None:
+    root = ET.fromstring(storage.XMLDesc(0))
+    path = root.findtext("target/path") or ""
+    source = (root.find("source/host") is not None and root.find("source/host").get("name")) or ""
+    if root.get("type") != spec.kind or path.rstrip("/") != spec.path.rstrip("/") or source != spec.source_host:
+        raise DriverError(
+            f"storage pool {spec.name!r} exists here as {root.get('type')} at {path!r}, "
+            f"not {spec.kind} at {spec.path!r}",
+            permanent=True,
+            code=ErrorCode.EXISTS,
+        )
+
+
 class Storage(Connection):
     _qemu_img: str
 
@@ -103,6 +128,26 @@ class Storage(Connection):
                 ET.SubElement(ET.SubElement(root, "target"), "path").text = path
                 storage = conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
                 with contextlib.suppress(libvirt.libvirtError):  # the directory may exist already
+                    storage.build(0)
+            if not storage.isActive():
+                storage.create(0)
+            with contextlib.suppress(libvirt.libvirtError):  # the test driver has no autostart
+                storage.setAutostart(1)
+
+    def shared_pool_ensure(self, spec: PoolSpec) -> None:
+        """The cluster's shared pool on this host: defined, started and autostarted when missing.
+
+        A pool of that name defined otherwise (another path or source) is EXISTS: the host must
+        see the same storage at the same path as the other hosts of its cluster.
+        """
+        with self._calls(f"cannot set up shared storage pool {spec.name!r}") as conn:
+            storage = lo.find_pool(conn, spec.name)
+            if storage is None:
+                storage = conn.storagePoolDefineXML(_shared_pool_xml(spec), 0)
+            else:
+                _refuse_other_pool(storage, spec)
+            if spec.kind == "dir":
+                with contextlib.suppress(libvirt.libvirtError):  # the directory is there already
                     storage.build(0)
             if not storage.isActive():
                 storage.create(0)

@@ -5,9 +5,22 @@ Each raises a permanent DriverError with ErrorCode.UNSUPPORTED that says what to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from ..base import DhcpHost, DiskInfo, ForwardSpec, NetworkSpec, NwFilterSpec, VolumeInfo, unsupported
+from ..base import (
+    DhcpHost,
+    DiskInfo,
+    ForwardSpec,
+    MigrationProgress,
+    MigrationResult,
+    MigrationSpec,
+    NetworkSpec,
+    NwFilterSpec,
+    PoolSpec,
+    VolumeInfo,
+    unsupported,
+)
 
 _HERE = "the vCenter driver"
 _FIREWALL = "host firewall rules (elastic IPs, port forwards)"
@@ -40,6 +53,20 @@ class Unsupported:
 
     def pool_ensure(self, name: str, path: str) -> None:
         raise unsupported("creating storage pools", f"{_HERE} (datastores are managed in vCenter)")
+
+    def migrate_vm(
+        self, name: str, spec: MigrationSpec, progress: Callable[[MigrationProgress], bool] | None = None
+    ) -> MigrationResult:
+        raise unsupported("migration by the portal", f"{_HERE} (vMotion and DRS are vCenter's)")
+
+    def migration_disks_prepare(self, disks: tuple[DiskInfo, ...], *, copy: bool) -> tuple[DiskInfo, ...]:
+        raise unsupported("migration by the portal", _HERE)
+
+    def migration_downtime(self, name: str) -> int | None:
+        return None
+
+    def shared_pool_ensure(self, spec: PoolSpec) -> None:
+        raise unsupported("shared storage pools", f"{_HERE} (datastores are managed in vCenter)")
 
     def network_ensure(self, spec: NetworkSpec) -> None:
         raise unsupported("network creation", f"{_HERE} (portgroups are managed in vCenter)")

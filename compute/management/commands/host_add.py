@@ -28,6 +28,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--shared-storage", action="store_true", help="the pool is shared by every host of the cluster"
         )
+        parser.add_argument(
+            "--network-node",
+            action="store_true",
+            help="the host holds its cluster's (or site's) router gateways, SNAT, elastic IPs and port forwards",
+        )
+        parser.add_argument(
+            "--migration-bandwidth", type=int, default=0, help="MiB/s for migrations leaving the host (0: no limit)"
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options):
@@ -42,7 +50,9 @@ class Command(BaseCommand):
                 domain_type=options["domain_type"],
                 storage_pool=options["storage_pool"],
                 shared_storage=options["shared_storage"],
+                network_node=options["network_node"],
                 data_address=options["data_address"],
+                migration_bandwidth_mib=options["migration_bandwidth"],
             )
         except ServiceError as exc:
             reason = exc.detail.get("reason", "") if isinstance(exc.detail, dict) else ""

@@ -5,6 +5,8 @@ database and broker (DATABASE_URL, CELERY_BROKER_URL) and the host's local libvi
 heartbeat at once, then runs what the portal sends to its queue (heartbeats every 30 s).
 """
 
+import logging
+import os
 import socket
 
 from django.core.management.base import BaseCommand, CommandError
@@ -24,16 +26,25 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from celery import current_app as app
 
+        from compute.networking.gateway import AGENT_ENV
+        from compute.tasks.edge import edge_sync
         from compute.tasks.hosts import host_heartbeat
 
         name = options["host"] or socket.gethostname().split(".")[0]
         host = Host.objects.select_related("endpoint").filter(endpoint__name=name).first()
         if host is None:
             raise CommandError(f"host_not_found: no host {name!r} (add it first: manage.py host_add)")
+        # Work that edits this host (its gateways' namespaces and firewall) runs only in its own agent.
+        os.environ[AGENT_ENV] = name
         try:
             host_heartbeat(name)  # alive from the first second, before the first beat arrives
         except ServiceError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
+        if host.is_network_node:
+            try:
+                edge_sync(name)  # what changed while the agent was away, before the queue is read
+            except Exception:  # noqa: BLE001 - the queued requests retry it; the agent must start
+                logging.getLogger(__name__).exception("host agent %s: first gateway sync failed", name)
         self.stdout.write(f"host agent {name}: consuming {host.queue}")
         app.worker_main(
             [

@@ -1,0 +1,388 @@
+"""Gateway, SNAT, elastic IPs and port forwards on a network node of the testbed, applied by its own agent.
+
+h1 is the network node of site east (``host_add --network-node``) and its agent (``manage.py host_agent``)
+runs inside it. The desktops are rows of the portal on h1 or h2 whose NICs IPAM allocated; until the
+guest OS and the span overlay are on main, each "VM" is a network namespace inside its host with the
+desktop's address on a veth in the network's bridge (``bridge_name(network, endpoint)``), serving
+HTTP on port 80, and a desktop on h2 reaches h1's bridge over a VXLAN made by the test the way the
+overlay makes it (docs/testbed.md, "Networks between hosts"). This machine plays the campus: it
+routes the public pool to h1's management address (removed after) and reaches the desktops at their
+public addresses; it also listens on its own management address and sees who connects (SNAT).
+"""
+
+import contextlib
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.core.management import call_command
+
+from compute import networking
+from compute.models import Endpoint, Host
+from network import services as network_services
+from network.models import ElasticIP, PortForward, PublicPool
+from tests.network.conftest import desktop_row, tenant_network
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.testbed, pytest.mark.worker]
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = "203.0.113.224/28"  # a pool no other test routes
+CIDR = "10.77.61.0/24"
+
+
+def _wait(predicate, timeout=60.0, step=0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return True
+        time.sleep(step)
+    return False
+
+
+def _get(url: str, timeout: float = 3.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - a test URL
+        return answer.read().decode().strip()
+
+
+def _ping(address: str, timeout: float = 3.0) -> bool:
+    """One ICMP echo from this machine (no ping binary here): whether the reply came."""
+    ident = 0x4343
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"campuscloud!"  # an even length
+    checksum = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    checksum = (checksum >> 16) + (checksum & 0xFFFF)
+    checksum = ~(checksum + (checksum >> 16)) & 0xFFFF
+    packet = header[:2] + struct.pack("!H", checksum) + header[4:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (address, 0))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data, peer = sock.recvfrom(2048)
+            icmp = data[(data[0] & 0x0F) * 4 :]
+            if peer[0] == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+                return True
+    return False
+
+
+@pytest.fixture
+def portal_broker(testbed, monkeypatch):
+    """The portal side sends to the testbed's own Redis (the agents' broker), on a database of this test."""
+    from portal.celery import app
+
+    url = testbed.broker_url.rsplit("/", 1)[0] + "/6"
+    before = app.conf.broker_url
+    redis.Redis.from_url(url).flushdb()
+
+    def switch(to):
+        # Celery reads CELERY_BROKER_URL from the environment before its own setting.
+        monkeypatch.setenv("CELERY_BROKER_URL", to)
+        app.conf.broker_url = to
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    switch(url)
+    assert app.connection_for_write().as_uri().endswith(url.rsplit("@", 1)[-1].split("//", 1)[-1])
+    yield url
+    switch(before)
+    redis.Redis.from_url(url).flushdb()
+
+
+class FakeVMs:
+    """Network namespaces inside a testbed host standing for desktops on a network's bridge."""
+
+    def __init__(self, host, bridge: str, gateway: str, prefixlen: int):
+        self.host, self.bridge, self.gateway, self.prefixlen = host, bridge, gateway, prefixlen
+        self.names: list[str] = []
+        self.servers: list[subprocess.Popen] = []
+        self.devices: list[str] = []
+        host.run("ip", "link", "del", bridge, check=False)  # a failed run's
+        host.run("ip", "link", "add", bridge, "type", "bridge")
+        host.run("ip", "link", "set", bridge, "up")
+
+    def add(self, name: str, ip: str, tmp_path: Path) -> None:
+        run = self.host.run
+        run("ip", "netns", "del", name, check=False)  # a failed run's
+        run("ip", "netns", "add", name)
+        self.names.append(name)
+        run("ip", "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0", "netns", name)
+        run("ip", "link", "set", f"v{name}", "master", self.bridge, "up")
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        run("ip", "-n", name, "addr", "add", f"{ip}/{self.prefixlen}", "dev", "eth0")
+        run("ip", "-n", name, "link", "set", "eth0", "up")
+        run("ip", "-n", name, "route", "add", "default", "via", self.gateway)
+        site = tmp_path / name
+        site.mkdir()
+        (site / "index.html").write_text(name)
+        self.servers.append(
+            self.host.popen(
+                "ip", "netns", "exec", name, sys.executable, "-m", "http.server", "80", "--directory", str(site)
+            )
+        )
+
+    def connect(self, name: str, address: str, port: int) -> None:
+        """From inside the fake VM: one TCP connection to address:port."""
+        script = f"import socket; socket.create_connection(({address!r}, {port}), timeout=5).close()"
+        self.host.run("ip", "netns", "exec", name, sys.executable, "-c", script)
+
+    def vxlan(self, vni: int, peer) -> None:
+        """The overlay's part (until span's is on main): a VXLAN to ``peer``'s data address in the bridge."""
+        run, device = self.host.run, f"vx{vni}"
+        run("ip", "link", "del", device, check=False)
+        local = self.host.data_address
+        options = ("id", str(vni), "local", local, "dstport", "4789", "nolearning")
+        run("ip", "link", "add", device, "type", "vxlan", *options)
+        run("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", device, "dst", peer.data_address)
+        run("ip", "link", "set", device, "master", self.bridge, "up")
+        self.devices.append(device)
+
+    def close(self) -> None:
+        for device in self.devices:
+            self.host.run("ip", "link", "del", device, check=False)
+        for server in self.servers:
+            server.terminate()
+            server.wait(timeout=10)
+        for name in self.names:
+            self.host.run("ip", "netns", "del", name, check=False)
+        self.host.run("ip", "link", "del", self.bridge, check=False)
+
+
+class Listener:
+    """A TCP listener on this machine that records the source address of each connection."""
+
+    def __init__(self, address: str):
+        self.sock = socket.create_server((address, 0))
+        self.port = self.sock.getsockname()[1]
+        self.peers: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            self.peers.append(peer[0])
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def _agent(host, broker: str, settings):
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.mysql":
+        pytest.fail("the testbed's agents reach the database through MariaDB's socket: run on MariaDB")
+    database_url = f"mysql://{quote(db['USER'])}:{quote(db['PASSWORD'] or '')}@localhost/{db['NAME']}"
+    return host.popen(
+        sys.executable,
+        "manage.py",
+        "host_agent",
+        "--host",
+        host.name,
+        cwd=ROOT,
+        env={"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker},
+    )
+
+
+def _stop(agent) -> None:
+    agent.terminate()
+    try:
+        agent.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait(timeout=10)
+
+
+def _host_cleanup(host, network_id: int) -> None:
+    """What the agent made on the host: the gateway namespace and the host's CCGW chains."""
+    host.run("ip", "netns", "del", f"ccgw{network_id}", check=False)
+    script = "from compute.drivers.hostfw import HostFirewall; HostFirewall('CCGW').teardown()"
+    host.run(sys.executable, "-c", script, check=False)
+
+
+def _add_host(host, *extra: str) -> None:
+    out = []
+
+    class Out:
+        def write(self, text):
+            out.append(text)
+
+    call_command(
+        "host_add",
+        "--name",
+        host.name,
+        "--uri",
+        host.uri,
+        "--site",
+        host.site,
+        "--cluster",
+        f"{host.site}-general",
+        "--domain-type",
+        "qemu",
+        *extra,
+        "--json",
+        stdout=Out(),
+    )
+    assert json.loads("".join(out))["host"] == host.name
+
+
+def _applied(model, pk) -> tuple[bool, str, str]:
+    row = model.objects.get(pk=pk)
+    return row.applied, row.applied_to, row.apply_note
+
+
+@pytest.mark.django_db(transaction=True)
+def test_elastic_ips_and_forwards_reach_desktops_through_the_network_node_and_desktops_leave_through_its_gateway(
+    testbed, scenario, settings, portal_broker, tmp_path
+):
+    h1 = testbed["h1"]
+    _add_host(h1, "--network-node")
+    node = Host.objects.get(name=h1.name)
+    assert node.is_network_node and node.address == h1.address
+    endpoint = Endpoint.objects.get(name=h1.name)
+    network = tenant_network(scenario, cidr=CIDR, name="edge")
+    subnet = network.subnets.get()
+    desktops = [desktop_row(scenario.tenant_a, endpoint) for _ in range(2)]
+    (a1,) = networking.desktop_nics_allocate(desktop=desktops[0], network=network)
+    (a2,) = networking.desktop_nics_allocate(desktop=desktops[1], network=network)
+    here = h1.address.rsplit(".", 1)[0] + ".1"  # this machine on the management network
+    vms = FakeVMs(h1, networking.bridge_name(network, endpoint), subnet.gateway, 24)
+    listener = Listener(here)
+    queue = redis.Redis.from_url(portal_broker)
+    agent = None
+    subprocess.run(["ip", "route", "replace", PUBLIC, "via", h1.address], check=True)
+    try:
+        vms.add("vm1", a1.ip, tmp_path)
+        vms.add("vm2", a2.ip, tmp_path)
+        pool = PublicPool.objects.create(name="edge-pool", cidr=PUBLIC)
+        eip1 = network_services.elastic_ip_allocate(actor=scenario.tenant_admin, tenant=scenario.tenant_a, pool=pool)
+        eip1 = network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip1, address=a1)
+        eip2 = network_services.elastic_ip_allocate(actor=scenario.tenant_admin, tenant=scenario.tenant_a, pool=pool)
+        forward = network_services.port_forward_create(
+            actor=scenario.tenant_admin, eip=eip2, address=a2, public_port=8080, private_port=80
+        )
+
+        # No agent yet: the work waits in h1's queue, the rows say so, nothing is applied anywhere.
+        report = networking.forwarding_apply(eip_id=eip1.pk)
+        networking.forwarding_apply(eip_id=eip2.pk)
+        assert report["errors"] == [] and report["waiting"]
+        applied, applied_to, note = _applied(ElasticIP, eip1.pk)
+        assert (applied, applied_to) == (False, "") and "等待主机代理" in note and "代理离线" in note
+        assert queue.llen(node.queue) == 2
+        assert f"ccgw{network.pk}" not in h1.run("ip", "netns", "list").stdout
+        with pytest.raises(OSError):
+            _get(f"http://{eip1.ip}/", timeout=1)
+
+        # The agent comes: it applies what waited, on its own host; not while the bridge holds the
+        # gateway itself (libvirt's NAT model), which would make two gateways answer.
+        h1.run("ip", "addr", "add", f"{subnet.gateway}/24", "dev", vms.bridge)
+        agent = _agent(h1, portal_broker, settings)
+        assert _wait(lambda: "holds the gateway" in _applied(ElasticIP, eip1.pk)[2]), _applied(ElasticIP, eip1.pk)
+        assert not ElasticIP.objects.get(pk=eip1.pk).applied
+        h1.run("ip", "addr", "del", f"{subnet.gateway}/24", "dev", vms.bridge)
+        networking.forwarding_apply(eip_id=eip1.pk)
+        assert _wait(lambda: _applied(ElasticIP, eip1.pk)[:2] == (True, h1.name)), _applied(ElasticIP, eip1.pk)
+        assert _wait(lambda: _applied(PortForward, forward.pk)[:2] == (True, h1.name))
+        assert _wait(lambda: queue.llen(node.queue) == 0)
+        assert f"ccgw{network.pk}" in h1.run("ip", "netns", "list").stdout
+
+        # From the campus (this machine): the 1:1 address and the forwarded port reach their desktops.
+        assert _wait(lambda: _get(f"http://{eip1.ip}/") == "vm1", timeout=20)
+        assert _get(f"http://{eip2.ip}:8080/") == "vm2"
+        assert _ping(eip1.ip), f"{eip1.ip} does not answer ping"
+
+        # Outwards: a desktop without an elastic IP leaves as the network node; one with it, as its address.
+        vms.connect("vm2", here, listener.port)
+        vms.connect("vm1", here, listener.port)
+        assert _wait(lambda: len(listener.peers) == 2, timeout=10)
+        assert listener.peers == [h1.address, eip1.ip]
+
+        # Drift on the node (a route and the namespace's DNAT gone): the periodic repair puts them back.
+        h1.run("ip", "route", "del", f"{eip1.ip}/32")
+        h1.run("ip", "netns", "exec", f"ccgw{network.pk}", "iptables", "-t", "nat", "-F", "CC-DNAT")
+        with pytest.raises(OSError):
+            _get(f"http://{eip1.ip}/", timeout=1)
+        networking.forwarding_sync()
+        assert _wait(lambda: _get(f"http://{eip1.ip}/", timeout=1) == "vm1", timeout=30)
+        assert _get(f"http://{eip2.ip}:8080/") == "vm2"
+
+        # Unbound: the 1:1 address goes from the node; the forward stays.
+        network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip1, address=None)
+        networking.forwarding_apply(eip_id=eip1.pk)
+        assert _wait(lambda: eip1.ip not in h1.run("ip", "route", "show").stdout, timeout=30)
+        with pytest.raises(OSError):
+            _get(f"http://{eip1.ip}/", timeout=1)
+        assert _get(f"http://{eip2.ip}:8080/") == "vm2"
+    finally:
+        if agent is not None:
+            _stop(agent)
+        subprocess.run(["ip", "route", "del", PUBLIC], check=False, capture_output=True)
+        listener.close()
+        vms.close()
+        _host_cleanup(h1, network.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_desktop_on_another_host_of_the_site_is_reached_and_leaves_through_the_network_node(
+    testbed, scenario, settings, portal_broker, tmp_path
+):
+    h1, h2 = testbed["h1"], testbed["h2"]
+    assert h1.site == h2.site
+    _add_host(h1, "--network-node")
+    _add_host(h2)
+    endpoint = Endpoint.objects.get(name=h2.name)
+    network = tenant_network(scenario, cidr="10.77.62.0/24", name="edge2")
+    subnet = network.subnets.get()
+    (a1,) = networking.desktop_nics_allocate(desktop=desktop_row(scenario.tenant_a, endpoint), network=network)
+    bridge = networking.bridge_name(network, endpoint)
+    assert bridge == networking.bridge_name(network, Endpoint.objects.get(name=h1.name))
+    here = h1.address.rsplit(".", 1)[0] + ".1"
+    near, far = FakeVMs(h1, bridge, subnet.gateway, 24), FakeVMs(h2, bridge, subnet.gateway, 24)
+    listener = Listener(here)
+    agent = None
+    subprocess.run(["ip", "route", "replace", PUBLIC, "via", h1.address], check=True)
+    try:
+        near.vxlan(4260, h2)
+        far.vxlan(4260, h1)
+        far.add("vm3", a1.ip, tmp_path)
+        pool = PublicPool.objects.create(name="edge-pool2", cidr=PUBLIC)
+        eip = network_services.elastic_ip_allocate(actor=scenario.tenant_admin, tenant=scenario.tenant_a, pool=pool)
+        eip = network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip, address=a1)
+        agent = _agent(h1, portal_broker, settings)
+        networking.forwarding_apply(eip_id=eip.pk)
+
+        # Applied on h1, the network node, not on h2 where the desktop runs.
+        assert _wait(lambda: _applied(ElasticIP, eip.pk)[:2] == (True, h1.name)), _applied(ElasticIP, eip.pk)
+        assert f"ccgw{network.pk}" in h1.run("ip", "netns", "list").stdout
+        assert "ccgw" not in h2.run("ip", "netns", "list").stdout
+        assert "-j CC" not in h2.run("iptables", "-t", "nat", "-S").stdout
+        assert _wait(lambda: _get(f"http://{eip.ip}/") == "vm3", timeout=20)
+        assert _ping(eip.ip)
+
+        # Out through the gateway on h1: the destination sees the elastic IP; unbound, the node's address.
+        far.connect("vm3", here, listener.port)
+        network_services.elastic_ip_associate(actor=scenario.tenant_admin, eip=eip, address=None)
+        networking.forwarding_apply(eip_id=eip.pk)
+        assert _wait(lambda: eip.ip not in h1.run("ip", "route", "show").stdout, timeout=30)
+        far.connect("vm3", here, listener.port)
+        assert _wait(lambda: len(listener.peers) == 2, timeout=10)
+        assert listener.peers == [eip.ip, h1.address]
+    finally:
+        if agent is not None:
+            _stop(agent)
+        subprocess.run(["ip", "route", "del", PUBLIC], check=False, capture_output=True)
+        listener.close()
+        far.close()
+        near.close()
+        _host_cleanup(h1, network.pk)
