@@ -33,13 +33,13 @@ def free_port() -> int:
 
 
 def uvicorn(port: int, *, env: dict, workers: int = 2) -> subprocess.Popen:
-    """The portal under uvicorn on 127.0.0.1:``port``, once it accepts connections (or after 10 s)."""
+    """The portal under uvicorn on 127.0.0.1:``port``, once it accepts connections (or after 60 s: a busy machine)."""
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--lifespan", "off", "--log-level", "warning", "--workers", str(workers)],
         cwd=ROOT, env=env,
     )  # fmt: skip
-    for _ in range(100):
+    for _ in range(600):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break

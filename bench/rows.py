@@ -23,6 +23,7 @@ class Endpoint:
     user: Callable[[dict], User]
     grow: Callable[[dict, int], None]
     session: bool = False  # an HTML page: a session cookie, not a token
+    full: bool = False  # grown (or measured) at the full size too: the campus's big tables
 
     def url(self, world: dict) -> str:
         """The path with the world's ids filled in (``{pool}``: the first pool of 60 seats)."""
@@ -169,8 +170,8 @@ def _auditor(world: dict) -> User:
 
 
 ENDPOINTS = [
-    Endpoint("/api/v1/desktops/", _admin, grow_desktops),
-    Endpoint("/api/v1/audit-events/", _auditor, grow_audit_events),
+    Endpoint("/api/v1/desktops/", _admin, grow_desktops, full=True),
+    Endpoint("/api/v1/audit-events/", _auditor, grow_audit_events, full=True),
     Endpoint("/api/v1/requests/", _admin, grow_requests),
     Endpoint("/api/v1/volumes/", _admin, grow_volumes),
     Endpoint("/api/v1/pools/", _admin, rows_campus.grow_seats),
@@ -179,9 +180,9 @@ ENDPOINTS = [
     Endpoint("/api/v1/usage/", _admin, rows_campus.grow_usage),
     Endpoint("/api/v1/invoices/", _admin, rows_campus.grow_invoices),
     # The HTML list pages, on the rows above.
-    Endpoint("/compute/", _admin, _none, session=True),
+    Endpoint("/compute/", _admin, _none, session=True, full=True),
     Endpoint("/classroom/pools/{pool}/", _admin, _none, session=True),
     Endpoint("/tenants/requests/", _admin, _none, session=True),
-    Endpoint("/audit/", _auditor, _none, session=True),
+    Endpoint("/audit/", _auditor, _none, session=True, full=True),
     Endpoint("/billing/usage/", _admin, _none, session=True),
 ]

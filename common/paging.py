@@ -45,6 +45,9 @@ def row_count(queryset) -> int:
     counted = cache.get(key)
     if counted is not None:
         return counted
+    if not unordered.query.combinator and not unordered.query.distinct:
+        # The keys alone: annotations (a pool's seat counts) are not worked out for rows only counted.
+        unordered = unordered.values("pk")
     counted = unordered[: LARGE_COUNT + 1].count()
     if counted > LARGE_COUNT:
         counted = unordered.count()

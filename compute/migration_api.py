@@ -83,7 +83,7 @@ def _host(request, pk) -> Host:
     try:
         return selectors.host_get_for(request.user, pk=pk)
     except Host.DoesNotExist as exc:
-        raise NotFound(code=ComputeError.HOST_NOT_FOUND) from exc
+        raise NotFound() from exc  # a host is the system admin's: nobody else learns it exists
 
 
 class DesktopMigrateView(APIView):

@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -11,6 +12,20 @@ from compute.classroom.services import schedule
 from compute.models import Desktop, Endpoint
 from compute.selectors import desktop_list_for
 from tenants.selectors import course_list_for
+
+
+def _active_seats(**desktop_filter) -> Coalesce:
+    """How many active seats of the pool (whose desktop matches ``desktop_filter``): a subquery per
+    row of the page. As a JOIN with GROUP BY it made every page (and its count) join and group all
+    seats of all visible pools: ~1,700 pools and 100,000 seats at campus scale."""
+    seats = (
+        Seat.objects.filter(pool=OuterRef("pk"), state=Seat.State.ACTIVE, **desktop_filter)
+        .order_by()
+        .values("pool")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(seats, output_field=IntegerField()), 0)
 
 
 def pool_list_for(user, *, search: str = "") -> QuerySet[DesktopPool]:
@@ -23,18 +38,9 @@ def pool_list_for(user, *, search: str = "") -> QuerySet[DesktopPool]:
         DesktopPool.objects.filter(course__in=courses.values("pk"))
         .select_related("course__teacher", "tenant", "image_version__image", "flavor__gpu_profile")
         .annotate(
-            seat_count=Count("seats", filter=Q(seats__state=Seat.State.ACTIVE), distinct=True),
-            ready_count=Count(
-                "seats",
-                filter=Q(seats__state=Seat.State.ACTIVE)
-                & Q(seats__desktop__state__in=[Desktop.State.RUNNING, Desktop.State.STOPPED]),
-                distinct=True,
-            ),
-            failed_count=Count(
-                "seats",
-                filter=Q(seats__state=Seat.State.ACTIVE, seats__desktop__state=Desktop.State.ERROR),
-                distinct=True,
-            ),
+            seat_count=_active_seats(),
+            ready_count=_active_seats(desktop__state__in=[Desktop.State.RUNNING, Desktop.State.STOPPED]),
+            failed_count=_active_seats(desktop__state=Desktop.State.ERROR),
         )
     )
     if search:

@@ -149,7 +149,16 @@ def desktop_network_prepare(*, desktop: Desktop, driver: HypervisorDriver) -> tu
             network_ensure_on(network=network, endpoint=endpoint, driver=driver)
         define_filters(addresses, endpoint, driver)
         _push(addresses, endpoint, driver)
+        _gateway_request(endpoint)
     return nic_specs(desktop, addresses)
+
+
+def _gateway_request(endpoint: Endpoint) -> None:
+    """A desktop on a registered host reaches the outside through its network node's gateway: ask
+    that node's agent to converge now (after the commit), rather than at the next periodic sync."""
+    from compute.networking.gateway import gateways_request_for
+
+    transaction.on_commit(lambda: gateways_request_for(endpoint))
 
 
 def _push(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> list[Address]:

@@ -192,6 +192,24 @@ def _converge(specs: list[gw.GatewaySpec], report: dict) -> dict[int, str]:
     return failed
 
 
+def _bridges_ensure(node: Host | None, specs: list[gw.GatewaySpec], report: dict) -> None:
+    """The network node holds the bridge of every router network it is the gateway of: on a node
+    with a data address that bridge joins the network's VXLAN (the desktops may all be on other
+    hosts), so the gateway's leg reaches them. Defined through the node's own libvirtd."""
+    from compute.networking.bindings import network_ensure_on
+    from compute.networking.overlay import span_spec
+
+    if node is None or not specs:
+        return
+    for network in Network.objects.filter(pk__in=[spec.index for spec in specs]).order_by("pk"):
+        if span_spec(network, node.endpoint) is None:
+            continue  # no data address: the node's own desktops' network is already here, or none is
+        try:
+            network_ensure_on(network=network, endpoint=node.endpoint)
+        except DriverError as exc:
+            report["errors"].append(f"network {network.pk}: {exc.message}")
+
+
 def edge_sync(*, host_name: str) -> dict:
     """On the network node's agent: converge this host's gateways with the database and record on
     every elastic IP and port forward into them whether it is applied here, or why not.
@@ -211,6 +229,7 @@ def edge_sync(*, host_name: str) -> dict:
         specs, wanted, refused = [], [], {}
     else:
         specs, wanted, refused = edge_plan(node)
+    _bridges_ensure(node, specs, report)
     failed = _converge(specs, report)
     for each in wanted:
         if each.spec is None:

@@ -69,3 +69,15 @@ def test_a_large_set_is_counted_once_and_kept(memberships, monkeypatch):
     assert len(queries) == 2  # the first from the cache; another filter is another count
     assert paging.row_count(memberships.none()) == 0
     cache.clear()
+
+
+def test_a_count_leaves_the_rows_annotations_out(memberships):
+    from django.db.models import F, Value
+    from django.db.models.functions import Concat
+
+    from common.paging import row_count
+
+    annotated = memberships.annotate(label=Concat(F("user__username"), Value("-annotated-")))
+    with CaptureQueriesContext(connection) as queries:
+        assert row_count(annotated) == 23
+    assert len(queries) == 1 and "-annotated-" not in queries[0]["sql"]

@@ -1,6 +1,6 @@
 """Objects of tenant `cs` for tests/api/test_isolation.py: a user of `me` must get a 404 on each."""
 
-from compute.models import Cluster, Endpoint, Flavor, Image, Site, Snapshot, Volume
+from compute.models import Cluster, Endpoint, Flavor, Host, Image, Site, Snapshot, Volume
 
 
 def _desktop(scenario):
@@ -52,6 +52,11 @@ def _endpoint(scenario):
     return {"id": endpoint.pk}
 
 
+def _host(scenario):
+    endpoint = Endpoint.objects.get(pk=_endpoint(scenario)["id"])
+    return {"id": Host.objects.get_or_create(endpoint=endpoint, name="iso")[0].pk}
+
+
 def _desktop_id(scenario):
     return {"id": _desktop(scenario).pk}
 
@@ -75,4 +80,8 @@ MAKERS = {
     "/api/v1/flavors/{id}/": _flavor,
     "/api/v1/endpoints/{id}/": _endpoint,
     "/api/v1/sites/{id}/": lambda scenario: {"id": _site(scenario).pk},
+    "/api/v1/desktops/{id}/migrate/": _desktop_id,
+    "/api/v1/desktops/{id}/migrate/cancel/": _desktop_id,
+    "/api/v1/hosts/{id}/maintenance/": _host,
+    "/api/v1/hosts/{id}/events/": _host,
 }

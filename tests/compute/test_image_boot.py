@@ -9,9 +9,10 @@ from django.test import Client
 
 from common.errors import InvalidInput
 from compute import services
+from compute.drivers.base import BootSpec
 from compute.errors import ComputeError
 from compute.hypervisor import vm_spec
-from compute.models import Desktop, ImageVersion
+from compute.models import Desktop, Endpoint, Image, ImageVersion
 from tests import factories
 from tests.compute.conftest import desktop_of
 
@@ -134,3 +135,11 @@ def test_a_disk_image_gives_no_boot_spec(scenario, compute_env):
     desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
     assert vm_spec(desktop).boot is None
     assert ImageVersion.objects.get(pk=compute_env.version.pk).image.kernel_path == ""
+
+
+def test_only_libvirt_desktops_boot_the_kernel(scenario, compute_env):
+    Image.objects.filter(pk=compute_env.image.pk).update(kernel_path=KERNEL, kernel_cmdline="console=ttyS0")
+    desktop = desktop_of(scenario.tenant_a, env=compute_env, owner=scenario.student)
+    assert vm_spec(Desktop.objects.get(pk=desktop.pk)).boot == BootSpec(kernel=KERNEL, cmdline="console=ttyS0")
+    Endpoint.objects.filter(pk=compute_env.endpoint.pk).update(kind=Endpoint.Kind.VCENTER)
+    assert vm_spec(Desktop.objects.get(pk=desktop.pk)).boot is None  # a vCenter template boots itself

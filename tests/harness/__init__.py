@@ -12,6 +12,8 @@
 - ``vcsim``: private vCenter simulators (``Vcsim``, and ``vcsim`` for a test module).
 - ``testbed``: the multi-host testbed of scripts/testbed.sh (``testbed``: hosts in their own
   namespaces, each with its own libvirtd).
+- ``guest``: testbed desktops that run a real tiny OS (``guest_os``: Debian's cloud kernel and a
+  busybox initramfs): ``guest_env``, ``guest_log``, ``wait_for_guest``, ``guest_address``, ``guest_ping``.
 - ``processes`` and ``waiting``: what those share: the worker's database URL, free ports, stopping a
   process, waiting for a row to change.
 """

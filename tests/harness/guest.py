@@ -5,7 +5,7 @@ testbed; ``@pytest.mark.django_db(transaction=True)`` when real tasks run on com
 
 - ``guest_boot`` (session): the guest's kernel and initrd copied to the testbed's shared storage;
   ``.kernel`` / ``.initrd`` are their paths inside the hosts, ``.cmdline`` the base command line.
-- ``guest_env``: every testbed host registered as a compute node (``host_add``, cluster
+- ``guest_env``: every testbed host registered as a compute node unless the test did (``host_add``, cluster
   ``<site>-general``, TCG) with a desktop pool on the shared storage and an empty golden qcow2; an
   image that boots the guest (``.image``), a version of it per site (``.versions["east"]``,
   ``.version_for("h3")``), a 1 vCPU / 128 MiB flavor (``.flavor``; the cloud kernel needs more than
@@ -16,6 +16,9 @@ testbed; ``@pytest.mark.django_db(transaction=True)`` when real tasks run on com
   those peers.
 - ``guest_env.open_port(actor, tenant, 80)``: the tenant's default security group lets in SSH, RDP
   and ping only; this adds TCP 80 (the guest's HTTP) for ``guest_http``/``guest_ping``.
+- ``guest_env.desktop_on("h1", actor=..., tenant=..., owner=..., versions=None)``: a desktop of
+  the guest image on that host (``desktop_create(endpoint=...)``), running when it returns under
+  ``eager`` (with a real worker: still provisioning, wait for it).
 - ``guest_env.free_cidr()``: a /24 that no testbed host routes yet (for ``network_create``).
 - ``guest_log(desktop)``: what the desktop's guest printed on its serial console since its last
   start, read on the host that runs it (``desktop.host``).
@@ -159,6 +162,29 @@ class GuestEnv:
     def version_for(self, host_name: str):
         return self.versions[self.testbed[host_name].site]
 
+    def desktop_on(self, host_name: str, *, actor, tenant, owner=None, name: str = "", versions=None):
+        """A desktop of the guest image (or of ``versions``, from ``image_with``) placed on that host
+        through ``desktop_create``; with eager tasks it is running when this returns (asserted)."""
+        from compute import services
+        from compute.models import Desktop
+
+        site = self.testbed[host_name].site
+        desktop = services.desktop_create(
+            actor=actor,
+            tenant=tenant,
+            image_version=(versions or self.versions)[site],
+            flavor=self.flavor,
+            owner=owner or actor,
+            name=name or f"guest-{host_name}",
+            endpoint=self.hosts[host_name].endpoint,
+        )
+        desktop.refresh_from_db()
+        if desktop.state == Desktop.State.PROVISIONING:
+            return desktop  # a real worker runs the task: the caller waits (tests.harness.waiting.wait_state)
+        assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
+        assert desktop.host.name == host_name
+        return desktop
+
     def image_with(self, actor, extra_cmdline: str, *, name: str = ""):
         """Another guest image whose kernel command line adds ``extra_cmdline``; a version per site
         on the same golden volume. Returns {site: version}."""
@@ -278,7 +304,8 @@ def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
                 conn.storagePoolCreateXML(_pool_xml(env.pool, testbed.shared_path), 0)
             finally:
                 conn.close()
-            add_host(host, shared_storage_pool=env.pool)
+            if not Host.objects.filter(name=host.name).exists():  # the test may have added it itself
+                add_host(host, shared_storage_pool=env.pool)
         for endpoint in Endpoint.objects.filter(hosts__name__in=[h.name for h in testbed]):
             endpoint.options = {
                 **endpoint.options,

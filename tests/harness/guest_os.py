@@ -11,7 +11,8 @@ What the guest does (its /init, a busybox shell script, is PID 1):
 
       CCGUEST ip=10.0.0.5 mac=52:54:00:12:34:56 gw=10.0.0.1 mask=24 hostname=cc-xyz
 
-  again after each new lease,
+  again after each new lease; ``CCGUEST dhcp leasefail`` each time a round of DHCP requests got no
+  answer (about every 12 s while nobody answers),
 - answers ping (the kernel) and HTTP on port 80 (``cc.port=N`` changes it): ``/`` answers
   ``<hostname> <ip>``, ``/cgi-bin/ping?<ip>`` pings that address once from the guest, answers
   ``<ip> ok|fail`` and prints ``CCGUEST ping <ip> ok|fail`` on the console,
@@ -82,6 +83,9 @@ UDHCPC = r"""#!/bin/sh
 case "$1" in
   deconfig)
     ip addr flush dev "$interface"
+    ;;
+  leasefail|nak)
+    echo "MARK dhcp $1" > /dev/console
     ;;
   bound|renew)
     old="$(cat /run/ip 2>/dev/null)"

@@ -248,3 +248,48 @@ def test_the_host_page_names_and_unnames_the_network_node_for_the_system_admin_o
     assert sent == [("edge-n7", "host.edge-n7", {})]
     admin.post(url, {"on": "0"})
     assert not Host.objects.get(pk=host.pk).is_network_node
+
+
+def test_a_network_node_with_a_data_address_holds_the_bridge_of_every_network_it_is_the_gateway_of(
+    scenario, sent, monkeypatch
+):
+    """The desktops may all be on other hosts: the node's agent defines the network on its own libvirtd
+    (its bridge joins the VXLAN) before it builds the gateway's leg in that bridge."""
+    from compute.networking import bindings
+
+    node_ep, node = _registered(scenario, "edge-n5", "10.213.90.51", node=True)
+    compute_ep, _host = _registered(scenario, "edge-g", "10.213.90.52")
+    network, *_rest = _eip_with_forward(scenario, compute_ep, cidr="10.231.9.0/24", pool_cidr="203.0.113.208/28")
+    ensured, applied = [], []
+
+    def ensure(*, network, endpoint):
+        ensured.append((network.pk, endpoint.name))
+
+    monkeypatch.setattr(bindings, "network_ensure_on", ensure)
+    monkeypatch.setattr(gw, "gateway_apply", lambda spec: applied.append((spec.index, spec.bridge)) or "added")
+    monkeypatch.setattr(gw, "namespaces", lambda: set())
+    monkeypatch.setenv(gateway.AGENT_ENV, "edge-n5")
+
+    gateway.edge_sync(host_name="edge-n5")
+    assert ensured == [] and applied == [(network.pk, networking.bridge_name(network, node_ep))]
+
+    Host.objects.filter(pk=node.pk).update(data_address="10.213.91.51")
+    Host.objects.filter(endpoint=compute_ep).update(data_address="10.213.91.52")
+    report = gateway.edge_sync(host_name="edge-n5")
+    assert ensured == [(network.pk, "edge-n5")]
+    assert report["errors"] == []
+
+
+def test_preparing_a_desktops_network_on_a_registered_host_asks_its_node_for_the_gateway_after_commit(
+    scenario, sent, django_capture_on_commit_callbacks
+):
+    from compute.hypervisor import driver_for
+
+    _registered(scenario, "edge-n6", "10.213.90.61", node=True)
+    compute_ep, _host = _registered(scenario, "edge-k", "10.213.90.62")
+    network = tenant_network(scenario, cidr="10.231.10.0/24", name="prep")
+    desktop = desktop_row(scenario.tenant_a, compute_ep)
+    networking.desktop_nics_allocate(desktop=desktop, network=network)
+    with django_capture_on_commit_callbacks(execute=True):
+        networking.desktop_network_prepare(desktop=desktop, driver=driver_for(compute_ep))
+    assert ("edge-n6", "host.edge-n6", {}) in sent

@@ -10,23 +10,9 @@ from compute import services
 from compute.models import Desktop
 from compute.networking.specs import bridge_name
 from network import services as network_services
-from tests.harness.guest import guest_address, guest_http, guest_ping, host_ping, wait_for_guest
+from tests.harness.guest import guest_address, guest_http, guest_log, guest_ping, host_ping, wait_for_guest
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.testbed]
-
-
-def _desktop(scenario, version, flavor, name: str) -> Desktop:
-    desktop = services.desktop_create(
-        actor=scenario.sysadmin,
-        tenant=scenario.tenant_a,
-        image_version=version,
-        flavor=flavor,
-        owner=scenario.student,
-        name=name,
-    )
-    desktop.refresh_from_db()
-    assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
-    return desktop
 
 
 def _host_address_on(host, bridge: str, cidr: str) -> str:
@@ -46,7 +32,7 @@ def test_the_guest_takes_the_address_ipam_gave_its_desktop_and_the_host_reaches_
     network = network_services.network_create(actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr=cidr)
     subnet = network.subnets.get()
 
-    desktop = _desktop(scenario, guest_env.versions["east"], guest_env.flavor, "guest-1")
+    desktop = guest_env.desktop_on("h1", actor=scenario.sysadmin, tenant=scenario.tenant_a, owner=scenario.student)
 
     assert desktop.guest_ip and desktop.mac  # IPAM's allocation, before the guest ever ran
     seen = guest_address(desktop)
@@ -68,14 +54,32 @@ def test_two_guests_on_one_host_ping_each_other(testbed, scenario, guest_env, ea
         actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr=guest_env.free_cidr()
     )
     guest_env.open_port(scenario.sysadmin, scenario.tenant_a, 80)
-    first = _desktop(scenario, guest_env.versions["west"], guest_env.flavor, "guest-a")  # west: h3 only
+    mine = {"actor": scenario.sysadmin, "tenant": scenario.tenant_a, "owner": scenario.student}
+    first = guest_env.desktop_on("h3", name="guest-a", **mine)
     pinging = guest_env.image_with(scenario.sysadmin, f"cc.ping={first.guest_ip}")
-    second = _desktop(scenario, pinging["west"], guest_env.flavor, "guest-b")
-
-    assert first.host.name == second.host.name == "h3"
+    second = guest_env.desktop_on("h3", name="guest-b", versions=pinging, **mine)
     guest_address(second)
     wait_for_guest(second, rf"CCGUEST ping {first.guest_ip} ok")
     guest_address(first)
     assert guest_ping(first, second.guest_ip)
     assert not guest_ping(first, str(ipaddress.IPv4Address(second.guest_ip) + 100))
     wait_for_guest(first, rf"CCGUEST ping {second.guest_ip} ok")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restarted_guest_has_a_fresh_console_log_and_the_same_address(testbed, scenario, guest_env, eager):
+    network_services.network_create(
+        actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr=guest_env.free_cidr()
+    )
+    desktop = guest_env.desktop_on("h2", actor=scenario.sysadmin, tenant=scenario.tenant_a, owner=scenario.student)
+    wait_for_guest(desktop, r"CCGUEST up")
+
+    services.desktop_stop(actor=scenario.sysadmin, desktop=desktop)
+    assert "CCGUEST up" in guest_log(desktop)  # the log outlives the VM until its next start
+    services.desktop_start(actor=scenario.sysadmin, desktop=desktop)
+
+    desktop.refresh_from_db()
+    assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
+    assert guest_address(desktop)["ip"] == desktop.guest_ip
+    wait_for_guest(desktop, r"CCGUEST up")
+    assert guest_log(desktop).count("CCGUEST up") == 1  # this boot's only

@@ -165,6 +165,15 @@ def _recv(sock_or_ws, size: int, timeout: float = 10) -> bytes:
     return data
 
 
+def _queue_buffered_frames(ws: WebSocket) -> None:
+    """Frames that came in with the 101 answer: websockify's client decodes its buffer only after reading the
+    socket again, so without this the proxy's first RFB bytes wait for the server's next frame (uvicorn's
+    WebSocket ping, 20 s later)."""
+    while (frame := ws._decode_hybi(ws._recv_buffer)) is not None:
+        ws._recv_buffer = ws._recv_buffer[frame["length"] :]
+        ws._recv_queue.append(frame)
+
+
 def _desktop_on(host_row: Host, vm_name: str, scenario) -> Desktop:
     return Desktop.objects.create(
         name="remote",
@@ -210,6 +219,7 @@ def test_a_console_ticket_opens_the_vnc_of_a_desktop_on_a_remote_host_through_th
     ws.connect(
         asgi_server.replace("http://", "ws://") + body["websocket_url"], origin=asgi_server, protocols=["binary"]
     )
+    _queue_buffered_frames(ws)
     assert _recv(ws, 12) == b"RFB 003.008\n"
     first_byte = time.monotonic() - started
     # The browser's side: no authentication (the ticket was its key); the proxy did QEMU's VNC auth.
@@ -238,3 +248,48 @@ def test_a_console_ticket_opens_the_vnc_of_a_desktop_on_a_remote_host_through_th
     ticket = ConsoleTicket.objects.get(desktop=desktop)
     assert ticket.host == host.address and ticket.port == port
     assert ticket.vnc_password_encrypted and ticket.vnc_password_encrypted not in json.dumps(body)
+
+
+# --- a host removed while it still has desktops ------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_host_with_a_running_desktop_is_not_removed_maintenance_first_and_empty_it_goes(remote_domain, scenario):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from compute.models import Flavor
+    from compute.placement import place
+
+    host, vm_name, _port = remote_domain
+    add_host(host)
+    row = Host.objects.get(name=host.name)
+    desktop = _desktop_on(row, vm_name, scenario)
+
+    with pytest.raises(Conflict) as excinfo:
+        services.host_remove(actor=scenario.sysadmin, name=host.name)
+    assert excinfo.value.code == ComputeError.HOST_HAS_DESKTOPS and excinfo.value.detail == {"desktops": 1}
+    assert "维护" in excinfo.value.message
+    with pytest.raises(CommandError):
+        call_command("host_remove", "--name", host.name, stdout=StringIO())
+    # Nothing was taken away: the rows, and the desktop still running on its host.
+    assert Host.objects.filter(pk=row.pk).exists() and Endpoint.objects.get(pk=row.endpoint_id).is_active
+    conn = host.connect()
+    try:
+        assert conn.lookupByName(vm_name).isActive()
+    finally:
+        conn.close()
+
+    # Maintenance first: the host takes no new desktop, its desktop stays.
+    services.host_maintenance(actor=scenario.sysadmin, name=host.name, on=True)
+    flavor = Flavor.objects.create(name="tiny", vcpus=1, memory_mib=64, disk_gib=1)
+    with pytest.raises(InvalidInput) as refused:
+        place(flavor=flavor, image_version=None, endpoint=row.endpoint)
+    assert refused.value.code == ComputeError.NO_HOST
+    # Once its desktops are gone (moved or deleted), the host is removed.
+    Desktop.objects.filter(pk=desktop.pk).update(state=Desktop.State.DELETED)
+    services.host_remove(actor=scenario.sysadmin, name=host.name)
+    assert not Host.objects.filter(name=host.name).exists()
+    assert not Endpoint.objects.filter(name=host.name, is_active=True).exists()

@@ -432,6 +432,28 @@ def test_libvirt_errors_map_to_permanent_or_transient():
         assert (err.permanent, err.code) == (permanent, expected), (code, domain)
 
 
+def test_a_tls_certificate_refusal_is_a_certificate_error_not_a_password_or_network_one():
+    from compute.drivers.libvirt import map_error
+
+    def fake(code: int, message: str) -> libvirt.libvirtError:
+        exc = libvirt.libvirtError(message)
+        exc.err = (code, libvirt.VIR_FROM_RPC, message, 2, None, None, None, 0, 0)
+        return exc
+
+    # What libvirt 9 says for a host certificate our CA did not sign (or for another name, or expired),
+    # and for a pki path without the CA file.
+    for code, message in (
+        (libvirt.VIR_ERR_AUTH_FAILED, "authentication failed: Failed to verify peer's certificate"),
+        (libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot read CA certificate '/etc/pki/CA/cacert.pem': No such file"),
+    ):
+        err = map_error(fake(code, message), "cannot connect")
+        assert (err.permanent, err.code) == (True, ErrorCode.CERTIFICATE), message
+    # A wrong password stays AUTH; a refused socket stays UNREACHABLE.
+    assert map_error(fake(libvirt.VIR_ERR_AUTH_FAILED, "authentication failed: bad password"), "x").code == "auth"
+    refused = map_error(fake(libvirt.VIR_ERR_SYSTEM_ERROR, "unable to connect to server: Connection refused"), "x")
+    assert refused.code == ErrorCode.UNREACHABLE
+
+
 def test_check_image_reports_format_and_size_of_good_files(tmp_path):
     qcow2 = tmp_path / "ubuntu.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "20M"], check=True)

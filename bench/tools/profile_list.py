@@ -1,6 +1,8 @@
 """Where a list endpoint's time goes: pyinstrument over N in-process GETs at a given size.
 
-Usage: .venv/bin/python bench/profile_list.py [--rows 10000] [--path /api/v1/desktops/] [--repeat 20]
+A tool, not a bench: `make bench` runs bench/*.py only.
+
+Usage: .venv/bin/python bench/tools/profile_list.py [--rows 10000] [--path /api/v1/desktops/] [--repeat 20]
 
 Own database (``cc_bench_profile``) and broker prefix (bench/env.py); rows from bench/rows.py.
 Prints the mean time per request and pyinstrument's call tree (CPU and waits alike).
@@ -11,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import common  # noqa: E402
@@ -34,16 +36,17 @@ def main() -> None:
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     world = rows.make_world()
-    endpoint = next(e for e in rows.ENDPOINTS if e.path.split("?")[0] == args.path.split("?")[0])
+    endpoint = next(e for e in rows.ENDPOINTS if e.path == args.path)
     endpoint.grow(world, args.rows)
+    path = endpoint.url(world)  # "/api/v1/pools/{pool}/seats/" and the like get their ids
     client = Client()
     force_login_verified(client, endpoint.user(world))
-    assert client.get(args.path).status_code == 200  # warm-up
+    assert client.get(path).status_code == 200  # warm-up
     profiler = Profiler(interval=0.0005)
     start = time.perf_counter()
     with profiler:
         for _ in range(args.repeat):
-            client.get(args.path)
+            client.get(path)
     elapsed = (time.perf_counter() - start) / args.repeat
     print(f"{args.path} at {args.rows} rows: {elapsed * 1000:.1f} ms per request (in-process, one at a time)")
     print(profiler.output_text(unicode=True, color=False, show_all=False))
