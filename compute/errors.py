@@ -37,6 +37,7 @@ class ComputeError(StrEnum):
     HOST_STATE_INVALID = "host_state_invalid"
     HOST_DATA_ADDRESS_INVALID = "host_data_address_invalid"
     HOST_DATA_ADDRESS_TAKEN = "host_data_address_taken"
+    HOST_DATA_ADDRESS_LOCKED = "host_data_address_locked"
     CLUSTER_NOT_FOUND = "cluster_not_found"
     SHARED_STORAGE_INVALID = "shared_storage_invalid"
     SHARED_STORAGE_FAILED = "shared_storage_failed"

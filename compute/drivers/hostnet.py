@@ -21,6 +21,10 @@ from .base import DriverError, ErrorCode
 
 ALL_ZERO_MAC = "00:00:00:00:00:00"
 VXLAN_PORT = 4789
+DHCP_CHAIN = "CC-SPAN-DHCP"
+DHCP_DROP = ["-p", "IPv4", "--ip-proto", "udp", "--ip-dport", "67:68", "-j", "DROP"]
+# Where DHCP must not cross a tunnel port: into the host (its dnsmasq), through the bridge, out of the host.
+DHCP_HOOKS = (("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o"), ("OUTPUT", "-o"))
 
 Runner = Callable[[list[str]], str]
 
@@ -201,6 +205,36 @@ class HostNet:
         matches = current is not None and _vlan_matches(current, spec, parent)
         links = self._recreated(links, spec.device, matches, add, changes)
         self._enslaved(links, spec.device, spec.bridge, changes)
+        return changes
+
+    def _chains(self) -> dict[str, list[str]]:
+        """ebtables' filter table: {chain: its rules as listed}."""
+        chains: dict[str, list[str]] = {}
+        current = None
+        for line in self._run(["ebtables", "-L"]).splitlines():
+            if line.startswith("Bridge chain: "):
+                current = line.removeprefix("Bridge chain: ").split(",")[0]
+                chains[current] = []
+            elif current and line.strip():
+                chains[current].append(line.strip())
+        return chains
+
+    def dhcp_fence(self, prefix: str) -> list[str]:
+        """DHCP stays on its host: no DHCP frame crosses a tunnel port named ``prefix``... (each host's dnsmasq
+        serves only its own desktops; a peer's would otherwise see every request, and refuse some)."""
+        chains, changes = self._chains(), []
+        drop = " ".join(DHCP_DROP)
+        if DHCP_CHAIN not in chains:
+            self._run(["ebtables", "-N", DHCP_CHAIN, "-P", "RETURN"])
+            chains[DHCP_CHAIN] = []
+        if chains[DHCP_CHAIN] != [drop]:
+            self._run(["ebtables", "-F", DHCP_CHAIN])
+            self._run(["ebtables", "-A", DHCP_CHAIN, *DHCP_DROP])
+            changes.append(f"{DHCP_CHAIN}: DHCP dropped")
+        for chain, flag in DHCP_HOOKS:
+            if f"{flag} {prefix}+ -j {DHCP_CHAIN}" not in chains.get(chain, []):
+                self._run(["ebtables", "-A", chain, flag, f"{prefix}+", "-j", DHCP_CHAIN])
+                changes.append(f"{chain}: {flag} {prefix}+ to {DHCP_CHAIN}")
         return changes
 
     def devices_prune(self, prefixes: tuple[str, ...], keep: Iterable[str]) -> list[str]:

@@ -159,6 +159,8 @@ def host_network_sync(*, host_name: str, hostnet: HostNet | None = None) -> dict
         except DriverError as exc:
             report["errors"].append(exc.message)
     try:
+        if any(isinstance(spec, OverlaySpec) for spec in specs):
+            report["changes"] += hostnet.dhcp_fence(VXLAN_PREFIX)
         report["removed"] = hostnet.devices_prune((VXLAN_PREFIX, VLAN_PREFIX), keep={s.device for s in specs})
     except DriverError as exc:
         report["errors"].append(exc.message)

@@ -33,6 +33,7 @@ from compute.networking.overlay import host_networks_leave, host_peers_resync
 from compute.services.migration import host_evacuate
 from compute.services.rules import driver_error_message, require_system_admin
 from compute.services.storage import shared_storage_attach
+from network.models import NetworkDeployment
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -229,9 +230,26 @@ def host_add(
     return host
 
 
+def _check_model_unchanged(host: Host, before: str, value: str) -> None:
+    """Giving a host its first data address (or taking it away) changes what its networks are (NAT networks
+    of its own, or bridges spanning hosts): refused while it holds networks, so nothing is half one, half the
+    other. Changing one address for another is always allowed."""
+    if bool(before) == bool(value):
+        return
+    held = NetworkDeployment.objects.filter(endpoint=host.endpoint.name).count()
+    if held:
+        raise Conflict(
+            _("主机“%(name)s”上已有 %(count)s 个网络：请在主机还没有网络时设置或清除数据地址（先迁走或删除其桌面）。")
+            % {"name": host.name, "count": held},
+            code=ComputeError.HOST_DATA_ADDRESS_LOCKED,
+            detail={"field": "data_address", "networks": held},
+        )
+
+
 def host_data_address_set(*, actor: User | None, name: str, data_address: str) -> Host:
     """Give the host its data (tunnel) address, change or clear it; the VXLAN devices of the networks it
-    holds, and its peers' forwarding entries towards it, follow (each host's agent re-pushes them)."""
+    holds, and its peers' forwarding entries towards it, follow (each host's agent re-pushes them).
+    Setting the first one or clearing it is refused while the host holds networks."""
     if actor is not None:
         require_system_admin(actor)
     with transaction.atomic():
@@ -240,6 +258,7 @@ def host_data_address_set(*, actor: User | None, name: str, data_address: str) -
         before = host.data_address or ""
         if value == before:
             return host
+        _check_model_unchanged(host, before, value)
         host.data_address = value or None
         try:
             with transaction.atomic():

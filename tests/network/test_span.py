@@ -21,7 +21,7 @@ from compute.models import Endpoint, Host
 from compute.networking import overlay
 from network import services as network_services
 from network.errors import NetworkError
-from network.models import Address, NetworkDeployment, SegmentRange, SegmentType
+from network.models import Address, Network, NetworkDeployment, SegmentRange, SegmentType
 from tests.network.conftest import desktop_row, prefixed, tenant_network
 
 pytestmark = pytest.mark.django_db
@@ -262,6 +262,21 @@ def test_two_hosts_cannot_claim_one_data_address(scenario):
     assert h2.data_address is None
 
 
+def test_a_host_holding_networks_cannot_switch_between_the_single_host_and_the_spanning_model(scenario):
+    local = _host(scenario, "h1")
+    network = tenant_network(scenario)
+    networking.network_ensure_on(network=network, endpoint=local.endpoint, driver=driver_for(local.endpoint))
+    with pytest.raises(Conflict) as excinfo:
+        services.host_data_address_set(actor=scenario.sysadmin, name="h1", data_address="10.0.1.1")
+    assert excinfo.value.code == ComputeError.HOST_DATA_ADDRESS_LOCKED and excinfo.value.detail["networks"] == 1
+    local.refresh_from_db()
+    assert local.data_address is None
+    spanning = _host(scenario, "h2", "10.0.1.2")
+    networking.network_ensure_on(network=network, endpoint=spanning.endpoint, driver=driver_for(spanning.endpoint))
+    with pytest.raises(Conflict):
+        services.host_data_address_set(actor=scenario.sysadmin, name="h2", data_address="")
+
+
 def test_host_add_takes_the_data_address_and_the_host_page_changes_it(
     scenario, settings, sent, django_capture_on_commit_callbacks
 ):
@@ -314,6 +329,7 @@ class Kernel:
             "ccbr7": {"ifname": "ccbr7", "flags": ["UP"], "addr_info": []},
         }
         self.fdb: dict[str, set[str]] = {}
+        self.chains: dict[str, list[str]] = {"INPUT": [], "FORWARD": [], "OUTPUT": []}
         self.commands: list[str] = []
 
     def __call__(self, argv):
@@ -324,12 +340,30 @@ class Kernel:
             if "dev" in argv:
                 return json.dumps([self.links[argv[-1]]])
             return json.dumps(list(self.links.values()))
+        if argv == ["ebtables", "-L"]:
+            return "".join(
+                f"Bridge chain: {c}, entries: {len(r)}\n" + "".join(f"{x}\n" for x in r) + "\n"
+                for c, r in self.chains.items()
+            )
+        if argv[0] == "ebtables":
+            return self._ebtables(argv[1:])
         if argv[:3] == ["bridge", "-j", "fdb"]:
             return json.dumps([{"mac": "00:00:00:00:00:00", "dst": d} for d in sorted(self.fdb.get(argv[-1], ()))])
         return self._change(argv)
 
+    def _ebtables(self, args):
+        if args[0] in ("-N", "-F"):
+            self.chains[args[1]] = []
+        elif args[0] == "-A":
+            self.chains[args[1]].append(" ".join(args[2:]))
+        return ""
+
     def _change(self, argv):
-        if argv[:3] == ["ip", "link", "add"]:
+        if argv[:4] == ["ip", "link", "add", "link"]:
+            name, vlan = argv[6], int(argv[-1])
+            info = {"info_kind": "vlan", "info_data": {"id": vlan}}
+            self.links[name] = {"ifname": name, "link": argv[4], "flags": [], "linkinfo": info}
+        elif argv[:3] == ["ip", "link", "add"]:
             name, vni = argv[3], int(argv[argv.index("id") + 1])
             data = {"id": vni, "local": argv[argv.index("local") + 1], "link": argv[argv.index("dev") + 1]}
             data.update(port=int(argv[argv.index("dstport") + 1]), learning="nolearning" not in argv)
@@ -349,7 +383,7 @@ class Kernel:
 
 
 def _changes(kernel):
-    return [c for c in kernel.commands if " -j " not in c]
+    return [c for c in kernel.commands if " -j " not in c and c != "ebtables -L"]
 
 
 def test_the_overlay_is_made_once_then_repaired_and_a_second_run_changes_nothing():
@@ -422,5 +456,48 @@ def test_the_agents_sync_applies_the_hosts_layout_and_reports_errors_per_network
 
     assert kernel.fdb[f"ccvx{network.segment_id}"] == {"10.0.1.2"}
     assert report["removed"] == ["ccvx4242"]
+    # DHCP stays on its host: no DHCP frame crosses a tunnel port, in, through or out; set up once.
+    assert kernel.chains["CC-SPAN-DHCP"] == ["-p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP"]
+    assert kernel.chains["FORWARD"] == ["-i ccvx+ -j CC-SPAN-DHCP", "-o ccvx+ -j CC-SPAN-DHCP"]
+    assert kernel.chains["INPUT"] == ["-i ccvx+ -j CC-SPAN-DHCP"] and kernel.chains["OUTPUT"] == [
+        "-o ccvx+ -j CC-SPAN-DHCP"
+    ]
+    again = overlay.host_network_sync(host_name="h1", hostnet=HostNet(runner=kernel))
+    assert not [c for c in again["changes"] if "DHCP" in c] and len(kernel.chains["FORWARD"]) == 2
     # The other network's bridge is not up on h1 (its libvirt network is not started): said, not hidden.
     assert len(report["errors"]) == 1 and networking.bridge_name(other, h1.endpoint) in report["errors"][0]
+
+
+def test_a_flat_network_on_a_provider_vlan_puts_the_vlan_of_the_data_interface_in_its_bridge(scenario, sent):
+    h1, _h2 = _host(scenario, "h1", "10.0.1.1"), _host(scenario, "h2", "10.0.1.2")
+    flat = network_services.network_create(
+        actor=scenario.sysadmin,
+        tenant=None,
+        name="campus",
+        kind=Network.Kind.FLAT,
+        cidr="",
+        segment_type="vlan",
+        segment_id=120,
+    )
+    spec = overlay.span_spec(flat, h1.endpoint)
+    assert (spec.forward, spec.bridge, spec.cidr) == (ForwardMode.NONE, networking.bridge_name(flat, h1.endpoint), "")
+    for name in ("h1", "h2"):
+        NetworkDeployment.objects.create(network=flat, endpoint=name)
+    (vlan,) = overlay.host_layout(h1)
+    assert (vlan.device, vlan.vlan, vlan.bridge) == ("ccvl120", 120, spec.bridge)
+
+    kernel = Kernel()
+    kernel.links[spec.bridge] = {"ifname": spec.bridge, "flags": ["UP"], "addr_info": []}
+    report = overlay.host_network_sync(host_name="h1", hostnet=HostNet(runner=kernel))
+    assert report["errors"] == [] and _changes(kernel) == [
+        "ip link add link data0 name ccvl120 type vlan id 120",
+        f"ip link set dev ccvl120 master {spec.bridge}",
+        "ip link set dev ccvl120 up",
+    ]
+    kernel.commands.clear()
+    assert overlay.host_network_sync(host_name="h1", hostnet=HostNet(runner=kernel))["changes"] == []
+    # A flat network on a host bridge of its own stays as it is.
+    own = network_services.network_create(
+        actor=scenario.sysadmin, tenant=None, name="lab-bridge", kind=Network.Kind.FLAT, cidr="", bridge="br-lab"
+    )
+    assert overlay.span_spec(own, h1.endpoint) is None
