@@ -57,6 +57,10 @@ def ha_incident_open_lock(host_id: int) -> HaIncident | None:
     )
 
 
+def ha_incident_lock(pk: int) -> HaIncident:
+    return HaIncident.objects.select_for_update().get(pk=pk)
+
+
 def image_lock(pk: int) -> Image:
     """The image, so that two new versions of it do not take the same number."""
     return Image.objects.locked(pk)

@@ -131,7 +131,7 @@ def incident_finish(*, host_id: int, restarted: list[dict], unplaced: list[dict]
 def incident_retried(*, incident_id: int, restarted: list[dict], unplaced: list[dict]) -> HaIncident:
     """A retry of the incident's unplaced desktops: those restarted join the list, the rest stay with their reason."""
     with transaction.atomic():
-        incident = HaIncident.objects.select_for_update().get(pk=incident_id)
+        incident = locks.ha_incident_lock(incident_id)
         incident.restarted = [*incident.restarted, *restarted]
         gone = {entry["desktop"] for entry in restarted}
         incident.unplaced = [entry for entry in unplaced if entry["desktop"] not in gone]
