@@ -107,4 +107,8 @@ def seed() -> dict:
             persistence=DesktopPool.Persistence.PERSISTENT,
             endpoint=endpoint,
         )
+    else:
+        # A seeding cut short (MariaDB's deadlock victim beside a live worker, a Ctrl-C) is taken up
+        # again: the seats still without a desktop get theirs.
+        services.pool_seats_provision(actor=None, pool=pool)
     return {"course": course.pk, "pool": pool.pk, "seats": pool.seats.count()}

@@ -260,6 +260,10 @@ def _sync_messages(request, result: services.SyncResult) -> None:
     sentences = [
         (result.added, ngettext("%(n)s 名新学生分配到了新桌面。", "%(n)s 名新学生分配到了新桌面。", result.added)),
         (
+            result.spares_added,
+            ngettext("新增 %(n)s 个空闲座位。", "新增 %(n)s 个空闲座位。", result.spares_added),
+        ),
+        (
             result.assigned,
             ngettext(
                 "%(n)s 个空闲座位已重置并分配给新学生。", "%(n)s 个空闲座位已重置并分配给新学生。", result.assigned

@@ -47,3 +47,37 @@ def test_the_schedule_powers_the_demo_on_before_mondays_class(demo_on_a_thursday
         assert schedule_tick.apply().get()["powered_on"] == 30  # 08:00 class, 15 minutes' lead
     states = Desktop.objects.filter(seat__pool=demo_on_a_thursday).values_list("state", flat=True)
     assert set(states) == {Desktop.State.RUNNING}
+
+
+def test_a_seeding_cut_short_is_taken_up_again_by_the_next_one(
+    db, settings, eager, django_capture_on_commit_callbacks, monkeypatch
+):
+    """MariaDB may pick the seeding as a deadlock victim beside a live worker: seed_demo is run again,
+    and the seats left without a desktop get theirs then."""
+    from django.db import OperationalError
+
+    from compute import services as compute_services
+
+    settings.DEFAULT_HYPERVISOR_URI = "test:///default"
+    real_create, calls = compute_services.desktop_create, []
+
+    def deadlocked_after_three(**kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OperationalError(1213, "Deadlock found when trying to get lock")
+        return real_create(**kwargs)
+
+    with time_machine.travel(at(THURSDAY, 10), tick=False):
+        tenants_demo.seed()
+        compute_demo.seed()
+        monkeypatch.setattr(compute_services, "desktop_create", deadlocked_after_three)
+        with pytest.raises(OperationalError), django_capture_on_commit_callbacks(execute=True):
+            classroom_demo.seed()
+        monkeypatch.setattr(compute_services, "desktop_create", real_create)
+        pool = DesktopPool.objects.get()
+        assert pool.seats.filter(desktop__isnull=False).count() == 3
+        with django_capture_on_commit_callbacks(execute=True):
+            classroom_demo.seed()
+
+    assert pool.seats.filter(desktop__isnull=True).count() == 0
+    assert Desktop.objects.filter(seat__pool=pool, state=Desktop.State.STOPPED).count() == 30

@@ -127,7 +127,15 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
     with django_capture_on_commit_callbacks(execute=True):
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
 
-    assert result.as_dict() == {"added": 0, "handed_over": 1, "retired": 0, "pending": 0, "waiting": 0, "assigned": 0}
+    assert result.as_dict() == {
+        "added": 0,
+        "handed_over": 1,
+        "retired": 0,
+        "pending": 0,
+        "waiting": 0,
+        "assigned": 0,
+        "spares_added": 0,
+    }
     leaving.refresh_from_db()
     desktop = leaving.desktop
     desktop.refresh_from_db()

@@ -82,7 +82,7 @@ def test_the_spare_seats_are_kept_when_a_student_leaves_and_the_roster_import_ke
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
 
     # The leaver's desktop is wiped and deleted; the pool keeps its five seats: now three spare.
-    assert result.retired == 1 and result.added == 1
+    assert result.retired == 1 and (result.added, result.spares_added) == (0, 1)
     active = pool.seats.filter(state=Seat.State.ACTIVE)
     assert active.count() == 5 and active.filter(student__isnull=True).count() == 3
     assert not active.filter(student=scenario.student).exists()
@@ -180,3 +180,14 @@ def test_a_running_desktop_keeps_its_flavor_until_it_stops_and_the_page_says_so(
     assert busy.desktop.flavor == bigger and busy.desktop.vcpus == 2 and busy.desktop.state == Desktop.State.STOPPED
     html = _client(scenario.teacher).get(f"/classroom/pools/{pool.pk}/").content.decode()
     assert 'data-testid="flavor-pending"' not in html
+
+
+def test_the_roster_preview_says_a_newcomer_takes_a_spare_seat_and_nothing_is_added(scenario, spare_pool):
+    course, _pool = spare_pool
+    keep = set(course.roster.values_list("user_id", flat=True))
+    preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=1)
+    assert (preview["seats_now"], preview["seats_after"]) == (5, 5)
+    assert (preview["added"], preview["assigned"], preview["handed_over"], preview["retired"]) == (0, 1, 1, 0)
+
+    preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=4)
+    assert (preview["seats_after"], preview["added"], preview["assigned"]) == (7, 2, 2)

@@ -30,6 +30,7 @@ from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage, stand_in
 from compute.classroom.services.schedule import desktops_on_now, schedule_minutes
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from compute.quota import flavor_share
 from tenants import permissions as tenant_permissions
 from tenants.models import ApprovalRequest, Course, RosterEntry
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
@@ -42,14 +43,8 @@ log = logging.getLogger(__name__)
 
 
 def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
-    """What ``seats`` desktops of this flavor take from the quotas (as compute reserves them)."""
-    return ResourceAmounts(
-        vcpu=flavor.vcpus,
-        ram_gib=-(-flavor.memory_mib // 1024),
-        disk_gib=flavor.disk_gib,
-        gpus=flavor.gpus,
-        desktops=1,
-    ) * int(seats)
+    """What ``seats`` desktops of this flavor take from the quotas: compute's own count (one source)."""
+    return flavor_share(flavor, count=seats)
 
 
 def _roster_students(course: Course) -> list[User]:
@@ -110,6 +105,13 @@ def _seats_provision(*, pool_id: int, creator: User) -> int:
             log.warning("pool %s: %s seats without a desktop: %s", pool_id, left.count(), exc.message)
             break
     return requested
+
+
+def pool_seats_provision(*, actor: User | None, pool: DesktopPool) -> int:
+    """Request the desktops of the pool's seats that have none yet (a creation cut short, e.g. by a
+    deadlock while seeding beside a live worker); returns how many were requested."""
+    require_manage(actor, pool)
+    return _seats_provision(pool_id=pool.pk, creator=stand_in(actor, pool.course))
 
 
 def _pool_policy(
@@ -280,8 +282,9 @@ class SyncResult:
     pending: int = 0
     # Seats added without a desktop (no quota or capacity left): they keep the reason, retried from the pool.
     waiting: int = 0
-    # Spare seats given to joining students (their desktops reset for them).
+    # Spare seats given to joining students (their desktops reset for them), and spare seats added.
     assigned: int = 0
+    spares_added: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -291,6 +294,7 @@ class SyncResult:
             "pending": self.pending,
             "waiting": self.waiting,
             "assigned": self.assigned,
+            "spares_added": self.spares_added,
         }
 
     def __bool__(self) -> bool:
@@ -399,7 +403,10 @@ def _spares_follow(pool: DesktopPool, plan: _Plan, *, creator: User, result: Syn
     """Keep the pool's spare seats: new ones provisioned when too few, the last ones retired when too many."""
     missing = plan.spares_wanted - len(plan.spares)
     if missing > 0:
-        _seats_add(pool, [None] * missing, creator=creator, result=result)
+        added = SyncResult()
+        _seats_add(pool, [None] * missing, creator=creator, result=added)
+        result.spares_added += added.added
+        result.waiting += added.waiting
     for seat in plan.spares[plan.spares_wanted :] if missing < 0 else []:
         if seat_retire(seat, creator=creator):
             result.retired += 1
@@ -503,7 +510,7 @@ def roster_preview(*, course: Course, keep_user_ids: set[int], new_accounts: int
         "seats_after": seats_after,
         "assigned": assigned,
         "added": added,
-        "handed_over": handed,
+        "handed_over": handed + assigned,  # a spare seat given to a student is reset and handed over too
         "retired": leaving - handed,
         "shortfall": str(QuotaExceeded(shortfalls).message) if shortfalls else "",
     }
