@@ -21,6 +21,7 @@ from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
+from common.db import retry_on_deadlock
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, ServiceError
 from compute import locks as compute_locks
 from compute import services as compute_services
@@ -75,6 +76,24 @@ def _seat_desktop_create(
     )
 
 
+@retry_on_deadlock
+def _seat_provision(*, pool_id: int, seat_id: int, creator: User, start: bool | None) -> bool | None:
+    """One seat's desktop requested in its own transaction (run again when MariaDB picks it as a
+    deadlock victim beside a worker committing another desktop's quota). None: nothing to do; else
+    whether its desktop is made running."""
+    with transaction.atomic():
+        # The pool's lock orders this with a roster sync or a retry of the same seat.
+        pool = locks.pool_lock(pool_id)
+        seat = Seat.objects.select_related("student").get(pk=seat_id)
+        if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
+            return None
+        start = desktops_on_now(pool) if start is None else start
+        seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator, start=start)
+        seat.error = ""
+        seat.save(update_fields=["desktop", "error"])
+    return start
+
+
 def _seats_provision(*, pool_id: int, creator: User) -> int:
     """Request the desktops of a new pool's seats, one transaction each, so that the worker starts
     on the first while the others are still being written (60 rows take ~2 s, a tenth of the
@@ -88,22 +107,14 @@ def _seats_provision(*, pool_id: int, creator: User) -> int:
     )
     for seat_id in seat_ids:
         try:
-            with transaction.atomic():
-                # The pool's lock orders this with a roster sync or a retry of the same seat.
-                pool = locks.pool_lock(pool_id)
-                seat = Seat.objects.select_related("student").get(pk=seat_id)
-                if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
-                    continue
-                start = desktops_on_now(pool) if start is None else start
-                seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator, start=start)
-                seat.error = ""
-                seat.save(update_fields=["desktop", "error"])
-                requested += 1
+            made = _seat_provision(pool_id=pool_id, seat_id=seat_id, creator=creator, start=start)
         except ServiceError as exc:
             left = Seat.objects.filter(pk__in=seat_ids, state=Seat.State.ACTIVE, desktop__isnull=True)
             left.update(error=exc.message[:500])
             log.warning("pool %s: %s seats without a desktop: %s", pool_id, left.count(), exc.message)
             break
+        if made is not None:
+            start, requested = made, requested + 1
     return requested
 
 
