@@ -25,6 +25,7 @@ from common.units import memory_label
 from compute.capacity import room_for
 from compute.classroom.models import DesktopPool, Seat
 from compute.models import Flavor, ImageVersion
+from compute.quota import flavor_share
 from compute.selectors import flavor_list_for, flavor_usable_by_tenant, image_list_for, image_visible_to_tenant
 from network.selectors import network_list_for
 from tenants import permissions, selectors
@@ -86,11 +87,8 @@ def flavor_label(flavor: Flavor) -> str:
 
 
 def seat_amounts(flavor: Flavor, seats: int) -> ResourceAmounts:
-    """What the desktops take from the quotas, counted as compute reserves them."""
-    one = ResourceAmounts(
-        vcpu=flavor.vcpus, ram_gib=-(-flavor.memory_mib // 1024), disk_gib=flavor.disk_gib, gpus=flavor.gpus, desktops=1
-    )
-    return one * seats
+    """What the desktops take from the quotas: compute's own count (compute.quota, one source)."""
+    return flavor_share(flavor, count=seats)
 
 
 def _url(name: str, *args) -> str:

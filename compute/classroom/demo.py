@@ -3,8 +3,10 @@ weekly class times, and its desktop pool with one desktop per student on the def
 
 Idempotent. The pool is made through the real services (the desktops' provisioning is queued
 to Celery: ``make run``'s worker builds them), so every demo student has a desktop at first
-login. It needs compute's demo (an endpoint for ``DEFAULT_HYPERVISOR_URI`` with a ready image
-version and a flavor); without it the pool is skipped, and said so.
+login; outside CS101's class times (Monday and Wednesday) they are made stopped, and the
+schedule powers them on before class, as for any pool. It needs compute's demo (an endpoint
+for ``DEFAULT_HYPERVISOR_URI`` with a ready image version and a flavor); without it the pool
+is skipped, and said so.
 """
 
 import datetime
@@ -105,4 +107,8 @@ def seed() -> dict:
             persistence=DesktopPool.Persistence.PERSISTENT,
             endpoint=endpoint,
         )
+    else:
+        # A seeding cut short (MariaDB's deadlock victim beside a live worker, a Ctrl-C) is taken up
+        # again: the seats still without a desktop get theirs.
+        services.pool_seats_provision(actor=None, pool=pool)
     return {"course": course.pk, "pool": pool.pk, "seats": pool.seats.count()}

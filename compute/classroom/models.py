@@ -60,6 +60,9 @@ class DesktopPool(models.Model):
         _("离开学生的数据盘"), max_length=10, choices=LeaverDisks.choices, default=LeaverDisks.KEEP
     )
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.ACTIVE)
+    # How many seats the pool keeps (the roster's size when 0 or smaller): the rest are spare seats,
+    # provisioned like the others, without a student, for latecomers and broken desktops.
+    seat_target = models.PositiveSmallIntegerField(_("座位数"), default=0)
     request = models.ForeignKey(
         "tenants.ApprovalRequest",
         verbose_name=_("申请"),
@@ -85,7 +88,8 @@ class DesktopPool(models.Model):
 
 
 class Seat(models.Model):
-    """One student's place in a pool, and the desktop that goes with it."""
+    """One student's place in a pool, and the desktop that goes with it. A spare seat has no student
+    (yet): its desktop belongs to the course's teacher until the seat is given to a student."""
 
     class State(models.TextChoices):
         ACTIVE = "active", _("使用中")
@@ -94,7 +98,12 @@ class Seat(models.Model):
 
     pool = models.ForeignKey(DesktopPool, verbose_name=_("桌面池"), on_delete=models.CASCADE, related_name="seats")
     student = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("学生"), on_delete=models.PROTECT, related_name="seats"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("学生"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="seats",
     )
     desktop = models.OneToOneField(
         "compute.Desktop",
@@ -122,7 +131,18 @@ class Seat(models.Model):
         ordering = ["pool", "student__username"]
 
     def __str__(self):
-        return f"{self.pool_id}:{self.student_id}"
+        return f"{self.pool_id}:{self.student_id or 'spare'}"
+
+    @property
+    def is_spare(self) -> bool:
+        return self.student_id is None
+
+    @property
+    def holder_name(self) -> str:
+        """Who the seat is for, as pages and messages name it."""
+        if self.student is None:
+            return str(_("空闲座位"))
+        return self.student.get_full_name() or self.student.username
 
 
 class ScheduleException(models.Model):

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -57,7 +57,8 @@ def seat_list_for(user, *, pool: DesktopPool) -> QuerySet[Seat]:
     return (
         pool.seats.filter(state__in=[Seat.State.ACTIVE, Seat.State.RETIRING])
         .select_related("student", "desktop__flavor__gpu_profile", "desktop__image_version__image", "desktop__host")
-        .order_by("student__student_number", "student__username", "id")
+        # Students in roster order, the spare seats after them.
+        .order_by(F("student").asc(nulls_last=True), "student__student_number", "student__username", "id")
     )
 
 

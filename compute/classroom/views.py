@@ -260,6 +260,16 @@ def _sync_messages(request, result: services.SyncResult) -> None:
     sentences = [
         (result.added, ngettext("%(n)s 名新学生分配到了新桌面。", "%(n)s 名新学生分配到了新桌面。", result.added)),
         (
+            result.spares_added,
+            ngettext("新增 %(n)s 个空闲座位。", "新增 %(n)s 个空闲座位。", result.spares_added),
+        ),
+        (
+            result.assigned,
+            ngettext(
+                "%(n)s 个空闲座位已重置并分配给新学生。", "%(n)s 个空闲座位已重置并分配给新学生。", result.assigned
+            ),
+        ),
+        (
             result.handed_over,
             ngettext("%(n)s 台桌面已重置并移交给新学生。", "%(n)s 台桌面已重置并移交给新学生。", result.handed_over),
         ),
@@ -309,7 +319,7 @@ def seat_action(request, pk):
     return _call(
         request,
         lambda: call(actor=request.user, seat=seat),
-        success=_("已提交：%(student)s") % {"student": seat.student.get_full_name()},
+        success=_("已提交：%(student)s") % {"student": seat.holder_name},
         next=reverse("classroom:pool", args=[seat.pool_id]),
     )
 

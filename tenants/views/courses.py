@@ -221,7 +221,13 @@ def _import_message(counts: dict) -> str:
         message += " " + _(
             "桌面池已同步：新增座位 %(added)s 个（其中 %(waiting)s 个暂未分配桌面），"
             "转交 %(handed_over)s 个，回收 %(retired)s 个。"
-        ) % {**pool, "retired": pool["retired"] + pool["pending"]}
+        ) % {
+            **pool,
+            "retired": pool["retired"] + pool["pending"],
+            # A spare seat given to a joining student is handed over too (its desktop reset first).
+            "handed_over": pool["handed_over"] + pool.get("assigned", 0),
+            "added": pool["added"] + pool.get("spares_added", 0),
+        }
     return message
 
 

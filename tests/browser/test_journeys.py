@@ -1,7 +1,5 @@
 """The first-day journeys of issue #13, walked in Chromium on the demo data as shipped, one role
-each, through the sidebar as a newcomer would. The teacher's journey (CS101's pool changed through
-the wizard, seats +3, ready after cs_admin approves) belongs with the wizard's pool changes: add it
-here as `test_teacher1_changes_cs101s_pool_through_the_wizard`, signing in with `sign_in`."""
+each, through the sidebar as a newcomer would."""
 
 import re
 import subprocess
@@ -18,6 +16,56 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def _sidebar(page, label: str):
     page.locator("#sidebar").get_by_role("link", name=label, exact=True).click()
     page.wait_for_load_state("networkidle")
+
+
+@pytest.mark.worker
+def test_teacher1_changes_cs101s_pool_through_the_wizard(page, browser, live_server, celery_worker, demo_data):
+    """Seats +3 (spare seats beyond the roster of 30): the change needs more quota, so cs_admin
+    approves it; the worker provisions the three, and teacher1 sees 33 ready."""
+    from compute.classroom.models import DesktopPool, Seat
+    from compute.models import Desktop
+
+    pool = DesktopPool.objects.get(course__code="CS101", state="active")
+    wait_for(
+        lambda: Desktop.objects.filter(seat__pool=pool, state__in=Desktop.LIVE).count() == 30,
+        timeout=180,
+        what="the demo pool's 30 desktops",
+    )
+    sign_in(page, "teacher1", demo_data)
+    _sidebar(page, "我的课程")
+    page.get_by_role("link", name="CS101 计算机导论").click()
+    page.get_by_test_id("course-pool-link").click()
+    expect(page.get_by_test_id("progress-text")).to_have_text("30 / 30 就绪")
+    page.get_by_test_id("pool-change-link").click()
+    expect(page.get_by_test_id("pool-change")).to_be_visible()
+    seats = page.get_by_label("座位数")
+    expect(seats).to_have_value("30")  # pre-filled with today's pool
+    seats.fill("33")
+    seats.dispatch_event("change")
+    page.wait_for_load_state("networkidle")
+    page.get_by_test_id("wizard-submit").click()
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_test_id("request-state")).to_have_text("待审批")  # three more desktops: more quota
+    request_url = page.url
+
+    admin = browser.new_context(locale="zh-CN", base_url=live_server.url).new_page()
+    try:
+        sign_in(admin, "cs_admin", demo_data)
+        _sidebar(admin, "申请与审批")
+        admin.goto(request_url)
+        admin.get_by_test_id("approve").click()
+        admin.wait_for_load_state("networkidle")
+    finally:
+        admin.context.close()
+
+    wait_for(
+        lambda: Seat.objects.filter(pool=pool, student__isnull=True, desktop__state__in=Desktop.LIVE).count() == 3,
+        timeout=180,
+        what="three spare seats provisioned",
+    )
+    page.goto(f"/classroom/pools/{pool.pk}/")
+    expect(page.get_by_test_id("progress-text")).to_have_text("33 / 33 就绪")
+    expect(page.get_by_test_id("spare")).to_have_count(3)
 
 
 @pytest.mark.worker

@@ -13,8 +13,13 @@ from tests.querycount import assert_constant_queries
 
 @pytest.fixture
 def pool(scenario, env, course, eager, django_capture_on_commit_callbacks):
+    """A pool in use: made outside class (its desktops stopped), then powered on as before a class."""
     with django_capture_on_commit_callbacks(execute=True):
-        return services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+        pool = services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+    assert set(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True)) == {Desktop.State.STOPPED}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.pool_power(actor=scenario.teacher, pool=pool, verb="start")
+    return pool
 
 
 def _client(user) -> Client:

@@ -12,6 +12,7 @@ from compute.classroom import selectors as services_selectors
 from compute.classroom import services
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
+from compute.drivers.base import PowerState
 from compute.hypervisor import driver_for
 from compute.models import Desktop, GpuProfile, Host
 from tenants.errors import TenantsError
@@ -28,11 +29,20 @@ def _pool(env, course, capture, actor, **kwargs):
     return pool
 
 
-def test_a_pool_gives_every_roster_student_one_running_linked_clone(
-    scenario, env, eager, django_capture_on_commit_callbacks
+@pytest.mark.parametrize(
+    ("when", "state"),
+    [
+        (at(MONDAY, 8), Desktop.State.STOPPED),  # two hours before class: made stopped, the schedule starts them
+        (at(MONDAY, 9, 50), Desktop.State.RUNNING),  # within the 15 minutes before class: made running
+        (at(MONDAY, 10, 30), Desktop.State.RUNNING),  # in class
+    ],
+)
+def test_a_pool_gives_every_roster_student_one_linked_clone_that_follows_the_schedule_from_creation(
+    scenario, env, eager, django_capture_on_commit_callbacks, when, state
 ):
     course = make_course(scenario, students=4)
-    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+    with time_machine.travel(when, tick=False):
+        pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
 
     seats = list(pool.seats.select_related("desktop", "student"))
     assert len(seats) == 4
@@ -40,11 +50,12 @@ def test_a_pool_gives_every_roster_student_one_running_linked_clone(
         RosterEntry.objects.filter(course=course).values_list("user_id", flat=True)
     )
     for seat in seats:
-        assert seat.desktop.state == Desktop.State.RUNNING
+        assert seat.desktop.state == state
         assert seat.desktop.owner_id == seat.student_id
         assert seat.desktop.course_id == course.pk
     vm = driver_for(env.endpoint).get_vm(seats[0].desktop.vm_name)
     assert vm.disks[0].backing.endswith(env.version.volume)  # a linked clone of the golden image
+    assert (vm.power_state == PowerState.RUNNING) == (state == Desktop.State.RUNNING)
     assert AuditEvent.objects.filter(action="pool.created", object_id=str(pool.pk)).exists()
 
 
@@ -85,7 +96,8 @@ def test_an_approved_course_request_becomes_a_pool_and_the_quota_counts_each_des
     assert request.state == ApprovalRequest.State.FULFILLED
     pool = DesktopPool.objects.get(course=course)
     assert pool.request_id == request.pk
-    assert pool.seats.filter(desktop__state=Desktop.State.RUNNING).count() == 2
+    # Delivered although stopped: outside class the desktops wait, made, for the schedule to start them.
+    assert pool.seats.filter(desktop__state=Desktop.State.STOPPED).count() == 2
     quota = Quota.objects.get(course=course)
     assert (quota.used_desktops, quota.reserved_desktops) == (2, 0)
     assert (quota.used_vcpu, quota.reserved_vcpu) == (2, 0)
@@ -115,12 +127,21 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
     with django_capture_on_commit_callbacks(execute=True):
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
 
-    assert result.as_dict() == {"added": 0, "handed_over": 1, "retired": 0, "pending": 0, "waiting": 0}
+    assert result.as_dict() == {
+        "added": 0,
+        "handed_over": 1,
+        "retired": 0,
+        "pending": 0,
+        "waiting": 0,
+        "assigned": 0,
+        "spares_added": 0,
+    }
     leaving.refresh_from_db()
     desktop = leaving.desktop
     desktop.refresh_from_db()
     assert leaving.student == newcomer and desktop.owner == newcomer
-    assert desktop.state == Desktop.State.RUNNING
+    # Outside class the seat was made stopped; the hand-over resets it and leaves it so.
+    assert desktop.state == Desktop.State.STOPPED
     # 等保: the newcomer gets a fresh disk, never the previous student's.
     assert driver_for(env.endpoint).get_vm(desktop.vm_name).disks[0].volume != old_disk
     assert AuditEvent.objects.filter(action="pool.seat_handed_over").exists()
@@ -139,7 +160,8 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
     with django_capture_on_commit_callbacks(execute=True):
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
     assert result.added == 1
-    assert Seat.objects.get(pool=pool, student=extra).desktop.state == Desktop.State.RUNNING
+    # A seat added outside class is made stopped, as the schedule has the others.
+    assert Seat.objects.get(pool=pool, student=extra).desktop.state == Desktop.State.STOPPED
 
 
 def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_the_pool(
@@ -164,7 +186,7 @@ def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_th
 
     seats = list(pool.seats.order_by("pk"))
     assert len(seats) == 3 and len(calls) == 2  # the refusal ends the round: no third attempt
-    assert seats[0].desktop.state == Desktop.State.RUNNING and seats[0].error == ""
+    assert seats[0].desktop.state == Desktop.State.STOPPED and seats[0].error == ""  # made, outside class
     assert [(s.desktop_id, s.error) for s in seats[1:]] == [(None, "没有可用的主机容量。")] * 2
     progress = services_selectors.pool_progress(pool.seats.select_related("desktop"))
     assert (progress.ready, len(progress.failed), progress.done) == (1, 2, True)  # nothing left to wait for
@@ -172,7 +194,7 @@ def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_th
     monkeypatch.setattr(compute_services, "desktop_create", real_create)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.pool_retry_failed(actor=scenario.teacher, pool=pool) == 2
-    assert set(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True)) == {"running"}
+    assert set(Desktop.objects.filter(seat__pool=pool).values_list("state", flat=True)) == {"stopped"}
     assert not pool.seats.exclude(error="").exists()
 
 
@@ -234,7 +256,7 @@ def test_an_observer_refusing_the_hand_over_rolls_it_back(scenario, env, eager, 
     seat.desktop.refresh_from_db()
     # Called inside the transaction: nothing of the hand-over (nor the reset before it) was kept.
     assert seat.student == scenario.student and seat.desktop.owner == scenario.student
-    assert seat.desktop.state == Desktop.State.RUNNING
+    assert seat.desktop.state == Desktop.State.STOPPED  # as it was made, outside class
     assert not AuditEvent.objects.filter(action="pool.seat_handed_over").exists()
 
 
@@ -258,18 +280,19 @@ def test_roster_growth_beyond_the_quota_adds_seats_that_wait_with_the_reason(
 def test_resetting_a_seat_gives_a_new_disk_on_the_same_golden_image(
     scenario, env, course, eager, django_capture_on_commit_callbacks
 ):
-    pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
-    seat = pool.seats.select_related("desktop").first()
-    before = driver_for(env.endpoint).get_vm(seat.desktop.vm_name).disks[0]
+    with time_machine.travel(at(MONDAY, 10, 30), tick=False):  # in class: the desktops run
+        pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
+        seat = pool.seats.select_related("desktop").first()
+        before = driver_for(env.endpoint).get_vm(seat.desktop.vm_name).disks[0]
 
-    with django_capture_on_commit_callbacks(execute=True):
-        services.seat_reset(actor=scenario.teacher, seat=seat)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.seat_reset(actor=scenario.teacher, seat=seat)
 
     after = driver_for(env.endpoint).get_vm(seat.desktop.vm_name).disks[0]
     assert after.volume != before.volume
     assert after.backing == before.backing
     seat.desktop.refresh_from_db()
-    assert seat.desktop.state == Desktop.State.RUNNING
+    assert seat.desktop.state == Desktop.State.RUNNING  # back on, as it was before the reset
 
 
 def test_a_student_cannot_reset_or_power_the_pool(scenario, env, course, eager, django_capture_on_commit_callbacks):

@@ -56,7 +56,8 @@ def test_seats_left_without_capacity_make_the_request_partly_delivered_and_a_ret
     request.refresh_from_db()
     assert request.state == State.FULFILLED
     pool = DesktopPool.objects.get(request=request)
-    assert pool.seats.filter(desktop__state=Desktop.State.RUNNING).count() == 2
+    # Delivered: both desktops made, stopped outside class until the schedule starts them.
+    assert pool.seats.filter(desktop__state=Desktop.State.STOPPED).count() == 2
 
 
 def test_a_pool_whose_desktops_all_fail_is_not_delivered_its_quota_is_free_and_the_teacher_is_told(
@@ -256,7 +257,7 @@ def test_a_seat_failing_later_on_the_pool_page_retry_turns_a_failed_request_arou
         services.pool_retry_failed(actor=scenario.teacher, pool=pool)
     request.refresh_from_db()
     assert request.state == State.FULFILLED
-    assert Seat.objects.get(pool=pool).desktop.state == Desktop.State.RUNNING
+    assert Seat.objects.get(pool=pool).desktop.state == Desktop.State.STOPPED  # made, outside class
 
 
 # --- #13.1: a teacher changes the course's pool through the same wizard ------------------------
@@ -325,10 +326,10 @@ def test_a_bigger_flavor_goes_through_approval_and_is_applied_to_the_pool(
     change = ApprovalRequest.objects.exclude(pk=pool.request_id).get()
     assert change.state == State.PENDING  # it takes more vCPU than the pool holds
     assert (change.vcpu, change.desktops) == (2, 0)  # only the growth: 2 seats × (2 - 1) vCPU
-    # Stop one seat so that it can take the new flavor now.
-    seat = pool.seats.select_related("desktop").first()
+    # Made outside class, the seats are stopped; a student starts one: it keeps its flavor while in use.
+    seat, busy = pool.seats.select_related("desktop").order_by("pk")
     with django_capture_on_commit_callbacks(execute=True):
-        compute_services.desktop_stop(actor=scenario.teacher, desktop=seat.desktop)
+        compute_services.desktop_start(actor=scenario.teacher, desktop=busy.desktop)
     with django_capture_on_commit_callbacks(execute=True):
         request_approve(actor=scenario.tenant_admin, request=change)
     pool.refresh_from_db()
@@ -336,6 +337,8 @@ def test_a_bigger_flavor_goes_through_approval_and_is_applied_to_the_pool(
     assert pool.flavor == bigger and pool.request_id == change.pk
     seat.desktop.refresh_from_db()
     assert seat.desktop.flavor == bigger and seat.desktop.vcpus == 2
+    busy.desktop.refresh_from_db()
+    assert busy.desktop.flavor == env.flavor and busy.desktop.state == Desktop.State.RUNNING
     assert change.state == State.FULFILLED and change.fulfilment_detail["ready"] == 2
 
 

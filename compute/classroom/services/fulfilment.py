@@ -47,9 +47,11 @@ def plan_course_desktops(*, tenant, course, requester, payload: dict) -> tuple[R
     if course is None:
         raise InvalidInput(_("课程桌面申请必须选择课程。"), code=ErrorCode.REQUEST_PAYLOAD_INVALID)
     version, flavor = desktop_requests.request_objects(tenant=tenant, course=course, payload=payload)
-    seats = RosterEntry.objects.filter(course=course).count()
-    if not seats:
+    roster = RosterEntry.objects.filter(course=course).count()
+    if not roster:
         raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
+    # One seat per student at least; more asked for are spare seats.
+    seats = max(roster, int(payload.get("seats") or 0))
     pool = _changed_pool(course, payload)
     if pool is None:
         _refuse_a_second_pool(course)
@@ -124,7 +126,7 @@ def pool_request_progress(pool_id: int) -> ApprovalRequest | None:
             pending += 1
         elif desktop is None or desktop.state == Desktop.State.ERROR:
             error = seat.error if desktop is None else (desktop.error_reason or desktop.last_error)
-            failures.append({"name": seat.student.get_full_name() or seat.student.username, "error": error})
+            failures.append({"name": seat.holder_name, "error": error})
         elif desktop.state in _PENDING:
             pending += 1
         else:
@@ -150,8 +152,13 @@ def pool_fulfil_again(request: ApprovalRequest) -> DesktopPool | None:
 
 
 def seat_desktop_observer(*, desktop, at, reason: str) -> None:
-    """compute's observer of a seat's desktop: once it is made or fails, the pool's request hears of it."""
-    if reason not in ("provisioned", "failed") or desktop.course_id is None:
+    """compute's observer of a seat's desktop: once it is made or fails, the pool's request hears of it;
+    once it stops, it takes the pool's flavor if that changed while it ran."""
+    if desktop.course_id is None:
+        return
+    if desktop.state == Desktop.State.STOPPED and reason not in ("created", "resized"):
+        transaction.on_commit(lambda: seat_flavor_follow(desktop.pk))
+    if reason not in ("provisioned", "failed"):
         return
     pool_ids = list(
         Seat.objects.filter(desktop_id=desktop.pk)
@@ -165,6 +172,7 @@ def seat_desktop_observer(*, desktop, at, reason: str) -> None:
 def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[DesktopPool, dict]:
     """The pool takes the request's image, flavor and persistence, and reports to this request now."""
     from compute.classroom import locks
+    from compute.classroom.services.pools import seats_wanted
 
     payload = request.payload
     with transaction.atomic():
@@ -176,10 +184,14 @@ def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[Deskto
             "persistence": payload.get("persistence") if payload.get("persistence") != pool.persistence else None,
         }
         changes = {k: v for k, v in changes.items() if v}
+        seats = int(payload.get("seats") or 0)
+        if seats and seats != seats_wanted(pool, pool.course.roster.count()):
+            changes["seats"] = seats
         pool.image_version, pool.flavor = version, flavor
         pool.persistence = payload.get("persistence") or pool.persistence
+        pool.seat_target = seats or pool.seat_target
         pool.request = request
-        pool.save(update_fields=["image_version", "flavor", "persistence", "request"])
+        pool.save(update_fields=["image_version", "flavor", "persistence", "seat_target", "request"])
         event_record(
             action=Action.POOL_CHANGED,
             target=pool,
@@ -191,7 +203,7 @@ def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[Deskto
 
 def _resize_stopped(pool: DesktopPool, flavor) -> None:
     """Stopped desktops take the new flavor now (nobody is using them); running ones keep theirs
-    until they are stopped and the pool is changed again or they are reset."""
+    until they stop (``seat_flavor_follow``, from the observer)."""
     from compute import services as compute_services
 
     for seat in pool.seats.filter(state=Seat.State.ACTIVE, desktop__state=Desktop.State.STOPPED).select_related(
@@ -199,6 +211,28 @@ def _resize_stopped(pool: DesktopPool, flavor) -> None:
     ):
         if seat.desktop.flavor_id != flavor.pk:
             compute_services.desktop_resize(actor=pool.course.teacher, desktop=seat.desktop, flavor=flavor)
+
+
+def seat_flavor_follow(desktop_id: int) -> Desktop | None:
+    """A seat's desktop that kept its old flavor while it ran takes the pool's flavor once stopped.
+    A refusal (quota, no room on its host) leaves it as it is, logged: the pool page still shows it."""
+    from common.errors import ServiceError
+    from compute import services as compute_services
+
+    seat = (
+        Seat.objects.filter(desktop_id=desktop_id, state=Seat.State.ACTIVE, pool__state=DesktopPool.State.ACTIVE)
+        .select_related("desktop", "pool__flavor", "pool__course__teacher")
+        .first()
+    )
+    if seat is None or seat.desktop.state != Desktop.State.STOPPED or seat.desktop.flavor_id == seat.pool.flavor_id:
+        return None
+    try:
+        return compute_services.desktop_resize(
+            actor=seat.pool.course.teacher, desktop=seat.desktop, flavor=seat.pool.flavor
+        )
+    except ServiceError as exc:
+        log.warning("seat %s keeps its flavor: %s", seat.pk, exc.message)
+        return None
 
 
 def pool_change_apply(request: ApprovalRequest) -> DesktopPool:

@@ -21,6 +21,7 @@ from django.utils.translation import ngettext
 
 from audit.actions import Action
 from audit.services import event_record
+from common.db import retry_on_deadlock
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, ServiceError
 from compute import locks as compute_locks
 from compute import services as compute_services
@@ -28,8 +29,9 @@ from compute.classroom import locks
 from compute.classroom.errors import ErrorCode
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.access import require_manage, stand_in
-from compute.classroom.services.schedule import schedule_minutes
+from compute.classroom.services.schedule import desktops_on_now, schedule_minutes
 from compute.models import Desktop, Endpoint, Flavor, ImageVersion
+from compute.quota import flavor_share
 from tenants import permissions as tenant_permissions
 from tenants.models import ApprovalRequest, Course, RosterEntry
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_check
@@ -42,31 +44,54 @@ log = logging.getLogger(__name__)
 
 
 def seat_amounts(flavor: Flavor, seats: int = 1) -> ResourceAmounts:
-    """What ``seats`` desktops of this flavor take from the quotas (as compute reserves them)."""
-    return ResourceAmounts(
-        vcpu=flavor.vcpus,
-        ram_gib=-(-flavor.memory_mib // 1024),
-        disk_gib=flavor.disk_gib,
-        gpus=flavor.gpus,
-        desktops=1,
-    ) * int(seats)
+    """What ``seats`` desktops of this flavor take from the quotas: compute's own count (one source)."""
+    return flavor_share(flavor, count=seats)
 
 
 def _roster_students(course: Course) -> list[User]:
     return [e.user for e in RosterEntry.objects.filter(course=course).select_related("user").order_by("student_number")]
 
 
-def _seat_desktop_create(*, pool: DesktopPool, student: User, creator: User) -> Desktop:
+def seats_wanted(pool: DesktopPool, roster_size: int) -> int:
+    """The pool's size: one seat per student on the roster, at least ``seat_target`` (the rest spare)."""
+    return max(pool.seat_target, roster_size)
+
+
+def _seat_desktop_create(
+    *, pool: DesktopPool, student: User | None, creator: User, start: bool | None = None
+) -> Desktop:
+    """The seat's desktop follows the schedule from the start: made running only when the pool's
+    desktops are meant to be on now (in class, or within the lead before it), stopped otherwise.
+    A spare seat's desktop is the teacher's (``creator``) until the seat is given to a student."""
     return compute_services.desktop_create(
         actor=creator,
         tenant=pool.tenant,
         image_version=pool.image_version,
         flavor=pool.flavor,
-        owner=student,
+        owner=student or creator,
         course=pool.course,
-        name=f"{pool.course.code}-{student.username}",
+        name=f"{pool.course.code}-{student.username if student else 'spare'}",
         endpoint=pool.endpoint,
+        start=desktops_on_now(pool) if start is None else start,
     )
+
+
+@retry_on_deadlock
+def _seat_provision(*, pool_id: int, seat_id: int, creator: User, start: bool | None) -> bool | None:
+    """One seat's desktop requested in its own transaction (run again when MariaDB picks it as a
+    deadlock victim beside a worker committing another desktop's quota). None: nothing to do; else
+    whether its desktop is made running."""
+    with transaction.atomic():
+        # The pool's lock orders this with a roster sync or a retry of the same seat.
+        pool = locks.pool_lock(pool_id)
+        seat = Seat.objects.select_related("student").get(pk=seat_id)
+        if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
+            return None
+        start = desktops_on_now(pool) if start is None else start
+        seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator, start=start)
+        seat.error = ""
+        seat.save(update_fields=["desktop", "error"])
+    return start
 
 
 def _seats_provision(*, pool_id: int, creator: User) -> int:
@@ -74,7 +99,7 @@ def _seats_provision(*, pool_id: int, creator: User) -> int:
     on the first while the others are still being written (60 rows take ~2 s, a tenth of the
     whole provisioning). A refusal (no capacity left, a budget) ends it: the seats left without a
     desktop keep the reason and are retried from the pool page. Returns how many were requested."""
-    requested = 0
+    requested, start = 0, None
     seat_ids = list(
         Seat.objects.filter(pool_id=pool_id, state=Seat.State.ACTIVE, desktop__isnull=True)
         .order_by("pk")
@@ -82,22 +107,22 @@ def _seats_provision(*, pool_id: int, creator: User) -> int:
     )
     for seat_id in seat_ids:
         try:
-            with transaction.atomic():
-                # The pool's lock orders this with a roster sync or a retry of the same seat.
-                pool = locks.pool_lock(pool_id)
-                seat = Seat.objects.select_related("student").get(pk=seat_id)
-                if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
-                    continue
-                seat.desktop = _seat_desktop_create(pool=pool, student=seat.student, creator=creator)
-                seat.error = ""
-                seat.save(update_fields=["desktop", "error"])
-                requested += 1
+            made = _seat_provision(pool_id=pool_id, seat_id=seat_id, creator=creator, start=start)
         except ServiceError as exc:
             left = Seat.objects.filter(pk__in=seat_ids, state=Seat.State.ACTIVE, desktop__isnull=True)
             left.update(error=exc.message[:500])
             log.warning("pool %s: %s seats without a desktop: %s", pool_id, left.count(), exc.message)
             break
+        if made is not None:
+            start, requested = made, requested + 1
     return requested
+
+
+def pool_seats_provision(*, actor: User | None, pool: DesktopPool) -> int:
+    """Request the desktops of the pool's seats that have none yet (a creation cut short, e.g. by a
+    deadlock while seeding beside a live worker); returns how many were requested."""
+    require_manage(actor, pool)
+    return _seats_provision(pool_id=pool.pk, creator=stand_in(actor, pool.course))
 
 
 def _pool_policy(
@@ -131,9 +156,10 @@ def pool_create(
     shutdown_deadline_minutes: int | None = None,
     endpoint: Endpoint | None = None,
     request: ApprovalRequest | None = None,
+    seats: int = 0,
 ) -> DesktopPool:
-    """One desktop per student on the roster. A roster larger than the quotas is refused, with
-    the shortfall, before anything is created."""
+    """One desktop per student on the roster, and spare seats up to ``seats`` when it asks for more.
+    A pool larger than the quotas is refused, with the shortfall, before anything is created."""
     if actor is not None and not tenant_permissions.can_manage_course(actor, course):
         raise Forbidden(_("只有课程教师或院系管理员可以为课程创建桌面池。"), code=ErrorCode.POOL_FORBIDDEN)
     policy = _pool_policy(persistence, lead_minutes, shutdown_after_minutes, shutdown_deadline_minutes)
@@ -151,7 +177,8 @@ def pool_create(
         students = _roster_students(course)
         if not students:
             raise InvalidInput(_("课程名单为空，请先导入学生名单。"), code=ErrorCode.ROSTER_EMPTY)
-        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, len(students)))
+        total = max(int(seats or 0), len(students))
+        shortfalls = quota_check(tenant=course.tenant, course=course, amounts=seat_amounts(flavor, total))
         if shortfalls:
             raise QuotaExceeded(shortfalls)
         pool = DesktopPool.objects.create(
@@ -164,8 +191,10 @@ def pool_create(
             **policy,
             request=request,
             created_by=actor,
+            seat_target=total if total > len(students) else 0,
         )
-        Seat.objects.bulk_create([Seat(pool=pool, student=student) for student in students])
+        spares = [None] * (total - len(students))
+        Seat.objects.bulk_create([Seat(pool=pool, student=student) for student in [*students, *spares]])
         event_record(
             action=Action.POOL_CREATED,
             actor=actor,
@@ -173,7 +202,8 @@ def pool_create(
             tenant=pool.tenant,
             detail={
                 "course": course.code,
-                "seats": len(students),
+                "seats": total,
+                "spare_seats": len(spares),
                 "image": str(image_version),
                 "flavor": flavor.name,
                 "persistence": persistence,
@@ -212,6 +242,7 @@ def pool_create_from_request(*, request: ApprovalRequest) -> DesktopPool:
         shutdown_after_minutes=int(payload.get("shutdown_after_minutes", 10)),
         shutdown_deadline_minutes=payload.get("shutdown_deadline_minutes"),
         request=request,
+        seats=int(payload.get("seats") or 0),
     )
 
 
@@ -262,6 +293,9 @@ class SyncResult:
     pending: int = 0
     # Seats added without a desktop (no quota or capacity left): they keep the reason, retried from the pool.
     waiting: int = 0
+    # Spare seats given to joining students (their desktops reset for them), and spare seats added.
+    assigned: int = 0
+    spares_added: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -270,6 +304,8 @@ class SyncResult:
             "retired": self.retired,
             "pending": self.pending,
             "waiting": self.waiting,
+            "assigned": self.assigned,
+            "spares_added": self.spares_added,
         }
 
     def __bool__(self) -> bool:
@@ -302,6 +338,8 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
     if seat.desktop_id is None:
         return False
     previous = seat.student
+    if previous is None and seat.desktop.state in Desktop.TRANSIENT:
+        return False
     try:
         desktop = compute_services.desktop_hand_over(
             actor=None,
@@ -321,7 +359,7 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
         tenant=seat.pool.tenant,
         detail={
             "pool": seat.pool_id,
-            "from": previous.username,
+            "from": previous.username if previous else None,
             "to": student.username,
             "data_disks": seat.pool.leaver_disks,
         },
@@ -329,15 +367,62 @@ def _seat_hand_over(seat: Seat, student: User) -> bool:
     return True
 
 
-def _sync_plan(pool: DesktopPool) -> tuple[list[User], list[Seat]]:
-    """(students on the roster without a seat, seats whose student left or that wait to be retired)."""
+@dataclass
+class _Plan:
+    joining: list  # students on the roster without a seat
+    leaving: list  # seats whose student left, or that wait to be retired
+    spares: list  # active seats without a student
+    spares_wanted: int  # how many spare seats the pool keeps once the roster is seated
+
+
+def _sync_plan(pool: DesktopPool) -> _Plan:
     roster = _roster_students(pool.course)
     roster_ids = {s.pk for s in roster}
     seats = list(pool.seats.exclude(state=Seat.State.RETIRED).select_related("student", "desktop", "pool__course"))
-    seated = {s.student_id for s in seats if s.state == Seat.State.ACTIVE}
-    joining = [s for s in roster if s.pk not in seated]
-    leaving = [s for s in seats if s.student_id not in roster_ids or s.state == Seat.State.RETIRING]
-    return joining, leaving
+    active = [s for s in seats if s.state == Seat.State.ACTIVE]
+    seated = {s.student_id for s in active if s.student_id is not None}
+    return _Plan(
+        joining=[s for s in roster if s.pk not in seated],
+        leaving=[
+            s
+            for s in seats
+            if s.state == Seat.State.RETIRING or (s.student_id is not None and s.student_id not in roster_ids)
+        ],
+        spares=[s for s in active if s.student_id is None],
+        spares_wanted=seats_wanted(pool, len(roster)) - len(roster),
+    )
+
+
+def _give_spares(plan: _Plan, result: SyncResult) -> None:
+    """Joining students take spare seats first: a spare's desktop is reset and handed to the student
+    (one without a desktop yet just takes the student; its desktop is requested at the retry)."""
+    for seat in list(plan.spares):
+        if not plan.joining:
+            break
+        student = plan.joining[0]
+        if seat.desktop_id is None:
+            seat.student = student
+            seat.save(update_fields=["student"])
+        elif not _seat_hand_over(seat, student):
+            continue
+        plan.joining.pop(0)
+        plan.spares.remove(seat)
+        result.assigned += 1
+
+
+def _spares_follow(pool: DesktopPool, plan: _Plan, *, creator: User, result: SyncResult) -> None:
+    """Keep the pool's spare seats: new ones provisioned when too few, the last ones retired when too many."""
+    missing = plan.spares_wanted - len(plan.spares)
+    if missing > 0:
+        added = SyncResult()
+        _seats_add(pool, [None] * missing, creator=creator, result=added)
+        result.spares_added += added.added
+        result.waiting += added.waiting
+    for seat in plan.spares[plan.spares_wanted :] if missing < 0 else []:
+        if seat_retire(seat, creator=creator):
+            result.retired += 1
+        else:
+            result.pending += 1
 
 
 def _hand_over_seats(leaving: list[Seat], joining: list[User], result: SyncResult) -> None:
@@ -351,16 +436,16 @@ def _hand_over_seats(leaving: list[Seat], joining: list[User], result: SyncResul
             result.handed_over += 1
 
 
-def _seats_add(pool: DesktopPool, joining: list[User], *, creator: User, result: SyncResult) -> None:
-    """A seat for each joining student, its desktop requested; once one is refused (quota, capacity) the
-    rest are not tried: their seats wait with the reason, for the pool page's retry."""
-    refusal = ""
+def _seats_add(pool: DesktopPool, joining: list[User | None], *, creator: User, result: SyncResult) -> None:
+    """A seat for each joining student (None: a spare seat), its desktop requested; once one is refused
+    (quota, capacity) the rest are not tried: their seats wait with the reason, for the pool page's retry."""
+    refusal, start = "", desktops_on_now(pool) if joining else False
     for student in joining:
         seat = Seat.objects.create(pool=pool, student=student)
         result.added += 1
         if not refusal:
             try:
-                seat.desktop = _seat_desktop_create(pool=pool, student=student, creator=creator)
+                seat.desktop = _seat_desktop_create(pool=pool, student=student, creator=creator, start=start)
                 seat.save(update_fields=["desktop"])
                 continue
             except ServiceError as exc:
@@ -381,10 +466,12 @@ def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
         if pool.state != DesktopPool.State.ACTIVE:
             raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
         creator = stand_in(actor, pool.course)
-        joining, leaving = _sync_plan(pool)
-        _hand_over_seats(leaving, joining, result)
-        _seats_add(pool, joining, creator=creator, result=result)
-        for seat in leaving:
+        plan = _sync_plan(pool)
+        _hand_over_seats(plan.leaving, plan.joining, result)
+        _give_spares(plan, result)
+        _seats_add(pool, plan.joining, creator=creator, result=result)
+        _spares_follow(pool, plan, creator=creator, result=result)
+        for seat in plan.leaving:
             if seat_retire(seat, creator=creator):
                 result.retired += 1
             else:
@@ -413,20 +500,28 @@ def roster_preview(*, course: Course, keep_user_ids: set[int], new_accounts: int
     if pool is None:
         return None
     seats = list(pool.seats.filter(state=Seat.State.ACTIVE).values_list("student_id", "desktop_id"))
-    seated = {student for student, _desktop in seats}
+    seated = {student for student, _desktop in seats if student is not None}
+    spares = sum(1 for student, _desktop in seats if student is None)
     joining = len(keep_user_ids - seated) + new_accounts
-    leaving = sum(1 for student, desktop in seats if student not in keep_user_ids and desktop is not None)
+    leaving = sum(
+        1 for student, desktop in seats if student is not None and student not in keep_user_ids and desktop is not None
+    )
     handed = min(joining, leaving)
-    added = joining - handed
+    assigned = min(joining - handed, spares)
+    roster_after = len(keep_user_ids & seated) + joining
+    seats_after = seats_wanted(pool, roster_after)
+    # New seats: the students left without one, and spare seats again up to the pool's size.
+    added = max(0, seats_after - (len(seats) - (leaving - handed)))
     shortfalls = (
         quota_check(tenant=pool.tenant, course=course, amounts=seat_amounts(pool.flavor, added)) if added else []
     )
     return {
         "pool": pool.pk,
         "seats_now": len(seats),
-        "seats_after": len(seats) - leaving + joining,
+        "seats_after": seats_after,
+        "assigned": assigned,
         "added": added,
-        "handed_over": handed,
+        "handed_over": handed + assigned,  # a spare seat given to a student is reset and handed over too
         "retired": leaving - handed,
         "shortfall": str(QuotaExceeded(shortfalls).message) if shortfalls else "",
     }
@@ -446,7 +541,7 @@ def seat_retry(*, actor: User | None, seat: Seat) -> Desktop:
     require_manage(actor, seat.pool)
     creator = stand_in(actor, seat.pool.course)
     if seat.desktop_id is not None:
-        return compute_services.desktop_retry(actor=creator, desktop=seat.desktop)
+        return compute_services.desktop_retry(actor=creator, desktop=seat.desktop, start=desktops_on_now(seat.pool))
     with transaction.atomic():
         pool = locks.pool_lock(seat.pool_id)
         seat = Seat.objects.select_related("student").get(pk=seat.pk)

@@ -81,7 +81,7 @@ def seat_reset(*, actor: User | None, seat: Seat) -> Seat:
             actor=actor,
             target=seat.desktop,
             tenant=seat.pool.tenant,
-            detail={"pool": seat.pool_id, "student": seat.student.username},
+            detail={"pool": seat.pool_id, "student": seat.student.username if seat.student else None},
         )
     return seat
 

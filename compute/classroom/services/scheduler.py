@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _seat_name(seat: Seat) -> str:
+    """A seat as the teacher's warnings name it: its student's username, or "spare seat"."""
+    return seat.student.username if seat.student else seat.holder_name
+
+
 def _parse_class_time(pool: DesktopPool, class_time_id: int | str | None) -> ClassTime | None:
     if class_time_id in (None, ""):
         return None
@@ -142,7 +147,7 @@ def _wind_down_seats(
         seat = to_reset[desktop.pk]
         seat.reset_for = session
         seat.save(update_fields=["reset_for"])
-    names = {s.desktop_id: s.student.username for s in seats}
+    names = {s.desktop_id: _seat_name(s) for s in seats}
     report["forced_names"] = [names[d.pk] for d in stopped if d.pk in connected]
     report["forced"] = len(report["forced_names"])
     report["stopped"] = len(stopped)
@@ -209,7 +214,7 @@ def _wind_down(pool: DesktopPool, session: ClassSession, now: datetime.datetime)
             pool,
             session,
             report,
-            connected_names=[s.student.username for s in seats if s.desktop_id in connected],
+            connected_names=[_seat_name(s) for s in seats if s.desktop_id in connected],
             forced_names=report.pop("forced_names"),
             deadline=deadline,
             now=now,
