@@ -52,6 +52,7 @@ class ComputeError(StrEnum):
     MIGRATION_NOT_RUNNING = "migration_not_running"
     DRS_POLICY_INVALID = "drs_policy_invalid"
     HA_NOTHING_TO_CLEAR = "ha_nothing_to_clear"
+    HA_ADMIN_ONLY = "ha_admin_only"
     HA_SETTINGS_INVALID = "ha_settings_invalid"
     HA_BMC_INVALID = "ha_bmc_invalid"
 

@@ -42,3 +42,10 @@ def ha_hosts_for(user) -> QuerySet[Host]:
 
 def host_incidents(host: Host, *, limit: int = 10) -> list[HaIncident]:
     return list(HaIncident.objects.filter(host=host).order_by("-suspect_at", "-pk")[:limit])
+
+
+def ha_flag_settable_by(user, desktop) -> bool:
+    """Who sees and sets a desktop's HA flag: its admins (system or tenant), not its owner or teacher."""
+    from tenants import permissions as tenant_permissions
+
+    return is_system_admin(user) or tenant_permissions.manages_tenant(user, desktop.tenant)

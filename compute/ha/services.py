@@ -16,13 +16,13 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.models import AuditEvent
 from audit.services import event_record
-from common.errors import Conflict, InvalidInput
+from common.errors import Conflict, Forbidden, InvalidInput
 from common.tasks import enqueue
 from compute import locks
 from compute.errors import ComputeError
-from compute.ha import states
+from compute.ha import selectors, states
 from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Host
-from compute.services.rules import require_manage, require_system_admin
+from compute.services.rules import require_system_admin
 
 if TYPE_CHECKING:
     from tenants.models import User
@@ -227,9 +227,9 @@ def host_bmc_set(*, actor: User | None, host: Host, address: str, port: int, use
 
 def desktop_ha_set(*, actor: User | None, desktop: Desktop, enabled: bool | None) -> Desktop:
     """Whether the desktop restarts elsewhere when its host fails; None: its cluster's default (on with shared
-    storage). Whoever manages the desktop decides."""
-    if actor is not None:
-        require_manage(actor, desktop)
+    storage). The desktop's admins decide (system or tenant admins), not its owner or teacher."""
+    if actor is not None and not selectors.ha_flag_settable_by(actor, desktop):
+        raise Forbidden(_("只有系统管理员或本单位管理员可以设置桌面的高可用。"), code=ComputeError.HA_ADMIN_ONLY)
     with transaction.atomic():
         row = locks.desktop_lock(desktop.pk)
         before = row.ha_enabled

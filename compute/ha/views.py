@@ -13,7 +13,6 @@ from compute import selectors as compute_selectors
 from compute.ha import selectors, services
 from compute.ha.forms import BmcForm, ClearForm, DesktopHaForm, HaSettingsForm
 from compute.models import Desktop, Host
-from tenants import permissions as tenant_permissions
 
 
 def _admin_only(request) -> None:
@@ -96,7 +95,7 @@ def host_context(host: Host) -> dict:
 
 def desktop_ha_visible(user, desktop: Desktop) -> bool:
     """The desktop's HA flag is shown (and changed) on its page by its admins: system or tenant admins."""
-    return compute_selectors.is_system_admin(user) or tenant_permissions.manages_tenant(user, desktop.tenant)
+    return selectors.ha_flag_settable_by(user, desktop)
 
 
 def desktop_context(user, desktop: Desktop) -> dict:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from audit.compliance import Status, check_get
 from compute import services
 from compute.ha import services as ha_services
-from compute.models import Cluster, ClusterHa, HaIncident, HaState, Host
+from compute.models import Cluster, ClusterHa, Desktop, HaIncident, HaState, Host
 
 pytestmark = pytest.mark.django_db
 
@@ -146,7 +146,6 @@ def test_the_redundancy_item_reports_from_has_configuration_and_last_drill(scena
 
 
 def test_a_desktops_ha_flag_follows_its_cluster_until_set_and_another_tenant_gets_404(scenario, api):
-    from compute.models import Desktop
 
     n1, _n2 = _hosts(scenario)
     desktop = Desktop.objects.create(
@@ -197,4 +196,17 @@ def test_a_desktops_admins_see_and_set_its_ha_flag_on_its_page_its_owner_does_no
     assert 'data-testid="desktop-ha"' not in owner.get(page_url).content.decode()
     assert owner.post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": "off"}).status_code == 404
     assert _client(scenario.stranger).post(f"/compute/desktops/{desktop.pk}/ha/", {"ha": "off"}).status_code == 404
+    assert Desktop.objects.get(pk=desktop.pk).ha_enabled is None
+
+
+def test_a_desktops_owner_cannot_set_its_ha_flag_through_the_api(api, scenario):
+    """The flag is the admins' (system or tenant), on the page and in the API alike: the owner sees the
+    desktop but gets a 403 with a code, and nothing changes."""
+    n1, _n2 = _hosts(scenario)
+    desktop = Desktop.objects.create(
+        name="own", vm_name="cc-ha-own", tenant=scenario.tenant_a, owner=scenario.student, endpoint=n1.endpoint, host=n1
+    )
+    refused = api.as_user(scenario.student).put(f"/api/v1/desktop-ha/{desktop.pk}/", {"enabled": "off"}, format="json")
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["code"] == "ha_admin_only"
     assert Desktop.objects.get(pk=desktop.pk).ha_enabled is None
