@@ -4,6 +4,7 @@ entries they need where the desktop runs, and what follows the desktop when it m
 import logging
 
 from django.db import transaction
+from kombu.exceptions import KombuError
 
 from audit.actions import Action
 from audit.services import event_record
@@ -158,7 +159,16 @@ def _gateway_request(endpoint: Endpoint) -> None:
     that node's agent to converge now (after the commit), rather than at the next periodic sync."""
     from compute.networking.gateway import gateways_request_for
 
-    transaction.on_commit(lambda: gateways_request_for(endpoint))
+    def ask() -> None:
+        # Best effort: the periodic sync asks every node again, so a request that cannot be sent
+        # (broker away; a process that runs tasks in place, where edge_sync refuses to run outside
+        # the node's agent) never fails the desktop it was for.
+        try:
+            gateways_request_for(endpoint)
+        except (DriverError, OSError, KombuError) as exc:
+            log.warning("network node not asked for the gateway of %s now: %s", endpoint.name, exc)
+
+    transaction.on_commit(ask)
 
 
 def _push(addresses: list[Address], endpoint: Endpoint, driver: HypervisorDriver) -> list[Address]:

@@ -73,6 +73,11 @@ def test_the_teacher_to_console_journey_is_in_the_audit_log_with_actors_and_addr
     response = admin.post(f"/api/v1/requests/{request.pk}/approve/", {"comment": "ok"}, REMOTE_ADDR=ADMIN_IP)
     assert response.status_code == 200, response.content
     desktop = Desktop.objects.get(course=course, owner=scenario.student)
+    # Out of class time the pool's desktops are made stopped (#13.11): the student starts theirs.
+    assert desktop.state == Desktop.State.STOPPED, desktop.error_reason
+    started = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/start/", REMOTE_ADDR="10.8.0.13")
+    assert started.status_code == 202, started.content
+    desktop.refresh_from_db()
     assert desktop.state == Desktop.State.RUNNING, desktop.error_reason
 
     response = api.as_user(scenario.student).post(f"/api/v1/desktops/{desktop.pk}/console/", REMOTE_ADDR="10.8.0.13")
