@@ -6,10 +6,11 @@ testbed; ``@pytest.mark.django_db(transaction=True)`` when real tasks run on com
 - ``guest_boot`` (session): the guest's kernel and initrd copied to the testbed's shared storage;
   ``.kernel`` / ``.initrd`` are their paths inside the hosts, ``.cmdline`` the base command line.
 - ``guest_env``: every testbed host registered as a compute node unless the test did (``host_add``, cluster
-  ``<site>-general``, TCG) with a desktop pool on the shared storage and an empty golden qcow2; an
-  image that boots the guest (``.image``), a version of it per site (``.versions["east"]``,
-  ``.version_for("h3")``), a 1 vCPU / 128 MiB flavor (``.flavor``; the cloud kernel needs more than
-  64 MiB). The endpoints' libvirt networks, bridges and filters carry a name prefix of this test
+  ``<site>-general``, TCG) with a desktop pool in a directory of its own on the shared storage (two
+  test files may run at once; ``guest_env_made`` builds one for a fixture of another name) and an
+  empty golden qcow2; an image that boots the guest (``.image``), a version of it per site
+  (``.versions["east"]``, ``.version_for("h3")``), a 1 vCPU / 128 MiB flavor (``.flavor``; the
+  cloud kernel needs more than 64 MiB). The endpoints' libvirt networks, bridges and filters carry a name prefix of this test
   (``.prefix``), so test processes sharing the testbed never meet. At teardown: this test's
   domains, networks, filters, pool and files go. ``guest_env.image_with(actor, "cc.ping=10.0.0.7")``
   makes another image with more kernel arguments (same versions' volumes): a desktop of it pings
@@ -277,14 +278,16 @@ def _sweep(env: GuestEnv) -> None:
             path.unlink()
 
 
-@pytest.fixture
-def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
+@contextlib.contextmanager
+def guest_env_made(testbed, guest_boot, scenario, *, letter: str = "g", name: str = "CampusCloud guest"):
+    """A GuestEnv (what ``guest_env`` gives), its storage pool in a directory of its own on the shared
+    storage: libvirt refuses two pools on one target path, and test files run in parallel."""
     from compute import services
     from compute.models import Endpoint, Host
     from tests.testbed.hosts import add_host
 
     uid = uuid.uuid4().hex[:5]
-    prefix = f"g{uid}"
+    prefix = f"{letter}{uid}"
     env = GuestEnv(
         testbed=testbed,
         boot=guest_boot,
@@ -295,13 +298,14 @@ def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
         versions={},
         flavor=None,
     )
-    golden = testbed.shared_dir / env.golden
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), "64M"], check=True)
+    directory = testbed.shared_dir / prefix
+    directory.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / env.golden), "64M"], check=True)
     try:
         for host in testbed:
             conn = host.connect()
             try:
-                conn.storagePoolCreateXML(_pool_xml(env.pool, testbed.shared_path), 0)
+                conn.storagePoolCreateXML(_pool_xml(env.pool, f"{testbed.shared_path}/{prefix}"), 0)
             finally:
                 conn.close()
             if not Host.objects.filter(name=host.name).exists():  # the test may have added it itself
@@ -318,7 +322,7 @@ def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
         env.hosts = {host.name: Host.objects.get(name=host.name) for host in testbed}
         env.image = services.image_create(
             actor=scenario.sysadmin,
-            name="CampusCloud guest",
+            name=name,
             os_type="linux",
             kernel_path=guest_boot.kernel,
             initrd_path=guest_boot.initrd,
@@ -331,3 +335,10 @@ def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
         yield env
     finally:
         _sweep(env)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
+    with guest_env_made(testbed, guest_boot, scenario) as env:
+        yield env

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import json
 import shlex
-import shutil
 import socket
 import struct
 import subprocess
@@ -22,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -394,53 +392,11 @@ def test_a_desktop_on_another_host_of_the_site_is_reached_and_leaves_through_the
 
 @pytest.fixture
 def edge_guest_env(testbed, guest_boot, scenario):
-    """``guest_env`` (tests/harness/guest.py) with its storage pool in a directory of its own on the
-    shared storage: libvirt refuses a second pool on one target path, so two test files using
-    ``guest_env`` at once (pytest-xdist runs files in parallel) would collide."""
-    from compute import services
-    from compute.models import Endpoint
-    from tests.harness.guest import GUEST_MIB, GuestEnv, _pool_xml, _sweep, _versions
-    from tests.testbed.hosts import add_host
+    """``guest_env`` (tests/harness/guest.py), its image named for these tests."""
+    from tests.harness.guest import guest_env_made
 
-    prefix = f"e{uuid.uuid4().hex[:5]}"
-    directory = testbed.shared_dir / prefix
-    directory.mkdir()
-    env = GuestEnv(testbed, guest_boot, prefix, f"{prefix}-pool", f"{prefix}-golden.qcow2", None, {}, None)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / env.golden), "64M"], check=True)
-    try:
-        for host in testbed:
-            conn = host.connect()
-            try:
-                conn.storagePoolCreateXML(_pool_xml(env.pool, f"{testbed.shared_path}/{prefix}"), 0)
-            finally:
-                conn.close()
-            add_host(host, shared_storage_pool=env.pool)
-        for endpoint in Endpoint.objects.filter(hosts__name__in=[h.name for h in testbed]):
-            endpoint.options = {
-                **endpoint.options,
-                "network_prefix": f"{prefix}-n",
-                "bridge_prefix": f"{prefix}b",
-                "filter_prefix": f"{prefix}-sg",
-                "firewall_prefix": prefix,
-            }
-            endpoint.save(update_fields=["options"])
-        env.hosts = {host.name: Host.objects.get(name=host.name) for host in testbed}
-        env.image = services.image_create(
-            actor=scenario.sysadmin,
-            name="CampusCloud guest (edge)",
-            os_type="linux",
-            kernel_path=guest_boot.kernel,
-            initrd_path=guest_boot.initrd,
-            kernel_cmdline=guest_boot.cmdline,
-        )
-        env.versions = _versions(scenario.sysadmin, env.image, env)
-        env.flavor = services.flavor_create(
-            actor=scenario.sysadmin, name=f"guest-{prefix}", vcpus=1, memory_mib=GUEST_MIB, disk_gib=1
-        )
+    with guest_env_made(testbed, guest_boot, scenario, letter="e", name="CampusCloud guest (edge)") as env:
         yield env
-    finally:
-        _sweep(env)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.django_db(transaction=True)
