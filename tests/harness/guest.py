@@ -5,16 +5,16 @@ testbed; ``@pytest.mark.django_db(transaction=True)`` when real tasks run on com
 
 - ``guest_boot`` (session): the guest's kernel and initrd copied to the testbed's shared storage;
   ``.kernel`` / ``.initrd`` are their paths inside the hosts, ``.cmdline`` the base command line.
-- ``guest_env``: every testbed host registered as a compute node unless the test did (``host_add``, cluster
-  ``<site>-general``, TCG) with a desktop pool in a directory of its own on the shared storage (two
-  test files may run at once; ``guest_env_made`` builds one for a fixture of another name) and an
-  empty golden qcow2; an image that boots the guest (``.image``), a version of it per site
-  (``.versions["east"]``, ``.version_for("h3")``), a 1 vCPU / 128 MiB flavor (``.flavor``; the
-  cloud kernel needs more than 64 MiB). The endpoints' libvirt networks, bridges and filters carry a name prefix of this test
-  (``.prefix``), so test processes sharing the testbed never meet. At teardown: this test's
-  domains, networks, filters, pool and files go. ``guest_env.image_with(actor, "cc.ping=10.0.0.7")``
-  makes another image with more kernel arguments (same versions' volumes): a desktop of it pings
-  those peers.
+- ``guest_env``: every testbed host registered as a compute node unless the test did (``host_add``,
+  cluster ``<site>-general``, TCG) with a desktop pool in a directory of its own on the shared
+  storage (two test files may run at once; ``guest_env_made`` builds one for a fixture of another
+  name) and an empty golden qcow2; an image that boots the guest (``.image``), a version of it per
+  site (``.versions["east"]``, ``.version_for("h3")``), a 1 vCPU / 128 MiB flavor (``.flavor``; the
+  cloud kernel needs more than 64 MiB). The endpoints' libvirt networks, bridges and filters carry a
+  name prefix of this test (``.prefix``), so test processes sharing the testbed never meet. At
+  teardown: this test's domains, networks, filters, pool and files go. ``guest_env.image_with(actor,
+  "cc.ping=10.0.0.7")`` makes another image with more kernel arguments (same versions' volumes): a
+  desktop of it pings those peers.
 - ``guest_env.open_port(actor, tenant, 80)``: the tenant's default security group lets in SSH, RDP
   and ping only; this adds TCP 80 (the guest's HTTP) for ``guest_http``/``guest_ping``.
 - ``guest_env.desktop_on("h1", actor=..., tenant=..., owner=..., versions=None)``: a desktop of
