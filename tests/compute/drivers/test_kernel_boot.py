@@ -42,10 +42,10 @@ def test_a_kernel_booted_domain_has_kernel_initrd_cmdline_and_no_boot_device():
 def test_a_kernel_booted_domain_logs_its_serial_console_on_the_host():
     devices = _root(replace(SPEC, boot=BOOT)).find("devices")
     serial = devices.find("serial")
-    assert serial.get("type") == "pty"
-    assert serial.find("log").attrib == {"file": "/var/log/libvirt/qemu/desk-k-serial.log", "append": "off"}
+    assert serial.get("type") == "file"
+    assert serial.find("source").attrib == {"path": "/var/log/libvirt/qemu/desk-k-serial.log", "append": "off"}
     assert lx.serial_log_path("desk-k") == "/var/log/libvirt/qemu/desk-k-serial.log"
-    assert devices.find("console/target").attrib == {"type": "serial", "port": "0"}
+    assert serial.find("target").attrib == {"port": "0"}
 
 
 def test_a_kernel_without_initrd_or_cmdline_leaves_them_out():
