@@ -47,7 +47,8 @@ def _setup(bed, uid: str, made: dict) -> None:
     scenario = scenario_load()
     admin, tenant = scenario.sysadmin, scenario.tenant_a
     network, golden, pool = made["network"], made["golden"], made["pool"]
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(bed.shared_dir / golden), "64M"], check=True)
+    area = made["area"] = bed.shared_area(pool)  # a pool's directory of its own: tests may share the testbed
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / golden), "64M"], check=True)
     for name in ("h1", "h2"):
         host = bed[name]
         conn = host.connect()
@@ -73,7 +74,7 @@ def _setup(bed, uid: str, made: dict) -> None:
         cluster="east-general",
         pool=pool,
         kind="dir",
-        path=bed.shared_path,
+        path=area.path,
         unsafe_migration=True,
     )
     Endpoint.objects.update(options={"network": network})
@@ -109,15 +110,14 @@ def _cleanup(bed, made: dict) -> None:
                         dom.undefine()
             with contextlib.suppress(libvirt.libvirtError):
                 conn.networkLookupByName(made["network"]).destroy()
-            with contextlib.suppress(libvirt.libvirtError):  # the shared pool (its directory stays)
+            with contextlib.suppress(libvirt.libvirtError):  # the shared pool (its directory goes below)
                 pool = conn.storagePoolLookupByName(made["pool"])
                 pool.destroy()
                 pool.undefine()
         finally:
             conn.close()
-    for path in bed.shared_dir.glob("*"):
-        if path.name == made["golden"] or any(path.name.startswith(f"{vm}-") for vm in ours):
-            path.unlink()
+    if "area" in made:
+        made["area"].remove()
 
 
 def migration(count: int) -> dict:

@@ -49,12 +49,11 @@ def _portal(bed, bmcs: dict, desktops: int) -> list[int]:
 
     app.conf.task_always_eager = True
     pool, golden = "habench", "golden-habench.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(bed.shared_dir / golden), "64M"], check=True)
+    area = bed.shared_area(pool)  # the testbed is the drill's own and goes down after, with the directory
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / golden), "64M"], check=True)
     for host in bed:
         conn = host.connect()
-        conn.storagePoolCreateXML(
-            f"<pool type='dir'><name>{pool}</name><target><path>{bed.shared_path}</path></target></pool>", 0
-        )
+        conn.storagePoolCreateXML(area.pool_xml(pool), 0)
         conn.close()
         add_host(host, shared_storage_pool=pool)
         bmc = bmcs[host.name]

@@ -66,15 +66,12 @@ class Stage:
         self.raw_prefix = f"ccb-raw-{uid}"
 
     def make(self) -> None:
-        golden = self.testbed.shared_dir / self.golden
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), "64M"], check=True)
+        self.area = self.testbed.shared_area(self.pool)  # its own directory: tests may share the testbed
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.area.dir / self.golden), "64M"], check=True)
         for host in self.testbed:
             conn = host.connect()
             try:
-                path = self.testbed.shared_path
-                conn.storagePoolCreateXML(
-                    f"<pool type='dir'><name>{self.pool}</name><target><path>{path}</path></target></pool>", 0
-                )
+                conn.storagePoolCreateXML(self.area.pool_xml(self.pool), 0)
                 conn.networkCreateXML(
                     f"<network><name>{self.network}</name><bridge name='{self.bridge}'/>"
                     "<ip address='192.168.215.1' netmask='255.255.255.0'/></network>"
@@ -98,9 +95,7 @@ class Stage:
                         getattr(conn, f"{kind}LookupByName")(name).destroy()
             finally:
                 conn.close()
-        for path in self.testbed.shared_dir.glob("*"):
-            if path.name == self.golden or path.name.startswith(vm_prefixes):
-                path.unlink()
+        self.area.remove()
 
 
 # --- through the portal -------------------------------------------------------------------------

@@ -248,10 +248,6 @@ def _versions(actor, image, env: GuestEnv) -> dict[str, object]:
     return versions
 
 
-def _pool_xml(name: str, path: str) -> str:
-    return f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"
-
-
 def _sweep(env: GuestEnv) -> None:
     from compute.hypervisor import drivers_close_all
     from compute.models import Desktop
@@ -273,9 +269,6 @@ def _sweep(env: GuestEnv) -> None:
         finally:
             conn.close()
         libvirt_sweep(host.uri, env.prefix)
-    for path in env.testbed.shared_dir.glob("*"):
-        if path.name == env.golden or any(path.name.startswith(f"{name}-") for name in ours):
-            path.unlink()
 
 
 @contextlib.contextmanager
@@ -298,14 +291,13 @@ def guest_env_made(testbed, guest_boot, scenario, *, letter: str = "g", name: st
         versions={},
         flavor=None,
     )
-    directory = testbed.shared_dir / prefix
-    directory.mkdir()
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(directory / env.golden), "64M"], check=True)
+    area = testbed.shared_area(prefix)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / env.golden), "64M"], check=True)
     try:
         for host in testbed:
             conn = host.connect()
             try:
-                conn.storagePoolCreateXML(_pool_xml(env.pool, f"{testbed.shared_path}/{prefix}"), 0)
+                conn.storagePoolCreateXML(area.pool_xml(env.pool), 0)
             finally:
                 conn.close()
             if not Host.objects.filter(name=host.name).exists():  # the test may have added it itself
@@ -335,7 +327,7 @@ def guest_env_made(testbed, guest_boot, scenario, *, letter: str = "g", name: st
         yield env
     finally:
         _sweep(env)
-        shutil.rmtree(directory, ignore_errors=True)
+        area.remove()
 
 
 @pytest.fixture

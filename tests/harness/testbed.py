@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "testbed.sh"
+
+
+@dataclass(frozen=True)
+class SharedArea:
+    """A directory of its own on the testbed's shared storage, for one user's storage pool: libvirt refuses
+    two pools on one target path, and test files (and a bench beside them) run at the same time."""
+
+    dir: Path  # where it is on this machine
+    path: str  # ... and inside every host
+
+    def remove(self) -> None:
+        """The directory with what is in it (golden images, desktops' disks)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pool_xml(self, name: str) -> str:
+        """A dir pool named ``name`` on this directory, for storagePoolCreateXML on each host."""
+        return f"<pool type='dir'><name>{name}</name><target><path>{self.path}</path></target></pool>"
 
 
 class TestbedFailed(RuntimeError):
@@ -102,6 +120,12 @@ class Testbed:
 
     def site(self, slug: str) -> list[Host]:
         return [host for host in self.hosts if host.site == slug]
+
+    def shared_area(self, name: str) -> SharedArea:
+        """A new directory ``name`` on the shared storage (the caller removes it when done)."""
+        directory = self.shared_dir / name
+        directory.mkdir()
+        return SharedArea(dir=directory, path=f"{self.shared_path}/{name}")
 
 
 def bed_config(**overrides: str) -> dict[str, str]:

@@ -67,12 +67,11 @@ def cluster_on(habed, scenario, eager, refusing):
         _sweep(host)  # what an interrupted run left
     uid = uuid.uuid4().hex[:6]
     pool, golden = f"hapool-{uid}", f"golden-{uid}.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(habed.shared_dir / golden), "64M"], check=True)
+    area = habed.shared_area(pool)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / golden), "64M"], check=True)
     for host in habed:
         conn = host.connect()
-        conn.storagePoolCreateXML(
-            f"<pool type='dir'><name>{pool}</name><target><path>{habed.shared_path}</path></target></pool>", 0
-        )
+        conn.storagePoolCreateXML(area.pool_xml(pool), 0)
         conn.close()
         add_host(host, shared_storage_pool=pool)
     with ExitStack() as stack:
@@ -102,14 +101,13 @@ def cluster_on(habed, scenario, eager, refusing):
             actor=scenario.sysadmin, tenant=scenario.tenant_a, name="lab", cidr="10.231.77.0/24"
         )
         try:
-            yield {"version": version, "flavor": flavor, "network": network, "bmcs": bmcs, "pool": pool}
+            yield {"version": version, "flavor": flavor, "network": network, "bmcs": bmcs, "pool": pool, "area": area}
         finally:
             drivers_close_all()
             bring_up(habed.config)
             for host in habed:
                 _sweep(host)
-            for path in habed.shared_dir.glob("*"):
-                path.unlink()
+            area.remove()
 
 
 def _sweep(host) -> None:
@@ -331,15 +329,15 @@ def spanning(habed, scenario, cluster_on, monkeypatch):
         services.host_data_address_set(actor=scenario.sysadmin, name=host.name, data_address=host.data_address)
     kernel, initrd = guest_build()
     for path in (kernel, initrd):
-        shutil.copyfile(path, habed.shared_dir / path.name)
+        shutil.copyfile(path, cluster_on["area"].dir / path.name)
 
     def image(cmdline: str = ""):
         made = services.image_create(
             actor=scenario.sysadmin,
             name=f"guest {cmdline}".strip()[:100],
             os_type="linux",
-            kernel_path=f"{habed.shared_path}/{kernel.name}",
-            initrd_path=f"{habed.shared_path}/{initrd.name}",
+            kernel_path=f"{cluster_on['area'].path}/{kernel.name}",
+            initrd_path=f"{cluster_on['area'].path}/{initrd.name}",
             kernel_cmdline=f"{BASE_CMDLINE} {cmdline}".strip(),
         )
         return services.image_version_register(

@@ -83,7 +83,8 @@ class Bed:
 def bed(testbed, scenario):
     uid = uuid.uuid4().hex[:6]
     b = Bed(testbed, scenario, uid)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(testbed.shared_dir / b.golden), "64M"], check=True)
+    b.area = testbed.shared_area(b.shared)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(b.area.dir / b.golden), "64M"], check=True)
     try:
         for conn in b.conns.values():
             conn.networkCreateXML(_network_xml(b.network, f"tm{uid}"))
@@ -97,7 +98,7 @@ def bed(testbed, scenario):
         call_command(
             "shared_storage",
             *("--site", "east", "--cluster", "east-general", "--pool", b.shared, "--kind", "dir"),
-            *("--path", testbed.shared_path, "--unsafe-migration", "--json"),
+            *("--path", b.area.path, "--unsafe-migration", "--json"),
             stdout=out,
         )
         assert json.loads(out.getvalue())["hosts"] == ["h1", "h2"]
@@ -137,9 +138,7 @@ def _clean(b: Bed) -> None:
         with contextlib.suppress(libvirt.libvirtError):
             conn.networkLookupByName(b.network).destroy()
         conn.close()
-    for path in b.testbed.shared_dir.glob("*"):
-        if path.name == b.golden or any(path.name.startswith(f"{name}-") for name in ours):
-            path.unlink()
+    b.area.remove()
 
 
 def _drop_pool(conn, name: str, *, volumes: bool) -> None:

@@ -17,10 +17,6 @@ from tests.testbed.hosts import add_host
 pytestmark = [pytest.mark.libvirt, pytest.mark.testbed]
 
 
-def _pool_xml(name: str, path: str) -> str:
-    return f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"
-
-
 def _network_xml(name: str, bridge: str) -> str:
     return f"""<network><name>{name}</name><bridge name='{bridge}'/>
   <ip address='192.168.214.1' netmask='255.255.255.0'/></network>"""
@@ -31,11 +27,12 @@ def shared_pool(testbed):
     """A golden qcow2 in the shared directory, a dir pool of it and an isolated network on every host."""
     uid = uuid.uuid4().hex[:6]
     pool, network, golden = f"tbshared-{uid}", f"tbnet-{uid}", f"golden-{uid}.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(testbed.shared_dir / golden), "64M"], check=True)
+    area = testbed.shared_area(pool)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / golden), "64M"], check=True)
     conns = {host.name: host.connect() for host in testbed}
     try:
         for conn in conns.values():
-            conn.storagePoolCreateXML(_pool_xml(pool, testbed.shared_path), 0)
+            conn.storagePoolCreateXML(area.pool_xml(pool), 0)
             conn.networkCreateXML(_network_xml(network, f"tb{uid}"))
         yield pool, network, golden
     finally:
@@ -53,9 +50,7 @@ def shared_pool(testbed):
             with contextlib.suppress(libvirt.libvirtError):
                 conn.storagePoolLookupByName(pool).destroy()
             conn.close()
-        for path in testbed.shared_dir.glob("*"):
-            if path.name == golden or any(path.name.startswith(f"{name}-") for name in ours):
-                path.unlink()
+        area.remove()
 
 
 @pytest.mark.django_db(transaction=True)  # the tasks start on commit

@@ -32,11 +32,10 @@ def h3_env(testbed, scenario):
     host = testbed["h3"]
     uid = uuid.uuid4().hex[:6]
     prefix, pool, golden = f"sg{uid}", f"sgpool-{uid}", f"sg-golden-{uid}.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(testbed.shared_dir / golden), "64M"], check=True)
+    area = testbed.shared_area(pool)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(area.dir / golden), "64M"], check=True)
     conn = host.connect()
-    conn.storagePoolCreateXML(
-        f"<pool type='dir'><name>{pool}</name><target><path>{testbed.shared_path}</path></target></pool>", 0
-    )
+    conn.storagePoolCreateXML(area.pool_xml(pool), 0)
     add_host(host, shared_storage_pool=pool)
     endpoint = Endpoint.objects.get(name=host.name)
     endpoint.options = {**endpoint.options, **prefixed(prefix)}
@@ -56,11 +55,7 @@ def h3_env(testbed, scenario):
         with contextlib.suppress(libvirt.libvirtError):
             conn.storagePoolLookupByName(pool).destroy()
         conn.close()
-        for path in testbed.shared_dir.glob(f"*{uid}*"):
-            path.unlink()
-        for path in testbed.shared_dir.glob("cc-*"):
-            if any(path.name.startswith(name) for name in Desktop.objects.values_list("vm_name", flat=True)):
-                path.unlink()
+        area.remove()
 
 
 def _live_interface(host, vm_name: str) -> ET.Element:
