@@ -143,7 +143,8 @@ def test_a_price_plan_outside_the_years_is_refused_naming_effective_from(api, sc
 
 def test_api_and_forms_take_their_bounds_from_one_place():
     from billing.api import PricePlanCreateSerializer
-    from compute.api import FlavorCreateSerializer, VolumeAttachSerializer
+    from compute.api.catalog import FlavorCreateSerializer
+    from compute.api.desktops import VolumeAttachSerializer
     from compute.classroom.api import SkipSerializer
     from tenants.api.serializers import AmountsSerializer, CourseCreateSerializer, CourseUpdateSerializer
 

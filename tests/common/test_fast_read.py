@@ -6,7 +6,7 @@ from rest_framework import serializers
 from bench import rows, rows_campus
 from common.api.renderers import ORJSONRenderer
 from compute import selectors
-from compute.api import DesktopSerializer
+from compute.api.desktops import DesktopSerializer
 from compute.models import Desktop
 
 pytestmark = pytest.mark.django_db

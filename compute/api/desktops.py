@@ -1,7 +1,7 @@
-"""REST API of compute: images, flavors, desktops (actions, snapshots, volumes), endpoints, sites.
+"""Desktops (create, power and lifecycle actions, console), their snapshots and data disks.
 
-Thin views: querysets come from compute.selectors (another tenant's object is a 404),
-writes go through one service each, and services' refusals become {"code", "message", "detail"}.
+A desktop's children live under it: /desktops/{id}/snapshots/{pk}/ and /desktops/{id}/volumes/{pk}/;
+/volumes/ lists every data disk the caller may see, attached or detached.
 """
 
 from django.shortcuts import get_object_or_404
@@ -10,76 +10,15 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from common import limits
 from common.api.serializers import ChoiceLabelField, FastReadMixin
 from compute import selectors, services
-from compute.ha import api as ha_api
-from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Volume
-from tenants.models import Course, Tenant
+from compute.models import Desktop, Snapshot, Volume
+from tenants.models import Course
 from tenants.selectors import tenant_list_for
-
-# --- serializers ----------------------------------------------------------------------------
-
-
-class ImageVersionSerializer(serializers.ModelSerializer):
-    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
-
-    class Meta:
-        model = ImageVersion
-        fields = ["id", "version", "format", "size_bytes", "status", "endpoint", "created_at"]
-
-
-class ImageSerializer(serializers.ModelSerializer):
-    versions = ImageVersionSerializer(many=True, read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-
-    class Meta:
-        model = Image
-        fields = [
-            "id",
-            "name",
-            "os_type",
-            "description",
-            "visibility",
-            "tenant",
-            "course",
-            "is_active",
-            "kernel_path",
-            "initrd_path",
-            "kernel_cmdline",
-            "versions",
-        ]
-
-
-class ImageCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    visibility = serializers.ChoiceField(choices=["platform", "tenant", "course"], default="platform")
-    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all(), required=False)
-    course = serializers.PrimaryKeyRelatedField(queryset=Course.objects.all(), required=False)
-    os_type = serializers.CharField(max_length=50, required=False, default="")
-    description = serializers.CharField(required=False, default="")
-    # Direct kernel boot: files on the hosts; the service checks them (absolute paths, kernel first).
-    kernel_path = serializers.CharField(max_length=500, required=False, default="")
-    initrd_path = serializers.CharField(max_length=500, required=False, default="")
-    kernel_cmdline = serializers.CharField(max_length=1000, required=False, default="")
-
-
-class FlavorSerializer(serializers.ModelSerializer):
-    gpu_profile = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
-
-    class Meta:
-        model = Flavor
-        fields = ["id", "name", "vcpus", "memory_mib", "disk_gib", "gpu_profile", "is_active"]
-
-
-class FlavorCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    vcpus = serializers.IntegerField(min_value=1, max_value=limits.VCPUS_MAX)
-    memory_mib = serializers.IntegerField(min_value=limits.MEMORY_MIB_MIN, max_value=limits.MEMORY_MIB_MAX)
-    disk_gib = serializers.IntegerField(min_value=1, max_value=limits.DISK_GIB_MAX)
 
 
 class DesktopNicSerializer(serializers.Serializer):
@@ -215,58 +154,7 @@ class VolumeAttachSerializer(serializers.Serializer):
         return attrs
 
 
-class EndpointSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-
-    class Meta:
-        model = Endpoint
-        # The password is write-only: it never leaves the portal.
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "url",
-            "username",
-            "site",
-            "cluster",
-            "domain_type",
-            "max_concurrency",
-            "status",
-            "last_error",
-            "last_checked_at",
-            "is_active",
-        ]
-
-
-class EndpointCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=64)
-    kind = serializers.ChoiceField(choices=Endpoint.Kind.values)
-    url = serializers.CharField(max_length=255)
-    username = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
-    password = serializers.CharField(
-        max_length=255, required=False, default="", allow_blank=True, write_only=True, style={"input_type": "password"}
-    )
-    site = serializers.SlugField(required=False, default="main")
-    domain_type = serializers.ChoiceField(choices=Endpoint.DomainType.values, default="kvm")
-    max_concurrency = serializers.IntegerField(min_value=1, max_value=64, default=4)
-
-
-class SiteSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Site
-        fields = ["id", "slug", "name", "queue"]
-
-
-# --- permissions helpers ----------------------------------------------------------------------
-
-
-def _require_system_admin(user) -> None:
-    if not selectors.is_system_admin(user):
-        raise PermissionDenied(_("只有系统管理员可以管理该资源。"))
-
-
-# --- viewsets -------------------------------------------------------------------------------
+_ACTION_RESPONSE = {202: DesktopSerializer, 404: OpenApiResponse(description="not found"), 409: OpenApiResponse()}
 
 
 class DesktopFilter(filters.FilterSet):
@@ -279,48 +167,6 @@ class DesktopFilter(filters.FilterSet):
     class Meta:
         model = Desktop
         fields = ["state", "tenant", "owner", "course", "endpoint"]
-
-
-@extend_schema_view(
-    list=extend_schema(summary="List images visible to the caller"),
-    create=extend_schema(request=ImageCreateSerializer, responses={201: ImageSerializer}),
-)
-class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    serializer_class = ImageSerializer
-    search_fields = ["name", "os_type"]
-    filterset_fields = ["visibility", "os_type"]
-    ordering_fields = ["name", "id"]
-
-    def get_queryset(self):
-        return selectors.image_list_for(self.request.user).select_related("tenant").order_by("name", "id")
-
-    def create(self, request):
-        _require_system_admin(request.user)
-        data = ImageCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        image = services.image_create(actor=request.user, **data.validated_data)
-        return Response(ImageSerializer(image).data, status=status.HTTP_201_CREATED)
-
-
-@extend_schema_view(create=extend_schema(request=FlavorCreateSerializer, responses={201: FlavorSerializer}))
-class FlavorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    serializer_class = FlavorSerializer
-    search_fields = ["name"]
-    filterset_fields = ["vcpus", "is_active"]
-    ordering_fields = ["vcpus", "memory_mib", "name"]
-
-    def get_queryset(self):
-        return selectors.flavor_list_for(self.request.user).order_by("vcpus", "memory_mib", "id")
-
-    def create(self, request):
-        _require_system_admin(request.user)
-        data = FlavorCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        flavor = services.flavor_create(actor=request.user, **data.validated_data)
-        return Response(FlavorSerializer(flavor).data, status=status.HTTP_201_CREATED)
-
-
-_ACTION_RESPONSE = {202: DesktopSerializer, 404: OpenApiResponse(description="not found"), 409: OpenApiResponse()}
 
 
 @extend_schema_view(
@@ -553,60 +399,3 @@ class DataDiskViewSet(
     def destroy(self, request, pk=None):
         volume = services.volume_delete(actor=request.user, volume=self.get_object())
         return Response(VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
-
-
-@extend_schema_view(create=extend_schema(request=EndpointCreateSerializer, responses={201: EndpointSerializer}))
-class EndpointViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
-):
-    """Hypervisor endpoints, for the system admin (and the audit admin, read-only)."""
-
-    serializer_class = EndpointSerializer
-    search_fields = ["name", "url"]
-    filterset_fields = ["kind", "status", "is_active"]
-
-    def get_queryset(self):
-        return selectors.endpoint_list_for(self.request.user).order_by("name")
-
-    def create(self, request):
-        _require_system_admin(request.user)
-        data = EndpointCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
-        site = services.site_ensure(slug=values.pop("site"))
-        endpoint = services.endpoint_register(actor=request.user, site=site, **values)
-        return Response(EndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
-
-
-class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = SiteSerializer
-
-    def get_queryset(self):
-        return selectors.site_list_for(self.request.user).order_by("slug")
-
-
-def register(router) -> None:
-    """Add this app's viewsets to the /api/v1/ router."""
-    router.register("images", ImageViewSet, basename="image")
-    router.register("flavors", FlavorViewSet, basename="flavor")
-    router.register("desktops", DesktopViewSet, basename="desktop")
-    router.register("volumes", DataDiskViewSet, basename="volume")
-    router.register("endpoints", EndpointViewSet, basename="endpoint")
-    router.register("sites", SiteViewSet, basename="site")
-    ha_api.register(router)
-
-
-def _urls():
-    from django.urls import path
-
-    snapshot_detail = SnapshotViewSet.as_view({"get": "retrieve", "delete": "destroy"})
-    snapshot_revert = SnapshotViewSet.as_view({"post": "revert"})
-    volume_detail = VolumeViewSet.as_view({"get": "retrieve", "delete": "destroy"})
-    return [
-        path("desktops/<int:desktop_pk>/snapshots/<int:pk>/", snapshot_detail, name="desktop-snapshot-detail"),
-        path("desktops/<int:desktop_pk>/snapshots/<int:pk>/revert/", snapshot_revert, name="desktop-snapshot-revert"),
-        path("desktops/<int:desktop_pk>/volumes/<int:pk>/", volume_detail, name="desktop-volume-detail"),
-    ]
-
-
-urlpatterns = _urls()
