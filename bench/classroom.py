@@ -18,7 +18,6 @@ Its own database and broker key prefix (bench/env.py), beside a live portal. Tar
 import argparse
 import contextlib
 import datetime
-import os
 import sys
 import time
 import uuid
@@ -28,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import provision as bp  # noqa: E402 - after the path is set
+from bench import common  # noqa: E402 - after the path is set
+from bench import provision as bp  # noqa: E402
 
 # Its own pool, domain and tenant names: bench/provision.py may run at the same time on the same
 # libvirtd, and neither bench's cleanup may touch the other's domains ("cc-bench", "raw-").
@@ -186,7 +186,7 @@ def main() -> int:
 
     _clean()
     course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
-    worker = bp._start_worker(dict(os.environ), args.threads)  # noqa: SLF001
+    worker = common.celery_worker(args.threads, timeout=60)
     try:
         request = services.course_request_submit(actor=teacher, course=course, image_version=version, flavor=flavor)
         started = time.monotonic()
@@ -194,25 +194,25 @@ def main() -> int:
         ids = _wait_pool(course, args.seats)
         rows = time.monotonic() - started
         print(f"  [progress] approval -> all {args.seats} desktops requested: {rows:.2f} s", flush=True)
-        bp._wait_all(ids, ("running",), timeout=900)  # noqa: SLF001
+        common.desktops_wait(ids, ("running",), timeout=900)
         provision = time.monotonic() - started
         print(f"  [progress] approval -> {args.seats} running: {provision:.2f} s", flush=True)
 
         pool = course.desktop_pools.get()
         services.pool_power(actor=None, pool=pool, verb="stop")
-        bp._wait_all(ids, ("stopped",), timeout=600)  # noqa: SLF001
+        common.desktops_wait(ids, ("stopped",), timeout=600)
         tz = timezone.get_current_timezone()
         lead = datetime.datetime.combine(MONDAY, datetime.time(9, 50), tzinfo=tz)
         started = time.monotonic()
         with time_machine.travel(lead, tick=False):
             schedule_tick.apply()
-        bp._wait_all(ids, ("running",), timeout=600)  # noqa: SLF001
+        common.desktops_wait(ids, ("running",), timeout=600)
         power_on = time.monotonic() - started
         print(f"  [progress] class power-on of {args.seats}: {power_on:.2f} s", flush=True)
         peak = _peak_rss_mib(worker.pid)
 
         services.pool_power(actor=None, pool=pool, verb="stop")
-        bp._wait_all(ids, ("stopped",), timeout=600)  # noqa: SLF001
+        common.desktops_wait(ids, ("stopped",), timeout=600)
     finally:
         worker.terminate()
         worker.wait(timeout=30)

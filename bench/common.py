@@ -1,11 +1,13 @@
 """What the benches share: a database and broker of their own (bench/env.py), Django set up on them, a free
-loopback port, the portal served by uvicorn as the Procfile serves it, and a line on how busy the machine is."""
+loopback port, the portal served by uvicorn as the Procfile serves it, a Celery worker of the bench's own, waiting
+for desktops to reach a state, and a line on how busy the machine is."""
 
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +53,38 @@ def uvicorn(port: int, *, env: dict, workers: int = 2) -> subprocess.Popen:
 def print_load() -> None:
     """Other work on the machine skews every number: say how busy it was."""
     print("load average (1/5/15 min): " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
+
+
+def celery_worker(threads: int, *, env: dict | None = None, timeout: float = 90) -> subprocess.Popen:
+    """A Celery worker on the bench's broker (the environment django_on set up), ``threads`` threads, consuming
+    the default and hypervisor queues; returned once its heartbeat is in the bench's database."""
+    from portal.models import WorkerHeartbeat
+
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "default,hypervisor", "--pool", "threads",
+         "-c", str(threads), "--loglevel", "WARNING", "-n", f"{name}@%h", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=dict(os.environ) if env is None else env,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not WorkerHeartbeat.objects.filter(hostname__startswith=name).exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the Celery worker did not start")
+        time.sleep(0.2)
+    return process
+
+
+def desktops_wait(ids: list[int], states: tuple[str, ...], *, timeout: float = 300, poll: float = 0.02) -> None:
+    """Until every desktop of ``ids`` is in one of ``states``; any in error (or the timeout) ends the bench."""
+    from compute.models import Desktop
+
+    deadline = time.monotonic() + timeout
+    while Desktop.objects.filter(pk__in=ids).exclude(state__in=(*states, "error")).exists():
+        if time.monotonic() > deadline:
+            left = list(Desktop.objects.filter(pk__in=ids).exclude(state__in=states).values_list("state", "last_error"))
+            raise SystemExit(f"timed out; not done: {left[:3]}")
+        time.sleep(poll)
+    failed = list(Desktop.objects.filter(pk__in=ids, state="error").values_list("error_reason", flat=True))
+    if failed:
+        raise SystemExit(f"{len(failed)} desktops failed: {failed[:3]}")

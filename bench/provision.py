@@ -134,57 +134,6 @@ def raw_provision(count: int, threads: int) -> float:
 # --- through the portal -------------------------------------------------------------------------
 
 
-def _start_worker(env: dict, threads: int) -> subprocess.Popen:
-    from portal.models import WorkerHeartbeat
-
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "-Q",
-            "default,hypervisor",
-            "--pool",
-            "threads",
-            "-c",
-            str(threads),
-            "--loglevel",
-            "WARNING",
-            "-n",
-            f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while not WorkerHeartbeat.objects.filter(hostname__startswith=name).exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the Celery worker did not start")
-        time.sleep(0.2)
-    return process
-
-
-def _wait_all(ids: list[int], states: tuple[str, ...], timeout: float = 300) -> None:
-    from compute.models import Desktop
-
-    deadline = time.monotonic() + timeout
-    while Desktop.objects.filter(pk__in=ids).exclude(state__in=(*states, "error")).exists():
-        if time.monotonic() > deadline:
-            left = list(Desktop.objects.filter(pk__in=ids).exclude(state__in=states).values_list("state", "last_error"))
-            raise SystemExit(f"timed out; not done: {left[:3]}")
-        time.sleep(0.02)
-    failed = list(Desktop.objects.filter(pk__in=ids, state="error").values_list("error_reason", flat=True))
-    if failed:
-        raise SystemExit(f"{len(failed)} desktops failed: {failed[:3]}")
-
-
 def portal_provision(count: int, threads: int) -> tuple[float, list[int]]:
     from compute import services
     from compute.models import Endpoint, Flavor, ImageVersion
@@ -207,7 +156,7 @@ def portal_provision(count: int, threads: int) -> tuple[float, list[int]]:
         ).pk
         for i in range(count)
     ]
-    _wait_all(ids, ("running",))
+    common.desktops_wait(ids, ("running",))
     return time.monotonic() - started, ids
 
 
@@ -243,7 +192,7 @@ def _delete_all(ids: list[int]) -> None:
 
     for desktop in Desktop.objects.filter(pk__in=ids):
         services.desktop_delete(actor=desktop.owner, desktop=desktop)
-    _wait_all(ids, ("deleted",))
+    common.desktops_wait(ids, ("deleted",))
 
 
 # --- vCenter takeover ----------------------------------------------------------------------------
@@ -286,7 +235,7 @@ def main() -> int:
     _prepare_pool()
     _cleanup_libvirt(("raw-", "cc-bench"))
     _fixtures(args.threads)
-    worker = _start_worker(dict(os.environ), args.threads)
+    worker = common.celery_worker(args.threads, timeout=60)
     try:
         # Warm-up: the worker's first task opens its libvirt connection.
         _seconds, warm = portal_provision(1, args.threads)

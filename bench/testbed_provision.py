@@ -129,38 +129,6 @@ def _fixtures(testbed, stage: Stage, count: int, threads: int) -> dict:
     return {"tenant": tenant, "owners": owners, "versions": versions, "flavor": flavor, "order": order, "hosts": hosts}
 
 
-def _start_worker(threads: int) -> subprocess.Popen:
-    from portal.models import WorkerHeartbeat
-
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "default,hypervisor", "--pool", "threads",
-         "-c", str(threads), "--loglevel", "WARNING", "-n", f"{name}@%h", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=dict(os.environ),
-    )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while not WorkerHeartbeat.objects.filter(hostname__startswith=name).exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the Celery worker did not start")
-        time.sleep(0.2)
-    return process
-
-
-def _wait_all(ids: list[int], states: tuple[str, ...], timeout: float = 600) -> None:
-    from compute.models import Desktop
-
-    deadline = time.monotonic() + timeout
-    while Desktop.objects.filter(pk__in=ids).exclude(state__in=(*states, "error")).exists():
-        if time.monotonic() > deadline:
-            left = list(Desktop.objects.filter(pk__in=ids).exclude(state__in=states).values_list("state", "last_error"))
-            raise SystemExit(f"timed out; not done: {left[:3]}")
-        time.sleep(0.05)
-    failed = list(Desktop.objects.filter(pk__in=ids, state="error").values_list("error_reason", flat=True))
-    if failed:
-        raise SystemExit(f"{len(failed)} desktops failed: {failed[:3]}")
-
-
 def portal_provision(world: dict, count: int) -> tuple[float, list[int], dict[str, int]]:
     from django.db.models import Count
 
@@ -179,7 +147,7 @@ def portal_provision(world: dict, count: int) -> tuple[float, list[int], dict[st
         ).pk
         for i in range(count)
     ]
-    _wait_all(ids, ("running",))
+    common.desktops_wait(ids, ("running",), timeout=600, poll=0.05)
     elapsed = time.monotonic() - started
     per_host = dict(Desktop.objects.filter(pk__in=ids).values_list("host__name").annotate(n=Count("id")))
     return elapsed, ids, per_host
@@ -191,7 +159,7 @@ def _delete_all(ids: list[int]) -> None:
 
     for desktop in Desktop.objects.filter(pk__in=ids).select_related("owner"):
         services.desktop_delete(actor=desktop.owner, desktop=desktop)
-    _wait_all(ids, ("deleted",))
+    common.desktops_wait(ids, ("deleted",), timeout=600, poll=0.05)
 
 
 # --- raw libvirt-python ----------------------------------------------------------------------------
@@ -240,7 +208,7 @@ def run(count: int, threads: int) -> dict:
         worker = None
         try:
             world = _fixtures(testbed, stage, count, threads)
-            worker = _start_worker(threads)
+            worker = common.celery_worker(threads)
             # Warm-up: one desktop per host, so every worker thread's first task is not the one timed.
             _seconds, warm, _hosts = portal_provision(world, len(testbed.hosts))
             _delete_all(warm)
