@@ -332,10 +332,11 @@ class NwFilterSpec:
 
 @dataclass(frozen=True)
 class ForwardSpec:
-    """A public address (and port) forwarded to a guest on a NAT network, by the host's firewall.
+    """A public address (and port) forwarded to a guest on a NAT network, by a host's firewall (hostfw).
 
-    libvirt on the portal's own host only (``LibvirtDriver.forward_set``): the rules live in
-    the host's iptables, next to libvirt's own for the network.
+    Applied by the process on the host that holds the network's gateway: the portal's worker for
+    a local ``qemu:///system`` endpoint (``LibvirtDriver.forward_set``), else the network node's
+    agent inside the gateway's namespace (compute/drivers/gateway.py). Never across hosts.
     """
 
     key: str  # the owner on this host, e.g. "eip-3" or "pf-12": its rules are replaced as a unit
