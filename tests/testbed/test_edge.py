@@ -1,13 +1,17 @@
 """Gateway, SNAT, elastic IPs and port forwards on a network node of the testbed, applied by its own agent.
 
 h1 is the network node of site east (``host_add --network-node``) and its agent (``manage.py host_agent``)
-runs inside it. The desktops are rows of the portal on h1 or h2 whose NICs IPAM allocated; until the
-guest OS and the span overlay are on main, each "VM" is a network namespace inside its host with the
-desktop's address on a veth in the network's bridge (``bridge_name(network, endpoint)``), serving
-HTTP on port 80, and a desktop on h2 reaches h1's bridge over a VXLAN made by the test the way the
-overlay makes it (docs/testbed.md, "Networks between hosts"). This machine plays the campus: it
-routes the public pool to h1's management address (removed after) and reaches the desktops at their
-public addresses; it also listens on its own management address and sees who connects (SNAT).
+runs inside it. This machine plays the campus: it routes the testbed's public pool (``_public``) to
+h1's management address (removed after), reaches the desktops at their public addresses, and sees
+who connects or pings it (SNAT).
+
+- The namespace tests: the desktops are rows of the portal on h1 whose NICs IPAM allocated, each
+  "VM" a network namespace inside h1 with the desktop's address on a veth in the network's bridge
+  (``bridge_name(network, endpoint)``), serving HTTP on port 80: what waits, what the agent applies,
+  drift repaired, an address unbound.
+- The guest OS tests (tests/harness/guest.py): desktops provisioned by the portal boot a real guest;
+  the one on h2 reaches h1's gateway over the overlay (VXLAN devices and forwarding entries made by
+  both hosts' agents from the database), which is issue 16's acceptance on the product's own path.
 """
 
 import contextlib
