@@ -55,7 +55,7 @@ def test_starting_a_host_agent_takes_the_lock_of_the_hosts_testbed(monkeypatch):
 
 def test_each_xdist_worker_sends_to_agents_on_a_broker_database_of_its_own(monkeypatch):
     broker = "redis://10.213.20.1:6379/0"
-    bed = Testbed(hosts=(), broker_url=broker, shared_path="", shared_dir=ROOT, state=ROOT, config={})
+    bed = Testbed((), broker, "", ROOT, ROOT, {})  # hosts, broker, shared storage (none), state, config
     seen = set()
     for worker in ("gw0", "gw1", "gw2"):
         monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
