@@ -6,6 +6,12 @@ the last test process using it, only when tests brought it up. Every host is a n
 `cc-<name>` with its own libvirtd on `qemu+tcp://<address>/system`; `host.run(...)` runs a
 command inside it (its network, mounts and hostname; this machine's files otherwise, the
 project's .venv included). Needs root, as the script does: without it the fixture fails.
+
+Host agents (``manage.py host_agent`` started with ``host.popen``) own every device and namespace of
+ours on their host (VXLAN devices, gateway namespaces, firewall chains) and prune what their database
+does not name, so two test processes (pytest-xdist) never run agents on one testbed at once: starting
+one takes the testbed's agents lock (``agents_lock``), held until the end of that test. Each test
+process sends to agents on a Redis database of its own (``agents_broker_url``).
 """
 
 from __future__ import annotations
@@ -79,7 +85,10 @@ class Host:
         return result
 
     def popen(self, *argv: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        """Start argv inside the host (a host agent, a listener); the caller ends it."""
+        """Start argv inside the host (a host agent, a listener); the caller ends it. A host agent
+        first takes the testbed's agents lock for the rest of the test (``agents_lock``)."""
+        if "host_agent" in argv:
+            agents_lock(self.netns.rsplit("-", 1)[0])
         return subprocess.Popen(self.command(*argv), env=_env(self.config, env), **kwargs)
 
     def pids(self) -> set[int]:
@@ -126,6 +135,59 @@ class Testbed:
         directory = self.shared_dir / name
         directory.mkdir()
         return SharedArea(dir=directory, path=f"{self.shared_path}/{name}")
+
+
+AGENTS_LOCK_TIMEOUT = 1200.0  # another process's test file of agent tests runs meanwhile
+_agents_held: dict[str, object] = {}  # testbed prefix -> the open lock file (this process holds it)
+
+
+def agents_lock(prefix: str) -> None:
+    """This process alone runs host agents on the testbed ``prefix`` until ``agents_release``.
+
+    Every host agent converges its whole host from its own database: it removes VXLAN devices
+    (``ccvx*``), gateway namespaces (``ccgw*``) and chains no row of its names, and VNIs and network
+    ids repeat between test databases. Agents of two test processes on one testbed would undo each
+    other's work, so the second waits. Re-entrant within a process."""
+    import time
+
+    if prefix in _agents_held:
+        return
+    Path("/run/lock").mkdir(exist_ok=True)
+    lock = open(f"/run/lock/{prefix}-testbed.agents.lock", "w")  # noqa: SIM115 - held past this call
+    deadline = time.monotonic() + AGENTS_LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                raise TestbedFailed(f"another test process has run host agents on testbed {prefix} too long") from None
+            time.sleep(0.5)
+    _agents_held[prefix] = lock
+
+
+def agents_release() -> None:
+    """Let other test processes run host agents again (the end of the test that took the lock)."""
+    while _agents_held:
+        _prefix, lock = _agents_held.popitem()
+        lock.close()  # closing the only descriptor releases the flock
+
+
+@pytest.fixture(autouse=True)
+def _agents_released():
+    """Every test ends by releasing the agents lock if it took it; autouse, so after the test's own
+    fixtures have stopped their agents and cleaned the hosts."""
+    yield
+    agents_release()
+
+
+def agents_broker_url(bed: Testbed) -> str:
+    """The testbed Redis database this test process sends host agents' work on: one per pytest-xdist
+    worker (8-15), so no agent of another process takes it (other tests use 5 and 6)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    number = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return f"{bed.broker_url.rsplit('/', 1)[0]}/{8 + number % 8}"
 
 
 def bed_config(**overrides: str) -> dict[str, str]:
