@@ -21,13 +21,9 @@ if TYPE_CHECKING:
     from tenants.models import Tenant, User
 
 
-def ram_gib(memory_mib: int) -> int:
-    """What ``memory_mib`` of memory takes from a RAM quota: whole GiB, rounded up (1536 MiB takes 2)."""
-    return -(-memory_mib // 1024)
-
-
 def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> dict[str, int]:
-    return {"vcpu": vcpus, "ram_gib": ram_gib(memory_mib), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
+    """What one desktop takes from the quotas: its memory exactly, in MiB (a 256 MiB desktop takes 256 MiB)."""
+    return {"vcpu": vcpus, "ram_mib": memory_mib, "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
 
 
 def flavor_share(flavor: Flavor, *, count: int = 1) -> ResourceAmounts:

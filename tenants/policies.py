@@ -19,7 +19,7 @@ from tenants.models import ApprovalPolicy, ApproverRole, AutoApprovalRule, Polic
 from tenants.roles import PlatformRole
 
 STEP_THRESHOLDS = ("above_desktops", "above_vcpu", "above_gpus", "above_cost")
-RULE_MAXIMA = ("max_desktops", "max_vcpu", "max_ram_gib", "max_disk_gib", "max_gpus", "max_ips")
+RULE_MAXIMA = ("max_desktops", "max_vcpu", "max_ram_mib", "max_disk_gib", "max_gpus", "max_ips")
 
 
 def policy_for(tenant: Tenant) -> ApprovalPolicy | None:

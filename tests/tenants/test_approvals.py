@@ -11,7 +11,7 @@ from tenants.approvals import policy_set, request_approve, request_cancel, reque
 from tenants.models import ApprovalRequest, ApprovalStep, Quota, RequestKind, Reservation
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_set
 
-DESKTOPS_60 = ResourceAmounts(vcpu=120, ram_gib=240, disk_gib=1200, desktops=60)
+DESKTOPS_60 = ResourceAmounts(vcpu=120, ram_mib=240 * 1024, disk_gib=1200, desktops=60)
 
 
 def submit(scenario, course, amounts=DESKTOPS_60, **kw):
@@ -157,11 +157,17 @@ def test_small_requests_are_approved_automatically_by_rule(scenario, course, dja
         name="默认",
         steps=[{"approver_role": "tenant_admin"}],
         rules=[
-            {"name": "小额课程桌面", "kind": "course_desktops", "max_desktops": 5, "max_vcpu": 10, "max_ram_gib": 20}
+            {
+                "name": "小额课程桌面",
+                "kind": "course_desktops",
+                "max_desktops": 5,
+                "max_vcpu": 10,
+                "max_ram_mib": 20 * 1024,
+            }
         ],
     )
     with django_capture_on_commit_callbacks(execute=True):
-        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=4, ram_gib=8, desktops=2))
+        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=4, ram_mib=8 * 1024, desktops=2))
     assert request.state == ApprovalRequest.State.APPROVED
     assert request.auto_rule == "小额课程桌面"
     assert request.steps.get().comment == "由规则“小额课程桌面”自动批准"
