@@ -166,6 +166,7 @@ def _policies(tenants: dict) -> None:
                     "max_desktops": 1,
                     "max_vcpu": 4,
                     "max_ram_mib": 8 * 1024,
+                    "max_ips": 1,  # the desktop's own address
                     "max_disk_gib": 100,
                 },
             ],

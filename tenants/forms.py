@@ -205,7 +205,13 @@ class AutoRuleForm(BootstrapForm):
     max_gpus = forms.IntegerField(label=_("最多 GPU"), min_value=0, initial=0)
     # Added later: a form without them means 0 (no disk, no address approved automatically).
     max_disk_gib = forms.IntegerField(label=_("最多磁盘 (GiB)"), min_value=0, initial=0, required=False)
-    max_ips = forms.IntegerField(label=_("最多 IP 地址"), min_value=0, initial=0, required=False)
+    max_ips = forms.IntegerField(
+        label=_("最多 IP 地址"),
+        min_value=0,
+        initial=0,
+        required=False,
+        help_text=_("每个桌面占用 1 个地址：少于桌面数时按桌面数保存；多出的部分是弹性 IP。"),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
