@@ -25,6 +25,7 @@ MEMORY_MIB_MAX = 4 * 1024 * 1024  # 4 TiB
 DISK_GIB_MAX = 64 * 1024  # 64 TiB
 VOLUME_GIB_MAX = 2048
 AMOUNT_MAX = 10**6  # of one resource, in a quota limit or a request
+RAM_MIB_AMOUNT_MAX = AMOUNT_MAX * 1024  # memory is counted in MiB: the same 10**6 GiB
 MONEY_MAX = Decimal("999999999999.99")  # billing.models.MONEY: 14 digits, 2 of them decimals
 
 YEAR_MESSAGE = _("日期须在 %(min)s 年到 %(max)s 年之间。")

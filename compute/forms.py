@@ -4,6 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from common import limits
+from common.units import memory_label
 from compute.models import Cluster, Endpoint, Flavor, GpuProfile, ImageVersion, Site, StoragePool, Visibility
 
 
@@ -31,10 +32,10 @@ class BootstrapModelForm(_Bootstrap, forms.ModelForm):
 
 
 def _flavor_label(f: Flavor) -> str:
-    label = _("%(name)s（%(cpu)s vCPU / %(mem)s MiB / %(disk)s GiB）") % {
+    label = _("%(name)s（%(cpu)s vCPU / %(mem)s / %(disk)s GiB）") % {
         "name": f.name,
         "cpu": f.vcpus,
-        "mem": f.memory_mib,
+        "mem": memory_label(f.memory_mib),
         "disk": f.disk_gib,
     }
     return f"{label} · {f.gpu_profile.name}" if f.gpu_profile_id else label

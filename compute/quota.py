@@ -1,7 +1,10 @@
 """The one place compute talks to the tenants app's quotas: reserve, commit, release a desktop's share.
 
-A desktop reserves its vCPU, memory, disk, GPUs and one desktop when it is requested,
-commits them when the VM exists, and releases them when it is deleted or fails for good.
+A desktop reserves its vCPU, memory (exactly, in MiB), disk, GPUs, one desktop and one IP
+address per NIC when it is requested, commits them when the VM exists, and releases them
+when it is deleted or fails for good. The addresses are the ones billing meters as IP-hours
+(billing.metering.ips_of): a desktop's NIC address, held while it exists, running or not;
+an elastic IP takes its own address from the quota when it is allocated (network).
 Over quota, ``tenants.quotas.QuotaExceeded`` (409 ``quota_exceeded``, with the shortfalls)
 reaches the caller unchanged.
 """
@@ -21,13 +24,24 @@ if TYPE_CHECKING:
     from tenants.models import Tenant, User
 
 
-def ram_gib(memory_mib: int) -> int:
-    """What ``memory_mib`` of memory takes from a RAM quota: whole GiB, rounded up (1536 MiB takes 2)."""
-    return -(-memory_mib // 1024)
+def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int, nics: int = 1) -> dict[str, int]:
+    """What one desktop takes from the quotas: its memory exactly, in MiB (a 256 MiB desktop takes 256 MiB),
+    and an address per NIC (a desktop made here has one: compute.networking.desktop_nics_allocate)."""
+    return {
+        "vcpu": vcpus,
+        "ram_mib": memory_mib,
+        "disk_gib": disk_gib,
+        "gpus": gpus,
+        "desktops": 1,
+        "ips": max(1, nics),
+    }
 
 
-def desktop_amounts(*, vcpus: int, memory_mib: int, disk_gib: int, gpus: int) -> dict[str, int]:
-    return {"vcpu": vcpus, "ram_gib": ram_gib(memory_mib), "disk_gib": disk_gib, "gpus": gpus, "desktops": 1}
+def nics_of(desktop: Desktop) -> int:
+    """The NICs a desktop has as the hypervisor reported them (an imported VM may have several); one
+    before any report."""
+    nics = (desktop.hardware or {}).get("nics") or []
+    return max(1, len(nics))
 
 
 def flavor_share(flavor: Flavor, *, count: int = 1) -> ResourceAmounts:
@@ -75,7 +89,11 @@ def desktop_quota_release(*, reservation_id: str) -> None:
 
 def _amounts_of(desktop: Desktop) -> dict[str, int]:
     return desktop_amounts(
-        vcpus=desktop.vcpus, memory_mib=desktop.memory_mib, disk_gib=desktop.disk_gib, gpus=desktop.gpus
+        vcpus=desktop.vcpus,
+        memory_mib=desktop.memory_mib,
+        disk_gib=desktop.disk_gib,
+        gpus=desktop.gpus,
+        nics=nics_of(desktop),
     )
 
 
@@ -85,7 +103,9 @@ def resize_quota_hold(*, actor: User, desktop: Desktop, vcpus: int, memory_mib: 
     Raises QuotaExceeded when the growth does not fit; returns "" when nothing grows.
     """
     old = _amounts_of(desktop)
-    new = desktop_amounts(vcpus=vcpus, memory_mib=memory_mib, disk_gib=desktop.disk_gib, gpus=gpus)
+    new = desktop_amounts(
+        vcpus=vcpus, memory_mib=memory_mib, disk_gib=desktop.disk_gib, gpus=gpus, nics=nics_of(desktop)
+    )
     growth = {name: max(0, new[name] - old[name]) for name in old}
     if not any(growth.values()):
         return ""

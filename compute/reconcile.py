@@ -133,7 +133,9 @@ def _imported_fields(vm: VMInfo) -> dict:
 
 def _shares(desktops: list[Desktop]) -> list[dict[str, int]]:
     return [
-        quota.desktop_amounts(vcpus=d.vcpus, memory_mib=d.memory_mib, disk_gib=d.disk_gib, gpus=d.gpus)
+        quota.desktop_amounts(
+            vcpus=d.vcpus, memory_mib=d.memory_mib, disk_gib=d.disk_gib, gpus=d.gpus, nics=quota.nics_of(d)
+        )
         for d in desktops
     ]
 

@@ -74,7 +74,7 @@ class WizardForm(BootstrapForm):
 
 def flavor_label(flavor: Flavor) -> str:
     """The flavor as people choose it."""
-    # The flavor's own memory, as every page shows it (common.units), not the quota's GiB rounding.
+    # The flavor's own memory, as every page and the quota show it (common.units).
     label = _("%(name)s：%(cpu)s vCPU，%(mem)s 内存，%(disk)s GiB 系统盘") % {
         "name": flavor.name,
         "cpu": flavor.vcpus,

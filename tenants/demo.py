@@ -98,13 +98,13 @@ def seed() -> dict:
     }
 
 
-# Limits per tenant: vCPU, RAM GiB, disk GiB, GPUs, desktops, IPs.
+# Limits per tenant: vCPU, RAM MiB, disk GiB, GPUs, desktops, IPs.
 QUOTAS = {
-    "university": {"vcpu": 2000, "ram_gib": 4096, "disk_gib": 40000, "gpus": 16, "desktops": 1000, "ips": 1500},
-    "cs": {"vcpu": 400, "ram_gib": 800, "disk_gib": 8000, "gpus": 4, "desktops": 150, "ips": 200},
-    "me": {"vcpu": 200, "ram_gib": 400, "disk_gib": 4000, "gpus": 8, "desktops": 80, "ips": 100},
+    "university": {"vcpu": 2000, "ram_mib": 4096 * 1024, "disk_gib": 40000, "gpus": 16, "desktops": 1000, "ips": 1500},
+    "cs": {"vcpu": 400, "ram_mib": 800 * 1024, "disk_gib": 8000, "gpus": 4, "desktops": 150, "ips": 200},
+    "me": {"vcpu": 200, "ram_mib": 400 * 1024, "disk_gib": 4000, "gpus": 8, "desktops": 80, "ips": 100},
 }
-CS101_QUOTA = {"vcpu": 160, "ram_gib": 320, "disk_gib": 3200, "gpus": 0, "desktops": 80, "ips": 80}
+CS101_QUOTA = {"vcpu": 160, "ram_mib": 320 * 1024, "disk_gib": 3200, "gpus": 0, "desktops": 80, "ips": 80}
 
 
 def _course_cs101(cs: Tenant) -> Course:
@@ -165,7 +165,8 @@ def _policies(tenants: dict) -> None:
                     "kind": "personal_desktop",
                     "max_desktops": 1,
                     "max_vcpu": 4,
-                    "max_ram_gib": 8,
+                    "max_ram_mib": 8 * 1024,
+                    "max_ips": 1,  # the desktop's own address
                     "max_disk_gib": 100,
                 },
             ],

@@ -1,10 +1,21 @@
 """Forms of the tenants pages. They only validate input; the services decide."""
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from common import limits
-from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalRequest, ApproverRole, ClassTime, RequestKind, Tenant
+from tenants.models import (
+    RESOURCE_LABELS,
+    RESOURCES,
+    ApprovalRequest,
+    ApproverRole,
+    ClassTime,
+    RequestKind,
+    Tenant,
+    amount_max,
+)
 from tenants.roles import TenantRole
 
 
@@ -80,22 +91,72 @@ class ClassTimeForm(BootstrapForm):
 ClassTimeFormSet = forms.formset_factory(ClassTimeForm, extra=1, max_num=14, can_delete=True)
 
 
+MIB_PER_GIB = 1024
+
+
+def mib_as_gib(mib: int | None) -> Decimal | None:
+    """A MiB amount written in GiB for a form's input: 256 → 0.25, 1536 → 1.5, 4096 → 4."""
+    if mib is None:
+        return None
+    gib = (Decimal(mib) / MIB_PER_GIB).normalize()
+    return gib.quantize(Decimal(1)) if gib == gib.to_integral_value() else gib
+
+
+class GibField(forms.DecimalField):
+    """Memory typed in GiB, as people think of it (decimals allowed: 0.5), cleaned to whole MiB,
+    as quotas count it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", limits.AMOUNT_MAX)
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        gib = super().clean(value)
+        if gib is None:
+            return None
+        return int((gib * MIB_PER_GIB).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+# The form field of each resource: memory is typed in GiB (field "ram_gib") and kept in MiB.
+FIELD_OF = {name: "ram_gib" if name == "ram_mib" else name for name in RESOURCES}
+
+
+def amount_fields(*, initial: dict | None = None, required: bool = False, css: str = "") -> dict:
+    """One input per resource, memory in GiB; ``initial`` in the resources' own units (MiB)."""
+    result = {}
+    for name in RESOURCES:
+        value = (initial or {}).get(name)
+        attrs = {"attrs": {"class": css}} if css else {}
+        if name == "ram_mib":
+            field = GibField(
+                label=_("内存 (GiB)"),
+                required=required,
+                initial=mib_as_gib(value),
+                **({"widget": forms.NumberInput(**attrs)} if css else {}),
+            )
+        else:
+            field = forms.IntegerField(
+                label=RESOURCE_LABELS[name],
+                min_value=0,
+                max_value=amount_max(name),
+                required=required,
+                initial=value,
+                **({"widget": forms.NumberInput(**attrs)} if css else {}),
+            )
+        result[FIELD_OF[name]] = field
+    return result
+
+
 class LimitsForm(BootstrapForm):
     """One optional limit per resource; empty means no limit at this level."""
 
     def __init__(self, *args, initial_limits: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        for name in RESOURCES:
-            self.fields[name] = forms.IntegerField(
-                label=RESOURCE_LABELS[name],
-                min_value=0,
-                max_value=limits.AMOUNT_MAX,
-                required=False,
-                initial=(initial_limits or {}).get(name),
-            )
+        self.fields.update(amount_fields(initial=initial_limits))
 
     def limits(self) -> dict:
-        return {name: self.cleaned_data.get(name) for name in RESOURCES}
+        return {name: self.cleaned_data.get(FIELD_OF[name]) for name in RESOURCES}
 
 
 class QuotaScopeForm(BootstrapForm):
@@ -140,17 +201,35 @@ class AutoRuleForm(BootstrapForm):
     kind = forms.ChoiceField(label=_("申请类型"), choices=[("", _("任意类型")), *RequestKind.choices], required=False)
     max_desktops = forms.IntegerField(label=_("最多桌面数"), min_value=0, initial=0)
     max_vcpu = forms.IntegerField(label=_("最多 vCPU"), min_value=0, initial=0)
-    max_ram_gib = forms.IntegerField(label=_("最多内存 (GiB)"), min_value=0, initial=0)
+    max_ram_gib = GibField(label=_("最多内存 (GiB)"), initial=0)
     max_gpus = forms.IntegerField(label=_("最多 GPU"), min_value=0, initial=0)
     # Added later: a form without them means 0 (no disk, no address approved automatically).
     max_disk_gib = forms.IntegerField(label=_("最多磁盘 (GiB)"), min_value=0, initial=0, required=False)
-    max_ips = forms.IntegerField(label=_("最多 IP 地址"), min_value=0, initial=0, required=False)
+    max_ips = forms.IntegerField(
+        label=_("最多 IP 地址"),
+        min_value=0,
+        initial=0,
+        required=False,
+        help_text=_("每个桌面占用 1 个地址：少于桌面数时按桌面数保存；多出的部分是弹性 IP。"),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Rules keep memory in MiB; the form shows and takes it in GiB.
+        if "max_ram_mib" in self.initial:
+            self.initial["max_ram_gib"] = mib_as_gib(self.initial.pop("max_ram_mib"))
 
     def clean_max_disk_gib(self):
         return self.cleaned_data.get("max_disk_gib") or 0
 
     def clean_max_ips(self):
         return self.cleaned_data.get("max_ips") or 0
+
+    def clean(self):
+        data = super().clean()
+        if "max_ram_gib" in data:
+            data["max_ram_mib"] = data.pop("max_ram_gib")
+        return data
 
 
 PolicyStepFormSet = forms.formset_factory(PolicyStepForm, extra=1, max_num=6, can_delete=True)
@@ -176,14 +255,7 @@ class RequestForm(BootstrapForm):
     def __init__(self, *args, courses=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["course"].choices = [("", "—"), *((c.pk, f"{c.code} {c.name}") for c in courses)]
-        for name in RESOURCES:
-            self.fields[name] = forms.IntegerField(
-                label=RESOURCE_LABELS[name],
-                min_value=0,
-                max_value=limits.AMOUNT_MAX,
-                required=False,
-                widget=forms.NumberInput(attrs={"class": "form-control"}),
-            )
+        self.fields.update(amount_fields(css="form-control"))
 
     def amounts(self) -> dict:
-        return {name: self.cleaned_data.get(name) or 0 for name in RESOURCES}
+        return {name: self.cleaned_data.get(FIELD_OF[name]) or 0 for name in RESOURCES}

@@ -6,6 +6,8 @@ from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from common import limits
+from common.units import memory_label
 from tenants.roles import PlatformRole, TenantRole
 
 
@@ -196,15 +198,30 @@ class ClassTime(models.Model):
 
 # --- Quotas -------------------------------------------------------------------------
 
-RESOURCES = ("vcpu", "ram_gib", "disk_gib", "gpus", "desktops", "ips")
+# Memory is counted exactly, in MiB (a 256 MiB desktop takes 256 MiB); pages show it through
+# common.units.memory_label and forms take it in GiB. "ips" counts every IPv4 address a tenant holds:
+# each desktop NIC's address and each elastic IP, the addresses billing meters as IP-hours.
+RESOURCES = ("vcpu", "ram_mib", "disk_gib", "gpus", "desktops", "ips")
 RESOURCE_LABELS = {
     "vcpu": _("vCPU"),
-    "ram_gib": _("内存 (GiB)"),
+    "ram_mib": _("内存"),
     "disk_gib": _("磁盘 (GiB)"),
     "gpus": _("GPU"),
     "desktops": _("桌面"),
     "ips": _("IP 地址"),
 }
+
+
+def amount_max(name: str) -> int:
+    """The largest amount of one resource in a limit or a request."""
+    return limits.RAM_MIB_AMOUNT_MAX if name == "ram_mib" else limits.AMOUNT_MAX
+
+
+def amount_label(name: str, value) -> str:
+    """An amount as pages and messages write it: memory through common.units.memory_label."""
+    if value is None:
+        return "∞"
+    return memory_label(value) if name == "ram_mib" else str(value)
 
 
 def _amount_fields(prefix: str, *, null: bool) -> dict:
@@ -376,7 +393,7 @@ class AutoApprovalRule(models.Model):
     kind = models.CharField(_("申请类型"), max_length=20, choices=RequestKind.choices, blank=True)
     max_desktops = models.PositiveIntegerField(_("最多桌面数"), default=0)
     max_vcpu = models.PositiveIntegerField(_("最多 vCPU"), default=0)
-    max_ram_gib = models.PositiveIntegerField(_("最多内存 (GiB)"), default=0)
+    max_ram_mib = models.PositiveIntegerField(_("最多内存 (MiB)"), default=0)
     max_gpus = models.PositiveIntegerField(_("最多 GPU"), default=0)
     max_disk_gib = models.PositiveIntegerField(_("最多磁盘 (GiB)"), default=0)
     max_ips = models.PositiveIntegerField(_("最多 IP 地址"), default=0)

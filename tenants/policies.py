@@ -5,6 +5,15 @@ policy may only be stricter than the one it inherits: it keeps every step the pa
 requires (at a threshold no higher), may add steps, and its auto-approval rules stay
 within a rule of the parent's for the same kind. No policy auto-approves quota increases
 (a quota grows only by the decision of someone above the tenant: tenants.approvals).
+
+A rule's maxima bound the amounts a request carries, resource by resource; 0 means "none of
+it". IP addresses: the "ips" quota counts every address a tenant holds, and a desktop holds
+one (its NIC) from its creation, so a request for N desktops carries N addresses. A rule's
+max_ips is therefore never below its max_desktops: ``rule_normalised`` raises it to that
+(an admin who allows 5 desktops and leaves IP addresses at 0 means 5 desktops, each with
+its address), and what a rule allows beyond that is elastic IPs. Rules stored before the
+desktops' addresses counted had max_desktops added to max_ips by migration 0006, so they
+approve what they approved before.
 """
 
 from django.db import transaction
@@ -19,7 +28,12 @@ from tenants.models import ApprovalPolicy, ApproverRole, AutoApprovalRule, Polic
 from tenants.roles import PlatformRole
 
 STEP_THRESHOLDS = ("above_desktops", "above_vcpu", "above_gpus", "above_cost")
-RULE_MAXIMA = ("max_desktops", "max_vcpu", "max_ram_gib", "max_disk_gib", "max_gpus", "max_ips")
+RULE_MAXIMA = ("max_desktops", "max_vcpu", "max_ram_mib", "max_disk_gib", "max_gpus", "max_ips")
+
+
+def rule_normalised(rule: dict) -> dict:
+    """A rule as stored: at least one address per desktop it allows (see above)."""
+    return {**rule, "max_ips": max(rule.get("max_ips") or 0, rule.get("max_desktops") or 0)}
 
 
 def policy_for(tenant: Tenant) -> ApprovalPolicy | None:
@@ -100,10 +114,12 @@ def _check_policy_input(actor, tenant: Tenant, steps: list[dict]) -> None:
 def policy_set(
     *, actor: User | None, tenant: Tenant, name: str, steps: list[dict], rules: list[dict]
 ) -> ApprovalPolicy:
-    """Replace a tenant's policy: `steps` [{approver_role, above_desktops, ...}], `rules` [{name, kind, max_*}].
+    """Replace a tenant's policy: `steps` [{approver_role, above_desktops, ...}], `rules` [{name, kind, max_*}]
+    (max_ram_mib in MiB; max_ips raised to max_desktops: rule_normalised).
 
     Refused (400 policy_not_stricter) when it is less strict than the policy the tenant inherits."""
     _check_policy_input(actor, tenant, steps)
+    rules = [rule_normalised(rule) for rule in rules]
     _check_stricter(steps, rules, inherited_policy(tenant))
     with transaction.atomic():
         policy, _created = ApprovalPolicy.objects.update_or_create(tenant=tenant, defaults={"name": name})

@@ -26,7 +26,17 @@ from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
 from tenants.errors import TenantsError
 from tenants.locks import quota_row_lock, quota_rows_lock, reservation_lock
-from tenants.models import RESOURCE_LABELS, RESOURCES, Course, Membership, Quota, Reservation, Tenant, User
+from tenants.models import (
+    RESOURCE_LABELS,
+    RESOURCES,
+    Course,
+    Membership,
+    Quota,
+    Reservation,
+    Tenant,
+    User,
+    amount_label,
+)
 from tenants.roles import TenantRole
 
 THRESHOLDS = (80, 100)
@@ -37,7 +47,7 @@ class ResourceAmounts:
     """An amount of every quota resource. Zero means "none of it"."""
 
     vcpu: int = 0
-    ram_gib: int = 0
+    ram_mib: int = 0
     disk_gib: int = 0
     gpus: int = 0
     desktops: int = 0
@@ -94,9 +104,9 @@ class Shortfall:
         return _("%(scope)s的%(resource)s配额不足：申请 %(requested)s，可用 %(available)s，还差 %(short)s。") % {
             "scope": self.scope_name,
             "resource": RESOURCE_LABELS[self.resource],
-            "requested": self.requested,
-            "available": self.available,
-            "short": self.short_by,
+            "requested": amount_label(self.resource, self.requested),
+            "available": amount_label(self.resource, self.available),
+            "short": amount_label(self.resource, self.short_by),
         }
 
     def as_dict(self) -> dict:
@@ -385,7 +395,8 @@ def _refuse_over_parent(quota: Quota, *, tenant: Tenant, scope: str) -> None:
             _("下级配额不能超过上级：%(items)s")
             % {
                 "items": "；".join(
-                    _("%(resource)s 上限 %(parent_limit)s（%(parent)s）") % {"resource": RESOURCE_LABELS[n], **v}
+                    _("%(resource)s 上限 %(parent_limit)s（%(parent)s）")
+                    % {**v, "resource": RESOURCE_LABELS[n], "parent_limit": amount_label(n, v["parent_limit"])}
                     for n, v in over_parent.items()
                 )
             },
@@ -475,6 +486,11 @@ def quota_rows(quotas) -> list[dict]:
                     "reserved": reserved,
                     "limit": limit,
                     "free": None if limit is None else max(0, limit - used - reserved),
+                    # As pages write them (memory as 256 MiB / 1.5 GiB, like the flavor and the wizard).
+                    "used_text": amount_label(name, used),
+                    "reserved_text": amount_label(name, reserved),
+                    "limit_text": amount_label(name, limit),
+                    "free_text": None if limit is None else amount_label(name, max(0, limit - used - reserved)),
                     "used_pct": min(100, used * 100 // scale),
                     "reserved_pct": min(100 - min(100, used * 100 // scale), reserved * 100 // scale),
                     "percent": (used + reserved) * 100 // scale if limit else None,
@@ -519,7 +535,8 @@ def _threshold_notify(quota_pk: int, level: int) -> None:
     if not recipients:
         return
     usage = [
-        f"{RESOURCE_LABELS[n]}: {getattr(quota, f'used_{n}')} + {getattr(quota, f'reserved_{n}')} / {limit}"
+        f"{RESOURCE_LABELS[n]}: {amount_label(n, getattr(quota, f'used_{n}'))}"
+        f" + {amount_label(n, getattr(quota, f'reserved_{n}'))} / {amount_label(n, limit)}"
         for n, limit in quota.limits().items()
         if limit is not None
     ]

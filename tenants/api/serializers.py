@@ -17,18 +17,19 @@ from tenants.models import (
     RequestKind,
     RosterEntry,
     Tenant,
+    amount_max,
 )
 from tenants.roles import TenantRole
 
 
 def _amount_serializer(name: str, *, nullable: bool):
-    """A {vcpu, ram_gib, disk_gib, gpus, desktops, ips} object (limits may be null: no limit)."""
+    """A {vcpu, ram_mib, disk_gib, gpus, desktops, ips} object (limits may be null: no limit)."""
     return type(
         name,
         (serializers.Serializer,),
         {
             field: serializers.IntegerField(
-                min_value=0, max_value=limits.AMOUNT_MAX, required=False, allow_null=nullable
+                min_value=0, max_value=amount_max(field), required=False, allow_null=nullable
             )
             for field in RESOURCES
         },

@@ -70,7 +70,7 @@ def quota_edit(request, pk=None):
                 return redirect("tenants:quotas")
         target = {"tenant": tenant, "course": course, "user": user_obj}
     if not form.is_valid():
-        messages.error(request, _("配额必须是非负整数。"))
+        messages.error(request, _("配额必须是非负数：内存以 GiB 填写，可带小数；其他资源填整数。"))
         return redirect("tenants:quotas")
     return service_call(
         request,

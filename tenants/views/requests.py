@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from common.ui import service_call
 from tenants import forms, permissions, selectors, services
 from tenants.approvals import can_retry
-from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep
+from tenants.models import RESOURCE_LABELS, RESOURCES, ApprovalStep, amount_label
 from tenants.policies import RULE_MAXIMA, policy_for
 from tenants.roles import PlatformRole, TenantRole
 from tenants.views.base import page as _page
@@ -85,7 +85,9 @@ def request_detail(request, pk):
         "tenants/request_detail.html",
         {
             "req": target,
-            "amounts": [(RESOURCE_LABELS[n], getattr(target, n)) for n in RESOURCES if getattr(target, n)],
+            "amounts": [
+                (RESOURCE_LABELS[n], amount_label(n, getattr(target, n))) for n in RESOURCES if getattr(target, n)
+            ],
             "can_decide": permissions.can_decide_step(user, target, step),
             "can_cancel": target.requester_id == user.pk and target.state == target.State.PENDING,
             "can_retry": can_retry(user, target),

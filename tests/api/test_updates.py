@@ -53,7 +53,7 @@ PLAUSIBLE = {
     "weekday": 2,
     "start_time": "08:00",
     "end_time": "09:40",
-    "limits": {"vcpu": 64, "ram_gib": 256},
+    "limits": {"vcpu": 64, "ram_mib": 256 * 1024},
     "persistence": "persistent",
     "leaver_disks": "delete",
     "lead_minutes": 20,

@@ -92,7 +92,7 @@ def populate(world: World, capture) -> World:
             "title": "CS202 课程桌面",
             "course": course["id"],
             "payload": {"image_version": version, "flavor": flavor, "persistence": "persistent"},
-            "amounts": {"vcpu": 2, "ram_gib": 2, "disk_gib": 2, "desktops": 2},
+            "amounts": {"vcpu": 2, "ram_mib": 2048, "disk_gib": 2, "desktops": 2},
         },
     )
     make("approval", "cs_admin", f"/api/v1/requests/{pool_request['id']}/approve/", {})

@@ -111,7 +111,7 @@ def _rule(scenario, **maxima):
 
 def test_auto_approval_looks_at_the_flavor_times_the_roster_not_at_the_amounts_typed(scenario, env, api):
     course = make_course(scenario, students=3)
-    _rule(scenario, max_desktops=1, max_vcpu=8, max_ram_gib=8, max_disk_gib=50)
+    _rule(scenario, max_desktops=1, max_vcpu=8, max_ram_mib=8192, max_disk_gib=50)
     response = api.as_user(scenario.teacher).post(
         "/api/v1/requests/",
         {
@@ -144,7 +144,7 @@ def test_a_desktop_request_without_a_usable_flavor_is_refused_naming_the_field(s
 def test_a_personal_desktop_request_is_made_for_the_requester_and_delivered_when_it_runs(
     scenario, env, eager, django_capture_on_commit_callbacks
 ):
-    _rule(scenario, max_desktops=1, max_vcpu=2, max_ram_gib=2, max_disk_gib=10)
+    _rule(scenario, max_desktops=1, max_vcpu=2, max_ram_mib=2048, max_disk_gib=10)
     with django_capture_on_commit_callbacks(execute=True):
         request = request_submit(
             actor=scenario.student,

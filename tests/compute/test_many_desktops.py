@@ -213,8 +213,9 @@ def test_a_kept_golden_volume_is_recorded_on_the_version_and_audited(scenario, c
     assert (event.result, event.reason) == ("failure", "pool is gone")
 
 
-def test_memory_takes_whole_gib_from_the_ram_quota(db):
-    assert [quota.ram_gib(mib) for mib in (128, 1024, 1025, 1536, 2048)] == [1, 1, 2, 2, 2]
+def test_memory_takes_exactly_its_mib_from_the_ram_quota(db):
     flavor = Flavor(name="lab", vcpus=2, memory_mib=1536, disk_gib=20)
     share = quota.flavor_share(flavor, count=3)
-    assert (share.vcpu, share.ram_gib, share.disk_gib, share.desktops) == (6, 6, 60, 3)
+    assert (share.vcpu, share.ram_mib, share.disk_gib, share.desktops) == (6, 3 * 1536, 60, 3)
+    tiny = quota.flavor_share(Flavor(name="tiny", vcpus=1, memory_mib=256, disk_gib=10))
+    assert tiny.ram_mib == 256

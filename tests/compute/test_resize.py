@@ -51,7 +51,7 @@ def _tenant_quota(scenario) -> Quota:
 def test_a_stopped_desktop_gets_the_new_flavor_on_the_vm_in_its_quota_and_in_metering(
     scenario, compute_env, eager, django_capture_on_commit_callbacks, observed
 ):
-    quota_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, limits={"vcpu": 4, "ram_gib": 4})
+    quota_set(actor=scenario.sysadmin, tenant=scenario.tenant_a, limits={"vcpu": 4, "ram_mib": 4096})
     desktop = _stopped_desktop(compute_env, scenario, django_capture_on_commit_callbacks)
     medium = _medium()
 
@@ -64,8 +64,8 @@ def test_a_stopped_desktop_gets_the_new_flavor_on_the_vm_in_its_quota_and_in_met
     vm = driver_for(compute_env.endpoint).get_vm(desktop.vm_name)
     assert (vm.vcpus, vm.memory_mib, vm.power_state) == (2, 2048, "stopped")
     quota = _tenant_quota(scenario)
-    assert (quota.used_vcpu, quota.used_ram_gib, quota.used_desktops) == (2, 2, 1)
-    assert (quota.reserved_vcpu, quota.reserved_ram_gib) == (0, 0)
+    assert (quota.used_vcpu, quota.used_ram_mib, quota.used_desktops) == (2, 2048, 1)
+    assert (quota.reserved_vcpu, quota.reserved_ram_mib) == (0, 0)
     assert (desktop.pk, "resized", 2, 2048) in observed
     (event,) = [e for e in AuditEvent.objects.filter(action="desktop.resized") if e.detail.get("desktop") == desktop.pk]
     assert event.detail["to"]["vcpus"] == 2 and event.detail["from"]["vcpus"] == 1

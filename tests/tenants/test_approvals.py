@@ -11,7 +11,7 @@ from tenants.approvals import policy_set, request_approve, request_cancel, reque
 from tenants.models import ApprovalRequest, ApprovalStep, Quota, RequestKind, Reservation
 from tenants.quotas import QuotaExceeded, ResourceAmounts, quota_set
 
-DESKTOPS_60 = ResourceAmounts(vcpu=120, ram_gib=240, disk_gib=1200, desktops=60)
+DESKTOPS_60 = ResourceAmounts(vcpu=120, ram_mib=240 * 1024, disk_gib=1200, desktops=60)
 
 
 def submit(scenario, course, amounts=DESKTOPS_60, **kw):
@@ -157,11 +157,17 @@ def test_small_requests_are_approved_automatically_by_rule(scenario, course, dja
         name="默认",
         steps=[{"approver_role": "tenant_admin"}],
         rules=[
-            {"name": "小额课程桌面", "kind": "course_desktops", "max_desktops": 5, "max_vcpu": 10, "max_ram_gib": 20}
+            {
+                "name": "小额课程桌面",
+                "kind": "course_desktops",
+                "max_desktops": 5,
+                "max_vcpu": 10,
+                "max_ram_mib": 20 * 1024,
+            }
         ],
     )
     with django_capture_on_commit_callbacks(execute=True):
-        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=4, ram_gib=8, desktops=2))
+        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=4, ram_mib=8 * 1024, desktops=2))
     assert request.state == ApprovalRequest.State.APPROVED
     assert request.auto_rule == "小额课程桌面"
     assert request.steps.get().comment == "由规则“小额课程桌面”自动批准"
@@ -476,3 +482,28 @@ def test_nothing_made_fails_the_request_tells_the_requester_and_a_retry_holds_th
         request = request_retry(actor=scenario.teacher, request=request)
     assert request.state == ApprovalRequest.State.APPROVED
     assert Quota.objects.get(course=course).reserved_desktops == 60
+
+
+def test_a_rule_that_allows_desktops_allows_their_addresses_and_elastic_ips_beyond_them(
+    scenario, course, django_capture_on_commit_callbacks
+):
+    # A request for desktops carries one address per desktop (the "ips" quota counts them, as billing
+    # does): a rule left at 0 IP addresses still approves the desktops it allows, each with its address.
+    policy = policy_set(
+        actor=None,
+        tenant=scenario.tenant_a,
+        name="默认",
+        steps=[{"approver_role": "tenant_admin"}],
+        rules=[
+            {"name": "桌面", "kind": "course_desktops", "max_desktops": 3, "max_vcpu": 6, "max_ram_mib": 3 * 1024},
+            {"name": "带弹性 IP", "kind": "personal_desktop", "max_desktops": 1, "max_vcpu": 2, "max_ips": 2},
+        ],
+    )
+    assert {r.name: r.max_ips for r in policy.rules.all()} == {"桌面": 3, "带弹性 IP": 2}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=3, ram_mib=768, desktops=3, ips=3))
+    assert (request.state, request.auto_rule) == (ApprovalRequest.State.APPROVED, "桌面")
+    with django_capture_on_commit_callbacks(execute=True):
+        request = submit(scenario, course, amounts=ResourceAmounts(vcpu=4, desktops=4, ips=4))
+    assert request.state == ApprovalRequest.State.PENDING

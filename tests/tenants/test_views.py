@@ -191,6 +191,7 @@ def test_tenant_admin_edits_the_approval_policy_and_it_applies(scenario, course)
     policy = ApprovalPolicy.objects.get(tenant=scenario.tenant_a)
     assert [s.approver_role for s in policy.steps.all()] == ["tenant_admin", "system_admin"]
     assert policy.rules.get().name == "小额"
+    assert policy.rules.get().max_ram_mib == 4096  # typed in GiB, kept in MiB
     # The teacher reads the policy but cannot change it.
     teacher = client_for(scenario.teacher)
     assert teacher.get("/tenants/t/cs/policy/").status_code == 200
@@ -213,7 +214,7 @@ def test_a_student_gets_a_small_personal_desktop_approved_automatically(scenario
                 "kind": "personal_desktop",
                 "max_desktops": 1,
                 "max_vcpu": 2,
-                "max_ram_gib": 4,
+                "max_ram_mib": 4096,
                 "max_disk_gib": 20,
             }
         ],
