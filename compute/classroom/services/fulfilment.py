@@ -139,7 +139,7 @@ def pool_request_progress(pool_id: int) -> ApprovalRequest | None:
 def pool_fulfil_again(request: ApprovalRequest) -> DesktopPool | None:
     """A change of a pool is applied; a retried request whose pool exists has its failed seats
     provisioned again. None: the request's pool is still to be made."""
-    from compute.classroom.services.pools import pool_retry_failed
+    from compute.classroom.services.seats import pool_retry_failed
 
     if (request.payload or {}).get("change"):
         return pool_change_apply(request)
@@ -172,7 +172,7 @@ def seat_desktop_observer(*, desktop, at, reason: str) -> None:
 def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[DesktopPool, dict]:
     """The pool takes the request's image, flavor and persistence, and reports to this request now."""
     from compute.classroom import locks
-    from compute.classroom.services.pools import seats_wanted
+    from compute.classroom.services.seats import seats_wanted
 
     payload = request.payload
     with transaction.atomic():
@@ -240,8 +240,8 @@ def pool_change_apply(request: ApprovalRequest) -> DesktopPool:
     flavor on stopped desktops; with "now" a new image resets the seats at once (after class when
     one is in progress), otherwise it reaches each seat at its next reset."""
     from common.errors import Conflict
-    from compute.classroom.services.pools import pool_sync_roster
     from compute.classroom.services.power import pool_reset
+    from compute.classroom.services.roster import pool_sync_roster
 
     version, flavor = desktop_requests.request_objects(
         tenant=request.tenant, course=request.course, payload=request.payload or {}

@@ -25,9 +25,9 @@ from compute.classroom.models import ClassSession, DesktopPool, ScheduleExceptio
 from compute.classroom.services.access import require_manage
 from compute.classroom.services.authoring import versions_retire_unused
 from compute.classroom.services.console import connected_desktop_ids
-from compute.classroom.services.pools import seat_retire
 from compute.classroom.services.power import active_desktop_ids
 from compute.classroom.services.schedule import classes_between, shutdown_deadline
+from compute.classroom.services.seats import seat_retire
 from compute.models import Desktop
 from tenants.models import ClassTime
 
