@@ -67,7 +67,16 @@ from compute.classroom.services.schedule import (
     shutdown_notice,
 )
 from compute.classroom.services.scheduler import schedule_exception_add, schedule_exception_remove, schedule_tick
-from compute.classroom.services.seats import pool_retry_failed, pool_seats_provision, seat_amounts, seat_retry
+from compute.classroom.services.seats import (
+    pool_retry_failed,
+    pool_seats_provision,
+    roster_student,
+    seat_amounts,
+    seat_assign,
+    seat_retry,
+    seat_take_back,
+    seats_free_students,
+)
 
 __all__ = [
     "CONSOLE_SEEN_SECONDS",
@@ -109,15 +118,19 @@ __all__ = [
     "pool_sync_roster",
     "roster_changed",
     "roster_preview",
+    "roster_student",
     "schedule_exception_add",
     "schedule_exception_remove",
     "schedule_minutes",
     "schedule_tick",
     "seat_amounts",
+    "seat_assign",
     "seat_desktop_observer",
     "seat_power",
     "seat_reset",
     "seat_retry",
+    "seat_take_back",
+    "seats_free_students",
     "shutdown_deadline",
     "shutdown_notice",
     "version_in_use",

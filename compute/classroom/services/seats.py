@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from audit.actions import Action
 from audit.services import event_record
 from common.db import retry_on_deadlock
-from common.errors import Conflict, InvalidTransition, ServiceError
+from common.errors import Conflict, InvalidInput, InvalidTransition, ServiceError
 from compute import locks as compute_locks
 from compute import services as compute_services
 from compute.classroom import locks
@@ -140,39 +140,147 @@ def seat_retire(seat: Seat, *, creator: User) -> bool:
     return True
 
 
-def seat_hand_over(seat: Seat, student: User) -> bool:
-    """Give the seat's desktop to another student, reset to the golden image first (等保: no residue);
-    compute's ``desktop_hand_over`` does it. False when the desktop is not live (busy, in error)."""
+def seat_hand_over(
+    seat: Seat,
+    student: User | None,
+    *,
+    actor: User | None = None,
+    action: Action = Action.SEAT_HANDED_OVER,
+) -> bool:
+    """Give the seat's desktop to another holder, reset to the golden image first (等保: no residue),
+    the leaver's data disks kept for them or wiped per the pool's ``leaver_disks``; compute's
+    ``desktop_hand_over`` does it. ``student`` None makes it a spare seat again: the desktop goes back
+    to the course's teacher. False when the desktop is not live (busy, in error)."""
     if seat.desktop_id is None:
         return False
     previous = seat.student
     if previous is None and seat.desktop.state in Desktop.TRANSIENT:
         return False
+    pool = seat.pool
     try:
         desktop = compute_services.desktop_hand_over(
             actor=None,
             desktop=seat.desktop,
-            owner=student,
-            name=f"{seat.pool.course.code}-{student.username}",
-            image_version=seat.pool.image_version,
-            keep_data_disks=seat.pool.leaver_disks == DesktopPool.LeaverDisks.KEEP,
+            owner=student or pool.course.teacher,
+            name=f"{pool.course.code}-{student.username if student else 'spare'}",
+            image_version=pool.image_version,
+            keep_data_disks=pool.leaver_disks == DesktopPool.LeaverDisks.KEEP,
         )
     except InvalidTransition:
         return False
     seat.student = student
     seat.save(update_fields=["student"])
     event_record(
-        action=Action.SEAT_HANDED_OVER,
+        action=action,
+        actor=actor,
         target=desktop,
-        tenant=seat.pool.tenant,
+        tenant=pool.tenant,
         detail={
             "pool": seat.pool_id,
+            "seat": seat.pk,
             "from": previous.username if previous else None,
-            "to": student.username,
-            "data_disks": seat.pool.leaver_disks,
+            "to": student.username if student else None,
+            "data_disks": pool.leaver_disks if previous else None,
         },
     )
     return True
+
+
+def _seat_for_change(pool_id: int, seat_id: int) -> tuple[DesktopPool, Seat]:
+    """The pool locked (it orders every change of its seats) and the seat as it is now, active."""
+    pool = locks.pool_lock(pool_id)
+    seat = Seat.objects.select_related("student", "desktop", "pool__course__teacher", "pool__image_version").get(
+        pk=seat_id
+    )
+    if pool.state != DesktopPool.State.ACTIVE:
+        raise Conflict(_("桌面池已停用。"), code=ErrorCode.POOL_RETIRED)
+    if seat.state != Seat.State.ACTIVE:
+        raise Conflict(_("该座位已回收。"), code=ErrorCode.SEAT_RETIRED)
+    return pool, seat
+
+
+def seats_free_students(pool: DesktopPool) -> list[User]:
+    """Students on the pool's roster who hold no seat of it: whom a spare seat can be given to (one query)."""
+    seated = pool.seats.filter(state=Seat.State.ACTIVE, student__isnull=False).values("student_id")
+    return [
+        e.user
+        for e in RosterEntry.objects.filter(course_id=pool.course_id)
+        .exclude(user_id__in=seated)
+        .select_related("user")
+        .order_by("student_number")
+    ]
+
+
+def roster_student(pool: DesktopPool, **lookup) -> User:
+    """The student on the pool's roster that ``lookup`` (``pk=`` or ``username=``) names; InvalidInput
+    (400) for anyone else, so that a spare seat goes to the course's students only."""
+    entry = RosterEntry.objects.filter(course_id=pool.course_id, **{f"user__{k}": v for k, v in lookup.items()})
+    entry = entry.select_related("user").first()
+    if entry is None:
+        raise InvalidInput(_("该学生不在课程名单上。"), code=ErrorCode.STUDENT_NOT_ON_ROSTER)
+    return entry.user
+
+
+def seat_assign(*, actor: User | None, seat: Seat, student: User) -> Seat:
+    """A teacher gives a spare seat to a student on the roster who has none: the seat's desktop is
+    reset to the golden image and handed to them (a seat still without a desktop just takes the
+    student; its desktop is requested by the retry). Refused: the seat is someone's (409), the
+    student is not on the roster (400) or already has a seat (409), the desktop is busy (409)."""
+    require_manage(actor, seat.pool)
+    with transaction.atomic():
+        pool, seat = _seat_for_change(seat.pool_id, seat.pk)
+        if seat.student_id is not None:
+            raise Conflict(_("该座位已分配给 %(name)s。") % {"name": seat.holder_name}, code=ErrorCode.SEAT_NOT_SPARE)
+        if not RosterEntry.objects.filter(course_id=pool.course_id, user=student).exists():
+            raise InvalidInput(
+                _("%(name)s 不在课程名单上。") % {"name": student.get_full_name() or student.username},
+                code=ErrorCode.STUDENT_NOT_ON_ROSTER,
+            )
+        if pool.seats.filter(state=Seat.State.ACTIVE, student=student).exists():
+            raise Conflict(
+                _("%(name)s 已有座位。") % {"name": student.get_full_name() or student.username},
+                code=ErrorCode.STUDENT_SEATED,
+                detail={"student": student.username},
+            )
+        if seat.desktop_id is None:
+            seat.student = student
+            seat.save(update_fields=["student"])
+            event_record(
+                action=Action.SEAT_ASSIGNED,
+                actor=actor,
+                target=pool,
+                tenant=pool.tenant,
+                detail={"pool": pool.pk, "seat": seat.pk, "from": None, "to": student.username},
+            )
+        elif not seat_hand_over(seat, student, actor=actor, action=Action.SEAT_ASSIGNED):
+            raise Conflict(_("桌面当前不能移交，请等待正在进行的操作完成。"), code=ErrorCode.SEAT_BUSY)
+    return seat
+
+
+def seat_take_back(*, actor: User | None, seat: Seat) -> Seat:
+    """A teacher takes a student's seat back: it becomes a spare seat. Its desktop goes back to the
+    course's teacher with its system disk reset to the golden image, the student's data disks kept
+    (detached) for them or wiped per the pool's ``leaver_disks``, so that nothing of theirs reaches
+    the next student. The student stays on the roster (a roster sync seats them again)."""
+    require_manage(actor, seat.pool)
+    with transaction.atomic():
+        pool, seat = _seat_for_change(seat.pool_id, seat.pk)
+        if seat.student_id is None:
+            raise Conflict(_("该座位已是空闲座位。"), code=ErrorCode.SEAT_SPARE)
+        if seat.desktop_id is None:
+            previous = seat.student
+            seat.student = None
+            seat.save(update_fields=["student"])
+            event_record(
+                action=Action.SEAT_TAKEN_BACK,
+                actor=actor,
+                target=pool,
+                tenant=pool.tenant,
+                detail={"pool": pool.pk, "seat": seat.pk, "from": previous.username, "to": None},
+            )
+        elif not seat_hand_over(seat, None, actor=actor, action=Action.SEAT_TAKEN_BACK):
+            raise Conflict(_("桌面当前不能收回，请等待正在进行的操作完成。"), code=ErrorCode.SEAT_BUSY)
+    return seat
 
 
 def seat_retry(*, actor: User | None, seat: Seat) -> Desktop:
