@@ -182,7 +182,7 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         request=None,
         responses={
             202: inline_serializer(
-                "RosterSync", {k: serializers.IntegerField() for k in ("added", "handed_over", "retired", "pending")}
+                "RosterSync", {k: serializers.IntegerField() for k in services.SyncResult().as_dict()}
             )
         },
     )

@@ -277,6 +277,14 @@ def _sync_messages(request, result: services.SyncResult) -> None:
             ngettext("%(n)s 台桌面已重置并移交给新学生。", "%(n)s 台桌面已重置并移交给新学生。", result.handed_over),
         ),
         (
+            result.freed,
+            ngettext(
+                "%(n)s 台已离开学生的桌面已重置，留作空闲座位。",
+                "%(n)s 台已离开学生的桌面已重置，留作空闲座位。",
+                result.freed,
+            ),
+        ),
+        (
             result.retired,
             ngettext("%(n)s 台已离开学生的桌面已回收。", "%(n)s 台已离开学生的桌面已回收。", result.retired),
         ),

@@ -77,15 +77,21 @@ def test_the_spare_seats_are_kept_when_a_student_leaves_and_the_roster_import_ke
     scenario, spare_pool, django_capture_on_commit_callbacks
 ):
     course, pool = spare_pool
+    leaver_seat = pool.seats.get(student=scenario.student)
     RosterEntry.objects.filter(course=course, user=scenario.student).delete()
     with django_capture_on_commit_callbacks(execute=True):
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
 
-    # The leaver's desktop is wiped and deleted; the pool keeps its five seats: now three spare.
-    assert result.retired == 1 and (result.added, result.spares_added) == (0, 1)
+    # The pool keeps its five seats: the leaver's stays as a third spare (reset, back to the teacher)
+    # instead of being deleted while a new spare is made.
+    assert (result.freed, result.retired, result.added, result.spares_added) == (1, 0, 0, 0)
     active = pool.seats.filter(state=Seat.State.ACTIVE)
     assert active.count() == 5 and active.filter(student__isnull=True).count() == 3
     assert not active.filter(student=scenario.student).exists()
+    leaver_seat.refresh_from_db()
+    assert leaver_seat.is_spare and leaver_seat.state == Seat.State.ACTIVE
+    desktop = Desktop.objects.get(pk=leaver_seat.desktop_id)
+    assert desktop.owner == scenario.teacher and desktop.name.endswith("-spare")
 
 
 def test_a_roster_bigger_than_the_pool_adds_seats_and_no_spare(
@@ -191,3 +197,46 @@ def test_the_roster_preview_says_a_newcomer_takes_a_spare_seat_and_nothing_is_ad
 
     preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=4)
     assert (preview["seats_after"], preview["added"], preview["assigned"]) == (7, 2, 2)
+
+
+def test_a_leaver_beyond_the_pools_spares_is_retired_and_the_preview_says_which_stay_spare(
+    scenario, spare_pool, django_capture_on_commit_callbacks
+):
+    course, pool = spare_pool
+    # Two of three leave and nobody joins: five seats wanted, so both leavers' seats stay as spares.
+    keep = {scenario.student2.pk}
+    preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=0)
+    assert (preview["seats_after"], preview["freed"], preview["retired"], preview["added"]) == (5, 2, 0, 0)
+
+    # With the pool down to its roster (no spares wanted), leavers' seats are retired, not kept.
+    pool.seat_target = 0
+    pool.save(update_fields=["seat_target"])
+    preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=0)
+    assert (preview["freed"], preview["retired"]) == (0, 2)
+
+    pool.seat_target = 4
+    pool.save(update_fields=["seat_target"])
+    preview = services.roster_preview(course=course, keep_user_ids=keep, new_accounts=0)
+    # Four seats for one student: three spares wanted, two are there, one leaver's seat stays.
+    assert (preview["seats_after"], preview["freed"], preview["retired"]) == (4, 1, 1)
+    RosterEntry.objects.filter(course=course).exclude(user_id__in=keep).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
+    assert (result.freed, result.retired, result.added, result.spares_added) == (1, 1, 0, 0)
+    active = pool.seats.filter(state=Seat.State.ACTIVE)
+    assert active.count() == 4 and active.filter(student__isnull=True).count() == 3
+
+
+def test_the_course_page_preview_says_a_leavers_desktop_stays_as_a_spare_seat(scenario, spare_pool):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    course, _pool = spare_pool
+    teacher = _client(scenario.teacher)
+    page_url = f"/tenants/courses/{course.pk}/"
+    upload = SimpleUploadedFile("roster.csv", "20260002,乙\n20260003,丙\n".encode(), content_type="text/csv")
+    response = teacher.post(page_url, {"action": "import", "file": upload, "replace": "on"})
+    assert response.status_code == 302, response.content.decode()[:500]
+    page = teacher.get(response["Location"]).content.decode()
+    freed = page.split('data-testid="roster-preview-freed"')[1].split("</span>")[0]
+    assert "1 台离开学生的桌面重置后留作空闲座位" in freed
+    assert "回收 0 台" in page

@@ -48,6 +48,8 @@ class SyncResult:
     # Spare seats given to joining students (their desktops reset for them), and spare seats added.
     assigned: int = 0
     spares_added: int = 0
+    # Seats of students who left kept as spare seats (reset; the leaver's data disks per the pool's setting).
+    freed: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -58,6 +60,7 @@ class SyncResult:
             "waiting": self.waiting,
             "assigned": self.assigned,
             "spares_added": self.spares_added,
+            "freed": self.freed,
         }
 
     def __bool__(self) -> bool:
@@ -107,6 +110,26 @@ def _give_spares(plan: _Plan, result: SyncResult) -> None:
         result.assigned += 1
 
 
+def _leavers_to_spares(plan: _Plan, result: SyncResult) -> None:
+    """While the pool keeps fewer spare seats than it wants, a leaver's seat stays as a spare instead of
+    being deleted now and a new one made: its desktop goes back to the teacher reset to the golden
+    image, the leaver's data disks kept for them or wiped per the pool's setting. A busy desktop is
+    retired as before."""
+    for seat in list(plan.leaving):
+        if len(plan.spares) >= plan.spares_wanted:
+            break
+        if seat.state != Seat.State.ACTIVE:
+            continue
+        if seat.desktop_id is None:
+            seat.student = None
+            seat.save(update_fields=["student"])
+        elif not seat_hand_over(seat, None):
+            continue
+        plan.leaving.remove(seat)
+        plan.spares.append(seat)
+        result.freed += 1
+
+
 def _spares_follow(pool: DesktopPool, plan: _Plan, *, creator: User, result: SyncResult) -> None:
     """Keep the pool's spare seats: new ones provisioned when too few, the last ones retired when too many."""
     missing = plan.spares_wanted - len(plan.spares)
@@ -154,8 +177,9 @@ def _seats_add(pool: DesktopPool, joining: list[User | None], *, creator: User, 
 
 def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
     """Follow the roster: new students get a seat (a leaving student's desktop, reset, when there is
-    one; else a new desktop within quota, or a seat that waits with the reason); seats of students
-    who left are wiped and deleted. Called by the roster's own changes (``roster_changed``) too."""
+    one, then a spare seat; else a new desktop within quota, or a seat that waits with the reason);
+    seats of students who left stay as spare seats while the pool keeps fewer than it wants (reset),
+    the others are wiped and deleted. Called by the roster's own changes (``roster_changed``) too."""
     require_manage(actor, pool)
     result = SyncResult()
     with transaction.atomic():
@@ -167,6 +191,7 @@ def pool_sync_roster(*, actor: User | None, pool: DesktopPool) -> SyncResult:
         _hand_over_seats(plan.leaving, plan.joining, result)
         _give_spares(plan, result)
         _seats_add(pool, plan.joining, creator=creator, result=result)
+        _leavers_to_spares(plan, result)
         _spares_follow(pool, plan, creator=creator, result=result)
         for seat in plan.leaving:
             if seat_retire(seat, creator=creator):
@@ -203,8 +228,12 @@ def roster_preview(*, course: Course, keep_user_ids: set[int], new_accounts: int
     assigned = min(joining - handed, spares)
     roster_after = len(keep_user_ids & seated) + joining
     seats_after = seats_wanted(pool, roster_after)
+    # Leavers' seats left over stay as spare seats up to the pool's spares; the rest are retired.
+    spares_missing = max(0, (seats_after - roster_after) - (spares - assigned))
+    freed = min(leaving - handed, spares_missing)
+    retired = leaving - handed - freed
     # New seats: the students left without one, and spare seats again up to the pool's size.
-    added = max(0, seats_after - (len(seats) - (leaving - handed)))
+    added = max(0, seats_after - (len(seats) - retired))
     shortfalls = (
         quota_check(tenant=pool.tenant, course=course, amounts=seat_amounts(pool.flavor, added)) if added else []
     )
@@ -215,6 +244,7 @@ def roster_preview(*, course: Course, keep_user_ids: set[int], new_accounts: int
         "assigned": assigned,
         "added": added,
         "handed_over": handed + assigned,  # a spare seat given to a student is reset and handed over too
-        "retired": leaving - handed,
+        "freed": freed,
+        "retired": retired,
         "shortfall": str(QuotaExceeded(shortfalls).message) if shortfalls else "",
     }
