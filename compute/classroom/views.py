@@ -188,6 +188,8 @@ def _pool_context(request, pool):
         "connected": connected,
         "progress": selectors.pool_progress(seats),
         "can_manage": can_manage,
+        # Desktops still on the pool's previous flavor: they take the new one at the next class.
+        "flavor_pending": sum(1 for s in seats if s.desktop and s.desktop.flavor_id != pool.flavor_id),
         # Whom a spare seat can be given to: one query, however many seats.
         "free_students": services.seats_free_students(pool) if can_manage and any(s.is_spare for s in seats) else [],
     }
