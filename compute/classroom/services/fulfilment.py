@@ -222,10 +222,14 @@ def seat_flavor_restart(*, pool: DesktopPool, seat_ids: list[int]) -> None:
 
     if not seat_ids:
         return
-    Seat.objects.filter(pk__in=seat_ids).update(flavor_restart=True)
-    desktop_ids = list(Seat.objects.filter(pk__in=seat_ids).values_list("desktop_id", flat=True))
-    compute_services.desktops_power(actor=None, desktops=desktop_ids, verb="stop")
-    for desktop_id in desktop_ids:
+    desktop_ids = list(Seat.objects.filter(pk__in=seat_ids, desktop__isnull=False).values_list("desktop_id", flat=True))
+    stopping = {d.pk for d in compute_services.desktops_power(actor=None, desktops=desktop_ids, verb="stop")}
+    stopped = set(Desktop.objects.filter(pk__in=desktop_ids, state=Desktop.State.STOPPED).values_list("pk", flat=True))
+    # Only seats on their way: a desktop busy with something else is left alone (no mark that would
+    # restart it at some later stop); the next class picks it up.
+    moving = stopping | stopped
+    Seat.objects.filter(desktop_id__in=moving).update(flavor_restart=True)
+    for desktop_id in moving:
         transaction.on_commit(lambda desktop_id=desktop_id: seat_flavor_follow(desktop_id))
 
 
