@@ -84,6 +84,8 @@ class Action(models.TextChoices):
     POOL_RESET = "pool.reset", pgettext_lazy("audit action", "重置整个桌面池")
     SEAT_RESET = "pool.seat_reset", pgettext_lazy("audit action", "重置学生桌面")
     SEAT_HANDED_OVER = "pool.seat_handed_over", pgettext_lazy("audit action", "桌面重置后移交给其他学生")
+    SEAT_ASSIGNED = "pool.seat_assigned", pgettext_lazy("audit action", "空闲座位分配给学生")
+    SEAT_TAKEN_BACK = "pool.seat_taken_back", pgettext_lazy("audit action", "收回学生座位")
     SCHEDULE_RUN = "pool.schedule_run", pgettext_lazy("audit action", "按课表开关机")
     CLASS_SKIPPED = "pool.class_skipped", pgettext_lazy("audit action", "停课或调整课表")
     AUTHORING_STARTED = "image.authoring_started", pgettext_lazy("audit action", "开始制作课程镜像")

@@ -82,6 +82,12 @@ class SkipSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
+class SeatAssignSerializer(serializers.Serializer):
+    student = serializers.CharField(
+        max_length=150, help_text="username of a student on the course's roster who holds no seat of the pool"
+    )
+
+
 _COUNT = inline_serializer("PoolActionResult", {"changed": serializers.IntegerField()})
 
 
@@ -116,6 +122,39 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         page = self.paginate_queryset(items)
         return self.get_paginated_response(SeatSerializer(page, many=True).data)
 
+    def _seat(self, pool: DesktopPool, seat_pk) -> Seat:
+        return get_object_or_404(selectors.seat_list_for(self.request.user, pool=pool), pk=seat_pk)
+
+    @extend_schema(
+        request=SeatAssignSerializer,
+        responses={200: SeatSerializer, 400: OpenApiResponse(), 404: OpenApiResponse(), 409: OpenApiResponse()},
+        description="Give a spare seat to a student on the roster without one: its desktop is reset to the "
+        "golden image and handed to them. 409 `seat_not_spare`, `student_seated`, `seat_busy`; "
+        "400 `student_not_on_roster`.",
+    )
+    @action(detail=True, methods=["post"], url_path=r"seats/(?P<seat_pk>[0-9]+)/assign")
+    def seat_assign(self, request, pk=None, seat_pk=None):
+        pool = self._pool()
+        seat = self._seat(pool, seat_pk)
+        data = SeatAssignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        student = services.roster_student(pool, username=data.validated_data["student"])
+        seat = services.seat_assign(actor=request.user, seat=seat, student=student)
+        return Response(SeatSerializer(self._seat(pool, seat.pk)).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: SeatSerializer, 404: OpenApiResponse(), 409: OpenApiResponse()},
+        description="Take a student's seat back: it becomes a spare seat, its desktop reset to the golden "
+        "image and the student's data disks kept for them or wiped per the pool's `leaver_disks`. "
+        "409 `seat_spare`, `seat_busy`.",
+    )
+    @action(detail=True, methods=["post"], url_path=r"seats/(?P<seat_pk>[0-9]+)/take-back")
+    def seat_take_back(self, request, pk=None, seat_pk=None):
+        pool = self._pool()
+        seat = services.seat_take_back(actor=request.user, seat=self._seat(pool, seat_pk))
+        return Response(SeatSerializer(self._seat(pool, seat.pk)).data)
+
     def _count(self, changed: int):
         return Response({"changed": changed}, status=status.HTTP_202_ACCEPTED)
 
@@ -143,7 +182,7 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         request=None,
         responses={
             202: inline_serializer(
-                "RosterSync", {k: serializers.IntegerField() for k in ("added", "handed_over", "retired", "pending")}
+                "RosterSync", {k: serializers.IntegerField() for k in services.SyncResult().as_dict()}
             )
         },
     )

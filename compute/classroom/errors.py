@@ -20,6 +20,10 @@ class ErrorCode(StrEnum):
     REQUEST_PAYLOAD_INVALID = "request_payload_invalid"
     SEAT_RETIRED = "seat_retired"
     SEAT_BUSY = "seat_busy"
+    SEAT_NOT_SPARE = "seat_not_spare"
+    SEAT_SPARE = "seat_spare"
+    STUDENT_NOT_ON_ROSTER = "student_not_on_roster"
+    STUDENT_SEATED = "student_seated"
     # The schedule
     POOL_SCHEDULE_INVALID = "pool_schedule_invalid"
     POOL_DEADLINE_INVALID = "pool_deadline_invalid"

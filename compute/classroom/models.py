@@ -120,6 +120,9 @@ class Seat(models.Model):
     reset_for = models.ForeignKey(
         "ClassSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
+    # The seat's desktop is being moved to the pool's flavor and started again: stopped (a change
+    # applied at once) or about to be powered on for a class, it is resized, then started.
+    flavor_restart = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
     retired_at = models.DateTimeField(_("回收时间"), null=True, blank=True)
 

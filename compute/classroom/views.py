@@ -181,12 +181,17 @@ def _submitted(req) -> str:
 def _pool_context(request, pool):
     seats = list(selectors.seat_list_for(request.user, pool=pool))
     connected = services.connected_desktop_ids([s.desktop_id for s in seats if s.desktop_id])
+    can_manage = services.can_manage_pool(request.user, pool)
     return {
         "pool": pool,
         "seats": seats,
         "connected": connected,
         "progress": selectors.pool_progress(seats),
-        "can_manage": services.can_manage_pool(request.user, pool),
+        "can_manage": can_manage,
+        # Desktops still on the pool's previous flavor: they take the new one at the next class.
+        "flavor_pending": sum(1 for s in seats if s.desktop and s.desktop.flavor_id != pool.flavor_id),
+        # Whom a spare seat can be given to: one query, however many seats.
+        "free_students": services.seats_free_students(pool) if can_manage and any(s.is_spare for s in seats) else [],
     }
 
 
@@ -274,6 +279,14 @@ def _sync_messages(request, result: services.SyncResult) -> None:
             ngettext("%(n)s 台桌面已重置并移交给新学生。", "%(n)s 台桌面已重置并移交给新学生。", result.handed_over),
         ),
         (
+            result.freed,
+            ngettext(
+                "%(n)s 台已离开学生的桌面已重置，留作空闲座位。",
+                "%(n)s 台已离开学生的桌面已重置，留作空闲座位。",
+                result.freed,
+            ),
+        ),
+        (
             result.retired,
             ngettext("%(n)s 台已离开学生的桌面已回收。", "%(n)s 台已离开学生的桌面已回收。", result.retired),
         ),
@@ -314,6 +327,8 @@ def seat_action(request, pk):
         call = partial(services.seat_power, verb=action)
     elif action == "retry":
         call = services.seat_retry
+    elif action in ("assign", "take_back"):
+        return _seat_hand(request, seat, action)
     else:
         raise Http404
     return _call(
@@ -322,6 +337,27 @@ def seat_action(request, pk):
         success=_("已提交：%(student)s") % {"student": seat.holder_name},
         next=reverse("classroom:pool", args=[seat.pool_id]),
     )
+
+
+def _seat_hand(request, seat, action):
+    """A spare seat given to a roster student, or a student's seat taken back as a spare."""
+    if action == "assign":
+
+        def call():
+            student = services.roster_student(seat.pool, pk=_int(request.POST.get("student")))
+            services.seat_assign(actor=request.user, seat=seat, student=student)
+            return _("空闲座位已分配给 %(student)s，桌面已重置为黄金镜像。") % {
+                "student": student.get_full_name() or student.username
+            }
+
+    else:
+
+        def call():
+            name = seat.holder_name
+            services.seat_take_back(actor=request.user, seat=seat)
+            return _("已收回 %(student)s 的座位，桌面已重置，现为空闲座位。") % {"student": name}
+
+    return _call(request, call, success=lambda text: text, next=reverse("classroom:pool", args=[seat.pool_id]))
 
 
 @login_required

@@ -50,3 +50,33 @@ def test_starting_a_pool_is_not_destructive_and_asks_nothing(page, login, demo_d
         page.get_by_role("button", name="全部开机").click()
     assert "action=start" in (sent.value.post_data or "")
     expect(page.get_by_test_id("confirm-dialog")).to_be_hidden()
+
+
+def test_taking_a_seat_back_asks_once_in_the_pages_dialog_and_leaves_a_spare_seat(page, login, demo_data):
+    from compute.classroom.models import DesktopPool, Seat
+    from compute.models import Desktop
+
+    pool = DesktopPool.objects.filter(course__code="CS101").first()
+    seat = pool.seats.filter(state=Seat.State.ACTIVE, student__isnull=False).order_by("student__student_number").first()
+    # No worker here: the demo's desktops stay "creating"; this one is made, stopped (only a live desktop
+    # can be taken back).
+    Desktop.objects.filter(pk=seat.desktop_id).update(state=Desktop.State.STOPPED)
+    name = seat.holder_name
+    native = []
+    page.on("dialog", lambda dialog: (native.append(dialog.message), dialog.dismiss()))
+    login("teacher1", demo_data)
+    page.goto(f"/classroom/pools/{pool.pk}/")
+    page.evaluate("() => { window.__shown = 0; document.addEventListener('show.bs.modal', () => window.__shown++); }")
+
+    expect(page.get_by_test_id("take-back")).to_have_count(1)
+    page.get_by_test_id("take-back").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"收回 {name} 的座位")
+    assert page.evaluate("window.__shown") == 1
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_text("现为空闲座位")).to_be_visible()
+    assert native == []
+    seat.refresh_from_db()
+    assert seat.is_spare
+    expect(page.get_by_test_id("spare")).to_have_count(1)

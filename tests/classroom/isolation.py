@@ -27,6 +27,11 @@ def _pool_id(scenario):
     return {"id": _pool(scenario).pk}
 
 
+def _seat_ids(scenario):
+    pool = _pool(scenario)
+    return {"id": pool.pk, "seat_pk": pool.seats.get().pk}
+
+
 def _desktop_id(scenario):
     from tests.compute.conftest import desktop_of
 
@@ -42,5 +47,7 @@ MAKERS = {
     "/api/v1/pools/{id}/retry/": _pool_id,
     "/api/v1/pools/{id}/skip/": _pool_id,
     "/api/v1/pools/{id}/sync-roster/": _pool_id,
+    "/api/v1/pools/{id}/seats/{seat_pk}/assign/": _seat_ids,
+    "/api/v1/pools/{id}/seats/{seat_pk}/take-back/": _seat_ids,
     "/api/v1/desktops/{id}/console/": _desktop_id,
 }

@@ -135,6 +135,7 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
         "waiting": 0,
         "assigned": 0,
         "spares_added": 0,
+        "freed": 0,
     }
     leaving.refresh_from_db()
     desktop = leaving.desktop

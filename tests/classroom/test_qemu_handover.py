@@ -94,3 +94,25 @@ def test_a_retired_seat_keeps_the_leavers_data_disk_by_pool_setting(
     volume.refresh_from_db()
     assert (volume.state, volume.desktop, volume.owner) == (Volume.State.DETACHED, None, scenario.student)
     assert volume.volume_name in qemu_volumes()
+
+
+@pytest.mark.parametrize("setting", [DesktopPool.LeaverDisks.KEEP, DesktopPool.LeaverDisks.DELETE])
+def test_a_seat_taken_back_by_the_teacher_is_a_spare_with_nothing_of_the_student_left(
+    scenario, qemu_env, eager, django_capture_on_commit_callbacks, setting
+):
+    capture = django_capture_on_commit_callbacks
+    _course, _pool, seat, volume = _pool_with_a_data_disk(scenario, qemu_env, capture, setting)
+    system_before = driver_for(qemu_env.endpoint).get_vm(seat.desktop.vm_name).disks[0].volume
+
+    _run(capture, services.seat_take_back, actor=scenario.teacher, seat=seat)
+
+    seat.refresh_from_db()
+    volume.refresh_from_db()
+    assert seat.is_spare and seat.desktop.owner == scenario.teacher
+    disks = {d.volume for d in driver_for(qemu_env.endpoint).get_vm(seat.desktop.vm_name).disks}
+    assert volume.volume_name not in disks and system_before not in disks
+    if setting == DesktopPool.LeaverDisks.KEEP:
+        assert (volume.state, volume.desktop, volume.owner) == (Volume.State.DETACHED, None, scenario.student)
+        assert volume.volume_name in qemu_volumes()
+    else:
+        assert volume.state == Volume.State.DELETED and volume.volume_name not in qemu_volumes()

@@ -321,12 +321,13 @@ def test_a_bigger_flavor_goes_through_approval_and_is_applied_to_the_pool(
     bigger = compute_services.flavor_create(actor=scenario.sysadmin, name="medium", vcpus=2, memory_mib=256, disk_gib=1)
     teacher = _client(scenario.teacher)
     with django_capture_on_commit_callbacks(execute=True):
-        response = _wizard_change(teacher, course, env, bigger)
+        response = _wizard_change(teacher, course, env, bigger, apply="next_class")
     assert response.status_code == 302, response.content.decode()[:3000]
     change = ApprovalRequest.objects.exclude(pk=pool.request_id).get()
     assert change.state == State.PENDING  # it takes more vCPU than the pool holds
     assert (change.vcpu, change.desktops) == (2, 0)  # only the growth: 2 seats × (2 - 1) vCPU
-    # Made outside class, the seats are stopped; a student starts one: it keeps its flavor while in use.
+    # Made outside class, the seats are stopped; a student starts one: "at the next class", it keeps its
+    # flavor while in use (a change "now" restarts it: test_spare_seats).
     seat, busy = pool.seats.select_related("desktop").order_by("pk")
     with django_capture_on_commit_callbacks(execute=True):
         compute_services.desktop_start(actor=scenario.teacher, desktop=busy.desktop)

@@ -1,7 +1,9 @@
 """Writes of the classroom, one module per subject; the public names are re-exported here so that
 callers import ``compute.classroom.services`` and need not know which module holds what.
 
-- ``pools``: pools and seats (creation, requests, roster sync, retries, settings)
+- ``pools``: pools (creation, the wizard's request, settings)
+- ``seats``: seats one by one (provisioning, retries, hand-over, retirement; a spare seat given or taken back)
+- ``roster``: the pool following its course's roster, and the preview of that
 - ``power``: power and reset of a pool's desktops (a teacher's and the schedule's)
 - ``scheduler``: the class schedule's beat tick and the classes teachers skip
 - ``schedule``: the schedule's time arithmetic and reads (no writes; the selectors use it)
@@ -45,21 +47,14 @@ from compute.classroom.services.fulfilment import (
     seat_desktop_observer,
 )
 from compute.classroom.services.pools import (
-    SyncResult,
     course_links,
     course_request_submit,
     pool_create,
     pool_create_from_request,
-    pool_retry_failed,
-    pool_seats_provision,
     pool_settings_update,
-    pool_sync_roster,
-    roster_changed,
-    roster_preview,
-    seat_amounts,
-    seat_retry,
 )
 from compute.classroom.services.power import pool_power, pool_reset, seat_power, seat_reset
+from compute.classroom.services.roster import SyncResult, pool_sync_roster, roster_changed, roster_preview
 from compute.classroom.services.schedule import (
     DEFAULT_SHUTDOWN_DEADLINE,
     MAX_DEADLINE_MINUTES,
@@ -72,6 +67,16 @@ from compute.classroom.services.schedule import (
     shutdown_notice,
 )
 from compute.classroom.services.scheduler import schedule_exception_add, schedule_exception_remove, schedule_tick
+from compute.classroom.services.seats import (
+    pool_retry_failed,
+    pool_seats_provision,
+    roster_student,
+    seat_amounts,
+    seat_assign,
+    seat_retry,
+    seat_take_back,
+    seats_free_students,
+)
 
 __all__ = [
     "CONSOLE_SEEN_SECONDS",
@@ -113,15 +118,19 @@ __all__ = [
     "pool_sync_roster",
     "roster_changed",
     "roster_preview",
+    "roster_student",
     "schedule_exception_add",
     "schedule_exception_remove",
     "schedule_minutes",
     "schedule_tick",
     "seat_amounts",
+    "seat_assign",
     "seat_desktop_observer",
     "seat_power",
     "seat_reset",
     "seat_retry",
+    "seat_take_back",
+    "seats_free_students",
     "shutdown_deadline",
     "shutdown_notice",
     "version_in_use",

@@ -139,7 +139,7 @@ def pool_request_progress(pool_id: int) -> ApprovalRequest | None:
 def pool_fulfil_again(request: ApprovalRequest) -> DesktopPool | None:
     """A change of a pool is applied; a retried request whose pool exists has its failed seats
     provisioned again. None: the request's pool is still to be made."""
-    from compute.classroom.services.pools import pool_retry_failed
+    from compute.classroom.services.seats import pool_retry_failed
 
     if (request.payload or {}).get("change"):
         return pool_change_apply(request)
@@ -153,10 +153,11 @@ def pool_fulfil_again(request: ApprovalRequest) -> DesktopPool | None:
 
 def seat_desktop_observer(*, desktop, at, reason: str) -> None:
     """compute's observer of a seat's desktop: once it is made or fails, the pool's request hears of it;
-    once it stops, it takes the pool's flavor if that changed while it ran."""
+    a seat being moved to the pool's flavor (``Seat.flavor_restart``) is resized once stopped and
+    started once resized."""
     if desktop.course_id is None:
         return
-    if desktop.state == Desktop.State.STOPPED and reason not in ("created", "resized"):
+    if reason != "created" and desktop.state in (Desktop.State.STOPPED, Desktop.State.ERROR):
         transaction.on_commit(lambda: seat_flavor_follow(desktop.pk))
     if reason not in ("provisioned", "failed"):
         return
@@ -172,7 +173,7 @@ def seat_desktop_observer(*, desktop, at, reason: str) -> None:
 def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[DesktopPool, dict]:
     """The pool takes the request's image, flavor and persistence, and reports to this request now."""
     from compute.classroom import locks
-    from compute.classroom.services.pools import seats_wanted
+    from compute.classroom.services.seats import seats_wanted
 
     payload = request.payload
     with transaction.atomic():
@@ -203,7 +204,7 @@ def _pool_change_save(request: ApprovalRequest, version, flavor) -> tuple[Deskto
 
 def _resize_stopped(pool: DesktopPool, flavor) -> None:
     """Stopped desktops take the new flavor now (nobody is using them); running ones keep theirs
-    until they stop (``seat_flavor_follow``, from the observer)."""
+    until the next class powers them on (``seat_flavor_restart``, from the schedule)."""
     from compute import services as compute_services
 
     for seat in pool.seats.filter(state=Seat.State.ACTIVE, desktop__state=Desktop.State.STOPPED).select_related(
@@ -213,35 +214,65 @@ def _resize_stopped(pool: DesktopPool, flavor) -> None:
             compute_services.desktop_resize(actor=pool.course.teacher, desktop=seat.desktop, flavor=flavor)
 
 
+def seat_flavor_restart(*, pool: DesktopPool, seat_ids: list[int]) -> None:
+    """Move these seats' desktops to the pool's flavor and start them: each is marked, then stopped
+    (when running), resized once stopped and started once resized (``seat_flavor_follow``). Used by
+    a change applied at once and by the schedule's power-on before a class."""
+    from compute import services as compute_services
+
+    if not seat_ids:
+        return
+    desktop_ids = list(Seat.objects.filter(pk__in=seat_ids, desktop__isnull=False).values_list("desktop_id", flat=True))
+    stopping = {d.pk for d in compute_services.desktops_power(actor=None, desktops=desktop_ids, verb="stop")}
+    stopped = set(Desktop.objects.filter(pk__in=desktop_ids, state=Desktop.State.STOPPED).values_list("pk", flat=True))
+    # Only seats on their way: a desktop busy with something else is left alone (no mark that would
+    # restart it at some later stop); the next class picks it up.
+    moving = stopping | stopped
+    Seat.objects.filter(desktop_id__in=moving).update(flavor_restart=True)
+    for desktop_id in moving:
+        transaction.on_commit(lambda desktop_id=desktop_id: seat_flavor_follow(desktop_id))
+
+
 def seat_flavor_follow(desktop_id: int) -> Desktop | None:
-    """A seat's desktop that kept its old flavor while it ran takes the pool's flavor once stopped.
-    A refusal (quota, no room on its host) leaves it as it is, logged: the pool page still shows it."""
+    """The next step of a seat being moved to the pool's flavor: a stopped desktop of another flavor is
+    resized; a stopped one of the pool's flavor is started and the seat done. A refusal of the resize
+    (quota, no room on its host) starts it as it is, logged (the pool page still shows the pending
+    flavor); a desktop in error ends it."""
     from common.errors import ServiceError
     from compute import services as compute_services
 
     seat = (
-        Seat.objects.filter(desktop_id=desktop_id, state=Seat.State.ACTIVE, pool__state=DesktopPool.State.ACTIVE)
+        Seat.objects.filter(desktop_id=desktop_id, state=Seat.State.ACTIVE, flavor_restart=True)
         .select_related("desktop", "pool__flavor", "pool__course__teacher")
         .first()
     )
-    if seat is None or seat.desktop.state != Desktop.State.STOPPED or seat.desktop.flavor_id == seat.pool.flavor_id:
+    if seat is None or seat.desktop.state not in (Desktop.State.STOPPED, Desktop.State.ERROR):
         return None
-    try:
-        return compute_services.desktop_resize(
-            actor=seat.pool.course.teacher, desktop=seat.desktop, flavor=seat.pool.flavor
-        )
-    except ServiceError as exc:
-        log.warning("seat %s keeps its flavor: %s", seat.pk, exc.message)
-        return None
+    desktop = seat.desktop
+    if desktop.state == Desktop.State.STOPPED and desktop.flavor_id != seat.pool.flavor_id:
+        try:
+            return compute_services.desktop_resize(
+                actor=seat.pool.course.teacher, desktop=desktop, flavor=seat.pool.flavor
+            )
+        except ServiceError as exc:
+            log.warning("seat %s keeps its flavor: %s", seat.pk, exc.message)
+    with transaction.atomic():
+        seat.flavor_restart = False
+        seat.save(update_fields=["flavor_restart"])
+        if desktop.state == Desktop.State.STOPPED:
+            compute_services.desktops_power(actor=None, desktops=[desktop.pk], verb="start")
+    return desktop
 
 
 def pool_change_apply(request: ApprovalRequest) -> DesktopPool:
     """Apply an approved change of a course's pool: new settings, seats for the roster as it is, the
-    flavor on stopped desktops; with "now" a new image resets the seats at once (after class when
-    one is in progress), otherwise it reaches each seat at its next reset."""
+    flavor on stopped desktops. With "now" running desktops are restarted with the new flavor and a
+    new image resets the seats at once (after class when one is in progress); otherwise running
+    desktops keep their flavor until the next class powers them on, and a new image reaches each
+    seat at its next reset."""
     from common.errors import Conflict
-    from compute.classroom.services.pools import pool_sync_roster
     from compute.classroom.services.power import pool_reset
+    from compute.classroom.services.roster import pool_sync_roster
 
     version, flavor = desktop_requests.request_objects(
         tenant=request.tenant, course=request.course, payload=request.payload or {}
@@ -250,6 +281,11 @@ def pool_change_apply(request: ApprovalRequest) -> DesktopPool:
     pool_sync_roster(actor=None, pool=pool)
     if "flavor" in changes:
         _resize_stopped(pool, flavor)
+        if request.payload.get("apply") == "now":
+            # At once: running desktops are stopped, resized and started again now.
+            running = pool.seats.filter(state=Seat.State.ACTIVE, desktop__state=Desktop.State.RUNNING)
+            with transaction.atomic():
+                seat_flavor_restart(pool=pool, seat_ids=list(running.values_list("pk", flat=True)))
     if "image" in changes and request.payload.get("apply") == "now":
         try:
             pool_reset(actor=None, pool=pool)

@@ -25,9 +25,10 @@ from compute.classroom.models import ClassSession, DesktopPool, ScheduleExceptio
 from compute.classroom.services.access import require_manage
 from compute.classroom.services.authoring import versions_retire_unused
 from compute.classroom.services.console import connected_desktop_ids
-from compute.classroom.services.pools import seat_retire
+from compute.classroom.services.fulfilment import seat_flavor_restart
 from compute.classroom.services.power import active_desktop_ids
 from compute.classroom.services.schedule import classes_between, shutdown_deadline
+from compute.classroom.services.seats import seat_retire
 from compute.models import Desktop
 from tenants.models import ClassTime
 
@@ -107,7 +108,18 @@ def _power_on_for_class(pool: DesktopPool, session: ClassSession, now: datetime.
         session = locks.class_session_lock(session.pk)
         if session.powered_on_at is not None:
             return 0
-        changed = len(compute_services.desktops_power(actor=None, desktops=active_desktop_ids(pool), verb="start"))
+        # A seat whose stopped desktop still has the pool's previous flavor takes the new one first
+        # (a change applied "at the next class"), then is started.
+        resize = dict(
+            pool.seats.filter(state=Seat.State.ACTIVE, desktop__state=Desktop.State.STOPPED)
+            .exclude(desktop__flavor_id=pool.flavor_id)
+            .values_list("pk", "desktop_id")
+        )
+        seat_flavor_restart(pool=pool, seat_ids=list(resize))
+        started = compute_services.desktops_power(
+            actor=None, desktops=active_desktop_ids(pool, exclude=resize.values()), verb="start"
+        )
+        changed = len(started) + len(resize)
         session.powered_on_at = now
         session.state = ClassSession.State.POWERED_ON
         session.save(update_fields=["powered_on_at", "state"])
