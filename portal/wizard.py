@@ -43,7 +43,7 @@ RESET_CHOICES = [
 
 APPLY_CHOICES = [
     ("next_class", gettext_lazy("下次上课前生效（课上不打扰学生）")),
-    ("now", gettext_lazy("批准后立即生效（镜像或规格变化会重置桌面）")),
+    ("now", gettext_lazy("批准后立即生效（换镜像会重置桌面，换规格会重启桌面）")),
 ]
 
 
