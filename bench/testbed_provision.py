@@ -9,7 +9,10 @@ Usage: .venv/bin/python bench/testbed_provision.py [--desktops 30] [--threads 6]
   host's own libvirtd over qemu+tcp (linked clone, define, start). Timed from the first request to the last
   desktop running. The bench's database and broker key prefix are its own (bench/env.py).
 - Raw: the same number of linked clones + define + start per host, with THREADS threads and one
-  libvirt-python connection per host, the same golden image, network and VM size.
+  libvirt-python connection per host, the same golden image and network, and the same domain: the XML of one
+  of the portal's VMs (its devices: virtio disk and NIC, guest-agent channel, VNC with tablet and video,
+  balloon) with only the name, UUID, MAC and system volume changed. So the ratio is what the portal adds
+  (placement, tasks, database, its libvirt calls), not what QEMU takes to start more devices.
 The testbed is reused when it is up, else brought up and taken down (bench/bed.py). Target (issue 16): ≤ 1.3×.
 """
 
@@ -22,6 +25,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,17 +34,6 @@ from bench import bed, common  # noqa: E402
 
 TARGET = 1.3
 MEMORY_MIB = 64
-
-RAW_DOMAIN = """<domain type='qemu'>
-  <name>{name}</name><memory unit='MiB'>{memory}</memory><vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
-      <source pool='{pool}' volume='{volume}'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='network'><source network='{network}'/><model type='virtio'/></interface>
-    <graphics type='vnc' autoport='yes'/>
-  </devices>
-</domain>"""
 
 RAW_VOLUME = """<volume><name>{name}</name><capacity unit='bytes'>{capacity}</capacity>
   <target><format type='qcow2'/></target>
@@ -165,7 +158,40 @@ def _delete_all(ids: list[int]) -> None:
 # --- raw libvirt-python ----------------------------------------------------------------------------
 
 
-def raw_provision(testbed, stage: Stage, per_host: dict[str, int], threads: int) -> float:
+def portal_domain(testbed, desktop_id: int) -> str:
+    """The inactive domain XML of a VM the portal made, read from its host (before the desktop is deleted)."""
+    from compute.models import Desktop
+
+    libvirt = _libvirt()
+    desktop = Desktop.objects.select_related("host").get(pk=desktop_id)
+    conn = testbed[desktop.host.name].connect()
+    try:
+        return conn.lookupByName(desktop.vm_name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    finally:
+        conn.close()
+
+
+def raw_domain(template: str, *, name: str, volume: str) -> str:
+    """``template`` (a portal VM's domain) as another VM: its name, system volume and serial log; no UUID or MAC
+    (libvirt makes new ones), nothing else changed."""
+    root = ET.fromstring(template)
+    old = root.findtext("name")
+    root.find("name").text = name
+    for tag in ("uuid",):
+        for el in root.findall(tag):
+            root.remove(el)
+    for iface in root.findall("devices/interface"):
+        for mac in iface.findall("mac"):
+            iface.remove(mac)
+    for disk in root.findall("devices/disk"):
+        if disk.find("target").get("dev") == "vda":
+            disk.find("source").set("volume", volume)
+    for source in root.findall("devices/serial/source"):
+        source.set("path", source.get("path").replace(old, name))
+    return ET.tostring(root, encoding="unicode")
+
+
+def raw_provision(testbed, stage: Stage, per_host: dict[str, int], threads: int, template: str) -> float:
     """The same VMs per host with libvirt-python alone: one connection per host, ``threads`` threads in all."""
     conns = {host.name: host.connect() for host in testbed}
     try:
@@ -182,10 +208,7 @@ def raw_provision(testbed, stage: Stage, per_host: dict[str, int], threads: int)
             vol = pools[host].createXML(
                 RAW_VOLUME.format(name=f"{name}-system.qcow2", capacity=capacity, backing=backing), 0
             )
-            xml = RAW_DOMAIN.format(
-                name=name, memory=MEMORY_MIB, pool=stage.pool, volume=vol.name(), network=stage.network
-            )
-            conns[host].defineXML(xml).create()
+            conns[host].defineXML(raw_domain(template, name=name, volume=vol.name())).create()
 
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=threads) as pool_exec:
@@ -213,8 +236,9 @@ def run(count: int, threads: int) -> dict:
             _seconds, warm, _hosts = portal_provision(world, len(testbed.hosts))
             _delete_all(warm)
             portal, ids, per_host = portal_provision(world, count)
+            template = portal_domain(testbed, ids[0])
             _delete_all(ids)
-            raw = raw_provision(testbed, stage, per_host, threads)
+            raw = raw_provision(testbed, stage, per_host, threads, template)
         finally:
             if worker is not None:
                 worker.terminate()
