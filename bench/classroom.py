@@ -8,8 +8,9 @@ Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4]
   to the last desktop running.
 - Portal power-on: the pool is stopped, then the schedule's beat task runs at a class's lead
   time (the clock driven by time-machine); timed until every desktop runs again.
-- Raw baselines, in the same run, on the same pool and golden image: SEATS clone+define+start
-  with libvirt-python and THREADS threads; then SEATS power-ons of stopped domains.
+- Raw baselines, in the same run, on the same pool and golden image, of the same domain as a seat's
+  (bench/common.raw_domain): SEATS clone+define+start with libvirt-python and THREADS threads; then SEATS
+  power-ons of stopped domains.
 - The worker's peak memory (VmHWM) is printed too.
 
 Its own database and broker key prefix (bench/env.py), beside a live portal. Targets (issue 5): both ≤ 1.2 × raw.
@@ -98,7 +99,7 @@ def _wait_pool(course, seats: int, timeout: float = 600) -> list[int]:
     return _pool_desktops(course)
 
 
-def raw_provision(count: int, threads: int) -> float:
+def raw_provision(count: int, threads: int, template: str) -> float:
     """SEATS linked clones defined and started with libvirt-python and THREADS threads (timed)."""
     libvirt = bp._libvirt()  # noqa: SLF001
     conn = libvirt.open(bp.URI)
@@ -110,7 +111,7 @@ def raw_provision(count: int, threads: int) -> float:
         name = f"{RAW}{uuid.uuid4().hex[:8]}-{i}"
         volume = bp.RAW_VOLUME.format(name=f"{name}-system.qcow2", capacity=capacity, backing=golden.path())
         vol = pool.createXML(volume, 0)
-        conn.defineXML(bp.RAW_DOMAIN.format(name=name, pool=bp.POOL, volume=vol.name())).create()
+        conn.defineXML(common.raw_domain(template, name=name, volume=vol.name())).create()
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=threads) as executor:
@@ -120,9 +121,9 @@ def raw_provision(count: int, threads: int) -> float:
     return elapsed
 
 
-def raw_power_on(count: int, threads: int) -> float:
+def raw_power_on(count: int, threads: int, template: str) -> float:
     """SEATS raw domains made, stopped, then started again with THREADS threads (timed)."""
-    raw_provision(count, threads)
+    raw_provision(count, threads, template)
     libvirt = bp._libvirt()  # noqa: SLF001
     conn = libvirt.open(bp.URI)
     doms = [d for d in conn.listAllDomains(0) if d.name().startswith(RAW)]
@@ -210,6 +211,7 @@ def main() -> int:
         power_on = time.monotonic() - started
         print(f"  [progress] class power-on of {args.seats}: {power_on:.2f} s", flush=True)
         peak = _peak_rss_mib(worker.pid)
+        template = bp._template(ids[0])  # noqa: SLF001 - the raw side starts the same VMs
 
         services.pool_power(actor=None, pool=pool, verb="stop")
         common.desktops_wait(ids, ("stopped",), timeout=600)
@@ -218,9 +220,9 @@ def main() -> int:
         worker.wait(timeout=30)
         _clean()
 
-    raw_seconds = raw_provision(args.seats, args.threads)
+    raw_seconds = raw_provision(args.seats, args.threads, template)
     _clean()
-    raw_on = raw_power_on(args.seats, args.threads)
+    raw_on = raw_power_on(args.seats, args.threads, template)
     _clean()
 
     n = args.seats

@@ -88,3 +88,32 @@ def desktops_wait(ids: list[int], states: tuple[str, ...], *, timeout: float = 3
     failed = list(Desktop.objects.filter(pk__in=ids, state="error").values_list("error_reason", flat=True))
     if failed:
         raise SystemExit(f"{len(failed)} desktops failed: {failed[:3]}")
+
+
+def domain_of(conn, vm_name: str) -> str:
+    """The inactive domain XML of ``vm_name`` on ``conn``: a portal-made VM, as the template of a raw one."""
+    import libvirt
+
+    return conn.lookupByName(vm_name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+
+def raw_domain(template: str, *, name: str, volume: str) -> str:
+    """``template`` (a portal VM's domain) as another VM: its name, system volume and serial log; no UUID or MAC
+    (libvirt makes new ones), nothing else changed. The raw side of a provisioning bench starts the very VMs the
+    portal starts, so a ratio measures the portal, not QEMU starting more devices."""
+    from xml.etree import ElementTree as ET
+
+    root = ET.fromstring(template)
+    old = root.findtext("name")
+    root.find("name").text = name
+    for el in root.findall("uuid"):
+        root.remove(el)
+    for iface in root.findall("devices/interface"):
+        for mac in iface.findall("mac"):
+            iface.remove(mac)
+    for disk in root.findall("devices/disk"):
+        if disk.find("target").get("dev") == "vda":
+            disk.find("source").set("volume", volume)
+    for source in root.findall("devices/serial/source"):
+        source.set("path", source.get("path").replace(old, name))
+    return ET.tostring(root, encoding="unicode")

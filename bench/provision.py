@@ -6,7 +6,8 @@ Usage: .venv/bin/python bench/provision.py [--desktops 20] [--threads 4] [--vms 
   worker (``--pool threads -c THREADS``) on the real libvirtd (``LIBVIRT_QEMU_URI``,
   default qemu:///system); timed from the first request to the last desktop running.
 - Raw: the same N linked clones + define + start with libvirt-python and THREADS threads,
-  in the same run, on the same pool and golden image.
+  in the same run, on the same pool and golden image, of the same domain (a portal VM's XML with a new
+  name, UUID, MAC and volume: bench/common.raw_domain).
 - Takeover: ``import_vcenter`` of a private vcsim with VMS VMs, end to end (inventory
   through the PropertyCollector + bulk writes), then a second run that must create nothing.
 
@@ -92,23 +93,13 @@ def _cleanup_libvirt(prefixes: tuple[str, ...]) -> None:
 # --- raw libvirt-python ----------------------------------------------------------------------
 
 
-RAW_DOMAIN = """<domain type='qemu'>
-  <name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
-      <source pool='{pool}' volume='{volume}'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='network'><source network='default'/><model type='virtio'/></interface>
-    <graphics type='vnc' listen='127.0.0.1' autoport='yes'/>
-  </devices>
-</domain>"""
-
 RAW_VOLUME = """<volume><name>{name}</name><capacity unit='bytes'>{capacity}</capacity>
   <target><format type='qcow2'/></target>
   <backingStore><path>{backing}</path><format type='qcow2'/></backingStore></volume>"""
 
 
-def raw_provision(count: int, threads: int) -> float:
+def raw_provision(count: int, threads: int, template: str) -> float:
+    """``count`` linked clones defined from ``template`` (a portal VM's domain, common.raw_domain) and started."""
     libvirt = _libvirt()
     conn = libvirt.open(URI)
     pool = conn.storagePoolLookupByName(POOL)
@@ -120,7 +111,7 @@ def raw_provision(count: int, threads: int) -> float:
         vol = pool.createXML(
             RAW_VOLUME.format(name=f"{name}-system.qcow2", capacity=capacity, backing=golden.path()), 0
         )
-        dom = conn.defineXML(RAW_DOMAIN.format(name=name, pool=POOL, volume=vol.name()))
+        dom = conn.defineXML(common.raw_domain(template, name=name, volume=vol.name()))
         dom.create()
 
     started = time.monotonic()
@@ -129,6 +120,17 @@ def raw_provision(count: int, threads: int) -> float:
     elapsed = time.monotonic() - started
     conn.close()
     return elapsed
+
+
+def _template(desktop_id: int) -> str:
+    """The domain XML of the portal's VM for ``desktop_id``: what the raw side defines again."""
+    from compute.models import Desktop
+
+    conn = _libvirt().open(URI)
+    try:
+        return common.domain_of(conn, Desktop.objects.get(pk=desktop_id).vm_name)
+    finally:
+        conn.close()
 
 
 # --- through the portal -------------------------------------------------------------------------
@@ -242,7 +244,7 @@ def main() -> int:
         _delete_all(warm)
 
         portal, ids = portal_provision(args.desktops, args.threads)
-        raw = raw_provision(args.desktops, args.threads)
+        raw = raw_provision(args.desktops, args.threads, _template(ids[0]))
         print(f"provision {args.desktops} desktops on {URI} ({args.threads} threads, TCG)")
         each = args.desktops
         print(f"  portal (services + Celery worker + driver): {portal:6.2f} s  ({portal / each:.3f} s each)")

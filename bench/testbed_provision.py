@@ -25,7 +25,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,33 +161,12 @@ def portal_domain(testbed, desktop_id: int) -> str:
     """The inactive domain XML of a VM the portal made, read from its host (before the desktop is deleted)."""
     from compute.models import Desktop
 
-    libvirt = _libvirt()
     desktop = Desktop.objects.select_related("host").get(pk=desktop_id)
     conn = testbed[desktop.host.name].connect()
     try:
-        return conn.lookupByName(desktop.vm_name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        return common.domain_of(conn, desktop.vm_name)
     finally:
         conn.close()
-
-
-def raw_domain(template: str, *, name: str, volume: str) -> str:
-    """``template`` (a portal VM's domain) as another VM: its name, system volume and serial log; no UUID or MAC
-    (libvirt makes new ones), nothing else changed."""
-    root = ET.fromstring(template)
-    old = root.findtext("name")
-    root.find("name").text = name
-    for tag in ("uuid",):
-        for el in root.findall(tag):
-            root.remove(el)
-    for iface in root.findall("devices/interface"):
-        for mac in iface.findall("mac"):
-            iface.remove(mac)
-    for disk in root.findall("devices/disk"):
-        if disk.find("target").get("dev") == "vda":
-            disk.find("source").set("volume", volume)
-    for source in root.findall("devices/serial/source"):
-        source.set("path", source.get("path").replace(old, name))
-    return ET.tostring(root, encoding="unicode")
 
 
 def raw_provision(testbed, stage: Stage, per_host: dict[str, int], threads: int, template: str) -> float:
@@ -208,7 +186,7 @@ def raw_provision(testbed, stage: Stage, per_host: dict[str, int], threads: int,
             vol = pools[host].createXML(
                 RAW_VOLUME.format(name=f"{name}-system.qcow2", capacity=capacity, backing=backing), 0
             )
-            conns[host].defineXML(raw_domain(template, name=name, volume=vol.name())).create()
+            conns[host].defineXML(common.raw_domain(template, name=name, volume=vol.name())).create()
 
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=threads) as pool_exec:
