@@ -2,7 +2,7 @@
 
 from django.db import IntegrityError, transaction
 
-from billing.models import DocumentCounter, Invoice, MeterCursor, VolumeMeterCursor
+from billing.models import DocumentCounter, ElasticIPMeterCursor, Invoice, MeterCursor, VolumeMeterCursor
 
 
 def cursor_locked(desktop_id: int) -> MeterCursor | None:
@@ -21,8 +21,13 @@ def volume_cursor_locked(volume_id: int) -> VolumeMeterCursor | None:
     return VolumeMeterCursor.objects.select_for_update().filter(volume_id=volume_id).first()
 
 
+def elastic_ip_cursor_locked(eip_id: int) -> ElasticIPMeterCursor | None:
+    """The elastic IP's open usage interval, locked for the rest of the transaction (None if none)."""
+    return ElasticIPMeterCursor.objects.select_for_update().filter(elastic_ip_id=eip_id).first()
+
+
 def cursors_locked(*, since_before, tenant_ids=None, model=MeterCursor) -> list:
-    """Every open interval (of ``model``: desktops' or volumes') that started before ``since_before``,
+    """Every open interval (of ``model``: desktops', volumes' or elastic IPs') that started before ``since_before``,
     locked in primary-key order.
 
     The candidates are read first and then locked through the primary key: locking through the

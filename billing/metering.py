@@ -1,4 +1,4 @@
-"""Metering from state intervals: what a desktop holds, and how a held interval is cut into pieces.
+"""Metering from state intervals: what a desktop, a data disk or an elastic IP holds, and how it is cut into pieces.
 
 A desktop holds, while it exists (provisioned and not deleted): its system disk and
 attached data disks (GiB) and its IP addresses, running or not; and while it runs: its
@@ -9,6 +9,13 @@ A data disk outlives its desktop: while no desktop holds it (detached, being del
 on its way to another desktop) it is metered on its own (``volume_allocation_of``), for
 the tenant and user that keep it. The two are complementary by the volume's state, so a
 disk is counted by its desktop or by itself, never by both.
+
+An elastic IP is held by its tenant from its allocation to its release, bound to a desktop's
+NIC or not, and the "ips" quota counts it all that time: it is metered on its own, one
+address from ``elastic_ip_allocation_of`` (network reports the allocation and the release),
+and a desktop never counts it (``ips_of``). That is simpler than metering it through the
+desktop while bound and by itself while not: a binding changes no meter, and no desktop
+state (deleted with the EIP still bound, failed, not yet made) can leave a gap or count it twice.
 
 Hour and month boundaries. Usage is charged as if cut at every hour and month boundary,
 each hour at the rate in force then. Storing a row per desktop and hour would be 7 million
@@ -89,11 +96,11 @@ ALLOCATION_FIELDS = tuple(Allocation.__dataclass_fields__)
 BILLED_VOLUME_STATES = ("attached", "detaching")
 
 
-def allocation_of(desktop, *, volumes=None, elastic_ips: int | None = None) -> Allocation:
+def allocation_of(desktop, *, volumes=None) -> Allocation:
     """What ``desktop`` (a compute.Desktop row) holds now, read from its saved state.
 
-    ``volumes`` (its data disks) and ``elastic_ips`` (their count) may be given when read for
-    many desktops at once; otherwise they are read here."""
+    ``volumes`` (its data disks) may be given when read for many desktops at once; otherwise
+    they are read here."""
     who = {"tenant_id": desktop.tenant_id, "course_id": desktop.course_id, "user_id": desktop.owner_id}
     state = desktop.state
     # Not yet made, gone, or failed while being made (the quota was released): nothing is held.
@@ -109,7 +116,7 @@ def allocation_of(desktop, *, volumes=None, elastic_ips: int | None = None) -> A
         ram_mib=desktop.memory_mib if running else 0,
         gpus=desktop.gpus if running else 0,
         disk_gib=desktop.disk_gib + data_gib,
-        ips=ips_of(desktop, elastic_ips=elastic_ips),
+        ips=ips_of(desktop),
     )
 
 
@@ -130,16 +137,23 @@ def volume_allocation_of(volume) -> Allocation:
     return Allocation(**who, disk_gib=volume.size_gib)
 
 
-def ips_of(desktop, *, elastic_ips: int | None = None) -> int:
-    """Addresses a desktop holds: those its NICs report (else the one recorded on the row), plus
-    the elastic IPs bound to its NICs (compute reports a binding change as "eip_bound"/"eip_released")."""
-    from compute.selectors import desktop_elastic_ip_count
+def elastic_ip_allocation_of(eip, *, held: bool) -> Allocation:
+    """What an elastic IP (a network.ElasticIP row) holds: one address of its tenant while ``held``
+    (allocated and not released), bound or not. No user or course: the tenant's network admin
+    allocates it for the tenant, whose quota it takes."""
+    return Allocation(tenant_id=eip.tenant_id, course_id=None, user_id=None, ips=1 if held else 0)
 
+
+def ips_of(desktop) -> int:
+    """Addresses a desktop holds: those its NICs report (else the one recorded on the row).
+
+    Elastic IPs bound to its NICs are not among them: each is metered on its own
+    (``elastic_ip_allocation_of``), so it is counted once whether it is bound or not."""
     nics = (desktop.hardware or {}).get("nics") or []
     addresses = {nic.get("ip") for nic in nics if isinstance(nic, dict) and nic.get("ip")}
     if desktop.guest_ip:
         addresses.add(desktop.guest_ip)
-    return len(addresses) + (desktop_elastic_ip_count(desktop) if elastic_ips is None else elastic_ips)
+    return len(addresses)
 
 
 def split_by_day(start: datetime, end: datetime) -> list[tuple[date, datetime, datetime]]:

@@ -33,7 +33,7 @@ UNITS = {
     Item.RAM: _("GiB·小时"),
     Item.DISK: _("GiB·小时"),
     Item.GPU: _("GPU·小时"),
-    Item.IP: _("个·小时"),
+    Item.IP: _("IP·小时"),
 }
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
@@ -105,8 +105,36 @@ class VolumeMeterCursor(HeldAllocation):
         return {"volume_id": self.volume_id}
 
 
+class ElasticIPMeterCursor(HeldAllocation):
+    """The open usage interval of an elastic IP: one address, from its allocation to its release.
+
+    An elastic IP is metered on its own whether it is bound or not; desktops never count it
+    (``billing.metering.ips_of``), so it is counted once, bound or unbound.
+    """
+
+    elastic_ip = models.OneToOneField(
+        "network.ElasticIP", primary_key=True, on_delete=models.CASCADE, related_name="meter_cursor"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["since"])]
+
+    def __str__(self):
+        return f"elastic IP {self.elastic_ip_id} since {self.since:%Y-%m-%d %H:%M}"
+
+    @property
+    def holder(self) -> dict:
+        return {"elastic_ip_id": self.elastic_ip_id}
+
+
+# Every kind of open usage interval: what a sweep closes and a report counts up to now.
+CURSOR_MODELS = (MeterCursor, VolumeMeterCursor, ElasticIPMeterCursor)
+
+
 class UsageInterval(models.Model):
-    """A closed piece of usage: one desktop's (or detached volume's) allocation over [start, end), within one local day.
+    """A closed piece of usage: one holder's allocation over [start, end), within one local day.
+
+    The holder is a desktop, a detached data disk or an elastic IP (at most one of the three).
 
     Pieces never cross a local midnight (Asia/Shanghai), hence never a month boundary.
     Rates change on whole hours (``PricePlan.effective_from``); pricing cuts the pieces of a
@@ -136,6 +164,16 @@ class UsageInterval(models.Model):
         db_constraint=False,
         related_name="usage_intervals",
     )
+    # An elastic IP, bound or not; its pieces have neither desktop nor volume. No database
+    # constraint, for the same reason as ``desktop``.
+    elastic_ip = models.ForeignKey(
+        "network.ElasticIP",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="usage_intervals",
+    )
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
     course = models.ForeignKey("tenants.Course", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     user = models.ForeignKey(
@@ -159,12 +197,19 @@ class UsageInterval(models.Model):
             models.Index(fields=["day"]),
             models.Index(fields=["desktop", "start"]),
             models.Index(fields=["volume", "start"]),
+            models.Index(fields=["elastic_ip", "start"]),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="usage_positive"),
-            # A piece is a desktop's or a detached volume's, never both: a disk is counted once.
+            # A piece has at most one holder (a desktop, a detached volume, an elastic IP): a disk
+            # or an address is counted once.
             models.CheckConstraint(
-                condition=models.Q(desktop__isnull=True) | models.Q(volume__isnull=True), name="usage_one_holder"
+                condition=(
+                    models.Q(desktop__isnull=True, volume__isnull=True)
+                    | models.Q(desktop__isnull=True, elastic_ip__isnull=True)
+                    | models.Q(volume__isnull=True, elastic_ip__isnull=True)
+                ),
+                name="usage_one_holder",
             ),
         ]
 

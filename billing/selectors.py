@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 
 from billing import metering, pricing
 from billing.errors import BillingError
-from billing.models import UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval, VolumeMeterCursor
+from billing.models import CURSOR_MODELS, UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval
 from common.errors import InvalidInput
 from tenants.models import Course, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
@@ -132,7 +132,7 @@ def usage_queryset_for(user) -> QuerySet[UsageInterval]:
 
 
 def cursor_queryset_for(user, model=MeterCursor) -> QuerySet:
-    """Open intervals (of desktops, or of detached volumes with ``model=VolumeMeterCursor``) the user may see."""
+    """Open intervals (of desktops, or another of ``CURSOR_MODELS``: detached volumes, elastic IPs) the user may see."""
     return _billed_rows_for(user, model)
 
 
@@ -212,10 +212,10 @@ class UsageReport:
 
 
 def _report_sources(user, *, tenant_slug: str, course_id):
-    """The user's closed usage and open meter cursors (desktops', volumes'), narrowed to a tenant's
+    """The user's closed usage and open meter cursors (desktops', volumes', elastic IPs'), narrowed to a tenant's
     subtree and a course when asked."""
     queryset = usage_queryset_for(user)
-    cursor_sets = [cursor_queryset_for(user, model) for model in (MeterCursor, VolumeMeterCursor)]
+    cursor_sets = [cursor_queryset_for(user, model) for model in CURSOR_MODELS]
     if tenant_slug:
         queryset = queryset.filter(tenant__path__contains=f"/{tenant_slug}/")
         cursor_sets = [c.filter(tenant__path__contains=f"/{tenant_slug}/") for c in cursor_sets]
@@ -338,7 +338,7 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
         UsageInterval.objects.filter(tenant_id__in=ids), "tenant_id", "course_id", first=first, following=following
     ):
         rows_by_tenant[row["tenant_id"]].append(row)
-    for model in (MeterCursor, VolumeMeterCursor):
+    for model in CURSOR_MODELS:
         for row in _open_rows(model.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):
             rows_by_tenant[row["tenant_id"]].append(row)
     book = pricing.RateBook(tenants)

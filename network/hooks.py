@@ -1,6 +1,6 @@
-"""Hooks through which network tells compute that something must be pushed to the hypervisors.
+"""Hooks through which network tells higher apps of its changes: compute what to push, billing what to meter.
 
-network may not import compute (shared/STYLE.md), so compute registers its handlers
+network may not import compute or billing (shared/STYLE.md), so they register their handlers
 here at start-up (``compute.networking.register_hooks``). Events fire after the
 transaction commits; an event without a handler changes nothing now, and the periodic
 sync in compute repairs the hypervisors later.
@@ -11,10 +11,11 @@ Events: ``network_changed(network_id)``, ``network_deleted(network_id, endpoints
 ``nic_changed(desktop_id)``, ``forwarding_changed(eip_id)``.
 
 One event fires inside the transaction instead (``fire_in_transaction``), because what it
-changes must commit or roll back with the change itself: ``elastic_ip_rebound(desktop_id,
-reason)``, an elastic IP bound to ("eip_bound") or taken off ("eip_released") one of the
-desktop's NICs, after the row is saved; compute locks the desktop and tells its observers
-(billing meters IP-address-hours). A handler's error there undoes the change.
+changes must commit or roll back with the change itself: ``elastic_ip_held(eip, held)``, an
+elastic IP allocated (``held=True``, after the row is saved) or being released
+(``held=False``, before the row is deleted); billing registers it (``billing/apps.py``) and
+meters the address from its allocation to its release, bound or not. A handler's error there
+undoes the change.
 """
 
 import logging

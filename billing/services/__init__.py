@@ -1,6 +1,6 @@
 """Writes of billing: metering, price plans, allowances, invoices, credit notes and budgets.
 
-The services live in ``usage`` (metering, called by compute's hooks), ``prices``,
+The services live in ``usage`` (metering, called by compute's and network's hooks), ``prices``,
 ``invoices`` and ``budgets``; the public ones are re-exported here, so callers import
 ``billing.services`` alone.
 """
@@ -13,6 +13,8 @@ from billing.services.usage import (
     desktop_changed,
     desktop_usage_record,
     desktops_changed,
+    elastic_ip_changed,
+    elastic_ip_usage_record,
     usage_close_until,
     volume_changed,
     volume_usage_record,
@@ -30,6 +32,8 @@ __all__ = [
     "desktop_usage_record",
     "desktops_changed",
     "effective_parse",
+    "elastic_ip_changed",
+    "elastic_ip_usage_record",
     "invoice_issue",
     "invoices_issue",
     "month_parse",

@@ -1,4 +1,4 @@
-"""Metering: the usage intervals of desktops and of detached data disks.
+"""Metering: the usage intervals of desktops, of detached data disks and of elastic IPs.
 
 Metering is called by compute through ``compute.hooks`` inside the transaction of the
 state change (registered in ``BillingConfig.ready``). It is idempotent: the cursor of a
@@ -19,14 +19,23 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import metering
-from billing.locks import cursor_locked, cursors_locked, desktop_cursors_locked, volume_cursor_locked
-from billing.models import MeterCursor, UsageInterval, VolumeMeterCursor
+from billing.locks import (
+    cursor_locked,
+    cursors_locked,
+    desktop_cursors_locked,
+    elastic_ip_cursor_locked,
+    volume_cursor_locked,
+)
+from billing.models import CURSOR_MODELS, ElasticIPMeterCursor, MeterCursor, UsageInterval, VolumeMeterCursor
 
 if TYPE_CHECKING:
     from compute.models import Desktop, Volume
+    from network.models import ElasticIP
+
+Cursor = MeterCursor | VolumeMeterCursor | ElasticIPMeterCursor
 
 
-def _pieces(cursor: MeterCursor | VolumeMeterCursor, until: datetime) -> list[UsageInterval]:
+def _pieces(cursor: Cursor, until: datetime) -> list[UsageInterval]:
     allocation = cursor_allocation(cursor)
     if not allocation.billable or until <= cursor.since:
         return []
@@ -43,7 +52,7 @@ def _pieces(cursor: MeterCursor | VolumeMeterCursor, until: datetime) -> list[Us
     ]
 
 
-def _advance(cursor: MeterCursor | VolumeMeterCursor, allocation: metering.Allocation, at: datetime) -> list:
+def _advance(cursor: Cursor, allocation: metering.Allocation, at: datetime) -> list:
     """Close the cursor's open interval at ``at`` (a late report never reaches back before it
     opened: that time is already counted) and let it hold ``allocation`` from there (not saved).
     Returns the closed pieces, to be written."""
@@ -55,7 +64,7 @@ def _advance(cursor: MeterCursor | VolumeMeterCursor, allocation: metering.Alloc
     return pieces
 
 
-def cursor_allocation(cursor: MeterCursor | VolumeMeterCursor) -> metering.Allocation:
+def cursor_allocation(cursor: Cursor) -> metering.Allocation:
     return metering.Allocation(**{name: getattr(cursor, name) for name in metering.ALLOCATION_FIELDS})
 
 
@@ -82,6 +91,17 @@ def volume_usage_record(*, volume: Volume, at: datetime | None = None) -> bool:
         metering.volume_allocation_of(volume),
         at=at or timezone.now(),
         lock=lambda: volume_cursor_locked(volume.pk),
+    )
+
+
+def elastic_ip_usage_record(*, eip: ElasticIP, held: bool, at: datetime | None = None) -> bool:
+    """The same for an elastic IP: one address from its allocation (``held``) until its release."""
+    return _record(
+        ElasticIPMeterCursor,
+        {"elastic_ip_id": eip.pk},
+        metering.elastic_ip_allocation_of(eip, held=held),
+        at=at or timezone.now(),
+        lock=lambda: elastic_ip_cursor_locked(eip.pk),
     )
 
 
@@ -117,25 +137,20 @@ def desktop_changed(*, desktop: Desktop, at: datetime, reason: str = "") -> None
 
 
 def _allocations(desktops: list[Desktop]) -> dict[int, metering.Allocation]:
-    """What each desktop holds now, by id: its data disks and elastic IPs read for all at once."""
+    """What each desktop holds now, by id: its data disks read for all at once."""
     from compute.models import Volume
-    from compute.selectors import desktop_elastic_ip_counts
 
     ids = [d.pk for d in desktops]
     volumes: dict[int, list] = {}
     for volume in Volume.objects.filter(desktop_id__in=ids):
         volumes.setdefault(volume.desktop_id, []).append(volume)
-    elastic = desktop_elastic_ip_counts(ids)
-    return {
-        d.pk: metering.allocation_of(d, volumes=volumes.get(d.pk, []), elastic_ips=elastic.get(d.pk, 0))
-        for d in desktops
-    }
+    return {d.pk: metering.allocation_of(d, volumes=volumes.get(d.pk, [])) for d in desktops}
 
 
 def desktops_changed(*, desktops: Iterable[Desktop], at: datetime, reason: str = "") -> None:
     """The batch observer (``compute.hooks.desktops_changed``): desktop_changed for each, in a
-    handful of queries (a takeover of 1,000 VMs): data disks and elastic IPs read for all at
-    once, the open intervals locked in one statement, pieces and cursors written in bulk."""
+    handful of queries (a takeover of 1,000 VMs): data disks read for all at once, the open
+    intervals locked in one statement, pieces and cursors written in bulk."""
     desktops = [d for d in desktops if d.pk]
     if not desktops:
         return
@@ -182,15 +197,21 @@ def volume_changed(*, volume: Volume, at: datetime, reason: str = "", desktop_id
         volume_usage_record(volume=volume, at=at)
 
 
+def elastic_ip_changed(*, eip: ElasticIP, held: bool) -> None:
+    """The handler network calls (``network.hooks`` "elastic_ip_held") in the transaction that
+    allocates (``held``) or releases an elastic IP, before the released row is deleted."""
+    elastic_ip_usage_record(eip=eip, held=held)
+
+
 def usage_close_until(*, until: datetime, tenant_ids: list[int] | None = None) -> int:
-    """Write every open interval (desktops', then detached volumes') up to ``until`` (e.g. a month
+    """Write every open interval (desktops', then detached volumes', then elastic IPs') up to ``until`` (e.g. a month
     boundary) and reopen it there.
 
     Idempotent: an interval already closed past ``until`` is left alone. Returns the pieces written.
     """
     written = 0
     with transaction.atomic():
-        for model in (MeterCursor, VolumeMeterCursor):
+        for model in CURSOR_MODELS:
             cursors = cursors_locked(since_before=until, tenant_ids=tenant_ids, model=model)
             pieces = []
             for cursor in cursors:

@@ -56,6 +56,8 @@ def elastic_ip_allocate(*, actor: User | None, tenant: Tenant, pool: PublicPool)
         reservation = quota_reserve(actor=actor, tenant=tenant, amounts={"ips": 1}, reason="elastic_ip")
         quota_commit(actor=actor, reservation=reservation)
         eip = ElasticIP.objects.create(pool=pool, tenant=tenant, ip=free, quota_reservation=str(reservation.pk))
+        # Billing meters the address from now until its release, bound or not (with this transaction).
+        hooks.fire_in_transaction("elastic_ip_held", eip=eip, held=True)
         event_record(
             action=Action.ELASTIC_IP_CHANGED,
             actor=actor,
@@ -75,7 +77,6 @@ def elastic_ip_associate(*, actor: User | None, eip: ElasticIP, address: Address
         eip = ElasticIP.objects.locked(eip.pk)
         if address is not None and eip.address_id not in (None, address.pk):
             raise Conflict(_("弹性 IP 已绑定到其他网卡，请先解绑。"), code=NetworkError.EIP_IN_USE)
-        previous = eip.address
         eip.address = address
         eip.applied = False
         eip.applied_to = ""
@@ -88,15 +89,7 @@ def elastic_ip_associate(*, actor: User | None, eip: ElasticIP, address: Address
             tenant=eip.tenant,
             detail={"op": "eip_associated" if address else "eip_disassociated", "ip": eip.ip},
         )
-        # The desktops' address counts changed: metered from now on, with this transaction
-        # (desktops in id order, so two rebinds crossing the same two desktops cannot deadlock).
-        rebound = {}
-        if previous is not None and previous != address and previous.desktop_id:
-            rebound[previous.desktop_id] = "eip_released"
-        if address is not None and previous != address and address.desktop_id:
-            rebound[address.desktop_id] = "eip_bound"
-        for desktop_id, reason in sorted(rebound.items()):
-            hooks.fire_in_transaction("elastic_ip_rebound", desktop_id=desktop_id, reason=reason)
+        # Billing meters the elastic IP itself from allocation to release, so a binding changes no meter.
         hooks.fire_on_commit("forwarding_changed", eip_id=eip.pk)
     return eip
 
@@ -118,6 +111,8 @@ def elastic_ip_release(*, actor: User | None, eip: ElasticIP) -> None:
             reservation = Reservation.objects.filter(pk=int(eip.quota_reservation)).first()
             if reservation is not None:
                 quota_release(actor=actor, reservation=reservation)
+        # Billing closes the address's interval now, before the row (and its meter) goes.
+        hooks.fire_in_transaction("elastic_ip_held", eip=eip, held=False)
         eip.delete()
 
 

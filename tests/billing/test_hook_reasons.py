@@ -1,4 +1,4 @@
-"""Every change compute, classroom and network report through ``compute.hooks.desktop_changed`` is metered
+"""Every change compute and classroom report through ``compute.hooks.desktop_changed`` is metered
 from the desktop's saved state, whatever the reason says: resize, GPU, disks, owner, course, addresses.
 
 The tests change the rows the way those services do and then call the hook directly, as they do
@@ -15,7 +15,6 @@ from billing import services
 from billing.models import MeterCursor, UsageInterval
 from compute import hooks
 from compute.models import Desktop, Flavor, Volume
-from network.models import Address, ElasticIP, Network, PublicPool, Subnet
 from tests.billing.conftest import course_of, desktop_row
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -61,19 +60,6 @@ def course_change(desktop, scenario):
     return {"course_id": desktop.course_id}
 
 
-def eip_bind(desktop, scenario):
-    network = Network.objects.create(tenant=scenario.tenant_a, name="bill-net")
-    subnet = Subnet.objects.create(
-        network=network, cidr="10.9.0.0/24", gateway="10.9.0.1", dhcp_start="10.9.0.10", dhcp_end="10.9.0.200"
-    )
-    address = Address.objects.create(
-        subnet=subnet, tenant=scenario.tenant_a, ip="10.0.0.1", mac="52:54:00:00:09:01", desktop_id=desktop.pk
-    )
-    pool = PublicPool.objects.create(name="bill-campus", cidr="198.51.100.0/29")
-    ElasticIP.objects.create(pool=pool, tenant=scenario.tenant_a, ip="198.51.100.2", address=address)
-    return {"ips": 1 + 1}
-
-
 def nic_add(desktop, scenario):
     desktop.hardware = {"nics": [{"ip": "10.0.0.1"}, {"ip": "10.0.1.1"}]}
     desktop.save()
@@ -87,7 +73,6 @@ CHANGES = {
     "volume_detached": disk_detach,
     "owner_changed": owner_change,
     "course_moved": course_change,
-    "eip_bound": eip_bind,
     "nic_added": nic_add,
     "a_reason_billing_has_never_heard_of": resize,
 }
