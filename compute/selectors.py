@@ -3,7 +3,7 @@
 from django.db.models import Q, QuerySet
 
 from compute.models import Desktop, Endpoint, Flavor, Image, ImageVersion, Site, Snapshot, Visibility, Volume
-from network.selectors import elastic_ips_bound_to_desktop, elastic_ips_bound_to_desktops, nics_for_desktops
+from network.selectors import nics_for_desktops
 from tenants import permissions as tenant_permissions
 from tenants.models import Course, Tenant
 from tenants.roles import PlatformRole, TenantRole
@@ -139,16 +139,6 @@ def snapshot_list_for(user, *, desktop: Desktop) -> QuerySet[Snapshot]:
 def desktop_nics(desktop_ids) -> dict[int, list[dict]]:
     """The NICs (MAC, IP, network) of desktops already scoped by the caller: one query for all of them."""
     return nics_for_desktops(desktop_ids)
-
-
-def desktop_elastic_ip_count(desktop: Desktop) -> int:
-    """Elastic IPs bound to the desktop's NICs: addresses it holds besides its own (billing meters them)."""
-    return elastic_ips_bound_to_desktop(desktop.pk)
-
-
-def desktop_elastic_ip_counts(desktop_ids) -> dict[int, int]:
-    """desktop_elastic_ip_count for many desktops in one query (zeros left out)."""
-    return elastic_ips_bound_to_desktops(desktop_ids)
 
 
 def volume_list_for(user, *, desktop: Desktop) -> QuerySet[Volume]:

@@ -151,29 +151,6 @@ def network_has_vcenter_nics(network: Network) -> bool:
     ).exists()
 
 
-def elastic_ips_bound_to_desktop(desktop_id: int) -> int:
-    """How many elastic IPs are bound to the desktop's NICs (not scoped: billing's metering reads it)."""
-    return ElasticIP.objects.filter(
-        address__desktop_id=desktop_id, address__state=Address.State.ALLOCATED, address__kind=Address.Kind.NIC
-    ).count()
-
-
-def elastic_ips_bound_to_desktops(desktop_ids) -> dict[int, int]:
-    """elastic_ips_bound_to_desktop for many desktops in one query: {desktop_id: count}, zeros left out."""
-    from django.db.models import Count
-
-    rows = (
-        ElasticIP.objects.filter(
-            address__desktop_id__in=list(desktop_ids),
-            address__state=Address.State.ALLOCATED,
-            address__kind=Address.Kind.NIC,
-        )
-        .values("address__desktop_id")
-        .annotate(n=Count("pk"))
-    )
-    return {row["address__desktop_id"]: row["n"] for row in rows}
-
-
 def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
     """The NICs of these desktops, one query for all: {desktop_id: [{"mac", "ip", "network", ...}]}.
 

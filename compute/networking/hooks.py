@@ -2,9 +2,6 @@
 ``ComputeConfig.ready``; each starts the task that converges the hypervisors."""
 
 from common.tasks import enqueue
-from compute import hooks as compute_hooks
-from compute import locks
-from compute.models import Desktop
 from network import hooks
 
 
@@ -29,14 +26,6 @@ def _on_forwarding_changed(*, eip_id: int) -> None:
     enqueue("compute.tasks.network.forwarding_apply", eip_id)
 
 
-def _on_elastic_ip_rebound(*, desktop_id: int, reason: str) -> None:
-    """In the binding's transaction: the desktop (row-locked) is reported to compute's observers,
-    so billing meters its IP addresses with the elastic IP from this moment on."""
-    if not Desktop.objects.filter(pk=desktop_id).exists():
-        return  # a NIC of a desktop that is gone: nothing to meter
-    compute_hooks.desktop_changed(desktop=locks.desktop_lock(desktop_id), reason=reason)
-
-
 def register_hooks() -> None:
     """Called once at start-up (``ComputeConfig.ready``), in web and worker alike."""
     hooks.register("network_changed", _on_network_changed)
@@ -44,4 +33,3 @@ def register_hooks() -> None:
     hooks.register("security_group_changed", _on_security_group_changed)
     hooks.register("nic_changed", _on_nic_changed)
     hooks.register("forwarding_changed", _on_forwarding_changed)
-    hooks.register("elastic_ip_rebound", _on_elastic_ip_rebound)

@@ -10,7 +10,7 @@ def test_networks_hooks_reach_compute_once_django_has_started():
     from compute.networking import hooks as handlers
 
     assert handlers._on_nic_changed in hooks._handlers["nic_changed"]
-    assert handlers._on_elastic_ip_rebound in hooks._handlers["elastic_ip_rebound"]
+    assert handlers._on_forwarding_changed in hooks._handlers["forwarding_changed"]
 
 
 def test_importing_the_network_orchestration_registers_nothing(monkeypatch):
