@@ -42,9 +42,11 @@ class DesktopListSerializer(serializers.ListSerializer):
 
 class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )  # null: an imported VM nobody owns yet
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    flavor = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)  # null: an imported VM
     image = serializers.SerializerMethodField()
     nics = serializers.SerializerMethodField()
     state_display = ChoiceLabelField(Desktop.State.choices, source="state")
@@ -121,8 +123,8 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 
 class VolumeSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Volume

@@ -18,7 +18,7 @@ from compute.selectors import desktop_list_for
 
 
 class SeatSerializer(serializers.ModelSerializer):
-    student = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    student = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)  # null: a spare seat
     desktop_state = serializers.CharField(source="desktop.state", default="", read_only=True)
     gpu = serializers.CharField(source="desktop.gpu_device", default="", read_only=True)
 

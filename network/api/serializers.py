@@ -48,7 +48,9 @@ class SubnetSerializer(serializers.ModelSerializer):
 
 
 class NetworkSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )  # null: a shared (platform) network
     subnets = SubnetSerializer(many=True, read_only=True)
     shared = serializers.BooleanField(source="is_shared", read_only=True)
 
@@ -116,9 +118,9 @@ class AddressSerializer(serializers.ModelSerializer):
     network = serializers.CharField(source="subnet.network.name", read_only=True)
     network_id = serializers.IntegerField(source="subnet.network_id", read_only=True)
     cidr = serializers.CharField(source="subnet.cidr", read_only=True)
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    security_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    security_group_id = serializers.IntegerField(read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    security_group = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    security_group_id = serializers.IntegerField(read_only=True, allow_null=True)
     dhcp_status = serializers.ChoiceField(
         choices=list(DHCP_STATUS_LABELS),
         read_only=True,
@@ -309,7 +311,7 @@ class AssignSerializer(serializers.Serializer):
 
 
 class AddressPoolSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)  # null: a platform pool
     subnet_count = serializers.IntegerField(read_only=True)
 
     class Meta:
