@@ -42,6 +42,8 @@ MONDAY = datetime.date(2026, 11, 30)
 
 
 def _fixtures(seats: int, threads: int):
+    from django.utils import timezone
+
     from compute import services
     from compute.models import Cluster, Endpoint, Flavor
     from tenants.models import ClassTime, Course, Membership, RosterEntry, Tenant, User
@@ -51,15 +53,22 @@ def _fixtures(seats: int, threads: int):
     Membership.objects.create(user=admin, tenant=tenant, role="tenant_admin")
     teacher = User.objects.create(username="bench-teacher")
     Membership.objects.create(user=teacher, tenant=tenant, role="teacher")
+    today = timezone.localdate()
     course = Course.objects.create(
         tenant=tenant,
         code="BENCH1",
         name="bench",
         teacher=teacher,
-        term_start=MONDAY - datetime.timedelta(days=30),
-        term_end=MONDAY + datetime.timedelta(days=30),
+        term_start=min(MONDAY, today) - datetime.timedelta(days=30),
+        term_end=max(MONDAY, today) + datetime.timedelta(days=30),
     )
     ClassTime.objects.create(course=course, weekday=1, start_time=datetime.time(10), end_time=datetime.time(11, 40))
+    # A class all of today too: a pool follows its schedule from creation, so its seats are made running only
+    # in class time (the worker decides with the real clock); the power-on below is timed at Monday's lead.
+    if today.isoweekday() != 1:
+        ClassTime.objects.create(
+            course=course, weekday=today.isoweekday(), start_time=datetime.time(0), end_time=datetime.time(23, 59)
+        )
     for i in range(seats):
         user = User.objects.create(username=f"bench-s{i:03d}")
         Membership.objects.create(user=user, tenant=tenant, role="student")
