@@ -49,3 +49,20 @@ def test_the_provisioning_bench_completes_beside_a_live_worker(celery_worker):
     # The live portal's worker is still up and its keys untouched (the bench purged only its own queues).
     assert celery_worker.poll() is None
     assert live.get("cc-live-portal-marker") == b"1"
+
+
+def test_the_classroom_bench_provisions_and_powers_on_a_small_pool():
+    """bench/classroom.py in a tiny configuration, so it does not rot: a pool follows its schedule from
+    creation, and once the bench waited for seats made stopped until it timed out."""
+    env = {**os.environ, "DATABASE_URL": worker_database_url()}
+    result = subprocess.run(
+        [sys.executable, "bench/classroom.py", "--seats", "2", "--threads", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "approval -> 2 running" in result.stdout and "class power-on of 2" in result.stdout
+    assert result.stdout.count("ratio portal/raw") == 2
