@@ -68,6 +68,20 @@ def _is_certificate_error(exc: libvirt.libvirtError) -> bool:
     return "certificate" in (exc.get_error_message() or "").lower()
 
 
+def _is_firewall_race(exc: libvirt.libvirtError) -> bool:
+    """The host's firewall commands failed while libvirt applied a NIC's filter rules.
+
+    With the nftables back end of ebtables/iptables (Debian 12's default), a rule change that
+    meets another one on the same host (the nwfilter rebuild of a security group, the host
+    agent's elastic IP rules) can fail with "RULE_DELETE failed" or "Could not process rule";
+    the same call a moment later succeeds. A host without the commands fails every retry and
+    ends as an error all the same.
+    """
+    return exc.get_error_domain() in (libvirt.VIR_FROM_FIREWALL, libvirt.VIR_FROM_NWFILTER) and (
+        exc.get_error_code() == libvirt.VIR_ERR_INTERNAL_ERROR
+    )
+
+
 def map_error(exc: libvirt.libvirtError, what: str) -> DriverError:
     """One DriverError for a libvirtError, with ``permanent`` set by whether a retry can help."""
     code = exc.get_error_code()
@@ -84,6 +98,8 @@ def map_error(exc: libvirt.libvirtError, what: str) -> DriverError:
         return DriverError(message, permanent=True, code=ErrorCode.INVALID_SPEC)
     if _is_connection_error(exc):
         return DriverError(message, permanent=False, code=ErrorCode.UNREACHABLE)
+    if _is_firewall_race(exc):
+        return DriverError(message, permanent=False, code=ErrorCode.BUSY)
     return DriverError(message, permanent=True, code=ErrorCode.ERROR)
 
 

@@ -426,6 +426,10 @@ def test_libvirt_errors_map_to_permanent_or_transient():
         (libvirt.VIR_ERR_OPERATION_TIMEOUT, 0): (False, ErrorCode.BUSY),
         (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC): (False, ErrorCode.UNREACHABLE),
         (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC): (False, ErrorCode.UNREACHABLE),
+        # "Failed to apply firewall rules ... RULE_DELETE failed": ebtables-nft meeting another rule change.
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_FIREWALL): (False, ErrorCode.BUSY),
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_NWFILTER): (False, ErrorCode.BUSY),
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_QEMU): (True, ErrorCode.ERROR),
     }
     for (code, domain), (permanent, expected) in cases.items():
         err = map_error(fake(code, domain), "doing it")
