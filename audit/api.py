@@ -8,9 +8,10 @@ from rest_framework.decorators import action
 
 from audit import selectors, services
 from audit.models import AuditEvent, ComplianceReport
+from common.api.serializers import FastReadMixin
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(FastReadMixin, serializers.ModelSerializer):
     action_label = serializers.CharField(read_only=True)
 
     class Meta:

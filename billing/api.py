@@ -19,7 +19,7 @@ from audit.security import reauth_required
 from billing import documents, selectors, services
 from billing.models import UNITS, Budget, CreditNote, Invoice, InvoiceLine, Item, PricePlan, PriceRate, UsageInterval
 from common import limits
-from common.api.serializers import YearMonthField
+from common.api.serializers import FastReadMixin, YearMonthField
 from tenants.models import Course
 
 # --- serializers ----------------------------------------------------------------------------
@@ -55,7 +55,7 @@ class CreditNoteSerializer(serializers.ModelSerializer):
         fields = ["id", "number", "invoice", "amount", "reason", "issued_at"]
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     tenant_name = serializers.CharField(source="tenant.name", read_only=True)
     month = YearMonthField(read_only=True)

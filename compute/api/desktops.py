@@ -40,6 +40,10 @@ class DesktopListSerializer(serializers.ListSerializer):
         return super().to_representation(items)
 
 
+# What a row of DesktopSerializer reads of other tables.
+LIST_RELATED = ("tenant", "owner", "flavor", "image_version__image", "endpoint")
+
+
 class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(
@@ -122,7 +126,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "state", "last_error", "created_at"]
 
 
-class VolumeSerializer(serializers.ModelSerializer):
+class VolumeSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     endpoint = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
@@ -190,7 +194,11 @@ class DesktopViewSet(
     ordering_fields = ["created_at", "name", "state"]
 
     def get_queryset(self):
-        return selectors.desktop_list_for(self.request.user).order_by("-created_at", "-id")
+        desktops = selectors.desktop_list_for(self.request.user).order_by("-created_at", "-id")
+        if self.action == "list":
+            # A row names its course by id only: no course row to join (the desktop pages show its code).
+            desktops = desktops.select_related(None).select_related(*LIST_RELATED)
+        return desktops
 
     def _desktop(self) -> Desktop:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

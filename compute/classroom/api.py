@@ -10,14 +10,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common import limits
-from common.api.serializers import UpdateSerializer
+from common.api.serializers import FastReadMixin, UpdateSerializer
 from compute.classroom import selectors, services
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.schedule import MAX_DEADLINE_MINUTES, MAX_SCHEDULE_MINUTES
 from compute.selectors import desktop_list_for
 
 
-class SeatSerializer(serializers.ModelSerializer):
+class SeatSerializer(FastReadMixin, serializers.ModelSerializer):
     student = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)  # null: a spare seat
     desktop_state = serializers.CharField(source="desktop.state", default="", read_only=True)
     gpu = serializers.CharField(source="desktop.gpu_device", default="", read_only=True)
@@ -27,7 +27,7 @@ class SeatSerializer(serializers.ModelSerializer):
         fields = ["id", "student", "desktop", "desktop_state", "gpu", "state", "created_at"]
 
 
-class PoolSerializer(serializers.ModelSerializer):
+class PoolSerializer(FastReadMixin, serializers.ModelSerializer):
     course = serializers.SlugRelatedField(slug_field="code", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -101,7 +101,11 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     filterset_fields = ["state", "persistence"]
 
     def get_queryset(self):
-        return selectors.pool_list_for(self.request.user)
+        pools = selectors.pool_list_for(self.request.user)
+        if self.action == "list":
+            # What a row of PoolSerializer reads of other tables (the pool page shows more).
+            pools = pools.select_related(None).select_related("course", "tenant", "image_version__image", "flavor")
+        return pools
 
     def _pool(self) -> DesktopPool:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
@@ -118,7 +122,10 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["get"])
     def seats(self, request, pk=None):
         pool = self._pool()
-        items = selectors.seat_list_for(request.user, pool=pool)
+        # The rows read only the seat's student and desktop (the pool page joins more for its cards).
+        items = (
+            selectors.seat_list_for(request.user, pool=pool).select_related(None).select_related("student", "desktop")
+        )
         page = self.paginate_queryset(items)
         return self.get_paginated_response(SeatSerializer(page, many=True).data)
 

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from common.api.serializers import FastReadMixin
 from network import selectors
 from network.models import (
     DHCP_STATUS_LABELS,
@@ -21,7 +22,7 @@ from network.models import (
 # --- serializers ----------------------------------------------------------------------------------
 
 
-class SubnetSerializer(serializers.ModelSerializer):
+class SubnetSerializer(FastReadMixin, serializers.ModelSerializer):
     usage = serializers.SerializerMethodField()
     dns_servers = serializers.SerializerMethodField()
 
@@ -47,7 +48,7 @@ class SubnetSerializer(serializers.ModelSerializer):
         return obj.dns_list
 
 
-class NetworkSerializer(serializers.ModelSerializer):
+class NetworkSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(
         slug_field="slug", read_only=True, allow_null=True
     )  # null: a shared (platform) network

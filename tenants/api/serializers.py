@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from common import limits
-from common.api.serializers import UpdateSerializer, WallClockTimeField
+from common.api.serializers import FastReadMixin, UpdateSerializer, WallClockTimeField
 from tenants.models import (
     RESOURCES,
     ApprovalRequest,
@@ -216,7 +216,7 @@ class QuotaUpdateSerializer(UpdateSerializer):
     limits = LimitsSerializer()
 
 
-class ApprovalStepSerializer(serializers.ModelSerializer):
+class ApprovalStepSerializer(FastReadMixin, serializers.ModelSerializer):
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -224,7 +224,7 @@ class ApprovalStepSerializer(serializers.ModelSerializer):
         fields = ["order", "approver_role", "state", "decided_by", "decided_at", "comment"]
 
 
-class RequestSerializer(serializers.ModelSerializer):
+class RequestSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
     requester_name = serializers.CharField(source="requester.get_full_name", read_only=True)
