@@ -112,10 +112,17 @@ def fulfil_desktop_request(request: ApprovalRequest) -> None:
 def desktop_request_progress(desktop_id: int) -> None:
     """Tell the request a desktop was made for how it is: running, failed, or still being made."""
     desktop = Desktop.objects.filter(pk=desktop_id).first()
+    if desktop is None or desktop.owner_id is None or desktop.state == Desktop.State.DELETED:
+        return
+    # The desktop was made for its requester: their requests are read by index, not every request's
+    # JSON (this runs for every desktop made, the seats of a 60-seat pool included).
     request = ApprovalRequest.objects.filter(
-        kind__in=DESKTOP_KINDS, state__in=_REPORTING, fulfilment_detail__desktop=desktop_id
+        requester_id=desktop.owner_id,
+        kind__in=DESKTOP_KINDS,
+        state__in=_REPORTING,
+        fulfilment_detail__desktop=desktop_id,
     ).first()
-    if desktop is None or request is None or desktop.state == Desktop.State.DELETED:
+    if request is None:
         return
     failed = desktop.state == Desktop.State.ERROR
     request_report(
