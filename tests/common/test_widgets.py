@@ -1,0 +1,33 @@
+"""common.widgets.CachedSelect: Django's own HTML, once per language, value and attributes."""
+
+from django import forms
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+from audit.forms import EventFilterForm
+from common.widgets import CachedSelect
+
+CHOICES = [("", _("全部")), (_("桌面"), [("desktop.created", _("创建桌面")), ("desktop.deleted", _("删除桌面"))])]
+
+
+def test_the_html_is_djangos_for_every_value_and_language():
+    cached, plain = CachedSelect(choices=CHOICES), forms.Select(choices=CHOICES)
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            for value in ("", "desktop.created", "desktop.deleted", "no-such-action"):
+                attrs = {"id": "id_action", "class": "form-select"}
+                assert cached.render("action", value, attrs) == plain.render("action", value, attrs)
+                assert cached.render("action", value, attrs) == plain.render("action", value, attrs)  # from the cache
+    with translation.override("zh-hans"):
+        chinese = cached.render("action", "desktop.created")
+    with translation.override("en"):
+        english = cached.render("action", "desktop.created")
+    assert ">全部<" in chinese and ">All<" in english
+    assert 'value="desktop.created" selected' in chinese
+
+
+def test_the_audit_filter_shows_the_chosen_action_selected_and_no_other():
+    first = str(EventFilterForm({"action": "desktop.created"})["action"])
+    second = str(EventFilterForm({"action": "desktop.deleted"})["action"])
+    assert 'value="desktop.created" selected' in first and 'value="desktop.deleted" selected' not in first
+    assert 'value="desktop.deleted" selected' in second and 'value="desktop.created" selected' not in second
