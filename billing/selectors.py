@@ -345,8 +345,14 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
     courses = Course.objects.in_bulk(
         {row["course_id"] for rows in rows_by_tenant.values() for row in rows if row["course_id"]}
     )
+    # What the courses used before this month counts against their free allowances: one query for them all.
+    allowed = [t for t in tenants if book.has_allowances(t.pk)]
+    course_ids = {row["course_id"] for t in allowed for row in rows_by_tenant[t.pk] if row["course_id"] in courses}
+    term_units = pricing.term_units_before([courses[pk] for pk in course_ids], first)
     return [
-        pricing.draft_for(tenant=t, month=first, rows=rows_by_tenant[t.pk], book=book, courses=courses)
+        pricing.draft_for(
+            tenant=t, month=first, rows=rows_by_tenant[t.pk], book=book, courses=courses, term_units=term_units
+        )
         for t in tenants
         if rows_by_tenant.get(t.pk)
     ]
