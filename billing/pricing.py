@@ -162,7 +162,9 @@ def intraday(instants: list[datetime]) -> set[date]:
     return days
 
 
-def usage_rows(queryset, *keys: str, first: date, following: date, stretches: bool = False) -> list[dict]:
+def usage_rows(
+    queryset, *keys: str, first: date, following: date, stretches: bool = False, changes: list | None = None
+) -> list[dict]:
     """Usage of ``queryset`` within the local days [first, following), ready to price.
 
     Rows are dicts with ``keys``, the allocation, ``day``, ``at`` (the instant whose rates
@@ -170,9 +172,11 @@ def usage_rows(queryset, *keys: str, first: date, following: date, stretches: bo
     ``rate_changes``: days without one inside them are summed in the database per day (or,
     with ``stretches``, per run of days between two changes, ``day`` being the run's first
     day); a day with a change after its midnight is read piece by piece, each piece cut at
-    the change, so both parts keep their exact length.
+    the change, so both parts keep their exact length. ``changes``: those instants, when the caller has
+    read them already (a page pricing the same days twice reads them once).
     """
-    changes = rate_changes(local_midnight(first), local_midnight(following))
+    if changes is None:
+        changes = rate_changes(local_midnight(first), local_midnight(following))
     split_days = intraday(changes)
     queryset = queryset.filter(day__gte=first, day__lt=following)
     whole = queryset.exclude(day__in=split_days) if split_days else queryset
