@@ -7,6 +7,7 @@ from functools import partial
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -244,13 +245,16 @@ def _seat_cards(seats, *, pool, connected, can_manage, free_students) -> None:
 @login_required
 def pool_detail(request, pk):
     pool = get_object_or_404(selectors.pool_list_for(request.user), pk=pk)
+    # The schedule's services and the page read the same skipped classes and class times: once, here.
+    exceptions = ScheduleException.objects.select_related("class_time").order_by("date")
+    prefetch_related_objects([pool], Prefetch("exceptions", queryset=exceptions), "course__class_times")
     context = _pool_context(request, pool)
     now = timezone.now()
     context.update(
         {
             "in_class": services.class_in_progress(pool, now),
             "upcoming": services.classes_between(pool, now, now + datetime.timedelta(days=14))[:8],
-            "exceptions": pool.exceptions.select_related("class_time").order_by("date")[:50],
+            "exceptions": pool.exceptions.all()[:50],
             "class_times": list(pool.course.class_times.all()),
             "sessions": pool.sessions.select_related("class_time")[:5],
             "authoring": selectors.authoring_list_for(request.user, pool=pool)[:10],
