@@ -37,7 +37,7 @@ from decimal import Decimal
 from fractions import Fraction
 from itertools import pairwise
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from billing.metering import ALLOCATION_FIELDS, divisor, duration_us, local_midnight, local_zone, unit_microseconds
 from billing.models import UNITS, FreeAllowance, Item, PricePlan, UsageInterval
@@ -162,7 +162,9 @@ def intraday(instants: list[datetime]) -> set[date]:
     return days
 
 
-def usage_rows(queryset, *keys: str, first: date, following: date, stretches: bool = False) -> list[dict]:
+def usage_rows(
+    queryset, *keys: str, first: date, following: date, stretches: bool = False, changes: list | None = None
+) -> list[dict]:
     """Usage of ``queryset`` within the local days [first, following), ready to price.
 
     Rows are dicts with ``keys``, the allocation, ``day``, ``at`` (the instant whose rates
@@ -170,9 +172,11 @@ def usage_rows(queryset, *keys: str, first: date, following: date, stretches: bo
     ``rate_changes``: days without one inside them are summed in the database per day (or,
     with ``stretches``, per run of days between two changes, ``day`` being the run's first
     day); a day with a change after its midnight is read piece by piece, each piece cut at
-    the change, so both parts keep their exact length.
+    the change, so both parts keep their exact length. ``changes``: those instants, when the caller has
+    read them already (a page pricing the same days twice reads them once).
     """
-    changes = rate_changes(local_midnight(first), local_midnight(following))
+    if changes is None:
+        changes = rate_changes(local_midnight(first), local_midnight(following))
     split_days = intraday(changes)
     queryset = queryset.filter(day__gte=first, day__lt=following)
     whole = queryset.exclude(day__in=split_days) if split_days else queryset
@@ -250,22 +254,39 @@ def _units_by_time(rows) -> dict:
     return units
 
 
-def _term_units_before(course, first: date) -> dict[str, int]:
-    """Units per item a course used within its term before ``first``."""
-    totals: dict[str, int] = defaultdict(int)
-    if course.term_start >= first:
+def term_units_before(courses, first: date) -> dict[int, dict[str, int]]:
+    """Units per item each of ``courses`` used within its term before ``first``, read in one query."""
+    totals: dict[int, dict[str, int]] = {course.pk: defaultdict(int) for course in courses}
+    by_term_start: dict[date, list[int]] = defaultdict(list)
+    for course in courses:
+        if course.term_start < first:
+            by_term_start[course.term_start].append(course.pk)
+    if not by_term_start:
         return totals
-    rows = grouped_usage(UsageInterval.objects.filter(course_id=course.pk, day__gte=course.term_start, day__lt=first))
-    for row in rows:
+    in_term = Q()
+    for term_start, ids in by_term_start.items():
+        in_term |= Q(course_id__in=ids, day__gte=term_start)
+    for row in grouped_usage(UsageInterval.objects.filter(in_term, day__lt=first), "course_id"):
         for item, value in unit_microseconds(row).items():
-            totals[item] += value
+            totals[row["course_id"]][item] += value
     return totals
 
 
-def draft_for(*, tenant, month: date, rows, book: RateBook | None = None, courses: dict | None = None) -> Draft:
+def draft_for(
+    *,
+    tenant,
+    month: date,
+    rows,
+    book: RateBook | None = None,
+    courses: dict | None = None,
+    term_units: dict | None = None,
+) -> Draft:
     """Invoice lines of ``tenant`` for ``month`` from usage ``rows`` (dicts with course_id, day, at, allocation,
     duration_us: see ``usage_rows``), one line per course, item and run of time at one rate, in course then
-    item order. A line's period is the days of its run: two lines share the day a rate changes in."""
+    item order. A line's period is the days of its run: two lines share the day a rate changes in.
+
+    ``term_units``: ``term_units_before`` of the courses, read for many tenants' drafts at once; a course
+    not in it is read on its own."""
     from tenants.models import Course
 
     book = book or RateBook([tenant])
@@ -276,7 +297,7 @@ def draft_for(*, tenant, month: date, rows, book: RateBook | None = None, course
         courses = Course.objects.in_bulk(course_ids)
     draft = Draft(tenant=tenant, month=first)
     allowances = book.has_allowances(tenant.pk)
-    before_cache: dict = {}
+    before_cache: dict = dict(term_units or {})
 
     def order(key):
         course_id, item = key
@@ -292,7 +313,7 @@ def draft_for(*, tenant, month: date, rows, book: RateBook | None = None, course
             allowance = book.allowance_units(tenant.pk, item)
             if allowance:
                 if course_id not in before_cache:
-                    before_cache[course_id] = _term_units_before(course, first)
+                    before_cache[course_id] = term_units_before([course], first)[course_id]
                 before = before_cache[course_id].get(item, 0)
                 in_term = sum(u for (d, _at), u in days.items() if course.term_start <= d <= course.term_end)
                 free_left = min(allowance, before + in_term) - min(allowance, before)

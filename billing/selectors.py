@@ -49,7 +49,10 @@ def finance_tenants_for(user) -> QuerySet[Tenant]:
 
 
 def can_read_billing(user) -> bool:
-    return billing_tenants_for(user).exists()
+    """Cached on the user object for the request, like its memberships: the usage page asks seven times."""
+    if not hasattr(user, "_cc_reads_billing"):
+        user._cc_reads_billing = billing_tenants_for(user).exists()
+    return user._cc_reads_billing
 
 
 def taught_courses(user) -> QuerySet[Course]:
@@ -58,15 +61,18 @@ def taught_courses(user) -> QuerySet[Course]:
     return Course.objects.filter(taught_course_q(user), tenant__is_active=True)
 
 
+def _teaches_a_course(user) -> bool:
+    """Cached on the user object for the request, like ``can_read_billing``."""
+    if not hasattr(user, "_cc_teaches_a_course"):
+        user._cc_teaches_a_course = taught_courses(user).exists()
+    return user._cc_teaches_a_course
+
+
 def can_see_usage(user) -> bool:
     """Billing readers see their tenants' usage, teachers their courses', every member their own."""
     if not getattr(user, "is_authenticated", False):
         return False
-    return (
-        can_read_billing(user)
-        or taught_courses(user).exists()
-        or user.memberships.filter(tenant__is_active=True).exists()
-    )
+    return can_read_billing(user) or _teaches_a_course(user) or user.memberships.filter(tenant__is_active=True).exists()
 
 
 def invoice_list_for(user) -> QuerySet[Invoice]:
@@ -118,12 +124,10 @@ def _billed_rows_for(user, model) -> QuerySet:
     if not getattr(user, "is_authenticated", False):
         return model.objects.none()
     condition = Q(user=user)  # one's own usage and open intervals, always
-    tenants = billing_tenants_for(user)
-    if tenants.exists():
-        condition |= Q(tenant__in=tenants)
-    courses = taught_courses(user)
-    if courses.exists():
-        condition |= Q(course__in=courses)
+    if can_read_billing(user):
+        condition |= Q(tenant__in=billing_tenants_for(user))
+    if _teaches_a_course(user):
+        condition |= Q(course__in=taught_courses(user))
     return model.objects.filter(condition)
 
 
@@ -161,13 +165,15 @@ def date_range_parse(start, end) -> tuple[date, date]:
     return first, last
 
 
-def _open_rows(cursors, *, start: datetime, end: datetime, keys=("tenant_id", "course_id", "user_id")) -> list:
+def _open_rows(
+    cursors, *, start: datetime, end: datetime, keys=("tenant_id", "course_id", "user_id"), changes=None
+) -> list:
     """Usage rows of still-open intervals, cut at ``end`` (now) as if closed there; nothing is written.
 
-    Cut like closed usage (``pricing.usage_rows``): at local midnights and where a rate changes.
+    Cut like closed usage (``pricing.usage_rows``): at local midnights and where a rate changes
+    (``changes``: ``pricing.rate_changes`` of [start, end) or of a longer time, read here when not given).
     """
     rows = []
-    changes = None
     for cursor in cursors:
         allocation = metering.Allocation(**{n: getattr(cursor, n) for n in metering.ALLOCATION_FIELDS})
         if not allocation.billable:
@@ -229,14 +235,16 @@ def _report_sources(user, *, tenant_slug: str, course_id):
     return queryset, cursor_sets
 
 
-def _report_open_rows(cursor_sets, *, first: date, last: date, now: datetime, keys) -> list:
+def _report_open_rows(cursor_sets, *, first: date, last: date, now: datetime, keys, changes) -> list:
     """Usage rows of the intervals still open, up to now, within the report's days."""
     range_start, range_end = metering.local_midnight(first), metering.local_midnight(last + timedelta(days=1))
     open_rows = []
     if range_start < now:
         for cursors in cursor_sets:
             open_cursors = cursors.filter(since__lt=min(now, range_end))
-            open_rows += _open_rows(open_cursors, start=range_start, end=min(now, range_end), keys=keys)
+            open_rows += _open_rows(
+                open_cursors, start=range_start, end=min(now, range_end), keys=keys, changes=changes
+            )
     return open_rows
 
 
@@ -303,11 +311,19 @@ def usage_report_for(
     queryset, cursor_sets = _report_sources(user, tenant_slug=tenant_slug, course_id=course_id)
     # Group in the database only by what the report shows (and what prices depend on: tenant, time).
     keys = ("tenant_id", *{"course": ("course_id",), "user": ("user_id",)}.get(group_by, ()))
-    open_rows = _report_open_rows(cursor_sets, first=first, last=last, now=now, keys=keys)
     following = last + timedelta(days=1)
-    daily_rows = [*pricing.usage_rows(queryset, "tenant_id", first=first, following=following), *open_rows]
+    # Where rates change in the report's days, read once for the closed usage and the open intervals alike.
+    changes = pricing.rate_changes(metering.local_midnight(first), metering.local_midnight(following))
+    open_rows = _report_open_rows(cursor_sets, first=first, last=last, now=now, keys=keys, changes=changes)
+    daily_rows = [
+        *pricing.usage_rows(queryset, "tenant_id", first=first, following=following, changes=changes),
+        *open_rows,
+    ]
     # Rates change only where a plan takes effect: the days between two changes are summed in the database.
-    group_rows = [*pricing.usage_rows(queryset, *keys, first=first, following=following, stretches=True), *open_rows]
+    group_rows = [
+        *pricing.usage_rows(queryset, *keys, first=first, following=following, stretches=True, changes=changes),
+        *open_rows,
+    ]
     tenants = Tenant.objects.in_bulk({row["tenant_id"] for row in daily_rows})
     daily, groups = _report_costs(daily_rows, group_rows, group_by=group_by, book=pricing.RateBook(tenants.values()))
     result = _report_lines(groups, tenants)
@@ -334,19 +350,32 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
     tenants = list(tenants)
     ids = [t.pk for t in tenants]
     rows_by_tenant: dict = defaultdict(list)
+    changes = pricing.rate_changes(start, metering.local_midnight(following))  # read once for all the rows
     for row in pricing.usage_rows(
-        UsageInterval.objects.filter(tenant_id__in=ids), "tenant_id", "course_id", first=first, following=following
+        UsageInterval.objects.filter(tenant_id__in=ids),
+        "tenant_id",
+        "course_id",
+        first=first,
+        following=following,
+        changes=changes,
     ):
         rows_by_tenant[row["tenant_id"]].append(row)
     for model in CURSOR_MODELS:
-        for row in _open_rows(model.objects.filter(tenant_id__in=ids, since__lt=now), start=start, end=now):
+        cursors = model.objects.filter(tenant_id__in=ids, since__lt=now)
+        for row in _open_rows(cursors, start=start, end=now, changes=changes):
             rows_by_tenant[row["tenant_id"]].append(row)
     book = pricing.RateBook(tenants)
     courses = Course.objects.in_bulk(
         {row["course_id"] for rows in rows_by_tenant.values() for row in rows if row["course_id"]}
     )
+    # What the courses used before this month counts against their free allowances: one query for them all.
+    allowed = [t for t in tenants if book.has_allowances(t.pk)]
+    course_ids = {row["course_id"] for t in allowed for row in rows_by_tenant[t.pk] if row["course_id"] in courses}
+    term_units = pricing.term_units_before([courses[pk] for pk in course_ids], first)
     return [
-        pricing.draft_for(tenant=t, month=first, rows=rows_by_tenant[t.pk], book=book, courses=courses)
+        pricing.draft_for(
+            tenant=t, month=first, rows=rows_by_tenant[t.pk], book=book, courses=courses, term_units=term_units
+        )
         for t in tenants
         if rows_by_tenant.get(t.pk)
     ]

@@ -209,6 +209,34 @@ def test_free_allowance_per_course_per_term_and_discounts(scenario, course):
 
 
 @pytest.mark.django_db
+def test_the_running_estimate_gives_courses_of_two_terms_the_free_hours_their_invoice_does(scenario, course):
+    """The estimate reads every course's earlier use in one query; the invoice, course by course: same lines."""
+    from billing.selectors import month_drafts
+
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="0.1")
+    services.allowance_set(actor=scenario.sysadmin, tenant=scenario.university, item="vcpu", hours="30")
+    later = course_of(scenario.tenant_a, scenario.teacher, code="CS300", term=(date(2026, 9, 6), date(2027, 1, 20)))
+    for taught, student in ((course, scenario.student), (later, scenario.student2)):
+        desktop = desktop_row(
+            scenario.tenant_a, owner=student, course=taught, state="stopped", power="stopped", vcpus=2, disk_gib=0
+        )
+        services.desktop_usage_record(desktop=desktop, at=at(1, month=9))
+        run(desktop, at(5, 8, month=9), at(5, 18, month=9))  # in CS101's term, before CS300's
+        run(desktop, at(8, 8, month=9), at(8, 12, month=9))  # in both terms
+        run(desktop, at(7, 8), at(7, 18))
+
+    [estimate] = month_drafts([scenario.tenant_a], now=at(31, 23))
+    invoice = Invoice.objects.get(number=services.invoices_issue(month="2026-10").issued[0])
+
+    def lines(rows):
+        return sorted((r.course_id, r.item, r.quantity, r.free_quantity, r.amount) for r in rows)
+
+    assert lines(estimate.lines) == lines(invoice.lines.all())
+    free = {r.course_id: r.free_quantity for r in invoice.lines.all() if r.item == Item.VCPU}
+    assert free == {course.pk: Decimal(2), later.pk: Decimal(20)}  # 28 and 8 of the 30 free hours used before October
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("rate", "code"),
     [

@@ -180,3 +180,38 @@ def test_after_reauthenticating_the_issue_click_is_carried_out_not_lost(scenario
     assert "已开具 1 张账单" in back.content.decode()
     again = client.get("/billing/invoices/?resume=issue")  # the pending issue was used up
     assert again.status_code == 200
+
+
+def test_the_usage_page_costs_the_same_queries_for_3_or_30_courses(scenario):
+    """The table, the chart and the running estimate (free allowances per course included) alike."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import FreeAllowance, UsageInterval
+    from tests.billing.conftest import course_of
+    from tests.querycount import assert_constant_queries
+
+    plan(scenario.sysadmin, scenario.university, date(2026, 1, 1), vcpu="0.05", disk="0.0003")
+    FreeAllowance.objects.create(tenant=scenario.university, item="vcpu", hours=1)
+    today = timezone.localdate()
+    made = {"n": 0}
+
+    def grow(n):
+        for _ in range(n):
+            made["n"] += 1
+            course = course_of(
+                scenario.tenant_a, scenario.teacher, code=f"U{made['n']:03d}", term=(date(2026, 1, 1), date(2099, 1, 1))
+            )
+            start = datetime.combine(today, datetime.min.time(), tzinfo=SHANGHAI)
+            UsageInterval.objects.create(
+                tenant=scenario.tenant_a, course=course, user=scenario.student, day=today, start=start,
+                end=start + timedelta(hours=1), duration_us=3_600_000_000, running=True, vcpus=2, ram_mib=4096,
+                disk_gib=40,
+            )  # fmt: skip
+
+    client = client_for(scenario.finance)
+    client.get("/billing/usage/")  # warm the per-process caches (content types) first
+    assert_constant_queries(lambda: client.get("/billing/usage/"), grow)
+    page = client.get("/billing/usage/").content.decode()
+    assert "U030" in page and 'data-testid="estimates"' in page

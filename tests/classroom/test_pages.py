@@ -8,7 +8,7 @@ from compute.classroom.models import DesktopPool, Seat
 from compute.models import Desktop
 from tests.classroom.conftest import make_course
 from tests.compute.conftest import desktop_of
-from tests.querycount import assert_constant_queries
+from tests.querycount import assert_constant_queries, count_queries
 
 
 @pytest.fixture
@@ -147,6 +147,54 @@ def test_the_pools_api_list_costs_the_same_queries_for_3_or_30_pools(api, scenar
     client = api.as_user(scenario.teacher)
     client.get("/api/v1/pools/")  # warm the per-process caches (content types) first
     assert_constant_queries(lambda: client.get("/api/v1/pools/"), grow)
+
+
+def test_the_pool_page_and_its_grid_cost_the_same_queries_for_3_or_30_seats(scenario, env):
+    """Every kind of card is in the grid (running, stopped, failed, spare, another flavor or image, a
+    console open): none of them reads the database once more per seat."""
+    from django.utils import timezone
+
+    from compute.classroom.models import ConsoleTicket
+    from compute.models import Flavor, ImageVersion
+    from tests import factories
+
+    course = make_course(scenario, students=1, code="QC1")
+    pool = DesktopPool.objects.create(
+        course=course, tenant=scenario.tenant_a, name="QC1", image_version=env.version, flavor=env.flavor
+    )
+    older_flavor = Flavor.objects.create(name="q.old", vcpus=1, memory_mib=1024, disk_gib=10)
+    newer_version = ImageVersion.objects.create(
+        image=env.version.image, version=99, endpoint=env.endpoint, status=ImageVersion.Status.READY
+    )
+    states = [Desktop.State.RUNNING, Desktop.State.STOPPED, Desktop.State.ERROR, Desktop.State.PROVISIONING]
+    made = {"n": 0}
+
+    def grow(n):
+        for _ in range(n):
+            made["n"] += 1
+            i = made["n"]
+            student = None if i % 5 == 1 else factories.member(f"qc_stu{i:02d}", scenario.tenant_a, "student")
+            desktop = desktop_of(scenario.tenant_a, env=env, owner=student, course=course, state=states[i % 4])
+            if i % 3 == 0:
+                Desktop.objects.filter(pk=desktop.pk).update(flavor=older_flavor, image_version=newer_version)
+            if i % 4 == 0:
+                now = timezone.now()
+                ConsoleTicket.objects.create(
+                    token_hash=f"{i:064d}", desktop=desktop, user=scenario.teacher, host="h", port=5900,
+                    expires_at=now, used_at=now, seen_at=now,
+                )  # fmt: skip
+            Seat.objects.create(pool=pool, student=student, desktop=desktop)
+
+    client = _client(scenario.teacher)
+    client.get(f"/classroom/pools/{pool.pk}/")  # warm the per-process caches (content types) first
+    made_before = made["n"]
+    assert_constant_queries(lambda: client.get(f"/classroom/pools/{pool.pk}/seats/"), grow)
+    assert made["n"] - made_before == 30
+    few, _page = count_queries(lambda: client.get(f"/classroom/pools/{pool.pk}/"))
+    grow(30)
+    many, page = count_queries(lambda: client.get(f"/classroom/pools/{pool.pk}/"))
+    assert page.content.decode().count('data-testid="seat"') == 60
+    assert few == many, f"{few} queries for 30 seats but {many} for 60"
 
 
 def test_the_console_page_loads_novnc_from_the_portal(scenario, pool):
