@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--name", default="api", help="the bench database is cc_bench_<name>")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="PATH", help="measure only this endpoint (repeatable)"
+    )
     args = parser.parse_args()
 
     url = common.django_on(args.name)
@@ -194,9 +197,10 @@ def main() -> None:
     try:
         for key, size in sizes:
             # The full size is the campus's big tables (desktops, audit events) and their pages.
-            measured = endpoints if key == "rows" else [e for e in endpoints if e.full]
-            seconds = _grow(world, measured, size)
+            grown = endpoints if key == "rows" else [e for e in endpoints if e.full]
+            seconds = _grow(world, grown, size)
             print(f"seeded {size} rows per collection measured ({seconds:.0f} s)", flush=True)
+            measured = [e for e in grown if not args.only or e.path in args.only]
             counts[key] = _query_counts(world, measured, credentials)
             latencies[key] = _latencies(port, world, measured, credentials, args)
             common.print_load()
