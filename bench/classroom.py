@@ -1,17 +1,17 @@
 """Class throughput: a 60-seat course pool from approval to all running, and 60 power-ons for a class.
 
-Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4]
+Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4] [--pool prefork|threads]
 
 - Portal provisioning: the teacher's course-desktop request is approved; the fulfiller's task
-  creates the pool (one desktop per roster student) and a real Celery worker
-  (``--pool threads -c THREADS``) provisions them on the real libvirtd; timed from the approval
-  to the last desktop running.
+  creates the pool (one desktop per roster student) and a real Celery worker (``--pool threads -c THREADS``;
+  ``--pool prefork`` as the Procfile runs it) provisions them on the real libvirtd; timed from the
+  approval to the last desktop running.
 - Portal power-on: the pool is stopped, then the schedule's beat task runs at a class's lead
   time (the clock driven by time-machine); timed until every desktop runs again.
 - Raw baselines, in the same run, on the same pool and golden image, of the same domain as a seat's
   (bench/common.raw_domain): SEATS clone+define+start with libvirt-python and THREADS threads; then SEATS
   power-ons of stopped domains.
-- The worker's peak memory (VmHWM) is printed too.
+- The worker's peak memory (VmHWM, its pool processes added) is printed too.
 
 Its own database and broker key prefix (bench/env.py), beside a live portal. Targets (issue 5): both ≤ 1.2 × raw.
 """
@@ -174,16 +174,23 @@ def _clean() -> None:
 
 
 def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The worker's peak resident memory (VmHWM), its pool processes' added (prefork)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for process in (pid, *map(int, children)):
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seats", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="worker processes or threads, and raw threads")
+    parser.add_argument(
+        "--pool", choices=["threads", "prefork"], default="threads", help="the worker's pool (the Procfile's: prefork)"
+    )
     args = parser.parse_args()
 
     bp.django_for_worker("classroom")
@@ -196,7 +203,7 @@ def main() -> int:
 
     _clean()
     course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
-    worker = common.celery_worker(args.threads, timeout=60)
+    worker = common.celery_worker(args.threads, pool=args.pool, timeout=60)
     try:
         request = services.course_request_submit(actor=teacher, course=course, image_version=version, flavor=flavor)
         started = time.monotonic()
@@ -235,7 +242,8 @@ def main() -> int:
     _clean()
 
     n = args.seats
-    print(f"course pool of {n} seats on {bp.URI} ({args.threads} threads, TCG), run {uuid.uuid4().hex[:6]}")
+    worker_kind = f"worker {args.pool} x{args.threads}, raw {args.threads} threads"
+    print(f"course pool of {n} seats on {bp.URI} ({worker_kind}, TCG), run {uuid.uuid4().hex[:6]}")
     print(f"  approval -> all running (portal):  {provision:6.2f} s  ({provision / n:.3f} s each)")
     print(f"  clone+define+start (raw):           {raw_seconds:6.2f} s  ({raw_seconds / n:.3f} s each)")
     print(f"  ratio portal/raw: {provision / raw_seconds:.2f}  (target <= 1.2)")
