@@ -98,8 +98,15 @@ def nic_specs(desktop: Desktop, addresses: list[Address] | None = None) -> tuple
     )
 
 
-def desktop_nics_observed(*, desktop: Desktop, nics) -> None:
-    """The VM exists: NICs whose MAC the hypervisor chose (vCenter) take that MAC in the database."""
+def desktop_nics_observed(*, desktop: Desktop, nics, requested: tuple[NicSpec, ...] | None = None) -> None:
+    """The VM exists: NICs whose MAC the hypervisor chose (vCenter) take that MAC in the database.
+
+    ``requested``: the NICs the VM was made with. When the hypervisor kept every MAC asked for (libvirt
+    always does), there is nothing to record and the addresses are not read again."""
+    if requested is not None and all(
+        not nic.mac or nic.mac.lower() == asked.mac.lower() for nic, asked in zip(nics, requested, strict=False)
+    ):
+        return
     for address, nic in zip(desktop_addresses(desktop), nics, strict=False):
         if nic.mac and nic.mac.lower() != address.mac:
             Address.objects.filter(pk=address.pk).update(mac=nic.mac.lower())

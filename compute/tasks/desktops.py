@@ -15,7 +15,7 @@ def _create_vm(driver, desktop, spec, source: str = "", start: bool = True):
     spec = networking.with_nics(spec, nics)
     # A clone copies its source's system disk; any other desktop starts from the golden image.
     info = driver.clone_vm(source, spec, start=start) if source else driver.create_vm(spec, start=start)
-    networking.desktop_nics_observed(desktop=desktop, nics=info.nics)
+    networking.desktop_nics_observed(desktop=desktop, nics=info.nics, requested=nics)
     return info
 
 

@@ -98,8 +98,20 @@ def test_on_vcenter_the_hypervisor_picks_the_mac_and_the_database_takes_it(scena
     (address,) = networking.desktop_nics_allocate(desktop=desktop)
     (nic,) = networking.nic_specs(desktop)
     assert (nic.mac, nic.network, nic.nwfilter) == ("", "VM Network", "")
-    networking.desktop_nics_observed(desktop=desktop, nics=(NicInfo(mac="00:50:56:AA:BB:CC", network="VM Network"),))
+    observed = (NicInfo(mac="00:50:56:AA:BB:CC", network="VM Network"),)
+    networking.desktop_nics_observed(desktop=desktop, nics=observed, requested=(nic,))
     assert Address.objects.get(pk=address.pk).mac == "00:50:56:aa:bb:cc"
+
+
+def test_a_vm_that_kept_the_macs_it_was_given_costs_no_query(scenario, django_assert_num_queries):
+    """libvirt takes the MACs the portal allocates: after the VM is made nothing is read again."""
+    from compute.drivers.base import NicInfo, NicSpec
+
+    asked = (NicSpec(network="cc-net-1", mac="52:54:00:0a:0b:0c"),)
+    with django_assert_num_queries(0):
+        networking.desktop_nics_observed(
+            desktop=None, nics=(NicInfo(mac="52:54:00:0A:0B:0C", network="cc-net-1"),), requested=asked
+        )
 
 
 def test_every_nic_filter_references_the_anti_spoofing_filter_group_or_not(scenario):
