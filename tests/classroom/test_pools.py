@@ -348,3 +348,42 @@ def test_a_gpu_flavor_goes_to_the_gpu_cluster_and_counts_gpus(
         result = services.pool_sync_roster(actor=scenario.teacher, pool=pool)
     assert result.waiting == 1  # a third GPU is beyond the course's quota: the seat waits, with the reason
     assert Seat.objects.get(pool=pool, student=third).desktop is None
+
+
+def test_a_pools_seats_read_its_image_flavor_course_and_tenant_once_not_per_seat(scenario, env, eager):
+    """Writing a pool's seats reads the pool's image version, image, flavor, course and tenant rows once for
+    the batch (compute.classroom.services.seats), not once per seat; the pool itself is locked per seat."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    by_key = re.compile(
+        r"FROM `(tenants_course|tenants_tenant|compute_flavor|compute_imageversion|compute_image)` WHERE `\1`.`id` = "
+    )
+
+    def related_reads(students: int, code: str) -> list[str]:
+        course = make_course(scenario, students=students, code=code)
+        with CaptureQueriesContext(connection) as queries:
+            services.pool_create(actor=scenario.teacher, course=course, image_version=env.version, flavor=env.flavor)
+        return [q["sql"] for q in queries.captured_queries if by_key.search(q["sql"]) and "FOR UPDATE" not in q["sql"]]
+
+    six, two = related_reads(6, "CS601"), related_reads(2, "CS201")
+    assert len(six) == len(two), six
+
+
+def test_a_seat_written_after_the_pools_flavor_changed_takes_the_new_flavor(scenario, env):
+    from compute.classroom.services.seats import _reuse_related
+    from compute.models import Flavor
+
+    course = make_course(scenario, students=1, code="CS301")
+    pool = DesktopPool.objects.create(
+        course=course, tenant=course.tenant, name="p", image_version=env.version, flavor=env.flavor
+    )
+    loaded = DesktopPool.objects.select_related("flavor", "image_version", "course", "tenant").get(pk=pool.pk)
+    bigger = Flavor.objects.create(name="bigger", vcpus=2, memory_mib=256, disk_gib=1)
+    DesktopPool.objects.filter(pk=pool.pk).update(flavor=bigger)
+    locked = DesktopPool.objects.get(pk=pool.pk)
+    _reuse_related(locked, loaded)
+    assert locked.flavor == bigger  # read anew: the batch's flavor is no longer the pool's
+    assert locked.image_version is loaded.image_version  # unchanged: the batch's row serves

@@ -71,14 +71,35 @@ def seat_desktop_create(
     )
 
 
+# What a seat's desktop is made of: read once for all the seats of a batch (``_seat_provision``).
+_POOL_RELATED = ("tenant", "course", "image_version", "flavor", "endpoint")
+
+
+def _pool_with_related(pool_id: int) -> DesktopPool:
+    return DesktopPool.objects.select_related(*_POOL_RELATED, "image_version__image").get(pk=pool_id)
+
+
+def _reuse_related(pool: DesktopPool, loaded: DesktopPool) -> None:
+    """The freshly locked ``pool`` takes the related rows ``loaded`` holds, where it still points at them
+    (a change of the pool's image or flavor meanwhile is read anew)."""
+    for name in _POOL_RELATED:
+        field = DesktopPool._meta.get_field(name)
+        if getattr(pool, field.attname) == getattr(loaded, field.attname) and field.is_cached(loaded):
+            field.set_cached_value(pool, field.get_cached_value(loaded))
+
+
 @retry_on_deadlock
-def _seat_provision(*, pool_id: int, seat_id: int, creator: User, start: bool | None) -> bool | None:
+def _seat_provision(
+    *, pool_id: int, seat_id: int, creator: User, start: bool | None, loaded: DesktopPool | None = None
+) -> bool | None:
     """One seat's desktop requested in its own transaction (run again when MariaDB picks it as a
     deadlock victim beside a worker committing another desktop's quota). None: nothing to do; else
-    whether its desktop is made running."""
+    whether its desktop is made running. ``loaded``: the pool with its related rows, read once for a batch."""
     with transaction.atomic():
         # The pool's lock orders this with a roster sync or a retry of the same seat.
         pool = locks.pool_lock(pool_id)
+        if loaded is not None:
+            _reuse_related(pool, loaded)
         seat = Seat.objects.select_related("student").get(pk=seat_id)
         if seat.desktop_id is not None or seat.state != Seat.State.ACTIVE:
             return None
@@ -100,9 +121,10 @@ def seats_provision(*, pool_id: int, creator: User) -> int:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+    loaded = _pool_with_related(pool_id) if seat_ids else None
     for seat_id in seat_ids:
         try:
-            made = _seat_provision(pool_id=pool_id, seat_id=seat_id, creator=creator, start=start)
+            made = _seat_provision(pool_id=pool_id, seat_id=seat_id, creator=creator, start=start, loaded=loaded)
         except ServiceError as exc:
             left = Seat.objects.filter(pk__in=seat_ids, state=Seat.State.ACTIVE, desktop__isnull=True)
             left.update(error=exc.message[:500])
