@@ -62,9 +62,10 @@ def run_for_desktop(task, desktop: Desktop, *, what: str, fn, failures: int, on_
 
 
 def load_desktop(desktop_id: int) -> Desktop | None:
-    """The desktop with what a task needs of it (endpoint, site, image, flavor), or None when it is gone."""
+    """The desktop with what a task needs of it (endpoint, site, image version and image, flavor), or None
+    when it is gone."""
     return (
-        Desktop.objects.select_related("endpoint__site", "tenant", "image_version", "flavor__gpu_profile")
+        Desktop.objects.select_related("endpoint__site", "tenant", "image_version__image", "flavor__gpu_profile")
         .filter(pk=desktop_id)
         .first()
     )
