@@ -122,10 +122,7 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["get"])
     def seats(self, request, pk=None):
         pool = self._pool()
-        # The rows read only the seat's student and desktop (the pool page joins more for its cards).
-        items = (
-            selectors.seat_list_for(request.user, pool=pool).select_related(None).select_related("student", "desktop")
-        )
+        items = selectors.seat_list_for(request.user, pool=pool)
         page = self.paginate_queryset(items)
         return self.get_paginated_response(SeatSerializer(page, many=True).data)
 

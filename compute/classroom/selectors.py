@@ -56,7 +56,8 @@ def seat_list_for(user, *, pool: DesktopPool) -> QuerySet[Seat]:
     """Seats of a pool the user may see (the pool came from pool_get_for)."""
     return (
         pool.seats.filter(state__in=[Seat.State.ACTIVE, Seat.State.RETIRING])
-        .select_related("student", "desktop__flavor__gpu_profile", "desktop__image_version__image", "desktop__host")
+        # What a seat's card and the API's row read: the holder, the desktop and its flavor's name.
+        .select_related("student", "desktop__flavor")
         # Students in roster order, the spare seats after them.
         .order_by(F("student").asc(nulls_last=True), "student__student_number", "student__username", "id")
     )

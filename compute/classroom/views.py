@@ -183,9 +183,7 @@ def _submitted(req) -> str:
 
 
 def _pool_context(request, pool):
-    seats = selectors.seat_list_for(request.user, pool=pool)
-    # The grid reads each seat's student and desktop (with its flavor's name), none of the API's further rows.
-    seats = list(seats.select_related(None).select_related("student", "desktop__flavor"))
+    seats = list(selectors.seat_list_for(request.user, pool=pool))
     connected = services.connected_desktop_ids([s.desktop_id for s in seats if s.desktop_id])
     can_manage = services.can_manage_pool(request.user, pool)
     # Whom a spare seat can be given to: one query, however many seats.
