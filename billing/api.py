@@ -64,6 +64,8 @@ class InvoiceSerializer(FastReadMixin, serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
 
+    read_related = ("tenant",)  # tenant_name
+
     class Meta:
         model = Invoice
         fields = [

@@ -40,10 +40,6 @@ class DesktopListSerializer(serializers.ListSerializer):
         return super().to_representation(items)
 
 
-# What a row of DesktopSerializer reads of other tables.
-LIST_RELATED = ("tenant", "owner", "flavor", "image_version__image", "endpoint")
-
-
 class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     owner = serializers.SlugRelatedField(
@@ -54,6 +50,8 @@ class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     image = serializers.SerializerMethodField()
     nics = serializers.SerializerMethodField()
     state_display = ChoiceLabelField(Desktop.State.choices, source="state")
+
+    read_related = ("image_version__image",)  # get_image
 
     class Meta:
         model = Desktop
@@ -194,11 +192,8 @@ class DesktopViewSet(
     ordering_fields = ["created_at", "name", "state"]
 
     def get_queryset(self):
-        desktops = selectors.desktop_list_for(self.request.user).order_by("-created_at", "-id")
-        if self.action == "list":
-            # A row names its course by id only: no course row to join (the desktop pages show its code).
-            desktops = desktops.select_related(None).select_related(*LIST_RELATED)
-        return desktops
+        # A list's page is read as DesktopSerializer.read_queryset says (common/api/pagination.py).
+        return selectors.desktop_list_for(self.request.user).order_by("-created_at", "-id")
 
     def _desktop(self) -> Desktop:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

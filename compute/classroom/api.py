@@ -36,6 +36,8 @@ class PoolSerializer(FastReadMixin, serializers.ModelSerializer):
     ready = serializers.IntegerField(source="ready_count", read_only=True)
     failed = serializers.IntegerField(source="failed_count", read_only=True)
 
+    read_related = ("image_version__image",)  # image
+
     class Meta:
         model = DesktopPool
         fields = [
@@ -101,11 +103,11 @@ class PoolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     filterset_fields = ["state", "persistence"]
 
     def get_queryset(self):
-        pools = selectors.pool_list_for(self.request.user)
-        if self.action == "list":
-            # What a row of PoolSerializer reads of other tables (the pool page shows more).
-            pools = pools.select_related(None).select_related("course", "tenant", "image_version__image", "flavor")
-        return pools
+        # A list's page is read as its serializer's read_queryset says (common/api/pagination.py).
+        return selectors.pool_list_for(self.request.user)
+
+    def get_serializer_class(self):
+        return SeatSerializer if self.action == "seats" else PoolSerializer
 
     def _pool(self) -> DesktopPool:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

@@ -132,6 +132,9 @@ class Seat(models.Model):
         verbose_name = _("座位")
         verbose_name_plural = _("座位")
         ordering = ["pool", "student__username"]
+        # A pool's seats in a state: the pool list counts each pool's active seats three ways (a lookup,
+        # not the intersection of the pool's seats with every active seat of the campus).
+        indexes = [models.Index(fields=["pool", "state"], name="seat_pool_state")]
 
     def __str__(self):
         return f"{self.pool_id}:{self.student_id or 'spare'}"

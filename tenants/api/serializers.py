@@ -232,6 +232,8 @@ class RequestSerializer(FastReadMixin, serializers.ModelSerializer):
     amounts = serializers.SerializerMethodField()
     steps = ApprovalStepSerializer(many=True, read_only=True)
 
+    read_related = ("requester",)  # requester_name
+
     class Meta:
         model = ApprovalRequest
         fields = [
