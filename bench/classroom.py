@@ -1,11 +1,15 @@
 """Class throughput: a 60-seat course pool from approval to all running, and 60 power-ons for a class.
 
-Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4] [--pool prefork|threads]
+Usage: .venv/bin/python bench/classroom.py [--seats 60] [--threads 4] [--pool prefork|threads] [--workers site|one]
 
 - Portal provisioning: the teacher's course-desktop request is approved; the fulfiller's task
-  creates the pool (one desktop per roster student) and a real Celery worker (``--pool threads -c THREADS``;
-  ``--pool prefork`` as the Procfile runs it) provisions them on the real libvirtd; timed from the
-  approval to the last desktop running.
+  creates the pool (one desktop per roster student) and real Celery workers provision them on the
+  real libvirtd; timed from the approval to the last desktop running. ``--workers site`` (the default)
+  runs them as the README deploys them: the hypervisor queue's worker beside the hypervisor with THREADS
+  threads (``--pool threads``; ``--pool prefork`` as the Procfile runs it), and the control plane's worker
+  (queue ``default``, where the approval's fulfilment runs) with one. ``--workers one``: a single worker
+  with THREADS threads takes both queues, so the fulfilment holds one of the THREADS while it writes the
+  seats (the set-up of the benches before session 8).
 - Portal power-on: the pool is stopped, then the schedule's beat task runs at a class's lead
   time (the clock driven by time-machine); timed until every desktop runs again.
 - Raw baselines, in the same run, on the same pool and golden image, of the same domain as a seat's
@@ -184,12 +188,33 @@ def _peak_rss_mib(pid: int) -> float:
     return total
 
 
+def _workers(args) -> list:
+    """The portal's Celery workers: the first provisions (its peak memory is reported)."""
+    if args.workers == "one":
+        return [common.celery_worker(args.threads, pool=args.pool, timeout=60)]
+    site = common.celery_worker(args.threads, pool=args.pool, timeout=60, queues="hypervisor")
+    control = common.celery_worker(1, timeout=60, queues="default")
+    return [site, control]
+
+
+def _describe(args) -> str:
+    if args.workers == "one":
+        return f"one worker {args.pool} x{args.threads} (both queues)"
+    return f"hypervisor worker {args.pool} x{args.threads} + control worker x1"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seats", type=int, default=60)
     parser.add_argument("--threads", type=int, default=4, help="worker processes or threads, and raw threads")
     parser.add_argument(
         "--pool", choices=["threads", "prefork"], default="threads", help="the worker's pool (the Procfile's: prefork)"
+    )
+    parser.add_argument(
+        "--workers",
+        choices=["site", "one"],
+        default="site",
+        help="site: a hypervisor-queue worker and a control-plane worker, as deployed; one: one worker for both",
     )
     args = parser.parse_args()
 
@@ -203,7 +228,8 @@ def main() -> int:
 
     _clean()
     course, teacher, admin, version, flavor = _fixtures(args.seats, args.threads)
-    worker = common.celery_worker(args.threads, pool=args.pool, timeout=60)
+    workers = _workers(args)
+    worker = workers[0]
     try:
         request = services.course_request_submit(actor=teacher, course=course, image_version=version, flavor=flavor)
         started = time.monotonic()
@@ -232,8 +258,10 @@ def main() -> int:
         services.pool_power(actor=None, pool=pool, verb="stop")
         common.desktops_wait(ids, ("stopped",), timeout=600)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(timeout=30)
         _clean()
 
     raw_seconds = raw_provision(args.seats, args.threads, template)
@@ -242,7 +270,7 @@ def main() -> int:
     _clean()
 
     n = args.seats
-    worker_kind = f"worker {args.pool} x{args.threads}, raw {args.threads} threads"
+    worker_kind = f"{_describe(args)}, raw {args.threads} threads"
     print(f"course pool of {n} seats on {bp.URI} ({worker_kind}, TCG), run {uuid.uuid4().hex[:6]}")
     print(f"  approval -> all running (portal):  {provision:6.2f} s  ({provision / n:.3f} s each)")
     print(f"  clone+define+start (raw):           {raw_seconds:6.2f} s  ({raw_seconds / n:.3f} s each)")

@@ -56,16 +56,21 @@ def print_load() -> None:
 
 
 def celery_worker(
-    threads: int, *, pool: str = "threads", env: dict | None = None, timeout: float = 90
+    threads: int,
+    *,
+    pool: str = "threads",
+    env: dict | None = None,
+    timeout: float = 90,
+    queues: str = "default,hypervisor",
 ) -> subprocess.Popen:
     """A Celery worker on the bench's broker (the environment django_on set up), ``threads`` threads (or, with
-    ``pool="prefork"``, as many processes), consuming the default and hypervisor queues; returned once its
-    heartbeat is in the bench's database."""
+    ``pool="prefork"``, as many processes), consuming ``queues`` (the default and hypervisor queues); returned
+    once its heartbeat is in the bench's database."""
     from portal.models import WorkerHeartbeat
 
     name = f"bench-{uuid.uuid4().hex[:6]}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "default,hypervisor", "--pool", pool,
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", queues, "--pool", pool,
          "-c", str(threads), "--loglevel", "WARNING", "-n", f"{name}@%h", "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=dict(os.environ) if env is None else env,
     )  # fmt: skip

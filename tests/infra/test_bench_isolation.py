@@ -51,12 +51,17 @@ def test_the_provisioning_bench_completes_beside_a_live_worker(celery_worker):
     assert live.get("cc-live-portal-marker") == b"1"
 
 
-def test_the_classroom_bench_provisions_and_powers_on_a_small_pool():
+@pytest.mark.parametrize(
+    ("workers", "described"),
+    [("site", "hypervisor worker threads x2 + control worker x1"), ("one", "one worker threads x2 (both queues)")],
+)
+def test_the_classroom_bench_provisions_and_powers_on_a_small_pool(workers, described):
     """bench/classroom.py in a tiny configuration, so it does not rot: a pool follows its schedule from
-    creation, and once the bench waited for seats made stopped until it timed out."""
+    creation, and once the bench waited for seats made stopped until it timed out. Both ways of running
+    the workers: as deployed (the approval's fulfilment on the control plane's worker), and one worker."""
     env = {**os.environ, "DATABASE_URL": worker_database_url()}
     result = subprocess.run(
-        [sys.executable, "bench/classroom.py", "--seats", "2", "--threads", "2"],
+        [sys.executable, "bench/classroom.py", "--seats", "2", "--threads", "2", "--workers", workers],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -66,3 +71,4 @@ def test_the_classroom_bench_provisions_and_powers_on_a_small_pool():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "approval -> 2 running" in result.stdout and "class power-on of 2" in result.stdout
     assert result.stdout.count("ratio portal/raw") == 2
+    assert described in result.stdout
