@@ -206,6 +206,12 @@ class FastReadMixin:
     """
 
     read_related: tuple[str, ...] = ()
+    # Columns of other tables that a method field reads, joined into a list's rows too: {name: path}, read
+    # back with ``joined(row, name)`` (None on a row not read by read_queryset, or when the row is missing).
+    read_columns: dict[str, str] = {}
+
+    def joined(self, row, name: str):
+        return row.__dict__.get("_read_" + name)
 
     @classmethod
     def read_queryset(cls, queryset):
@@ -224,7 +230,8 @@ class FastReadMixin:
     @classmethod
     def _read_annotations(cls) -> dict[str, str]:
         steps = cls._class_read_steps()
-        return {source: extra[2] for kind, _, source, extra in steps if kind == _JOINED}
+        columns = {"_read_" + name: path for name, path in cls.read_columns.items()}
+        return {**columns, **{source: extra[2] for kind, _, source, extra in steps if kind == _JOINED}}
 
     @classmethod
     def _class_read_steps(cls) -> list[tuple]:

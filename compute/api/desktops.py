@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from common import limits
 from common.api.serializers import ChoiceLabelField, FastReadMixin
 from compute import selectors, services
-from compute.models import Desktop, Snapshot, Volume
+from compute.models import Desktop, ImageVersion, Snapshot, Volume
 from tenants.models import Course
 from tenants.selectors import tenant_list_for
 
@@ -51,7 +51,7 @@ class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
     nics = serializers.SerializerMethodField()
     state_display = ChoiceLabelField(Desktop.State.choices, source="state")
 
-    read_related = ("image_version__image",)  # get_image
+    read_columns = {"image_name": "image_version__image__name", "image_number": "image_version__version"}
 
     class Meta:
         model = Desktop
@@ -87,6 +87,9 @@ class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
         list_serializer_class = DesktopListSerializer
 
     def get_image(self, obj) -> str:
+        name = self.joined(obj, "image_name")
+        if name is not None:
+            return ImageVersion.label(name, self.joined(obj, "image_number"))
         return str(obj.image_version) if obj.image_version_id else ""
 
     @extend_schema_field(DesktopNicSerializer(many=True))

@@ -14,6 +14,7 @@ from common.api.serializers import FastReadMixin, UpdateSerializer
 from compute.classroom import selectors, services
 from compute.classroom.models import DesktopPool, Seat
 from compute.classroom.services.schedule import MAX_DEADLINE_MINUTES, MAX_SCHEDULE_MINUTES
+from compute.models import ImageVersion
 from compute.selectors import desktop_list_for
 
 
@@ -31,12 +32,12 @@ class PoolSerializer(FastReadMixin, serializers.ModelSerializer):
     course = serializers.SlugRelatedField(slug_field="code", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     flavor = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    image = serializers.CharField(source="image_version.__str__", read_only=True)
+    image = serializers.SerializerMethodField()
     seats = serializers.IntegerField(source="seat_count", read_only=True)
     ready = serializers.IntegerField(source="ready_count", read_only=True)
     failed = serializers.IntegerField(source="failed_count", read_only=True)
 
-    read_related = ("image_version__image",)  # image
+    read_columns = {"image_name": "image_version__image__name", "image_number": "image_version__version"}
 
     class Meta:
         model = DesktopPool
@@ -59,6 +60,10 @@ class PoolSerializer(FastReadMixin, serializers.ModelSerializer):
             "failed",
             "created_at",
         ]
+
+    def get_image(self, pool) -> str:
+        name = self.joined(pool, "image_name")
+        return str(pool.image_version) if name is None else ImageVersion.label(name, self.joined(pool, "image_number"))
 
 
 class PoolUpdateSerializer(UpdateSerializer):

@@ -114,7 +114,12 @@ class ImageVersion(models.Model):
         constraints = [models.UniqueConstraint(fields=["image", "version"], name="imageversion_unique")]
 
     def __str__(self):
-        return f"{self.image.name} v{self.version}"
+        return self.label(self.image.name, self.version)
+
+    @staticmethod
+    def label(image_name: str, version: int) -> str:
+        """How a version is named to people: "Ubuntu 22.04 v3"."""
+        return f"{image_name} v{version}"
 
     @property
     def size_gib(self) -> int:
