@@ -12,14 +12,24 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from django.db.models import DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import metering, pricing
 from billing.errors import BillingError
-from billing.models import CURSOR_MODELS, UNITS, Budget, Invoice, Item, MeterCursor, PricePlan, UsageInterval
+from billing.models import (
+    CURSOR_MODELS,
+    UNITS,
+    Budget,
+    CreditNote,
+    Invoice,
+    Item,
+    MeterCursor,
+    PricePlan,
+    UsageInterval,
+)
 from common.errors import InvalidInput
 from tenants.models import Course, Tenant, User
 from tenants.roles import PlatformRole, TenantRole
@@ -76,16 +86,20 @@ def can_see_usage(user) -> bool:
 
 
 def invoice_list_for(user) -> QuerySet[Invoice]:
+    money = DecimalField(max_digits=14, decimal_places=2)
+    credited = (
+        CreditNote.objects.filter(invoice=OuterRef("pk"))
+        .order_by()
+        .values("invoice")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
     return (
         Invoice.objects.filter(tenant__in=billing_tenants_for(user))
         .select_related("tenant")
-        .annotate(
-            credited_total=Coalesce(
-                Sum("credit_notes__amount"),
-                Value(Decimal("0")),
-                output_field=DecimalField(max_digits=14, decimal_places=2),
-            )
-        )
+        # A subquery per invoice, not a join of every credit note grouped by invoice: a page's keys are
+        # read without it (common/api/pagination.py), and only the page's invoices sum their notes.
+        .annotate(credited_total=Coalesce(Subquery(credited), Value(Decimal("0")), output_field=money))
         .order_by("-month", "-number")
     )
 
