@@ -127,6 +127,8 @@ class Volume(models.Model):
         verbose_name = _("数据盘")
         verbose_name_plural = _("数据盘")
         ordering = ["created_at", "id"]
+        # The volume list's order (newest first): a page is read off the index, not sorted.
+        indexes = [models.Index(fields=["created_at", "id"], name="volume_list_order")]
 
     def __str__(self):
         return self.name
