@@ -122,15 +122,18 @@ class EndpointBusy(Exception):
 
 
 def slot_acquire(*, endpoint_id: int, holder: str) -> None:
+    """A slot of the endpoint for ``holder``, or EndpointBusy. The leases of workers that died are
+    expired and cleared only when they stand in the way (every slot taken), not on every call."""
     now = timezone.now()
     with transaction.atomic():
         endpoint = Endpoint.objects.locked(endpoint_id)
-        EndpointLease.objects.filter(endpoint=endpoint, expires_at__lt=now).delete()
         leases = EndpointLease.objects.filter(endpoint=endpoint)
         # A redelivered task (its worker died) takes its own lease back.
         if leases.filter(holder=holder).update(expires_at=now + timedelta(seconds=LEASE_SECONDS)):
             return
-        if leases.count() >= endpoint.max_concurrency:
+        if leases.count() >= endpoint.max_concurrency and (
+            not leases.filter(expires_at__lt=now).delete()[0] or leases.count() >= endpoint.max_concurrency
+        ):
             raise EndpointBusy(endpoint.name)
         EndpointLease.objects.create(
             endpoint=endpoint, holder=holder, expires_at=now + timedelta(seconds=LEASE_SECONDS)
