@@ -45,6 +45,7 @@ def desktops(scenario, compute_env):
     scenario.tenant_a.name_en = "School & Co"
     scenario.tenant_a.save(update_fields=["name_en"])
     owners = [
+        None,  # a spare seat's desktop
         scenario.student,
         User.objects.create(username="rows-full", first_name="Ann", last_name="Lee"),
         User.objects.create(username="rows-bare"),
@@ -53,7 +54,7 @@ def desktops(scenario, compute_env):
     made = []
     for n, state in enumerate(Desktop.State.values):
         desktop = desktop_of(
-            scenario.tenant_a, env=compute_env, owner=owners[n % 4], state=state, course=course if n % 2 else None
+            scenario.tenant_a, env=compute_env, owner=owners[n % 5], state=state, course=course if n % 2 else None
         )
         desktop.name = f'desk-{n} <"&>' if n % 3 == 0 else desktop.name
         desktop.error_reason = ("quota exceeded", "libvirt: <raw>\nTraceback")[n % 2] if state == "error" else ""
