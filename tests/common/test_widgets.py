@@ -53,3 +53,16 @@ def test_the_choices_key_is_worked_out_once_per_language_for_every_copy():
         again = EventFilterForm()
         assert again.fields["action"].widget._choices_keys is keys
         assert ">All<" in str(again["action"])
+
+
+def test_the_request_filters_selects_are_djangos_for_every_value():
+    from tenants.forms import RequestFilterForm
+
+    for name in ("state", "kind"):
+        choices = RequestFilterForm.base_fields[name].choices
+        plain = forms.Select(choices=choices, attrs={"class": "form-select"})
+        for language in ("zh-hans", "en"):
+            with translation.override(language):
+                for value, _label in choices:
+                    form = RequestFilterForm({name: value})
+                    assert str(form[name]) == plain.render(name, value, {"id": f"id_{name}"}), (name, value)
