@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from audit.actions import Action
 from audit.models import AuditEvent, ComplianceReport
 from audit.policy import EDITABLE, floor
-from common.widgets import CachedSelect
+from common.widgets import CachedSelect, FixedChoiceField
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -48,16 +48,16 @@ class EventFilterForm(forms.Form):
     date_to = forms.DateField(label=_("结束日期"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     actor = forms.CharField(label=_("操作者"), required=False, max_length=150)
     tenant = forms.CharField(label=_("租户"), required=False, max_length=50)
-    action = forms.ChoiceField(label=_("操作"), required=False, choices=[("", _("全部"))], widget=CachedSelect)
+    # The choices (lazy labels) worked out once, not for every request's form.
+    action = FixedChoiceField(label=_("操作"), required=False, choices=action_choices(), widget=CachedSelect)
     object = forms.CharField(label=_("对象"), required=False, max_length=255)
-    result = forms.ChoiceField(
+    result = FixedChoiceField(
         label=_("结果"), required=False, choices=[("", _("全部")), *AuditEvent.Result.choices], widget=CachedSelect
     )
     source_ip = forms.CharField(label=_("来源IP"), required=False, max_length=45)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["action"].choices = action_choices()
         for name in ("action", "result"):
             self.fields[name].widget.attrs["class"] = "form-select form-select-sm"
 

@@ -21,6 +21,7 @@ may be up to half a minute old, and pays for the full count twice a minute inste
 """
 
 import hashlib
+from collections.abc import Callable
 from functools import cached_property
 
 from django.core import paginator
@@ -55,16 +56,32 @@ def row_count(queryset) -> int:
     return counted
 
 
-def page_rows(queryset, bottom: int, top: int) -> list:
-    """The rows ``queryset[bottom:top]``: by primary key first when the query joins other tables."""
-    if not isinstance(queryset, QuerySet) or not queryset.query.select_related:
+def page_rows(queryset, bottom: int, top: int, read: Callable[[QuerySet], QuerySet] | None = None) -> list:
+    """The rows ``queryset[bottom:top]``: by primary key first when the query joins other tables.
+
+    ``read`` (a page's own read of its rows, e.g. what they show of other tables as annotated columns)
+    turns the queryset into the one the page's rows are read with, by the keys of the page; the rows
+    are still filtered by the queryset, so a row that stopped being visible meanwhile is left out."""
+    if not isinstance(queryset, QuerySet) or not (queryset.query.select_related or read):
         return list(queryset[bottom:top])
     keys = list(queryset.select_related(None).values_list("pk", flat=True)[bottom:top])
-    rows = {row.pk: row for row in queryset.filter(pk__in=keys).order_by()}
+    if not keys:
+        return []
+    rows = {row.pk: row for row in (read or _same)(queryset).filter(pk__in=keys).order_by()}
     return [rows[key] for key in keys if key in rows]
 
 
+def _same(queryset):
+    return queryset
+
+
 class Paginator(paginator.Paginator):
+    """Django's paginator, with ``row_count`` and ``page_rows``; ``read`` as in ``page_rows``."""
+
+    def __init__(self, object_list, per_page, *args, read: Callable[[QuerySet], QuerySet] | None = None, **kwargs):
+        super().__init__(object_list, per_page, *args, **kwargs)
+        self.read = read
+
     @cached_property
     def count(self) -> int:
         return row_count(self.object_list)
@@ -75,4 +92,4 @@ class Paginator(paginator.Paginator):
         top = bottom + self.per_page
         if top + self.orphans >= self.count:
             top = self.count
-        return self._get_page(page_rows(self.object_list, bottom, top), number, self)
+        return self._get_page(page_rows(self.object_list, bottom, top, self.read), number, self)

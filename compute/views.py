@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from common.errors import ServiceError
 from common.paging import Paginator
 from common.ui import service_call
-from compute import forms, selectors, services
+from compute import forms, rows, selectors, services
 from compute.ha import views as ha_views
 from compute.models import Cluster, Desktop, Endpoint, Flavor, GpuProfile, Image, ImageVersion, Site, StoragePool
 from compute.reconcile import vcenter_import
@@ -47,7 +47,8 @@ def desktop_list(request):
     if state not in Desktop.State.values:
         state = ""
     desktops = selectors.desktop_list_for(request.user, state=state, search=query).order_by("-created_at", "-id")
-    page = Paginator(desktops, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(desktops, PAGE_SIZE, read=rows.desktop_rows).get_page(request.GET.get("page"))
+    page.object_list = rows.dress(page.object_list)
     context = {
         "page": page,
         "query": query,
@@ -61,8 +62,14 @@ def desktop_list(request):
 @login_required
 @require_GET
 def desktop_row(request, pk):
-    desktop = get_object_or_404(selectors.desktop_list_for(request.user, include_deleted=True), pk=pk)
-    return render(request, "compute/_desktop_row.html", {"desktop": desktop})
+    return _desktop_row(request, pk)
+
+
+def _desktop_row(request, pk):
+    """One desktop's row of the list, read and dressed as the list's are."""
+    desktops = rows.desktop_rows(selectors.desktop_list_for(request.user, include_deleted=True))
+    desktop = get_object_or_404(desktops, pk=pk)
+    return render(request, "compute/_desktop_rows.html", {"desktops": rows.dress([desktop])})
 
 
 @login_required
@@ -161,8 +168,7 @@ def desktop_action(request, pk, verb):
         next=reverse("compute:desktop-detail", args=[pk]),
     )
     if request.htmx:
-        desktop.refresh_from_db()
-        return render(request, "compute/_desktop_row.html", {"desktop": desktop})
+        return _desktop_row(request, pk)
     return response
 
 

@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from django.urls import reverse
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.translation import gettext_lazy as _
 
 from tenants.roles import PlatformRole, TenantRole
@@ -93,12 +94,24 @@ def _match(item: NavItem, url: str, current_path: str) -> int:
     return max((len(p) for p in (url, *item.sections) if current_path.startswith(p)), default=0)
 
 
+# Each entry's URL, reversed once per URL configuration and script prefix (not ~20 reverse() a page).
+_URLS: dict[tuple, str] = {}
+
+
+def _url(name: str) -> str:
+    key = (settings.ROOT_URLCONF, get_urlconf(), get_script_prefix(), name)
+    url = _URLS.get(key)
+    if url is None:
+        url = _URLS[key] = reverse(name)
+    return url
+
+
 def items_for(roles: set[str], current_path: str) -> list[dict]:
     """The entries the roles may use; exactly one, the longest match of the path, is active."""
     items, best, best_len = [], None, 0
     for item in NAVIGATION:
         if roles & item.roles:
-            url = reverse(item.url_name)
+            url = _url(item.url_name)
             entry = {"label": item.label, "url": url, "icon": item.icon, "active": False}
             length = _match(item, url, current_path)
             if length > best_len:

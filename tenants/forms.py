@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from common import limits
+from common.widgets import CachedSelect, FixedChoiceField
 from tenants.models import (
     RESOURCE_LABELS,
     RESOURCES,
@@ -169,10 +170,16 @@ class QuotaScopeForm(BootstrapForm):
 
 
 class RequestFilterForm(BootstrapForm):
-    state = forms.ChoiceField(
-        label=_("状态"), choices=[("", _("全部"))] + ApprovalRequest.State.choices, required=False
+    # Fixed choices: rendered once per language and value, not an option template each per request.
+    state = FixedChoiceField(
+        label=_("状态"),
+        choices=[("", _("全部"))] + ApprovalRequest.State.choices,
+        required=False,
+        widget=CachedSelect,
     )
-    kind = forms.ChoiceField(label=_("类型"), choices=[("", _("全部"))] + RequestKind.choices, required=False)
+    kind = FixedChoiceField(
+        label=_("类型"), choices=[("", _("全部"))] + RequestKind.choices, required=False, widget=CachedSelect
+    )
     q = forms.CharField(label=_("搜索"), required=False, max_length=100)
 
 

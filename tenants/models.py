@@ -24,7 +24,12 @@ class User(AbstractUser):
         verbose_name_plural = _("用户")
 
     def get_full_name(self):
-        return self.display_name or super().get_full_name() or self.username
+        return self.full_name_of(self.display_name, self.first_name, self.last_name, self.username)
+
+    @staticmethod
+    def full_name_of(display_name: str, first_name: str, last_name: str, username: str) -> str:
+        """``get_full_name`` from the four columns (a list reading them as columns, no User instance)."""
+        return display_name or f"{first_name} {last_name}".strip() or username
 
     def __str__(self):
         return self.display_name and f"{self.display_name} ({self.username})" or self.username
@@ -60,9 +65,14 @@ class Tenant(models.Model):
 
     @property
     def name(self) -> str:
-        if self.name_en and (translation.get_language() or "").startswith("en"):
-            return self.name_en
-        return self.name_zh
+        return self.name_of(self.name_zh, self.name_en)
+
+    @staticmethod
+    def name_of(name_zh: str, name_en: str) -> str:
+        """A tenant's name in the current language from its two columns (a list reading them as columns)."""
+        if name_en and (translation.get_language() or "").startswith("en"):
+            return name_en
+        return name_zh
 
     @property
     def depth(self) -> int:

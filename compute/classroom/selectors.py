@@ -28,21 +28,25 @@ def _active_seats(**desktop_filter) -> Coalesce:
     return Coalesce(Subquery(seats, output_field=IntegerField()), 0)
 
 
-def pool_list_for(user, *, search: str = "") -> QuerySet[DesktopPool]:
-    """Pools of the courses the user may see; students see no pool (only their own desktops)."""
+def pool_list_for(user, *, search: str = "", counts: bool = True) -> QuerySet[DesktopPool]:
+    """Pools of the courses the user may see; students see no pool (only their own desktops).
+
+    ``counts``: each pool's seat, ready and failed counts (``seat_count``…), which the pool list and
+    the API show; a page of one pool counts its seats from the seats it reads, and building the three
+    subqueries cost it more than its other queries."""
     if not getattr(user, "is_authenticated", False):
         return DesktopPool.objects.none()
     # A student on a roster sees the course, not its pool: theirs is only their own desktop.
     courses = course_list_for(user).exclude(roster__user=user)
-    queryset = (
-        DesktopPool.objects.filter(course__in=courses.values("pk"))
-        .select_related("course__teacher", "tenant", "image_version__image", "flavor__gpu_profile")
-        .annotate(
+    queryset = DesktopPool.objects.filter(course__in=courses.values("pk")).select_related(
+        "course__teacher", "tenant", "image_version__image", "flavor__gpu_profile"
+    )
+    if counts:
+        queryset = queryset.annotate(
             seat_count=_active_seats(),
             ready_count=_active_seats(desktop__state__in=[Desktop.State.RUNNING, Desktop.State.STOPPED]),
             failed_count=_active_seats(desktop__state=Desktop.State.ERROR),
         )
-    )
     if search:
         queryset = queryset.filter(Q(name__icontains=search) | Q(course__code__icontains=search))
     return queryset.order_by("-created_at", "-id")

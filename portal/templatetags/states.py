@@ -3,12 +3,13 @@ every page that shows one (the desktop list and detail, a pool's seat grid, æˆ‘ç
 
 from django import template
 
-register = template.Library()
+from compute import rows
 
-_BADGES = {"running": "text-bg-success", "stopped": "text-bg-secondary", "error": "text-bg-danger"}
+register = template.Library()
 
 
 @register.filter
 def state_badge(state: str) -> str:
-    """Running green, stopped grey, in error red, deleted light; every state on the way somewhere yellow."""
-    return _BADGES.get(state, "text-bg-light" if state == "deleted" else "text-bg-warning")
+    """Running green, stopped grey, in error red, deleted light; every state on the way somewhere yellow
+    (the mapping is compute.rows.state_badge's, which also colours the desktop list's rows)."""
+    return rows.state_badge(state)

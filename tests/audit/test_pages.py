@@ -5,23 +5,11 @@ import io
 
 import pytest
 from django.test import Client
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from openpyxl import load_workbook
 
 from audit.actions import Action
 from audit.models import AuditEvent
 from audit.services import event_record
-from tests.audit.conftest import totp_now
-from tests.factories import PASSWORD
-
-
-@pytest.fixture
-def auditor_client(scenario):
-    device = TOTPDevice.objects.create(user=scenario.auditor, name="totp", confirmed=True)
-    client = Client()
-    client.post("/accounts/login/", {"username": "a_auditor", "password": PASSWORD})
-    assert client.post("/audit/account/otp/login/", {"otp": totp_now(device)}).status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -261,3 +261,22 @@ def test_a_roster_sync_from_the_page_says_what_changed_one_sentence_each(
     html = page.content.decode()
     assert "1 台桌面已重置并移交给新学生。" in html
     assert "新学生分配到了新桌面" not in html and "桌面已回收" not in html  # no sentence for a zero
+
+
+def test_the_pool_page_and_grid_read_their_pool_without_the_lists_seat_counts(scenario, pool):
+    """The counts are the pool list's (three subqueries); the page counts its seats from those it reads."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _client(scenario.teacher)
+    for path in (f"/classroom/pools/{pool.pk}/", f"/classroom/pools/{pool.pk}/seats/"):
+        client.get(path)
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(path).content.decode()
+        pool_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT `classroom_desktoppool`.`id`")]
+        assert len(pool_reads) == 1 and "classroom_seat" not in pool_reads[0], path
+        assert 'data-testid="progress-text"' in page
+    from compute.classroom import selectors
+
+    listed = selectors.pool_list_for(scenario.teacher).get(pk=pool.pk)
+    assert listed.seat_count == Seat.objects.filter(pool=pool, state=Seat.State.ACTIVE).count() > 0
