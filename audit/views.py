@@ -3,7 +3,6 @@
 import contextlib
 import time
 from datetime import timedelta
-from html import escape
 
 import segno
 from django.contrib import messages
@@ -17,7 +16,7 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.safestring import mark_safe
+from django.utils.html import escape, format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -317,10 +316,10 @@ _ROW = (
 
 
 def _event_rows(events) -> list:
-    """Each event with its row's HTML (``row_html``), each label worked out once per page. The values are
-    escaped as format_html escapes a plain string (``html.escape``), at a fraction of its cost a row."""
+    """Each event with its row's HTML (``row_html``), each label worked out once per page. ``format_html``
+    escapes every value that is not already HTML (a label escaped once for the page, the object's span)."""
     detail_url = pk_url("audit:event_detail")
-    detail = escape(_("事件详情"))
+    detail = _("事件详情")
     results = {value: escape(str(label)) for value, label in AuditEvent.Result.choices}
     labels: dict[tuple[str, str], str] = {}
     rows = list(events)
@@ -328,24 +327,23 @@ def _event_rows(events) -> list:
         for kind, code in (("role", event.actor_role), ("action", event.action), ("object", event.object_type)):
             if (kind, code) not in labels:
                 labels[kind, code] = escape(str(_event_label(event, kind)))
-        name = escape(Truncator(event.object_name).chars(40))
+        name = Truncator(event.object_name).chars(40)
         if event.object_type:
-            name = f'<span class="text-muted">{labels["object", event.object_type]}</span> {name}'
-        event.row_html = mark_safe(  # noqa: S308 (every value escaped above or below)
-            _ROW.format(
-                when=_when(event.occurred_at),
-                actor=escape(event.actor_username or "—"),
-                role=labels["role", event.actor_role],
-                tenant=escape(event.tenant_slug or "—"),
-                ip=escape(event.source_ip or "—"),
-                action=labels["action", event.action],
-                object=name,
-                badge="success" if event.result == "success" else "danger",
-                result=results.get(event.result) or escape(event.result),
-                url=escape(detail_url(event.pk)),
-                detail=detail,
-                id=int(event.pk),
-            )
+            name = format_html('<span class="text-muted">{}</span> {}', labels["object", event.object_type], name)
+        event.row_html = format_html(
+            _ROW,
+            when=_when(event.occurred_at),
+            actor=event.actor_username or "—",
+            role=labels["role", event.actor_role],
+            tenant=event.tenant_slug or "—",
+            ip=event.source_ip or "—",
+            action=labels["action", event.action],
+            object=name,
+            badge="success" if event.result == "success" else "danger",
+            result=results.get(event.result) or event.result,
+            url=detail_url(event.pk),
+            detail=detail,
+            id=int(event.pk),
         )
     return rows
 

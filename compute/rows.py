@@ -4,16 +4,16 @@ A page of 20 desktops read with ``select_related`` built ~140 model instances (t
 flavor, image version, image, endpoint for every row) of which a row shows four columns, and its
 template spent about 0.5 ms a row on tags: ``{% url %}`` three times, ``get_state_display``,
 ``{% blocktranslate %}``, ``{% translate %}`` and two includes. The rows are now read with what they
-show of other tables as annotated columns, and each row's HTML is written here (``_ROW``), with one
+show of other tables as annotated columns, and each row's HTML is written here (``_ROW``, filled by
+``format_html``, which escapes every value that is not already HTML), with one
 ``reverse()`` per URL name for the whole page (``common.links.pk_url``) and each word translated once.
 The list page, a row's 3-s poll and a row after an action all read and dress rows this way.
 """
 
-from html import escape
-
 from django.db.models import F, QuerySet
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from common.links import pk_url
@@ -63,6 +63,7 @@ _ROW = (
     "</tr>\n"
 )
 _POLL = ' hx-get="{}" hx-trigger="every 3s" hx-swap="outerHTML"'
+_COURSE = '<div class="small text-muted">{}</div>'
 _SPINNER = '<span class="spinner-border spinner-border-sm me-1" aria-hidden="true"></span>'
 _POWER = (
     '\n    <button class="btn btn-sm btn-outline-{colour}" hx-post="{url}" hx-target="#desktop-row-{pk}" '
@@ -80,7 +81,8 @@ def state_badge(state: str) -> str:
 def dress(desktops) -> list:
     """Each desktop (read by ``desktop_rows``) with its row's HTML (``row_html``); the desktops, as a list.
 
-    The values are escaped as the template escaped them (``html.escape``); the words are translated once."""
+    ``format_html`` escapes every value as the template did; what is already HTML (a fragment, a label
+    escaped once for the page) is a SafeString. The words are translated once."""
     desktops = list(desktops)
     urls = {
         "detail": pk_url("compute:desktop-detail"),
@@ -89,15 +91,16 @@ def dress(desktops) -> list:
         "stop": pk_url("compute:desktop-action", "stop"),
     }
     labels = {value: escape(str(label)) for value, label in Desktop.State.choices}
-    words = {"start": escape(_("开机")), "stop": escape(_("关机")), "detail": escape(_("详情"))}
+    # As {% translate %} wrote them: trusted text, not escaped.
+    words = {"start": mark_safe(_("开机")), "stop": mark_safe(_("关机")), "detail": mark_safe(_("详情"))}  # noqa: S308
     # As {% blocktranslate %} writes them: the translation as it is, the name escaped.
     power_labels = {"start": _("开机 %(name)s"), "stop": _("关机 %(name)s")}
     for desktop in desktops:
-        desktop.row_html = mark_safe(_row(desktop, urls, labels, words, power_labels))  # noqa: S308 (escaped)
+        desktop.row_html = _row(desktop, urls, labels, words, power_labels)
     return desktops
 
 
-def _row(desktop, urls: dict, labels: dict, words: dict, power_labels: dict) -> str:
+def _row(desktop, urls: dict, labels: dict, words: dict, power_labels: dict) -> SafeString:
     pk, state, name = int(desktop.pk), desktop.state, escape(desktop.name)
     polls = state in POLLED
     owner = ""  # a spare seat's desktop has no owner
@@ -105,30 +108,31 @@ def _row(desktop, urls: dict, labels: dict, words: dict, power_labels: dict) -> 
         owner = User.full_name_of(
             desktop.owner_display_name, desktop.owner_first_name, desktop.owner_last_name, desktop.owner_username
         )
-    course = f'<div class="small text-muted">{escape(desktop.course_code or "")}</div>' if desktop.course_id else ""
-    return _ROW.format(
+    course = format_html(_COURSE, desktop.course_code or "") if desktop.course_id else ""
+    return format_html(
+        _ROW,
         pk=pk,
-        poll=_POLL.format(urls["row"](pk)) if polls else "",
+        poll=format_html(_POLL, urls["row"](pk)) if polls else "",
         detail_url=urls["detail"](pk),
         name=name,
-        vm_name=escape(desktop.vm_name),
-        owner=escape(owner or "—"),
-        tenant=escape(Tenant.name_of(desktop.tenant_name_zh, desktop.tenant_name_en)),
+        vm_name=desktop.vm_name,
+        owner=owner or "—",
+        tenant=Tenant.name_of(desktop.tenant_name_zh, desktop.tenant_name_en),
         course=course,
         vcpus=desktop.vcpus,
-        memory=escape(memory_label(desktop.memory_mib)),
+        memory=memory_label(desktop.memory_mib),
         disk_gib=desktop.disk_gib,
         badge=state_badge(state),
-        state=escape(state),
-        spinner=_SPINNER if polls else "",
-        state_label=labels.get(state) or escape(state),
+        state=state,
+        spinner=mark_safe(_SPINNER) if polls else "",  # noqa: S308 (a constant)
+        state_label=labels.get(state) or state,
         error=_error(desktop) if state == Desktop.State.ERROR else "",
         power=_power(pk, state, name, urls, words, power_labels),
         detail_text=words["detail"],
     )
 
 
-def _power(pk: int, state: str, name: str, urls: dict, words: dict, power_labels: dict) -> str:
+def _power(pk: int, state: str, name: SafeString, urls: dict, words: dict, power_labels: dict) -> SafeString | str:
     """The start or stop button of a stopped or running desktop (``name`` escaped)."""
     if state == Desktop.State.STOPPED:
         verb, colour, icon = "start", "success", "play"
@@ -136,10 +140,11 @@ def _power(pk: int, state: str, name: str, urls: dict, words: dict, power_labels
         verb, colour, icon = "stop", "secondary", "stop"
     else:
         return ""
-    label = power_labels[verb] % {"name": name}
-    return _POWER.format(colour=colour, url=urls[verb](pk), pk=pk, label=label, icon=icon, text=words[verb])
+    # As {% blocktranslate %} writes it: the translation as it is, the (escaped) name put in.
+    label = mark_safe(power_labels[verb] % {"name": name})  # noqa: S308
+    return format_html(_POWER, colour=colour, url=urls[verb](pk), pk=pk, label=label, icon=icon, text=words[verb])
 
 
-def _error(desktop) -> str:
-    text = render_to_string("portal/_error.html", {"text": desktop.error_reason})
-    return f'<div class="small" style="max-width: 18rem">{text}</div>'
+def _error(desktop) -> SafeString:
+    text = render_to_string("portal/_error.html", {"text": desktop.error_reason})  # a SafeString
+    return format_html('<div class="small" style="max-width: 18rem">{}</div>', text)
