@@ -5,10 +5,12 @@ and its subtree (the scope comes from the tenants app through audit.hooks); anyo
 anyone when no scope hook is registered, reads nothing.
 """
 
+from django.core.cache import cache
 from django.db.models import Count, DateField, Func, QuerySet
 
 from audit import hooks
 from audit.models import AuditEvent, ChainVerification, ComplianceReport
+from common.paging import query_key
 
 AUDIT_READERS = frozenset({"auditor", "audit_admin"})
 REPORT_READERS = AUDIT_READERS | {"security_admin"}
@@ -58,8 +60,16 @@ class _LocalDay(Func):
         return self.as_sql(compiler, connection, template="date(%(expressions)s, '+8 hours')", **extra)
 
 
+# How long a chart is kept for the same query (the same scope, filters and window): paging through a
+# search or two auditors on the same view read it once. Events are only ever added, so a kept chart
+# lacks at most what happened in these seconds; the list beside it is read fresh.
+TIMELINE_SECONDS = 30
+
+
 def timeline(queryset: QuerySet[AuditEvent]) -> list[dict]:
-    """Events per local day of the (filtered) set, for the chart: one grouped query."""
+    """Events per local day of the (filtered) set, for the chart: one grouped query, its days kept for
+    TIMELINE_SECONDS under the query's own SQL and parameters (``common.paging.query_key``): the
+    grouping reads every event of the window (~0.1 s at 100,000 events)."""
     rows = (
         queryset.order_by()
         .annotate(day=_LocalDay("occurred_at"))
@@ -67,6 +77,17 @@ def timeline(queryset: QuerySet[AuditEvent]) -> list[dict]:
         .annotate(n=Count("id"))
         .order_by("day")
     )
+    key = query_key("audit-timeline", rows)
+    if key is None:
+        return []
+    kept = cache.get(key)
+    if kept is None:
+        kept = _days(rows)
+        cache.set(key, kept, TIMELINE_SECONDS)
+    return kept
+
+
+def _days(rows) -> list[dict]:
     days: dict[str, dict] = {}
     for row in rows:
         entry = days.setdefault(str(row["day"]), {"day": str(row["day"]), "success": 0, "failure": 0})

@@ -2,7 +2,8 @@
 
 import contextlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import time as clock
 
 import segno
 from django.contrib import messages
@@ -266,21 +267,23 @@ def event_list(request):
         services.search_record(actor=request.user, filters=filters, count=paginator.count)
     query = request.GET.copy()
     query.pop("page", None)
-    charted = queryset
-    if "date_from" not in filters:
-        charted = queryset.filter(occurred_at__gte=timezone.now() - TIMELINE_DEFAULT)
     context = {
         "form": form,
         "page": page,
         "filters": filters,
         "querystring": query.urlencode(),
-        "timeline": selectors.timeline(charted),
         "scope": hooks.audit_scope(request.user),
     }
-    template = (
-        "audit/_event_rows.html" if request.htmx and request.htmx.target == "event-results" else "audit/event_list.html"
-    )
-    return render(request, template, context)
+    if request.htmx and request.htmx.target == "event-results":  # a page of rows: no chart to draw
+        return render(request, "audit/_event_rows.html", context)
+    charted = queryset
+    if "date_from" not in filters:
+        # Whole local days, the first as complete as the others (and the same query all day long).
+        first = timezone.localdate() - TIMELINE_DEFAULT + timedelta(days=1)
+        since = datetime.combine(first, clock.min, timezone.get_current_timezone())
+        charted = queryset.filter(occurred_at__gte=since)
+    context["timeline"] = selectors.timeline(charted)
+    return render(request, "audit/event_list.html", context)
 
 
 # What a row of the event list shows (the rest of an event, its detail and hashes, stays unread).

@@ -33,16 +33,24 @@ LARGE_COUNT = 5000
 COUNT_SECONDS = 30
 
 
+def query_key(prefix: str, queryset: QuerySet) -> str | None:
+    """A cache key of the query's own SQL and parameters (which carry the caller's visibility filter, so
+    no one is given what another may see); None for a query that can match nothing."""
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return None
+    return f"{prefix}:" + hashlib.sha256(f"{queryset.db}|{sql}|{params!r}".encode()).hexdigest()
+
+
 def row_count(queryset) -> int:
     """The number of rows: exact up to LARGE_COUNT, and for larger sets at most COUNT_SECONDS old."""
     if not isinstance(queryset, QuerySet):
         return len(queryset)
     unordered = queryset.order_by()
-    try:
-        sql, params = unordered.query.sql_with_params()
-    except EmptyResultSet:
+    key = query_key("paging-count", unordered)
+    if key is None:
         return 0
-    key = "paging-count:" + hashlib.sha256(f"{queryset.db}|{sql}|{params!r}".encode()).hexdigest()
     counted = cache.get(key)
     if counted is not None:
         return counted

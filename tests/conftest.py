@@ -97,6 +97,15 @@ def eager():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with an empty cache (the process's own, locmem): a total or a chart kept by an
+    earlier test for the same query (common.paging.query_key) is not this test's."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # Tests log in hundreds of times; PBKDF2 at production strength would dominate the run.
     settings.PASSWORD_HASHERS = FAST_HASHERS

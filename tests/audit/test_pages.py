@@ -133,3 +133,24 @@ def test_the_action_filter_is_grouped_and_roles_and_objects_read_in_chinese(audi
     assert '<optgroup label="登录与账号安全">' in html and '<optgroup label="计费">' in html
     assert ">教师<" in html  # the role column shows the label, not "teacher"
     assert '<span class="text-muted">成员</span>' in html  # the object's kind, by its label
+
+
+@pytest.mark.django_db
+def test_the_chart_is_kept_for_the_same_view_and_not_drawn_for_a_page_of_rows(scenario, events, auditor_client):
+    """The chart's grouped query runs once for the same scope and filters (TIMELINE_SECONDS), a page of rows
+    asked by htmx draws no chart, and another filter (like another scope: both are in the SQL) is another chart."""
+    from audit import selectors
+
+    first = auditor_client.get("/audit/")
+    assert 'id="audit-timeline-data"' in first.content.decode()
+    charted = selectors.event_list_for(scenario.auditor)
+    rows = charted.order_by().values("id")
+    before = selectors.timeline(charted)
+    event_record(action=Action.DESKTOP_STARTED, actor=scenario.teacher, tenant=scenario.tenant_a)
+    assert selectors.timeline(charted) == before  # kept: the new event shows in the chart within seconds
+    assert sum(day["success"] for day in before) + 1 == rows.count()
+    partial = auditor_client.get("/audit/", {"page": 1}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="event-results")
+    assert partial.status_code == 200 and "audit-timeline-data" not in partial.content.decode()
+    assert before
+    nobody = selectors.event_list_for(scenario.auditor).filter(actor_username="nobody")
+    assert selectors.timeline(nobody) == []  # another filter, another chart
