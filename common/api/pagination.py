@@ -1,11 +1,10 @@
 """Page-number pagination with a page size the client may lower or raise within bounds, on the
 two-step paginator of common/paging.py (a page's keys first, then its rows).
 
-A list whose serializer has a read path of its own (``FastReadMixin.read_queryset``) is paged by
-its keys alone (one narrow query on the list's order), and the page's rows are then read the way
-the serializer reads them: by primary key, with what they show of other tables joined in as
-columns. The rows are still filtered by the list's queryset, so a row that stopped being visible
-between the two queries is left out, never shown.
+A list whose serializer has a read path of its own (``FastReadMixin.read_queryset``) has the page's
+rows read the way the serializer reads them (the paginator's ``read``): by primary key, with what they
+show of other tables joined in as columns. The rows are still filtered by the list's queryset, so a
+row that stopped being visible between the two queries is left out, never shown.
 """
 
 from django.db.models import QuerySet
@@ -15,19 +14,16 @@ from common.paging import Paginator
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
-    django_paginator_class = Paginator
     page_size_query_param = "page_size"
     max_page_size = 500
 
     def paginate_queryset(self, queryset, request, view=None):
-        read = _read_queryset(queryset, view)
-        if read is None:
-            return super().paginate_queryset(queryset, request, view)
-        keys = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
-        if not keys:
-            return keys
-        rows = {row.pk: row for row in read(queryset).filter(pk__in=keys).order_by()}
-        return [rows[key] for key in keys if key in rows]
+        self._read = _read_queryset(queryset, view)
+        return super().paginate_queryset(queryset, request, view)
+
+    def django_paginator_class(self, object_list, per_page):
+        """DRF's paginator, made with this list's read of its rows."""
+        return Paginator(object_list, per_page, read=getattr(self, "_read", None))
 
 
 def _read_queryset(queryset, view):
