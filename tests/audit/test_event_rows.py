@@ -1,4 +1,4 @@
-"""The audit log's rows (audit/views.py _event_rows) are what the template's per-row tags made of each event:
+"""The audit log's rows (audit/rows.py event_rows) are what the template's per-row tags made of each event:
 the same HTML for every role, action, object type and result, in both languages."""
 
 import datetime
@@ -13,7 +13,7 @@ from audit.actions import Action
 from audit.models import AuditEvent
 from common.paging import Paginator
 
-# The rows template before _event_rows (audit/_event_rows.html), kept as the reference.
+# The rows template before audit.rows.event_rows (audit/_event_rows.html), kept as the reference.
 _BEFORE = (Path(__file__).parent / "event_rows_before.html").read_text()
 
 
