@@ -5,36 +5,29 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from network.models import Address, ElasticIP, Network, PublicPool, Subnet
 from tests.billing.conftest import desktop_row
+from tests.harness.migrations import database_of_its_own, migrate
+from tests.scenario import scenario_build
 
 BEFORE = [("billing", "0005_detached_volumes_metered")]
 AFTER = [("billing", "0006_elastic_ips_metered")]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.fixture
-def back_to_the_latest():
-    """Whatever happens, the schema is the latest again for the tests after this one."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+def own_database(django_db_blocker):
+    """A database of the test's own at the latest state with the scenario's rows (tests/harness/migrations.py):
+    ``scenario``, asked for after it, reads them there; the test takes billing back and forward on it."""
+    with database_of_its_own(django_db_blocker, latest=True) as name, django_db_blocker.unblock():
+        scenario_build()
+        yield name
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("back_to_the_latest")
-def test_elastic_ips_get_their_own_meter_and_leave_the_desktops_meter(scenario):
+def test_elastic_ips_get_their_own_meter_and_leave_the_desktops_meter(own_database, scenario):
     desktop = desktop_row(scenario.tenant_a, owner=scenario.student, state="running", power="running")
     subnet = Subnet.objects.create(
         network=Network.objects.create(tenant=scenario.tenant_a, name="mig-net"),
@@ -51,13 +44,13 @@ def test_elastic_ips_get_their_own_meter_and_leave_the_desktops_meter(scenario):
     unbound = ElasticIP.objects.create(pool=pool, tenant=scenario.tenant_a, ip="198.51.100.3")
     # Opened two days ago, before a local midnight, with the NIC and the bound elastic IP.
     since = datetime.combine(timezone.localdate() - timedelta(days=2), datetime.min.time(), SHANGHAI).replace(hour=22)
-    old = _migrate(BEFORE)
+    old = migrate(BEFORE)
     old.get_model("billing", "MeterCursor").objects.create(
         desktop_id=desktop.pk, tenant_id=scenario.tenant_a.pk, user_id=scenario.student.pk, since=since, ips=2
     )
 
     before = timezone.now()
-    new = _migrate(AFTER)
+    new = migrate(AFTER)
     after = timezone.now()
 
     cursor = new.get_model("billing", "MeterCursor").objects.get(pk=desktop.pk)
