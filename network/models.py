@@ -389,15 +389,20 @@ class Address(models.Model):
     def dhcp_status(self) -> str:
         """Where the binding stands: "pushed", "pending", "vcenter" (no DHCP service there: nothing is
         pushed) or "segment" (a flat network: the physical segment's DHCP, outside the portal)."""
-        if self.subnet.network.kind == Network.Kind.FLAT:
-            return "segment"
-        if self.dhcp == self.Dhcp.VCENTER:
-            return "vcenter"
-        return "pushed" if self.pushed_to else "pending"
+        return dhcp_status_of(network_kind=self.subnet.network.kind, dhcp=self.dhcp, pushed_to=self.pushed_to)
 
     @property
     def dhcp_status_display(self) -> str:
         return str(DHCP_STATUS_LABELS[self.dhcp_status])
+
+
+def dhcp_status_of(*, network_kind: str, dhcp: str, pushed_to: str) -> str:
+    """``Address.dhcp_status`` from the columns it depends on (for reads of columns, not instances)."""
+    if network_kind == Network.Kind.FLAT:
+        return "segment"
+    if dhcp == Address.Dhcp.VCENTER:
+        return "vcenter"
+    return "pushed" if pushed_to else "pending"
 
 
 DHCP_STATUS_LABELS = {

@@ -5,6 +5,7 @@ import ipaddress
 from django.db.models import Count, Q, QuerySet
 
 from network.models import (
+    DHCP_STATUS_LABELS,
     Address,
     AddressPool,
     ElasticIP,
@@ -15,6 +16,7 @@ from network.models import (
     Segment,
     SegmentAssignment,
     Subnet,
+    dhcp_status_of,
 )
 from tenants.models import Tenant
 from tenants.roles import PlatformRole, TenantRole
@@ -161,24 +163,38 @@ def nics_for_desktops(desktop_ids) -> dict[int, list[dict]]:
     result: dict[int, list[dict]] = {i: [] for i in ids}
     if not ids:
         return result
+    # Columns, not instances: a page of desktops reads its NICs with their network and group names.
     rows = (
         Address.objects.filter(desktop_id__in=ids, state=Address.State.ALLOCATED, kind=Address.Kind.NIC)
-        .select_related("subnet__network", "security_group")
         .order_by("desktop_id", "nic_index")
+        .values_list(
+            "desktop_id",
+            "mac",
+            "ip",
+            "subnet__network__name",
+            "subnet__network_id",
+            "subnet__network__kind",
+            "subnet__cidr",
+            "subnet__gateway",
+            "security_group__name",
+            "pushed_to",
+            "dhcp",
+        )
     )
-    for address in rows:
-        result[address.desktop_id].append(
+    for desktop_id, mac, ip, network, network_id, kind, cidr, gateway, group, pushed_to, dhcp in rows:
+        status = dhcp_status_of(network_kind=kind, dhcp=dhcp, pushed_to=pushed_to)
+        result[desktop_id].append(
             {
-                "mac": address.mac,
-                "ip": address.ip,
-                "network": address.subnet.network.name,
-                "network_id": address.subnet.network_id,
-                "cidr": address.subnet.cidr,
-                "gateway": address.subnet.gateway,
-                "security_group": address.security_group.name if address.security_group_id else "",
-                "pushed_to": address.pushed_to,
-                "dhcp_status": address.dhcp_status,
-                "dhcp_status_display": address.dhcp_status_display,
+                "mac": mac,
+                "ip": ip,
+                "network": network,
+                "network_id": network_id,
+                "cidr": cidr,
+                "gateway": gateway,
+                "security_group": group or "",
+                "pushed_to": pushed_to,
+                "dhcp_status": status,
+                "dhcp_status_display": str(DHCP_STATUS_LABELS[status]),
             }
         )
     return result

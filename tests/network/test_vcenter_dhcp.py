@@ -49,3 +49,45 @@ def test_a_libvirt_nic_is_pending_until_pushed(scenario, api, run_id):
     networking.desktop_nics_allocate(desktop=desktop)
     (nic,) = api.as_user(scenario.student).get(f"/api/v1/addresses/?desktop={desktop.pk}").json()["results"]
     assert nic["dhcp_status"] == "pending" and nic["dhcp_status_display"] == "待下发"
+
+
+def test_the_desktop_lists_nic_columns_say_what_the_address_itself_says(scenario, run_id):
+    """nics_for_desktops reads columns, not instances: for every DHCP status (pending, pushed, vCenter,
+    a flat network's segment) each NIC says what ``Address`` and its network say."""
+    from network.models import Network
+    from network.selectors import nics_for_desktops
+
+    network = tenant_network(scenario)
+    libvirt = endpoint_make(scenario, name=f"kvm-{run_id}", prefix=f"k{run_id}")
+    pending = desktop_row(scenario.tenant_a, libvirt, owner=scenario.student)
+    pushed = desktop_row(scenario.tenant_a, libvirt, owner=scenario.student)
+    on_vcenter = desktop_row(scenario.tenant_a, _vcenter(), owner=scenario.student)
+    for desktop in (pending, pushed, on_vcenter):
+        networking.desktop_nics_allocate(desktop=desktop)
+    networking.desktop_bindings_push(desktop=pushed)
+
+    def expected(desktop):
+        return [
+            {
+                "mac": a.mac,
+                "ip": a.ip,
+                "network": a.subnet.network.name,
+                "network_id": a.subnet.network_id,
+                "cidr": a.subnet.cidr,
+                "gateway": a.subnet.gateway,
+                "security_group": a.security_group.name if a.security_group_id else "",
+                "pushed_to": a.pushed_to,
+                "dhcp_status": a.dhcp_status,
+                "dhcp_status_display": a.dhcp_status_display,
+            }
+            for a in Address.objects.filter(desktop_id=desktop.pk, kind=Address.Kind.NIC).order_by("nic_index")
+        ]
+
+    read = nics_for_desktops([pending.pk, pushed.pk, on_vcenter.pk])
+    assert [nics[0]["dhcp_status"] for nics in read.values()] == ["pending", "pushed", "vcenter"]
+    assert read == {d.pk: expected(d) for d in (pending, pushed, on_vcenter)}
+    assert read[pending.pk][0]["security_group"]  # the tenant's default group, by name
+
+    Network.objects.filter(pk=network.pk).update(kind=Network.Kind.FLAT)
+    read = nics_for_desktops([pending.pk])
+    assert read[pending.pk][0]["dhcp_status"] == "segment" and read == {pending.pk: expected(pending)}
