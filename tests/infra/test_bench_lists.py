@@ -46,6 +46,10 @@ def test_the_list_bench_covers_every_collection_and_page_with_flat_query_counts(
         grown = {path: v["queries"] for path, v in measured.items() if v["queries"][1] > v["queries"][0]}
         assert not grown, f"query counts grow with the rows at {size}: {grown}"
         assert all(v["p95_ms"] > 0 for v in measured.values())
+        # Each ratio is to the baseline measured right before its endpoint.
+        for v in measured.values():
+            assert v["baseline_p95_ms"] > 0
+            assert v["ratio"] == pytest.approx(v["p95_ms"] / v["baseline_p95_ms"], rel=0.02)
 
 
 def test_the_class_start_bench_takes_every_student_through_the_three_steps():
