@@ -86,12 +86,16 @@ def _static_files_listed_once():
 
 @pytest.fixture
 def eager():
-    """Celery tasks run in-process, at once, their errors raised (the layer above the worker)."""
+    """Celery tasks run in-process, at once, their errors raised (the layer above the worker); a task's
+    retry runs again after its countdown, as on a worker (tests/harness/eager.py)."""
     from portal.celery import app
+    from tests.harness import eager as eager_retries
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+    eager_retries.install()
     yield app
+    eager_retries.uninstall()
     app.conf.task_always_eager = False
     app.conf.task_eager_propagates = False
 

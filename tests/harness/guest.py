@@ -166,25 +166,20 @@ class GuestEnv:
     def desktop_on(self, host_name: str, *, actor, tenant, owner=None, name: str = "", versions=None):
         """A desktop of the guest image (or of ``versions``, from ``image_with``) placed on that host
         through ``desktop_create``; with eager tasks it is running when this returns (asserted)."""
-        from celery.exceptions import Retry
-
         from compute import services
         from compute.models import Desktop
 
         site = self.testbed[host_name].site
         name = name or f"guest-{host_name}"
-        try:
-            services.desktop_create(
-                actor=actor,
-                tenant=tenant,
-                image_version=(versions or self.versions)[site],
-                flavor=self.flavor,
-                owner=owner or actor,
-                name=name,
-                endpoint=self.hosts[host_name].endpoint,
-            )
-        except Retry as retry:
-            _run_again(retry)
+        services.desktop_create(
+            actor=actor,
+            tenant=tenant,
+            image_version=(versions or self.versions)[site],
+            flavor=self.flavor,
+            owner=owner or actor,
+            name=name,
+            endpoint=self.hosts[host_name].endpoint,
+        )
         desktop = Desktop.objects.filter(tenant=tenant, name=name).latest("pk")
         if desktop.state == Desktop.State.PROVISIONING:
             return desktop  # a real worker runs the task: the caller waits (tests.harness.waiting.wait_state)
@@ -340,21 +335,3 @@ def guest_env_made(testbed, guest_boot, scenario, *, letter: str = "g", name: st
 def guest_env(testbed, guest_boot, scenario) -> GuestEnv:
     with guest_env_made(testbed, guest_boot, scenario) as env:
         yield env
-
-
-def _run_again(retry, attempts: int = 5) -> None:
-    """Eager tasks raise a transient hypervisor error's Retry (``task_eager_propagates``) where a worker
-    would run the task again after its countdown (Debian 12's ebtables-nft meeting another rule change
-    on the host: compute/drivers/libvirt/errors.py): run it again here, as the worker would."""
-    import time
-
-    from celery.exceptions import Retry
-
-    for _ in range(attempts):
-        time.sleep(min(float(retry.when or 1), 5))
-        try:
-            retry.sig.apply()
-            return
-        except Retry as again:
-            retry = again
-    raise retry
