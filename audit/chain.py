@@ -202,9 +202,10 @@ def append(event: AuditEvent) -> AuditEvent:
     return event
 
 
-def append_many(events: list[AuditEvent], batch_size: int = 5000) -> int:
-    """Bulk append in chain order (demo history, benchmarks): one lock, batched inserts."""
-    with transaction.atomic():
+def append_many(events: list[AuditEvent], batch_size: int = 5000, *, savepoint: bool = True) -> int:
+    """Bulk append in chain order (demo history, benchmarks, ``services.events_batched``): one lock,
+    batched inserts. ``savepoint`` False: in the caller's transaction, as ``append`` does."""
+    with transaction.atomic(savepoint=savepoint):
         head = chain_head_lock()
         last_id, last_hash = head.last_id, head.last_hash
         key = chain_key()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +85,35 @@ def event_record(
         reason=_clip(reason, 500),
         detail=json.loads(canonical_json(detail)),
     )
+    batch = _batch.get()
+    if batch is not None:
+        batch.append(event)
+        return event
     return chain.append(event)
+
+
+# The events recorded inside ``events_batched`` in this thread (None: outside one).
+_batch: contextvars.ContextVar[list[AuditEvent] | None] = contextvars.ContextVar("audit_batch", default=None)
+
+
+@contextlib.contextmanager
+def events_batched() -> Iterator[None]:
+    """Events recorded inside the block join the chain together when it ends, in the order recorded:
+    one lock of the chain's head and one insert instead of three queries each (a pool's seats, a
+    desktop's provisioning with its quota). The caller's transaction must enclose the block, so an
+    event still commits or rolls back with its change; an exception drops the events with the change.
+    Inside, a recorded event has no id yet. A nested block joins the outer one."""
+    if _batch.get() is not None:
+        yield
+        return
+    events: list[AuditEvent] = []
+    token = _batch.set(events)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if events:
+        chain.append_many(events, savepoint=False)
 
 
 # --- chain verification and archive -------------------------------------------------------

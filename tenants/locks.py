@@ -19,12 +19,31 @@ def quota_rows_lock(*, tenant, course=None, user=None) -> list[Quota]:
     return list(Quota.objects.select_for_update().filter(condition).select_related("tenant").order_by("pk"))
 
 
+def quota_rows_lock_for_users(*, tenant, course=None, users=()) -> list[Quota]:
+    """Lock every quota that binds any of ``users``' desktops of the tenant (and course) at once: the
+    tenant's and its ancestors', the course's, each user's (a batch of a pool's seats)."""
+    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=tenant.ancestor_paths())
+    if course is not None:
+        condition |= Q(scope=Quota.Scope.COURSE, course=course)
+    if users:
+        condition |= Q(scope=Quota.Scope.USER, tenant=tenant, user__in=[u.pk for u in users])
+    return list(Quota.objects.select_for_update().filter(condition).select_related("tenant").order_by("pk"))
+
+
 def quota_row_lock(pk: int) -> Quota:
     return Quota.objects.select_for_update().select_related("tenant", "course", "user").get(pk=pk)
 
 
 def reservation_lock(pk: int) -> Reservation:
     return Reservation.objects.select_for_update().select_related("tenant", "course", "user").get(pk=pk)
+
+
+def reservations_lock(pks) -> list[Reservation]:
+    """The reservations, locked in id order (one statement); ids of no reservation are left out."""
+    return list(
+        Reservation.objects.select_for_update().filter(pk__in=list(pks)).select_related("tenant", "course", "user")
+        .order_by("pk")
+    )
 
 
 def request_lock(pk: int) -> ApprovalRequest:

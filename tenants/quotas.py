@@ -25,7 +25,13 @@ from audit.services import event_record
 from common.errors import Conflict, Forbidden, InvalidInput, InvalidTransition
 from tenants import permissions
 from tenants.errors import TenantsError
-from tenants.locks import quota_row_lock, quota_rows_lock, reservation_lock
+from tenants.locks import (
+    quota_row_lock,
+    quota_rows_lock,
+    quota_rows_lock_for_users,
+    reservation_lock,
+    reservations_lock,
+)
 from tenants.models import (
     RESOURCE_LABELS,
     RESOURCES,
@@ -229,22 +235,75 @@ def quota_reserve(
     return reservation
 
 
+def quota_reserve_many(
+    *,
+    tenant: Tenant,
+    course: Course | None = None,
+    shares: list[tuple[User | None, ResourceAmounts]],
+    reason: str,
+    actor: User | None = None,
+) -> list[Reservation]:
+    """``quota_reserve`` for a batch of shares of the same tenant and course, each with its user (a pool's
+    seats): all reserved, or none and QuotaExceeded for the first share that does not fit beside the
+    ones before it. The binding quota rows are locked in one statement and written once, the
+    reservations inserted together; each still gets its own reservation and audit event."""
+    _check_scope(tenant, course, None)
+    shares = [(user, as_amounts(amounts)) for user, amounts in shares]
+    with transaction.atomic():
+        users = list({user.pk: user for user, _amounts in shares if user is not None}.values())
+        quotas = quota_rows_lock_for_users(tenant=tenant, course=course, users=users)
+        shared = [q for q in quotas if q.scope != Quota.Scope.USER]
+        own: dict[int, list[Quota]] = {}
+        for quota in quotas:
+            if quota.scope == Quota.Scope.USER:
+                own.setdefault(quota.user_id, []).append(quota)
+        made = []
+        for user, amounts in shares:
+            binding = shared + (own.get(user.pk, []) if user is not None else [])
+            shortfalls = _shortfalls(binding, amounts)
+            if shortfalls:
+                raise QuotaExceeded(shortfalls)
+            for quota in binding:
+                _apply(quota, amounts, reserved=+1)
+            made.append(
+                Reservation(tenant=tenant, course=course, user=user, reason=reason[:255], **amounts.as_dict())
+            )
+        for quota in quotas:
+            _save_counters(quota)
+        Reservation.objects.bulk_create(made)
+        for reservation, (_user, amounts) in zip(made, shares, strict=True):
+            event_record(
+                action=Action.QUOTA_RESERVED, actor=actor, target=reservation, tenant=tenant, detail=amounts.as_dict()
+            )
+    return made
+
+
+def _commit_locked(reservation: Reservation, actor: User | None) -> Reservation:
+    if reservation.state == Reservation.State.COMMITTED:
+        return reservation
+    if reservation.state != Reservation.State.RESERVED:
+        raise InvalidTransition(_("该预留已释放，不能再确认使用。"))
+    amounts = ResourceAmounts.of(reservation)
+    for quota in quota_rows_lock(tenant=reservation.tenant, course=reservation.course, user=reservation.user):
+        _apply(quota, amounts, reserved=-1, used=+1)
+        _save_counters(quota)
+    reservation.state = Reservation.State.COMMITTED
+    reservation.save(update_fields=["state", "updated_at"])
+    event_record(action=Action.QUOTA_COMMITTED, actor=actor, target=reservation, tenant=reservation.tenant)
+    return reservation
+
+
 def quota_commit(*, reservation: Reservation, actor: User | None = None) -> Reservation:
     """Provisioning succeeded: the reserved amounts become used. Committing twice is harmless."""
     with transaction.atomic():
-        reservation = reservation_lock(reservation.pk)
-        if reservation.state == Reservation.State.COMMITTED:
-            return reservation
-        if reservation.state != Reservation.State.RESERVED:
-            raise InvalidTransition(_("该预留已释放，不能再确认使用。"))
-        amounts = ResourceAmounts.of(reservation)
-        for quota in quota_rows_lock(tenant=reservation.tenant, course=reservation.course, user=reservation.user):
-            _apply(quota, amounts, reserved=-1, used=+1)
-            _save_counters(quota)
-        reservation.state = Reservation.State.COMMITTED
-        reservation.save(update_fields=["state", "updated_at"])
-        event_record(action=Action.QUOTA_COMMITTED, actor=actor, target=reservation, tenant=reservation.tenant)
-    return reservation
+        return _commit_locked(reservation_lock(reservation.pk), actor)
+
+
+def quota_commit_ids(*, reservation_ids: list[int], actor: User | None = None) -> list[Reservation]:
+    """``quota_commit`` of reservations known by id (as a desktop stores them): read and locked in one
+    statement, not read first and locked again. Ids of no reservation are skipped."""
+    with transaction.atomic():
+        return [_commit_locked(reservation, actor) for reservation in reservations_lock(reservation_ids)]
 
 
 def quota_release(*, reservation: Reservation, actor: User | None = None) -> Reservation:

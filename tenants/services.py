@@ -393,8 +393,10 @@ from tenants.quotas import (  # noqa: E402
     quota_charge_existing,
     quota_check,
     quota_commit,
+    quota_commit_ids,
     quota_release,
     quota_reserve,
+    quota_reserve_many,
     quota_set,
 )
 from tenants.roster import course_roster_import, course_roster_preview, course_roster_remove  # noqa: E402
@@ -420,8 +422,10 @@ __all__ = [
     "quota_charge_existing",
     "quota_check",
     "quota_commit",
+    "quota_commit_ids",
     "quota_release",
     "quota_reserve",
+    "quota_reserve_many",
     "quota_set",
     "request_approve",
     "request_cancel",

@@ -4,7 +4,7 @@ destroyed) or its refusal (an error noted while it is retried, an operation fail
 from django.db import transaction
 
 from audit.actions import Action
-from audit.services import event_record
+from audit.services import event_record, events_batched
 from common.db import retry_on_deadlock
 from compute import hooks, locks, quota
 from compute.drivers.base import VMInfo
@@ -26,7 +26,8 @@ def apply_vm_info(desktop: Desktop, info: VMInfo) -> None:
 
 @retry_on_deadlock
 def desktop_provision_finish(*, desktop_id: int, info: VMInfo) -> Desktop:
-    with transaction.atomic():
+    # The quota's event and the desktop's join the audit chain together, at the end (one head lock).
+    with transaction.atomic(), events_batched():
         desktop = locks.desktop_lock(desktop_id)
         if desktop.state != Desktop.State.PROVISIONING:
             return desktop

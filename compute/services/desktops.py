@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit.actions import Action
-from audit.services import event_record
+from audit.services import event_record, events_batched
 from common.db import retry_on_deadlock
 from common.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from common.tasks import enqueue
@@ -28,6 +28,7 @@ from compute.models import Desktop, Endpoint, Flavor, ImageVersion, Volume
 from compute.placement import place
 from compute.placement import resize_fit as place_resize
 from compute.services.rules import require_manage
+from network import selectors as network_selectors
 from tenants import permissions as tenant_permissions
 from tenants.models import RosterEntry
 
@@ -153,6 +154,85 @@ def desktop_create(
             detail={"flavor": flavor.name, "image": str(image_version), "endpoint": placement.endpoint.name},
         )
     return desktop
+
+
+def _check_owners(*, actor: User, tenant: Tenant, image_version, flavor, course: Course, owners: list[User]) -> None:
+    """``_check_request`` for a batch of owners of desktops of the same course: the checks that do not
+    depend on who the owner is run once (for the first owner, and once more for the actor's own desktop
+    when another's precedes it); the roster is read for all owners in one query."""
+    for first in {owner.pk == actor.pk: owner for owner in reversed(owners)}.values():
+        _check_request(
+            actor=actor, tenant=tenant, image_version=image_version, flavor=flavor, owner=first, course=course
+        )
+    enrolled = set(RosterEntry.objects.filter(course=course, user__in=owners).values_list("user_id", flat=True))
+    for owner in {o.pk: o for o in owners if o.pk not in enrolled}.values():
+        _check_course(owner=owner, tenant=tenant, course=course)
+
+
+@retry_on_deadlock
+def desktops_create(
+    *,
+    actor: User,
+    tenant: Tenant,
+    image_version: ImageVersion,
+    flavor: Flavor,
+    course: Course,
+    wanted: list[tuple[User, str]],
+    endpoint: Endpoint | None = None,
+    start: bool = True,
+) -> list[Desktop]:
+    """``desktop_create`` for a batch of desktops of one course (a pool's seats): ``wanted`` is (owner,
+    name) per desktop. All are requested in one transaction, or none: the first refusal (capacity,
+    budget, quota) is raised and nothing of the batch is left. Each desktop is placed after the one
+    before it is written (placement counts it), has its own reservation, NIC, task and audit event;
+    the checks, the budget, the quota rows and the audit chain's head are taken once for the batch."""
+    owners = [owner for owner, _name in wanted]
+    _check_owners(actor=actor, tenant=tenant, image_version=image_version, flavor=flavor, course=course, owners=owners)
+    hooks.desktop_create_check(tenant=tenant, course=course)
+    made: list[Desktop] = []
+    with transaction.atomic(), events_batched():
+        _require_version_ready(image_version)
+        for owner, name in wanted:
+            made.append(
+                Desktop(
+                    name=name[:100],
+                    vm_name=_vm_name(tenant, owner),
+                    tenant=tenant,
+                    owner=owner,
+                    course=course,
+                    image_version=image_version,
+                    flavor=flavor,
+                    vcpus=flavor.vcpus,
+                    memory_mib=flavor.memory_mib,
+                    disk_gib=flavor.disk_gib,
+                    gpus=flavor.gpus,
+                    created_by=actor,
+                )
+            )
+        reservations = quota.desktops_quota_reserve(actor=actor, desktops=made)
+        network = network_selectors.default_network_for(tenant)
+        endpoints: dict[int, Endpoint] = {}  # one instance per endpoint: its site is read once (the task's queue)
+        for desktop, reservation in zip(made, reservations, strict=True):
+            placement = place(flavor=flavor, image_version=image_version, endpoint=endpoint)
+            desktop.endpoint = endpoints.setdefault(placement.endpoint.pk, placement.endpoint)
+            desktop.host = placement.host
+            desktop.storage_pool, desktop.gpu_device = placement.storage_pool, placement.gpu_device
+            desktop.quota_reservation = reservation
+            desktop.provision()
+            desktop.save()
+            if network is not None:
+                networking.desktop_nics_allocate(desktop=desktop, network=network)
+            desktop.task_id = _desktop_task(desktop, "desktop_provision", **({} if start else {"start": False}))
+            desktop.save(update_fields=["task_id"])
+            event_record(
+                action=Action.DESKTOP_CREATED,
+                actor=actor,
+                target=desktop,
+                tenant=tenant,
+                detail={"flavor": flavor.name, "image": str(image_version), "endpoint": placement.endpoint.name},
+            )
+        hooks.desktops_changed(desktops=made, reason="created")
+    return made
 
 
 def desktop_clone(*, actor: User, desktop: Desktop, name: str = "") -> Desktop:

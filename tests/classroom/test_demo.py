@@ -59,23 +59,23 @@ def test_a_seeding_cut_short_is_taken_up_again_by_the_next_one(
     from compute import services as compute_services
 
     settings.DEFAULT_HYPERVISOR_URI = "test:///default"
-    real_create, calls = compute_services.desktop_create, []
+    real_create, calls = compute_services.desktops_create, []
 
-    def deadlocked_after_three(**kwargs):
+    def deadlocked_after_one_batch(**kwargs):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 1:
             raise OperationalError(1213, "Deadlock found when trying to get lock")
         return real_create(**kwargs)
 
     with time_machine.travel(at(THURSDAY, 10), tick=False):
         tenants_demo.seed()
         compute_demo.seed()
-        monkeypatch.setattr(compute_services, "desktop_create", deadlocked_after_three)
+        monkeypatch.setattr(compute_services, "desktops_create", deadlocked_after_one_batch)
         with pytest.raises(OperationalError), django_capture_on_commit_callbacks(execute=True):
             classroom_demo.seed()
-        monkeypatch.setattr(compute_services, "desktop_create", real_create)
+        monkeypatch.setattr(compute_services, "desktops_create", real_create)
         pool = DesktopPool.objects.get()
-        assert pool.seats.filter(desktop__isnull=False).count() == 3
+        assert pool.seats.filter(desktop__isnull=False).count() == 10  # the first batch of seats
         with django_capture_on_commit_callbacks(execute=True):
             classroom_demo.seed()
 

@@ -168,8 +168,8 @@ def test_roster_changes_hand_over_a_reset_desktop_add_new_ones_and_retire_the_re
 def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_the_pool(
     scenario, env, eager, django_capture_on_commit_callbacks, monkeypatch
 ):
-    """Each seat's desktop is requested in its own transaction (provisioning starts with the first):
-    a refusal midway leaves the pool and the seats already served, and the rest say why."""
+    """A batch of seats that is refused is taken again seat by seat, each in its own transaction: a
+    refusal midway leaves the pool and the seats already served, and the rest say why."""
     from common.errors import Conflict
 
     course = make_course(scenario, students=3)
@@ -182,7 +182,11 @@ def test_a_seat_whose_desktop_is_refused_keeps_the_reason_and_is_retried_from_th
             raise Conflict("没有可用的主机容量。", code="no_capacity")
         return real_create(**kwargs)
 
+    def batch_refused(**kwargs):
+        raise Conflict("没有可用的主机容量。", code="no_capacity")
+
     monkeypatch.setattr(compute_services, "desktop_create", full_after_one)
+    monkeypatch.setattr(compute_services, "desktops_create", batch_refused)
     pool = _pool(env, course, django_capture_on_commit_callbacks, scenario.teacher)
 
     seats = list(pool.seats.order_by("pk"))

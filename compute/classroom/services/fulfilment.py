@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from audit.actions import Action
 from audit.services import event_record
+from common.db import retry_on_deadlock
 from common.errors import InvalidInput
 from common.tasks import enqueue
 from compute.classroom import task_names
@@ -112,6 +113,7 @@ def fulfil_course_desktops(request: ApprovalRequest) -> None:
     enqueue(task_names.POOL_FULFIL, request.pk, queue="default")
 
 
+@retry_on_deadlock  # beside the workers' reports of the same request (seen in the class bench)
 def pool_request_progress(pool_id: int) -> ApprovalRequest | None:
     """Report the pool's seats to its request: how many desktops run, which failed and why."""
     pool = DesktopPool.objects.select_related("request").filter(pk=pool_id).first()
