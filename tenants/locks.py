@@ -11,12 +11,7 @@ from tenants.models import ApprovalRequest, Quota, Reservation, User
 
 def quota_rows_lock(*, tenant, course=None, user=None) -> list[Quota]:
     """Lock every quota that binds a scope: the tenant's and its ancestors', the course's, the user's."""
-    condition = Q(scope=Quota.Scope.TENANT, tenant__path__in=tenant.ancestor_paths())
-    if course is not None:
-        condition |= Q(scope=Quota.Scope.COURSE, course=course)
-    if user is not None:
-        condition |= Q(scope=Quota.Scope.USER, tenant=tenant, user=user)
-    return list(Quota.objects.select_for_update().filter(condition).select_related("tenant").order_by("pk"))
+    return quota_rows_lock_for_users(tenant=tenant, course=course, users=[user] if user is not None else [])
 
 
 def quota_rows_lock_for_users(*, tenant, course=None, users=()) -> list[Quota]:
@@ -41,7 +36,9 @@ def reservation_lock(pk: int) -> Reservation:
 def reservations_lock(pks) -> list[Reservation]:
     """The reservations, locked in id order (one statement); ids of no reservation are left out."""
     return list(
-        Reservation.objects.select_for_update().filter(pk__in=list(pks)).select_related("tenant", "course", "user")
+        Reservation.objects.select_for_update()
+        .filter(pk__in=list(pks))
+        .select_related("tenant", "course", "user")
         .order_by("pk")
     )
 

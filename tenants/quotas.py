@@ -216,22 +216,9 @@ def quota_reserve(
     actor: User | None = None,
 ) -> Reservation:
     """Hold `amounts` against every binding quota, or raise QuotaExceeded (409) listing what is short."""
-    _check_scope(tenant, course, user)
-    amounts = as_amounts(amounts)
-    with transaction.atomic():
-        quotas = quota_rows_lock(tenant=tenant, course=course, user=user)
-        shortfalls = _shortfalls(quotas, amounts)
-        if shortfalls:
-            raise QuotaExceeded(shortfalls)
-        for quota in quotas:
-            _apply(quota, amounts, reserved=+1)
-            _save_counters(quota)
-        reservation = Reservation.objects.create(
-            tenant=tenant, course=course, user=user, reason=reason[:255], **amounts.as_dict()
-        )
-        event_record(
-            action=Action.QUOTA_RESERVED, actor=actor, target=reservation, tenant=tenant, detail=amounts.as_dict()
-        )
+    (reservation,) = quota_reserve_many(
+        tenant=tenant, course=course, shares=[(user, amounts)], reason=reason, actor=actor
+    )
     return reservation
 
 
@@ -265,9 +252,7 @@ def quota_reserve_many(
                 raise QuotaExceeded(shortfalls)
             for quota in binding:
                 _apply(quota, amounts, reserved=+1)
-            made.append(
-                Reservation(tenant=tenant, course=course, user=user, reason=reason[:255], **amounts.as_dict())
-            )
+            made.append(Reservation(tenant=tenant, course=course, user=user, reason=reason[:255], **amounts.as_dict()))
         for quota in quotas:
             _save_counters(quota)
         Reservation.objects.bulk_create(made)

@@ -30,7 +30,6 @@ from compute.services.desktops import (
     POWER_SERVICES,
     desktop_clone,
     desktop_create,
-    desktops_create,
     desktop_delete,
     desktop_hand_over,
     desktop_reboot,
@@ -39,6 +38,7 @@ from compute.services.desktops import (
     desktop_retry,
     desktop_start,
     desktop_stop,
+    desktops_create,
     desktops_power,
     desktops_reset,
 )
