@@ -356,3 +356,49 @@ def test_a_change_that_takes_no_more_quota_is_applied_without_approval(
     assert pool.persistence == "reset_after_class"
     change.refresh_from_db()
     assert change.state == State.FULFILLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_reporting_the_last_desktops_at_once_deliver_the_request_once(
+    scenario, env, eager, django_capture_on_commit_callbacks
+):
+    """Each worker reports the pool after its desktop is made; the two last ones may report together.
+    Their reports queue on the request: the first delivers it, the second finds it delivered (it used
+    to count from before the first report and fail with InvalidTransition)."""
+    import threading
+
+    from django.db import connection
+
+    from audit.actions import Action
+    from audit.models import AuditEvent
+
+    course = make_course(scenario, students=2)
+    request = _course_request(scenario, env, course, django_capture_on_commit_callbacks)
+    assert request.state == State.FULFILLED
+    pool = DesktopPool.objects.get(request=request)
+    ApprovalRequest.objects.filter(pk=request.pk).update(state=State.APPROVED)  # as before the last reports
+    delivered_before = AuditEvent.objects.filter(action=Action.REQUEST_FULFILLED, object_id=str(request.pk)).count()
+
+    barrier, results = threading.Barrier(2), [None, None]
+
+    def report(i):
+        try:
+            barrier.wait()
+            results[i] = services.pool_request_progress(pool.pk)
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=report, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(r is not None for r in results) == 1  # the second found nothing left to report
+    request.refresh_from_db()
+    assert request.state == State.FULFILLED
+    delivered = AuditEvent.objects.filter(action=Action.REQUEST_FULFILLED, object_id=str(request.pk)).count()
+    assert delivered == delivered_before + 1

@@ -27,6 +27,7 @@ from compute.classroom.models import DesktopPool, Seat
 from compute.models import Desktop
 from compute.quota import flavor_share
 from compute.services import request_desktops as desktop_requests
+from tenants.locks import request_lock
 from tenants.models import ApprovalRequest, Course, RequestKind, RosterEntry
 from tenants.quotas import ResourceAmounts
 from tenants.services import request_hand_over, request_report
@@ -115,11 +116,22 @@ def fulfil_course_desktops(request: ApprovalRequest) -> None:
 
 @retry_on_deadlock  # beside the workers' reports of the same request (seen in the class bench)
 def pool_request_progress(pool_id: int) -> ApprovalRequest | None:
-    """Report the pool's seats to its request: how many desktops run, which failed and why."""
-    pool = DesktopPool.objects.select_related("request").filter(pk=pool_id).first()
-    request = pool.request if pool is not None else None
-    if request is None or request.state not in _REPORTING:
+    """Report the pool's seats to its request: how many desktops run, which failed and why.
+
+    Reports of one request queue behind each other on its row lock and count the seats only then: two
+    workers finishing the last two desktops at once no longer both count from before the other's
+    report (the second used to find the request delivered and fail with InvalidTransition)."""
+    pool = DesktopPool.objects.filter(pk=pool_id).only("pk", "request_id").first()
+    if pool is None or pool.request_id is None:
         return None
+    with transaction.atomic():
+        request = request_lock(pool.request_id)
+        if request.state not in _REPORTING:
+            return None
+        return _report_seats(pool, request)
+
+
+def _report_seats(pool: DesktopPool, request: ApprovalRequest) -> ApprovalRequest:
     seats = list(pool.seats.filter(state=Seat.State.ACTIVE).select_related("desktop", "student"))
     failures, ready, pending = [], 0, 0
     for seat in seats:
