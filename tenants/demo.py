@@ -82,7 +82,10 @@ def seed() -> dict:
         for username, display_name, slug, role in TENANT_ACCOUNTS:
             number = f"2026{int(username[7:]):04d}" if username.startswith("student") else ""
             user = _user(username, display_name, password_hash, number)
-            membership_grant(actor=None, user=user, tenant=tenants[slug], role=role)
+            # A grant locks the account; seeding again beside a live worker that is creating these
+            # students' desktops takes no lock for the roles they already hold.
+            if not Membership.objects.filter(user=user, tenant=tenants[slug], role=role).exists():
+                membership_grant(actor=None, user=user, tenant=tenants[slug], role=role)
         course = _course_cs101(tenants["cs"])
         _quotas(tenants, course)
         _policies(tenants)

@@ -76,16 +76,8 @@ def login(page):
 def demo_data(transactional_db, settings):
     """The README's demo accounts and data, as `seed_demo` makes them."""
     from django.core.management import call_command
-    from django.db import OperationalError
 
     # With a live worker (the celery_worker fixture) the demo's first desktops are provisioned while
-    # seeding goes on, and MariaDB may pick the seeding transaction as a deadlock victim: seed_demo is
-    # idempotent, so it is run again, as an operator would.
-    for attempt in range(3):
-        try:
-            call_command("seed_demo", verbosity=0)
-            break
-        except OperationalError as exc:
-            if exc.args[0] != 1213 or attempt == 2:
-                raise
+    # seeding goes on; seed_demo runs a seeder MariaDB picked as a deadlock victim again itself.
+    call_command("seed_demo", verbosity=0)
     return settings.DEMO_PASSWORD

@@ -35,3 +35,19 @@ def test_seed_gives_every_demo_account_its_role_and_cs101_its_roster(db, setting
     assert Quota.objects.filter(scope="tenant", tenant__slug__in=["cs", "me"]).count() == 2
     assert ApprovalPolicy.objects.filter(tenant__slug__in=["cs", "me"]).count() == 2
     assert User.objects.get(username="teacher1").has_perm("tenants.manage_course", course)
+
+
+def test_seeding_again_locks_no_account(db, settings):
+    """Beside a live worker creating the students' desktops, seeding again must not queue on their
+    accounts (a grant locks the account FOR UPDATE): the roles already held are left alone."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    demo.seed()
+
+    with CaptureQueriesContext(connection) as queries:
+        demo.seed()
+
+    locking = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert locking == []
