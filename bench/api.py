@@ -210,6 +210,7 @@ def main() -> None:
             # The full size is the campus's big tables (desktops, audit events) and their pages.
             grown = endpoints if key == "rows" else [e for e in endpoints if e.full]
             seconds = _grow(world, grown, size)
+            common.statistics_refresh()
             print(f"seeded {size} rows per collection measured ({seconds:.0f} s)", flush=True)
             measured = [e for e in grown if not args.only or e.path in args.only]
             counts[key] = _query_counts(world, measured, credentials)

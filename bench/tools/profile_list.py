@@ -41,6 +41,7 @@ def main() -> None:
     # listed before it grew (the pool page needs the pools, the usage page the usage).
     for grown in rows.ENDPOINTS[: rows.ENDPOINTS.index(endpoint) + 1]:
         grown.grow(world, args.rows)
+    common.statistics_refresh()
     path = endpoint.url(world)  # "/api/v1/pools/{pool}/seats/" and the like get their ids
     client = Client()
     force_login_verified(client, endpoint.user(world))
