@@ -35,6 +35,11 @@ def backoff_seconds(attempt: int) -> float:
     return min(0.02 * (2**attempt), BACKOFF_CAP_SECONDS) * (1 + random.random())
 
 
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is MariaDB rolling a transaction back because it lost a row lock to another one."""
+    return isinstance(exc, OperationalError) and bool(exc.args) and exc.args[0] in DEADLOCK_CODES
+
+
 def retry_on_deadlock(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -42,8 +47,7 @@ def retry_on_deadlock(fn):
             try:
                 return fn(*args, **kwargs)
             except OperationalError as exc:
-                code = exc.args[0] if exc.args else None
-                if code not in DEADLOCK_CODES or connection.in_atomic_block or attempt == ATTEMPTS - 1:
+                if not is_lock_conflict(exc) or connection.in_atomic_block or attempt == ATTEMPTS - 1:
                     raise
                 time.sleep(backoff_seconds(attempt))
         raise AssertionError("unreachable")

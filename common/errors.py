@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     THROTTLED = "throttled"
     CONFLICT = "conflict"
     INVALID_TRANSITION = "invalid_transition"
+    BUSY = "busy"
     SERVER_ERROR = "server_error"
 
 
@@ -67,6 +68,16 @@ class Conflict(ServiceError):
     status = 409
     code = ErrorCode.CONFLICT
     default_message = _("操作与当前状态冲突。")
+
+
+class Busy(ServiceError):
+    """The request's transaction lost a row lock to another one's and was rolled back: nothing was done,
+    and the same request a moment later will most likely succeed."""
+
+    status = 503
+    code = ErrorCode.BUSY
+    retry_after_seconds = 2
+    default_message = _("系统繁忙：另一项操作正在使用相同的数据，您的操作未能完成。请稍后重试。")
 
 
 class InvalidTransition(Conflict):

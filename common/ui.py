@@ -1,18 +1,21 @@
 """How an HTML view calls a service: the outcome becomes a message, then the browser moves on.
 
 A service refuses with a ``ServiceError`` whose message is already in the user's language; the
-page shows it and never turns into a 500. Any other exception is a bug and is left to
-Django's 500 handling, which logs it.
+page shows it and never turns into a 500. A service whose transaction MariaDB rolled back for another's
+row locks did nothing either: that is said the same way (``Busy``), the form kept as typed. Any other
+exception is a bug and is left to Django's 500 handling, which logs it.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
+from django.db import OperationalError, connection
 from django.http import HttpResponseRedirect
 from django.shortcuts import resolve_url
 
-from common.errors import ServiceError
+from common.db import is_lock_conflict
+from common.errors import Busy, ServiceError
 from common.http import safe_next
 
 _SAME = object()
@@ -48,7 +51,7 @@ def service_call(
     if callable(back):
         raise TypeError("service_call: give `back` when `next` depends on the result")
     try:
-        result = fn()
+        result = _called(fn)
     except ServiceError as exc:
         if refused is not None:
             refused(request, exc)
@@ -60,6 +63,16 @@ def service_call(
     if success is not None:
         messages.success(request, success(result) if callable(success) else success)
     return _redirect(request, next(result) if callable(next) else next)
+
+
+def _called(fn):
+    """``fn()``; a transaction of it that MariaDB rolled back for another's row locks is a refusal (Busy)."""
+    try:
+        return fn()
+    except OperationalError as exc:
+        if not is_lock_conflict(exc) or connection.in_atomic_block:
+            raise  # a lock lost inside the view's own transaction: portal.middleware answers it
+        raise Busy() from exc
 
 
 def _redirect(request, target) -> HttpResponseRedirect:

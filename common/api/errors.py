@@ -1,7 +1,8 @@
 """One error format for the whole API: {"code", "message", "detail"}.
 
 Every refusal goes through here, whether DRF raised it (validation, auth, parsing) or a
-service did (common.errors.ServiceError). Anything else is a bug and is left to Django's
+service did (common.errors.ServiceError); a transaction MariaDB rolled back for another's row
+locks is said as ``Busy`` (503, try again). Anything else is a bug and is left to Django's
 500 handling, which logs it.
 """
 
@@ -13,7 +14,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from common.errors import ErrorCode, ServiceError
+from common.db import is_lock_conflict
+from common.errors import Busy, ErrorCode, ServiceError
 
 _CODES = [
     (exceptions.ParseError, ErrorCode.MALFORMED_REQUEST, lambda: _("请求格式错误，无法解析。")),
@@ -34,16 +36,25 @@ def error_response(code: str, message: str, detail=None, status_code: int = 400,
     return Response(body, status=status_code, headers=headers)
 
 
+def _translated(exc):
+    """Django's and MariaDB's exceptions that a view may raise, as the API's own."""
+    if is_lock_conflict(exc):
+        return Busy()
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    return exc
+
+
 def exception_handler(exc, context):
+    exc = _translated(exc)
     if isinstance(exc, ServiceError):
         set_rollback()
-        return error_response(exc.code, exc.message, exc.detail, exc.status)
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Busy) else None
+        return error_response(exc.code, exc.message, exc.detail, exc.status, headers)
     if not isinstance(exc, exceptions.APIException):
         return None
 
