@@ -140,19 +140,30 @@ running() {
   [ "${stat:0:1}" != Z ]
 }
 
-# end_pids SIGNAL PID...: send SIGNAL, wait up to 10 s, then SIGKILL what is left.
+# end_pids SIGNAL PID...: send SIGNAL, wait up to 10 s, then SIGKILL what is left and wait until it is gone.
+# A QEMU blocked on its disk (a busy machine's I/O) dies only when the I/O returns: one left running would be
+# taken up again by the host's next libvirtd, as if the host had never lost it (seen in the HA drill).
 end_pids() {
-  local signal=$1 pid left
+  local signal=$1
   shift
   [ $# -gt 0 ] || return 0
   kill "-$signal" "$@" 2>/dev/null || true
-  for _ in $(seq 200); do
-    left=()
-    for pid in "$@"; do running "$pid" && left+=("$pid"); done
-    [ ${#left[@]} -eq 0 ] && return 0
+  pids_wait 200 "$@" && return 0
+  kill -KILL "${LEFT[@]}" 2>/dev/null || true
+  pids_wait 1200 "${LEFT[@]}" || note "still running 60 s after SIGKILL: ${LEFT[*]}"
+}
+
+# pids_wait TICKS PID...: wait up to TICKS x 50 ms for the processes to end; LEFT: those still running.
+pids_wait() {
+  local ticks=$1 pid
+  shift
+  for _ in $(seq "$ticks"); do
+    LEFT=()
+    for pid in "$@"; do running "$pid" && LEFT+=("$pid"); done
+    [ ${#LEFT[@]} -eq 0 ] && return 0
     sleep 0.05
   done
-  kill -KILL "${left[@]}" 2>/dev/null || true
+  return 1
 }
 
 # --- up --------------------------------------------------------------------------------------
