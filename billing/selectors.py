@@ -6,12 +6,14 @@ issues invoices); the system admin sees every tenant's; a teacher sees the usage
 of the courses they teach (no invoices, no price plans); a student sees nothing.
 """
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+from django.core.cache import cache
 from django.db.models import DecimalField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -395,8 +397,31 @@ def month_drafts(tenants, *, now: datetime | None = None) -> list:
     ]
 
 
+# How long a running estimate is kept for the same tenants: it prices the month's usage of every tenant whose
+# bills the reader reads (a query that grows with the month), and the dashboard and the usage page ask for it
+# on every visit. A kept estimate lacks at most what was used in these seconds; budgets are never read from it.
+ESTIMATE_SECONDS = 30
+
+
 def estimate_for(user, *, now=None) -> list:
-    return month_drafts(billing_tenants_for(user).order_by("path"), now=now)
+    """This month's running estimate of each tenant whose bills ``user`` reads, by path.
+
+    Without ``now`` it is kept ESTIMATE_SECONDS per month and set of tenants: readers of the same bills
+    share it, no one is given another set's."""
+    tenants = billing_tenants_for(user).order_by("path")
+    if now is not None:
+        return month_drafts(tenants, now=now)
+    tenants = list(tenants)
+    if not tenants:
+        return []
+    month = timezone.localdate().replace(day=1)
+    key = f"billing-estimate:{month:%Y-%m}:" + ",".join(str(t.pk) for t in tenants)
+    key = "billing-estimate:" + hashlib.sha256(key.encode()).hexdigest()
+    drafts = cache.get(key)
+    if drafts is None:
+        drafts = month_drafts(tenants)
+        cache.set(key, drafts, ESTIMATE_SECONDS)
+    return drafts
 
 
 def budget_spent(budget: Budget, *, now=None) -> Decimal:

@@ -68,7 +68,14 @@ def usage(request):
     return render(
         request,
         "billing/usage.html",
-        {"form": form, "report": report, "daily": daily, "estimates": estimates, "section": "usage"},
+        {
+            "form": form,
+            "report": report,
+            "daily": daily,
+            "estimates": estimates,
+            "estimate_seconds": selectors.ESTIMATE_SECONDS,
+            "section": "usage",
+        },
     )
 
 
