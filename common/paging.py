@@ -27,6 +27,7 @@ from functools import cached_property
 from django.core import paginator
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
+from django.db import connections
 from django.db.models import QuerySet
 
 LARGE_COUNT = 5000
@@ -40,28 +41,47 @@ def query_key(prefix: str, queryset: QuerySet) -> str | None:
         sql, params = queryset.query.sql_with_params()
     except EmptyResultSet:
         return None
-    return f"{prefix}:" + hashlib.sha256(f"{queryset.db}|{sql}|{params!r}".encode()).hexdigest()
+    return _sql_key(prefix, queryset.db, sql, params)
+
+
+def _sql_key(prefix: str, db: str, sql: str, params) -> str:
+    return f"{prefix}:" + hashlib.sha256(f"{db}|{sql}|{params!r}".encode()).hexdigest()
 
 
 def row_count(queryset) -> int:
-    """The number of rows: exact up to LARGE_COUNT, and for larger sets at most COUNT_SECONDS old."""
+    """The number of rows: exact up to LARGE_COUNT, and for larger sets at most COUNT_SECONDS old.
+
+    The keys' SQL is compiled once: it is the cache key and, wrapped, the count of at most LARGE_COUNT + 1
+    rows (compiling a list's visibility filter is a good part of a list's time)."""
     if not isinstance(queryset, QuerySet):
         return len(queryset)
-    unordered = queryset.order_by()
-    key = query_key("paging-count", unordered)
-    if key is None:
+    if queryset.query.is_sliced:
+        return queryset.count()
+    counted = queryset.order_by()
+    keys_only = not counted.query.combinator and not counted.query.distinct
+    if keys_only:
+        # The keys alone: the joins of select_related and annotations (a pool's seat counts) are neither
+        # compiled nor worked out for rows only counted.
+        counted = counted.values("pk")
+    try:
+        sql, params = counted.query.sql_with_params()
+    except EmptyResultSet:
         return 0
-    counted = cache.get(key)
-    if counted is not None:
-        return counted
-    if not unordered.query.combinator and not unordered.query.distinct:
-        # The keys alone: annotations (a pool's seat counts) are not worked out for rows only counted.
-        unordered = unordered.values("pk")
-    counted = unordered[: LARGE_COUNT + 1].count()
-    if counted > LARGE_COUNT:
-        counted = unordered.count()
-        cache.set(key, counted, COUNT_SECONDS)
-    return counted
+    key = _sql_key("paging-count", counted.db, sql, params)
+    number = cache.get(key)
+    if number is not None:
+        return number
+    if keys_only:  # one column: the compiled SQL is counted as it stands (its values stay parameters)
+        bounded = f"SELECT COUNT(*) FROM ({sql} LIMIT %s) counted"  # noqa: S608 - Django's own compiled SQL
+        with connections[counted.db].cursor() as cursor:
+            cursor.execute(bounded, [*params, LARGE_COUNT + 1])
+            number = cursor.fetchone()[0]
+    else:
+        number = counted[: LARGE_COUNT + 1].count()
+    if number > LARGE_COUNT:
+        number = counted.count()
+        cache.set(key, number, COUNT_SECONDS)
+    return number
 
 
 def page_rows(queryset, bottom: int, top: int, read: Callable[[QuerySet], QuerySet] | None = None) -> list:

@@ -98,8 +98,10 @@ class DesktopSerializer(FastReadMixin, serializers.ModelSerializer):
         nics = prefetched[obj.pk] if prefetched is not None and obj.pk in prefetched else None
         if nics is None:
             nics = selectors.desktop_nics([obj.pk])[obj.pk]
-        # One NIC serializer for the whole page, not a new list serializer per row.
-        child = self.__dict__.setdefault("_nic_serializer", DesktopNicSerializer())
+        # One NIC serializer for the whole page, not a new one per row.
+        child = self.__dict__.get("_nic_serializer")
+        if child is None:
+            child = self.__dict__["_nic_serializer"] = DesktopNicSerializer()
         return [child.to_representation(nic) for nic in nics]
 
 

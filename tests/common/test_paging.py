@@ -81,3 +81,25 @@ def test_a_count_leaves_the_rows_annotations_out(memberships):
     with CaptureQueriesContext(connection) as queries:
         assert row_count(annotated) == 23
     assert len(queries) == 1 and "-annotated-" not in queries[0]["sql"]
+
+
+def test_a_count_joins_nothing_the_rows_select_related(memberships):
+    from common.paging import row_count
+
+    with CaptureQueriesContext(connection) as queries:
+        assert row_count(memberships) == 23
+    assert len(queries) == 1
+    assert "JOIN" not in queries[0]["sql"] and "LIMIT" in queries[0]["sql"]  # bounded, the keys alone
+
+
+@pytest.mark.parametrize("large", [1000, 5])
+def test_distinct_union_and_sliced_sets_are_counted_right(memberships, monkeypatch, large):
+    from common import paging
+
+    monkeypatch.setattr(paging, "LARGE_COUNT", large)
+    users = memberships.values("user__username")
+    assert paging.row_count(memberships.values("tenant").distinct()) == 1
+    assert paging.row_count(users.union(users)) == 23  # a union drops duplicates
+    assert paging.row_count(users.union(users, all=True)) == 46
+    assert paging.row_count(memberships[:7]) == 7
+    assert paging.row_count(memberships.filter(user__username="nobody")) == 0
