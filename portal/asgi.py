@@ -9,9 +9,10 @@ applies to the Celery workers and to the WSGI entry point): under ASGI, Django r
 sync code on a thread of its own, and a connection belongs to its thread, so a "persistent"
 connection is never reused: it stays open after its request, unreachable, until the garbage
 collector happens to free it. Measured under uvicorn with CONN_MAX_AGE=60: 60 concurrent requests
-left 60 connections open 40 s later; a class start of 300 students passes MariaDB's default
-max_connections (151) within seconds. Django's documentation says as much: disable persistent
-connections under ASGI. Each request opens and closes its own connection instead (a few milliseconds on loopback).
+left 60 connections open 40 s later, so a class start (hundreds of students' requests in a minute)
+would pass MariaDB's default max_connections (151). Django's documentation says as much: disable
+persistent connections under ASGI. Each request opens and closes its own connection instead (a few
+milliseconds on loopback).
 """
 
 import os
