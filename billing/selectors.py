@@ -415,8 +415,8 @@ def estimate_for(user, *, now=None) -> list:
     if not tenants:
         return []
     month = timezone.localdate().replace(day=1)
-    key = f"billing-estimate:{month:%Y-%m}:" + ",".join(str(t.pk) for t in tenants)
-    key = "billing-estimate:" + hashlib.sha256(key.encode()).hexdigest()
+    which = f"{month:%Y-%m}:" + ",".join(str(t.pk) for t in tenants)
+    key = "billing-estimate:" + hashlib.sha256(which.encode()).hexdigest()
     drafts = cache.get(key)
     if drafts is None:
         drafts = month_drafts(tenants)
